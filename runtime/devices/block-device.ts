@@ -1,0 +1,45 @@
+/**
+ * The one block-device shape every layer speaks. Files, memory, fault injectors and later engines
+ * (clone, mirror, remote) are all BlockDevices, and layers wrap a device and are devices
+ * themselves, like nbdkit filters over `next`.
+ *
+ * Contract (checked by test/conformance/device-suite.ts for every implementation):
+ * - Offsets and lengths are non-negative safe integers, multiples of `logicalBlockBytes`, and the
+ *   range lies inside `[0, sizeBytes)`; anything else is a BlockError (ERANGE, EINVAL) raised before
+ *   any byte moves: never a silent clamp, never a partial write.
+ * - `read` fills the whole target or throws. `write` writes all bytes or throws.
+ * - Durability: a completed `write` is visible to later reads but may sit in a volatile cache;
+ *   it is durable once a later `flush()` resolves (fdatasync for files), or at once when written
+ *   with `{ fua: true }`. Nothing else promises durability.
+ * - Callers check `canWrite` / `canDiscard` instead of catching errors; the calls still refuse
+ *   with EROFS / ENOTSUP when misused.
+ * - After `close()` every call fails with EBADF; close is idempotent.
+ */
+export type DiscardOutcome =
+  /** Space released; the range now reads as zeros. */
+  | 'punched'
+  /** The host cannot release space, so zeros were written instead; the range reads as zeros. */
+  | 'zeroed';
+
+export interface WriteOptions {
+  /** Force Unit Access: the write is durable when the promise resolves. */
+  fua?: boolean;
+}
+
+export interface BlockDevice {
+  /** For errors and logs: a path, a URL or an engine name. */
+  readonly name: string;
+  readonly sizeBytes: number;
+  /** I/O offsets and lengths must be multiples of this (a power of two, >= 1). */
+  readonly logicalBlockBytes: number;
+  readonly canWrite: boolean;
+  readonly canDiscard: boolean;
+
+  read(offsetBytes: number, target: Uint8Array): Promise<void>;
+  write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
+  /** Make every write completed before this call durable. */
+  flush(): Promise<void>;
+  /** Forget the range; afterwards it reads as zeros. Says whether space was released. */
+  discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome>;
+  close(): Promise<void>;
+}
