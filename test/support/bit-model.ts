@@ -74,3 +74,72 @@ export function crc32cReference(bytes: Uint8Array, seed = 0): number {
   }
   return ~crc >>> 0;
 }
+
+/** A model for large sparse bitmaps: the sorted set positions (or clear ones, `inverted`). */
+export class SparseModel {
+  readonly positions: number[];
+
+  constructor(
+    readonly bitCount: number,
+    positions: Iterable<number>,
+    readonly inverted = false,
+  ) {
+    this.positions = [...new Set(positions)].sort((a, b) => a - b);
+  }
+
+  /** Index of the first listed position >= bit. */
+  private lowerBound(bit: number): number {
+    let lo = 0;
+    let hi = this.positions.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.positions[mid]! < bit) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** First listed position in [from, last], or -1. */
+  nextListed(from: number, last: number): number {
+    const at = this.positions[this.lowerBound(from)];
+    return at !== undefined && at <= last ? at : -1;
+  }
+
+  /** First unlisted position in [from, last], or -1. */
+  nextUnlisted(from: number, last: number): number {
+    let bit = from;
+    for (let i = this.lowerBound(from); bit <= last && this.positions[i] === bit; i++) bit++;
+    return bit <= last ? bit : -1;
+  }
+
+  listedIn(first: number, last: number): number {
+    return this.lowerBound(last + 1) - this.lowerBound(first);
+  }
+
+  next(from: number, last: number, value: boolean): number {
+    return value !== this.inverted ? this.nextListed(from, last) : this.nextUnlisted(from, last);
+  }
+
+  count(first: number, last: number): number {
+    const listed = this.listedIn(first, last);
+    return this.inverted ? last - first + 1 - listed : listed;
+  }
+
+  nextRun(from: number, last: number, value: boolean, maxLength: number): { start: number; length: number } | null {
+    const start = this.next(from, last, value);
+    if (start < 0) return null;
+    const limit = Math.min(last, start + maxLength - 1);
+    const end = this.next(start, limit, !value);
+    return { start, length: (end < 0 ? limit + 1 : end) - start };
+  }
+
+  toBytes(): Uint8Array {
+    const bytes = new Uint8Array(Math.ceil(this.bitCount / 64) * 8);
+    if (this.inverted) {
+      bytes.fill(0xff);
+      for (let bit = this.bitCount; bit < bytes.length * 8; bit++) bytes[bit >>> 3]! &= ~(1 << (bit & 7));
+    }
+    for (const bit of this.positions) bytes[bit >>> 3]! ^= 1 << (bit & 7);
+    return bytes;
+  }
+}
