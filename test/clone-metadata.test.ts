@@ -8,6 +8,7 @@ import { FaultDevice } from '../runtime/devices/fault-device.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
+import { expectCode } from './support/expect-code.ts';
 
 const meta = suite('clone metadata');
 const noFlush = async () => {};
@@ -17,17 +18,6 @@ function memory(sizeBytes = metadataBlocksFor(100_000) * METADATA_BLOCK_BYTES): 
   return new MemoryDevice({ sizeBytes, logicalBlockBytes: 512 });
 }
 
-async function code(promise: Promise<unknown>, expected: string, text?: RegExp): Promise<void> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.instance(error, BlockError, String(error));
-    assert.is((error as BlockError).code, expected, String(error));
-    if (text) assert.match((error as Error).message, text);
-    return;
-  }
-  assert.unreachable(`expected ${expected}`);
-}
 
 async function snapshot(device: BlockDevice): Promise<Uint8Array> {
   const bytes = new Uint8Array(device.sizeBytes);
@@ -73,17 +63,17 @@ meta('re-open with another region size or target size is refused, and nothing is
   const device = memory();
   (await CloneMetadata.open(device, GEOMETRY)).close();
   const bytes = await snapshot(device);
-  await code(CloneMetadata.open(device, { ...GEOMETRY, regionSectors: 16 }), 'EINVAL', /region size 8/);
-  await code(CloneMetadata.open(device, { ...GEOMETRY, targetSectors: GEOMETRY.targetSectors - 8 }), 'EINVAL', /target of/);
+  await expectCode(CloneMetadata.open(device, { ...GEOMETRY, regionSectors: 16 }), 'EINVAL', /region size 8/);
+  await expectCode(CloneMetadata.open(device, { ...GEOMETRY, targetSectors: GEOMETRY.targetSectors - 8 }), 'EINVAL', /target of/);
   assert.ok(Buffer.from(await snapshot(device)).equals(bytes));
 });
 
 meta('too small, foreign and corrupt metadata devices are refused without writes', async () => {
-  await code(CloneMetadata.open(memory(16 * 1024), GEOMETRY), 'EINVAL', /too small/);
+  await expectCode(CloneMetadata.open(memory(16 * 1024), GEOMETRY), 'EINVAL', /too small/);
   const foreign = memory();
   await foreign.write(0, new Prng(3).fill(new Uint8Array(4096)));
   const before = await snapshot(foreign);
-  await code(CloneMetadata.open(foreign, GEOMETRY), 'EINVAL', /not clone metadata or corrupt/);
+  await expectCode(CloneMetadata.open(foreign, GEOMETRY), 'EINVAL', /not clone metadata or corrupt/);
   assert.ok(Buffer.from(await snapshot(foreign)).equals(before));
   // A formatted device whose committed bitmap block is damaged in both slots.
   const damaged = memory();
@@ -94,7 +84,7 @@ meta('too small, foreign and corrupt metadata devices are refused without writes
   const junk = new Uint8Array(512).fill(0xa5);
   await damaged.write(bitmapSlotBlock(0, 0) * METADATA_BLOCK_BYTES + 1024, junk);
   await damaged.write(bitmapSlotBlock(0, 1) * METADATA_BLOCK_BYTES + 1024, junk);
-  await code(CloneMetadata.open(damaged, GEOMETRY), 'EIO', /bitmap block 0/);
+  await expectCode(CloneMetadata.open(damaged, GEOMETRY), 'EIO', /bitmap block 0/);
 });
 
 meta('a commit that dies at any write leaves the previous commit intact (seeded)', async () => {

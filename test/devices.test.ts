@@ -17,6 +17,7 @@ import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { BlockError, type BlockErrorCode } from '../runtime/errors.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { deviceConformance, type DeviceFactory } from './conformance/device-suite.ts';
+import { expectCode } from './support/expect-code.ts';
 
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-devices-'));
 let fileCount = 0;
@@ -322,17 +323,6 @@ test('close waits for many async requests in flight', async () => {
 
 test.run();
 
-async function expectCode(pending: Promise<unknown>, code: BlockErrorCode): Promise<BlockError> {
-  try {
-    await pending;
-  } catch (error) {
-    assert.instance(error, BlockError, String(error));
-    assert.is((error as BlockError).code, code, (error as BlockError).message);
-    return error as BlockError;
-  }
-  assert.unreachable(`resolved, expected ${code}`);
-  throw new Error('unreachable');
-}
 
 function nodeWrite(fd: number, data: Uint8Array, lengthBytes: number, positionBytes: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, data, 0, lengthBytes, positionBytes, (error, written) => (error ? reject(error) : resolve(written))));

@@ -11,6 +11,7 @@ import { FaultDevice, type FaultRule } from '../runtime/devices/fault-device.ts'
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { BlockError, type BlockErrorCode } from '../runtime/errors.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
+import { expectCode } from './support/expect-code.ts';
 
 const BLOCK_BYTES = 512;
 const SIZE_BYTES = 64 * 1024;
@@ -213,14 +214,3 @@ test('a read-only inner device stays read-only through the layer', async () => {
 
 test.run();
 
-async function expectCode(pending: Promise<unknown>, code: BlockErrorCode): Promise<BlockError> {
-  try {
-    await pending;
-  } catch (error) {
-    assert.instance(error, BlockError, String(error));
-    assert.is((error as BlockError).code, code, (error as BlockError).message);
-    return error as BlockError;
-  }
-  assert.unreachable(`resolved, expected ${code}`);
-  throw new Error('unreachable');
-}

@@ -4,6 +4,7 @@ import { HttpDevice } from '../runtime/devices/http-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { Prng } from '../runtime/prng.ts';
 import { RangeServer } from './support/range-server.ts';
+import { expectCode } from './support/expect-code.ts';
 
 const SIZE_BYTES = 1 << 20;
 const image = new Prng(99).fill(new Uint8Array(SIZE_BYTES));
@@ -17,17 +18,6 @@ async function serve(options = {}, content = image): Promise<RangeServer> {
   return server;
 }
 
-async function expectCode(promise: Promise<unknown>, code: string, text?: RegExp): Promise<BlockError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.instance(error, BlockError);
-    assert.is((error as BlockError).code, code, String(error));
-    if (text) assert.match((error as Error).message, text);
-    return error as BlockError;
-  }
-  throw new Error(`expected ${code}`);
-}
 
 http.after.each(async () => {
   for (const server of servers.splice(0)) await server.stop();
