@@ -1,7 +1,9 @@
 /**
  * A small HTTP server on 127.0.0.1 serving one in-memory image, for HttpDevice and clone tests.
  * Modes: honest Range support; `noRanges` (always 200 with the whole body); `failEvery` N (every
- * Nth request answers 503); `dropEvery` N (every Nth request's socket is destroyed).
+ * Nth request answers 503; 1 means every request, retries included); `dropEvery` N (every Nth request's socket is destroyed). The
+ * intermittent modes act only on the first request for a given range, so a client that retries
+ * always gets through: the failure pattern is deterministic, and tests cannot flake.
  * `content` may be swapped to simulate a source that changes under a reader.
  */
 import { createServer, type Server } from 'node:http';
@@ -16,6 +18,7 @@ export interface RangeServerOptions {
 
 export class RangeServer {
   requestCount = 0;
+  private readonly rangesSeen = new Set<string>();
   private server: Server | undefined;
   url = '';
 
@@ -24,11 +27,17 @@ export class RangeServer {
   async start(): Promise<string> {
     this.server = createServer((request, response) => {
       const n = ++this.requestCount;
-      if (this.options.dropEvery && n % this.options.dropEvery === 0) {
+      const firstTry = !this.rangesSeen.has(request.headers.range ?? '');
+      this.rangesSeen.add(request.headers.range ?? '');
+      if (this.options.failEvery === 1) {
+        response.writeHead(503).end('down');
+        return;
+      }
+      if (firstTry && this.options.dropEvery && n % this.options.dropEvery === 0) {
         request.socket.destroy();
         return;
       }
-      if (this.options.failEvery && n % this.options.failEvery === 0) {
+      if (firstTry && this.options.failEvery && n % this.options.failEvery === 0) {
         response.writeHead(503).end('busy');
         return;
       }
