@@ -63,7 +63,7 @@ export class CloneMetadata {
   commitCount = 0;
 
   private constructor(
-    private readonly device: BlockDevice,
+    readonly device: BlockDevice,
     private readonly crc32c: Crc32c,
     private readonly superblock: Superblock,
     private bits: RegionBitmap | null,
@@ -99,6 +99,11 @@ export class CloneMetadata {
 
   get changed(): boolean {
     return this.dirty.size > 0;
+  }
+
+  /** A commit is running (its snapshot may hold bits that are not durable yet). */
+  get isCommitting(): boolean {
+    return this.committing !== null;
   }
 
   get usage(): MetadataUsage {

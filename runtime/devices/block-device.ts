@@ -19,7 +19,9 @@ export type DiscardOutcome =
   /** Space released; the range now reads as zeros. */
   | 'punched'
   /** The host cannot release space, so zeros were written instead; the range reads as zeros. */
-  | 'zeroed';
+  | 'zeroed'
+  /** Taken as a hint only (see `discardZeroes`): nothing released, contents unspecified. */
+  | 'ignored';
 
 export interface WriteOptions {
   /** Force Unit Access: the write is durable when the promise resolves. */
@@ -34,12 +36,18 @@ export interface BlockDevice {
   readonly logicalBlockBytes: number;
   readonly canWrite: boolean;
   readonly canDiscard: boolean;
+  /**
+   * True: a discarded range reads as zeros afterwards (files, memory). False: discard is a hint
+   * and the range's contents are unspecified afterwards, like NBD's TRIM (a clone, whose partial
+   * regions are left alone). Callers that need zeros must write them when this is false.
+   */
+  readonly discardZeroes: boolean;
 
   read(offsetBytes: number, target: Uint8Array): Promise<void>;
   write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   /** Make every write completed before this call durable. */
   flush(): Promise<void>;
-  /** Forget the range; afterwards it reads as zeros. Says whether space was released. */
+  /** Forget the range (see `discardZeroes`). Says whether space was released. */
   discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome>;
   close(): Promise<void>;
 }

@@ -51,6 +51,7 @@ export class FaultDevice implements BlockDevice {
   readonly logicalBlockBytes: number;
   readonly canWrite: boolean;
   readonly canDiscard: boolean;
+  readonly discardZeroes: boolean;
   readonly seed: number;
   /** Valid requests seen, per op. */
   readonly seen: FaultCounters = { read: 0, write: 0, flush: 0, discard: 0 };
@@ -67,6 +68,7 @@ export class FaultDevice implements BlockDevice {
     this.logicalBlockBytes = inner.logicalBlockBytes;
     this.canWrite = inner.canWrite;
     this.canDiscard = inner.canDiscard;
+    this.discardZeroes = inner.discardZeroes;
     this.seed = options.seed;
     this.prng = new Prng(options.seed);
     for (const rule of options.rules ?? []) this.addRule(rule);

@@ -77,6 +77,7 @@ export class FileDevice implements BlockDevice {
   readonly logicalBlockBytes: number;
   readonly canWrite: boolean;
   readonly canDiscard: boolean;
+  readonly discardZeroes = true;
   readonly io: FileIoMode;
   /** What the last non-empty discard did; undefined before the first. */
   discardMode: DiscardOutcome | undefined;

@@ -65,6 +65,7 @@ function sleep(ms: number): Promise<void> {
 export class HttpDevice implements BlockDevice {
   readonly canWrite = false;
   readonly canDiscard = false;
+  readonly discardZeroes = false;
   private readonly gate = new OpGate();
   private readonly slots: Semaphore;
   /** Requests made, retries done: for status and tests. */

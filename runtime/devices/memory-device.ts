@@ -34,6 +34,7 @@ export class MemoryDevice implements BlockDevice {
   readonly logicalBlockBytes: number;
   readonly canWrite: boolean;
   readonly canDiscard: boolean;
+  readonly discardZeroes = true;
   /** What discard does on this device. */
   readonly discardMode: DiscardOutcome = 'punched';
   private readonly pages = new Map<number, Uint8Array>();

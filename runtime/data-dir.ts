@@ -1,0 +1,54 @@
+/**
+ * Device names resolve inside one data directory, and nowhere else. A name is a relative path of
+ * plain segments ([A-Za-z0-9._-], no empty, "." or ".." segment, no leading "/"); after symlinks
+ * are resolved (realpath of the deepest existing ancestor) the result must still lie inside the
+ * data directory's own realpath, so a symlink planted in the directory cannot point outside it.
+ * Refusals are BlockError EINVAL (malformed) or EACCES-like EINVAL naming the name.
+ */
+import { realpathSync } from 'node:fs';
+import { dirname, join, relative, sep, isAbsolute } from 'node:path';
+import { BlockError } from './errors.ts';
+
+const SEGMENT = /^[A-Za-z0-9._-]{1,255}$/;
+export const NAME_BYTES_MAX = 1024;
+
+export function checkDeviceName(name: unknown, field = 'name'): string {
+  if (typeof name !== 'string' || name.length === 0) throw new BlockError('EINVAL', `${field} must be a non-empty string`);
+  if (name.length > NAME_BYTES_MAX) throw new BlockError('EINVAL', `${field} is longer than ${NAME_BYTES_MAX} characters`);
+  if (isAbsolute(name) || name.startsWith('/')) throw new BlockError('EINVAL', `${field} "${name}" must be relative to the data directory`);
+  for (const segment of name.split('/')) {
+    if (segment === '.' || segment === '..' || !SEGMENT.test(segment)) {
+      throw new BlockError('EINVAL', `${field} "${name}" may hold only letters, digits, ".", "_", "-" and "/" between segments, and no "." or ".." segment`);
+    }
+  }
+  return name;
+}
+
+/** Deepest existing ancestor's realpath, joined with the rest: where `path` really points. */
+function realpathOfNearest(path: string): string {
+  let existing = path;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return join(realpathSync(existing), ...rest.reverse());
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error;
+      const parent = dirname(existing);
+      if (parent === existing) throw error;
+      rest.push(existing.slice(parent.length + 1));
+      existing = parent;
+    }
+  }
+}
+
+/** The absolute path of device `name` inside `dataDir`, refusing anything that escapes it. */
+export function resolveDevicePath(dataDir: string, name: unknown, field = 'name'): string {
+  const checked = checkDeviceName(name, field);
+  const root = realpathSync(dataDir);
+  const real = realpathOfNearest(join(root, checked));
+  const inside = relative(root, real);
+  if (inside === '' || inside.startsWith('..') || isAbsolute(inside) || inside.split(sep)[0] === '..') {
+    throw new BlockError('EINVAL', `${field} "${checked}" resolves outside the data directory`);
+  }
+  return real;
+}
