@@ -1,0 +1,71 @@
+/**
+ * Opens a clone from its table line, with devices named inside one data directory:
+ *   [0 <length>] clone <metadata dev> <destination dev> <source dev> <region size> [...]
+ * The metadata and destination devices must exist (create them first, e.g. sparse files); the
+ * source is opened read-only, from the data directory or, for an http(s) URL, over Range
+ * requests. Every check (table syntax, names, sizes, metadata format) runs before anything is
+ * written; on any refusal every device opened so far is closed again and nothing was written.
+ */
+import type { BlockDevice } from '../devices/block-device.ts';
+import { FileDevice } from '../devices/file-device.ts';
+import { HttpDevice, type HttpDeviceOptions } from '../devices/http-device.ts';
+import { resolveDevicePath } from '../data-dir.ts';
+import { BlockError } from '../errors.ts';
+import { CloneDevice, type CloneOptions } from './clone-device.ts';
+import { parseCloneTable, TableError, type CloneTable } from './table.ts';
+
+export interface OpenTableOptions extends Pick<CloneOptions, 'commitIntervalMs' | 'maxConsecutiveCopyFailures' | 'name'> {
+  http?: HttpDeviceOptions;
+}
+
+export function isUrl(name: string): boolean {
+  return /^https?:\/\//i.test(name);
+}
+
+async function openNamed(dataDir: string, name: string, field: string, readOnly: boolean, http: HttpDeviceOptions | undefined): Promise<BlockDevice> {
+  if (isUrl(name)) {
+    if (!readOnly) throw new TableError(field, 'only the source may be a URL');
+    return HttpDevice.open(name, http);
+  }
+  let path: string;
+  try {
+    path = resolveDevicePath(dataDir, name, field);
+  } catch (error) {
+    throw new TableError(field, (error as Error).message.replace(/^EINVAL: /, ''));
+  }
+  try {
+    return await FileDevice.open(path, { readOnly });
+  } catch (error) {
+    if (error instanceof BlockError && error.code === 'ENOENT') throw new TableError(field, `device "${name}" does not exist in the data directory`);
+    throw error;
+  }
+}
+
+export async function openCloneFromTable(dataDir: string, line: string, options: OpenTableOptions = {}): Promise<CloneDevice> {
+  const table: CloneTable = parseCloneTable(line);
+  const names = [table.metadataDevice, table.destinationDevice, table.sourceDevice];
+  if (new Set(names).size !== names.length) throw new TableError('table', 'the metadata, destination and source devices must be three different devices');
+  const opened: BlockDevice[] = [];
+  try {
+    const source = await openNamed(dataDir, table.sourceDevice, 'source dev', true, options.http);
+    opened.push(source);
+    const destination = await openNamed(dataDir, table.destinationDevice, 'destination dev', false, options.http);
+    opened.push(destination);
+    const metadata = await openNamed(dataDir, table.metadataDevice, 'metadata dev', false, options.http);
+    opened.push(metadata);
+    return await CloneDevice.open({
+      metadata, destination, source,
+      regionSectors: table.regionSectors,
+      targetSectors: table.targetSectors,
+      features: table.features,
+      hydrationThreshold: table.hydrationThreshold,
+      hydrationBatchSize: table.hydrationBatchSize,
+      commitIntervalMs: options.commitIntervalMs,
+      maxConsecutiveCopyFailures: options.maxConsecutiveCopyFailures,
+      name: options.name,
+    });
+  } catch (error) {
+    await Promise.allSettled(opened.map((device) => device.close()));
+    throw error;
+  }
+}
