@@ -164,6 +164,22 @@ export class CloneDevice implements BlockDevice {
     return this.metadata.hydratedCount === this.regionCount;
   }
 
+  /** Resolves once every region is hydrated (at once if they are); rejects if hydration stops on errors. */
+  whenHydrated(): Promise<void> {
+    if (this.isHydrated) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const off = this.events.on((event) => {
+        if (event.type === 'hydration-complete') {
+          off();
+          resolve();
+        } else if (event.type === 'hydration-stopped') {
+          off();
+          reject(new BlockError('EIO', `hydration stopped: ${event.error}`, { device: this.name }));
+        }
+      });
+    });
+  }
+
   // ---- user I/O ----
 
   async read(offsetBytes: number, target: Uint8Array): Promise<void> {

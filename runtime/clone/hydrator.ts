@@ -48,6 +48,8 @@ export class Hydrator {
   lastError: unknown = null;
   /** Set when stopped after too many failures; cleared by resume(). */
   failed = false;
+  /** Wakes the loop (and idle()) after one of its copies has finished and been counted. */
+  private wakeups: Array<() => void> = [];
 
   constructor(private readonly host: HydrationHost, private readonly maxConsecutiveFailures: number) {}
 
@@ -81,8 +83,19 @@ export class Hydrator {
   async idle(): Promise<void> {
     while (this.running || this.inFlightRegions > 0) {
       if (this.running) await this.running;
-      else await this.host.regionOps.anySettled();
+      else await this.copyFinished();
     }
+  }
+
+  /** Resolves after the next of this loop's copies is finished and counted. */
+  private copyFinished(): Promise<void> {
+    return new Promise((resolve) => this.wakeups.push(resolve));
+  }
+
+  private notify(): void {
+    const wakeups = this.wakeups;
+    this.wakeups = [];
+    for (const wake of wakeups) wake();
   }
 
   private async loop(): Promise<void> {
@@ -95,7 +108,7 @@ export class Hydrator {
           host.complete();
           return;
         }
-        await host.regionOps.anySettled();
+        await this.copyFinished();
         continue;
       }
       if (host.userBusy()) {
@@ -104,13 +117,13 @@ export class Hydrator {
       }
       const room = host.threshold() - this.inFlightRegions;
       if (room <= 0) {
-        await host.regionOps.anySettled();
+        await this.copyFinished();
         continue;
       }
       const start = this.pick(bitmap);
       if (start < 0) {
-        // Every unhydrated region is being copied or overwritten right now.
-        await host.regionOps.anySettled();
+        // Every unhydrated region is being copied or overwritten right now (by us or by users).
+        await Promise.race([host.regionOps.anySettled(), this.copyFinished()]);
         continue;
       }
       const limit = Math.min(host.batchSize(), room);
@@ -147,6 +160,7 @@ export class Hydrator {
     this.inFlightRegions += count;
     void this.host.copy(start, end).then((ok) => {
       this.inFlightRegions -= count;
+      this.notify();
       if (ok) {
         this.consecutiveFailures = 0;
         this.kick();
