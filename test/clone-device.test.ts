@@ -269,6 +269,29 @@ clone('source read errors fail the deferred write, and background hydration stop
   await c.close();
 });
 
+clone('destination write errors fail that I/O only; a destination flush error puts the clone in ro mode', async () => {
+  const r = rig();
+  const destination = new FaultDevice(r.destination, { seed: 9 });
+  const c = await CloneDevice.open({ ...r, destination, regionSectors: 8, features: ['no_hydration'] });
+  destination.addRule({ op: 'write', nth: 1, action: 'fail' });
+  await expectCode(c.write(512, new Uint8Array(512)), 'EIO', /hydration of region 0 failed/);
+  assert.is(c.hydratedRegions, 0, 'a failed copy leaves the region unhydrated');
+  destination.addRule({ op: 'write', nth: 2, action: 'tear' });
+  await expectCode(c.write(0, new Uint8Array(2 * REGION_BYTES)), 'EIO');
+  assert.is(c.hydratedRegions, 0, 'a torn whole-region write marks nothing');
+  await c.write(0, new Uint8Array(2 * REGION_BYTES).fill(4));
+  assert.is(c.hydratedRegions, 2);
+  assert.is(c.mode, 'rw');
+  destination.addRule({ op: 'flush', nth: destination.seen.flush + 1, action: 'fail' });
+  await expectCode(c.flush(), 'EIO');
+  assert.is(c.mode, 'ro');
+  assert.is(c.hydratedRegions, 0, 'back to the last commit');
+  const back = new Uint8Array(512);
+  await c.read(0, back);
+  assert.equal(back, r.image.subarray(0, 512), 'uncommitted regions read from the source again');
+  await c.close();
+});
+
 clone('the in-core bitmap is released once hydration completes', async () => {
   const c = await CloneDevice.open({ ...rig(), regionSectors: 8 });
   await c.events.next((e) => e.type === 'commit' && e.hydratedRegions === 256);
