@@ -17,6 +17,12 @@
  * - Generations never repeat: the next one is above every generation seen on disk, so a slot left
  *   by an aborted commit can never pass for committed. Blocks with such a slot are rewritten by
  *   the next commit.
+ * - The commit point never overwrites the current superblock: generation G goes to superblock slot
+ *   G % 2, so a commit whose next generation has the current slot's parity (after an aborted
+ *   commit used one up) skips a generation. A torn superblock write then falls back to the
+ *   current commit, whose bitmap slots this commit did not touch. Were the current superblock
+ *   overwritten, the fallback would be the commit before it, whose slots this commit may have
+ *   overwritten: no valid copy of those blocks, and the metadata would not open.
  */
 import { assert } from '../assert.ts';
 import { RegionBitmap } from '../bitmap.ts';
@@ -55,6 +61,8 @@ export class CloneMetadata {
   private readonly currentSlot: Uint8Array;
   private dirty = new Set<number>();
   private generation: number;
+  /** The superblock slot holding the committed generation (a commit point must not overwrite it). */
+  private superblockSlot: number;
   private nextGeneration: number;
   private committing: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
@@ -72,6 +80,7 @@ export class CloneMetadata {
   ) {
     this.currentSlot = currentSlot;
     this.generation = superblock.generation;
+    this.superblockSlot = superblock.blockNumber;
     this.nextGeneration = highestGeneration + 1;
     this.committedCount = superblock.hydratedCount;
   }
@@ -237,7 +246,8 @@ export class CloneMetadata {
     const blocks = [...this.dirty].sort((a, b) => a - b);
     const hydratedCount = this.hydratedCount;
     const images: Uint8Array[] = [];
-    const generation = this.nextGeneration;
+    let generation = this.nextGeneration;
+    if (generation % SUPERBLOCK_SLOTS === this.superblockSlot) generation++;
     if (this.bits !== null) {
       for (const index of blocks) {
         const image = new Uint8Array(METADATA_BLOCK_BYTES);
@@ -272,6 +282,7 @@ export class CloneMetadata {
     }
     for (const index of blocks) this.currentSlot[index] = 1 - this.currentSlot[index]!;
     this.generation = generation;
+    this.superblockSlot = generation % SUPERBLOCK_SLOTS;
     this.committedCount = hydratedCount;
     this.commitCount++;
   }
