@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { ensureTools } from '../scripts/ensure-tools.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -18,6 +19,10 @@ if (!name || !available.includes(name)) {
   console.error(`usage: npm run bench -- <name> [--runtimes node,bun,deno]; benchmarks: ${available.join(', ')}`);
   process.exit(2);
 }
+
+// Peers each benchmark measures against.
+const PEERS = { clone: ['qemu-img'], serve: ['nbdkit', 'nbdcopy', 'fio'] };
+ensureTools(PEERS[name] ?? []);
 
 const DENO_PERMISSIONS = ['--allow-read', '--allow-write', '--allow-env', '--allow-net', '--allow-ffi', '--allow-run', '--allow-sys'];
 const file = `bench/${name}.ts`;

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { ensureTools } from './ensure-tools.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = (name) => `${root}node_modules/.bin/${name}`;
@@ -43,6 +44,9 @@ const chosen = (process.env.BLOCKCORE_TEST_RUNTIMES || 'node,bun,deno').split(',
 const lines = [];
 let passedAll = 0;
 let failedAll = 0;
+
+// Real peers the tests drive (NBD clients, qemu): installed here when we are root.
+ensureTools(['nbdinfo', 'nbdcopy', 'qemu-img', 'qemu-io']);
 
 process.stdout.write('== typecheck (tsc --noEmit)\n');
 const typecheck = await runStreaming(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.json', '--noEmit']);

@@ -1,0 +1,44 @@
+// Debian tools that tests and benchmarks drive as real peers. `ensureTools(names)` checks the
+// commands; when some are missing it installs their packages with apt-get if we are root, or
+// stops with the exact install line. Used by scripts/test.mjs and bench/run.mjs.
+import { spawnSync } from 'node:child_process';
+
+/** Command → Debian package. */
+export const TOOL_PACKAGES = {
+  nbdinfo: 'libnbd-bin',
+  nbdcopy: 'libnbd-bin',
+  'qemu-img': 'qemu-utils',
+  'qemu-io': 'qemu-utils',
+  nbdkit: 'nbdkit',
+  fio: 'fio',
+};
+
+function has(command) {
+  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+}
+
+export function ensureTools(commands) {
+  const missing = commands.filter((command) => !has(command));
+  if (missing.length === 0) return;
+  const packages = [...new Set(missing.map((command) => TOOL_PACKAGES[command]))];
+  const line = `apt-get install -y ${packages.join(' ')}`;
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot) {
+    console.error(`missing ${missing.join(', ')}: install with\n  sudo apt-get update && sudo ${line}`);
+    process.exit(1);
+  }
+  console.log(`installing ${packages.join(' ')} (missing ${missing.join(', ')})`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update'], ['install', '-y', '--no-install-recommends', ...packages]]) {
+    const result = spawnSync('apt-get', args, { stdio: 'inherit', env });
+    if (result.status !== 0) {
+      console.error(`apt-get ${args.join(' ')} failed; install by hand with\n  ${line}`);
+      process.exit(1);
+    }
+  }
+  const still = commands.filter((command) => !has(command));
+  if (still.length) {
+    console.error(`still missing after install: ${still.join(', ')}`);
+    process.exit(1);
+  }
+}
