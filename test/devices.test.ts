@@ -11,7 +11,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FaultDevice } from '../runtime/devices/fault-device.ts';
-import { FileDevice, ZERO_CHUNK_BYTES, type FileIoMode } from '../runtime/devices/file-device.ts';
+import { FileDevice, SYNC_IO_MAX_BYTES, ZERO_CHUNK_BYTES, type FileIoMode } from '../runtime/devices/file-device.ts';
 import type { FileSyscalls } from '../runtime/devices/file-io.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { BlockError, type BlockErrorCode } from '../runtime/errors.ts';
@@ -153,6 +153,7 @@ test('discard writes zeros in bounded chunks when the host cannot punch', async 
   const data = new Prng(4).fill(new Uint8Array(8 * MiB));
   await device.write(0, data);
   await device.flush();
+  writeLengths.length = 0; // a write this large goes through the async path too; count only the discard's
   const blocksBefore = fs.statSync(filePath).blocks;
   const lengthBytes = 3 * MiB + 512;
   assert.is(await device.discard(512, lengthBytes), 'zeroed');
@@ -167,6 +168,26 @@ test('discard writes zeros in bounded chunks when the host cannot punch', async 
   const back = new Uint8Array(8 * MiB);
   await device.read(0, back);
   assert.ok(sameBytes(back, expected), 'range reads as zeros, the rest is intact');
+  await device.close();
+});
+
+test("io 'sync': small transfers run in the call, large ones (SYNC_IO_MAX_BYTES and up) go through the thread pool", async () => {
+  const used: string[] = [];
+  const device = await FileDevice.open(tempPath('sync-threshold'), {
+    create: { sizeBytes: 1 * MiB },
+    syscalls: {
+      readSync: (fd, target, lengthBytes, positionBytes) => (used.push(`readSync ${lengthBytes}`), fs.readSync(fd, target, 0, lengthBytes, positionBytes)),
+      writeSync: (fd, data, lengthBytes, positionBytes) => (used.push(`writeSync ${lengthBytes}`), fs.writeSync(fd, data, 0, lengthBytes, positionBytes)),
+      read: async (fd, target, lengthBytes, positionBytes) => (used.push(`read ${lengthBytes}`), fs.readSync(fd, target, 0, lengthBytes, positionBytes)),
+      write: async (fd, data, lengthBytes, positionBytes) => (used.push(`write ${lengthBytes}`), fs.writeSync(fd, data, 0, lengthBytes, positionBytes)),
+    },
+  });
+  const small = SYNC_IO_MAX_BYTES - 512;
+  await device.write(0, new Uint8Array(small).fill(1));
+  await device.write(0, new Uint8Array(SYNC_IO_MAX_BYTES).fill(2));
+  await device.read(0, new Uint8Array(small));
+  await device.read(0, new Uint8Array(SYNC_IO_MAX_BYTES));
+  assert.equal(used, [`writeSync ${small}`, `write ${SYNC_IO_MAX_BYTES}`, `readSync ${small}`, `read ${SYNC_IO_MAX_BYTES}`]);
   await device.close();
 });
 

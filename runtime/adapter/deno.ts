@@ -1,5 +1,8 @@
-/** Deno adapter: fallocate through Deno.dlopen (needs --allow-ffi; without it discards write zeros). */
-import { LIBC_PATH, punchWith, type RuntimeAdapter } from './types.ts';
+/**
+ * Deno adapter: fallocate and lseek through Deno.dlopen (needs --allow-ffi; without it discards
+ * write zeros and block status reports everything as data).
+ */
+import { LIBC_PATH, punchWith, seekWith, type RuntimeAdapter } from './types.ts';
 
 interface DenoFfi {
   version: { deno: string };
@@ -11,21 +14,29 @@ interface DenoFfi {
 const Deno = (globalThis as unknown as { Deno: DenoFfi }).Deno;
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
+type Lseek = (fd: number, off: number, whence: number) => number | bigint;
 
-function bindFallocate(): Fallocate | null {
+function bindLibc(): { fallocate: Fallocate; lseek: Lseek } | null {
   if (Deno.build.os !== 'linux') return null;
   try {
     const lib = Deno.dlopen(LIBC_PATH, {
       fallocate: { parameters: ['i32', 'i32', 'i64', 'i64'], result: 'i32' },
+      lseek: { parameters: ['i32', 'i64', 'i32'], result: 'i64' },
     });
-    return (fd, mode, off, len) => lib.symbols.fallocate!(fd, mode, off, len) as number;
+    return {
+      fallocate: (fd, mode, off, len) => lib.symbols.fallocate!(fd, mode, off, len) as number,
+      lseek: (fd, off, whence) => lib.symbols.lseek!(fd, off, whence) as number | bigint,
+    };
   } catch {
     return null;
   }
 }
 
+const libc = bindLibc();
+
 export const adapter: RuntimeAdapter = {
   name: 'deno',
   version: Deno.version.deno,
-  punchHole: punchWith(bindFallocate()),
+  punchHole: punchWith(libc?.fallocate ?? null),
+  ...seekWith(libc?.lseek ?? null),
 };

@@ -29,6 +29,7 @@
  */
 import { assert } from '../assert.ts';
 import type { BlockDevice, DiscardOutcome, WriteOptions } from '../devices/block-device.ts';
+import { alignExtents, ExtentList, statusOf } from '../devices/extents.ts';
 import { OpGate } from '../devices/op-gate.ts';
 import { validateOpen, validateRequest } from '../devices/validate.ts';
 import { BlockError } from '../errors.ts';
@@ -286,6 +287,31 @@ export class CloneDevice implements BlockDevice {
     await this.gate.track(async () => {
       for (let r = first; r <= last; r++) await this.ensureHydrated(r, offsetBytes, lengthBytes);
     });
+  }
+
+  /**
+   * Block status (NBD BLOCK_STATUS): hydrated regions as the destination reports them, unhydrated
+   * regions as the source does (a hole of the source is a hole of the clone until hydrated). A hint
+   * taken now: hydration or a write may change it the next moment.
+   */
+  async blockStatus(offsetBytes: number, lengthBytes: number) {
+    validateRequest(this, this.gate.isOpen, 'status', offsetBytes, lengthBytes);
+    const runs = new ExtentList();
+    if (lengthBytes === 0) return runs.extents;
+    await this.gate.track(async () => {
+      this.failIfFailed('block status', offsetBytes, lengthBytes);
+      const endBytes = offsetBytes + lengthBytes;
+      for (let atBytes = offsetBytes; atBytes < endBytes; ) {
+        const region = Math.floor(atBytes / this.regionBytes);
+        const hydrated = this.metadata.isHydrated(region);
+        let nextRegion = region + 1;
+        while (nextRegion * this.regionBytes < endBytes && this.metadata.isHydrated(nextRegion) === hydrated) nextRegion++;
+        const spanEnd = Math.min(endBytes, nextRegion * this.regionBytes);
+        runs.pushAll(await statusOf(hydrated ? this.destination : this.source, atBytes, spanEnd - atBytes));
+        atBytes = spanEnd;
+      }
+    });
+    return alignExtents(runs.extents, offsetBytes, this.logicalBlockBytes);
   }
 
   // ---- control ----

@@ -28,6 +28,17 @@ export interface WriteOptions {
   fua?: boolean;
 }
 
+/**
+ * One run of a block-status answer (see `BlockDevice.blockStatus`). `hole`: no storage is allocated
+ * for the run (a write there may need space). `zero`: the run reads as zeros. Data is
+ * `{ hole: false, zero: false }`; a punched file range is `{ hole: true, zero: true }`.
+ */
+export interface BlockExtent {
+  lengthBytes: number;
+  hole: boolean;
+  zero: boolean;
+}
+
 export interface BlockDevice {
   /** For errors and logs: a path, a URL or an engine name. */
   readonly name: string;
@@ -49,5 +60,14 @@ export interface BlockDevice {
   flush(): Promise<void>;
   /** Forget the range (see `discardZeroes`). Says whether space was released. */
   discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome>;
+  /**
+   * Optional: allocation of `[offsetBytes, offsetBytes + lengthBytes)`, for NBD BLOCK_STATUS and
+   * sparse copies. The extents cover the range exactly, in order, each non-empty and a multiple
+   * of `logicalBlockBytes`; neighbours may share flags. The range is checked like a read (EBADF, EINVAL, ERANGE; allowed on read-only
+   * devices); a zero-length range gives `[]`. Answers are hints taken at one moment: `zero: true`
+   * must be true when reported, `zero: false` promises nothing, and a concurrent write may change
+   * the answer. A device without this method is all data (`{ hole: false, zero: false }`).
+   */
+  blockStatus?(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]>;
   close(): Promise<void>;
 }

@@ -16,12 +16,15 @@
  * machine that lost power; close() still closes the inner device. What a real crash also loses —
  * writes not yet flushed — is not modelled here.
  *
+ * blockStatus passes through to the inner device (all data when it has none), with no rules.
+ *
  * Bad requests are refused by the same boundary check as every device, before any rule is
  * consulted, so they never count as requests and never consume a fault.
  */
 import { BlockError } from '../errors.ts';
 import { Prng } from '../prng.ts';
-import type { BlockDevice, DiscardOutcome, WriteOptions } from './block-device.ts';
+import type { BlockDevice, BlockExtent, DiscardOutcome, WriteOptions } from './block-device.ts';
+import { statusOf } from './extents.ts';
 import { OpGate } from './op-gate.ts';
 import { validateOpen, validateRequest } from './validate.ts';
 
@@ -138,6 +141,15 @@ export class FaultDevice implements BlockDevice {
         throw this.fault('discard', `torn discard: only ${prefixBytes} bytes discarded`, offsetBytes, lengthBytes);
       }
       return this.inner.discard(offsetBytes, lengthBytes);
+    });
+  }
+
+  async blockStatus(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]> {
+    validateRequest(this, this.gate.isOpen, 'status', offsetBytes, lengthBytes);
+    if (lengthBytes === 0) return [];
+    return this.gate.track(async () => {
+      if (this.isCrashed) throw this.crashedError('read', offsetBytes, lengthBytes);
+      return statusOf(this.inner, offsetBytes, lengthBytes);
     });
   }
 

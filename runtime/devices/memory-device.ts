@@ -7,11 +7,15 @@
  * whole and zero-fills the partial pages at its ends, and reports 'punched' (space released, the
  * same meaning as fallocate PUNCH_HOLE, which also zero-fills partial filesystem blocks).
  *
+ * Block status: an absent page is a hole that reads as zeros; a present page is data (even if it
+ * holds zeros), like a file block that was written.
+ *
  * Durability: none, the process is the medium. flush() only checks the device is open; a FUA
  * write is an ordinary write. Every operation completes before its promise settles.
  */
 import { BlockError } from '../errors.ts';
-import type { BlockDevice, DiscardOutcome, WriteOptions } from './block-device.ts';
+import type { BlockDevice, BlockExtent, DiscardOutcome, WriteOptions } from './block-device.ts';
+import { alignExtents, ExtentList } from './extents.ts';
 import { OpGate } from './op-gate.ts';
 import { EMPTY_DISCARD_OUTCOME, validateGeometry, validateOpen, validateRequest } from './validate.ts';
 
@@ -90,6 +94,19 @@ export class MemoryDevice implements BlockDevice {
         else page.fill(0, pageOffsetBytes, pageOffsetBytes + spanBytes);
       });
       return this.discardMode;
+    });
+  }
+
+  blockStatus(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]> {
+    return this.run(() => {
+      validateRequest(this, this.gate.isOpen, 'status', offsetBytes, lengthBytes);
+      const runs = new ExtentList();
+      this.forEachPage(offsetBytes, lengthBytes, (pageIndex, _pageOffsetBytes, _doneBytes, spanBytes) => {
+        const absent = !this.pages.has(pageIndex);
+        runs.push(spanBytes, absent, absent);
+      });
+      // Pages are 64 KiB, so boundaries are unaligned only for blocks larger than a page.
+      return alignExtents(runs.extents, offsetBytes, this.logicalBlockBytes);
     });
   }
 

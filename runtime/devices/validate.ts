@@ -9,7 +9,7 @@
  *              Infinity, not a number), or the buffer is not a Uint8Array;
  *   3. EINVAL  offset / length is not a multiple of logicalBlockBytes ("unaligned");
  *   4. ERANGE  the range does not fit in [0, sizeBytes) — refused whole, never clamped;
- *   5. EROFS   a write or discard on a device that cannot write.
+ *   5. EROFS   a write or discard on a device that cannot write (reads and status queries pass).
  *
  * Zero-length requests pass through the same checks (so `offsetBytes === sizeBytes` is allowed
  * for them and nothing beyond it is) and are then no-ops: every device returns without touching
@@ -27,14 +27,15 @@ export interface DeviceShape {
   readonly canWrite: boolean;
 }
 
-export type RequestKind = 'read' | 'write' | 'discard';
+/** 'status' is a block-status query: a range like 'discard', allowed on read-only devices. */
+export type RequestKind = 'read' | 'write' | 'discard' | 'status';
 
 /** Outcome a device reports for a zero-length discard: nothing was released. */
 export const EMPTY_DISCARD_OUTCOME: DiscardOutcome = 'zeroed';
 
 /**
- * Checks one read/write/discard. `buffer` is the target or data for read/write (its length is the
- * request length); for discard pass the length instead. Returns the request length in bytes.
+ * Checks one read/write/discard/status. `buffer` is the target or data for read/write (its length is
+ * the request length); for discard and status pass the length instead. Returns the request length.
  */
 export function validateRequest(
   device: DeviceShape,
@@ -45,7 +46,7 @@ export function validateRequest(
 ): number {
   // Fast accept: one pass with no allocation for the request that is fine (nearly all of them);
   // anything else goes to `refuse`, which finds the first failing check in the documented order.
-  const lengthBytes = kind === 'discard' ? bufferOrLength : bufferOrLength instanceof Uint8Array ? bufferOrLength.length : undefined;
+  const lengthBytes = kind === 'discard' || kind === 'status' ? bufferOrLength : bufferOrLength instanceof Uint8Array ? bufferOrLength.length : undefined;
   const blockBytes = device.logicalBlockBytes;
   if (
     isOpen &&
@@ -54,7 +55,7 @@ export function validateRequest(
     offsetBytes % blockBytes === 0 && lengthBytes % blockBytes === 0 &&
     // Both are safe integers, so the subtraction cannot round; written so offset + length cannot overflow.
     offsetBytes <= device.sizeBytes && lengthBytes <= device.sizeBytes - offsetBytes &&
-    (kind === 'read' || device.canWrite)
+    (kind === 'read' || kind === 'status' || device.canWrite)
   ) {
     return lengthBytes;
   }
@@ -68,7 +69,7 @@ function refuse(device: DeviceShape, isOpen: boolean, kind: RequestKind, offsetB
     device: device.name,
   };
   if (!isOpen) throw new BlockError('EBADF', `${kind} on a closed device`, detail);
-  if (kind !== 'discard' && !(bufferOrLength instanceof Uint8Array)) {
+  if ((kind === 'read' || kind === 'write') && !(bufferOrLength instanceof Uint8Array)) {
     throw new BlockError('EINVAL', `${kind} ${kind === 'read' ? 'target' : 'data'} must be a Uint8Array, got ${describe(bufferOrLength)}`, detail);
   }
   if (!isByteCount(offsetBytes)) throw new BlockError('EINVAL', `${kind} offsetBytes must be a non-negative safe integer, got ${describe(offsetBytes)}`, detail);
@@ -79,7 +80,7 @@ function refuse(device: DeviceShape, isOpen: boolean, kind: RequestKind, offsetB
   if (offsetBytes > device.sizeBytes || lengthBytes > device.sizeBytes - offsetBytes) {
     throw new BlockError('ERANGE', `${kind} range ends beyond the device size ${device.sizeBytes}`, detail);
   }
-  if (kind !== 'read' && !device.canWrite) throw new BlockError('EROFS', `${kind} on a read-only device`, detail);
+  if ((kind === 'write' || kind === 'discard') && !device.canWrite) throw new BlockError('EROFS', `${kind} on a read-only device`, detail);
   assert(false, `validate: fast path refused a valid ${kind} request`);
 }
 

@@ -220,6 +220,34 @@ export function deviceConformance(label: string, open: DeviceFactory, options: C
     });
   });
 
+  seeded('blockStatus, where a device has it: extents cover the range in order, aligned, and "zero" is true', async (prng) => {
+    await withDevice(GEOMETRY, async (device) => {
+      if (device.blockStatus === undefined) return;
+      const blockCount = SIZE_BYTES / BLOCK_BYTES;
+      for (let i = 0; i < 8; i++) {
+        const offsetBytes = prng.below(blockCount) * BLOCK_BYTES;
+        await device.write(offsetBytes, prng.fill(new Uint8Array(Math.min(prng.range(1, 64), blockCount - offsetBytes / BLOCK_BYTES) * BLOCK_BYTES)));
+      }
+      if (device.canDiscard) await device.discard(prng.below(blockCount / 2) * BLOCK_BYTES, 16 * BLOCK_BYTES);
+      const all = await readAll(device);
+      for (let i = 0; i < 16; i++) {
+        const offsetBytes = prng.below(blockCount) * BLOCK_BYTES;
+        const lengthBytes = prng.range(1, blockCount - offsetBytes / BLOCK_BYTES) * BLOCK_BYTES;
+        let atBytes = offsetBytes;
+        for (const extent of await device.blockStatus(offsetBytes, lengthBytes)) {
+          assert.ok(extent.lengthBytes > 0 && extent.lengthBytes % BLOCK_BYTES === 0, `extent length ${extent.lengthBytes} at ${atBytes}`);
+          if (extent.zero) assert.ok(isZero(all.subarray(atBytes, atBytes + extent.lengthBytes)), `extent at ${atBytes} claims zeros`);
+          atBytes += extent.lengthBytes;
+        }
+        assert.is(atBytes, offsetBytes + lengthBytes, `extents of ${offsetBytes}+${lengthBytes} cover it exactly`);
+      }
+      assert.equal(await device.blockStatus(SIZE_BYTES, 0), []);
+      const blockStatus = device.blockStatus.bind(device);
+      await expectCode(() => blockStatus(SIZE_BYTES - BLOCK_BYTES, 2 * BLOCK_BYTES), 'ERANGE', device, 'blockStatus past the end');
+      await expectCode(() => blockStatus(1, BLOCK_BYTES), 'EINVAL', device, 'blockStatus unaligned');
+    });
+  });
+
   test('flush resolves, before and after writes', async () => {
     await withDevice(GEOMETRY, async (device) => {
       await device.flush();

@@ -1,0 +1,175 @@
+/**
+ * NBD serving: our NbdServer over a FileDevice vs `nbdkit file` on the same file, driven by the
+ * same real clients, interleaved (ours, nbdkit, ours, nbdkit ...) after one warm-up round; medians
+ * compared.
+ *   nbdcopy-tcp   nbdcopy nbd://127.0.0.1:PORT/NAME null:   (whole 2 GiB file; nbdcopy's defaults:
+ *                 2 connections x 64 requests of 256 KiB), throughput
+ *   nbdcopy-unix  the same over a Unix socket (nbd+unix:///NAME?socket=PATH)
+ *   fio-randread  fio --ioengine=nbd, 4 KiB random reads at queue depth 32 over TCP, IOPS
+ * The file is filled with pseudo-random data (no holes: every byte is read) and read once first, so
+ * both servers read from the page cache. Both exports are read-only. Our server runs in this
+ * process; clients and nbdkit are child processes stopped by PID.
+ * Also printed: each server's CPU time per GiB copied / per 1000 reads (ours: this process, thread
+ * pool included; nbdkit: /proc/PID/stat), which other load on the machine disturbs less than
+ * throughput does.
+ * Ends with `ratio <what> (<runtime>): <ours/peer>` lines (above 1 = ours faster).
+ * Run: npm run bench -- serve [--runtimes node]. Environment: BLOCKCORE_BENCH_SERVE_MIB (file size,
+ * default 2048), BLOCKCORE_BENCH_ROUNDS (default 5), BLOCKCORE_BENCH_FIO_SECONDS (default 4).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { loadAdapter } from '../runtime/adapter/index.ts';
+import { FileDevice } from '../runtime/devices/file-device.ts';
+import { Prng } from '../runtime/prng.ts';
+import { NbdServer } from '../server/nbd/server.ts';
+import { median, ratioLine } from './stats.ts';
+
+const FILE_BYTES = Number(process.env.BLOCKCORE_BENCH_SERVE_MIB ?? 2048) * 1024 * 1024;
+const ROUNDS = Number(process.env.BLOCKCORE_BENCH_ROUNDS ?? 5);
+const FIO_SECONDS = Number(process.env.BLOCKCORE_BENCH_FIO_SECONDS ?? 4);
+const COPY_CASES = (process.env.BLOCKCORE_BENCH_COPY ?? 'oursTcp,kitTcp,oursUnix,kitUnix').split(',').filter(Boolean) as Array<'oursTcp' | 'kitTcp' | 'oursUnix' | 'kitUnix'>;
+const FILL_CHUNK_BYTES = 8 * 1024 * 1024;
+const EXPORT_NAME = 'bench';
+
+const adapter = await loadAdapter();
+const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-bench-serve-'));
+const filePath = path.join(tempDir, 'disk.img');
+const children: ChildProcess[] = [];
+
+function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (chunk) => (stdout += chunk));
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
+    child.on('error', (error) => resolve({ code: 127, stdout, stderr: stderr + error.message }));
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** CPU seconds (user + system) used so far by a process: ours, or a child by PID. */
+function cpuSeconds(pid: number | 'self'): number {
+  if (pid === 'self') {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1e6;
+  }
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
+}
+
+async function startNbdkit(where: string[]): Promise<number> {
+  const child = spawn('nbdkit', ['-f', '-r', ...where, 'file', filePath], { stdio: 'ignore' });
+  children.push(child);
+  const uri = where[0] === '-U' ? `nbd+unix:///?socket=${where[1]}` : `nbd://127.0.0.1:${where[1]}/`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if ((await run('nbdinfo', ['--size', uri])).code === 0) return child.pid!;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`nbdkit ${where.join(' ')} did not come up`);
+}
+
+/** Bytes per second; adds the server's CPU seconds to `cpu`. */
+async function nbdcopyRate(uri: string, server: number | 'self', cpu: number[]): Promise<number> {
+  const cpuBefore = cpuSeconds(server);
+  const startMs = performance.now();
+  const result = await run('nbdcopy', [uri, 'null:']);
+  const seconds = (performance.now() - startMs) / 1000;
+  cpu.push(cpuSeconds(server) - cpuBefore);
+  if (result.code !== 0) throw new Error(`nbdcopy ${uri} failed: ${result.stderr}`);
+  return FILE_BYTES / seconds;
+}
+
+/** Reads per second; adds the server's CPU seconds per 1000 reads to `cpu`. */
+async function fioIops(uri: string, server: number | 'self', cpu: number[]): Promise<number> {
+  const cpuBefore = cpuSeconds(server);
+  const result = await run('fio', [
+    '--name=randread', '--ioengine=nbd', `--uri=${uri}`, '--rw=randread', '--bs=4k', '--iodepth=32', '--numjobs=1',
+    `--size=${FILE_BYTES}`, `--runtime=${FIO_SECONDS}`, '--time_based', '--output-format=json',
+  ]);
+  if (result.code !== 0) throw new Error(`fio ${uri} failed: ${result.stderr}`);
+  const report = JSON.parse(result.stdout.slice(result.stdout.indexOf('{'))) as { jobs: Array<{ read: { iops: number; total_ios: number } }> };
+  cpu.push(((cpuSeconds(server) - cpuBefore) / report.jobs[0]!.read.total_ios) * 1000);
+  return report.jobs[0]!.read.iops;
+}
+
+// ---- the file: pseudo-random, fully allocated, then read once into the page cache ----
+{
+  const chunk = new Prng(0x5e7e).fill(new Uint8Array(FILL_CHUNK_BYTES));
+  const view = new DataView(chunk.buffer);
+  const fd = fs.openSync(filePath, 'w');
+  for (let offsetBytes = 0; offsetBytes < FILE_BYTES; offsetBytes += FILL_CHUNK_BYTES) {
+    view.setFloat64(0, offsetBytes); // every chunk differs
+    fs.writeSync(fd, chunk, 0, Math.min(FILL_CHUNK_BYTES, FILE_BYTES - offsetBytes), offsetBytes);
+  }
+  fs.closeSync(fd);
+  const readFd = fs.openSync(filePath, 'r');
+  for (let offsetBytes = 0; offsetBytes < FILE_BYTES; offsetBytes += FILL_CHUNK_BYTES) fs.readSync(readFd, chunk, 0, FILL_CHUNK_BYTES, offsetBytes);
+  fs.closeSync(readFd);
+}
+
+const device = await FileDevice.open(filePath, { readOnly: true, io: (process.env.BLOCKCORE_BENCH_IO ?? 'sync') as 'sync' });
+const exported = { name: EXPORT_NAME, device, readOnly: true };
+const server = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? exported : undefined), list: () => [exported] });
+const ourSocket = path.join(tempDir, 'ours.sock');
+const kitSocket = path.join(tempDir, 'nbdkit.sock');
+const ours = (await server.listen({ host: '127.0.0.1', port: 0 })) as { port: number };
+await server.listen({ path: ourSocket });
+const kitPort = await freePort();
+const kitTcpPid = await startNbdkit(['-p', String(kitPort), '-i', '127.0.0.1']);
+const kitUnixPid = await startNbdkit(['-U', kitSocket]);
+const serverOf = { oursTcp: 'self', kitTcp: kitTcpPid, oursUnix: 'self', kitUnix: kitUnixPid } as const;
+
+const uris = {
+  oursTcp: `nbd://127.0.0.1:${ours.port}/${EXPORT_NAME}`,
+  kitTcp: `nbd://127.0.0.1:${kitPort}/`,
+  oursUnix: `nbd+unix:///${EXPORT_NAME}?socket=${ourSocket}`,
+  kitUnix: `nbd+unix:///?socket=${kitSocket}`,
+};
+
+console.log(`serve bench on ${adapter.name} ${adapter.version}: ${FILE_BYTES / 2 ** 20} MiB file in page cache, ${ROUNDS} rounds (+1 warm-up), fio ${FIO_SECONDS} s per run`);
+const copy = { oursTcp: [] as number[], kitTcp: [] as number[], oursUnix: [] as number[], kitUnix: [] as number[] };
+const copyCpu = { oursTcp: [] as number[], kitTcp: [] as number[], oursUnix: [] as number[], kitUnix: [] as number[] };
+const fio = { ours: [] as number[], kit: [] as number[] };
+const fioCpu = { ours: [] as number[], kit: [] as number[] };
+try {
+  for (let round = 0; round <= ROUNDS; round++) {
+    const measured = round > 0;
+    for (const key of COPY_CASES) {
+      const rate = await nbdcopyRate(uris[key], serverOf[key], measured ? copyCpu[key] : []);
+      if (measured) copy[key].push(rate);
+    }
+    const oursIops = FIO_SECONDS > 0 ? await fioIops(uris.oursTcp, 'self', measured ? fioCpu.ours : []) : 0;
+    const kitIops = FIO_SECONDS > 0 ? await fioIops(uris.kitTcp, kitTcpPid, measured ? fioCpu.kit : []) : 0;
+    if (measured) {
+      fio.ours.push(oursIops);
+      fio.kit.push(kitIops);
+    }
+    console.log(`round ${round}${measured ? '' : ' (warm-up)'}: nbdcopy MiB/s tcp ours ${(copy.oursTcp.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTcp.at(-1) ?? 0) / 2 ** 20 | 0}, unix ours ${(copy.oursUnix.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitUnix.at(-1) ?? 0) / 2 ** 20 | 0}; fio IOPS ours ${oursIops | 0} nbdkit ${kitIops | 0}`);
+  }
+} finally {
+  for (const child of children) if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGTERM');
+  await server.close();
+  await device.close();
+  fs.rmSync(tempDir, { recursive: true, force: true });
+}
+
+const mib = (rate: number) => `${(rate / 2 ** 20).toFixed(0)} MiB/s`;
+const perGiB = (cpu: number[]) => `${((median(cpu) / FILE_BYTES) * 2 ** 30).toFixed(2)} CPU s/GiB`;
+console.log(`nbdcopy tcp   median ours ${mib(median(copy.oursTcp))} (${perGiB(copyCpu.oursTcp)}), nbdkit ${mib(median(copy.kitTcp))} (${perGiB(copyCpu.kitTcp)})`);
+console.log(`nbdcopy unix  median ours ${mib(median(copy.oursUnix))} (${perGiB(copyCpu.oursUnix)}), nbdkit ${mib(median(copy.kitUnix))} (${perGiB(copyCpu.kitUnix)})`);
+console.log(`fio randread  median ours ${median(fio.ours).toFixed(0)} IOPS (${(median(fioCpu.ours) * 1000).toFixed(1)} CPU ms/1000 reads), nbdkit ${median(fio.kit).toFixed(0)} IOPS (${(median(fioCpu.kit) * 1000).toFixed(1)} CPU ms/1000 reads)`);
+console.log(ratioLine(`nbdcopy-tcp (${adapter.name})`, median(copy.oursTcp), median(copy.kitTcp)));
+console.log(ratioLine(`nbdcopy-unix (${adapter.name})`, median(copy.oursUnix), median(copy.kitUnix)));
+console.log(ratioLine(`fio-randread-4k-qd32 (${adapter.name})`, median(fio.ours), median(fio.kit)));

@@ -1,0 +1,82 @@
+/**
+ * `blockcore serve` settings from flags and the environment (flags win):
+ *   --data DIR            BLOCKCORE_DATA    data directory (created), default ./data
+ *   --http HOST:PORT      BLOCKCORE_HTTP    control API, default 127.0.0.1:8420
+ *   --nbd HOST:PORT|PATH  BLOCKCORE_NBD     NBD server, default 127.0.0.1:10809; a value with a "/"
+ *                                           (or unix:PATH) is a Unix socket path
+ *   --token-file FILE     BLOCKCORE_TOKEN   API token (the file's first line, or the variable)
+ * Safe by default: the API binds loopback; bound to any other address it refuses to start without a
+ * token. NBD has no authentication of its own, so a non-loopback NBD address earns a warning.
+ */
+import { isIP } from 'node:net';
+import { loadToken } from './token.ts';
+
+export const DEFAULT_DATA_DIR = './data';
+export const DEFAULT_HTTP = '127.0.0.1:8420';
+export const DEFAULT_NBD = '127.0.0.1:10809';
+
+export type TcpAddress = { host: string; port: number };
+export type ListenAddress = TcpAddress | { path: string };
+
+export interface ServeConfig {
+  dataDir: string;
+  http: TcpAddress;
+  nbd: ListenAddress;
+  token: string | null;
+  warnings: string[];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const FLAGS = ['--data', '--http', '--nbd', '--token-file'] as const;
+type Flag = (typeof FLAGS)[number];
+
+export function parseServeArgs(argv: readonly string[], env: Record<string, string | undefined>): ServeConfig {
+  const fromEnv = (key: string) => (env[key] === '' ? undefined : env[key]);
+  const flags = new Map<Flag, string>();
+  for (let at = 0; at < argv.length; at++) {
+    const arg = argv[at]!;
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    if (!(FLAGS as readonly string[]).includes(flag)) throw new ConfigError(`unknown argument "${arg}" (serve takes ${FLAGS.join(', ')})`);
+    const value = inline ?? argv[++at];
+    if (value === undefined || value === '') throw new ConfigError(`${flag} needs a value`);
+    flags.set(flag as Flag, value);
+  }
+  const http = parseTcpAddress(flags.get('--http') ?? fromEnv('BLOCKCORE_HTTP') ?? DEFAULT_HTTP, flags.has('--http') ? '--http' : 'BLOCKCORE_HTTP');
+  const nbd = parseListenAddress(flags.get('--nbd') ?? fromEnv('BLOCKCORE_NBD') ?? DEFAULT_NBD, flags.has('--nbd') ? '--nbd' : 'BLOCKCORE_NBD');
+  const token = loadToken(flags.get('--token-file'), fromEnv('BLOCKCORE_TOKEN'));
+  const warnings: string[] = [];
+  if (!isLoopback(http.host) && token === null) {
+    throw new ConfigError(`refusing to serve the API on ${formatAddress(http)} without a token: set BLOCKCORE_TOKEN or pass --token-file FILE (or bind 127.0.0.1)`);
+  }
+  if ('host' in nbd && !isLoopback(nbd.host)) warnings.push(`NBD listens on ${formatAddress(nbd)}: NBD has no authentication, anyone who reaches it can read and write the exports`);
+  return { dataDir: flags.get('--data') ?? fromEnv('BLOCKCORE_DATA') ?? DEFAULT_DATA_DIR, http, nbd, token, warnings };
+}
+
+export function parseTcpAddress(value: string, field: string): TcpAddress {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(value);
+  if (!match) throw new ConfigError(`${field}: "${value}" is not HOST:PORT (e.g. 127.0.0.1:8420 or [::1]:8420)`);
+  const host = match[1] ?? match[2]!;
+  const port = Number(match[3]);
+  if (port > 65535) throw new ConfigError(`${field}: port ${port} is above 65535`);
+  if (match[1] !== undefined && isIP(host) !== 6) throw new ConfigError(`${field}: "${host}" is not an IPv6 address`);
+  return { host, port };
+}
+
+export function parseListenAddress(value: string, field: string): ListenAddress {
+  if (value.startsWith('unix:')) return { path: value.slice('unix:'.length) };
+  if (value.includes('/')) return { path: value };
+  return parseTcpAddress(value, field);
+}
+
+export function isLoopback(host: string): boolean {
+  const bare = host.toLowerCase().replace(/^::ffff:/, '');
+  return bare === 'localhost' || bare === '::1' || (isIP(bare) === 4 && bare.startsWith('127.'));
+}
+
+export function formatAddress(address: ListenAddress): string {
+  if ('path' in address) return address.path;
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}

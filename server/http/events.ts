@@ -1,0 +1,56 @@
+/**
+ * GET /v1/events: the service's events as Server-Sent Events. Each is `id: <n>`, `event: <type>`,
+ * `data: <the event as JSON>`. New events only, unless the client asks for recent ones with
+ * `?since=<id>` or the standard Last-Event-ID header (the hub keeps the last RING_EVENTS). A
+ * comment line every PING_MS keeps proxies from closing an idle stream. The stream ends when the
+ * client goes away, when it reads so slowly that PENDING_WRITES_MAX writes wait (its buffer would
+ * otherwise grow without bound; it may reconnect with Last-Event-ID), or when the service stops.
+ * HEAD answers the headers alone and subscribes to nothing.
+ */
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { invalid } from '../errors.ts';
+import type { ServiceEvent } from '../event-hub.ts';
+import type { Service } from '../service.ts';
+
+export const PING_MS = 15_000;
+export const PENDING_WRITES_MAX = 1024;
+
+function parseSince(value: string | undefined, field: string): number | null {
+  if (value === undefined || value === '') return null;
+  if (!/^\d{1,15}$/.test(value)) throw invalid(field, 'must be a non-negative integer event id');
+  return Number(value);
+}
+
+export function eventRoutes(service: Service): Hono {
+  const app = new Hono();
+  app.get('/', (c) => {
+    const query = c.req.queries();
+    for (const key of Object.keys(query)) if (key !== 'since') throw invalid(key.slice(0, 64), 'unknown query parameter (expected since)');
+    const since = parseSince(c.req.query('since'), 'since') ?? parseSince(c.req.header('last-event-id'), 'Last-Event-ID');
+    c.header('x-accel-buffering', 'no');
+    if (c.req.method === 'HEAD') return c.body(null, 200, { 'content-type': 'text/event-stream' });
+    return streamSSE(c, async (stream) => {
+      let finish = () => {};
+      const finished = new Promise<void>((resolve) => (finish = resolve));
+      let queue: Promise<void> = stream.write(`: connected, last event ${service.events.lastId}\n\n`).then(() => {});
+      let pendingWrites = 0;
+      const enqueue = (write: () => Promise<unknown>) => {
+        if (++pendingWrites > PENDING_WRITES_MAX) return finish();
+        queue = queue.then(write).then(() => void pendingWrites--, finish);
+      };
+      const send = (event: ServiceEvent) => enqueue(() => stream.writeSSE({ id: String(event.id), event: event.type, data: JSON.stringify(event) }));
+      // since() and subscribe() run in one turn, so no event falls between them.
+      if (since !== null) for (const event of service.events.since(since)) send(event);
+      const unsubscribe = service.events.subscribe({ event: send, closed: finish });
+      const ping = setInterval(() => enqueue(() => stream.write(': ping\n\n')), PING_MS);
+      stream.onAbort(finish);
+      await finished;
+      clearInterval(ping);
+      unsubscribe();
+      // Not awaiting `queue`: for a client that stopped reading it would never settle; closing the
+      // stream after it flushes what it can is all that is left to do.
+    });
+  });
+  return app;
+}

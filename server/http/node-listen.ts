@@ -1,0 +1,156 @@
+/**
+ * Serves a fetch-style handler (`(Request) => Response`, e.g. a Hono app's `fetch`) over node:http.
+ * One small adapter for all three runtimes: Node, Bun and Deno each implement node:http natively,
+ * so nothing here branches on the runtime, and no dependency is needed (@hono/node-server would
+ * do the same for Node only).
+ *
+ * Requests: the body is read into memory up to `maxBodyBytes`; past that the request is answered
+ * 413 at once and the socket closed, so a client cannot make the server buffer without bound.
+ * Responses: the body is streamed chunk by chunk (Server-Sent Events rely on it); when the client
+ * goes away the body stream is cancelled, which ends the handler's stream.
+ * close(): stops listening, cancels every open response stream and destroys idle keep-alive
+ * sockets, then resolves.
+ */
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  maxBodyBytes: number;
+  fetch(request: Request): Response | Promise<Response>;
+}
+
+export interface Listening {
+  host: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const BODYLESS_METHODS = new Set(['GET', 'HEAD']);
+
+export async function listenHttp(options: ListenOptions): Promise<Listening> {
+  const sockets = new Set<Socket>();
+  const streams = new Set<{ cancel(): Promise<void> }>();
+  const server = http.createServer((req, res) => void handle(req, res));
+  // A stream that is not HTTP at all gets a JSON 400 too, like every other refusal.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || error.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const body = JSON.stringify({ error: `malformed HTTP request (${error.code ?? 'parse error'})`, code: 'EINVAL' });
+    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      const body = await readBody(req, options.maxBodyBytes);
+      if (body === 'too-large') {
+        reply(res, 413, { error: `request body larger than ${options.maxBodyBytes} bytes`, code: 'E2BIG' }, true);
+        return;
+      }
+      const method = req.method ?? 'GET';
+      const url = `http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`;
+      const headers = new Headers();
+      for (const [key, value] of Object.entries(req.headers)) {
+        if (value === undefined) continue;
+        for (const item of Array.isArray(value) ? value : [value]) headers.append(key, item);
+      }
+      let request: Request;
+      try {
+        request = new Request(url, { method, headers, body: BODYLESS_METHODS.has(method) || body.length === 0 ? undefined : body });
+      } catch {
+        reply(res, 400, { error: 'malformed request line or headers', code: 'EINVAL' });
+        return;
+      }
+      const response = await options.fetch(request);
+      await send(res, response);
+    } catch (error) {
+      console.error('http adapter:', error);
+      if (!res.headersSent) reply(res, 500, { error: 'internal error', code: 'EIO' });
+      else res.destroy();
+    }
+  }
+
+  async function send(res: http.ServerResponse, response: Response): Promise<void> {
+    const headers: Record<string, string | string[]> = {};
+    response.headers.forEach((value, key) => {
+      if (key === 'set-cookie') return;
+      headers[key] = value;
+    });
+    res.writeHead(response.status, headers);
+    if (!response.body) {
+      res.end();
+      return;
+    }
+    const reader = response.body.getReader();
+    streams.add(reader);
+    res.on('close', () => void reader.cancel().catch(() => {}));
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (!res.write(value)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+      }
+    } catch {
+      // the client went away or the stream was cancelled on close
+    } finally {
+      streams.delete(reader);
+      res.end();
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    host: address.address,
+    port: address.port,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const reader of streams) await reader.cancel().catch(() => {});
+      for (const socket of sockets) socket.destroy();
+      await closed;
+    },
+  };
+}
+
+function reply(res: http.ServerResponse, status: number, body: unknown, closeAfter = false): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(closeAfter ? { connection: 'close' } : {}) });
+  res.end(text);
+}
+
+function readBody(req: http.IncomingMessage, maxBodyBytes: number): Promise<Uint8Array | 'too-large'> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBodyBytes) {
+    req.resume();
+    return Promise.resolve('too-large');
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let totalBytes = 0;
+    req.on('data', (chunk: Uint8Array) => {
+      totalBytes += chunk.length;
+      if (totalBytes > maxBodyBytes) {
+        req.removeAllListeners('data');
+        req.resume();
+        resolve('too-large');
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(totalBytes > maxBodyBytes ? 'too-large' : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,88 @@
+/**
+ * A view of a device that counts its I/O into shared counters (for /metrics): operations, bytes and
+ * errors. The service hands the NBD server a fresh view per lookup, so each connection may close
+ * its own view; closing a view never closes the device beneath, which the service owns. A
+ * read-only view refuses writes and discards with EROFS whatever the device beneath allows.
+ */
+import type { BlockDevice, BlockExtent, DiscardOutcome, WriteOptions } from '../runtime/devices/block-device.ts';
+import { BlockError } from '../runtime/errors.ts';
+
+export interface IoCounters {
+  reads: number;
+  writes: number;
+  flushes: number;
+  discards: number;
+  bytesRead: number;
+  bytesWritten: number;
+  errors: number;
+}
+
+export function newIoCounters(): IoCounters {
+  return { reads: 0, writes: 0, flushes: 0, discards: 0, bytesRead: 0, bytesWritten: 0, errors: 0 };
+}
+
+export class MeteredDevice implements BlockDevice {
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly logicalBlockBytes: number;
+  readonly canWrite: boolean;
+  readonly canDiscard: boolean;
+  readonly discardZeroes: boolean;
+  readonly blockStatus?: (offsetBytes: number, lengthBytes: number) => Promise<BlockExtent[]>;
+  private closed = false;
+
+  constructor(private readonly inner: BlockDevice, private readonly counters: IoCounters, options: { readOnly?: boolean } = {}) {
+    this.name = inner.name;
+    this.sizeBytes = inner.sizeBytes;
+    this.logicalBlockBytes = inner.logicalBlockBytes;
+    this.canWrite = inner.canWrite && options.readOnly !== true;
+    this.canDiscard = inner.canDiscard && this.canWrite;
+    this.discardZeroes = inner.discardZeroes;
+    const blockStatus = inner.blockStatus;
+    if (blockStatus) this.blockStatus = (offsetBytes, lengthBytes) => this.count(() => blockStatus.call(inner, offsetBytes, lengthBytes));
+  }
+
+  read(offsetBytes: number, target: Uint8Array): Promise<void> {
+    this.counters.reads++;
+    return this.count(async () => {
+      await this.inner.read(offsetBytes, target);
+      this.counters.bytesRead += target.length;
+    });
+  }
+
+  write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    this.counters.writes++;
+    return this.count(async () => {
+      if (!this.canWrite) throw new BlockError('EROFS', 'the export is read-only', { device: this.name, offsetBytes, lengthBytes: data.length });
+      await this.inner.write(offsetBytes, data, options);
+      this.counters.bytesWritten += data.length;
+    });
+  }
+
+  flush(): Promise<void> {
+    this.counters.flushes++;
+    return this.count(() => this.inner.flush());
+  }
+
+  discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> {
+    this.counters.discards++;
+    return this.count(() => {
+      if (!this.canDiscard) throw new BlockError('EROFS', 'the export is read-only', { device: this.name, offsetBytes, lengthBytes });
+      return this.inner.discard(offsetBytes, lengthBytes);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private async count<T>(work: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new BlockError('EBADF', 'the export view is closed', { device: this.name });
+    try {
+      return await work();
+    } catch (error) {
+      this.counters.errors++;
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,353 @@
+/**
+ * One client connection: the NBD state machine over a socket.
+ *
+ *   client-flags ──► options ──► transmission ──► disconnecting ──► closed
+ *        │              │  ▲ (option after option)    │ (DISC: answer what is in flight, then end)
+ *        └──────────────┴──┴──────────────────────────┴──► closed (protocol error, hang-up, shutdown)
+ *
+ * On accept we send the fixed-newstyle greeting. The client flags must include FIXED_NEWSTYLE and
+ * nothing we did not offer, else we hang up: we never speak oldstyle or plain newstyle (an oldstyle
+ * client sees IHAVEOPT where it expects its export size and gives up). Options are handled one at
+ * a time by Negotiation until GO or EXPORT_NAME picks an export, or the handshake deadline passes.
+ *
+ * Transmission: each request header is decoded and checked once (request-check.ts). A refused
+ * request is answered at once; a refused WRITE's payload is read and dropped so the stream stays in
+ * step, unless it exceeds MAX_SKIPPED_WRITE_BYTES, in which case we send the refusal and hang up
+ * (proto.md lets a server disconnect on a payload large enough to be a denial of service). Valid
+ * requests run concurrently on the device and are answered in completion order. Flow control: at
+ * MAX_REQUESTS_IN_FLIGHT requests, MAX_BYTES_IN_FLIGHT payload bytes, or MAX_UNSENT_BYTES of
+ * replies the kernel has not taken, we stop reading the socket (so TCP pushes back on the client)
+ * and start again as replies drain. A bad request magic is a protocol error: we hang up on this
+ * connection only; nothing else in the server notices. A client that shuts down its side (FIN)
+ * is treated like DISC: what is in flight is answered, then we end.
+ */
+import type { Socket } from 'node:net';
+import {
+  CLIENT_FLAGS_BYTES, HANDSHAKE_TIMEOUT_MS, KNOWN_CLIENT_FLAGS, MAX_BYTES_IN_FLIGHT, MAX_OPTION_BYTES, MAX_OPTIONS,
+  MAX_REQUESTS_IN_FLIGHT, MAX_SKIPPED_WRITE_BYTES, MAX_UNSENT_BYTES, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE,
+  NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES,
+} from './constants.ts';
+import type { BufferPool } from './buffer-pool.ts';
+import { ExportSession } from './export-session.ts';
+import { InputBuffer } from './input-buffer.ts';
+import { Negotiation, type Agreement, type Catalogue, type Outcome } from './negotiation.ts';
+import { decodeClientFlags, decodeOptionHeader, encodeGreeting, type OptionHeader } from './option-codec.ts';
+import { OutputQueue } from './output-queue.ts';
+import { checkRequest } from './request-check.ts';
+import { decodeRequest, type NbdRequest } from './request-codec.ts';
+import type { NbdCounters, NbdEvent } from './types.ts';
+
+/** What a connection needs from its server. */
+export interface ConnectionHost extends Catalogue {
+  readonly counters: NbdCounters;
+  readonly pool: BufferPool;
+  emit(event: NbdEvent): void;
+  /** Called once, when the socket has closed. */
+  closed(connection: NbdConnection): void;
+}
+
+type Phase = 'client-flags' | 'options' | 'transmission' | 'disconnecting' | 'closed';
+
+const EMPTY = new Uint8Array(0);
+/** How long a connection we ended may linger (a client that never reads) before we destroy it. */
+const END_LINGER_MS = 2000;
+
+export class NbdConnection {
+  connectedAtMs = 0;
+  exportName = '';
+  private phase: Phase = 'client-flags';
+  private readonly input = new InputBuffer();
+  private readonly output: OutputQueue;
+  private readonly negotiation: Negotiation;
+  private session: ExportSession | null = null;
+  private optionCount = 0;
+  private pendingOption: OptionHeader | null = null;
+  /** A checked WRITE waiting for its payload. */
+  private pendingWrite: NbdRequest | null = null;
+  /** Payload bytes of a refused WRITE still to drop. */
+  private skipBytes = 0;
+  private inFlight = 0;
+  private bytesInFlight = 0;
+  private readPaused = false;
+  private ending = false;
+  private waitingForDrain = false;
+  private pumping = false;
+  private handshakeTimer: ReturnType<typeof setTimeout> | null;
+
+  constructor(
+    readonly id: number,
+    readonly remote: string,
+    private readonly socket: Socket,
+    private readonly host: ConnectionHost,
+  ) {
+    this.output = new OutputQueue(socket, host.pool);
+    this.output.onEmpty = () => this.onOutputEmpty();
+    this.negotiation = new Negotiation(host);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Uint8Array) => this.onData(chunk));
+    socket.on('end', () => this.onPeerEnd());
+    socket.on('error', () => {}); // 'close' follows; a reset is not our error
+    socket.on('close', () => this.onClose());
+    this.handshakeTimer = setTimeout(() => this.protocolError(`handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
+    (this.handshakeTimer as { unref?: () => void }).unref?.();
+    this.output.push(encodeGreeting());
+    this.output.flush();
+  }
+
+  /** An export was chosen (GO or EXPORT_NAME) and the socket is still open. */
+  get inTransmission(): boolean {
+    return this.session !== null && this.phase !== 'closed';
+  }
+
+  /**
+   * Server shutdown: stop taking requests, let those in flight finish for up to `graceMs`, then
+   * hang up. Resolves when the socket has closed.
+   */
+  shutdown(graceMs: number): Promise<void> {
+    if (this.phase === 'closed') return Promise.resolve();
+    const closed = new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
+    if (this.phase !== 'transmission' && this.phase !== 'disconnecting') {
+      this.socket.destroy();
+      return closed;
+    }
+    this.beginDisconnect();
+    const timer = setTimeout(() => this.socket.destroy(), graceMs);
+    (timer as { unref?: () => void }).unref?.();
+    return closed.finally(() => clearTimeout(timer));
+  }
+
+  // ---- input ----
+
+  private onData(chunk: Uint8Array): void {
+    if (this.phase === 'closed' || this.phase === 'disconnecting') return; // nothing may follow DISC
+    this.input.push(chunk);
+    this.pump();
+  }
+
+  /** Parses and dispatches as much buffered input as the phase and flow control allow. */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.mayRead()) {
+        if (this.skipBytes > 0) {
+          this.skipBytes -= this.input.skip(this.skipBytes);
+          if (this.skipBytes > 0) break;
+          continue;
+        }
+        const progressed =
+          this.phase === 'transmission' ? this.readRequest()
+          : this.phase === 'options' ? this.readOption()
+          : this.phase === 'client-flags' ? this.readClientFlags()
+          : false;
+        if (!progressed) break;
+      }
+    } finally {
+      this.pumping = false;
+    }
+    this.updateFlow();
+  }
+
+  private mayRead(): boolean {
+    if (this.phase === 'closed' || this.phase === 'disconnecting') return false;
+    return !this.throttled();
+  }
+
+  private throttled(): boolean {
+    return this.inFlight >= MAX_REQUESTS_IN_FLIGHT || this.bytesInFlight >= MAX_BYTES_IN_FLIGHT || this.waitingForDrain;
+  }
+
+  /** Pauses the socket while throttled, resumes it when not. */
+  private updateFlow(): void {
+    if (this.phase === 'closed') return;
+    const pause = this.throttled();
+    if (pause && !this.readPaused) {
+      this.readPaused = true;
+      this.socket.pause();
+    } else if (!pause && this.readPaused) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  private readClientFlags(): boolean {
+    if (this.input.length < CLIENT_FLAGS_BYTES) return false;
+    const flags = decodeClientFlags(this.input.contiguous(CLIENT_FLAGS_BYTES), this.input.front);
+    this.input.consume(CLIENT_FLAGS_BYTES);
+    if ((flags & ~KNOWN_CLIENT_FLAGS) !== 0) return this.protocolError(`unknown client flags 0x${(flags >>> 0).toString(16)}`);
+    if ((flags & NBD_FLAG_C_FIXED_NEWSTYLE) === 0) return this.protocolError('client does not speak fixed newstyle (oldstyle and plain newstyle are refused)');
+    this.negotiation.noZeroes = (flags & NBD_FLAG_C_NO_ZEROES) !== 0;
+    this.phase = 'options';
+    return true;
+  }
+
+  private readOption(): boolean {
+    if (this.pendingOption === null) {
+      if (this.input.length < OPTION_HEADER_BYTES) return false;
+      const header = decodeOptionHeader(this.input.contiguous(OPTION_HEADER_BYTES), this.input.front);
+      this.input.consume(OPTION_HEADER_BYTES);
+      if (typeof header === 'string') return this.protocolError(header);
+      if (++this.optionCount > MAX_OPTIONS) return this.protocolError(`more than ${MAX_OPTIONS} options`);
+      if (header.lengthBytes > MAX_OPTION_BYTES) {
+        this.skipBytes = header.lengthBytes;
+        return this.apply(this.negotiation.tooBig(header.option, header.lengthBytes));
+      }
+      this.pendingOption = header;
+    }
+    const header = this.pendingOption;
+    if (this.input.length < header.lengthBytes) return false;
+    this.pendingOption = null;
+    const data = header.lengthBytes === 0 ? EMPTY : this.input.take(header.lengthBytes);
+    return this.apply(this.negotiation.handle(header.option, data));
+  }
+
+  private apply(outcome: Outcome): boolean {
+    for (const reply of outcome.replies) this.output.push(reply);
+    switch (outcome.next) {
+      case 'options':
+        return true;
+      case 'transmission':
+        this.enterTransmission(outcome.agreement);
+        return true;
+      case 'abort':
+        this.endConnection();
+        return false;
+      case 'close':
+        return this.protocolError(outcome.reason);
+    }
+  }
+
+  private enterTransmission(agreement: Agreement): void {
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    this.session = new ExportSession(agreement, this.host.counters, this.host.pool);
+    this.phase = 'transmission';
+    this.exportName = agreement.exported.name;
+    this.connectedAtMs = Date.now();
+    this.host.emit({ type: 'connect', connectionId: this.id, exportName: this.exportName, remote: this.remote });
+  }
+
+  private readRequest(): boolean {
+    const pendingWrite = this.pendingWrite;
+    if (pendingWrite !== null) {
+      if (this.input.length < pendingWrite.lengthBytes) return false;
+      this.pendingWrite = null;
+      this.dispatch(pendingWrite, this.input.take(pendingWrite.lengthBytes));
+      return true;
+    }
+    if (this.input.length < REQUEST_HEADER_BYTES) return false;
+    const request = decodeRequest(this.input.contiguous(REQUEST_HEADER_BYTES), this.input.front);
+    this.input.consume(REQUEST_HEADER_BYTES);
+    if (typeof request === 'string') return this.protocolError(request);
+    this.host.counters.requests++;
+    if (request.type === NBD_CMD_DISC) {
+      this.beginDisconnect();
+      return false;
+    }
+    const session = this.session!;
+    const refusal = checkRequest(request, session.session);
+    if (refusal !== null) {
+      this.output.push(session.errorFrame(request, refusal));
+      if (request.type === NBD_CMD_WRITE) {
+        if (request.lengthBytes > MAX_SKIPPED_WRITE_BYTES) return this.protocolError(`WRITE payload of ${request.lengthBytes} bytes refused (${refusal.message}); too large to skip`, true);
+        this.skipBytes = request.lengthBytes;
+      }
+      return true;
+    }
+    if (request.type === NBD_CMD_WRITE && request.lengthBytes > 0) {
+      this.pendingWrite = request;
+      return true;
+    }
+    this.dispatch(request, EMPTY);
+    return true;
+  }
+
+  private dispatch(request: NbdRequest, payload: Uint8Array): void {
+    const payloadBytes = request.type === NBD_CMD_READ || request.type === NBD_CMD_WRITE ? request.lengthBytes : 0;
+    this.inFlight++;
+    this.bytesInFlight += payloadBytes;
+    this.session!.run(request, payload).then((frame) => this.answer(frame, payloadBytes));
+  }
+
+  private answer(frame: Uint8Array, payloadBytes: number): void {
+    this.inFlight--;
+    this.bytesInFlight -= payloadBytes;
+    if (this.phase === 'closed' || this.ending) return;
+    this.output.push(frame);
+    // Replies pile up faster than the client takes them: read no more requests until they are out.
+    if (this.output.unsentBytes > MAX_UNSENT_BYTES) this.waitingForDrain = true;
+    if (this.phase === 'disconnecting') {
+      if (this.inFlight === 0) this.endConnection();
+      return;
+    }
+    if (this.readPaused) this.pump();
+  }
+
+  private onOutputEmpty(): void {
+    if (!this.waitingForDrain) return;
+    this.waitingForDrain = false;
+    if (this.phase === 'transmission') this.pump();
+  }
+
+  // ---- endings ----
+
+  /** The client shut down its side: like DISC in transmission (answer what is in flight, then end). */
+  private onPeerEnd(): void {
+    if (this.phase === 'transmission') this.beginDisconnect();
+    else this.endConnection();
+  }
+
+  /** DISC (or shutdown): read nothing more, answer what is in flight, then end. */
+  private beginDisconnect(): void {
+    if (this.phase === 'disconnecting' || this.phase === 'closed') return;
+    this.phase = 'disconnecting';
+    this.input.clear();
+    this.pendingWrite = null;
+    if (this.inFlight === 0) this.endConnection();
+  }
+
+  /** Sends what is queued, then closes our side; destroys the socket if the peer lingers. */
+  private endConnection(): void {
+    if (this.phase === 'closed' || this.ending) return;
+    this.ending = true;
+    this.output.flush();
+    this.socket.end();
+    if (this.readPaused) this.socket.resume(); // let the peer's FIN arrive
+    const timer = setTimeout(() => this.socket.destroy(), END_LINGER_MS);
+    (timer as { unref?: () => void }).unref?.();
+    this.socket.once('close', () => clearTimeout(timer));
+    this.phase = 'disconnecting';
+    this.input.clear();
+  }
+
+  /**
+   * The client broke the protocol: report it and hang up on this connection. `answerFirst`: send
+   * the replies already queued (an error the client should see) before closing. Returns false so
+   * the pump stops.
+   */
+  private protocolError(message: string, answerFirst = false): false {
+    if (this.phase === 'closed') return false;
+    this.host.counters.errors++;
+    this.host.emit({ type: 'protocol-error', connectionId: this.id, remote: this.remote, message });
+    this.input.clear();
+    if (answerFirst) {
+      this.endConnection();
+    } else {
+      this.output.close();
+      this.socket.destroy();
+      this.phase = 'disconnecting';
+    }
+    return false;
+  }
+
+  private onClose(): void {
+    if (this.phase === 'closed') return;
+    const wasConnected = this.session !== null;
+    this.phase = 'closed';
+    this.output.close();
+    this.input.clear();
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    if (wasConnected) this.host.emit({ type: 'disconnect', connectionId: this.id, exportName: this.exportName, remote: this.remote });
+    this.host.closed(this);
+  }
+}

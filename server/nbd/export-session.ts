@@ -1,0 +1,215 @@
+/**
+ * Transmission for one connection: runs requests that passed `checkRequest` against the export's
+ * device and builds each reply as one frame. Every request gets exactly one frame (a simple reply,
+ * or one structured chunk flagged DONE), and the returned promise never rejects: device errors
+ * become NBD errors (errors.ts), with a message when structured replies carry one.
+ *
+ *   READ          data read into a pooled reply buffer right after its header (no copy);
+ *                 structured: one OFFSET_DATA chunk (so DF always holds), no OFFSET_HOLE;
+ *   WRITE         device.write, { fua } from the FUA flag;
+ *   FLUSH         device.flush;
+ *   TRIM          device.discard (a hint; the device may ignore it), then flush when FUA;
+ *   WRITE_ZEROES  discard when holes are allowed (no NO_HOLE) and the device's discard reads back
+ *                 as zeros (`discardZeroes`); else zeros written in ZERO_CHUNK_BYTES pieces,
+ *                 yielding to the event loop every ZERO_YIELD_BYTES so other connections keep
+ *                 moving; then flush when FUA;
+ *   CACHE         `hydrateRange` when the device has one (a clone: copy those regions now); else
+ *                 nothing to do, success;
+ *   BLOCK_STATUS  base:allocation from device.blockStatus (all data when it has none), merged,
+ *                 at most MAX_BLOCK_DESCRIPTORS descriptors (one with REQ_ONE).
+ */
+import { setImmediate } from 'node:timers';
+import type { BlockDevice } from '../../runtime/devices/block-device.ts';
+import { statusOf } from '../../runtime/devices/extents.ts';
+import type { BufferPool } from './buffer-pool.ts';
+import {
+  BASE_ALLOCATION_ID, MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
+  NBD_EINVAL, NBD_STATE_HOLE, NBD_STATE_ZERO,
+} from './constants.ts';
+import { blockSizes, transmissionFlags } from './export-flags.ts';
+import { messageOf, nbdErrorOf } from './errors.ts';
+import type { Agreement } from './negotiation.ts';
+import type { Refusal, Session } from './request-check.ts';
+import {
+  encodeBlockStatusChunk, encodeErrorChunk, encodeNoneChunk, encodeSimpleReply, readReplyHeaderBytes, writeReadReplyHeader,
+  type BlockDescriptor, type NbdRequest,
+} from './request-codec.ts';
+import type { NbdCounters } from './types.ts';
+import { utf8Truncated } from './wire.ts';
+
+/** WRITE_ZEROES without a usable discard writes zeros in pieces of this size. */
+export const ZERO_CHUNK_BYTES = 1 << 20;
+/** After this many zero bytes written in one go, let the event loop run. */
+const ZERO_YIELD_BYTES = 16 * ZERO_CHUNK_BYTES;
+/** Shared, never written: devices only read the data they are given. */
+const ZEROS = new Uint8Array(ZERO_CHUNK_BYTES);
+
+type Hydrating = BlockDevice & { hydrateRange(offsetBytes: number, lengthBytes: number): Promise<void> };
+
+export class ExportSession {
+  readonly name: string;
+  readonly device: BlockDevice;
+  /** For checkRequest. */
+  readonly session: Session;
+  private readonly structured: boolean;
+  private readonly readHeaderBytes: number;
+  private readonly hydrate: Hydrating['hydrateRange'] | null;
+
+  constructor(
+    agreement: Agreement,
+    private readonly counters: NbdCounters,
+    private readonly pool: BufferPool,
+  ) {
+    const { exported } = agreement;
+    this.name = exported.name;
+    this.device = exported.device;
+    this.structured = agreement.structuredReplies;
+    this.readHeaderBytes = readReplyHeaderBytes(this.structured);
+    const sizes = blockSizes(exported.device);
+    this.session = {
+      sizeBytes: exported.device.sizeBytes,
+      minimumBlockBytes: sizes === null ? exported.device.logicalBlockBytes : sizes.minimumBytes,
+      transmissionFlags: transmissionFlags(exported, agreement.structuredReplies),
+      structuredReplies: agreement.structuredReplies,
+      baseAllocation: agreement.baseAllocation,
+    };
+    const hydrateRange = (exported.device as Partial<Hydrating>).hydrateRange;
+    this.hydrate = typeof hydrateRange === 'function' ? hydrateRange.bind(exported.device) : null;
+  }
+
+  /** Runs a checked request; `payload` is a WRITE's data. Resolves with the one reply frame. */
+  run(request: NbdRequest, payload: Uint8Array): Promise<Uint8Array> {
+    try {
+      return this.dispatch(request, payload);
+    } catch (error) {
+      // A device that throws instead of rejecting: still one reply.
+      return Promise.resolve(this.failed(request, error));
+    }
+  }
+
+  private dispatch(request: NbdRequest, payload: Uint8Array): Promise<Uint8Array> {
+    switch (request.type) {
+      case NBD_CMD_READ:
+        return this.read(request);
+      case NBD_CMD_WRITE: {
+        const fua = (request.flags & NBD_CMD_FLAG_FUA) !== 0;
+        return this.settle(request, this.device.write(request.offsetBytes, payload, fua ? FUA : undefined), request.lengthBytes);
+      }
+      case NBD_CMD_FLUSH:
+        return this.settle(request, this.device.flush(), 0);
+      case NBD_CMD_TRIM:
+        return this.settle(request, this.trim(request), 0);
+      case NBD_CMD_WRITE_ZEROES:
+        return this.settle(request, this.writeZeroes(request), 0);
+      case NBD_CMD_CACHE:
+        return this.settle(request, this.hydrate === null ? RESOLVED : this.hydrate(request.offsetBytes, request.lengthBytes), 0);
+      case NBD_CMD_BLOCK_STATUS:
+        return this.blockStatus(request);
+      default:
+        return Promise.resolve(this.errorFrame(request, { error: NBD_EINVAL, message: `command ${request.type} cannot run` }));
+    }
+  }
+
+  /** The reply to a request refused by the check (or that failed). */
+  errorFrame(request: NbdRequest, refusal: Refusal): Uint8Array {
+    this.counters.errors++;
+    if (!this.structured) return encodeSimpleReply(refusal.error, request);
+    return encodeErrorChunk(request, refusal.error, utf8Truncated(refusal.message, MAX_MESSAGE_BYTES));
+  }
+
+  private read(request: NbdRequest): Promise<Uint8Array> {
+    const lengthBytes = request.lengthBytes;
+    if (lengthBytes === 0) return Promise.resolve(this.structured ? encodeNoneChunk(request) : encodeSimpleReply(0, request));
+    const frame = this.pool.take(this.readHeaderBytes + lengthBytes);
+    let pending: Promise<void>;
+    try {
+      pending = this.device.read(request.offsetBytes, frame.subarray(this.readHeaderBytes));
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    return pending.then(
+      () => {
+        writeReadReplyHeader(frame, this.structured, request, request.offsetBytes, lengthBytes);
+        this.counters.bytesRead += lengthBytes;
+        return frame as Uint8Array;
+      },
+      (error) => {
+        this.pool.release(frame);
+        return this.failed(request, error);
+      },
+    );
+  }
+
+  private async trim(request: NbdRequest): Promise<void> {
+    if (request.lengthBytes === 0) return;
+    await this.device.discard(request.offsetBytes, request.lengthBytes);
+    if ((request.flags & NBD_CMD_FLAG_FUA) !== 0) await this.device.flush();
+  }
+
+  private async writeZeroes(request: NbdRequest): Promise<void> {
+    const { offsetBytes, lengthBytes } = request;
+    if (lengthBytes === 0) return;
+    const device = this.device;
+    const mayPunch = (request.flags & NBD_CMD_FLAG_NO_HOLE) === 0 && device.canDiscard && device.discardZeroes;
+    if (mayPunch) {
+      await device.discard(offsetBytes, lengthBytes);
+    } else {
+      let sinceYieldBytes = 0;
+      for (let doneBytes = 0; doneBytes < lengthBytes; ) {
+        const pieceBytes = Math.min(ZERO_CHUNK_BYTES, lengthBytes - doneBytes);
+        await device.write(offsetBytes + doneBytes, pieceBytes === ZERO_CHUNK_BYTES ? ZEROS : ZEROS.subarray(0, pieceBytes));
+        doneBytes += pieceBytes;
+        sinceYieldBytes += pieceBytes;
+        if (sinceYieldBytes >= ZERO_YIELD_BYTES && doneBytes < lengthBytes) {
+          sinceYieldBytes = 0;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+    }
+    if ((request.flags & NBD_CMD_FLAG_FUA) !== 0) await device.flush();
+  }
+
+  private async blockStatus(request: NbdRequest): Promise<Uint8Array> {
+    let extents;
+    try {
+      extents = await statusOf(this.device, request.offsetBytes, request.lengthBytes);
+    } catch (error) {
+      return this.failed(request, error);
+    }
+    const reqOne = (request.flags & NBD_CMD_FLAG_REQ_ONE) !== 0;
+    const limit = reqOne ? 1 : MAX_BLOCK_DESCRIPTORS;
+    const descriptors: BlockDescriptor[] = [];
+    let coveredBytes = 0;
+    for (const extent of extents) {
+      const statusFlags = (extent.hole ? NBD_STATE_HOLE : 0) | (extent.zero ? NBD_STATE_ZERO : 0);
+      const lengthBytes = Math.min(extent.lengthBytes, request.lengthBytes - coveredBytes);
+      if (lengthBytes <= 0) break;
+      const last = descriptors[descriptors.length - 1];
+      if (last !== undefined && last.statusFlags === statusFlags) last.lengthBytes += lengthBytes;
+      else if (descriptors.length === limit) break;
+      else descriptors.push({ lengthBytes, statusFlags });
+      coveredBytes += lengthBytes;
+    }
+    if (descriptors.length === 0) return this.failed(request, new Error('the device reported no extents'));
+    return encodeBlockStatusChunk(request, BASE_ALLOCATION_ID, descriptors);
+  }
+
+  /** Waits for `pending`; replies success (simple) or the error. */
+  private settle(request: NbdRequest, pending: Promise<unknown>, writtenBytes: number): Promise<Uint8Array> {
+    return pending.then(
+      () => {
+        this.counters.bytesWritten += writtenBytes;
+        return encodeSimpleReply(0, request);
+      },
+      (error) => this.failed(request, error),
+    );
+  }
+
+  private failed(request: NbdRequest, error: unknown): Uint8Array {
+    return this.errorFrame(request, { error: nbdErrorOf(error), message: messageOf(error) });
+  }
+}
+
+const FUA = { fua: true } as const;
+const RESOLVED: Promise<void> = Promise.resolve();

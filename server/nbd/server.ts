@@ -1,0 +1,117 @@
+/**
+ * NbdServer: serves BlockDevices over NBD (fixed newstyle, structured replies, base:allocation)
+ * on TCP and Unix sockets, through node:net, which Node, Bun and Deno all provide. Exports come
+ * from the caller (`lookup` / `list`), looked up again for every option that names one, so the
+ * catalogue may change while the server runs. The server never opens or closes devices.
+ *
+ * Each socket is an NbdConnection (connection.ts) with its own state and flow control; one
+ * misbehaving client is disconnected without the others noticing. Accepting beyond
+ * `maxConnections` open sockets closes the new socket at once (reported as a 'protocol-error'
+ * event, the only event that carries a message). `connections()` lists the connections that have
+ * chosen an export. `close()` stops listening, lets requests in flight finish (SHUTDOWN_GRACE_MS at
+ * most), ends every connection and resolves when all sockets are closed.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { BufferPool } from './buffer-pool.ts';
+import { SHUTDOWN_GRACE_MS } from './constants.ts';
+import { NbdConnection, type ConnectionHost } from './connection.ts';
+import type { NbdAddress, NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport, NbdServerOptions } from './types.ts';
+
+export type { NbdAddress, NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport, NbdServerOptions } from './types.ts';
+
+const DEFAULT_MAX_CONNECTIONS = 128;
+
+export class NbdServer {
+  readonly counters: NbdCounters = { connections: 0, requests: 0, bytesRead: 0, bytesWritten: 0, errors: 0 };
+  private readonly listeners: Array<{ server: net.Server; path: string | null }> = [];
+  private readonly open = new Set<NbdConnection>();
+  private readonly maxConnections: number;
+  private readonly host: ConnectionHost;
+  private nextConnectionId = 1;
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly options: NbdServerOptions) {
+    this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (!Number.isSafeInteger(this.maxConnections) || this.maxConnections < 1) {
+      throw new RangeError(`maxConnections must be a positive integer, got ${String(options.maxConnections)}`);
+    }
+    const server = this;
+    this.host = {
+      counters: this.counters,
+      pool: new BufferPool(),
+      lookup: (name) => options.lookup(name),
+      list: () => options.list(),
+      emit: (event) => server.emit(event),
+      closed: (connection) => server.open.delete(connection),
+    };
+  }
+
+  /** Starts listening (port 0 picks a free port); resolves with the address actually bound. */
+  listen(address: { host: string; port: number } | { path: string }): Promise<{ host: string; port: number } | { path: string }> {
+    if (this.closing) return Promise.reject(new Error('NbdServer is closed'));
+    // Half-open: a client that sends its last requests and then shuts down its side still gets
+    // the replies (the connection ends them itself once they are out).
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      const bound = () => {
+        server.off('error', reject);
+        server.on('error', () => {}); // accept errors (EMFILE...) must not crash the process
+        if ('path' in address) {
+          this.listeners.push({ server, path: address.path });
+          resolve({ path: address.path });
+        } else {
+          this.listeners.push({ server, path: null });
+          const info = server.address() as net.AddressInfo;
+          resolve({ host: info.address, port: info.port });
+        }
+      };
+      if ('path' in address) server.listen(address.path, bound);
+      else server.listen(address.port, address.host, bound);
+    });
+  }
+
+  connections(): Array<{ id: number; exportName: string; remote: string; connectedAtMs: number }> {
+    const list: NbdConnectionInfo[] = [];
+    for (const connection of this.open) {
+      if (!connection.inTransmission) continue;
+      list.push({ id: connection.id, exportName: connection.exportName, remote: connection.remote, connectedAtMs: connection.connectedAtMs });
+    }
+    return list;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const stopped = this.listeners.map(({ server, path }) => new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        if (path !== null) fs.rmSync(path, { force: true }); // Bun and Deno leave the socket file behind
+      }));
+      await Promise.all([...this.open].map((connection) => connection.shutdown(SHUTDOWN_GRACE_MS)));
+      await Promise.all(stopped);
+    })();
+    return this.closing;
+  }
+
+  private accept(socket: net.Socket): void {
+    const id = this.nextConnectionId++;
+    const remote = socket.remoteAddress === undefined ? `unix:${id}` : `${socket.remoteAddress}:${socket.remotePort}`;
+    if (this.closing !== null || this.open.size >= this.maxConnections) {
+      socket.on('error', () => {});
+      socket.destroy();
+      const reason = this.closing !== null ? 'server is closing' : `too many connections (maxConnections ${this.maxConnections})`;
+      this.emit({ type: 'protocol-error', connectionId: id, remote, message: `refused: ${reason}` });
+      return;
+    }
+    this.counters.connections++;
+    this.open.add(new NbdConnection(id, remote, socket, this.host));
+  }
+
+  private emit(event: NbdEvent): void {
+    try {
+      this.options.onEvent?.(event);
+    } catch (error) {
+      console.error(`NbdServer: onEvent failed on ${event.type}:`, error);
+    }
+  }
+}

@@ -1,0 +1,44 @@
+/** The public shapes of the NBD server (the contract server/service.ts builds on). */
+import type { BlockDevice } from '../../runtime/devices/block-device.ts';
+
+export interface NbdExport {
+  name: string;
+  device: BlockDevice;
+  readOnly: boolean;
+  description?: string;
+}
+
+export type NbdEvent =
+  | { type: 'connect' | 'disconnect'; connectionId: number; exportName: string; remote: string }
+  | { type: 'protocol-error'; connectionId: number; remote: string; message: string };
+
+export interface NbdServerOptions {
+  lookup(name: string): NbdExport | undefined;
+  list(): NbdExport[];
+  onEvent?(event: NbdEvent): void;
+  /** Open sockets allowed at once (handshaking or connected); more are closed at accept. Default 128. */
+  maxConnections?: number;
+}
+
+export type NbdAddress = { host: string; port: number } | { path: string };
+
+export interface NbdConnectionInfo {
+  id: number;
+  exportName: string;
+  remote: string;
+  connectedAtMs: number;
+}
+
+/** Cumulative since the server was made. */
+export interface NbdCounters {
+  /** Connections accepted (refused ones over maxConnections are not counted). */
+  connections: number;
+  /** Transmission requests received (DISC included, refused ones included). */
+  requests: number;
+  /** Data bytes served by successful READs. */
+  bytesRead: number;
+  /** Data bytes stored by successful WRITEs (not WRITE_ZEROES or TRIM). */
+  bytesWritten: number;
+  /** Error replies sent plus connections closed for a protocol error. */
+  errors: number;
+}

@@ -1,0 +1,223 @@
+/**
+ * A small raw NBD client for tests: it speaks the protocol through our own codecs (so a frame
+ * format bug shows up as a mismatch against the hex vectors, not as two wrongs agreeing), can send
+ * arbitrary bytes, and reads replies with a deadline so a test never hangs on a silent server.
+ */
+import net from 'node:net';
+import {
+  BASE_ALLOCATION, NBD_CMD_READ, NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_INFO_BLOCK_SIZE, NBD_OPT_GO,
+  NBD_OPT_SET_META_CONTEXT, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+  NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA, OPTION_REPLY_HEADER_BYTES,
+} from '../../server/nbd/constants.ts';
+import { encodeClientFlags, encodeGoRequest, encodeMetaContextRequest, encodeOptionHeader } from '../../server/nbd/option-codec.ts';
+import { decodeReplyHeader, encodeRequest } from '../../server/nbd/request-codec.ts';
+import { readU16, readU32, readU64 } from '../../server/nbd/wire.ts';
+
+export type Address = { host: string; port: number } | { path: string };
+
+export interface OptionReply {
+  option: number;
+  type: number;
+  data: Uint8Array;
+}
+
+export interface Reply {
+  handle: number;
+  error: number;
+  /** READ: the data (reassembled from chunks). */
+  data?: Uint8Array;
+  /** BLOCK_STATUS: descriptors. */
+  extents?: Array<{ lengthBytes: number; flags: number }>;
+  message?: string;
+}
+
+const DEADLINE_MS = 5000;
+
+export class RawNbd {
+  private buffered = new Uint8Array(0);
+  private waiter: (() => void) | null = null;
+  private ended = false;
+  private nextHandle = 1;
+  private readonly pending = new Map<number, { type: number; offsetBytes: number; lengthBytes: number }>();
+  structured = false;
+  private greeted = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Uint8Array) => {
+      const joined = new Uint8Array(this.buffered.length + chunk.length);
+      joined.set(this.buffered);
+      joined.set(chunk, this.buffered.length);
+      this.buffered = joined;
+      this.waiter?.();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.ended = true;
+      this.waiter?.();
+    });
+  }
+
+  static connect(address: Address): Promise<RawNbd> {
+    return new Promise((resolve, reject) => {
+      const socket = 'path' in address ? net.connect(address.path) : net.connect(address.port, address.host);
+      socket.once('connect', () => resolve(new RawNbd(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  send(bytes: Uint8Array): void {
+    if (!this.ended) this.socket.write(bytes);
+  }
+
+  /** Exactly `byteCount` bytes, or throws when the server closes or the deadline passes. */
+  async read(byteCount: number, deadlineMs = DEADLINE_MS): Promise<Uint8Array> {
+    const until = Date.now() + deadlineMs;
+    while (this.buffered.length < byteCount) {
+      if (this.ended) throw new Error(`server closed with ${this.buffered.length} of ${byteCount} bytes`);
+      const left = until - Date.now();
+      if (left <= 0) throw new Error(`no ${byteCount} bytes within ${deadlineMs} ms (have ${this.buffered.length})`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = null;
+    }
+    const out = this.buffered.slice(0, byteCount);
+    this.buffered = this.buffered.slice(byteCount);
+    return out;
+  }
+
+  /** Resolves true when the server closes the connection within the deadline. */
+  async waitClosed(deadlineMs = DEADLINE_MS): Promise<boolean> {
+    const until = Date.now() + deadlineMs;
+    while (!this.ended && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+    return this.ended;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  // ---- handshake ----
+
+  /** Reads the greeting and sends client flags. */
+  async greet(clientFlags = NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES): Promise<Uint8Array> {
+    this.greeted = true;
+    const greeting = await this.read(18);
+    this.send(encodeClientFlags(clientFlags));
+    return greeting;
+  }
+
+  sendOption(option: number, data: Uint8Array = new Uint8Array(0)): void {
+    this.send(encodeOptionHeader(option, data));
+  }
+
+  async readOptionReply(): Promise<OptionReply> {
+    const header = await this.read(OPTION_REPLY_HEADER_BYTES);
+    const length = readU32(header, 16);
+    return { option: readU32(header, 8), type: readU32(header, 12), data: await this.read(length) };
+  }
+
+  /** Sends an option and reads replies up to the final one (ACK or an error). */
+  async option(option: number, data?: Uint8Array): Promise<OptionReply[]> {
+    this.sendOption(option, data);
+    const replies: OptionReply[] = [];
+    for (;;) {
+      const reply = await this.readOptionReply();
+      replies.push(reply);
+      if (reply.type === NBD_REP_ACK || reply.type >= 0x80000000) return replies;
+    }
+  }
+
+  /** The usual way in: greeting (unless done), STRUCTURED_REPLY and base:allocation when asked, then GO. */
+  async go(name: string, options: { structured?: boolean; meta?: boolean } = {}): Promise<{ sizeBytes: number; flags: number; minimumBlockBytes: number }> {
+    if (!this.greeted) await this.greet();
+    if (options.structured ?? true) {
+      const [reply] = await this.option(NBD_OPT_STRUCTURED_REPLY);
+      if (reply!.type !== NBD_REP_ACK) throw new Error('STRUCTURED_REPLY refused');
+      this.structured = true;
+    }
+    if (options.meta ?? this.structured) {
+      await this.option(NBD_OPT_SET_META_CONTEXT, encodeMetaContextRequest({ name, queries: [BASE_ALLOCATION] }));
+    }
+    const replies = await this.option(NBD_OPT_GO, encodeGoRequest({ name, infoTypes: [NBD_INFO_BLOCK_SIZE] }));
+    const last = replies[replies.length - 1]!;
+    if (last.type !== NBD_REP_ACK) throw new Error(`GO refused: 0x${last.type.toString(16)} ${new TextDecoder().decode(last.data)}`);
+    let sizeBytes = -1;
+    let flags = 0;
+    let minimumBlockBytes = 1;
+    for (const reply of replies) {
+      const infoType = reply.data.length >= 2 ? readU16(reply.data, 0) : -1;
+      if (infoType === 0) {
+        sizeBytes = readU64(reply.data, 2);
+        flags = readU16(reply.data, 10);
+      }
+      if (infoType === NBD_INFO_BLOCK_SIZE) minimumBlockBytes = readU32(reply.data, 2);
+    }
+    return { sizeBytes, flags, minimumBlockBytes };
+  }
+
+  // ---- transmission ----
+
+  /** Sends a request; returns its handle (the low word; the high word is 0). */
+  request(type: number, offsetBytes: number, lengthBytes: number, options: { flags?: number; data?: Uint8Array } = {}): number {
+    const handle = this.nextHandle++;
+    this.pending.set(handle, { type, offsetBytes, lengthBytes });
+    this.send(encodeRequest({ flags: options.flags ?? 0, type, handleHigh: 0, handleLow: handle, offsetBytes, lengthBytes }, options.data));
+    return handle;
+  }
+
+  /** Reads one whole reply (all chunks up to DONE for structured replies). */
+  async reply(deadlineMs = DEADLINE_MS): Promise<Reply> {
+    const head = await this.read(16, deadlineMs);
+    const magic = readU32(head, 0);
+    const header = magic === 0x668e33ef ? decodeReplyHeader(concat(head, await this.read(4, deadlineMs)), 0) : decodeReplyHeader(head, 0);
+    if (typeof header === 'string') throw new Error(header);
+    const handle = header.handleLow;
+    const request = this.pending.get(handle);
+    if (request === undefined) throw new Error(`reply for unknown handle ${handle}`);
+    if (!header.structured) {
+      this.pending.delete(handle);
+      if (header.error === 0 && request.type === NBD_CMD_READ) return { handle, error: 0, data: await this.read(request.lengthBytes, deadlineMs) };
+      return { handle, error: header.error };
+    }
+    const out: Reply = { handle, error: 0 };
+    let chunk = header;
+    for (;;) {
+      const payload = await this.read(chunk.payloadBytes, deadlineMs);
+      if (chunk.type === NBD_REPLY_TYPE_OFFSET_DATA) {
+        out.data ??= new Uint8Array(request.lengthBytes);
+        out.data.set(payload.subarray(8), readU64(payload, 0) - request.offsetBytes);
+      } else if (chunk.type === NBD_REPLY_TYPE_BLOCK_STATUS) {
+        out.extents = [];
+        for (let at = 4; at < payload.length; at += 8) out.extents.push({ lengthBytes: readU32(payload, at), flags: readU32(payload, at + 4) });
+      } else if (chunk.type === NBD_REPLY_TYPE_ERROR) {
+        out.error = readU32(payload, 0);
+        out.message = new TextDecoder().decode(payload.subarray(6, 6 + readU16(payload, 4)));
+      } else if (chunk.type !== NBD_REPLY_TYPE_NONE) {
+        throw new Error(`unexpected chunk type ${chunk.type}`);
+      }
+      if ((chunk.flags & NBD_REPLY_FLAG_DONE) !== 0) break;
+      const next = decodeReplyHeader(await this.read(20, deadlineMs), 0);
+      if (typeof next === 'string' || !next.structured) throw new Error('bad chunk');
+      chunk = next;
+    }
+    this.pending.delete(handle);
+    if (request.type === NBD_CMD_READ && out.error === 0) out.data ??= new Uint8Array(0);
+    return out;
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
