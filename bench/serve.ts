@@ -14,7 +14,8 @@
  * throughput does.
  * Ends with `ratio <what> (<runtime>): <ours/peer>` lines (above 1 = ours faster).
  * Run: npm run bench -- serve [--runtimes node]. Environment: BLOCKCORE_BENCH_SERVE_MIB (file size,
- * default 2048), BLOCKCORE_BENCH_ROUNDS (default 5), BLOCKCORE_BENCH_FIO_SECONDS (default 4).
+ * default 2048), BLOCKCORE_BENCH_ROUNDS (default 5), BLOCKCORE_BENCH_FIO_SECONDS (default 4; 0
+ * skips fio), BLOCKCORE_BENCH_COPY (nbdcopy cases, default oursTcp,kitTcp,oursUnix,kitUnix).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -38,6 +39,11 @@ const adapter = await loadAdapter();
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-bench-serve-'));
 const filePath = path.join(tempDir, 'disk.img');
 const children: ChildProcess[] = [];
+// However the run ends (a failed nbdkit start included), stop what we started, by PID.
+process.on('exit', () => {
+  for (const child of children) if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGTERM');
+  fs.rmSync(tempDir, { recursive: true, force: true });
+});
 
 function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -59,13 +65,17 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** CPU seconds (user + system) used so far by a process: ours, or a child by PID. */
-function cpuSeconds(pid: number | 'self'): number {
+/**
+ * CPU seconds (user + system) used so far by a process: ours, or a child by PID (read with `cat`:
+ * Deno's permissions do not let a script read /proc short of --allow-all).
+ */
+async function cpuSeconds(pid: number | 'self'): Promise<number> {
   if (pid === 'self') {
     const usage = process.cpuUsage();
     return (usage.user + usage.system) / 1e6;
   }
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const stat = (await run('cat', [`/proc/${pid}/stat`])).stdout;
+  const fields = stat.split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
 }
 
@@ -82,25 +92,25 @@ async function startNbdkit(where: string[]): Promise<number> {
 
 /** Bytes per second; adds the server's CPU seconds to `cpu`. */
 async function nbdcopyRate(uri: string, server: number | 'self', cpu: number[]): Promise<number> {
-  const cpuBefore = cpuSeconds(server);
+  const cpuBefore = await cpuSeconds(server);
   const startMs = performance.now();
   const result = await run('nbdcopy', [uri, 'null:']);
   const seconds = (performance.now() - startMs) / 1000;
-  cpu.push(cpuSeconds(server) - cpuBefore);
+  cpu.push((await cpuSeconds(server)) - cpuBefore);
   if (result.code !== 0) throw new Error(`nbdcopy ${uri} failed: ${result.stderr}`);
   return FILE_BYTES / seconds;
 }
 
 /** Reads per second; adds the server's CPU seconds per 1000 reads to `cpu`. */
 async function fioIops(uri: string, server: number | 'self', cpu: number[]): Promise<number> {
-  const cpuBefore = cpuSeconds(server);
+  const cpuBefore = await cpuSeconds(server);
   const result = await run('fio', [
     '--name=randread', '--ioengine=nbd', `--uri=${uri}`, '--rw=randread', '--bs=4k', '--iodepth=32', '--numjobs=1',
     `--size=${FILE_BYTES}`, `--runtime=${FIO_SECONDS}`, '--time_based', '--output-format=json',
   ]);
   if (result.code !== 0) throw new Error(`fio ${uri} failed: ${result.stderr}`);
   const report = JSON.parse(result.stdout.slice(result.stdout.indexOf('{'))) as { jobs: Array<{ read: { iops: number; total_ios: number } }> };
-  cpu.push(((cpuSeconds(server) - cpuBefore) / report.jobs[0]!.read.total_ios) * 1000);
+  cpu.push((((await cpuSeconds(server)) - cpuBefore) / report.jobs[0]!.read.total_ios) * 1000);
   return report.jobs[0]!.read.iops;
 }
 
@@ -119,7 +129,7 @@ async function fioIops(uri: string, server: number | 'self', cpu: number[]): Pro
   fs.closeSync(readFd);
 }
 
-const device = await FileDevice.open(filePath, { readOnly: true, io: (process.env.BLOCKCORE_BENCH_IO ?? 'sync') as 'sync' });
+const device = await FileDevice.open(filePath, { readOnly: true });
 const exported = { name: EXPORT_NAME, device, readOnly: true };
 const server = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? exported : undefined), list: () => [exported] });
 const ourSocket = path.join(tempDir, 'ours.sock');

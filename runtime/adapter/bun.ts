@@ -1,5 +1,5 @@
 /** Bun adapter: fallocate and lseek through bun:ffi. */
-import { LIBC_PATH, punchWith, seekWith, type RuntimeAdapter } from './types.ts';
+import { LIBC_PATH, POOL_TRANSFER_BYTES, punchWith, seekWith, type RuntimeAdapter } from './types.ts';
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
 type Lseek = (fd: number, off: number, whence: number) => number | bigint;
@@ -30,4 +30,5 @@ export const adapter: RuntimeAdapter = {
   version: bunGlobal.version,
   punchHole: punchWith(libc?.fallocate ?? null),
   ...seekWith(libc?.lseek ?? null),
+  poolTransferBytes: POOL_TRANSFER_BYTES,
 };

@@ -33,7 +33,17 @@ export interface RuntimeAdapter {
    * So for an offset inside the file, -1 always means "cannot tell".
    */
   seekHole(fd: number, offsetBytes: number): number;
+  /**
+   * FileDevice in 'sync' mode moves reads and writes of at least this many bytes through the
+   * runtime's thread pool (in parallel with the event loop) rather than in the calling turn:
+   * worth it where async file I/O is cheap next to a large copy (Node, Bun), not where it is not
+   * (Deno: measured slower, so Infinity). See runtime/devices/file-device.ts.
+   */
+  readonly poolTransferBytes: number;
 }
+
+/** The default `poolTransferBytes` where the thread pool pays for large transfers. */
+export const POOL_TRANSFER_BYTES = 128 * 1024;
 
 /** fallocate(2) mode bits, from linux/falloc.h. */
 export const FALLOC_FL_KEEP_SIZE = 0x01;

@@ -12,13 +12,17 @@
  * Tokio) thread pool and back through the event loop, 10-30x more than the copy it wraps. So by
  * default (`io: 'sync'`) data moves with synchronous pread/pwrite in the calling turn, and the one
  * call that is slow by nature — fdatasync, milliseconds on a real disk — goes through the thread
- * pool, so it never blocks the event loop. Large transfers (SYNC_IO_MAX_BYTES and up) go through
- * the pool even in 'sync' mode: their copy (about 50 µs for 256 KiB) costs more than the hop, and
- * in the pool it runs on another core while the event loop does other work — for an NBD export
- * being copied, sending the previous reply (bench/serve.ts, nbdcopy over TCP: about 0.55x of
- * nbdkit's throughput all-sync, about 0.8x this way). The price of the sync path: a small read
- * that misses the page cache blocks the event loop for one disk access. For slow or network filesystems, where that access may take
- * milliseconds, open with `io: 'async'`: every data call then goes through the thread pool.
+ * pool, so it never blocks the event loop. Large transfers (the adapter's `poolTransferBytes`,
+ * 128 KiB on Node and Bun) go through the pool even in 'sync' mode: their copy (about 50 µs for
+ * 256 KiB) costs more than the hop, and in the pool it runs on another core while the event loop
+ * does other work — for an NBD export being copied, sending the previous reply (nbdcopy of a
+ * 2 GiB export, paired runs against nbdkit on this 2-core VM: Unix socket 0.79x -> 0.89x on Node,
+ * 0.61x -> 0.77x on Bun; TCP equal on Node, 0.71x -> 0.78x on Bun). Deno's async reads cost more
+ * than they save (TCP 0.80x -> 0.47x), so there every transfer stays synchronous. The price of
+ * the sync path: a small read that misses the page cache blocks the event loop for one disk
+ * access. For slow or network filesystems, where that
+ * access may take milliseconds, open with `io: 'async'`: every data call then goes through the
+ * thread pool.
  * Zero-filling a discard (below) is always async, whatever `io` says: it may write gigabytes.
  *
  * Durability, what is on stable storage when:
@@ -66,8 +70,6 @@ export const ZERO_CHUNK_BYTES = 1 << 20;
 const DEFAULT_LOGICAL_BLOCK_BYTES = 512;
 /** Returned by requests that completed within the call. */
 const RESOLVED: Promise<void> = Promise.resolve();
-/** In 'sync' mode, transfers of this many bytes or more still go through the thread pool (see above). */
-export const SYNC_IO_MAX_BYTES = 128 * 1024;
 
 export interface FileDeviceOptions {
   /** Open O_RDONLY: canWrite is false, write and discard raise EROFS. */
@@ -108,6 +110,8 @@ export class FileDevice implements BlockDevice {
     io: FileIoMode,
     private readonly punchHole: PunchHole,
     private readonly seek: SeekSparse,
+    /** In 'sync' mode, transfers of this many bytes or more go through the thread pool (see above). */
+    private readonly poolTransferBytes: number,
     private readonly sys: FileSyscalls,
   ) {
     this.name = path;
@@ -144,7 +148,7 @@ export class FileDevice implements BlockDevice {
       if (stats.size % logicalBlockBytes !== 0) {
         throw new BlockError('EINVAL', `${filePath} is ${stats.size} bytes, not a multiple of logicalBlockBytes ${logicalBlockBytes}`, { device: filePath });
       }
-      return new FileDevice(filePath, fd, stats.size, logicalBlockBytes, readOnly, io, punchHole, seek, sys);
+      return new FileDevice(filePath, fd, stats.size, logicalBlockBytes, readOnly, io, punchHole, seek, adapter.poolTransferBytes, sys);
     } catch (error) {
       fs.closeSync(fd);
       if (create) fs.rmSync(filePath, { force: true });
@@ -160,7 +164,7 @@ export class FileDevice implements BlockDevice {
     try {
       validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
       if (target.length === 0) return RESOLVED;
-      if (this.io === 'sync' && target.length < SYNC_IO_MAX_BYTES) {
+      if (this.io === 'sync' && target.length < this.poolTransferBytes) {
         readFullySync(this.sys, this.place, target, offsetBytes);
         return RESOLVED;
       }
@@ -175,7 +179,7 @@ export class FileDevice implements BlockDevice {
       validateRequest(this, this.gate.isOpen, 'write', offsetBytes, data);
       if (data.length === 0) return RESOLVED;
       const fua = options?.fua === true;
-      if (this.io === 'sync' && data.length < SYNC_IO_MAX_BYTES) {
+      if (this.io === 'sync' && data.length < this.poolTransferBytes) {
         writeFullySync(this.sys, this.place, data, offsetBytes);
         return fua ? this.gate.track(() => datasync(this.sys, this.place)) : RESOLVED;
       }
