@@ -52,6 +52,7 @@ extents('alignExtents: a straddling block takes the flags both sides share', () 
 });
 
 const devices = suite('block status per device');
+devices.after(() => fs.rmSync(tempDir, { recursive: true, force: true }));
 
 devices('FileDevice: holes and data of a sparse file, from SEEK_DATA / SEEK_HOLE', async () => {
   const device = await FileDevice.open(tempPath(), { create: { sizeBytes: 1024 * KiB } });

@@ -435,7 +435,6 @@ lifecycle('close() ends connections and stops listening, but leaves devices open
     () => assert.unreachable('listen after close'),
     (error: Error) => assert.match(error.message, /closed/),
   );
-  served = undefined;
 });
 
 lifecycle('maxConnections: extra sockets are closed at once and reported', async () => {
