@@ -29,6 +29,8 @@ export class MeteredDevice implements BlockDevice {
   readonly canDiscard: boolean;
   readonly discardZeroes: boolean;
   readonly blockStatus?: (offsetBytes: number, lengthBytes: number) => Promise<BlockExtent[]>;
+  /** Passed through when the inner device has it (a clone): NBD CACHE hydrates those regions now. */
+  readonly hydrateRange?: (offsetBytes: number, lengthBytes: number) => Promise<void>;
   private closed = false;
 
   constructor(private readonly inner: BlockDevice, private readonly counters: IoCounters, options: { readOnly?: boolean } = {}) {
@@ -40,6 +42,8 @@ export class MeteredDevice implements BlockDevice {
     this.discardZeroes = inner.discardZeroes;
     const blockStatus = inner.blockStatus;
     if (blockStatus) this.blockStatus = (offsetBytes, lengthBytes) => this.count(() => blockStatus.call(inner, offsetBytes, lengthBytes));
+    const hydrateRange = (inner as { hydrateRange?: (offsetBytes: number, lengthBytes: number) => Promise<void> }).hydrateRange;
+    if (typeof hydrateRange === 'function') this.hydrateRange = (offsetBytes, lengthBytes) => this.count(() => hydrateRange.call(inner, offsetBytes, lengthBytes));
   }
 
   read(offsetBytes: number, target: Uint8Array): Promise<void> {
