@@ -86,7 +86,7 @@ test('nbdinfo --list shows every export, its size, description and flags', async
     { name: 'mem', device: new MemoryDevice({ sizeBytes: MiB }), readOnly: false },
   ]);
   const listed = JSON.parse(await mustRun('nbdinfo', ['--list', '--json', `nbd://127.0.0.1:${served!.tcp.port}`])) as {
-    exports: Array<{ 'export-name': string; 'export-size': number; description?: string; is_read_only: boolean; can_multi_conn: boolean; contexts: string[] }>;
+    exports: Array<{ 'export-name': string; 'export-size': number; description?: string; is_read_only: boolean; can_multi_conn: boolean; can_fast_zero: boolean; can_cache: boolean; contexts: string[] }>;
   };
   const byName = Object.fromEntries(listed.exports.map((entry) => [entry['export-name'], entry]));
   assert.equal(Object.keys(byName).sort(), ['disk', 'mem', 'ro']);
@@ -96,6 +96,9 @@ test('nbdinfo --list shows every export, its size, description and flags', async
   assert.is(byName.ro!.is_read_only, true);
   assert.is(byName.mem!['export-size'], MiB);
   assert.ok(byName.disk!.can_multi_conn);
+  assert.ok(byName.disk!.can_fast_zero);
+  assert.ok(byName.disk!.can_cache);
+  assert.is(byName.ro!.can_fast_zero, false);
   assert.equal(byName.disk!.contexts, ['base:allocation']);
 });
 

@@ -8,9 +8,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import {
-  NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH,
+  NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH,
   NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EINVAL, NBD_ENOSPC, NBD_EPERM, NBD_FLAG_CAN_MULTI_CONN,
-  NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA,
+  NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA,
   NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, NBD_INFO_DESCRIPTION, NBD_INFO_NAME, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO,
   NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT, NBD_OPT_STARTTLS, NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN, NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_META_CONTEXT,
@@ -124,9 +124,9 @@ vectors('simple reply, read reply headers, NONE / ERROR / BLOCK_STATUS chunks', 
 vectors('transmission flags per export', () => {
   const device = new MemoryDevice({ sizeBytes: 1 << 20 });
   const base = NBD_FLAG_HAS_FLAGS | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
-  const writable = base | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_TRIM;
+  const writable = base | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_FAST_ZERO;
   assert.is(transmissionFlags({ device, readOnly: false }, false), writable);
-  assert.is(writable, 0x056d);
+  assert.is(writable, 0x0d6d);
   assert.is(transmissionFlags({ device, readOnly: false }, true), writable | NBD_FLAG_SEND_DF);
   assert.is(transmissionFlags({ device, readOnly: true }, false), base | NBD_FLAG_READ_ONLY);
   assert.is(transmissionFlags({ device: new MemoryDevice({ sizeBytes: 4096, readOnly: true }), readOnly: false }, false), base | NBD_FLAG_READ_ONLY);
@@ -181,6 +181,7 @@ check('valid requests pass', () => {
   assert.is(checkRequest(req(NBD_CMD_READ, 0, 0), SESSION), null, 'zero-length read is allowed');
   assert.is(checkRequest(req(NBD_CMD_READ, 0, 32 << 20, NBD_CMD_FLAG_DF), { ...SESSION, sizeBytes: 64 << 20 }), null);
   assert.is(checkRequest(req(NBD_CMD_WRITE_ZEROES, 0, 1 << 20, NBD_CMD_FLAG_NO_HOLE), SESSION), null);
+  assert.is(checkRequest(req(NBD_CMD_WRITE_ZEROES, 0, 1 << 20, NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE), SESSION), null);
   assert.is(checkRequest(req(NBD_CMD_BLOCK_STATUS, 0, 1 << 20, NBD_CMD_FLAG_REQ_ONE), SESSION), null);
   assert.is(checkRequest(req(NBD_CMD_TRIM, 0, 1 << 20), { ...SESSION, sizeBytes: 2 ** 45 }), null);
 });
@@ -193,6 +194,8 @@ check('each refusal names its field, first failure wins', () => {
   assert.match(checkRequest(req(NBD_CMD_WRITE, 0, 512, NBD_CMD_FLAG_DF), SESSION)!.message, /DF flag is only for READ/);
   assert.match(checkRequest(req(NBD_CMD_READ, 0, 512, NBD_CMD_FLAG_DF), READ_ONLY_SESSION)!.message, /DF flag/);
   assert.match(checkRequest(req(NBD_CMD_READ, 0, 512, NBD_CMD_FLAG_REQ_ONE), SESSION)!.message, /REQ_ONE flag is only for BLOCK_STATUS/);
+  assert.match(checkRequest(req(NBD_CMD_WRITE, 0, 512, NBD_CMD_FLAG_FAST_ZERO), SESSION)!.message, /FAST_ZERO flag is only for WRITE_ZEROES/);
+  assert.match(checkRequest(req(NBD_CMD_WRITE_ZEROES, 0, 512, NBD_CMD_FLAG_FAST_ZERO), READ_ONLY_SESSION)!.message, /FAST_ZERO flag/);
   for (const type of [NBD_CMD_WRITE, NBD_CMD_TRIM, NBD_CMD_WRITE_ZEROES]) {
     assert.is(errorOf(req(type, 0, 512), READ_ONLY_SESSION), NBD_EPERM);
     assert.is(errorOf(req(type, 1 << 30, 512), READ_ONLY_SESSION), NBD_EPERM, 'read-only is checked before the range');

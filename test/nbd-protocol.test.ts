@@ -11,8 +11,8 @@ import { FaultDevice } from '../runtime/devices/fault-device.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { Prng } from '../runtime/prng.ts';
 import {
-  NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_DISC, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH,
-  NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_EPERM, NBD_FLAG_C_FIXED_NEWSTYLE,
+  NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_DISC, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH,
+  NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_ENOTSUP, NBD_EPERM, NBD_FLAG_C_FIXED_NEWSTYLE,
   NBD_FLAG_C_NO_ZEROES, NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_READ_ONLY, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_LIST,
   NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN, NBD_REP_ERR_UNSUP,
   NBD_REP_SERVER, NBD_STATE_HOLE, NBD_STATE_ZERO,
@@ -347,6 +347,26 @@ commands('WRITE_ZEROES: punches when holes are allowed, writes zeros with NO_HOL
   await b.go('hinting');
   b.request(NBD_CMD_WRITE_ZEROES, 0, MiB);
   assert.is((await b.reply()).error, 0);
+  assert.equal(hinting.calls.map((call) => call.op), ['write']);
+
+  // FAST_ZERO: done by the discard when it can be; refused with ENOTSUP, nothing touched, when
+  // only writing zeros would do (NO_HOLE, or a discard that is only a hint).
+  await punching.write(0, new Uint8Array(MiB).fill(2));
+  a.request(NBD_CMD_WRITE_ZEROES, 0, MiB, { flags: NBD_CMD_FLAG_FAST_ZERO });
+  assert.is((await a.reply()).error, 0);
+  assert.equal(punching.calls.at(-1), { op: 'discard', offsetBytes: 0, lengthBytes: MiB });
+  await punching.write(0, new Uint8Array(MiB).fill(3));
+  const callsBefore = punching.calls.length;
+  a.request(NBD_CMD_WRITE_ZEROES, 0, MiB, { flags: NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE });
+  const refused = await a.reply();
+  assert.is(refused.error, NBD_ENOTSUP);
+  assert.match(refused.message ?? '', /FAST_ZERO/);
+  assert.is(punching.calls.length, callsBefore, 'a refused FAST_ZERO touches nothing');
+  const kept = new Uint8Array(MiB);
+  await punching.read(0, kept);
+  assert.ok(kept.every((byte) => byte === 3));
+  b.request(NBD_CMD_WRITE_ZEROES, 0, MiB, { flags: NBD_CMD_FLAG_FAST_ZERO });
+  assert.is((await b.reply()).error, NBD_ENOTSUP);
   assert.equal(hinting.calls.map((call) => call.op), ['write']);
 });
 

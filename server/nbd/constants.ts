@@ -66,6 +66,7 @@ export const NBD_FLAG_SEND_WRITE_ZEROES = 1 << 6;
 export const NBD_FLAG_SEND_DF = 1 << 7;
 export const NBD_FLAG_CAN_MULTI_CONN = 1 << 8;
 export const NBD_FLAG_SEND_CACHE = 1 << 10;
+export const NBD_FLAG_SEND_FAST_ZERO = 1 << 11;
 
 // ---- transmission ----
 export const NBD_REQUEST_MAGIC = 0x25609513;
@@ -88,6 +89,7 @@ export const NBD_CMD_FLAG_FUA = 1 << 0;
 export const NBD_CMD_FLAG_NO_HOLE = 1 << 1;
 export const NBD_CMD_FLAG_DF = 1 << 2;
 export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
+export const NBD_CMD_FLAG_FAST_ZERO = 1 << 4;
 
 export const NBD_REPLY_FLAG_DONE = 1 << 0;
 export const NBD_REPLY_TYPE_NONE = 0;
@@ -102,6 +104,8 @@ export const NBD_EINVAL = 22;
 export const NBD_ENOSPC = 28;
 /** Only for a DF read too large for one chunk, which cannot happen here (reads are one chunk). */
 export const NBD_EOVERFLOW = 75;
+/** Only for WRITE_ZEROES with FAST_ZERO that would be no faster than writing zeros. */
+export const NBD_ENOTSUP = 95;
 export const NBD_ESHUTDOWN = 108;
 
 export const NBD_STATE_HOLE = 1 << 0;

@@ -15,7 +15,7 @@
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
 import {
   MAX_BLOCK_BYTES, MAX_MINIMUM_BLOCK_BYTES, NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_CACHE,
-  NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, PREFERRED_BLOCK_BYTES,
+  NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, PREFERRED_BLOCK_BYTES,
 } from './constants.ts';
 
 export interface ExportShape {
@@ -32,7 +32,9 @@ export function transmissionFlags(exported: ExportShape, structuredReplies: bool
   let flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
   if (structuredReplies) flags |= NBD_FLAG_SEND_DF; // every read is one chunk anyway
   if (!isWritable(exported)) return flags | NBD_FLAG_READ_ONLY;
-  flags |= NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES;
+  // FAST_ZERO is offered on every writable export: a WRITE_ZEROES that cannot be fast (see
+  // export-session.ts) is refused with ENOTSUP at once, which is what the flag asks for.
+  flags |= NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
   if (exported.device.canDiscard) flags |= NBD_FLAG_SEND_TRIM;
   return flags;
 }

@@ -12,7 +12,11 @@
  *   WRITE_ZEROES  discard when holes are allowed (no NO_HOLE) and the device's discard reads back
  *                 as zeros (`discardZeroes`); else zeros written in ZERO_CHUNK_BYTES pieces,
  *                 yielding to the event loop every ZERO_YIELD_BYTES so other connections keep
- *                 moving; then flush when FUA;
+ *                 moving; then flush when FUA. With FAST_ZERO the zeros must come from the discard
+ *                 (holes allowed, discard reads back as zeros): otherwise ENOTSUP at once, nothing
+ *                 written, so the client (qemu-img convert pre-zeroing a target) falls back to
+ *                 writing data. A FileDevice on a filesystem that cannot punch holes fills the
+ *                 range with zeros inside discard(): still correct, only not fast;
  *   CACHE         `hydrateRange` when the device has one (a clone: copy those regions now); else
  *                 nothing to do, success;
  *   BLOCK_STATUS  base:allocation from device.blockStatus (all data when it has none), merged,
@@ -23,9 +27,9 @@ import type { BlockDevice } from '../../runtime/devices/block-device.ts';
 import { statusOf } from '../../runtime/devices/extents.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import {
-  BASE_ALLOCATION_ID, MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FUA,
+  BASE_ALLOCATION_ID, MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
-  NBD_EINVAL, NBD_STATE_HOLE, NBD_STATE_ZERO,
+  NBD_EINVAL, NBD_ENOTSUP, NBD_STATE_HOLE, NBD_STATE_ZERO,
 } from './constants.ts';
 import { blockSizes, transmissionFlags } from './export-flags.ts';
 import { messageOf, nbdErrorOf } from './errors.ts';
@@ -101,6 +105,9 @@ export class ExportSession {
       case NBD_CMD_TRIM:
         return this.settle(request, this.trim(request), 0);
       case NBD_CMD_WRITE_ZEROES:
+        if ((request.flags & NBD_CMD_FLAG_FAST_ZERO) !== 0 && !this.zeroesByDiscard(request)) {
+          return Promise.resolve(this.errorFrame(request, { error: NBD_ENOTSUP, message: 'WRITE_ZEROES: FAST_ZERO asked, but this range would be zeroed by writing zeros' }));
+        }
         return this.settle(request, this.writeZeroes(request), 0);
       case NBD_CMD_CACHE:
         return this.settle(request, this.hydrate === null ? RESOLVED : this.hydrate(request.offsetBytes, request.lengthBytes), 0);
@@ -151,8 +158,7 @@ export class ExportSession {
     const { offsetBytes, lengthBytes } = request;
     if (lengthBytes === 0) return;
     const device = this.device;
-    const mayPunch = (request.flags & NBD_CMD_FLAG_NO_HOLE) === 0 && device.canDiscard && device.discardZeroes;
-    if (mayPunch) {
+    if (this.zeroesByDiscard(request)) {
       await device.discard(offsetBytes, lengthBytes);
     } else {
       let sinceYieldBytes = 0;
@@ -168,6 +174,11 @@ export class ExportSession {
       }
     }
     if ((request.flags & NBD_CMD_FLAG_FUA) !== 0) await device.flush();
+  }
+
+  /** WRITE_ZEROES may discard (holes allowed) and the device's discard reads back as zeros. */
+  private zeroesByDiscard(request: NbdRequest): boolean {
+    return (request.flags & NBD_CMD_FLAG_NO_HOLE) === 0 && this.device.canDiscard && this.device.discardZeroes;
   }
 
   private async blockStatus(request: NbdRequest): Promise<Uint8Array> {

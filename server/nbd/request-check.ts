@@ -5,7 +5,8 @@
  *   1. EINVAL  unknown command;
  *   2. EINVAL  unknown flag bits, or a flag this command does not take (FUA needs SEND_FUA and is
  *              then allowed on any command, as proto.md requires; NO_HOLE only on WRITE_ZEROES;
- *              DF only on READ with structured replies; REQ_ONE only on BLOCK_STATUS);
+ *              DF only on READ with structured replies; REQ_ONE only on BLOCK_STATUS; FAST_ZERO
+ *              only on WRITE_ZEROES of an export that advertised it);
  *   3. EPERM   WRITE, TRIM or WRITE_ZEROES on a read-only export;
  *   4. EINVAL  a command the export did not advertise (FLUSH, TRIM, WRITE_ZEROES), or BLOCK_STATUS
  *              without base:allocation negotiated for this export;
@@ -17,9 +18,9 @@
  * block size: they need no buffer, and we would rather do them than refuse.
  */
 import {
-  COMMAND_NAMES, MAX_BLOCK_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE,
+  COMMAND_NAMES, MAX_BLOCK_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE,
   NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EINVAL, NBD_ENOSPC,
-  NBD_EPERM, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
+  NBD_EPERM, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
   NBD_FLAG_SEND_WRITE_ZEROES,
 } from './constants.ts';
 import type { NbdRequest } from './request-codec.ts';
@@ -38,7 +39,7 @@ export interface Refusal {
   message: string;
 }
 
-const KNOWN_FLAGS = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_DF | NBD_CMD_FLAG_REQ_ONE;
+const KNOWN_FLAGS = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_DF | NBD_CMD_FLAG_REQ_ONE | NBD_CMD_FLAG_FAST_ZERO;
 
 /** null when the request may be dispatched; else the error to answer with. (DISC never gets here.) */
 export function checkRequest(request: NbdRequest, session: Session): Refusal | null {
@@ -53,6 +54,9 @@ export function checkRequest(request: NbdRequest, session: Session): Refusal | n
     return refuse(NBD_EINVAL, `${name}: DF flag is only for READ with structured replies`);
   }
   if ((flags & NBD_CMD_FLAG_REQ_ONE) !== 0 && type !== NBD_CMD_BLOCK_STATUS) return refuse(NBD_EINVAL, `${name}: REQ_ONE flag is only for BLOCK_STATUS`);
+  if ((flags & NBD_CMD_FLAG_FAST_ZERO) !== 0 && (type !== NBD_CMD_WRITE_ZEROES || (exportFlags & NBD_FLAG_SEND_FAST_ZERO) === 0)) {
+    return refuse(NBD_EINVAL, `${name}: FAST_ZERO flag is only for WRITE_ZEROES on an export that advertised it`);
+  }
 
   const writes = type === NBD_CMD_WRITE || type === NBD_CMD_WRITE_ZEROES || type === NBD_CMD_TRIM;
   if (writes && (exportFlags & NBD_FLAG_READ_ONLY) !== 0) return refuse(NBD_EPERM, `${name} on a read-only export`);
