@@ -40,7 +40,6 @@ export function devicePath(dataDir: string, name: string, field = 'name'): strin
     return resolveDevicePath(dataDir, name, field);
   } catch (error) {
     if (error instanceof BlockError) throw invalid(field, error.message.replace(/^EINVAL: (\S+ )?/, ''));
-    if ((error as { code?: string }).code === 'ENOTDIR') throw invalid(field, `a parent of "${name}" is not a directory`);
     throw error;
   }
 }

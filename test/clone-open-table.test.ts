@@ -1,11 +1,12 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCloneFromTable } from '../runtime/clone/open-table.ts';
 import { TableError } from '../runtime/clone/table.ts';
+import { resolveDevicePath } from '../runtime/data-dir.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { Prng } from '../runtime/prng.ts';
 import { RangeServer } from './support/range-server.ts';
@@ -121,6 +122,22 @@ open('bad input is refused naming what is wrong, and nothing is written', async 
   meta[4096 + 100] ^= 0xff;
   writeFileSync(join(dir, 'meta'), meta);
   await refused('clone meta dst.img src.img 8', /bad checksum/);
+});
+
+open('a device name below a regular file is refused with EINVAL naming the field, not the host\'s ENOTDIR', async () => {
+  assert.is(resolveDevicePath(dir, 'new/dir/x.img'), join(realpathSync(dir), 'new/dir/x.img'));
+  symlinkSync('dst.img', join(dir, 'link.img'));
+  for (const name of ['dst.img/x', 'dst.img/x/y.img', 'link.img/x']) {
+    try {
+      resolveDevicePath(dir, name, 'destination dev');
+      assert.unreachable(`resolved: ${name}`);
+    } catch (error) {
+      assert.instance(error, BlockError, String(error));
+      assert.is((error as BlockError).code, 'EINVAL');
+      assert.is((error as BlockError).message, `EINVAL: destination dev "${name}" has a parent that is not a directory`);
+    }
+  }
+  await refused('clone meta dst.img/x src.img 8', 'destination dev');
 });
 
 open.run();

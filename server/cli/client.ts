@@ -2,6 +2,8 @@
  * The CLI's side of the HTTP API: JSON requests with the bearer token, the server's error answers
  * turned into one readable line, and the event stream read as Server-Sent Events.
  */
+import { readSseMessages, type SseMessage } from '../sse-parse.ts';
+
 export const DEFAULT_URL = 'http://127.0.0.1:8420';
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
@@ -13,12 +15,6 @@ export class CliError extends Error {
   constructor(message: string, readonly exitCode = EXIT_FAILED) {
     super(message);
   }
-}
-
-export interface StreamedEvent {
-  id: string;
-  event: string;
-  data: string;
 }
 
 export class ApiClient {
@@ -45,33 +41,11 @@ export class ApiClient {
   }
 
   /** Reads GET /v1/events, calling `onEvent` for each event, until `signal` aborts or the server ends it. */
-  async events(onEvent: (event: StreamedEvent) => void, signal?: AbortSignal): Promise<void> {
+  async events(onEvent: (event: SseMessage) => void, signal?: AbortSignal): Promise<void> {
     const response = await this.send('/v1/events', { headers: { ...this.authHeader(), accept: 'text/event-stream' }, signal });
     if (!response.ok || !response.body) throw new CliError(describeFailure(response.status, await response.text()));
-    const decoder = new TextDecoder();
-    let pending = '';
-    const reader = response.body.getReader();
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        pending += decoder.decode(value, { stream: true });
-        let end: number;
-        while ((end = pending.indexOf('\n\n')) >= 0) {
-          const block = pending.slice(0, end);
-          pending = pending.slice(end + 2);
-          const event: StreamedEvent = { id: '', event: 'message', data: '' };
-          for (const line of block.split('\n')) {
-            const colon = line.indexOf(':');
-            if (colon === 0) continue;
-            const key = colon < 0 ? line : line.slice(0, colon);
-            const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-            if (key === 'data') event.data += (event.data ? '\n' : '') + value;
-            else if (key === 'id' || key === 'event') event[key] = value;
-          }
-          if (event.data !== '') onEvent(event);
-        }
-      }
+      for await (const message of readSseMessages(response.body)) onEvent(message);
     } catch (error) {
       if (signal?.aborted) return;
       throw error;

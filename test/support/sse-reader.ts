@@ -1,4 +1,6 @@
 /** Reads a Server-Sent Events stream for tests: `next(match)` waits for the first matching event. */
+import { readSseMessages } from '../../server/sse-parse.ts';
+
 export interface SseEvent {
   id: string;
   event: string;
@@ -20,30 +22,12 @@ export async function openEvents(url: string, headers: Record<string, string> = 
   const response = await fetch(url, { headers, signal: abort.signal });
   const received: SseEvent[] = [];
   const waiters = new Set<() => void>();
-  let pending = '';
   const ended = (async () => {
     if (!response.body) return;
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        pending += decoder.decode(value, { stream: true });
-        let end: number;
-        while ((end = pending.indexOf('\n\n')) >= 0) {
-          const block = pending.slice(0, end);
-          pending = pending.slice(end + 2);
-          const fields = new Map<string, string>();
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) continue;
-            const colon = line.indexOf(':');
-            fields.set(line.slice(0, colon), line.slice(colon + 1).replace(/^ /, ''));
-          }
-          if (!fields.has('data')) continue;
-          received.push({ id: fields.get('id') ?? '', event: fields.get('event') ?? 'message', data: JSON.parse(fields.get('data')!) });
-          for (const wake of [...waiters]) wake();
-        }
+      for await (const message of readSseMessages(response.body)) {
+        received.push({ ...message, data: JSON.parse(message.data) });
+        for (const wake of [...waiters]) wake();
       }
     } catch {
       // aborted

@@ -1,0 +1,187 @@
+/**
+ * The service's exports by name, and its side of the NBD server. An export serves a device under a
+ * name: a file in the data directory (opened here, read-only or not, and closed with the export) or
+ * an engine device (`clone:c1`, the open clone itself, which the export does not own). Each export
+ * keeps I/O counters that every NBD connection to it adds to (a fresh MeteredDevice per lookup).
+ *
+ * An export with connected clients cannot be deleted; the connections come from the running NBD
+ * server (attachNbd), whose connect, disconnect and protocol-error events become service events.
+ * One that cannot be reopened after a restart is kept with its error, holds its file, and is not
+ * served.
+ */
+import type { BlockDevice } from '../runtime/devices/block-device.ts';
+import { FileDevice } from '../runtime/devices/file-device.ts';
+import { BlockError } from '../runtime/errors.ts';
+import type { CloneRegistry } from './clone-registry.ts';
+import { devicePath, statDevice } from './device-files.ts';
+import { checkCanHold, type Hold } from './device-holders.ts';
+import { invalid, ServiceError } from './errors.ts';
+import { MeteredDevice, newIoCounters, type IoCounters } from './metered-device.ts';
+import { parseDeviceRef, type DeviceRef } from './names.ts';
+import type { ExportView, NbdConnectionView, NbdCountersView, NbdPortEvent, NbdView } from './nbd-port.ts';
+import type { ServiceContext } from './service-context.ts';
+import type { ExportRecord } from './state-file.ts';
+
+export interface ExportInfo extends ExportRecord {
+  sizeBytes: number | null;
+  error: string | null;
+  clients: Array<{ id: number; remote: string; connectedAtMs: number }>;
+  io: IoCounters;
+}
+
+interface ExportEntry {
+  record: ExportRecord;
+  ref: DeviceRef;
+  holds: Hold[];
+  device: BlockDevice | null;
+  /** True when the device is a file opened for this export (closed with it). */
+  ownsDevice: boolean;
+  error: string | null;
+  counters: IoCounters;
+}
+
+export class ExportRegistry {
+  private readonly entries = new Map<string, ExportEntry>();
+  private nbd: NbdView | null = null;
+
+  /** `clones` gives an engine export its device. */
+  constructor(private readonly service: ServiceContext, private readonly clones: CloneRegistry) {}
+
+  /** Reopens the state file's exports (after the clones); one that cannot be is kept with its error. */
+  async restore(records: readonly ExportRecord[]): Promise<void> {
+    for (const record of records) {
+      const entry = await this.open(record).catch((error) => this.failed(record, error));
+      this.entries.set(record.name, entry);
+    }
+  }
+
+  /** What the state file keeps, in creation order. */
+  records(): ExportRecord[] {
+    return [...this.entries.values()].map((entry) => ({ ...entry.record }));
+  }
+
+  holds(): Hold[] {
+    return [...this.entries.values()].flatMap((entry) => entry.holds);
+  }
+
+  /** The names of the exports that serve clone `cloneName`. */
+  exportsOf(cloneName: string): string[] {
+    return [...this.entries.values()].filter((e) => e.ref.kind === 'clone' && e.ref.name === cloneName).map((e) => e.record.name);
+  }
+
+  /** Connects the running NBD server, for connected clients and counters. */
+  attachNbd(nbd: NbdView | null): void {
+    this.nbd = nbd;
+  }
+
+  get nbdCounters(): NbdCountersView | null {
+    return this.nbd?.counters ?? null;
+  }
+
+  list(): ExportInfo[] {
+    const connections = this.nbd?.connections() ?? [];
+    return [...this.entries.values()].map((entry) => ({
+      ...entry.record,
+      sizeBytes: entry.device?.sizeBytes ?? null,
+      error: entry.error,
+      clients: connections.filter((c) => c.exportName === entry.record.name).map(({ id, remote, connectedAtMs }) => ({ id, remote, connectedAtMs })),
+      io: { ...entry.counters },
+    }));
+  }
+
+  async create(record: ExportRecord): Promise<ExportInfo> {
+    if (this.entries.has(record.name)) throw new ServiceError('EEXIST', `export "${record.name}" exists already`, 'name');
+    const entry = await this.open(record, true);
+    this.entries.set(record.name, entry);
+    await this.service.saveOrUndo(async () => {
+      this.entries.delete(record.name);
+      if (entry.ownsDevice) await entry.device?.close();
+    });
+    this.service.events.publish('export.added', { export: record.name, device: record.device, readOnly: record.readOnly });
+    return this.list().find((info) => info.name === record.name)!;
+  }
+
+  async delete(name: string): Promise<void> {
+    const entry = this.entries.get(name);
+    if (!entry) throw new ServiceError('ENOENT', `no export "${name}"`, 'name');
+    const clients = this.connectionsOf(name);
+    if (clients.length > 0) throw new ServiceError('EBUSY', `export "${name}" has ${clients.length} connected client(s)`, 'name');
+    this.entries.delete(name);
+    await this.service.saveOrUndo(async () => void this.entries.set(name, entry));
+    await this.closeEntry(entry);
+    this.service.events.publish('export.removed', { export: name });
+  }
+
+  /** For the NBD server: the export, over a fresh counting view of its device; undefined if not served. */
+  lookup(name: string): ExportView | undefined {
+    const entry = this.entries.get(name);
+    if (!entry?.device) return undefined;
+    const { readOnly, description } = entry.record;
+    const view = { name, device: new MeteredDevice(entry.device, entry.counters, { readOnly }), readOnly };
+    return description === undefined ? view : { ...view, description };
+  }
+
+  /** For the NBD server's LIST: every export that is served. */
+  views(): ExportView[] {
+    return [...this.entries.keys()].map((name) => this.lookup(name)).filter((view) => view !== undefined);
+  }
+
+  /** For the NBD server: connections and protocol errors become events. */
+  onNbdEvent(event: NbdPortEvent): void {
+    if (event.type === 'protocol-error') {
+      this.service.events.publish('nbd.protocol-error', { connectionId: event.connectionId, remote: event.remote, message: event.message });
+    } else {
+      this.service.events.publish(`export.${event.type}`, { export: event.exportName, connectionId: event.connectionId, remote: event.remote });
+    }
+  }
+
+  /** Closes every file opened for an export and forgets them all; for the service's close. */
+  async closeAll(): Promise<void> {
+    for (const entry of this.entries.values()) await this.closeEntry(entry);
+    this.entries.clear();
+  }
+
+  private async open(record: ExportRecord, checked = false): Promise<ExportEntry> {
+    const ref = parseDeviceRef(record.device, 'device');
+    const base = { record, ref, error: null, counters: newIoCounters() };
+    if (ref.kind === 'clone') return { ...base, holds: [], device: this.clones.deviceOf(ref.name, 'device'), ownsDevice: false };
+    const path = devicePath(this.service.dataDir, ref.name, 'device');
+    statDevice(this.service.dataDir, ref.name, 'device');
+    const hold = fileHold(record, ref.name, path);
+    if (checked) checkCanHold(this.service.holds(), hold, 'device');
+    try {
+      const device = await FileDevice.open(path, { readOnly: record.readOnly });
+      return { ...base, holds: [hold], device, ownsDevice: true };
+    } catch (error) {
+      if (error instanceof BlockError && error.code !== 'EIO') throw invalid('device', error.message);
+      throw error;
+    }
+  }
+
+  private failed(record: ExportRecord, error: unknown): ExportEntry {
+    const message = (error as Error).message ?? String(error);
+    this.service.log(`export ${record.name} not reopened: ${message}`);
+    let ref: DeviceRef = { kind: 'file', name: record.device };
+    const holds: Hold[] = [];
+    try {
+      ref = parseDeviceRef(record.device, 'device');
+      if (ref.kind === 'file') holds.push(fileHold(record, ref.name, devicePath(this.service.dataDir, ref.name)));
+    } catch {
+      // holds nothing
+    }
+    return { record, ref, holds, device: null, ownsDevice: false, error: message, counters: newIoCounters() };
+  }
+
+  private async closeEntry(entry: ExportEntry): Promise<void> {
+    if (entry.ownsDevice) await entry.device?.close().catch((error) => this.service.log(`closing export ${entry.record.name}: ${error}`));
+  }
+
+  private connectionsOf(exportName: string): NbdConnectionView[] {
+    return (this.nbd?.connections() ?? []).filter((c) => c.exportName === exportName);
+  }
+}
+
+/** A file export holds its file for reading or writing, as the export is read-only or not. */
+function fileHold(record: ExportRecord, name: string, path: string): Hold {
+  return { path, name, access: record.readOnly ? 'read' : 'write', holder: `export:${record.name}` };
+}
