@@ -11,7 +11,7 @@ import { resolveDevicePath } from '../runtime/data-dir.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { invalid, ServiceError } from './errors.ts';
-import { checkDeviceFileName, RESERVED_SEGMENT } from './names.ts';
+import { asInvalid, checkDeviceFileName, RESERVED_SEGMENT } from './names.ts';
 
 export const SECTOR_BYTES = 512;
 /** ext4 with 4 KiB blocks holds files up to 2^32 - 1 blocks. */
@@ -39,8 +39,7 @@ export function devicePath(dataDir: string, name: string, field = 'name'): strin
   try {
     return resolveDevicePath(dataDir, name, field);
   } catch (error) {
-    if (error instanceof BlockError) throw invalid(field, error.message.replace(/^EINVAL: (\S+ )?/, ''));
-    throw error;
+    throw asInvalid(error, field);
   }
 }
 

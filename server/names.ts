@@ -31,12 +31,21 @@ export function checkDeviceFileName(value: unknown, field: string): string {
   try {
     checkDeviceName(value, field);
   } catch (error) {
-    if (error instanceof BlockError) throw invalid(field, error.message.replace(/^EINVAL: (\S+ )?/, ''));
-    throw error;
+    throw asInvalid(error, field);
   }
   const name = value as string;
   if (name.split('/')[0] === RESERVED_SEGMENT) throw invalid(field, `"${name}" is inside ${RESERVED_SEGMENT}/, which is reserved for the service`);
   return name;
+}
+
+/**
+ * A data-dir refusal (`BlockError` "EINVAL: <field> <what>") as a 400 naming `field`, without the
+ * field repeated in the message; anything else is returned as it is, for the caller to rethrow.
+ */
+export function asInvalid(error: unknown, field: string): unknown {
+  if (!(error instanceof BlockError)) return error;
+  const prefix = `${error.code}: ${field} `;
+  return invalid(field, error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message.replace(/^[A-Z]+: /, ''));
 }
 
 export function parseDeviceRef(value: unknown, field: string): DeviceRef {

@@ -77,6 +77,11 @@ clones('bad tables are 400 naming the table, and nothing is written', async () =
     expectError(answer, 400, 'EINVAL', 'table');
     assert.match(answer.json.error, /^table: /);
   }
+  // The field is named once, then what is wrong with it.
+  const escaping = await server.call('POST', '/v1/clones', { name: 'c1', table: 'clone ../meta dst.img src.img 8' });
+  assert.match(escaping.json.error, /^table: metadata dev: "\.\.\/meta" may hold only letters/);
+  const same = await server.call('POST', '/v1/clones', { name: 'c1', table: 'clone meta meta src.img 8' });
+  assert.is(same.json.error, 'table: devices: the metadata, destination and source devices must be three different devices');
   expectError(await server.call('POST', '/v1/clones', { name: 'c1', table: 8 }), 400, 'EINVAL', 'table');
   expectError(await server.call('POST', '/v1/clones', { name: 'c1' }), 400, 'EINVAL', 'table');
   expectError(await server.call('POST', '/v1/clones', { name: 'c 1', table: TABLE }), 400, 'EINVAL', 'name');

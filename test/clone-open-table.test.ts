@@ -98,7 +98,7 @@ open('bad input is refused naming what is wrong, and nothing is written', async 
   await refused('clone missing dst.img src.img 8', 'metadata dev');
   await refused('clone meta ../dst.img src.img 8', 'destination dev');
   await refused('clone meta /etc/passwd src.img 8', 'destination dev');
-  await refused('clone meta meta src.img 8', 'table');
+  await refused('clone meta meta src.img 8', 'devices');
   await refused(`0 ${(SIZE_BYTES / 512) * 2} clone meta dst.img src.img 8`, 'destination dev');
   await refused('clone meta dst.img http://127.0.0.1:1/img 8', /unreachable/, { http: { maxRetries: 1, retryBaseMs: 1 } });
   const noRanges = await serve({ noRanges: true });

@@ -44,7 +44,7 @@ async function openNamed(dataDir: string, name: string, field: string, readOnly:
 export async function openCloneFromTable(dataDir: string, line: string, options: OpenTableOptions = {}): Promise<CloneDevice> {
   const table: CloneTable = parseCloneTable(line);
   const names = [table.metadataDevice, table.destinationDevice, table.sourceDevice];
-  if (new Set(names).size !== names.length) throw new TableError('table', 'the metadata, destination and source devices must be three different devices');
+  if (new Set(names).size !== names.length) throw new TableError('devices', 'the metadata, destination and source devices must be three different devices');
   const opened: BlockDevice[] = [];
   try {
     const source = await openNamed(dataDir, table.sourceDevice, 'source dev', true, options.http);
