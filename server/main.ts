@@ -5,7 +5,8 @@
  *
  * Stop order: the HTTP listener (no new requests; event streams end), then the NBD server (clients
  * disconnected), then the service, which closes every export's file and every clone; closing a
- * clone commits its metadata. A second signal while stopping exits at once with 130.
+ * clone commits its metadata. A second signal while stopping exits at once with 130, unless it came
+ * within a second of the first (stop-signals.ts: npm start forwards the terminal's Ctrl-C).
  */
 import { ConfigError, formatAddress, parseServeArgs, type ListenAddress, type ServeConfig, type TcpAddress } from './config.ts';
 import { createApp } from './http/app.ts';
@@ -14,6 +15,7 @@ import { listenHttp } from './http/node-listen.ts';
 import { NbdServer } from './nbd/server.ts';
 import { Service } from './service.ts';
 import { removeStaleSocket } from './stale-socket.ts';
+import { watchStopSignals } from './stop-signals.ts';
 import { RUNTIME, VERSION } from './version.ts';
 
 export interface Running {
@@ -71,26 +73,23 @@ export async function serve(argv: readonly string[], env: Record<string, string 
     return error instanceof ConfigError ? 2 : 1;
   }
   for (const warning of config.warnings) io.err(`blockcore: warning: ${warning}`);
+  // Listening before the addresses are printed: a signal sent on seeing them must find a listener.
+  const signals = watchStopSignals();
   let running: Running;
   try {
     running = await startBlockcore(config, { log: (line) => io.err(`blockcore: ${line}`) });
   } catch (error) {
+    signals.dispose();
     io.err(`blockcore: ${(error as Error).message}`);
     return 1;
   }
   io.out(`blockcore ${VERSION} on ${RUNTIME}, data ${running.service.dataDir}${config.token ? ', token required' : ''}`);
   io.out(`http ${httpUrl(running.http)}`);
   io.out(`nbd  ${nbdUrl(running.nbd)}`);
-  const signal = await new Promise<string>((resolve) => {
-    const onSignal = (name: string) => () => resolve(name);
-    process.once('SIGINT', onSignal('SIGINT'));
-    process.once('SIGTERM', onSignal('SIGTERM'));
-  });
-  const again = () => process.exit(130);
-  process.once('SIGINT', again);
-  process.once('SIGTERM', again);
+  const signal = await signals.first;
   io.out(`${signal}: stopping`);
   await running.stop();
+  signals.dispose();
   io.out('stopped');
   return 0;
 }

@@ -1,0 +1,170 @@
+/**
+ * `blockcore serve` as a child process, started the ways a user starts it:
+ *   npm start        `npm start -- ARGS` through the npm beside this Node (only when the tests run
+ *                    under Node: that npm needs this node), with `--prefix` the repository, from a
+ *                    temporary working directory;
+ *   node bin         what `npm start` execs: `node bin/blockcore.mjs serve ARGS`;
+ *   <runtime> bin    bin/blockcore.mjs under the runtime running the tests (`bun bin/...`,
+ *                    `deno run -A bin/...`); the same as `node bin` under Node, so not repeated.
+ * Every child leads its own process group, so a test can signal the group the way a terminal's
+ * Ctrl-C does; `killServeChildren()` SIGKILLs the groups still alive (by their PIDs) in teardown.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { detectRuntime, type RuntimeName } from '../../runtime/adapter/index.ts';
+import { BIN_PATH, cliCommand } from './cli-run.ts';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const STARTED_PATTERN = /^nbd {2}\S+$/m;
+
+export interface Launcher {
+  name: string;
+  /** The runtime the service runs on (what it prints and /v1/health reports). */
+  runtime: RuntimeName;
+  /** The command line for `serve ARGS`. */
+  command(args: readonly string[]): [string, string[]];
+}
+
+/** `npm start`, `node bin/blockcore.mjs serve` and bin/blockcore.mjs under this runtime. */
+export function launchers(): Launcher[] {
+  const runtime = detectRuntime();
+  const found: Launcher[] = [];
+  const npm = runtime === 'node' ? join(dirname(process.execPath), 'npm') : null;
+  if (npm !== null && existsSync(npm)) {
+    // --silent: npm's own banner and warnings stay out of the output under test.
+    found.push({ name: 'npm start', runtime: 'node', command: (args) => [npm, ['--silent', '--prefix', REPO_ROOT, 'start', '--', ...args]] });
+  }
+  const node = runtime === 'node' ? process.execPath : 'node';
+  found.push({ name: 'node bin/blockcore.mjs serve', runtime: 'node', command: (args) => [node, [BIN_PATH, 'serve', ...args]] });
+  if (runtime !== 'node') found.push({ name: `${runtime} bin/blockcore.mjs serve`, runtime, command: (args) => cliCommand(['serve', ...args]) });
+  return found;
+}
+
+/** A port nobody listens on right now (the kernel's pick, released at once). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Exit {
+  code: number | null;
+  signal: string | null;
+}
+
+export interface ServeChild {
+  launcher: string;
+  child: ChildProcess;
+  pid: number;
+  /** Everything written so far. */
+  stdout(): string;
+  stderr(): string;
+  /** From the `http ...` line. */
+  url: string;
+  /** From the `nbd  ...` line. */
+  nbdUrl: string;
+  exited: Promise<Exit>;
+  /** To the child's PID (for `npm start`, npm's, which forwards it). */
+  signal(name: NodeJS.Signals): void;
+  /** To the child's process group: what a terminal's Ctrl-C does. */
+  signalGroup(name: NodeJS.Signals): void;
+}
+
+export interface SpawnOptions {
+  /** Added to the environment, which starts without any BLOCKCORE_* variable. */
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+const alive = new Set<number>();
+
+/** The environment of a child: ours without BLOCKCORE_* (and without npm's), plus `extra`. */
+export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value === undefined || key.startsWith('BLOCKCORE_') || key.startsWith('npm_')) continue;
+    env[key] = value;
+  }
+  return { ...env, NO_COLOR: '1', ...extra };
+}
+
+/** Starts a launcher; does not wait. */
+export function spawnServe(launcher: Launcher, args: readonly string[], options: SpawnOptions = {}): { child: ChildProcess; exited: Promise<Exit>; stdout(): string; stderr(): string } {
+  const [command, argv] = launcher.command(args);
+  const child = spawn(command, argv, { cwd: options.cwd ?? REPO_ROOT, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  if (child.pid !== undefined) alive.add(child.pid);
+  const exited = new Promise<Exit>((resolve) => {
+    child.on('error', (error) => {
+      stderr += `spawn failed: ${error.message}`;
+      resolve({ code: 127, signal: null });
+    });
+    child.on('close', (code, signal) => {
+      if (child.pid !== undefined) alive.delete(child.pid);
+      resolve({ code, signal });
+    });
+  });
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Starts a launcher and resolves once it printed both addresses. */
+export async function startServe(launcher: Launcher, args: readonly string[], options: SpawnOptions = {}, timeoutMs = 30_000): Promise<ServeChild> {
+  const started = spawnServe(launcher, args, options);
+  const { child } = started;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => fail(`not started within ${timeoutMs} ms`), timeoutMs);
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      reject(new Error(`${launcher.name}: ${why}\nstdout: ${started.stdout()}\nstderr: ${started.stderr()}`));
+    };
+    const check = () => {
+      if (!STARTED_PATTERN.test(started.stdout())) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    child.stdout!.on('data', () => setTimeout(check, 0));
+    void started.exited.then((exit) => fail(`exited (${exit.code ?? exit.signal}) before printing its addresses`));
+  });
+  const out = started.stdout();
+  const url = /^http (http:\/\/\S+)$/m.exec(out)?.[1];
+  const nbdUrl = /^nbd {2}(\S+)$/m.exec(out)?.[1];
+  if (url === undefined || nbdUrl === undefined) throw new Error(`${launcher.name}: no addresses in ${out}`);
+  const pid = child.pid!;
+  return {
+    launcher: launcher.name,
+    child,
+    pid,
+    stdout: started.stdout,
+    stderr: started.stderr,
+    url,
+    nbdUrl,
+    exited: started.exited,
+    // process.kill, not child.kill: Deno's child_process reports a child it signalled as killed by
+    // the signal even when the child handled it and exited 0.
+    signal: (name) => process.kill(pid, name),
+    signalGroup: (name) => process.kill(-pid, name),
+  };
+}
+
+/** SIGKILLs the process group of every child still running (teardown). */
+export function killServeChildren(): void {
+  for (const pid of alive) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  alive.clear();
+}
