@@ -6,8 +6,11 @@
  *
  * Requests: the body is read into memory up to `maxBodyBytes`; past that the request is answered
  * 413 at once and the socket closed, so a client cannot make the server buffer without bound.
- * Responses: the body is streamed chunk by chunk (Server-Sent Events rely on it); when the client
- * goes away the body stream is cancelled, which ends the handler's stream.
+ * A request that declares no body (no content-length, no transfer-encoding) is not waited on.
+ * Responses: an event stream (text/event-stream) is streamed chunk by chunk; when the client goes
+ * away the body stream is cancelled, which ends the handler's stream. Any other answer is read
+ * whole and sent with content-length in one write (bench api: chunked framing and a read loop
+ * per answer cost more than the JSON itself).
  * close(): stops listening, cancels every open response stream and destroys idle keep-alive
  * sockets, then resolves.
  */
@@ -28,6 +31,19 @@ export interface Listening {
 }
 
 const BODYLESS_METHODS = new Set(['GET', 'HEAD']);
+const EMPTY = new Uint8Array(0);
+/** Response content types sent as they are produced (chunked); everything else is sent whole. */
+const STREAMED_TYPES = ['text/event-stream'];
+
+/** A request carries a body when it declares one (HTTP/1.1: content-length or transfer-encoding). */
+function hasBody(req: http.IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+}
+
+function isStream(response: Response): boolean {
+  const type = response.headers.get('content-type') ?? '';
+  return STREAMED_TYPES.some((streamed) => type.startsWith(streamed));
+}
 
 export async function listenHttp(options: ListenOptions): Promise<Listening> {
   const sockets = new Set<Socket>();
@@ -49,7 +65,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
-      const body = await readBody(req, options.maxBodyBytes);
+      const body = hasBody(req) ? await readBody(req, options.maxBodyBytes) : (req.resume(), EMPTY);
       if (body === 'too-large') {
         reply(res, 413, { error: `request body larger than ${options.maxBodyBytes} bytes`, code: 'E2BIG' }, true);
         return;
@@ -83,11 +99,20 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
       if (key === 'set-cookie') return;
       headers[key] = value;
     });
-    res.writeHead(response.status, headers);
     if (!response.body) {
+      res.writeHead(response.status, headers);
       res.end();
       return;
     }
+    if (!isStream(response)) {
+      // A whole answer (JSON, text): one write with content-length, no chunked framing.
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      headers['content-length'] = String(bytes.length);
+      res.writeHead(response.status, headers);
+      res.end(bytes);
+      return;
+    }
+    res.writeHead(response.status, headers);
     const reader = response.body.getReader();
     streams.add(reader);
     res.on('close', () => void reader.cancel().catch(() => {}));
