@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ensureTools, TOOL_PACKAGES } from '../scripts/ensure-tools.mjs';
+import { ensureTools } from '../scripts/ensure-tools.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -22,7 +22,6 @@ if (!name || !available.includes(name)) {
 
 // Peers each benchmark measures against.
 const PEERS = { api: ['wrk'], clone: ['qemu-img'], serve: ['nbdkit', 'nbdcopy', 'fio'] };
-TOOL_PACKAGES.wrk ??= 'wrk'; // the load tool of bench/api.ts, Debian package wrk
 ensureTools(PEERS[name] ?? []);
 
 const DENO_PERMISSIONS = ['--allow-read', '--allow-write', '--allow-env', '--allow-net', '--allow-ffi', '--allow-run', '--allow-sys'];

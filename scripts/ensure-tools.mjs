@@ -11,6 +11,8 @@ export const TOOL_PACKAGES = {
   'qemu-io': 'qemu-utils',
   nbdkit: 'nbdkit',
   fio: 'fio',
+  wrk: 'wrk',
+  script: 'bsdutils',
 };
 
 function has(command) {
