@@ -40,6 +40,12 @@ function hasBody(req: http.IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 }
 
+/** The client hung up mid-request: nothing to answer and nothing to report. */
+function clientGone(req: http.IncomingMessage, res: http.ServerResponse, error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || res.destroyed || req.socket.destroyed;
+}
+
 function isStream(response: Response): boolean {
   const type = response.headers.get('content-type') ?? '';
   return STREAMED_TYPES.some((streamed) => type.startsWith(streamed));
@@ -87,6 +93,10 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
       const response = await options.fetch(request);
       await send(res, response);
     } catch (error) {
+      if (clientGone(req, res, error)) {
+        res.destroy();
+        return;
+      }
       console.error('http adapter:', error);
       if (!res.headersSent) reply(res, 500, { error: 'internal error', code: 'EIO' });
       else res.destroy();
