@@ -13,14 +13,16 @@
  * pool included; nbdkit: /proc/PID/stat), which other load on the machine disturbs less than
  * throughput does.
  * Ends with `ratio <what> (<runtime>): <ours/peer>` lines (above 1 = ours faster).
- * Where the time goes (perf, 1 GiB over a Unix socket, Node, 2026-11): both servers spend about
- * the same on the page-cache read copy (pread), but our socket-send copy costs about 2.5x nbdkit's
- * per byte (0.2 vs 0.08 CPU s/GiB) and the thread-pool hop adds context switches. Tried and not
- * kept (no gain outside the noise): sending a read reply the moment its data arrives instead of a
- * batch later, reading synchronously on the event loop, 8 requests in flight instead of 64.
- * SO_SNDBUF of 4 MiB on Unix sockets (each 256 KiB reply then goes in one write instead of two)
- * gained about 8%, not enough alone to justify FFI per runtime. The lever left is fewer copies
- * (sendfile/splice from the file to the socket).
+ * Where the time went (perf, 1 GiB over a Unix socket, Node, 2026-11), before zero copy: both
+ * servers spent about the same on the page-cache read copy (pread), but our socket-send copy cost
+ * about 2.5x nbdkit's per byte (0.2 vs 0.08 CPU s/GiB) and the thread-pool hop added context
+ * switches. Tried and not kept (no gain outside the noise): sending a read reply the moment its
+ * data arrives instead of a batch later, reading synchronously on the event loop, 8 requests in
+ * flight instead of 64. What worked: zero-copy sends (sendfile from the file to the socket, see
+ * server/nbd/output-queue.ts) with a 4 MiB SO_SNDBUF: over a Unix socket 0.1 CPU s/GiB and about
+ * 2x nbdkit's throughput. Over TCP our CPU per GiB is at or below nbdkit's, but the loopback TCP
+ * work runs on our one event-loop thread, where nbdkit spreads it over threads; moving sendfile
+ * to a worker thread (koffi async calls on Node) is the next step there.
  * Run: npm run bench -- serve [--runtimes node]. Environment: BLOCKCORE_BENCH_SERVE_MIB (file size,
  * default 2048), BLOCKCORE_BENCH_ROUNDS (default 5), BLOCKCORE_BENCH_FIO_SECONDS (default 4; 0
  * skips fio), BLOCKCORE_BENCH_COPY (nbdcopy cases, default oursTcp,kitTcp,oursUnix,kitUnix).

@@ -4,7 +4,7 @@
  * its own view; closing a view never closes the device beneath, which the service owns. A
  * read-only view refuses writes and discards with EROFS whatever the device beneath allows.
  */
-import type { BlockDevice, BlockExtent, DiscardOutcome, WriteOptions } from '../runtime/devices/block-device.ts';
+import type { BlockDevice, BlockExtent, DiscardOutcome, FileSpan, WriteOptions } from '../runtime/devices/block-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 
 export interface IoCounters {
@@ -31,6 +31,8 @@ export class MeteredDevice implements BlockDevice {
   readonly blockStatus?: (offsetBytes: number, lengthBytes: number) => Promise<BlockExtent[]>;
   /** Passed through when the inner device has it (a clone): NBD CACHE hydrates those regions now. */
   readonly hydrateRange?: (offsetBytes: number, lengthBytes: number) => Promise<void>;
+  /** Passed through when the inner device has it; a span handed out counts as one read of its bytes. */
+  readonly fileSpan?: (offsetBytes: number, lengthBytes: number) => FileSpan | null;
   private closed = false;
 
   constructor(private readonly inner: BlockDevice, private readonly counters: IoCounters, options: { readOnly?: boolean } = {}) {
@@ -44,6 +46,23 @@ export class MeteredDevice implements BlockDevice {
     if (blockStatus) this.blockStatus = (offsetBytes, lengthBytes) => this.count(() => blockStatus.call(inner, offsetBytes, lengthBytes));
     const hydrateRange = (inner as { hydrateRange?: (offsetBytes: number, lengthBytes: number) => Promise<void> }).hydrateRange;
     if (typeof hydrateRange === 'function') this.hydrateRange = (offsetBytes, lengthBytes) => this.count(() => hydrateRange.call(inner, offsetBytes, lengthBytes));
+    const fileSpan = inner.fileSpan;
+    if (fileSpan) this.fileSpan = (offsetBytes, lengthBytes) => this.spanOf(() => fileSpan.call(inner, offsetBytes, lengthBytes));
+  }
+
+  private spanOf(take: () => FileSpan | null): FileSpan | null {
+    if (this.closed) throw new BlockError('EBADF', 'the export view is closed', { device: this.name });
+    let span: FileSpan | null;
+    try {
+      span = take();
+    } catch (error) {
+      this.counters.errors++;
+      throw error;
+    }
+    if (span === null) return null;
+    this.counters.reads++;
+    this.counters.bytesRead += span.lengthBytes;
+    return span;
   }
 
   read(offsetBytes: number, target: Uint8Array): Promise<void> {

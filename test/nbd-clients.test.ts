@@ -115,15 +115,18 @@ test('nbdinfo --map shows the holes and data of a sparse FileDevice', async () =
   ]);
 });
 
-test('nbdcopy of an export (TCP and Unix socket) equals the source; qemu-img compare agrees', async () => {
+test('nbdcopy of an export (TCP and Unix socket, zero-copy sends and without) equals the source; qemu-img compare agrees', async () => {
   const { device, image } = await sparseFile(16 * MiB, [[0, 3 * MiB], [5 * MiB, 512 * KiB], [9 * MiB, 7 * MiB]]);
-  await start([{ name: 'disk', device, readOnly: true }]);
-  for (const [label, target] of [['tcp', uri('disk')], ['unix', unixUri('disk')]] as const) {
-    const copy = path.join(tempDir, `copy-${label}.img`);
-    await mustRun('nbdcopy', [target, copy]);
-    sameBytes(new Uint8Array(fs.readFileSync(copy)), image, `nbdcopy over ${label}`);
-    const compared = await runTool('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', target, copy]);
-    assert.is(compared.code, 0, compared.stdout + compared.stderr);
+  for (const zeroCopy of [false, true]) {
+    await served?.stop();
+    served = await serve([{ name: 'disk', device, readOnly: true }], { zeroCopy });
+    for (const [label, target] of [['tcp', uri('disk')], ['unix', unixUri('disk')]] as const) {
+      const copy = path.join(tempDir, `copy-${label}.img`);
+      await mustRun('nbdcopy', [target, copy]);
+      sameBytes(new Uint8Array(fs.readFileSync(copy)), image, `nbdcopy over ${label}, zeroCopy ${zeroCopy}`);
+      const compared = await runTool('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', target, copy]);
+      assert.is(compared.code, 0, compared.stdout + compared.stderr);
+    }
   }
   const altered = path.join(tempDir, 'copy-tcp.img');
   const fd = fs.openSync(altered, 'r+');

@@ -1,10 +1,19 @@
-/** Bun adapter: fallocate and lseek through bun:ffi. */
-import { LIBC_PATH, POOL_TRANSFER_BYTES, punchWith, seekWith, type RuntimeAdapter } from './types.ts';
+/** Bun adapter: fallocate, lseek and the zero-copy socket calls through bun:ffi. */
+import {
+  F_GETFL, LIBC_PATH, O_NONBLOCK, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, SOL_SOCKET,
+  type RuntimeAdapter, type SocketSend,
+} from './types.ts';
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
 type Lseek = (fd: number, off: number, whence: number) => number | bigint;
 
-async function bindLibc(): Promise<{ fallocate: Fallocate; lseek: Lseek } | null> {
+interface Libc {
+  fallocate: Fallocate;
+  lseek: Lseek;
+  socketSend: SocketSend;
+}
+
+async function bindLibc(): Promise<Libc | null> {
   if (process.platform !== 'linux') return null;
   try {
     const { dlopen, FFIType } = await import('bun:ffi');
@@ -12,10 +21,39 @@ async function bindLibc(): Promise<{ fallocate: Fallocate; lseek: Lseek } | null
       fallocate: { args: [FFIType.i32, FFIType.i32, FFIType.i64, FFIType.i64], returns: FFIType.i32 },
       // i64_fast: a number while the result is a safe integer (always, for a file offset).
       lseek: { args: [FFIType.i32, FFIType.i64, FFIType.i32], returns: FFIType.i64_fast },
+      sendfile: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
+      send: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64_fast },
+      setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+      getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+      fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     });
+    const { symbols } = lib;
+    // One offset cell for sendfile (all calls are synchronous, so one is enough) and int cells for
+    // the socket options.
+    const offsetCell = new BigInt64Array(1);
+    const intCell = new Int32Array(1);
+    const lengthCell = new Int32Array(1);
+    const socketSend: SocketSend = {
+      fdOf(socket) {
+        const fd = socketHandleFd(socket);
+        return fd >= 0 && ((symbols.fcntl(fd, F_GETFL, 0) as number) & O_NONBLOCK) !== 0 ? fd : -1;
+      },
+      sendMore: (socketFd, bytes) => (bytes.length === 0 ? 0 : Math.max(0, Number(symbols.send(socketFd, bytes, bytes.length, SEND_MORE_FLAGS)))),
+      sendFile(socketFd, fileFd, fileOffsetBytes, lengthBytes) {
+        offsetCell[0] = BigInt(fileOffsetBytes);
+        return Math.max(0, Number(symbols.sendfile(socketFd, fileFd, offsetCell, lengthBytes)));
+      },
+      setSendBufferBytes(socketFd, bytes) {
+        intCell[0] = bytes;
+        if (symbols.setsockopt(socketFd, SOL_SOCKET, SO_SNDBUF, intCell, 4) !== 0) return -1;
+        lengthCell[0] = 4;
+        return symbols.getsockopt(socketFd, SOL_SOCKET, SO_SNDBUF, intCell, lengthCell) === 0 ? intCell[0]! : -1;
+      },
+    };
     return {
-      fallocate: (fd, mode, off, len) => lib.symbols.fallocate(fd, mode, off, len) as number,
-      lseek: (fd, off, whence) => lib.symbols.lseek(fd, off, whence) as number | bigint,
+      fallocate: (fd, mode, off, len) => symbols.fallocate(fd, mode, off, len) as number,
+      lseek: (fd, off, whence) => symbols.lseek(fd, off, whence) as number | bigint,
+      socketSend,
     };
   } catch {
     return null;
@@ -31,4 +69,5 @@ export const adapter: RuntimeAdapter = {
   punchHole: punchWith(libc?.fallocate ?? null),
   ...seekWith(libc?.lseek ?? null),
   poolTransferBytes: POOL_TRANSFER_BYTES,
+  socketSend: libc?.socketSend ?? null,
 };

@@ -42,4 +42,6 @@ export const adapter: RuntimeAdapter = {
   // Deno's async fs.read of 256 KiB measured much slower than a synchronous one (an NBD export
   // copied at 0.47x of nbdkit instead of 0.80x), so every transfer stays in the calling turn.
   poolTransferBytes: Infinity,
+  // Deno's node:net hides a socket's fd, so zero-copy sends cannot be placed beside its writes.
+  socketSend: null,
 };

@@ -1,18 +1,62 @@
-/** Node adapter: fallocate and lseek through koffi (Node has no built-in FFI; koffi ships its binary in the npm package). */
+/**
+ * Node adapter: fallocate, lseek and the zero-copy socket calls through koffi (Node has no
+ * built-in FFI; koffi ships its binary in the npm package).
+ */
 import { createRequire } from 'node:module';
-import { LIBC_PATH, POOL_TRANSFER_BYTES, punchWith, seekWith, type RuntimeAdapter } from './types.ts';
+import {
+  F_GETFL, LIBC_PATH, O_NONBLOCK, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, SOL_SOCKET,
+  type RuntimeAdapter, type SocketSend,
+} from './types.ts';
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
 type Lseek = (fd: number, off: number, whence: number) => number | bigint;
 
-function bind<T>(signature: string): T | null {
+interface Koffi {
+  load(path: string): { func(signature: string): (...args: unknown[]) => unknown };
+}
+
+function loadLibc(): ReturnType<Koffi['load']> | null {
   if (process.platform !== 'linux') return null;
   try {
-    const koffi = createRequire(import.meta.url)('koffi');
-    return koffi.load(LIBC_PATH).func(signature) as T;
+    const koffi = createRequire(import.meta.url)('koffi') as Koffi;
+    return koffi.load(LIBC_PATH);
   } catch {
     return null;
   }
+}
+
+const libc = loadLibc();
+
+function bind<T>(signature: string): T | null {
+  try {
+    return libc === null ? null : (libc.func(signature) as T);
+  } catch {
+    return null;
+  }
+}
+
+function socketSend(): SocketSend | null {
+  const sendfile = bind<(out: number, inFd: number, offset: [number], count: number) => number | bigint>(
+    'int64_t sendfile(int out_fd, int in_fd, _Inout_ int64_t *offset, size_t count)',
+  );
+  const send = bind<(fd: number, bytes: Uint8Array, length: number, flags: number) => number | bigint>('int64_t send(int fd, const uint8_t *buf, size_t len, int flags)');
+  const setsockopt = bind<(fd: number, level: number, name: number, value: [number], length: number) => number>('int setsockopt(int fd, int level, int name, _In_ int *value, int length)');
+  const getsockopt = bind<(fd: number, level: number, name: number, value: [number], length: [number]) => number>('int getsockopt(int fd, int level, int name, _Out_ int *value, _Inout_ int *length)');
+  const fcntl = bind<(fd: number, command: number, argument: number) => number>('int fcntl(int fd, int cmd, int arg)');
+  if (!sendfile || !send || !setsockopt || !getsockopt || !fcntl) return null;
+  return {
+    fdOf(socket) {
+      const fd = socketHandleFd(socket);
+      return fd >= 0 && (fcntl(fd, F_GETFL, 0) & O_NONBLOCK) !== 0 ? fd : -1;
+    },
+    sendMore: (socketFd, bytes) => Math.max(0, Number(send(socketFd, bytes, bytes.length, SEND_MORE_FLAGS))),
+    sendFile: (socketFd, fileFd, fileOffsetBytes, lengthBytes) => Math.max(0, Number(sendfile(socketFd, fileFd, [fileOffsetBytes], lengthBytes))),
+    setSendBufferBytes(socketFd, bytes) {
+      if (setsockopt(socketFd, SOL_SOCKET, SO_SNDBUF, [bytes], 4) !== 0) return -1;
+      const got: [number] = [0];
+      return getsockopt(socketFd, SOL_SOCKET, SO_SNDBUF, got, [4]) === 0 ? got[0] : -1;
+    },
+  };
 }
 
 export const adapter: RuntimeAdapter = {
@@ -21,4 +65,5 @@ export const adapter: RuntimeAdapter = {
   punchHole: punchWith(bind<Fallocate>('int fallocate(int fd, int mode, int64_t off, int64_t len)')),
   ...seekWith(bind<Lseek>('int64_t lseek(int fd, int64_t off, int whence)')),
   poolTransferBytes: POOL_TRANSFER_BYTES,
+  socketSend: socketSend(),
 };

@@ -4,7 +4,8 @@
  * runtime: it calls `loadAdapter()` and uses what it gets.
  *
  * What differs today: how native code is reached (koffi on Node, bun:ffi on Bun, Deno.dlopen on
- * Deno) for the syscalls node:fs lacks: fallocate(PUNCH_HOLE) and lseek(SEEK_DATA / SEEK_HOLE). Positional file I/O goes
+ * Deno) for the syscalls node:fs lacks: fallocate(PUNCH_HOLE), lseek(SEEK_DATA / SEEK_HOLE), and
+ * sendfile/send/setsockopt for zero-copy socket sends (Node and Bun only). Positional file I/O goes
  * through node:fs on all three: each runtime implements it natively and it measured fastest
  * (see runtime/devices/file-device.ts).
  */
@@ -40,6 +41,43 @@ export interface RuntimeAdapter {
    * (Deno: measured slower, so Infinity). See runtime/devices/file-device.ts.
    */
   readonly poolTransferBytes: number;
+  /** Zero-copy sends from files to sockets; null where this runtime cannot (see SocketSend). */
+  readonly socketSend: SocketSend | null;
+}
+
+/**
+ * Sending file bytes to a connected stream socket without copying them through our memory
+ * (sendfile), and the socket's send buffer size. Works on the socket's file descriptor beside the
+ * runtime's own socket machinery, so the caller must only use it while the runtime has nothing
+ * queued on that socket (writableLength 0), or bytes would go out of order. Every call is
+ * non-blocking: the socket must be O_NONBLOCK (`fdOf` checks) and `sendMore` passes MSG_DONTWAIT.
+ * Node and Bun give a net.Socket's fd (`_handle.fd`); Deno's node:net does not, so it has none.
+ */
+export interface SocketSend {
+  /** The fd of a net.Socket when it is open and non-blocking; -1 when not (then do not use this). */
+  fdOf(socket: unknown): number;
+  /** send(MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL): bytes taken (0 when the socket is full or failed). */
+  sendMore(socketFd: number, bytes: Uint8Array): number;
+  /** sendfile from `fileFd` at `fileOffsetBytes`: bytes taken (0 when the socket is full or failed). */
+  sendFile(socketFd: number, fileFd: number, fileOffsetBytes: number, lengthBytes: number): number;
+  /** SO_SNDBUF: asks for `bytes` (the kernel caps it at net.core.wmem_max); returns what it got, or -1. */
+  setSendBufferBytes(socketFd: number, bytes: number): number;
+}
+
+/** Linux socket constants for SocketSend implementations (asm-generic values, x86-64 and arm64). */
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
+export const MSG_MORE = 0x8000;
+export const SOL_SOCKET = 1;
+export const SO_SNDBUF = 7;
+export const F_GETFL = 3;
+export const O_NONBLOCK = 0x800;
+export const SEND_MORE_FLAGS = MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL;
+
+/** The fd behind a Node-style net.Socket (`_handle.fd`, Node and Bun), or -1. */
+export function socketHandleFd(socket: unknown): number {
+  const fd = (socket as { _handle?: { fd?: unknown } } | null)?._handle?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : -1;
 }
 
 /** The default `poolTransferBytes` where the thread pool pays for large transfers. */

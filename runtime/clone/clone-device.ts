@@ -28,7 +28,7 @@
  * (every I/O fails, status says just "Fail"). Every change is an event.
  */
 import { assert } from '../assert.ts';
-import type { BlockDevice, DiscardOutcome, WriteOptions } from '../devices/block-device.ts';
+import { spanAlsoReleasing, type BlockDevice, type DiscardOutcome, type FileSpan, type WriteOptions } from '../devices/block-device.ts';
 import { alignExtents, ExtentList, statusOf } from '../devices/extents.ts';
 import { OpGate } from '../devices/op-gate.ts';
 import { validateOpen, validateRequest } from '../devices/validate.ts';
@@ -183,14 +183,29 @@ export class CloneDevice implements BlockDevice {
 
   // ---- user I/O ----
 
+  /** Fully hydrated, rw, not suspended: every read is the destination's, with nothing to pause. */
+  private readsDestinationOnly(): boolean {
+    return this.metadata.bitmap === null && this.modeValue === 'rw' && this.suspended === null;
+  }
+
+  /**
+   * Zero-copy reads (BlockDevice.fileSpan): only once fully hydrated (the read fast path), when a
+   * read is the destination's read; the span is the destination's and holds the clone open too.
+   */
+  fileSpan(offsetBytes: number, lengthBytes: number): FileSpan | null {
+    validateRequest(this, this.gate.isOpen, 'span', offsetBytes, lengthBytes);
+    if (lengthBytes === 0 || !this.readsDestinationOnly() || !this.destination.fileSpan) return null;
+    const span = this.destination.fileSpan(offsetBytes, lengthBytes);
+    if (span === null) return null;
+    return spanAlsoReleasing(span, this.gate.hold());
+  }
+
   async read(offsetBytes: number, target: Uint8Array): Promise<void> {
     const lengthBytes = validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
     if (lengthBytes === 0) return;
     // Fast path once fully hydrated: every region is on the destination and no hydration needs
     // pausing, so a read is the destination's read (bench clone: hydrated 4 KiB reads).
-    if (this.metadata.bitmap === null && this.modeValue === 'rw' && this.suspended === null) {
-      return this.gate.track(() => this.destination.read(offsetBytes, target));
-    }
+    if (this.readsDestinationOnly()) return this.gate.track(() => this.destination.read(offsetBytes, target));
     await this.userIo(async () => {
       this.failIfFailed('read', offsetBytes, lengthBytes);
       const endBytes = offsetBytes + lengthBytes;

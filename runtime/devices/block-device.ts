@@ -69,5 +69,49 @@ export interface BlockDevice {
    * the answer. A device without this method is all data (`{ hole: false, zero: false }`).
    */
   blockStatus?(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]>;
+  /**
+   * Optional: where the bytes of `[offsetBytes, offsetBytes + lengthBytes)` lie right now as one
+   * run of one open local file, so a server can send them to a socket without copying them
+   * through memory (sendfile). null when they do not (memory, a network file, unhydrated clone
+   * regions, a slow 'async' file) or the range is empty. Checked like a read (EBADF, EINVAL,
+   * ERANGE). The span keeps the device open (close() waits) until `release()`; the holder reads
+   * the file promptly, at most once, and releases it exactly once. Reading later than read() would
+   * have is allowed: a reply sent while a write to the same range completes may carry either data,
+   * as NBD allows for requests that overlap in time.
+   */
+  fileSpan?(offsetBytes: number, lengthBytes: number): FileSpan | null;
   close(): Promise<void>;
+}
+
+/** A device range as it lies in an open file (see BlockDevice.fileSpan). */
+export interface FileSpan {
+  /** Open file descriptor holding the bytes; valid until release(). */
+  readonly fd: number;
+  /** Where the range starts in that file. */
+  readonly fileOffsetBytes: number;
+  readonly lengthBytes: number;
+  /**
+   * Copies `target.length` bytes starting `spanOffsetBytes` into the span, synchronously (for the
+   * part a socket would not take at once). Throws a BlockError on an I/O error.
+   */
+  readSync(spanOffsetBytes: number, target: Uint8Array): void;
+  /** Gives the span back; later calls do nothing. */
+  release(): void;
+}
+
+/** `span` whose release() also runs `alsoRelease` (once): for a device lending out another's span. */
+export function spanAlsoReleasing(span: FileSpan, alsoRelease: () => void): FileSpan {
+  let held = true;
+  return {
+    fd: span.fd,
+    fileOffsetBytes: span.fileOffsetBytes,
+    lengthBytes: span.lengthBytes,
+    readSync: (spanOffsetBytes, target) => span.readSync(spanOffsetBytes, target),
+    release: () => {
+      if (!held) return;
+      held = false;
+      span.release();
+      alsoRelease();
+    },
+  };
 }

@@ -55,7 +55,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadAdapter, type RuntimeAdapter } from '../adapter/index.ts';
 import { BlockError } from '../errors.ts';
-import type { BlockDevice, BlockExtent, DiscardOutcome, WriteOptions } from './block-device.ts';
+import type { BlockDevice, BlockExtent, DiscardOutcome, FileSpan, WriteOptions } from './block-device.ts';
 import { alignExtents, ExtentList } from './extents.ts';
 import { datasync, errnoName, ioError, nodeSyscalls, readFully, readFullySync, writeFully, writeFullySync, type FileSyscalls, type IoPlace } from './file-io.ts';
 import { OpGate } from './op-gate.ts';
@@ -172,6 +172,24 @@ export class FileDevice implements BlockDevice {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * The range as it lies in this file (BlockDevice.fileSpan), for zero-copy sends. Only in 'sync'
+   * mode: 'async' is for filesystems where a read may block, which a sendfile on the event loop
+   * must not.
+   */
+  fileSpan(offsetBytes: number, lengthBytes: number): FileSpan | null {
+    validateRequest(this, this.gate.isOpen, 'span', offsetBytes, lengthBytes);
+    if (lengthBytes === 0 || this.io !== 'sync') return null;
+    const { sys, place } = this;
+    return {
+      fd: place.fd,
+      fileOffsetBytes: offsetBytes,
+      lengthBytes,
+      readSync: (spanOffsetBytes, target) => readFullySync(sys, place, target, offsetBytes + spanOffsetBytes),
+      release: this.gate.hold(),
+    };
   }
 
   write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {

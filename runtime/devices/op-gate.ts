@@ -34,6 +34,22 @@ export class OpGate {
     }
   }
 
+  /**
+   * Counts one operation in flight until the returned function is called (once; later calls do
+   * nothing): for work that outlives the call that started it, like a FileSpan being sent.
+   */
+  hold(): () => void {
+    this.inFlightCount++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.inFlightCount--;
+      assert(this.inFlightCount >= 0, 'op-gate: in-flight count went negative');
+      if (this.inFlightCount === 0 && this.drained !== undefined) this.drained();
+    };
+  }
+
   /** Closes the gate, waits for in-flight operations, then runs `release` once. */
   close(release: () => void | Promise<void>): Promise<void> {
     this.closing ??= (async () => {

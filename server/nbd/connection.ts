@@ -27,7 +27,9 @@ import {
   MAX_REQUESTS_IN_FLIGHT, MAX_SKIPPED_WRITE_BYTES, MAX_UNSENT_BYTES, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE,
   NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES,
 } from './constants.ts';
+import type { SocketSend } from '../../runtime/adapter/types.ts';
 import type { BufferPool } from './buffer-pool.ts';
+import { releaseFrame, type Frame } from './file-frame.ts';
 import { ExportSession } from './export-session.ts';
 import { InputBuffer } from './input-buffer.ts';
 import { Negotiation, type Agreement, type Catalogue, type Outcome } from './negotiation.ts';
@@ -41,6 +43,8 @@ import type { NbdCounters, NbdEvent } from './types.ts';
 export interface ConnectionHost extends Catalogue {
   readonly counters: NbdCounters;
   readonly pool: BufferPool;
+  /** Zero-copy sends for read replies from files; null where the runtime has none. */
+  socketSend: SocketSend | null;
   emit(event: NbdEvent): void;
   /** Called once, when the socket has closed. */
   closed(connection: NbdConnection): void;
@@ -49,6 +53,12 @@ export interface ConnectionHost extends Catalogue {
 type Phase = 'client-flags' | 'options' | 'transmission' | 'disconnecting' | 'closed';
 
 const EMPTY = new Uint8Array(0);
+/**
+ * SO_SNDBUF asked for on sockets with zero-copy sends: a 256 KiB read reply then fits the socket
+ * in one go instead of two sends around an EAGAIN (bench serve: Unix ~8%, TCP ~10% faster).
+ * The kernel caps it at net.core.wmem_max.
+ */
+const SEND_BUFFER_BYTES = 4 * 1024 * 1024;
 /** How long a connection we ended may linger (a client that never reads) before we destroy it. */
 const END_LINGER_MS = 2000;
 
@@ -80,8 +90,9 @@ export class NbdConnection {
     private readonly socket: Socket,
     private readonly host: ConnectionHost,
   ) {
-    this.output = new OutputQueue(socket, host.pool);
+    this.output = new OutputQueue(socket, host.pool, { socketSend: host.socketSend, sendBufferBytes: SEND_BUFFER_BYTES });
     this.output.onEmpty = () => this.onOutputEmpty();
+    this.output.onBroken = (error) => this.protocolError(`a read reply was cut short: ${(error as Error).message}`);
     this.negotiation = new Negotiation(host);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Uint8Array) => this.onData(chunk));
@@ -220,7 +231,7 @@ export class NbdConnection {
   private enterTransmission(agreement: Agreement): void {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
-    this.session = new ExportSession(agreement, this.host.counters, this.host.pool);
+    this.session = new ExportSession(agreement, this.host.counters, this.host.pool, this.output.zeroCopy);
     this.phase = 'transmission';
     this.exportName = agreement.exported.name;
     this.connectedAtMs = Date.now();
@@ -269,10 +280,13 @@ export class NbdConnection {
     this.session!.run(request, payload).then((frame) => this.answer(frame, payloadBytes));
   }
 
-  private answer(frame: Uint8Array, payloadBytes: number): void {
+  private answer(frame: Frame, payloadBytes: number): void {
     this.inFlight--;
     this.bytesInFlight -= payloadBytes;
-    if (this.phase === 'closed' || this.ending) return;
+    if (this.phase === 'closed' || this.ending) {
+      releaseFrame(frame, this.host.pool);
+      return;
+    }
     this.output.push(frame);
     // Replies pile up faster than the client takes them: read no more requests until they are out.
     if (this.output.unsentBytes > MAX_UNSENT_BYTES) this.waitingForDrain = true;
@@ -310,7 +324,7 @@ export class NbdConnection {
   private endConnection(): void {
     if (this.phase === 'closed' || this.ending) return;
     this.ending = true;
-    this.output.flush();
+    this.output.finish();
     this.socket.end();
     if (this.readPaused) this.socket.resume(); // let the peer's FIN arrive
     const timer = setTimeout(() => this.socket.destroy(), END_LINGER_MS);

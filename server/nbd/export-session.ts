@@ -4,8 +4,11 @@
  * or one structured chunk flagged DONE), and the returned promise never rejects: device errors
  * become NBD errors (errors.ts), with a message when structured replies carry one.
  *
- *   READ          data read into a pooled reply buffer right after its header (no copy);
- *                 structured: one OFFSET_DATA chunk (so DF always holds), no OFFSET_HOLE;
+ *   READ          at least ZERO_COPY_MIN_BYTES from a device that has the range in a file
+ *                 (fileSpan), on a socket that can take zero-copy sends: a FileFrame (the header
+ *                 and the span; output-queue.ts sends it with sendfile); else data read into a
+ *                 pooled reply buffer right after its header (no copy). Structured: one
+ *                 OFFSET_DATA chunk (so DF always holds), no OFFSET_HOLE;
  *   WRITE         device.write, { fua } from the FUA flag;
  *   FLUSH         device.flush;
  *   TRIM          device.discard (a hint; the device may ignore it), then flush when FUA;
@@ -26,6 +29,7 @@ import { setImmediate } from 'node:timers';
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
 import { statusOf } from '../../runtime/devices/extents.ts';
 import type { BufferPool } from './buffer-pool.ts';
+import { FileFrame, type Frame } from './file-frame.ts';
 import {
   BASE_ALLOCATION_ID, MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
@@ -42,6 +46,12 @@ import {
 import type { NbdCounters } from './types.ts';
 import { utf8Truncated } from './wire.ts';
 
+/**
+ * Reads of at least this many bytes go out as FileFrames when they can. Smaller ones are read into
+ * memory: coalesced with their neighbours into one socket write, they cost less than a sendfile
+ * each (fio 4 KiB reads at queue depth 32).
+ */
+export const ZERO_COPY_MIN_BYTES = 64 * 1024;
 /** WRITE_ZEROES without a usable discard writes zeros in pieces of this size. */
 export const ZERO_CHUNK_BYTES = 1 << 20;
 /** After this many zero bytes written in one go, let the event loop run. */
@@ -64,6 +74,8 @@ export class ExportSession {
     agreement: Agreement,
     private readonly counters: NbdCounters,
     private readonly pool: BufferPool,
+    /** The connection's output queue sends FileFrames with zero copy. */
+    private readonly zeroCopy = false,
   ) {
     const { exported } = agreement;
     this.name = exported.name;
@@ -83,7 +95,7 @@ export class ExportSession {
   }
 
   /** Runs a checked request; `payload` is a WRITE's data. Resolves with the one reply frame. */
-  run(request: NbdRequest, payload: Uint8Array): Promise<Uint8Array> {
+  run(request: NbdRequest, payload: Uint8Array): Promise<Frame> {
     try {
       return this.dispatch(request, payload);
     } catch (error) {
@@ -92,7 +104,7 @@ export class ExportSession {
     }
   }
 
-  private dispatch(request: NbdRequest, payload: Uint8Array): Promise<Uint8Array> {
+  private dispatch(request: NbdRequest, payload: Uint8Array): Promise<Frame> {
     switch (request.type) {
       case NBD_CMD_READ:
         return this.read(request);
@@ -125,9 +137,23 @@ export class ExportSession {
     return encodeErrorChunk(request, refusal.error, utf8Truncated(refusal.message, MAX_MESSAGE_BYTES));
   }
 
-  private read(request: NbdRequest): Promise<Uint8Array> {
+  private read(request: NbdRequest): Promise<Frame> {
     const lengthBytes = request.lengthBytes;
     if (lengthBytes === 0) return Promise.resolve(this.structured ? encodeNoneChunk(request) : encodeSimpleReply(0, request));
+    if (this.zeroCopy && lengthBytes >= ZERO_COPY_MIN_BYTES && this.device.fileSpan) {
+      let span;
+      try {
+        span = this.device.fileSpan(request.offsetBytes, lengthBytes);
+      } catch (error) {
+        return Promise.resolve(this.failed(request, error));
+      }
+      if (span !== null) {
+        const header = new Uint8Array(this.readHeaderBytes);
+        writeReadReplyHeader(header, this.structured, request, request.offsetBytes, lengthBytes);
+        this.counters.bytesRead += lengthBytes;
+        return Promise.resolve(new FileFrame(header, span));
+      }
+    }
     const frame = this.pool.take(this.readHeaderBytes + lengthBytes);
     let pending: Promise<void>;
     try {

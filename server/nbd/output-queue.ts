@@ -6,15 +6,26 @@
  * random reads at queue depth cheap. Large frames (read data) are written as they are; a batch
  * that grows past FLUSH_NOW_BYTES goes at once, so large reads stream.
  *
+ * File frames (file-frame.ts: a read reply whose data is still in a file) go out with zero copy
+ * where the runtime can (SocketSend: Node, Bun): the header with send(MSG_MORE), the data with
+ * sendfile, straight from the page cache to the socket, with no pread into our memory and no copy
+ * out of it (bench serve: about 3x less CPU per GiB than pread + write). Those calls bypass the
+ * runtime's own write queue, so a file frame waits at the head of the queue until every earlier
+ * socket.write has completed (its callback ran); whatever the socket does not take at once (it is
+ * full: EAGAIN) is read from the span into a buffer and written the ordinary way. Where zero copy
+ * is not available a file frame is read and written the ordinary way from the start.
+ *
  * We hand the socket at most about SOCKET_QUEUE_BYTES beyond what the kernel has taken, and keep
  * the rest here until 'drain'. Node would queue any amount at no cost, but Bun copies and shifts
  * its unsent remainder on every partial send, which made a Unix-socket copy 5x slower; holding the
  * queue here costs Node nothing measurable. Frames over pooled memory (read replies) go back to the
- * pool once the socket has taken them, or once copied.
+ * pool once the socket has taken them, or once copied; spans are released once sent or dropped.
  */
 import type { Socket } from 'node:net';
 import { setImmediate } from 'node:timers';
+import type { SocketSend } from '../../runtime/adapter/types.ts';
 import type { BufferPool } from './buffer-pool.ts';
+import { FileFrame, releaseFrame, type Frame } from './file-frame.ts';
 
 /** A batch this large is written without waiting for the end of the turn. */
 const FLUSH_NOW_BYTES = 1 << 20;
@@ -23,24 +34,51 @@ const COALESCE_BYTES = 64 * 1024;
 /** Bytes the socket may hold unsent before we stop handing it more (see above). */
 const SOCKET_QUEUE_BYTES = 256 * 1024;
 
+export interface OutputQueueOptions {
+  /** Zero-copy sends, when the runtime has them. */
+  socketSend?: SocketSend | null;
+  /** Ask the kernel for this send buffer (SO_SNDBUF) when zero copy is on; 0 leaves it alone. */
+  sendBufferBytes?: number;
+}
+
 export class OutputQueue {
-  private frames: Uint8Array[] = [];
+  private frames: Frame[] = [];
   private headIndex = 0;
   private queuedBytes = 0;
   private scheduled = false;
   private blocked = false;
   private closed = false;
+  /** finish() was called: write everything now, whatever the socket holds. */
+  private ending = false;
+  /** socket.write calls whose callback has not run yet. */
+  private writesPending = 0;
+  /** A file frame at the head waits for writesPending to reach 0. */
+  private waitingForEmpty = false;
+  private readonly send: SocketSend | null;
+  /** The socket's fd for zero-copy sends, or -1. */
+  private readonly fd: number;
   /** Called after a flush that left nothing queued here. */
   onEmpty: (() => void) | null = null;
+  /** Called when a file frame could not be read after part of it was sent: the stream is broken. */
+  onBroken: ((error: unknown) => void) | null = null;
 
   constructor(
     private readonly socket: Socket,
     private readonly pool: BufferPool,
+    options: OutputQueueOptions = {},
   ) {
+    this.send = options.socketSend ?? null;
+    this.fd = this.send?.fdOf(socket) ?? -1;
+    if (this.fd >= 0 && options.sendBufferBytes) this.send!.setSendBufferBytes(this.fd, options.sendBufferBytes);
     socket.on('drain', () => {
       this.blocked = false;
       this.flush();
     });
+  }
+
+  /** File frames can go out with zero copy on this socket. */
+  get zeroCopy(): boolean {
+    return this.fd >= 0;
   }
 
   /** Bytes queued here or in the socket and not yet taken by the kernel. */
@@ -48,11 +86,14 @@ export class OutputQueue {
     return this.queuedBytes + this.socket.writableLength;
   }
 
-  push(frame: Uint8Array): void {
-    if (this.closed) return;
+  push(frame: Frame): void {
+    if (this.closed) {
+      releaseFrame(frame, this.pool);
+      return;
+    }
     this.frames.push(frame);
     this.queuedBytes += frame.length;
-    if (this.blocked) return; // 'drain' will flush
+    if (this.blocked || this.waitingForEmpty) return; // 'drain' or the last write callback will flush
     if (this.queuedBytes >= FLUSH_NOW_BYTES) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;
@@ -65,16 +106,31 @@ export class OutputQueue {
     if (this.closed) return;
     const frames = this.frames;
     while (this.headIndex < frames.length) {
-      if (this.socket.writableLength >= SOCKET_QUEUE_BYTES) {
+      if (!this.ending && this.socket.writableLength >= SOCKET_QUEUE_BYTES) {
         this.blocked = true; // a 'drain' is sure to come: the socket is over its high-water mark
         break;
       }
       const first = frames[this.headIndex]!;
+      if (first instanceof FileFrame) {
+        if (this.fd >= 0 && this.writesPending > 0 && !this.ending) {
+          this.waitingForEmpty = true;
+          break;
+        }
+        frames[this.headIndex++] = EMPTY;
+        this.queuedBytes -= first.length;
+        this.sendFileFrame(first);
+        if (this.closed) return;
+        continue;
+      }
       let runEnd = this.headIndex + 1;
       let runBytes = first.length;
-      while (runEnd < frames.length && runBytes + frames[runEnd]!.length <= COALESCE_BYTES) runBytes += frames[runEnd++]!.length;
-      if (runEnd === this.headIndex + 1) this.write(first);
-      else this.socket.write(this.coalesce(this.headIndex, runEnd, runBytes));
+      while (runEnd < frames.length) {
+        const next = frames[runEnd]!;
+        if (next instanceof FileFrame || runBytes + next.length > COALESCE_BYTES) break;
+        runBytes += next.length;
+        runEnd++;
+      }
+      this.write(runEnd === this.headIndex + 1 ? first : this.coalesce(this.headIndex, runEnd, runBytes));
       for (let i = this.headIndex; i < runEnd; i++) frames[i] = EMPTY; // let the collector have them
       this.headIndex = runEnd;
       this.queuedBytes -= runBytes;
@@ -89,19 +145,65 @@ export class OutputQueue {
     }
   }
 
-  /** Drops what is queued; later pushes are ignored. */
+  /** Writes everything queued now, past the usual limits (before the socket is ended). */
+  finish(): void {
+    this.ending = true;
+    this.waitingForEmpty = false;
+    this.flush();
+  }
+
+  /** Drops what is queued (releasing spans and pooled memory); later pushes are dropped too. */
   close(): void {
+    if (this.closed) return;
     this.closed = true;
+    for (let i = this.headIndex; i < this.frames.length; i++) releaseFrame(this.frames[i]!, this.pool);
     this.frames = [];
     this.headIndex = 0;
     this.queuedBytes = 0;
+  }
+
+  /**
+   * Sends a file frame: zero copy for as much as the socket takes at once (only when nothing we
+   * wrote earlier is still pending), then the rest read into a buffer and written.
+   */
+  private sendFileFrame(frame: FileFrame): void {
+    const { header, span } = frame;
+    let headerSentBytes = 0;
+    let dataSentBytes = 0;
+    if (this.fd >= 0 && this.writesPending === 0) {
+      const send = this.send!;
+      headerSentBytes = send.sendMore(this.fd, header);
+      if (headerSentBytes === header.length) {
+        while (dataSentBytes < span.lengthBytes) {
+          const movedBytes = send.sendFile(this.fd, span.fd, span.fileOffsetBytes + dataSentBytes, span.lengthBytes - dataSentBytes);
+          if (movedBytes <= 0) break; // the socket is full (or failed: the ordinary write will say so)
+          dataSentBytes += movedBytes;
+        }
+      }
+    }
+    const restBytes = frame.length - headerSentBytes - dataSentBytes;
+    if (restBytes > 0) {
+      const rest = this.pool.take(restBytes);
+      const headerRestBytes = header.length - headerSentBytes;
+      if (headerRestBytes > 0) rest.set(header.subarray(headerSentBytes), 0);
+      try {
+        span.readSync(dataSentBytes, rest.subarray(headerRestBytes));
+      } catch (error) {
+        this.pool.release(rest);
+        span.release();
+        this.onBroken?.(error);
+        return;
+      }
+      this.write(rest);
+    }
+    span.release();
   }
 
   private coalesce(start: number, end: number, totalBytes: number): Uint8Array {
     const joined = Buffer.allocUnsafe(totalBytes);
     let at = 0;
     for (let i = start; i < end; i++) {
-      const frame = this.frames[i]!;
+      const frame = this.frames[i] as Uint8Array;
       joined.set(frame, at);
       at += frame.length;
       this.pool.release(frame);
@@ -109,14 +211,22 @@ export class OutputQueue {
     return joined;
   }
 
-  private write(frame: Uint8Array): void {
-    if (this.pool.owns(frame)) this.socket.write(frame, () => this.pool.release(frame));
-    else this.socket.write(frame);
+  private write(bytes: Uint8Array): void {
+    this.writesPending++;
+    const pooled = this.pool.owns(bytes);
+    this.socket.write(bytes, () => {
+      if (pooled) this.pool.release(bytes);
+      this.writesPending--;
+      if (this.writesPending === 0 && this.waitingForEmpty) {
+        this.waitingForEmpty = false;
+        this.flush();
+      }
+    });
   }
 
   private readonly flushLater = (): void => {
     this.scheduled = false;
-    if (!this.blocked) this.flush();
+    if (!this.blocked && !this.waitingForEmpty) this.flush();
   };
 }
 

@@ -13,6 +13,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import { loadAdapter } from '../../runtime/adapter/index.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { SHUTDOWN_GRACE_MS } from './constants.ts';
 import { NbdConnection, type ConnectionHost } from './connection.ts';
@@ -40,6 +41,7 @@ export class NbdServer {
     this.host = {
       counters: this.counters,
       pool: new BufferPool(),
+      socketSend: null, // set by listen() once the runtime adapter is loaded
       lookup: (name) => options.lookup(name),
       list: () => options.list(),
       emit: (event) => server.emit(event),
@@ -48,8 +50,10 @@ export class NbdServer {
   }
 
   /** Starts listening (port 0 picks a free port); resolves with the address actually bound. */
-  listen(address: { host: string; port: number } | { path: string }): Promise<{ host: string; port: number } | { path: string }> {
-    if (this.closing) return Promise.reject(new Error('NbdServer is closed'));
+  async listen(address: { host: string; port: number } | { path: string }): Promise<{ host: string; port: number } | { path: string }> {
+    if (this.closing) throw new Error('NbdServer is closed');
+    if (this.options.zeroCopy !== false) this.host.socketSend = (await loadAdapter()).socketSend;
+    if (this.closing) throw new Error('NbdServer is closed');
     // Half-open: a client that sends its last requests and then shuts down its side still gets
     // the replies (the connection ends them itself once they are out).
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));

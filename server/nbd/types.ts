@@ -18,6 +18,11 @@ export interface NbdServerOptions {
   onEvent?(event: NbdEvent): void;
   /** Open sockets allowed at once (handshaking or connected); more are closed at accept. Default 128. */
   maxConnections?: number;
+  /**
+   * Send large reads from file-backed devices with sendfile where the runtime can (Node, Bun):
+   * see output-queue.ts. Default true; false reads every reply into memory first.
+   */
+  zeroCopy?: boolean;
 }
 
 export type NbdAddress = { host: string; port: number } | { path: string };

@@ -18,13 +18,14 @@ export interface Served {
   stop(): Promise<void>;
 }
 
-export async function serve(exports: NbdExport[], options: { maxConnections?: number } = {}): Promise<Served> {
+export async function serve(exports: NbdExport[], options: { maxConnections?: number; zeroCopy?: boolean } = {}): Promise<Served> {
   const events: NbdEvent[] = [];
   const server = new NbdServer({
     lookup: (name) => exports.find((exported) => exported.name === name),
     list: () => exports,
     onEvent: (event) => events.push(event),
     maxConnections: options.maxConnections,
+    zeroCopy: options.zeroCopy,
   });
   const tcp = (await server.listen({ host: '127.0.0.1', port: 0 })) as { host: string; port: number };
   const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-nbd-'));
