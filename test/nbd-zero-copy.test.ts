@@ -80,11 +80,14 @@ spans('FileDevice: a span reads the range, keeps the device open until released,
   assert.is(span.fileOffsetBytes, 64 * KiB);
   assert.is(span.lengthBytes, 128 * KiB);
   const part = new Uint8Array(4 * KiB);
-  span.readSync(8 * KiB, part);
+  await span.read(8 * KiB, part);
   assert.equal(part, image.subarray(72 * KiB, 76 * KiB));
   const closing = device.close();
   assert.is(await settledWithin(closing, 50), false, 'close() waits for the span');
   await expectCode(call(() => device.fileSpan(0, 4096)), 'EBADF');
+  const late = new Uint8Array(4 * KiB);
+  await span.read(0, late); // the span still reads while the device waits to close
+  assert.equal(late, image.subarray(64 * KiB, 68 * KiB));
   span.release();
   span.release(); // a second release is ignored
   assert.is(await settledWithin(closing, 2000), true, 'close() finishes once the span is released');
@@ -117,7 +120,7 @@ spans('CloneDevice: no span until fully hydrated, then the destination span, hol
   await until(() => (span = clone.fileSpan(regionBytes, 2 * regionBytes)) !== null, 'a span of the hydrated clone');
   span = span!;
   const back = new Uint8Array(2 * regionBytes);
-  span.readSync(0, back);
+  await span.read(0, back);
   assert.equal(back, image.subarray(regionBytes, 3 * regionBytes));
   const closing = clone.close();
   assert.is(await settledWithin(closing, 50), false, 'the clone waits for the span');
@@ -141,6 +144,10 @@ async function socketPair(): Promise<[net.Socket, net.Socket]> {
   listener.close();
   return [server, client];
 }
+
+const NO_ERROR_FRAME = (): Uint8Array => {
+  throw new Error('no error reply expected');
+};
 
 /** Counts releases of the spans it hands out. */
 function countingSpan(span: FileSpan, released: { count: number }): FileSpan {
@@ -195,7 +202,7 @@ for (const zeroCopy of [true, false]) {
         const lengthBytes = Math.min(8 * MiB - offsetBytes, (1 + prng.below(8)) * 64 * KiB);
         const header = prng.fill(new Uint8Array(16 + prng.below(2) * 4));
         expected.push(header, image.subarray(offsetBytes, offsetBytes + lengthBytes));
-        output.push(new FileFrame(header, countingSpan(device.fileSpan(offsetBytes, lengthBytes)!, released)));
+        output.push(new FileFrame(header, countingSpan(device.fileSpan(offsetBytes, lengthBytes)!, released), NO_ERROR_FRAME));
         fileFrames++;
       }
       if (i % 17 === 0) {
@@ -221,6 +228,71 @@ for (const zeroCopy of [true, false]) {
   });
 }
 
+queue('a span that cannot be read before any of it went out is answered with its error reply; later frames follow', async () => {
+  const { device, image } = await fileWith(MiB, 12);
+  const [serverSide, client] = await socketPair();
+  const received: Uint8Array[] = [];
+  client.on('data', (chunk: Uint8Array) => received.push(new Uint8Array(chunk)));
+  const output = new OutputQueue(serverSide, new BufferPool(), { socketSend: null });
+  const released = { count: 0 };
+  const good = countingSpan(device.fileSpan(0, 64 * KiB)!, released);
+  const bad: FileSpan = { ...good, read: () => Promise.reject(new Error('media error')), release: () => released.count++ };
+  const errorReply = new TextEncoder().encode('<error reply>');
+  output.push(new TextEncoder().encode('<before>'));
+  output.push(new FileFrame(new TextEncoder().encode('<bad header>'), bad, (error) => {
+    assert.match(String(error), /media error/);
+    return errorReply;
+  }));
+  output.push(new FileFrame(new TextEncoder().encode('<good header>'), good, NO_ERROR_FRAME));
+  output.push(new TextEncoder().encode('<after>'));
+  const expected = Buffer.concat([
+    new TextEncoder().encode('<before>'), errorReply, new TextEncoder().encode('<good header>'), image.subarray(0, 64 * KiB), new TextEncoder().encode('<after>'),
+  ]);
+  await until(() => received.reduce((sum, part) => sum + part.length, 0) >= expected.length, 'every byte');
+  assert.ok(Buffer.concat(received).equals(expected));
+  assert.is(released.count, 2);
+  serverSide.destroy();
+  client.destroy();
+});
+
+queue('once the socket is destroyed nothing more is sent on its fd, and queued spans are released', async () => {
+  const { device } = await fileWith(8 * MiB, 13);
+  const [serverSide, client] = await socketPair();
+  client.pause(); // let replies pile up
+  const calls = { afterDestroy: 0 };
+  let destroyed = false;
+  const real = adapter.socketSend;
+  const watched = real && {
+    ...real,
+    sendMore(socketFd: number, bytes: Uint8Array) {
+      if (destroyed) calls.afterDestroy++;
+      return real.sendMore(socketFd, bytes);
+    },
+    sendFile(socketFd: number, fileFd: number, fileOffsetBytes: number, lengthBytes: number) {
+      if (destroyed) calls.afterDestroy++;
+      return real.sendFile(socketFd, fileFd, fileOffsetBytes, lengthBytes);
+    },
+  };
+  const pool = new BufferPool();
+  const output = new OutputQueue(serverSide, pool, { socketSend: watched, sendBufferBytes: 64 * KiB });
+  const released = { count: 0 };
+  for (let i = 0; i < 16; i++) {
+    output.push(pool.take(100 * KiB));
+    output.push(new FileFrame(new Uint8Array(16), countingSpan(device.fileSpan(0, 4 * MiB)!, released), NO_ERROR_FRAME));
+  }
+  output.flush();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  destroyed = true;
+  serverSide.destroy();
+  client.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  output.flush(); // as a late drain or write callback would
+  assert.is(calls.afterDestroy, 0, 'no send or sendfile after destroy');
+  assert.is(released.count, 16, 'every span released');
+  assert.is(await settledWithin(device.close(), 2000), true);
+  devices.pop();
+});
+
 queue('close() releases the spans of frames still queued', async () => {
   const { device } = await fileWith(4 * MiB, 4);
   const [serverSide, client] = await socketPair();
@@ -228,11 +300,12 @@ queue('close() releases the spans of frames still queued', async () => {
   const pool = new BufferPool();
   const output = new OutputQueue(serverSide, pool, { socketSend: adapter.socketSend });
   const released = { count: 0 };
-  for (let i = 0; i < 32; i++) output.push(new FileFrame(new Uint8Array(16), countingSpan(device.fileSpan(0, 4 * MiB)!, released)));
+  for (let i = 0; i < 32; i++) output.push(new FileFrame(new Uint8Array(16), countingSpan(device.fileSpan(0, 4 * MiB)!, released), NO_ERROR_FRAME));
   output.flush();
   output.close();
-  assert.is(released.count, 32);
-  output.push(new FileFrame(new Uint8Array(16), countingSpan(device.fileSpan(0, 64 * KiB)!, released)));
+  // A frame whose rest was being read is released when that read settles.
+  await until(() => released.count === 32, 'every queued span released');
+  output.push(new FileFrame(new Uint8Array(16), countingSpan(device.fileSpan(0, 64 * KiB)!, released), NO_ERROR_FRAME));
   assert.is(released.count, 33, 'a frame pushed after close is released at once');
   serverSide.destroy();
   client.destroy();
@@ -299,7 +372,7 @@ server('a span that cannot be read after part of its reply went out closes that 
   const lying = new MemoryDevice({ sizeBytes: MiB }) as MemoryDevice & { fileSpan?: BlockDevice['fileSpan'] };
   lying.fileSpan = (offsetBytes, lengthBytes) => {
     const inner = shortFile.fileSpan(0, 64 * KiB)!;
-    return { fd: inner.fd, fileOffsetBytes: offsetBytes, lengthBytes, readSync: (at, target) => inner.readSync(at, target), release: () => inner.release() };
+    return { fd: inner.fd, fileOffsetBytes: offsetBytes, lengthBytes, read: (at, target) => inner.read(at, target), release: () => inner.release() };
   };
   devices.push(lying);
   served = await serve([{ name: 'lying', device: lying, readOnly: true }, { name: 'good', device: good, readOnly: true }]);

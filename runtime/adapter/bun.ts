@@ -1,6 +1,6 @@
 /** Bun adapter: fallocate, lseek and the zero-copy socket calls through bun:ffi. */
 import {
-  F_GETFL, LIBC_PATH, O_NONBLOCK, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, SOL_SOCKET,
+  F_GETFL, isNonBlocking, LIBC_PATH, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET,
   type RuntimeAdapter, type SocketSend,
 } from './types.ts';
 
@@ -36,7 +36,7 @@ async function bindLibc(): Promise<Libc | null> {
     const socketSend: SocketSend = {
       fdOf(socket) {
         const fd = socketHandleFd(socket);
-        return fd >= 0 && ((symbols.fcntl(fd, F_GETFL, 0) as number) & O_NONBLOCK) !== 0 ? fd : -1;
+        return fd >= 0 && isNonBlocking(symbols.fcntl(fd, F_GETFL, 0) as number) ? fd : -1;
       },
       sendMore: (socketFd, bytes) => (bytes.length === 0 ? 0 : Math.max(0, Number(symbols.send(socketFd, bytes, bytes.length, SEND_MORE_FLAGS)))),
       sendFile(socketFd, fileFd, fileOffsetBytes, lengthBytes) {
@@ -69,5 +69,5 @@ export const adapter: RuntimeAdapter = {
   punchHole: punchWith(libc?.fallocate ?? null),
   ...seekWith(libc?.lseek ?? null),
   poolTransferBytes: POOL_TRANSFER_BYTES,
-  socketSend: libc?.socketSend ?? null,
+  socketSend: socketSendSupported(process.platform, process.arch) ? (libc?.socketSend ?? null) : null,
 };

@@ -4,7 +4,7 @@
  */
 import { createRequire } from 'node:module';
 import {
-  F_GETFL, LIBC_PATH, O_NONBLOCK, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, SOL_SOCKET,
+  F_GETFL, isNonBlocking, LIBC_PATH, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET,
   type RuntimeAdapter, type SocketSend,
 } from './types.ts';
 
@@ -43,11 +43,11 @@ function socketSend(): SocketSend | null {
   const setsockopt = bind<(fd: number, level: number, name: number, value: [number], length: number) => number>('int setsockopt(int fd, int level, int name, _In_ int *value, int length)');
   const getsockopt = bind<(fd: number, level: number, name: number, value: [number], length: [number]) => number>('int getsockopt(int fd, int level, int name, _Out_ int *value, _Inout_ int *length)');
   const fcntl = bind<(fd: number, command: number, argument: number) => number>('int fcntl(int fd, int cmd, int arg)');
-  if (!sendfile || !send || !setsockopt || !getsockopt || !fcntl) return null;
+  if (!socketSendSupported(process.platform, process.arch) || !sendfile || !send || !setsockopt || !getsockopt || !fcntl) return null;
   return {
     fdOf(socket) {
       const fd = socketHandleFd(socket);
-      return fd >= 0 && (fcntl(fd, F_GETFL, 0) & O_NONBLOCK) !== 0 ? fd : -1;
+      return fd >= 0 && isNonBlocking(fcntl(fd, F_GETFL, 0)) ? fd : -1;
     },
     sendMore: (socketFd, bytes) => Math.max(0, Number(send(socketFd, bytes, bytes.length, SEND_MORE_FLAGS))),
     sendFile: (socketFd, fileFd, fileOffsetBytes, lengthBytes) => Math.max(0, Number(sendfile(socketFd, fileFd, [fileOffsetBytes], lengthBytes))),

@@ -74,10 +74,29 @@ export const F_GETFL = 3;
 export const O_NONBLOCK = 0x800;
 export const SEND_MORE_FLAGS = MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL;
 
-/** The fd behind a Node-style net.Socket (`_handle.fd`, Node and Bun), or -1. */
+/**
+ * The fd behind a Node-style net.Socket (`_handle.fd`, Node and Bun), or -1: also for a destroyed
+ * socket (its fd may already be another file's) and a TLS socket (bytes on that fd must be
+ * encrypted, which sendfile would bypass).
+ */
 export function socketHandleFd(socket: unknown): number {
-  const fd = (socket as { _handle?: { fd?: unknown } } | null)?._handle?.fd;
+  const shaped = socket as { _handle?: { fd?: unknown } | null; destroyed?: boolean; encrypted?: boolean } | null;
+  if (shaped === null || shaped.destroyed === true || shaped.encrypted === true) return -1;
+  const fd = shaped._handle?.fd;
   return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : -1;
+}
+
+/**
+ * The socket calls are bound with 64-bit ssize_t / off_t and the generic Linux constants above:
+ * right on x86-64 and arm64 Linux only, so other hosts get no SocketSend.
+ */
+export function socketSendSupported(platform: string, arch: string): boolean {
+  return platform === 'linux' && (arch === 'x64' || arch === 'arm64');
+}
+
+/** fcntl(F_GETFL) flags say non-blocking (a failed call, -1, does not). */
+export function isNonBlocking(flags: number): boolean {
+  return flags >= 0 && (flags & O_NONBLOCK) !== 0;
 }
 
 /** The default `poolTransferBytes` where the thread pool pays for large transfers. */

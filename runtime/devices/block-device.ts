@@ -91,10 +91,12 @@ export interface FileSpan {
   readonly fileOffsetBytes: number;
   readonly lengthBytes: number;
   /**
-   * Copies `target.length` bytes starting `spanOffsetBytes` into the span, synchronously (for the
-   * part a socket would not take at once). Throws a BlockError on an I/O error.
+   * Copies `target.length` bytes starting `spanOffsetBytes` into the span into `target` (for the
+   * part a socket would not take at once), however the device reads: small pieces in the calling
+   * turn, large ones through the thread pool. Works while the device is closing (the span holds
+   * it open). Rejects with a BlockError on an I/O error.
    */
-  readSync(spanOffsetBytes: number, target: Uint8Array): void;
+  read(spanOffsetBytes: number, target: Uint8Array): Promise<void>;
   /** Gives the span back; later calls do nothing. */
   release(): void;
 }
@@ -106,7 +108,7 @@ export function spanAlsoReleasing(span: FileSpan, alsoRelease: () => void): File
     fd: span.fd,
     fileOffsetBytes: span.fileOffsetBytes,
     lengthBytes: span.lengthBytes,
-    readSync: (spanOffsetBytes, target) => span.readSync(spanOffsetBytes, target),
+    read: (spanOffsetBytes, target) => span.read(spanOffsetBytes, target),
     release: () => {
       if (!held) return;
       held = false;

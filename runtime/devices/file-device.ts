@@ -181,13 +181,25 @@ export class FileDevice implements BlockDevice {
    */
   fileSpan(offsetBytes: number, lengthBytes: number): FileSpan | null {
     validateRequest(this, this.gate.isOpen, 'span', offsetBytes, lengthBytes);
-    if (lengthBytes === 0 || this.io !== 'sync') return null;
-    const { sys, place } = this;
+    // Replaced read syscalls (tests forcing short reads or faults) must see every byte read, which
+    // a sendfile would bypass.
+    if (lengthBytes === 0 || this.io !== 'sync' || this.sys.readSync !== nodeSyscalls.readSync || this.sys.read !== nodeSyscalls.read) return null;
+    const { sys, place, poolTransferBytes } = this;
     return {
       fd: place.fd,
       fileOffsetBytes: offsetBytes,
       lengthBytes,
-      readSync: (spanOffsetBytes, target) => readFullySync(sys, place, target, offsetBytes + spanOffsetBytes),
+      // No validation here: the span is checked and holds the gate, which may already be closing.
+      read(spanOffsetBytes, target) {
+        const atBytes = offsetBytes + spanOffsetBytes;
+        if (target.length >= poolTransferBytes) return readFully(sys, place, target, atBytes);
+        try {
+          readFullySync(sys, place, target, atBytes);
+          return RESOLVED;
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      },
       release: this.gate.hold(),
     };
   }

@@ -54,11 +54,12 @@ type Phase = 'client-flags' | 'options' | 'transmission' | 'disconnecting' | 'cl
 
 const EMPTY = new Uint8Array(0);
 /**
- * SO_SNDBUF asked for on sockets with zero-copy sends: a 256 KiB read reply then fits the socket
- * in one go instead of two sends around an EAGAIN (bench serve: Unix ~8%, TCP ~10% faster).
- * The kernel caps it at net.core.wmem_max.
+ * SO_SNDBUF asked for on sockets with zero-copy sends (Linux doubles it, and caps it at
+ * net.core.wmem_max): a 256 KiB read reply then fits the socket in one go instead of two sends
+ * around an EAGAIN (bench serve: Unix ~8%, TCP ~10% faster). It is a cap, not an allocation: the
+ * kernel holds only what is unsent, which the MAX_UNSENT_BYTES flow control bounds too.
  */
-const SEND_BUFFER_BYTES = 4 * 1024 * 1024;
+const SEND_BUFFER_BYTES = 2 * 1024 * 1024;
 /** How long a connection we ended may linger (a client that never reads) before we destroy it. */
 const END_LINGER_MS = 2000;
 
@@ -97,7 +98,9 @@ export class NbdConnection {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Uint8Array) => this.onData(chunk));
     socket.on('end', () => this.onPeerEnd());
-    socket.on('error', () => {}); // 'close' follows; a reset is not our error
+    // 'close' follows; a reset is not our error. Drop the queued replies now: the fd may be gone
+    // before 'close', and nothing may be sent on it (output-queue.ts).
+    socket.on('error', () => this.output.close());
     socket.on('close', () => this.onClose());
     this.handshakeTimer = setTimeout(() => this.protocolError(`handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
     (this.handshakeTimer as { unref?: () => void }).unref?.();
@@ -324,8 +327,7 @@ export class NbdConnection {
   private endConnection(): void {
     if (this.phase === 'closed' || this.ending) return;
     this.ending = true;
-    this.output.finish();
-    this.socket.end();
+    this.output.finish(() => this.socket.end());
     if (this.readPaused) this.socket.resume(); // let the peer's FIN arrive
     const timer = setTimeout(() => this.socket.destroy(), END_LINGER_MS);
     (timer as { unref?: () => void }).unref?.();

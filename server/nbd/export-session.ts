@@ -151,7 +151,7 @@ export class ExportSession {
         const header = new Uint8Array(this.readHeaderBytes);
         writeReadReplyHeader(header, this.structured, request, request.offsetBytes, lengthBytes);
         this.counters.bytesRead += lengthBytes;
-        return Promise.resolve(new FileFrame(header, span));
+        return Promise.resolve(new FileFrame(header, span, (error) => this.failed(request, error)));
       }
     }
     const frame = this.pool.take(this.readHeaderBytes + lengthBytes);

@@ -11,6 +11,8 @@ export class FileFrame {
   constructor(
     readonly header: Uint8Array,
     readonly span: FileSpan,
+    /** The error reply to send instead, when the span cannot be read before any of it went out. */
+    readonly failed: (error: unknown) => Uint8Array,
   ) {}
 
   get length(): number {

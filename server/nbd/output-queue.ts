@@ -11,9 +11,15 @@
  * sendfile, straight from the page cache to the socket, with no pread into our memory and no copy
  * out of it (bench serve: about 3x less CPU per GiB than pread + write). Those calls bypass the
  * runtime's own write queue, so a file frame waits at the head of the queue until every earlier
- * socket.write has completed (its callback ran); whatever the socket does not take at once (it is
- * full: EAGAIN) is read from the span into a buffer and written the ordinary way. Where zero copy
- * is not available a file frame is read and written the ordinary way from the start.
+ * socket.write has completed (its callback ran), and they run only on a socket that is not
+ * destroyed and still has the fd we started with (a destroyed socket's fd number may already be
+ * another connection's). Whatever the socket does not take at once (it is full: EAGAIN) is read
+ * from the span (span.read: in this turn when small, through the thread pool when large) and
+ * written the ordinary way; nothing else goes out meanwhile. If that read fails before any byte of
+ * the reply went out, the frame's error reply goes instead; after, the stream cannot be mended and
+ * `onBroken` is told (the connection hangs up). Where zero copy is not available a file frame is
+ * read and written the ordinary way from the start. A write that fails, or a socket found
+ * destroyed, closes the queue: what is queued is released, not read.
  *
  * We hand the socket at most about SOCKET_QUEUE_BYTES beyond what the kernel has taken, and keep
  * the rest here until 'drain'. Node would queue any amount at no cost, but Bun copies and shifts
@@ -23,7 +29,7 @@
  */
 import type { Socket } from 'node:net';
 import { setImmediate } from 'node:timers';
-import type { SocketSend } from '../../runtime/adapter/types.ts';
+import { socketHandleFd, type SocketSend } from '../../runtime/adapter/types.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import { FileFrame, releaseFrame, type Frame } from './file-frame.ts';
 
@@ -54,6 +60,10 @@ export class OutputQueue {
   private writesPending = 0;
   /** A file frame at the head waits for writesPending to reach 0. */
   private waitingForEmpty = false;
+  /** The rest of a file frame is being read; nothing else goes out until it is written. */
+  private busy = false;
+  /** finish()'s callback, run once everything is written. */
+  private finished: (() => void) | null = null;
   private readonly send: SocketSend | null;
   /** The socket's fd for zero-copy sends, or -1. */
   private readonly fd: number;
@@ -93,7 +103,7 @@ export class OutputQueue {
     }
     this.frames.push(frame);
     this.queuedBytes += frame.length;
-    if (this.blocked || this.waitingForEmpty) return; // 'drain' or the last write callback will flush
+    if (this.blocked || this.waitingForEmpty || this.busy) return; // 'drain', a write callback or the read will flush
     if (this.queuedBytes >= FLUSH_NOW_BYTES) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;
@@ -103,7 +113,11 @@ export class OutputQueue {
 
   /** Hands queued frames to the socket until it holds SOCKET_QUEUE_BYTES unsent. */
   flush(): void {
-    if (this.closed) return;
+    if (this.closed || this.busy) return;
+    if (this.socket.destroyed) {
+      this.close();
+      return;
+    }
     const frames = this.frames;
     while (this.headIndex < frames.length) {
       if (!this.ending && this.socket.writableLength >= SOCKET_QUEUE_BYTES) {
@@ -119,7 +133,7 @@ export class OutputQueue {
         frames[this.headIndex++] = EMPTY;
         this.queuedBytes -= first.length;
         this.sendFileFrame(first);
-        if (this.closed) return;
+        if (this.closed || this.busy) return; // the rest of the frame is being read: flush() again after
         continue;
       }
       let runEnd = this.headIndex + 1;
@@ -139,16 +153,24 @@ export class OutputQueue {
       this.frames = [];
       this.headIndex = 0;
       this.onEmpty?.();
+      const finished = this.finished;
+      this.finished = null;
+      finished?.();
     } else if (this.headIndex > 1024) {
       this.frames = frames.slice(this.headIndex);
       this.headIndex = 0;
     }
   }
 
-  /** Writes everything queued now, past the usual limits (before the socket is ended). */
-  finish(): void {
+  /**
+   * Writes everything queued, past the usual limits, then calls `done` (which ends the socket);
+   * `done` is not called if the queue is closed first.
+   */
+  finish(done: () => void): void {
     this.ending = true;
     this.waitingForEmpty = false;
+    this.finished = done;
+    if (this.busy) return; // the file frame being read calls flush() when written
     this.flush();
   }
 
@@ -156,6 +178,7 @@ export class OutputQueue {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.finished = null;
     for (let i = this.headIndex; i < this.frames.length; i++) releaseFrame(this.frames[i]!, this.pool);
     this.frames = [];
     this.headIndex = 0;
@@ -164,39 +187,65 @@ export class OutputQueue {
 
   /**
    * Sends a file frame: zero copy for as much as the socket takes at once (only when nothing we
-   * wrote earlier is still pending), then the rest read into a buffer and written.
+   * wrote earlier is pending, on the socket's own fd), then the rest read and written (busy until
+   * then).
    */
   private sendFileFrame(frame: FileFrame): void {
     const { header, span } = frame;
     let headerSentBytes = 0;
     let dataSentBytes = 0;
-    if (this.fd >= 0 && this.writesPending === 0) {
-      const send = this.send!;
-      headerSentBytes = send.sendMore(this.fd, header);
-      if (headerSentBytes === header.length) {
-        while (dataSentBytes < span.lengthBytes) {
-          const movedBytes = send.sendFile(this.fd, span.fd, span.fileOffsetBytes + dataSentBytes, span.lengthBytes - dataSentBytes);
-          if (movedBytes <= 0) break; // the socket is full (or failed: the ordinary write will say so)
-          dataSentBytes += movedBytes;
+    try {
+      if (this.fd >= 0 && this.writesPending === 0 && socketHandleFd(this.socket) === this.fd) {
+        const send = this.send!;
+        headerSentBytes = send.sendMore(this.fd, header);
+        if (headerSentBytes === header.length) {
+          while (dataSentBytes < span.lengthBytes) {
+            const movedBytes = send.sendFile(this.fd, span.fd, span.fileOffsetBytes + dataSentBytes, span.lengthBytes - dataSentBytes);
+            if (movedBytes <= 0) break; // the socket is full (or failed: the ordinary write will say so)
+            dataSentBytes += movedBytes;
+          }
         }
       }
+    } catch (error) {
+      span.release(); // a binding that throws is a bug; do not leave the device held open
+      throw error;
     }
-    const restBytes = frame.length - headerSentBytes - dataSentBytes;
-    if (restBytes > 0) {
-      const rest = this.pool.take(restBytes);
-      const headerRestBytes = header.length - headerSentBytes;
-      if (headerRestBytes > 0) rest.set(header.subarray(headerSentBytes), 0);
-      try {
-        span.readSync(dataSentBytes, rest.subarray(headerRestBytes));
-      } catch (error) {
-        this.pool.release(rest);
+    const sentBytes = headerSentBytes + dataSentBytes;
+    if (sentBytes === frame.length) {
+      span.release();
+      return;
+    }
+    const rest = this.pool.take(frame.length - sentBytes);
+    const headerRestBytes = header.length - headerSentBytes;
+    if (headerRestBytes > 0) rest.set(header.subarray(headerSentBytes), 0);
+    let reading: Promise<void>;
+    try {
+      reading = span.read(dataSentBytes, rest.subarray(headerRestBytes));
+    } catch (error) {
+      reading = Promise.reject(error);
+    }
+    this.busy = true;
+    reading.then(
+      () => {
         span.release();
-        this.onBroken?.(error);
-        return;
-      }
-      this.write(rest);
-    }
-    span.release();
+        this.busy = false;
+        if (this.closed) this.pool.release(rest);
+        else this.write(rest);
+        this.flush();
+      },
+      (error: unknown) => {
+        span.release();
+        this.pool.release(rest);
+        this.busy = false;
+        if (this.closed) return;
+        if (sentBytes > 0) {
+          this.onBroken?.(error);
+          return;
+        }
+        this.write(frame.failed(error));
+        this.flush();
+      },
+    );
   }
 
   private coalesce(start: number, end: number, totalBytes: number): Uint8Array {
@@ -214,9 +263,13 @@ export class OutputQueue {
   private write(bytes: Uint8Array): void {
     this.writesPending++;
     const pooled = this.pool.owns(bytes);
-    this.socket.write(bytes, () => {
+    this.socket.write(bytes, (error?: Error | null) => {
       if (pooled) this.pool.release(bytes);
       this.writesPending--;
+      if (error) {
+        this.close(); // the socket failed: send nothing more, not even by fd
+        return;
+      }
       if (this.writesPending === 0 && this.waitingForEmpty) {
         this.waitingForEmpty = false;
         this.flush();
@@ -226,7 +279,7 @@ export class OutputQueue {
 
   private readonly flushLater = (): void => {
     this.scheduled = false;
-    if (!this.blocked && !this.waitingForEmpty) this.flush();
+    if (!this.blocked && !this.waitingForEmpty && !this.busy) this.flush();
   };
 }
 
