@@ -21,8 +21,11 @@
  * flight instead of 64. What worked: zero-copy sends (sendfile from the file to the socket, see
  * server/nbd/output-queue.ts) with a 4 MiB SO_SNDBUF: over a Unix socket 0.1 CPU s/GiB and about
  * 2x nbdkit's throughput. Over TCP our CPU per GiB is at or below nbdkit's, but the loopback TCP
- * work runs on our one event-loop thread, where nbdkit spreads it over threads; moving sendfile
- * to a worker thread (koffi async calls on Node) is the next step there.
+ * work runs on our one event-loop thread, where nbdkit spreads it over threads; both machines sit
+ * ~45% idle (perf -a): the copy is latency-bound, not CPU-bound. Zero copy on or off, with or
+ * without SO_SNDBUF, TCP stayed at 0.7-0.75x on Node (A/B, 2 GiB, 2026-11); short sendfiles are
+ * ~3.5% of replies. The next thing to try there is several event loops (worker threads each with
+ * their own listener and connections), not more single-thread tuning.
  * Run: npm run bench -- serve [--runtimes node]. Environment: BLOCKCORE_BENCH_SERVE_MIB (file size,
  * default 2048), BLOCKCORE_BENCH_ROUNDS (default 5), BLOCKCORE_BENCH_FIO_SECONDS (default 4; 0
  * skips fio), BLOCKCORE_BENCH_COPY (nbdcopy cases, default oursTcp,kitTcp,oursUnix,kitUnix).
@@ -43,6 +46,8 @@ const ROUNDS = Number(process.env.BLOCKCORE_BENCH_ROUNDS ?? 5);
 const FIO_SECONDS = Number(process.env.BLOCKCORE_BENCH_FIO_SECONDS ?? 4);
 const COPY_CASES = (process.env.BLOCKCORE_BENCH_COPY ?? 'oursTcp,kitTcp,oursUnix,kitUnix').split(',').filter(Boolean) as Array<'oursTcp' | 'kitTcp' | 'oursUnix' | 'kitUnix'>;
 const FILL_CHUNK_BYTES = 8 * 1024 * 1024;
+/** BLOCKCORE_BENCH_ZERO_COPY=0 serves every read through memory (to compare with zero-copy sends). */
+const ZERO_COPY = process.env.BLOCKCORE_BENCH_ZERO_COPY !== '0';
 const EXPORT_NAME = 'bench';
 
 const adapter = await loadAdapter();
@@ -141,7 +146,7 @@ async function fioIops(uri: string, server: number | 'self', cpu: number[]): Pro
 
 const device = await FileDevice.open(filePath, { readOnly: true });
 const exported = { name: EXPORT_NAME, device, readOnly: true };
-const server = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? exported : undefined), list: () => [exported] });
+const server = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? exported : undefined), list: () => [exported], zeroCopy: ZERO_COPY });
 const ourSocket = path.join(tempDir, 'ours.sock');
 const kitSocket = path.join(tempDir, 'nbdkit.sock');
 const ours = (await server.listen({ host: '127.0.0.1', port: 0 })) as { port: number };
