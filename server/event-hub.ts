@@ -3,7 +3,15 @@
  * completion, exports connected...), numbered in order. Subscribers (the SSE route) get every event
  * from the moment they subscribe; the last RING_EVENTS are kept so a client that reconnects with
  * Last-Event-ID misses nothing recent. close() ends every subscription (on shutdown).
+ *
+ * Ids go up across restarts too: a run numbers its events from ID_STEPS_PER_MS × the time it
+ * started, so an id a client kept from an earlier run is below every id of this one, and resuming
+ * with it replays everything kept. An id above the last one given (a clock set back between runs,
+ * or a made-up id) cannot be placed either, so it too replays everything kept, rather than
+ * silently skipping events until the count catches up.
  */
+/** Ids a run may use per millisecond of its start time before a later run's ids could be below them. */
+export const ID_STEPS_PER_MS = 1024;
 export const RING_EVENTS = 1024;
 
 export interface ServiceEvent {
@@ -20,12 +28,16 @@ export interface Subscriber {
 }
 
 export class EventHub {
-  private nextId = 1;
+  private nextId: number;
   private readonly ring: ServiceEvent[] = [];
   private readonly subscribers = new Set<Subscriber>();
   private isClosed = false;
   /** Events published since start, by type (for /metrics). */
   readonly countsByType = new Map<string, number>();
+
+  constructor(startedAtMs = Date.now()) {
+    this.nextId = Math.floor(startedAtMs) * ID_STEPS_PER_MS + 1;
+  }
 
   publish(type: string, fields: Record<string, unknown> = {}): ServiceEvent {
     const event: ServiceEvent = { ...fields, id: this.nextId++, type, timeMs: Date.now() };
@@ -42,8 +54,9 @@ export class EventHub {
     return event;
   }
 
-  /** Kept events with an id above `afterId`, oldest first. */
+  /** Kept events with an id above `afterId`, oldest first (all kept ones for an id not yet given). */
   since(afterId: number): ServiceEvent[] {
+    if (afterId > this.lastId) return [...this.ring];
     return this.ring.filter((event) => event.id > afterId);
   }
 

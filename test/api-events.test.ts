@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { makeCloneDevices, startTestServer, until, writeImage, type TestServer } from './support/blockcore-server.ts';
 import { attachNbd } from './support/nbd-attach.ts';
 import { openEvents } from './support/sse-reader.ts';
+import { EventHub, ID_STEPS_PER_MS } from '../server/event-hub.ts';
 
 const events = suite('api: events (Server-Sent Events)');
 let server: TestServer;
@@ -77,6 +78,33 @@ events('?since= and Last-Event-ID replay kept events; bad values are 400', async
     assert.is(answer.json.code, 'EINVAL');
   }
   assert.is((await server.call('GET', '/v1/events', undefined, { 'last-event-id': 'abc' })).json.field, 'Last-Event-ID');
+});
+
+events('event ids keep rising across a restart: resuming with an id from the earlier run misses nothing', async () => {
+  await server.call('POST', '/v1/devices', { name: 'a.img', sizeBytes: 4096 });
+  const before = await openEvents(`${server.url}/v1/events?since=0`);
+  const created = await before.next((e) => e.event === 'device.created', 'device.created');
+  before.close();
+  await server.restart();
+  await server.call('POST', '/v1/devices', { name: 'b.img', sizeBytes: 4096 });
+  await server.call('POST', '/v1/devices', { name: 'c.img', sizeBytes: 4096 });
+  const resumed = await openEvents(`${server.url}/v1/events`, { 'last-event-id': created.id });
+  const first = await resumed.next((e) => e.event === 'device.created', 'the first device event after the restart');
+  assert.is(first.data.device, 'b.img');
+  assert.ok(Number(first.id) > Number(created.id), `${first.id} > ${created.id}`);
+  resumed.close();
+});
+
+events('EventHub: a later start numbers above an earlier one; an id not given yet replays all kept events', () => {
+  const earlier = new EventHub(1_000_000);
+  for (let i = 0; i < ID_STEPS_PER_MS - 1; i++) earlier.publish('x');
+  const later = new EventHub(1_000_001);
+  const event = later.publish('y');
+  assert.ok(event.id > earlier.lastId);
+  later.publish('z');
+  assert.equal(later.since(event.id).map((e) => e.type), ['z']);
+  assert.equal(later.since(later.lastId + 500).map((e) => e.type), ['y', 'z'], 'from the future: everything kept');
+  assert.equal(later.since(earlier.lastId).map((e) => e.type), ['y', 'z'], 'from an earlier run: everything kept');
 });
 
 events('HEAD subscribes to nothing; a client that goes away unsubscribes', async () => {

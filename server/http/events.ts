@@ -18,7 +18,7 @@ export const PENDING_WRITES_MAX = 1024;
 
 function parseSince(value: string | undefined, field: string): number | null {
   if (value === undefined || value === '') return null;
-  if (!/^\d{1,15}$/.test(value)) throw invalid(field, 'must be a non-negative integer event id');
+  if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) throw invalid(field, 'must be a non-negative integer event id');
   return Number(value);
 }
 

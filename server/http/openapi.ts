@@ -156,7 +156,7 @@ export const openApiDocument = {
       get: {
         summary: 'Server-Sent Events: one `event: <type>` / `data: <Event JSON>` per change, with `id:`.',
         parameters: [
-          { name: 'since', in: 'query', required: false, description: 'Replay kept events after this id first.', schema: INTEGER },
+          { name: 'since', in: 'query', required: false, description: 'Replay kept events after this id first (an id from an earlier run, or one not given yet, replays every kept event: ids keep rising across restarts).', schema: INTEGER },
           { name: 'Last-Event-ID', in: 'header', required: false, description: 'As `since`, set by EventSource on reconnect.', schema: { type: 'string' } },
         ],
         responses: { '200': { description: 'An event stream.', content: { 'text/event-stream': { schema: ref('Event') } } }, ...errors(400, 401) },
