@@ -200,12 +200,35 @@ export class CloneDevice implements BlockDevice {
     return spanAlsoReleasing(span, this.gate.hold());
   }
 
-  async read(offsetBytes: number, target: Uint8Array): Promise<void> {
-    const lengthBytes = validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
-    if (lengthBytes === 0) return;
+  // Not an async function: the fully hydrated fast path hands back the destination's promise with
+  // one reaction to end the in-flight count, instead of two more promise layers (bench clone,
+  // hydrated 4 KiB reads on Bun: 0.79x -> 0.85x of the bare destination).
+  read(offsetBytes: number, target: Uint8Array): Promise<void> {
+    let lengthBytes: number;
+    try {
+      lengthBytes = validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (lengthBytes === 0) return RESOLVED;
     // Fast path once fully hydrated: every region is on the destination and no hydration needs
-    // pausing, so a read is the destination's read (bench clone: hydrated 4 KiB reads).
-    if (this.readsDestinationOnly()) return this.gate.track(() => this.destination.read(offsetBytes, target));
+    // pausing, so a read is the destination's read.
+    if (this.readsDestinationOnly()) {
+      const release = this.gate.hold();
+      let pending: Promise<void>;
+      try {
+        pending = this.destination.read(offsetBytes, target);
+      } catch (error) {
+        release();
+        return Promise.reject(error);
+      }
+      return pending.finally(release);
+    }
+    return this.readRegions(offsetBytes, target, lengthBytes);
+  }
+
+  /** A read while regions may be unhydrated: each span from the destination or the source. */
+  private async readRegions(offsetBytes: number, target: Uint8Array, lengthBytes: number): Promise<void> {
     await this.userIo(async () => {
       this.failIfFailed('read', offsetBytes, lengthBytes);
       const endBytes = offsetBytes + lengthBytes;
@@ -646,3 +669,4 @@ export class CloneDevice implements BlockDevice {
   }
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
