@@ -1,8 +1,9 @@
 /**
  * The device conformance suite for every device here (FileDevice on both I/O paths, MemoryDevice,
- * FaultDevice with no faults; read-only variants inside the suite), then what only a file has:
- * sparse 16 TiB files, real hole punching and its zero-writing fallback, read-only opens that
- * leave the file alone, open-time refusals, persistence across reopen, and short-I/O loops.
+ * FaultDevice with no faults), writable and again opened read-only (`readOnly: 'only'`), then what
+ * only a file has: sparse 16 TiB files, real hole punching and its zero-writing fallback, read-only
+ * opens that leave the file alone, open-time refusals, persistence across reopen, and short-I/O
+ * loops.
  * Files live in a fresh directory under os.tmpdir(), removed at the end.
  */
 import fs from 'node:fs';
@@ -24,22 +25,38 @@ const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-devices-'));
 let fileCount = 0;
 const tempPath = (stem: string) => path.join(tempDir, `${stem}-${++fileCount}.img`);
 
-/** Creates a sparse file, fills `initial`, and reopens read-only when asked. */
+/**
+ * Creates a sparse file, writes `initial` (its all-zero 4 KiB blocks left as holes, so a read-only
+ * open has holes to report), and reopens read-only when asked.
+ */
 function fileFactory(io: FileIoMode): DeviceFactory {
   return async ({ sizeBytes, logicalBlockBytes, readOnly, initial }) => {
     const filePath = tempPath(`conformance-${io}`);
     const created = await FileDevice.open(filePath, { create: { sizeBytes }, logicalBlockBytes, io });
     if (initial === undefined && !readOnly) return created;
-    if (initial !== undefined) await created.write(0, initial);
+    const image = initial ?? new Uint8Array(0);
+    const chunkBytes = Math.max(4096, logicalBlockBytes);
+    for (let atBytes = 0; atBytes < image.length; atBytes += chunkBytes) {
+      const chunk = image.subarray(atBytes, atBytes + chunkBytes);
+      if (chunk.some((byte) => byte !== 0)) await created.write(atBytes, chunk);
+    }
     await created.close();
     return FileDevice.open(filePath, { readOnly, logicalBlockBytes, io });
   };
 }
 
+const memoryFactory: DeviceFactory = async (options) => new MemoryDevice(options);
+const faultFactory: DeviceFactory = async (options) => new FaultDevice(new MemoryDevice(options), { seed: 1 });
+
 deviceConformance('FileDevice io=sync', fileFactory('sync'));
 deviceConformance('FileDevice io=async', fileFactory('async'));
-deviceConformance('MemoryDevice', async (options) => new MemoryDevice(options));
-deviceConformance('FaultDevice over MemoryDevice, no faults', async (options) => new FaultDevice(new MemoryDevice(options), { seed: 1 }));
+deviceConformance('MemoryDevice', memoryFactory);
+deviceConformance('FaultDevice over MemoryDevice, no faults', faultFactory);
+// The same devices opened read-only over a seeded image: every read-side case.
+deviceConformance('FileDevice io=sync', fileFactory('sync'), { readOnly: 'only' });
+deviceConformance('FileDevice io=async', fileFactory('async'), { readOnly: 'only' });
+deviceConformance('MemoryDevice', memoryFactory, { readOnly: 'only' });
+deviceConformance('FaultDevice over MemoryDevice, no faults', faultFactory, { readOnly: 'only' });
 
 const MiB = 1 << 20;
 

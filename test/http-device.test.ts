@@ -1,8 +1,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HttpDevice } from '../runtime/devices/http-device.ts';
+import { HttpDevice, type HttpDeviceOptions } from '../runtime/devices/http-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { Prng } from '../runtime/prng.ts';
+import { deviceConformance, type DeviceFactory } from './conformance/device-suite.ts';
 import { RangeServer } from './support/range-server.ts';
 import { expectCode } from './support/expect-code.ts';
 
@@ -22,6 +23,29 @@ async function serve(options = {}, content = image): Promise<RangeServer> {
 http.after.each(async () => {
   for (const server of servers.splice(0)) await server.stop();
 });
+
+const conformanceServers: RangeServer[] = [];
+const stopConformanceServers = async () => {
+  for (const server of conformanceServers.splice(0)) await server.stop();
+};
+
+/**
+ * The conformance suite's read-side cases over a real HTTP server on 127.0.0.1: one server per
+ * device, serving the suite's image (zeros after `initial`), stopped when the suite ends.
+ */
+function overRangeServer(options: HttpDeviceOptions): DeviceFactory {
+  return async ({ sizeBytes, logicalBlockBytes, initial }) => {
+    const content = new Uint8Array(sizeBytes);
+    if (initial) content.set(initial);
+    const server = new RangeServer(content, { etag: '"conformance"' });
+    conformanceServers.push(server);
+    await server.start();
+    return HttpDevice.open(server.url, { ...options, logicalBlockBytes });
+  };
+}
+
+deviceConformance('HttpDevice', overRangeServer({}), { readOnly: 'only', after: stopConformanceServers });
+deviceConformance('HttpDevice, 16 KiB pieces, 3 in flight', overRangeServer({ pieceBytes: 16 << 10, maxParallel: 3 }), { readOnly: 'only', after: stopConformanceServers });
 
 http('reads any aligned range, split into parallel pieces', async () => {
   const server = await serve();

@@ -3,7 +3,9 @@
  * implementation (STYLE 14, after hono's `common.case.test.ts`): a test file calls
  * `deviceConformance(label, open)` with a factory, and the suite opens fresh devices through it.
  * Later layers (clone, remote, mirror) reuse it unchanged, so it knows devices only by the
- * interface and the factory options below.
+ * interface and the factory options (device-checks.ts). Devices that are never writable (HttpDevice,
+ * a read-only open) run it with `readOnly: 'only'`: then only the read-side cases run
+ * (read-only-cases.ts), over a seeded image the factory opens the device on.
  *
  * Decisions the suite pins down for every device:
  *   - zero-length read/write/discard is an allowed no-op, after the same checks as any request
@@ -18,58 +20,41 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
-import { BlockError, type BlockErrorCode } from '../../runtime/errors.ts';
-import { Prng, seedFromEnv } from '../../runtime/prng.ts';
+import { Prng } from '../../runtime/prng.ts';
+import {
+  assertSame, BLOCK_BYTES, checkBadRequests, checkBlockStatus, checkClosed, checkReadOnlyRefusals, DISCARD_OUTCOMES,
+  expectCode, FUZZ_GEOMETRIES, GEOMETRY, isZero, readAll, SIZE_BYTES, suiteContext, type DeviceFactory, type SuiteContext,
+} from './device-checks.ts';
+import { readOnlyCases } from './read-only-cases.ts';
 
-export interface DeviceFactoryOptions {
-  sizeBytes: number;
-  logicalBlockBytes: number;
-  readOnly?: boolean;
-  /** Contents of the first `initial.length` bytes; the rest reads as zeros. */
-  initial?: Uint8Array;
-}
-export type DeviceFactory = (options: DeviceFactoryOptions) => Promise<BlockDevice>;
+export type { DeviceFactory, DeviceFactoryOptions } from './device-checks.ts';
 
-const BLOCK_BYTES = 512;
-const SIZE_BYTES = 256 * 1024;
-const GEOMETRY: DeviceFactoryOptions = { sizeBytes: SIZE_BYTES, logicalBlockBytes: BLOCK_BYTES };
-/** Model-fuzz geometries: small blocks, and 4 KiB blocks over 64 KiB memory-page boundaries. */
-const FUZZ_GEOMETRIES: DeviceFactoryOptions[] = [GEOMETRY, { sizeBytes: 1 << 20, logicalBlockBytes: 4096 }];
 const FUZZ_OPERATION_COUNT = 400;
-const DISCARD_OUTCOMES: readonly string[] = ['punched', 'zeroed', 'ignored'];
 
 export interface ConformanceOptions {
-  /** False for devices that are never read-only (engines such as a clone): read-only cases are skipped. */
-  readOnly?: boolean;
+  /**
+   * Which sides of the contract the device has, so which cases run:
+   *   true (the default): writable, and read-only when the factory is asked (files, memory);
+   *   false: never read-only (engines such as a clone): the read-only cases are skipped;
+   *   'only': never writable (HttpDevice, a read-only open): only the read-side cases run, on
+   *     devices the factory opens with `readOnly: true` over a seeded `initial` image.
+   */
+  readOnly?: boolean | 'only';
+  /** Runs after the suite's last case: to stop what the factory started (servers, files). */
+  after?: () => void | Promise<void>;
 }
 
 export function deviceConformance(label: string, open: DeviceFactory, options: ConformanceOptions = {}): void {
-  const test = suite(`device conformance: ${label}`);
-  const readOnlyCases = options.readOnly ?? true;
+  const test = suite(`device conformance: ${label}${options.readOnly === 'only' ? ' (read-only)' : ''}`);
+  const context = suiteContext(label, test, open);
+  if (options.after) test.after(options.after);
+  if (options.readOnly === 'only') readOnlyCases(context);
+  else writableCases(context, options.readOnly ?? true);
+  test.run();
+}
 
-  /** Opens a device, runs `body`, always closes it. */
-  async function withDevice(options: DeviceFactoryOptions, body: (device: BlockDevice) => Promise<void>): Promise<void> {
-    const device = await open(options);
-    try {
-      await body(device);
-    } finally {
-      await device.close();
-    }
-  }
-
-  /** A test whose randomness comes from one printed seed. */
-  function seeded(name: string, body: (prng: Prng) => Promise<void>): void {
-    test(name, async () => {
-      const seed = seedFromEnv();
-      try {
-        await body(new Prng(seed));
-      } catch (error) {
-        if (error instanceof Error) error.message += ` [${label}: seed ${seed}; replay with BLOCKCORE_SEED=${seed}]`;
-        throw error;
-      }
-    });
-  }
-
+/** The whole contract for a writable device; with `readOnlyCases`, also its read-only opens. */
+function writableCases({ test, open, withDevice, seeded }: SuiteContext, readOnlyCases: boolean): void {
   test('geometry and capabilities are as opened', async () => {
     await withDevice(GEOMETRY, async (device) => {
       assert.is(device.sizeBytes, SIZE_BYTES);
@@ -152,37 +137,15 @@ export function deviceConformance(label: string, open: DeviceFactory, options: C
 
   test('bad requests are refused with the right code before any byte moves', async () => {
     await withDevice(GEOMETRY, async (device) => {
-      const before = await fillRandom(device, new Prng(2));
-      for (const [what, offsetBytes, lengthBytes, code] of badRanges()) {
-        for (const op of ['read', 'write', 'discard'] as const) {
-          if (op !== 'discard' && !isBufferLength(lengthBytes)) continue;
-          const buffer = op === 'discard' ? undefined : new Uint8Array(lengthBytes as number).fill(0x5a);
-          const error = await expectCode(() => request(device, op, offsetBytes, buffer ?? lengthBytes), code, device, `${op} ${what}`);
-          if (what.startsWith('unaligned')) assert.match(error.message, /unaligned/, `${op} ${what}: message`);
-          if (buffer) assert.ok(buffer.every((byte) => byte === 0x5a), `${op} ${what}: buffer untouched`);
-          assertSame(await readAll(device), before, `content after refused ${op} ${what}`);
-        }
-      }
-      await expectCode(() => device.read(0, [0, 0] as unknown as Uint8Array), 'EINVAL', device, 'read into an array');
-      await expectCode(() => device.write(0, 'data' as unknown as Uint8Array), 'EINVAL', device, 'write a string');
-      assertSame(await readAll(device), before, 'content after refused buffers');
+      await checkBadRequests(device, await fillRandom(device, new Prng(2)));
     });
   });
 
   if (readOnlyCases) seeded('a read-only device reads its contents and refuses writes and discards', async (prng) => {
     const initial = prng.fill(new Uint8Array(SIZE_BYTES));
     await withDevice({ ...GEOMETRY, readOnly: true, initial }, async (device) => {
-      assert.is(device.canWrite, false);
-      assert.is(device.canDiscard, false);
       assertSame(await readAll(device), initial, 'initial contents');
-      const data = new Uint8Array(BLOCK_BYTES).fill(1);
-      await expectCode(() => device.write(0, data), 'EROFS', device, 'write');
-      await expectCode(() => device.write(0, data, { fua: true }), 'EROFS', device, 'FUA write');
-      await expectCode(() => device.write(0, new Uint8Array(0)), 'EROFS', device, 'zero-length write');
-      await expectCode(() => device.discard(0, BLOCK_BYTES), 'EROFS', device, 'discard');
-      await expectCode(() => device.discard(0, SIZE_BYTES), 'EROFS', device, 'discard all');
-      await device.flush();
-      assertSame(await readAll(device), initial, 'contents after refusals');
+      await checkReadOnlyRefusals(device, initial);
     });
   });
 
@@ -229,22 +192,7 @@ export function deviceConformance(label: string, open: DeviceFactory, options: C
         await device.write(offsetBytes, prng.fill(new Uint8Array(Math.min(prng.range(1, 64), blockCount - offsetBytes / BLOCK_BYTES) * BLOCK_BYTES)));
       }
       if (device.canDiscard) await device.discard(prng.below(blockCount / 2) * BLOCK_BYTES, 16 * BLOCK_BYTES);
-      const all = await readAll(device);
-      for (let i = 0; i < 16; i++) {
-        const offsetBytes = prng.below(blockCount) * BLOCK_BYTES;
-        const lengthBytes = prng.range(1, blockCount - offsetBytes / BLOCK_BYTES) * BLOCK_BYTES;
-        let atBytes = offsetBytes;
-        for (const extent of await device.blockStatus(offsetBytes, lengthBytes)) {
-          assert.ok(extent.lengthBytes > 0 && extent.lengthBytes % BLOCK_BYTES === 0, `extent length ${extent.lengthBytes} at ${atBytes}`);
-          if (extent.zero) assert.ok(isZero(all.subarray(atBytes, atBytes + extent.lengthBytes)), `extent at ${atBytes} claims zeros`);
-          atBytes += extent.lengthBytes;
-        }
-        assert.is(atBytes, offsetBytes + lengthBytes, `extents of ${offsetBytes}+${lengthBytes} cover it exactly`);
-      }
-      assert.equal(await device.blockStatus(SIZE_BYTES, 0), []);
-      const blockStatus = device.blockStatus.bind(device);
-      await expectCode(() => blockStatus(SIZE_BYTES - BLOCK_BYTES, 2 * BLOCK_BYTES), 'ERANGE', device, 'blockStatus past the end');
-      await expectCode(() => blockStatus(1, BLOCK_BYTES), 'EINVAL', device, 'blockStatus unaligned');
+      await checkBlockStatus(device, await readAll(device), prng);
     });
   });
 
@@ -276,16 +224,7 @@ export function deviceConformance(label: string, open: DeviceFactory, options: C
     await device.close();
     assert.ok(writeSettled, 'the write issued before close() settled first');
     await pending;
-    const block = new Uint8Array(BLOCK_BYTES);
-    await expectCode(() => device.read(0, block), 'EBADF', device, 'read');
-    await expectCode(() => device.write(0, block), 'EBADF', device, 'write');
-    await expectCode(() => device.write(0, block, { fua: true }), 'EBADF', device, 'FUA write');
-    await expectCode(() => device.flush(), 'EBADF', device, 'flush');
-    await expectCode(() => device.discard(0, BLOCK_BYTES), 'EBADF', device, 'discard');
-    await expectCode(() => device.read(-1, block), 'EBADF', device, 'bad read on a closed device');
-    await expectCode(() => device.read(0, new Uint8Array(0)), 'EBADF', device, 'zero-length read');
-    await device.close();
-    await Promise.all([device.close(), device.close()]);
+    await checkClosed(device);
   });
 
   if (readOnlyCases) test('a read-only device closes and then refuses with EBADF', async () => {
@@ -295,65 +234,6 @@ export function deviceConformance(label: string, open: DeviceFactory, options: C
     await expectCode(() => device.flush(), 'EBADF', device, 'flush');
     await device.close();
   });
-
-  test.run();
-}
-
-/** [what, offsetBytes, lengthBytes, code] for a 256 KiB device of 512-byte blocks. */
-function badRanges(): Array<[string, unknown, unknown, BlockErrorCode]> {
-  return [
-    ['reading past the end', SIZE_BYTES - BLOCK_BYTES, 2 * BLOCK_BYTES, 'ERANGE'],
-    ['at offset sizeBytes', SIZE_BYTES, BLOCK_BYTES, 'ERANGE'],
-    ['beyond the size', SIZE_BYTES + BLOCK_BYTES, BLOCK_BYTES, 'ERANGE'],
-    ['far beyond the size', 2 ** 52, BLOCK_BYTES, 'ERANGE'],
-    ['longer than the device', 0, SIZE_BYTES + BLOCK_BYTES, 'ERANGE'],
-    ['negative offset', -BLOCK_BYTES, BLOCK_BYTES, 'EINVAL'],
-    ['fractional offset', 1.5, BLOCK_BYTES, 'EINVAL'],
-    ['NaN offset', Number.NaN, BLOCK_BYTES, 'EINVAL'],
-    ['infinite offset', Number.POSITIVE_INFINITY, BLOCK_BYTES, 'EINVAL'],
-    ['unsafe offset', 2 ** 53, BLOCK_BYTES, 'EINVAL'],
-    ['string offset', '0', BLOCK_BYTES, 'EINVAL'],
-    ['bigint offset', 0n, BLOCK_BYTES, 'EINVAL'],
-    ['unaligned offset', BLOCK_BYTES / 2, BLOCK_BYTES, 'EINVAL'],
-    ['unaligned offset near the end', SIZE_BYTES - 1, 1, 'EINVAL'],
-    ['unaligned length', 0, BLOCK_BYTES + 1, 'EINVAL'],
-    ['negative length', 0, -BLOCK_BYTES, 'EINVAL'],
-    ['NaN length', 0, Number.NaN, 'EINVAL'],
-    ['fractional length', 0, 0.5, 'EINVAL'],
-  ];
-}
-
-function isBufferLength(lengthBytes: unknown): boolean {
-  return typeof lengthBytes === 'number' && Number.isSafeInteger(lengthBytes) && lengthBytes >= 0;
-}
-
-function request(device: BlockDevice, op: 'read' | 'write' | 'discard', offsetBytes: unknown, bufferOrLength: unknown): Promise<unknown> {
-  const offset = offsetBytes as number;
-  if (op === 'read') return device.read(offset, bufferOrLength as Uint8Array);
-  if (op === 'write') return device.write(offset, bufferOrLength as Uint8Array);
-  return device.discard(offset, bufferOrLength as number);
-}
-
-/** Awaits a call that must reject (not throw synchronously) with a BlockError of `code`. */
-async function expectCode(call: () => Promise<unknown>, code: BlockErrorCode, device: BlockDevice, what = ''): Promise<BlockError> {
-  let pending: Promise<unknown>;
-  try {
-    pending = call();
-  } catch (error) {
-    assert.unreachable(`${what}: threw synchronously instead of rejecting: ${String(error)}`);
-    throw error;
-  }
-  try {
-    await pending;
-  } catch (error) {
-    assert.instance(error, BlockError, `${what}: not a BlockError: ${String(error)}`);
-    const blockError = error as BlockError;
-    assert.is(blockError.code, code, `${what}: ${blockError.message}`);
-    assert.is(blockError.device, device.name, `${what}: error names the device`);
-    return blockError;
-  }
-  assert.unreachable(`${what}: resolved, expected ${code}`);
-  throw new Error('unreachable');
 }
 
 async function fuzzAgainstModel(device: BlockDevice, prng: Prng): Promise<void> {
@@ -394,28 +274,9 @@ async function fuzzAgainstModel(device: BlockDevice, prng: Prng): Promise<void> 
   assertSame(await readAll(device), model, 'whole device at the end');
 }
 
-async function readAll(device: BlockDevice): Promise<Uint8Array> {
-  const all = new Uint8Array(device.sizeBytes);
-  await device.read(0, all);
-  return all;
-}
-
 /** Fills the whole device with seeded bytes and returns them (the model). */
 async function fillRandom(device: BlockDevice, prng: Prng): Promise<Uint8Array> {
   const data = prng.fill(new Uint8Array(device.sizeBytes));
   await device.write(0, data);
   return data;
-}
-
-function isZero(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
-}
-
-/** Byte equality with a short message (uvu's diff of two 256 KiB arrays is unreadable). */
-function assertSame(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  assert.is(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) assert.unreachable(`${what}: first difference at byte ${i}: ${actual[i]} != ${expected[i]}`);
-  }
 }
