@@ -1,3 +1,4 @@
+import nodeHttp from 'node:http';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HttpDevice, type HttpDeviceOptions } from '../runtime/devices/http-device.ts';
@@ -84,6 +85,45 @@ http('a server that always fails gives up with EIO after the retries', async () 
   server.options.failEvery = 1;
   await expectCode(device.read(0, new Uint8Array(512)), 'EIO', /unreachable after 3 attempts/);
   await device.close();
+});
+
+http('a read that fails settles every piece first: nothing lands in the target after it rejected', async () => {
+  // A server of our own: the open probe and every piece answer normally, the last piece only
+  // after a pause, and the first piece of the read with 404 (not retried).
+  const PIECE = 16 << 10;
+  const server = nodeHttp.createServer((req, res) => {
+    const match = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? '');
+    const first = match ? Number(match[1]) : 0;
+    const last = match ? Number(match[2]) : SIZE_BYTES - 1;
+    const answer = () => {
+      res.writeHead(206, { 'content-range': `bytes ${first}-${last}/${SIZE_BYTES}`, 'content-length': last - first + 1 });
+      res.end(image.subarray(first, last + 1));
+    };
+    if (req.headers['x-probe'] === undefined && first === 0 && last === PIECE - 1 && failing) {
+      res.writeHead(404).end();
+    } else if (first === 3 * PIECE) {
+      setTimeout(answer, 150);
+    } else {
+      answer();
+    }
+  });
+  let failing = false;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/disk`;
+    const device = await HttpDevice.open(url, { pieceBytes: PIECE, maxRetries: 0, retryBaseMs: 1 });
+    failing = true;
+    const target = new Uint8Array(4 * PIECE);
+    const error = await expectCode(device.read(0, target), 'EIO');
+    assert.ok(error instanceof BlockError);
+    const atRejection = target.slice();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(Buffer.from(target).equals(atRejection), 'no piece wrote into the target after the read rejected');
+    await device.close();
+  } finally {
+    server.closeAllConnections?.();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 http('a source whose size or version changes is refused, not mixed', async () => {

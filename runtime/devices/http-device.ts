@@ -118,18 +118,29 @@ export class HttpDevice implements BlockDevice {
     const lengthBytes = validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
     if (lengthBytes === 0) return;
     await this.gate.track(async () => {
+      // Every piece settles before the read does, so no piece writes into `target` after the read
+      // has failed (or after close() stopped waiting); once one fails, pieces not started yet skip.
+      const read = { failed: false };
       const pieces: Promise<void>[] = [];
       for (let done = 0; done < lengthBytes; done += this.options.pieceBytes) {
         const pieceBytes = Math.min(this.options.pieceBytes, lengthBytes - done);
-        pieces.push(this.readPiece(offsetBytes + done, target.subarray(done, done + pieceBytes)));
+        pieces.push(
+          this.readPiece(offsetBytes + done, target.subarray(done, done + pieceBytes), read).catch((error: unknown) => {
+            read.failed = true;
+            throw error;
+          }),
+        );
       }
-      await Promise.all(pieces);
+      const outcomes = await Promise.allSettled(pieces);
+      const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+      if (failure) throw failure.reason;
     });
   }
 
-  private async readPiece(offsetBytes: number, target: Uint8Array): Promise<void> {
+  private async readPiece(offsetBytes: number, target: Uint8Array, read: { failed: boolean }): Promise<void> {
     await this.slots.acquire();
     try {
+      if (read.failed) return; // another piece of this read failed: the read fails anyway
       const lastByte = offsetBytes + target.length - 1;
       const response = await this.fetchWithRetry(offsetBytes, lastByte);
       const detail = { device: this.name, offsetBytes, lengthBytes: target.length };
