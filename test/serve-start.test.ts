@@ -16,7 +16,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { REPEAT_GRACE_MS, watchStopSignals } from '../server/stop-signals.ts';
 import { VERSION } from '../server/version.ts';
-import { writeImage } from './support/blockcore-server.ts';
+import { callApi, writeImage } from './support/blockcore-server.ts';
 import { freePort, killServeChildren, launchers, spawnServe, startServe, type Launcher, type ServeChild } from './support/serve-process.ts';
 import { killRunningTools, mustRun, requireTools, runTool } from './support/tools.ts';
 
@@ -44,18 +44,7 @@ start.after.each(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function call(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
-  const response = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await response.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, json, text };
-}
+const call = (base: string, method: string, path: string, body?: unknown) => callApi(base, method, path, body);
 
 async function mustCall(base: string, method: string, path: string, body: unknown, status: number) {
   const answer = await call(base, method, path, body);

@@ -54,18 +54,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     get running() {
       return running;
     },
-    async call(method, path, body, headers = {}) {
-      const init: RequestInit = { method, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } };
-      if (body !== undefined) init.body = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
-      const response = await fetch(`${server.url}${path}`, init);
-      const text = await response.text();
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      return { status: response.status, headers: response.headers, text, json };
+    call(method, path, body, headers = {}) {
+      return callApi(server.url, method, path, body, { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers });
     },
     async stop() {
       if (stopped) return;
@@ -86,6 +76,21 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
 }
 
 /** Writes a device file of `sizeBytes` seeded random bytes into the data directory. */
+/** One API call: a JSON body (or raw string/bytes) out, the status, headers, text and parsed JSON back. */
+export async function callApi(baseUrl: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+  const init: RequestInit = { method, headers };
+  if (body !== undefined) init.body = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
+  const response = await fetch(`${baseUrl}${path}`, init);
+  const text = await response.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, json };
+}
+
 export function writeImage(dataDir: string, name: string, sizeBytes: number, seed = 1): Uint8Array {
   const bytes = new Prng(seed).fill(new Uint8Array(sizeBytes));
   writeFileSync(join(dataDir, name), bytes);
