@@ -18,7 +18,8 @@ import { checkCanHold, type Hold } from './device-holders.ts';
 import { invalid, ServiceError } from './errors.ts';
 import { MeteredDevice, newIoCounters, type IoCounters } from './metered-device.ts';
 import { parseDeviceRef, type DeviceRef } from './names.ts';
-import type { ExportView, NbdConnectionView, NbdCountersView, NbdPortEvent, NbdView } from './nbd-port.ts';
+import type { NbdView } from './nbd-port.ts';
+import type { NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
 import type { ServiceContext } from './service-context.ts';
 import type { ExportRecord } from './state-file.ts';
 
@@ -74,7 +75,7 @@ export class ExportRegistry {
     this.nbd = nbd;
   }
 
-  get nbdCounters(): NbdCountersView | null {
+  get nbdCounters(): NbdCounters | null {
     return this.nbd?.counters ?? null;
   }
 
@@ -113,7 +114,7 @@ export class ExportRegistry {
   }
 
   /** For the NBD server: the export, over a fresh counting view of its device; undefined if not served. */
-  lookup(name: string): ExportView | undefined {
+  lookup(name: string): NbdExport | undefined {
     const entry = this.entries.get(name);
     if (!entry?.device) return undefined;
     const { readOnly, description } = entry.record;
@@ -122,12 +123,12 @@ export class ExportRegistry {
   }
 
   /** For the NBD server's LIST: every export that is served. */
-  views(): ExportView[] {
+  views(): NbdExport[] {
     return [...this.entries.keys()].map((name) => this.lookup(name)).filter((view) => view !== undefined);
   }
 
   /** For the NBD server: connections and protocol errors become events. */
-  onNbdEvent(event: NbdPortEvent): void {
+  onNbdEvent(event: NbdEvent): void {
     if (event.type === 'protocol-error') {
       this.service.events.publish('nbd.protocol-error', { connectionId: event.connectionId, remote: event.remote, message: event.message });
     } else {
@@ -176,7 +177,7 @@ export class ExportRegistry {
     if (entry.ownsDevice) await entry.device?.close().catch((error) => this.service.log(`closing export ${entry.record.name}: ${error}`));
   }
 
-  private connectionsOf(exportName: string): NbdConnectionView[] {
+  private connectionsOf(exportName: string): NbdConnectionInfo[] {
     return (this.nbd?.connections() ?? []).filter((c) => c.exportName === exportName);
   }
 }

@@ -29,7 +29,8 @@ import { holdersOf, type Hold } from './device-holders.ts';
 import { ServiceError } from './errors.ts';
 import { EventHub } from './event-hub.ts';
 import { ExportRegistry, type ExportInfo } from './export-registry.ts';
-import type { ExportView, NbdCountersView, NbdPortEvent, NbdView } from './nbd-port.ts';
+import type { NbdView } from './nbd-port.ts';
+import type { NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
 import type { ServiceContext } from './service-context.ts';
 import { readState, writeState, type ExportRecord } from './state-file.ts';
 
@@ -90,7 +91,7 @@ export class Service {
     this.exports.attachNbd(nbd);
   }
 
-  get nbdCounters(): NbdCountersView | null {
+  get nbdCounters(): NbdCounters | null {
     return this.exports.nbdCounters;
   }
 
@@ -174,16 +175,16 @@ export class Service {
   }
 
   /** For the NBD server: the export, over a fresh counting view of its device; undefined if not served. */
-  lookupExport(name: string): ExportView | undefined {
+  lookupExport(name: string): NbdExport | undefined {
     return this.stopping ? undefined : this.exports.lookup(name);
   }
 
-  listNbdExports(): ExportView[] {
+  listNbdExports(): NbdExport[] {
     return this.stopping ? [] : this.exports.views();
   }
 
   /** For the NBD server: connections and protocol errors become events. */
-  onNbdEvent(event: NbdPortEvent): void {
+  onNbdEvent(event: NbdEvent): void {
     this.exports.onNbdEvent(event);
   }
 
