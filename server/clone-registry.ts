@@ -88,7 +88,7 @@ export class CloneRegistry {
       throw error;
     }
     entry.record.table = effectiveTable(entry.table!, device.statusNow());
-    await this.service.save();
+    await this.service.saveApplied(`message "${message}" to clone "${name}"`);
     this.service.events.publish('clone.message', { clone: name, message });
     return this.info(entry, device.statusNow());
   }
@@ -97,7 +97,7 @@ export class CloneRegistry {
     const entry = this.entry(name);
     await this.openDevice(entry).suspend();
     entry.record.suspended = true;
-    await this.service.save();
+    await this.service.saveApplied(`suspending clone "${name}"`);
     this.service.events.publish('clone.suspended', { clone: name });
     return this.info(entry, entry.device!.statusNow());
   }
@@ -106,7 +106,7 @@ export class CloneRegistry {
     const entry = this.entry(name);
     this.openDevice(entry).resume();
     entry.record.suspended = false;
-    await this.service.save();
+    await this.service.saveApplied(`resuming clone "${name}"`);
     this.service.events.publish('clone.resumed', { clone: name });
     return this.info(entry, entry.device!.statusNow());
   }
@@ -125,7 +125,7 @@ export class CloneRegistry {
     const destination = await device.finalize();
     await destination.close();
     this.entries.delete(name);
-    await this.service.save();
+    await this.service.saveApplied(`finalizing clone "${name}"`);
     const result = { clone: name, device: entry.table!.destinationDevice };
     this.service.events.publish('clone.finalized', result);
     return result;

@@ -14,8 +14,12 @@ export interface ServiceContext {
   log(line: string): void;
   /** Every file held by a clone or an export, clones first. */
   holds(): Hold[];
-  /** Writes the state file: the change is durable when it resolves. */
-  save(): Promise<void>;
+  /**
+   * Writes the state file after a change already in effect that cannot be undone (a message, a
+   * suspend, a finalize): the change is durable when it resolves; if the write fails, rejects with
+   * EIO saying `what` is in effect but will not survive a restart (never a bare 500).
+   */
+  saveApplied(what: string): Promise<void>;
   /** Writes the state file; if that fails, runs `undo` and rejects with EIO. */
   saveOrUndo(undo: () => Promise<void>): Promise<void>;
 }

@@ -62,7 +62,7 @@ export class Service {
       events: this.events,
       log,
       holds: () => this.allHolds(),
-      save: () => this.save(),
+      saveApplied: (what) => this.saveApplied(what),
       saveOrUndo: (undo) => this.saveOrUndo(undo),
     };
     this.clones = new CloneRegistry(context, (cloneName) => this.exports.exportsOf(cloneName));
@@ -218,6 +218,14 @@ export class Service {
 
   private async save(): Promise<void> {
     writeState(this.dataDir, { clones: this.clones.records(), exports: this.exports.records() });
+  }
+
+  private async saveApplied(what: string): Promise<void> {
+    try {
+      await this.save();
+    } catch (error) {
+      throw new ServiceError('EIO', `${what} is in effect, but the state file could not be written, so it will not survive a restart: ${(error as Error).message}`);
+    }
   }
 
   /** Saves the state; if that fails, undoes the change in memory and reports the failure. */

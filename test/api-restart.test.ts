@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,6 +118,38 @@ restart('the state file is written whole (no temporary left), checked on read, a
   }
   writeFileSync(join(stateDir, 'state.json'), JSON.stringify(state));
   await server.restart();
+});
+
+restart('a state file that cannot be written: a new clone is undone, an applied change says it will not survive a restart', async () => {
+  await makeCloneDevices(server);
+  await makeCloneDevices(server, 1 << 20, 'b-');
+  await ok('POST', '/v1/clones', { name: 'c1', table: 'clone meta dst.img src.img 8 1 no_hydration' });
+  // A non-empty directory where the state file goes: the atomic rename over it fails.
+  const statePath = join(server.dataDir, '.blockcore/state.json');
+  const saved = readFileSync(statePath);
+  rmSync(statePath);
+  mkdirSync(join(statePath, 'blocker'), { recursive: true });
+  try {
+    const created = await server.call('POST', '/v1/clones', { name: 'c2', table: 'clone b-meta b-dst.img b-src.img 8 1 no_hydration' });
+    assert.is(created.status, 500);
+    assert.is(created.json.code, 'EIO');
+    assert.match(created.json.error, /cannot write the state file/);
+    assert.is((await server.call('GET', '/v1/clones/c2')).status, 404, 'the new clone was undone');
+    for (const [path, body, what] of [
+      ['/v1/clones/c1/message', { message: 'hydration_threshold 9' }, 'message'],
+      ['/v1/clones/c1/suspend', undefined, 'suspending'],
+      ['/v1/clones/c1/resume', undefined, 'resuming'],
+    ] as const) {
+      const answer = await server.call('POST', path, body);
+      assert.is(answer.status, 500, path);
+      assert.is(answer.json.code, 'EIO');
+      assert.match(answer.json.error, new RegExp(`${what}.*is in effect.*will not survive a restart`));
+    }
+    assert.is((await server.call('GET', '/v1/clones/c1')).json.hydrationThreshold, 9, 'the message is in effect');
+  } finally {
+    rmSync(statePath, { recursive: true, force: true });
+    writeFileSync(statePath, saved);
+  }
 });
 
 restart('one service per data directory', async () => {
