@@ -44,8 +44,8 @@ export class MeteredDevice implements BlockDevice {
     this.discardZeroes = inner.discardZeroes;
     const blockStatus = inner.blockStatus;
     if (blockStatus) this.blockStatus = (offsetBytes, lengthBytes) => this.count(() => blockStatus.call(inner, offsetBytes, lengthBytes));
-    const hydrateRange = (inner as { hydrateRange?: (offsetBytes: number, lengthBytes: number) => Promise<void> }).hydrateRange;
-    if (typeof hydrateRange === 'function') this.hydrateRange = (offsetBytes, lengthBytes) => this.count(() => hydrateRange.call(inner, offsetBytes, lengthBytes));
+    const hydrateRange = inner.hydrateRange;
+    if (hydrateRange) this.hydrateRange = (offsetBytes, lengthBytes) => this.count(() => hydrateRange.call(inner, offsetBytes, lengthBytes));
     const fileSpan = inner.fileSpan;
     if (fileSpan) this.fileSpan = (offsetBytes, lengthBytes) => this.spanOf(() => fileSpan.call(inner, offsetBytes, lengthBytes));
   }
@@ -65,21 +65,16 @@ export class MeteredDevice implements BlockDevice {
     return span;
   }
 
+  // No async wrappers on these paths (every NBD request passes here): one reaction to count.
   read(offsetBytes: number, target: Uint8Array): Promise<void> {
     this.counters.reads++;
-    return this.count(async () => {
-      await this.inner.read(offsetBytes, target);
-      this.counters.bytesRead += target.length;
-    });
+    return this.count(() => this.inner.read(offsetBytes, target), () => (this.counters.bytesRead += target.length));
   }
 
   write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.counters.writes++;
-    return this.count(async () => {
-      if (!this.canWrite) throw new BlockError('EROFS', 'the export is read-only', { device: this.name, offsetBytes, lengthBytes: data.length });
-      await this.inner.write(offsetBytes, data, options);
-      this.counters.bytesWritten += data.length;
-    });
+    if (!this.canWrite) return this.refused(new BlockError('EROFS', 'the export is read-only', { device: this.name, offsetBytes, lengthBytes: data.length }));
+    return this.count(() => this.inner.write(offsetBytes, data, options), () => (this.counters.bytesWritten += data.length));
   }
 
   flush(): Promise<void> {
@@ -89,23 +84,39 @@ export class MeteredDevice implements BlockDevice {
 
   discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> {
     this.counters.discards++;
-    return this.count(() => {
-      if (!this.canDiscard) throw new BlockError('EROFS', 'the export is read-only', { device: this.name, offsetBytes, lengthBytes });
-      return this.inner.discard(offsetBytes, lengthBytes);
-    });
+    if (!this.canDiscard) return this.refused(new BlockError('EROFS', 'the export is read-only', { device: this.name, offsetBytes, lengthBytes }));
+    return this.count(() => this.inner.discard(offsetBytes, lengthBytes));
   }
 
   async close(): Promise<void> {
     this.closed = true;
   }
 
-  private async count<T>(work: () => Promise<T>): Promise<T> {
-    if (this.closed) throw new BlockError('EBADF', 'the export view is closed', { device: this.name });
+  /** Runs `work` on the device beneath (EBADF once this view is closed); counts a failure. */
+  private count<T>(work: () => Promise<T>, succeeded?: () => void): Promise<T> {
+    if (this.closed) return this.refused(new BlockError('EBADF', 'the export view is closed', { device: this.name }));
+    let pending: Promise<T>;
     try {
-      return await work();
+      pending = work();
     } catch (error) {
-      this.counters.errors++;
-      throw error;
+      return this.refused(error);
     }
+    return pending.then(
+      (value) => {
+        succeeded?.();
+        return value;
+      },
+      this.failed,
+    );
   }
+
+  private refused<T>(error: unknown): Promise<T> {
+    this.counters.errors++;
+    return Promise.reject(error);
+  }
+
+  private readonly failed = (error: unknown): never => {
+    this.counters.errors++;
+    throw error;
+  };
 }

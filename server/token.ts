@@ -29,7 +29,15 @@ export function loadToken(tokenFile: string | undefined, fromEnv: string | undef
   return token;
 }
 
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
+/** Constant-time comparison of a presented token with `expected` (both hashed to equal lengths). */
 export function tokenMatches(expected: string, presented: string): boolean {
-  const digest = (text: string) => createHash('sha256').update(text).digest();
-  return timingSafeEqual(digest(expected), digest(presented));
+  return tokenChecker(expected)(presented);
+}
+
+/** tokenMatches with the expected token's digest computed once (the API checks every request). */
+export function tokenChecker(expected: string): (presented: string) => boolean {
+  const expectedDigest = digest(expected);
+  return (presented) => timingSafeEqual(expectedDigest, digest(presented));
 }

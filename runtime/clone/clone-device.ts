@@ -190,6 +190,19 @@ export class CloneDevice implements BlockDevice {
 
   // ---- user I/O ----
 
+  /**
+   * The end (exclusive) of the run of regions from `region` that share its state `hydrated`, not
+   * past the region holding byte `endBytes - 1`: one WASM run scan instead of a check per region.
+   */
+  private runEnd(region: number, hydrated: boolean, endBytes: number): number {
+    const lastRegion = Math.floor((endBytes - 1) / this.regionBytes);
+    const bitmap = this.metadata.bitmap;
+    if (bitmap === null) return lastRegion + 1; // fully hydrated
+    const run = bitmap.nextRun(region, hydrated, lastRegion - region + 1);
+    assert(run !== null && run.start === region, 'clone: a run starts at a region in its own state');
+    return run.start + run.length;
+  }
+
   /** Fully hydrated, rw, not suspended: every read is the destination's, with nothing to pause. */
   private readsDestinationOnly(): boolean {
     return this.metadata.bitmap === null && this.modeValue === 'rw' && this.suspended === null;
@@ -243,9 +256,7 @@ export class CloneDevice implements BlockDevice {
       while (atBytes < endBytes) {
         const region = Math.floor(atBytes / this.regionBytes);
         const hydrated = this.metadata.isHydrated(region);
-        // Extend over following regions in the same state.
-        let nextRegion = region + 1;
-        while (nextRegion * this.regionBytes < endBytes && this.metadata.isHydrated(nextRegion) === hydrated) nextRegion++;
+        const nextRegion = this.runEnd(region, hydrated, endBytes);
         const spanEnd = Math.min(endBytes, nextRegion * this.regionBytes);
         const piece = target.subarray(atBytes - offsetBytes, spanEnd - offsetBytes);
         if (hydrated) {
@@ -354,9 +365,7 @@ export class CloneDevice implements BlockDevice {
       for (let atBytes = offsetBytes; atBytes < endBytes; ) {
         const region = Math.floor(atBytes / this.regionBytes);
         const hydrated = this.metadata.isHydrated(region);
-        let nextRegion = region + 1;
-        while (nextRegion * this.regionBytes < endBytes && this.metadata.isHydrated(nextRegion) === hydrated) nextRegion++;
-        const spanEnd = Math.min(endBytes, nextRegion * this.regionBytes);
+        const spanEnd = Math.min(endBytes, this.runEnd(region, hydrated, endBytes) * this.regionBytes);
         runs.pushAll(await statusOf(hydrated ? this.destination : this.source, atBytes, spanEnd - atBytes));
         atBytes = spanEnd;
       }
@@ -445,7 +454,11 @@ export class CloneDevice implements BlockDevice {
     return features;
   }
 
-  /** Stops hydration, drains I/O and commits; new I/O waits until resume(). */
+  /**
+   * Stops hydration, drains the I/O that can touch regions (reads of a fully hydrated clone and
+   * its file spans only read the destination, and are not waited for) and commits; new I/O waits
+   * until resume().
+   */
   async suspend(): Promise<void> {
     validateOpen(this, this.gate.isOpen, 'suspend');
     if (this.suspended) return;
@@ -559,7 +572,7 @@ export class CloneDevice implements BlockDevice {
       op.settle(false);
       return false;
     } finally {
-      if (buffer.length === COPY_PIECE_BYTES && this.copyBuffers.length < COPY_BUFFERS_KEPT) this.copyBuffers.push(buffer);
+      if (buffer.length === COPY_PIECE_BYTES && !this.completeAnnounced && this.copyBuffers.length < COPY_BUFFERS_KEPT) this.copyBuffers.push(buffer);
     }
   }
 

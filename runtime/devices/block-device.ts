@@ -80,6 +80,11 @@ export interface BlockDevice {
    * as NBD allows for requests that overlap in time.
    */
   fileSpan?(offsetBytes: number, lengthBytes: number): FileSpan | null;
+  /**
+   * Optional, for devices that fill themselves from elsewhere (a clone): bring the range in now
+   * (NBD CACHE). Resolves once it is in (not necessarily durable: that takes flush()).
+   */
+  hydrateRange?(offsetBytes: number, lengthBytes: number): Promise<void>;
   close(): Promise<void>;
 }
 

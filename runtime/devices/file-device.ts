@@ -41,7 +41,8 @@
  *
  * Block status (blockStatus): lseek SEEK_DATA / SEEK_HOLE through the runtime adapter, so holes are
  * the filesystem's own (block-granular; boundaries are aligned to logicalBlockBytes, a straddling
- * block counting as data). Holes read as zeros. When the host cannot tell (no FFI, a filesystem
+ * block counting as data). Holes read as zeros. The lseek calls run in the calling turn in both io
+ * modes (they touch only file metadata; in 'async' mode on a slow filesystem that is a known cost). When the host cannot tell (no FFI, a filesystem
  * without SEEK_HOLE), the whole range is reported as data.
  *
  * Sparse files: created by ftruncate, so a device costs no space until written. ext4 with 4 KiB
@@ -100,6 +101,8 @@ export class FileDevice implements BlockDevice {
   discardMode: DiscardOutcome | undefined;
   private readonly place: IoPlace;
   private readonly gate = new OpGate();
+  /** fileSpan() hands out spans: 'sync' mode and the real read syscalls (see fileSpan). */
+  private readonly spansAllowed: boolean;
 
   private constructor(
     readonly path: string,
@@ -121,6 +124,7 @@ export class FileDevice implements BlockDevice {
     this.canWrite = !readOnly;
     this.canDiscard = !readOnly;
     this.io = io;
+    this.spansAllowed = io === 'sync' && sys.readSync === nodeSyscalls.readSync && sys.read === nodeSyscalls.read;
   }
 
   static async open(filePath: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
@@ -183,7 +187,7 @@ export class FileDevice implements BlockDevice {
     validateRequest(this, this.gate.isOpen, 'span', offsetBytes, lengthBytes);
     // Replaced read syscalls (tests forcing short reads or faults) must see every byte read, which
     // a sendfile would bypass.
-    if (lengthBytes === 0 || this.io !== 'sync' || this.sys.readSync !== nodeSyscalls.readSync || this.sys.read !== nodeSyscalls.read) return null;
+    if (lengthBytes === 0 || !this.spansAllowed) return null;
     const { sys, place, poolTransferBytes } = this;
     return {
       fd: place.fd,

@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import { ServiceError } from '../errors.ts';
 import type { Service } from '../service.ts';
-import { tokenMatches } from '../token.ts';
+import { tokenChecker } from '../token.ts';
 import { RUNTIME, VERSION } from '../version.ts';
 import { MAX_BODY_BYTES } from './body.ts';
 import { cloneRoutes } from './clones.ts';
@@ -31,6 +31,7 @@ export interface AppOptions {
 
 export function createApp({ service, token }: AppOptions): Hono {
   const counters: HttpCounters = { byStatus: new Map() };
+  const tokenMatches = token === null ? null : tokenChecker(token);
   const app = new Hono();
   app.use(async (c, next) => {
     await next();
@@ -39,7 +40,7 @@ export function createApp({ service, token }: AppOptions): Hono {
   app.use(async (c, next) => {
     if (token !== null && !UNAUTHENTICATED_PATHS.has(c.req.path)) {
       const presented = /^Bearer +(\S+) *$/i.exec(c.req.header('authorization') ?? '')?.[1];
-      if (presented === undefined || !tokenMatches(token, presented)) {
+      if (presented === undefined || !tokenMatches!(presented)) {
         c.header('www-authenticate', 'Bearer realm="blockcore"');
         return errorJson(c, 'EACCES', presented === undefined ? 'missing Authorization: Bearer <token>' : 'wrong token');
       }

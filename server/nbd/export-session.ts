@@ -59,8 +59,6 @@ const ZERO_YIELD_BYTES = 16 * ZERO_CHUNK_BYTES;
 /** Shared, never written: devices only read the data they are given. */
 const ZEROS = new Uint8Array(ZERO_CHUNK_BYTES);
 
-type Hydrating = BlockDevice & { hydrateRange(offsetBytes: number, lengthBytes: number): Promise<void> };
-
 export class ExportSession {
   readonly name: string;
   readonly device: BlockDevice;
@@ -68,7 +66,6 @@ export class ExportSession {
   readonly session: Session;
   private readonly structured: boolean;
   private readonly readHeaderBytes: number;
-  private readonly hydrate: Hydrating['hydrateRange'] | null;
 
   constructor(
     agreement: Agreement,
@@ -90,8 +87,6 @@ export class ExportSession {
       structuredReplies: agreement.structuredReplies,
       baseAllocation: agreement.baseAllocation,
     };
-    const hydrateRange = (exported.device as Partial<Hydrating>).hydrateRange;
-    this.hydrate = typeof hydrateRange === 'function' ? hydrateRange.bind(exported.device) : null;
   }
 
   /** Runs a checked request; `payload` is a WRITE's data. Resolves with the one reply frame. */
@@ -122,7 +117,7 @@ export class ExportSession {
         }
         return this.settle(request, this.writeZeroes(request), 0);
       case NBD_CMD_CACHE:
-        return this.settle(request, this.hydrate === null ? RESOLVED : this.hydrate(request.offsetBytes, request.lengthBytes), 0);
+        return this.settle(request, this.device.hydrateRange ? this.device.hydrateRange(request.offsetBytes, request.lengthBytes) : RESOLVED, 0);
       case NBD_CMD_BLOCK_STATUS:
         return this.blockStatus(request);
       default:
