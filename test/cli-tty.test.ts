@@ -15,7 +15,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { NBD_CMD_CACHE } from '../server/nbd/constants.ts';
 import { makeCloneDevices, startTestServer, type TestServer } from './support/blockcore-server.ts';
-import { cliCommand } from './support/cli-run.ts';
+import { childEnv, cliCommand } from './support/cli-run.ts';
 import { RawNbd } from './support/nbd-client.ts';
 
 const KiB = 1024;
@@ -93,9 +93,7 @@ interface Watched {
 
 function watch(onTerminal: boolean): Watched {
   const [command, argv] = cliCommand(['clone', 'status', 'c1', '--watch', '--interval-ms', '20']);
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith('BLOCKCORE_')) env[key] = value;
-  Object.assign(env, { BLOCKCORE_URL: server.url, NO_COLOR: '1', SHELL: '/bin/sh' });
+  const env = childEnv({ BLOCKCORE_URL: server.url, SHELL: '/bin/sh' });
   // script -q (no banner) -e (its exit code is the command's) -f (flush at once) -c COMMAND: the
   // command runs with a new pty as its terminal; what it writes comes out on script's stdout.
   const child = onTerminal

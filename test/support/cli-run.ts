@@ -23,11 +23,27 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * The environment for a blockcore child: ours without BLOCKCORE_* and npm_* (a developer's token
+ * or URL must not reach the server or CLI under test), NO_COLOR, then `extra` (undefined drops).
+ */
+export function childEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value === undefined || key.startsWith('BLOCKCORE_') || key.startsWith('npm_')) continue;
+    env[key] = value;
+  }
+  env.NO_COLOR = '1';
+  for (const [key, value] of Object.entries(extra)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  return env;
+}
+
 export function spawnCli(args: readonly string[], env: Record<string, string | undefined> = {}): ChildProcess {
   const [command, argv] = cliCommand(args);
-  const childEnv: Record<string, string> = {};
-  for (const [key, value] of Object.entries({ ...process.env, NO_COLOR: '1', ...env })) if (value !== undefined) childEnv[key] = value;
-  return spawn(command, argv, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(command, argv, { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 export function runBin(args: readonly string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {

@@ -15,7 +15,7 @@ import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { detectRuntime, type RuntimeName } from '../../runtime/adapter/index.ts';
-import { BIN_PATH, cliCommand } from './cli-run.ts';
+import { BIN_PATH, childEnv, cliCommand } from './cli-run.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const STARTED_PATTERN = /^nbd {2}\S+$/m;
@@ -87,15 +87,6 @@ export interface SpawnOptions {
 const alive = new Set<number>();
 
 /** The environment of a child: ours without BLOCKCORE_* (and without npm's), plus `extra`. */
-export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value === undefined || key.startsWith('BLOCKCORE_') || key.startsWith('npm_')) continue;
-    env[key] = value;
-  }
-  return { ...env, NO_COLOR: '1', ...extra };
-}
-
 /** Starts a launcher; does not wait. */
 export function spawnServe(launcher: Launcher, args: readonly string[], options: SpawnOptions = {}): { child: ChildProcess; exited: Promise<Exit>; stdout(): string; stderr(): string } {
   const [command, argv] = launcher.command(args);
