@@ -34,6 +34,7 @@ export const WORD_BITS = 64;
 export const MAX_BITS = 2 ** 32;
 /** Staging area for JS bytes fed to crc32c/isZero, allocated on first use. */
 const SCRATCH_BYTES = 64 * 1024;
+const U64_MAX = (1n << 64n) - 1n;
 /** Least growth, so many small allocations do not grow memory one page at a time. */
 const MIN_GROW_PAGES = 16;
 
@@ -63,6 +64,8 @@ interface KernelExports {
   copy_bytes(dstPtr: number, srcPtr: number, lengthBytes: number): void;
   is_zero(ptr: number, lengthBytes: number): number;
   crc32c(crc: number, ptr: number, lengthBytes: number): number;
+  xxh64(ptr: number, lengthBytes: number, seedLow: number, seedHigh: number): number;
+  xxh64_high(): number;
 }
 
 interface Slot {
@@ -259,6 +262,39 @@ export class Kernels {
       crc = ex.crc32c(crc, scratch.ptr, chunkBytes);
     }
     return crc >>> 0;
+  }
+
+  /**
+   * XXH64 of the range with a 64-bit `seed`, as a bigint in [0, 2^64). Not chainable like crc32c:
+   * JS bytes outside this memory are copied in whole (a temporary buffer beyond SCRATCH_BYTES).
+   */
+  xxh64(data: WasmBuffer | Uint8Array, seed = 0n, offsetBytes = 0, lengthBytes = data.byteLength - offsetBytes): bigint {
+    const ex = this.#live();
+    if (typeof seed !== 'bigint' || seed < 0n || seed > U64_MAX) {
+      throw new BlockError('EINVAL', `xxh64 seed must be an unsigned 64-bit bigint, got ${String(seed)}`);
+    }
+    checkByteRange('xxh64', offsetBytes, lengthBytes, data.byteLength);
+    const seedLow = Number(seed & 0xffffffffn);
+    const seedHigh = Number(seed >> 32n);
+    const digest = (ptr: number): bigint => {
+      const low = ex.xxh64(ptr, lengthBytes, seedLow, seedHigh) >>> 0;
+      return (BigInt(ex.xxh64_high() >>> 0) << 32n) | BigInt(low);
+    };
+    const ptr = this.#directPtr(data, 'xxh64');
+    if (ptr >= 0) return digest(ptr + offsetBytes);
+    const bytes = (data as Uint8Array).subarray(offsetBytes, offsetBytes + lengthBytes);
+    if (lengthBytes <= SCRATCH_BYTES) {
+      const scratch = this.#scratchSlot();
+      new Uint8Array(ex.memory.buffer, scratch.ptr, lengthBytes).set(bytes);
+      return digest(scratch.ptr);
+    }
+    const staged = this.alloc(lengthBytes);
+    try {
+      staged.view().set(bytes);
+      return digest(this.#slot(staged, 'xxh64').ptr);
+    } finally {
+      staged.free();
+    }
   }
 
   /** Pointer of a WasmBuffer, or of JS bytes that already view this memory; -1 for other bytes. */
