@@ -70,4 +70,5 @@ export const adapter: RuntimeAdapter = {
   ...seekWith(libc?.lseek ?? null),
   poolTransferBytes: POOL_TRANSFER_BYTES,
   socketSend: socketSendSupported(process.platform, process.arch) ? (libc?.socketSend ?? null) : null,
+  nbdRequestDecoder: 'wasm', // bench frame: see server/nbd/request-codec.ts
 };

@@ -43,6 +43,12 @@ export interface RuntimeAdapter {
   readonly poolTransferBytes: number;
   /** Zero-copy sends from files to sockets; null where this runtime cannot (see SocketSend). */
   readonly socketSend: SocketSend | null;
+  /**
+   * How the NBD server decodes and checks request headers: 'wasm' (the frame kernel, a batch of
+   * headers per call) or 'ts' (one at a time in TypeScript), whichever `npm run bench -- frame`
+   * measured faster on this runtime (numbers in server/nbd/request-codec.ts). Same answers either way.
+   */
+  readonly nbdRequestDecoder: 'wasm' | 'ts';
 }
 
 /**

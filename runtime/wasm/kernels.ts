@@ -43,7 +43,8 @@ assert(WORD_BITS === WORD_BYTES * 8, 'a word is 8 bytes of 8 bits');
 assert(MAX_BITS / WORD_BITS * WORD_BYTES <= MAX_MEMORY_BYTES, 'a 2^32-bit bitmap fits in wasm32 memory');
 assert(PAGE_BYTES % ALIGN_BYTES === 0 && SCRATCH_BYTES % ALIGN_BYTES === 0, 'pages and scratch are aligned');
 
-interface KernelExports {
+/** The module's raw exports (assembly/index.ts); frame layouts' constants are exported globals. */
+export interface KernelExports {
   readonly memory: WebAssembly.Memory;
   heap_base(): number;
   simd_enabled(): number;
@@ -66,6 +67,14 @@ interface KernelExports {
   crc32c(crc: number, ptr: number, lengthBytes: number): number;
   xxh64(ptr: number, lengthBytes: number, seedLow: number, seedHigh: number): number;
   xxh64_high(): number;
+  nbd_request_batch(
+    inPtr: number, inBytes: number, outPtr: number, maxRecords: number,
+    sizeBytes: number, blockBytes: number, exportFlags: number, negotiated: number, maxBlockBytes: number,
+  ): number;
+  frame_batch_end(): number;
+  nbd_request_encode(outPtr: number, flags: number, type: number, cookieHigh: number, cookieLow: number, offsetHigh: number, offsetLow: number, lengthBytes: number): void;
+  nbd_simple_reply_encode(outPtr: number, error: number, cookieHigh: number, cookieLow: number): void;
+  nbd_structured_reply_encode(outPtr: number, flags: number, type: number, cookieHigh: number, cookieLow: number, lengthBytes: number): void;
 }
 
 interface Slot {
@@ -76,6 +85,8 @@ interface Slot {
 }
 
 const slots = new WeakMap<WasmBuffer, Slot>();
+/** Raw exports of live Kernels, for the other facades in runtime/wasm/ (see rawKernel). */
+const rawExports = new WeakMap<Kernels, KernelExports>();
 /** Instances handed out by defaultKernels(): shared, so nobody may release them. */
 const sharedKernels = new WeakSet<Kernels>();
 
@@ -125,6 +136,7 @@ export class Kernels {
   ) {
     assert(exports.simd_enabled() === (flavor === 'simd' ? 1 : 0), `${flavor} module reports simd_enabled ${exports.simd_enabled()}`);
     this.#exports = exports;
+    rawExports.set(this, exports);
     const heapStartBytes = alignUp(exports.heap_base());
     const endBytes = exports.memory.buffer.byteLength;
     if (endBytes > heapStartBytes) this.#freeList.release(heapStartBytes, endBytes - heapStartBytes);
@@ -154,6 +166,7 @@ export class Kernels {
     if (sharedKernels.has(this)) throw new BlockError('EINVAL', 'the shared default kernels cannot be released');
     this.#exports = null;
     this.#scratch = null;
+    rawExports.delete(this);
   }
 
   // ---- memory ----
@@ -445,6 +458,25 @@ export class Kernels {
     }
     return [dstStartPtr, srcStartPtr];
   }
+}
+
+/**
+ * For facades in runtime/wasm/ only (frame.ts): the raw exports of live `kernels`. Code outside
+ * runtime/wasm/ uses typed calls.
+ */
+export function rawExportsOf(kernels: Kernels): KernelExports {
+  const exports = rawExports.get(kernels);
+  if (exports === undefined) throw new BlockError('EBADF', 'these kernels were released');
+  return exports;
+}
+
+/** For facades in runtime/wasm/ only: the pointer of a live buffer of `kernels`. */
+export function pointerOf(kernels: Kernels, buffer: WasmBuffer, what: string): number {
+  rawExportsOf(kernels);
+  const slot = slots.get(buffer);
+  if (slot === undefined || slot.owner !== kernels) throw new BlockError('EINVAL', `${what}: the buffer does not belong to these kernels`);
+  if (!slot.live) throw new BlockError('EBADF', `${what}: the buffer was freed`);
+  return slot.ptr;
 }
 
 let shared: Promise<Kernels> | undefined;

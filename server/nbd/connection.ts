@@ -10,8 +10,8 @@
  * client sees IHAVEOPT where it expects its export size and gives up). Options are handled one at
  * a time by Negotiation until GO or EXPORT_NAME picks an export, or the handshake deadline passes.
  *
- * Transmission: each request header is decoded and checked once (request-check.ts). A refused
- * request is answered at once; a refused WRITE's payload is read and dropped so the stream stays in
+ * Transmission: each request header is decoded and checked once (request-codec.ts, request-check.ts).
+ * A refused request is answered at once; a refused WRITE's payload is read and dropped so the stream stays in
  * step, unless it exceeds MAX_SKIPPED_WRITE_BYTES, in which case we send the refusal and hang up
  * (proto.md lets a server disconnect on a payload large enough to be a denial of service). Valid
  * requests run concurrently on the device and are answered in completion order. Flow control: at
@@ -35,14 +35,15 @@ import { InputBuffer } from './input-buffer.ts';
 import { Negotiation, type Agreement, type Catalogue, type Outcome } from './negotiation.ts';
 import { decodeClientFlags, decodeOptionHeader, encodeGreeting, type OptionHeader } from './option-codec.ts';
 import { OutputQueue } from './output-queue.ts';
-import { checkRequest } from './request-check.ts';
-import { decodeRequest, type NbdRequest } from './request-codec.ts';
+import type { NbdRequest, RequestDecoder } from './request-codec.ts';
 import type { NbdCounters, NbdEvent } from './types.ts';
 
 /** What a connection needs from its server. */
 export interface ConnectionHost extends Catalogue {
   readonly counters: NbdCounters;
   readonly pool: BufferPool;
+  /** A request decoder for a new connection (the kind the runtime adapter names: request-codec.ts). */
+  requestDecoder(): RequestDecoder;
   /** Zero-copy sends for read replies from files; null where the runtime has none. */
   socketSend: SocketSend | null;
   emit(event: NbdEvent): void;
@@ -70,6 +71,7 @@ export class NbdConnection {
   private readonly input = new InputBuffer();
   private readonly output: OutputQueue;
   private readonly negotiation: Negotiation;
+  private readonly decoder: RequestDecoder;
   private session: ExportSession | null = null;
   private optionCount = 0;
   private pendingOption: OptionHeader | null = null;
@@ -95,6 +97,7 @@ export class NbdConnection {
     this.output.onEmpty = () => this.onOutputEmpty();
     this.output.onBroken = (error) => this.protocolError(`a read reply was cut short: ${(error as Error).message}`);
     this.negotiation = new Negotiation(host);
+    this.decoder = host.requestDecoder();
     socket.setNoDelay(true);
     socket.on('data', (chunk: Uint8Array) => this.onData(chunk));
     socket.on('end', () => this.onPeerEnd());
@@ -250,7 +253,8 @@ export class NbdConnection {
       return true;
     }
     if (this.input.length < REQUEST_HEADER_BYTES) return false;
-    const request = decodeRequest(this.input.contiguous(REQUEST_HEADER_BYTES), this.input.front);
+    const session = this.session!;
+    const request = this.decoder.decode(this.input.contiguous(REQUEST_HEADER_BYTES), this.input.front, session.session);
     this.input.consume(REQUEST_HEADER_BYTES);
     if (typeof request === 'string') return this.protocolError(request);
     this.host.counters.requests++;
@@ -258,8 +262,7 @@ export class NbdConnection {
       this.beginDisconnect();
       return false;
     }
-    const session = this.session!;
-    const refusal = checkRequest(request, session.session);
+    const refusal = this.decoder.check(request, session.session);
     if (refusal !== null) {
       this.output.push(session.errorFrame(request, refusal));
       if (request.type === NBD_CMD_WRITE) {

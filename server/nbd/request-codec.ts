@@ -12,13 +12,26 @@
  *     ERROR         error u32, message length u16, message
  *
  * The handle is opaque: kept as two u32 words and echoed back unchanged.
+ *
+ * Request headers reach a connection through a RequestDecoder, one per connection, of the kind
+ * the runtime adapter names (`nbdRequestDecoder`, from `npm run bench -- frame`):
+ *   'ts'    decodeRequest below, then checkRequest (request-check.ts), one header at a time;
+ *   'wasm'  the frame kernel (assembly/frame.ts through runtime/wasm/frame.ts): one call decodes
+ *           and checks every header in the next window of the receive chunk (up to 32, following
+ *           WRITE payloads), the connection then takes them one by one from the decoder's queue;
+ *           checkRequest runs only for a header the kernel refused, to word the refusal.
+ * Both give the same request, the same refusal and the same protocol error for every input (the
+ * kernel's checks are request-check.ts's, in its order: test/frame-nbd.test.ts fuzzes the pair).
  */
 import {
-  BLOCK_DESCRIPTOR_BYTES, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE,
+  BLOCK_DESCRIPTOR_BYTES, MAX_BLOCK_BYTES, NBD_CMD_WRITE, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE,
   NBD_REPLY_TYPE_OFFSET_DATA, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NBD_STRUCTURED_REPLY_MAGIC, OFFSET_DATA_HEADER_BYTES,
   REQUEST_HEADER_BYTES, SIMPLE_REPLY_HEADER_BYTES, STRUCTURED_HEADER_BYTES,
 } from './constants.ts';
 import { readU16, readU32, readU64, writeU16, writeU32, writeU64 } from './wire.ts';
+import { assert } from '../../runtime/assert.ts';
+import { NBD_RECORD, NbdLimits, NbdRequestBatch, RECORD_WORDS } from '../../runtime/wasm/frame.ts';
+import { checkRequest, type Refusal, type Session } from './request-check.ts';
 
 export interface NbdRequest {
   flags: number;
@@ -42,6 +55,102 @@ export function decodeRequest(bytes: Uint8Array, at: number): NbdRequest | strin
     offsetBytes: readU64(bytes, at + 16),
     lengthBytes: readU32(bytes, at + 24),
   };
+}
+
+export type RequestDecoderKind = 'wasm' | 'ts';
+
+/** Turns the header bytes of one connection into checked requests (see the note on top). */
+export interface RequestDecoder {
+  readonly kind: RequestDecoderKind;
+  /**
+   * The request header at `at` of `bytes` (REQUEST_HEADER_BYTES there; whatever follows in
+   * `bytes` is the rest of the stream), or why it is not one.
+   */
+  decode(bytes: Uint8Array, at: number, session: Session): NbdRequest | string;
+  /** checkRequest's answer for a request this decoder returned. */
+  check(request: NbdRequest, session: Session): Refusal | null;
+}
+
+const tsDecoder: RequestDecoder = { kind: 'ts', decode: decodeRequest, check: checkRequest };
+
+/** Headers decoded by one kernel call, at most (the window is this many headers' bytes). */
+const BATCH_RECORDS = 32;
+const TWO_32 = 2 ** 32;
+const SAFE_HIGH_LIMIT = 2 ** 21;
+let sharedBatch: Promise<NbdRequestBatch> | undefined;
+
+/** A factory of per-connection decoders of `kind`; the 'wasm' kind shares one kernel batch per process. */
+export async function loadRequestDecoders(kind: RequestDecoderKind): Promise<() => RequestDecoder> {
+  if (kind === 'ts') return () => tsDecoder;
+  sharedBatch ??= NbdRequestBatch.create({ capacityRecords: BATCH_RECORDS });
+  const batch = await sharedBatch;
+  return () => new WasmRequestDecoder(batch);
+}
+
+/** The 'wasm' kind: a queue of the requests the last kernel call decoded, keyed by where each starts. */
+class WasmRequestDecoder implements RequestDecoder {
+  readonly kind = 'wasm';
+  #chunk: Uint8Array | null = null;
+  #session: Session | null = null;
+  #limits: NbdLimits | null = null;
+  readonly #requests: NbdRequest[] = [];
+  readonly #verdicts = new Uint8Array(BATCH_RECORDS);
+  readonly #positions = new Float64Array(BATCH_RECORDS);
+  #next = 0;
+  #last: NbdRequest | null = null;
+  #lastVerdict = 0;
+
+  constructor(private readonly batch: NbdRequestBatch) {}
+
+  decode(bytes: Uint8Array, at: number, session: Session): NbdRequest | string {
+    if (bytes !== this.#chunk || session !== this.#session || this.#next >= this.#requests.length || this.#positions[this.#next] !== at) {
+      this.#refill(bytes, at, session);
+    }
+    const index = this.#next++;
+    const verdict = this.#verdicts[index]!;
+    if (verdict === 1) return decodeRequest(bytes, at); // bad magic: the same message as the 'ts' kind
+    this.#last = this.#requests[index]!;
+    this.#lastVerdict = verdict;
+    return this.#last;
+  }
+
+  check(request: NbdRequest, session: Session): Refusal | null {
+    if (request === this.#last && this.#lastVerdict === 0 && session === this.#session) return null;
+    const refusal = checkRequest(request, session);
+    assert(refusal !== null || request !== this.#last, `frame kernel refused a request checkRequest accepts (verdict ${this.#lastVerdict})`);
+    return refusal;
+  }
+
+  #refill(bytes: Uint8Array, at: number, session: Session): void {
+    if (session !== this.#session) {
+      this.#limits = new NbdLimits(session.sizeBytes, session.minimumBlockBytes, session.transmissionFlags, session.structuredReplies, session.baseAllocation, MAX_BLOCK_BYTES);
+      this.#session = session;
+    }
+    const count = this.batch.decode(bytes, at, this.#limits!);
+    assert(count > 0, 'a whole header was there');
+    const records = this.batch.records;
+    const requests = this.#requests;
+    requests.length = count;
+    let position = at;
+    for (let i = 0; i < count; i++) {
+      const r = i * RECORD_WORDS;
+      const offsetHigh = records[r + NBD_RECORD.offsetHigh]!;
+      const request: NbdRequest = {
+        flags: records[r + NBD_RECORD.flags]!,
+        type: records[r + NBD_RECORD.type]!,
+        handleHigh: records[r + NBD_RECORD.cookieHigh]!,
+        handleLow: records[r + NBD_RECORD.cookieLow]!,
+        offsetBytes: offsetHigh >= SAFE_HIGH_LIMIT ? -1 : offsetHigh * TWO_32 + records[r + NBD_RECORD.offsetLow]!,
+        lengthBytes: records[r + NBD_RECORD.lengthBytes]!,
+      };
+      requests[i] = request;
+      this.#verdicts[i] = records[r + NBD_RECORD.verdict]!;
+      this.#positions[i] = position;
+      position += REQUEST_HEADER_BYTES + (request.type === NBD_CMD_WRITE ? request.lengthBytes : 0);
+    }
+    this.#chunk = bytes;
+    this.#next = 0;
+  }
 }
 
 export function encodeRequest(request: NbdRequest, data?: Uint8Array): Uint8Array {

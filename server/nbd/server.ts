@@ -17,6 +17,7 @@ import { loadAdapter } from '../../runtime/adapter/index.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { SHUTDOWN_GRACE_MS } from './constants.ts';
 import { NbdConnection, type ConnectionHost } from './connection.ts';
+import { loadRequestDecoders, type RequestDecoder } from './request-codec.ts';
 import type { NbdAddress, NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport, NbdServerOptions } from './types.ts';
 
 export type { NbdAddress, NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport, NbdServerOptions } from './types.ts';
@@ -29,6 +30,7 @@ export class NbdServer {
   private readonly open = new Set<NbdConnection>();
   private readonly maxConnections: number;
   private readonly host: ConnectionHost;
+  private requestDecoders: (() => RequestDecoder) | null = null;
   private nextConnectionId = 1;
   private closing: Promise<void> | null = null;
 
@@ -42,6 +44,7 @@ export class NbdServer {
       counters: this.counters,
       pool: new BufferPool(),
       socketSend: null, // set by listen() once the runtime adapter is loaded
+      requestDecoder: () => server.requestDecoders!(), // set by listen(), before any connection
       lookup: (name) => options.lookup(name),
       list: () => options.list(),
       emit: (event) => server.emit(event),
@@ -52,7 +55,9 @@ export class NbdServer {
   /** Starts listening (port 0 picks a free port); resolves with the address actually bound. */
   async listen(address: { host: string; port: number } | { path: string }): Promise<{ host: string; port: number } | { path: string }> {
     if (this.closing) throw new Error('NbdServer is closed');
-    if (this.options.zeroCopy !== false) this.host.socketSend = (await loadAdapter()).socketSend;
+    const adapter = await loadAdapter();
+    if (this.options.zeroCopy !== false) this.host.socketSend = adapter.socketSend;
+    this.requestDecoders ??= await loadRequestDecoders(this.options.requestDecoder ?? adapter.nbdRequestDecoder);
     if (this.closing) throw new Error('NbdServer is closed');
     // Half-open: a client that sends its last requests and then shuts down its side still gets
     // the replies (the connection ends them itself once they are out).

@@ -23,6 +23,8 @@ export interface NbdServerOptions {
    * see output-queue.ts. Default true; false reads every reply into memory first.
    */
   zeroCopy?: boolean;
+  /** Request decoding, 'wasm' or 'ts' (server/nbd/request-codec.ts); default: what the runtime adapter names. */
+  requestDecoder?: 'wasm' | 'ts';
 }
 
 export type NbdAddress = { host: string; port: number } | { path: string };
