@@ -1,6 +1,8 @@
 /**
- * The facade over one instance of the kernel module (assembly/): the only TypeScript that sees
- * raw exports and pointers. Everything else gets typed calls on opaque `WasmBuffer`s.
+ * The facade over one instance of the kernel module (assembly/): with frame.ts beside it (the
+ * frame kernels' facade, which reaches the raw exports through rawExportsOf/pointerOf), the only
+ * TypeScript that sees raw exports and pointers. Everything else gets typed calls on opaque
+ * `WasmBuffer`s: bits, bytes (copy, isZero) and digests (crc32c, xxh64).
  *
  * Memory. Each `Kernels` owns one instance and its linear memory. Kernels never allocate: this
  * class runs a first-fit, coalescing free list (free-list.ts) over [heap_base, memory end),
