@@ -106,7 +106,7 @@ function digestSuite(flavor: KernelFlavor): void {
     }
   });
 
-  s('xxh64: random data and seeds against the BigInt reference, in buffers, staged past the scratch', () => {
+  s('xxh64 and xxh64Into: random data and seeds against the BigInt reference, in buffers, staged past the scratch', () => {
     const prng = new Prng(SEED + 12);
     const lengths = [0, 1, 3, 4, 5, 7, 8, 9, 31, 32, 33, 63, 64, 65, 100, 1000, 65536 + 33];
     for (let i = 0; i < 24; i++) lengths.push(prng.below(3000));
@@ -115,6 +115,9 @@ function digestSuite(flavor: KernelFlavor): void {
       const seed = (BigInt(prng.nextU32()) << 32n) | BigInt(prng.nextU32());
       const expected = xxh64Reference(bytes, seed);
       assert.is(k.xxh64(bytes, seed), expected, where(`xxh64 of ${length} bytes`));
+      const halves = new Uint32Array(2);
+      k.xxh64Into(halves, bytes, Number(seed >> 32n), Number(seed & 0xffffffffn));
+      assert.is((BigInt(halves[0]!) << 32n) | BigInt(halves[1]!), expected, where(`xxh64Into of ${length} bytes`));
       const shift = prng.below(8);
       const buffer = k.alloc(length + shift);
       buffer.view().set(bytes, shift);
@@ -131,6 +134,9 @@ function digestSuite(flavor: KernelFlavor): void {
     code(() => k.xxh64(new Uint8Array(4), -1n), 'EINVAL');
     code(() => k.xxh64(new Uint8Array(4), 1n << 64n), 'EINVAL');
     code(() => k.xxh64(new Uint8Array(4), 0n, 5), 'ERANGE');
+    code(() => k.xxh64Into(new Uint32Array(1), new Uint8Array(4)), 'EINVAL');
+    code(() => k.xxh64Into(new Uint32Array(2), new Uint8Array(4), 2 ** 32), 'EINVAL');
+    code(() => k.xxh64Into(new Uint32Array(2), new Uint8Array(4), 0, -1), 'EINVAL');
   });
 
   s.run();
