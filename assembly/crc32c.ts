@@ -27,6 +27,11 @@
  * (16 KiB of static memory, built by the start function) fold 16 input bytes per step with 16
  * independent table loads.
  *
+ * Measured (`npm run bench -- frame`, 256 KiB in WASM memory, shared 2-core VM): 12.9 / 12.4 /
+ * 8.8 GB/s on Node / Bun / Deno in the SIMD build, 7.1 / 7.8 / 5.0 in the scalar build, against
+ * 1.1 / 1.7 / 1.5 GB/s for the fastest JavaScript (slice-by-8) and 2.5-3.5 for the slice-by-16
+ * this file had alone; 6.6-8.4 GB/s at 4 KiB.
+ *
  * The start function checks that Z really is zero modulo G and traps (the module fails to
  * instantiate) if not, so a wrong constant cannot compute wrong checksums.
  */

@@ -70,5 +70,5 @@ export const adapter: RuntimeAdapter = {
   ...seekWith(libc?.lseek ?? null),
   poolTransferBytes: POOL_TRANSFER_BYTES,
   socketSend: socketSendSupported(process.platform, process.arch) ? (libc?.socketSend ?? null) : null,
-  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is 0.9x here (server/nbd/request-codec.ts)
+  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
 };

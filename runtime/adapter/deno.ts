@@ -44,5 +44,5 @@ export const adapter: RuntimeAdapter = {
   poolTransferBytes: Infinity,
   // Deno's node:net hides a socket's fd, so zero-copy sends cannot be placed beside its writes.
   socketSend: null,
-  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is 0.9x here (server/nbd/request-codec.ts)
+  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
 };

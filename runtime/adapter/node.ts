@@ -66,5 +66,5 @@ export const adapter: RuntimeAdapter = {
   ...seekWith(bind<Lseek>('int64_t lseek(int fd, int64_t off, int whence)')),
   poolTransferBytes: POOL_TRANSFER_BYTES,
   socketSend: socketSend(),
-  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is 0.9x here (server/nbd/request-codec.ts)
+  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
 };

@@ -28,10 +28,11 @@
  * decodes and checks them into its table 2.4x (Node), 3.5x (Bun), 2.4x (Deno) faster than a
  * DataView loop doing the same (frame-decode); but a connection needs a request object per
  * header, and building those from the table plus taking them one by one costs more than the
- * kernel saves, so as the connection reads them the 'wasm' kind runs 0.94x / 0.91x / 0.95x of
- * 'ts' (frame-decode-nbd; 0.84-0.87x before the kernel's fast path for plain READ and WRITE).
- * So every adapter names 'ts' today; the 'wasm' kind stays selectable (NbdServerOptions) and
- * measured, for the runtime or the frame where the table itself is what the caller wants.
+ * kernel saves, so as the connection reads them the 'wasm' kind runs 0.92-0.95x (Node),
+ * 0.87-1.06x (Bun), 0.95-1.01x (Deno) of 'ts' over four runs (frame-decode-nbd; 0.84-0.87x
+ * before the kernel's fast path for plain READ and WRITE): at best even. So every adapter names
+ * 'ts' today; the 'wasm' kind stays selectable (NbdServerOptions.requestDecoder) and measured,
+ * for the runtime or the frame where the table itself is what the caller wants.
  */
 import {
   BLOCK_DESCRIPTOR_BYTES, MAX_BLOCK_BYTES, NBD_CMD_WRITE, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE,
