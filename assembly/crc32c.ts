@@ -29,8 +29,9 @@
  *
  * Measured (`npm run bench -- frame`, 256 KiB in WASM memory, shared 2-core VM): 12.9 / 12.4 /
  * 8.8 GB/s on Node / Bun / Deno in the SIMD build, 7.1 / 7.8 / 5.0 in the scalar build, against
- * 1.1 / 1.7 / 1.5 GB/s for the fastest JavaScript (slice-by-8) and 2.5-3.5 for the slice-by-16
- * this file had alone; 6.6-8.4 GB/s at 4 KiB.
+ * 1.1 / 1.7 / 1.5 GB/s for the fastest JavaScript (slice-by-8); 6.6-8.4 GB/s at 4 KiB. The
+ * slice-by-16 this file had alone ran 1.33 / 0.93 / 1.40 GB/s when issue 8 was filed (about 2.5
+ * here at 512 bytes, measured beside the fold).
  *
  * The start function checks that Z really is zero modulo G and traps (the module fails to
  * instantiate) if not, so a wrong constant cannot compute wrong checksums.
