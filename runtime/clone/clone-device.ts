@@ -341,8 +341,8 @@ export class CloneDevice implements BlockDevice {
     });
   }
 
-  /** Hydrates [offsetBytes, offsetBytes + lengthBytes) now (NBD CACHE); resolves when copied. */
-  async hydrateRange(offsetBytes: number, lengthBytes: number): Promise<void> {
+  /** BlockDevice.cache (NBD CACHE): hydrates [offsetBytes, offsetBytes + lengthBytes) now; resolves when copied. */
+  async cache(offsetBytes: number, lengthBytes: number): Promise<void> {
     validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes);
     if (lengthBytes === 0) return;
     const first = Math.floor(offsetBytes / this.regionBytes);
