@@ -342,12 +342,15 @@ export class CloneDevice implements BlockDevice {
   }
 
   /** BlockDevice.cache (NBD CACHE): hydrates [offsetBytes, offsetBytes + lengthBytes) now; resolves when copied. */
+  // User I/O like a read: while suspended it waits for resume() (copying nothing: a suspended
+  // clone's regions hold still), and a close meanwhile fails it with EBADF.
   async cache(offsetBytes: number, lengthBytes: number): Promise<void> {
-    validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes);
+    validateRequest(this, this.gate.isOpen, 'cache', offsetBytes, lengthBytes);
     if (lengthBytes === 0) return;
     const first = Math.floor(offsetBytes / this.regionBytes);
     const last = Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes);
-    await this.gate.track(async () => {
+    await this.userIo(async () => {
+      this.failIfFailed('cache', offsetBytes, lengthBytes);
       for (let r = first; r <= last; r++) await this.ensureHydrated(r, offsetBytes, lengthBytes);
     });
   }
@@ -472,11 +475,15 @@ export class CloneDevice implements BlockDevice {
 
   resume(): void {
     validateOpen(this, this.gate.isOpen, 'resume');
+    this.wakeSuspended();
+    this.hydrator.kick();
+  }
+
+  private wakeSuspended(): void {
     const wake = this.resumeSuspended;
     this.suspended = null;
     this.resumeSuspended = null;
     wake?.();
-    this.hydrator.kick();
   }
 
   get isSuspended(): boolean {
@@ -499,10 +506,13 @@ export class CloneDevice implements BlockDevice {
     return this.destination;
   }
 
+  /**
+   * Closes: waits for the I/O in flight (I/O waiting for resume() fails with EBADF instead, so a
+   * suspended clone closes too), stops hydration, commits if anything changed, closes the devices.
+   */
   close(): Promise<void> {
-    return this.gate.close(async () => {
+    const closing = this.gate.close(async () => {
       clearInterval(this.commitTimer);
-      this.resumeSuspended?.();
       this.hydrationEnabled = false;
       await this.hydrator.idle();
       let failure: unknown = null;
@@ -514,6 +524,8 @@ export class CloneDevice implements BlockDevice {
       await Promise.allSettled(owned.map((device) => device.close()));
       if (failure) throw failure;
     });
+    this.wakeSuspended();
+    return closing;
   }
 
   // ---- internals ----
@@ -561,8 +573,10 @@ export class CloneDevice implements BlockDevice {
         await this.destination.write(atBytes, piece);
       }
       if (this.modeValue !== 'rw') {
+        // The clone went ro while this copy ran: its bits may no longer be set, so the copy is
+        // dropped (the region stays unhydrated), which is no failure of the copy.
         op.settle(false);
-        return { error: this.hydrator.lastError };
+        return 'dropped';
       }
       this.metadata.markHydrated(start, end);
       this.rate.add(endBytes - startBytes);
@@ -647,8 +661,10 @@ export class CloneDevice implements BlockDevice {
     return new BlockError('EIO', message, { device: this.name, offsetBytes, lengthBytes });
   }
 
+  /** Waits while suspended; EBADF if the clone was closed meanwhile (the I/O never ran). */
   private async waitResumed(): Promise<void> {
     while (this.suspended) await this.suspended;
+    if (!this.gate.isOpen) throw new BlockError('EBADF', 'the clone was closed while this request waited for resume', { device: this.name });
   }
 
   /** Runs user I/O: waits while suspended, counts it in flight (pausing background hydration). */
