@@ -113,7 +113,7 @@ spans('CloneDevice: no span until fully hydrated, then the destination span, hol
     features: ['no_hydration'],
   });
   assert.is(clone.fileSpan(0, regionBytes), null, 'unhydrated: the bytes are not in the destination');
-  await clone.hydrateRange(0, image.length);
+  await clone.cache(0, image.length);
   // Fully hydrated, and once the completing commit has released the in-core bitmap, reads are
   // the destination's: then there is a span.
   let span: FileSpan | null = null;

@@ -34,12 +34,12 @@ import { OpGate } from '../devices/op-gate.ts';
 import { validateOpen, validateRequest } from '../devices/validate.ts';
 import { BlockError } from '../errors.ts';
 import { Emitter } from '../events.ts';
-import { Hydrator } from './hydrator.ts';
 import { CloneMetadata } from './metadata.ts';
-import { RegionOps } from './region-ops.ts';
 import { formatStatusLine, type CloneMode, type CloneStatus } from './status.ts';
 import { DEFAULT_HYDRATION_BATCH_SIZE, DEFAULT_HYDRATION_THRESHOLD, SECTOR_BYTES, TableError, type CloneFeature } from './table.ts';
-import { RateMeter } from './rate-meter.ts';
+import { RateMeter } from '../regions/rate-meter.ts';
+import { RegionOps } from '../regions/region-ops.ts';
+import { RegionWalker, type CopyResult, type WalkerHost } from '../regions/region-walker.ts';
 
 /** Largest single read/write a copy issues; bigger regions are copied piece by piece. */
 export const COPY_PIECE_BYTES = 4 << 20;
@@ -87,7 +87,9 @@ export class CloneDevice implements BlockDevice {
   private readonly discardPassdown: boolean;
   private readonly gate = new OpGate();
   private readonly regionOps = new RegionOps();
-  private readonly hydrator: Hydrator;
+  private readonly hydrator: RegionWalker;
+  /** The error of the last copy that failed (background or on demand), for error messages. */
+  private lastCopyError: unknown = null;
   private readonly rate = new RateMeter();
   /**
    * Copy buffers reused across region copies: a fresh zeroed COPY_PIECE_BYTES buffer per copy cost
@@ -120,7 +122,7 @@ export class CloneDevice implements BlockDevice {
     this.discardPassdown = !features.includes('no_discard_passdown') && destination.canDiscard;
     this.threshold = options.hydrationThreshold ?? DEFAULT_HYDRATION_THRESHOLD;
     this.batchSize = options.hydrationBatchSize ?? DEFAULT_HYDRATION_BATCH_SIZE;
-    this.hydrator = new Hydrator(this.hydrationHost(), options.maxConsecutiveCopyFailures ?? DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES);
+    this.hydrator = new RegionWalker(this.hydrationHost(), options.maxConsecutiveCopyFailures ?? DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES);
     const intervalMs = options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS;
     this.commitTimer = setInterval(() => void this.periodicCommit(), intervalMs);
     (this.commitTimer as { unref?: () => void }).unref?.();
@@ -264,7 +266,7 @@ export class CloneDevice implements BlockDevice {
         } else {
           this.sourceReadCount++;
           await this.source.read(atBytes, piece);
-          for (let r = region; r < nextRegion; r++) this.hydrator.markHot(r);
+          for (let r = region; r < nextRegion; r++) this.hydrator.prioritize(r);
         }
         atBytes = spanEnd;
       }
@@ -339,13 +341,16 @@ export class CloneDevice implements BlockDevice {
     });
   }
 
-  /** Hydrates [offsetBytes, offsetBytes + lengthBytes) now (NBD CACHE); resolves when copied. */
-  async hydrateRange(offsetBytes: number, lengthBytes: number): Promise<void> {
-    validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes);
+  /** BlockDevice.cache (NBD CACHE): hydrates [offsetBytes, offsetBytes + lengthBytes) now; resolves when copied. */
+  // User I/O like a read: while suspended it waits for resume() (copying nothing: a suspended
+  // clone's regions hold still), and a close meanwhile fails it with EBADF.
+  async cache(offsetBytes: number, lengthBytes: number): Promise<void> {
+    validateRequest(this, this.gate.isOpen, 'cache', offsetBytes, lengthBytes);
     if (lengthBytes === 0) return;
     const first = Math.floor(offsetBytes / this.regionBytes);
     const last = Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes);
-    await this.gate.track(async () => {
+    await this.userIo(async () => {
+      this.failIfFailed('cache', offsetBytes, lengthBytes);
       for (let r = first; r <= last; r++) await this.ensureHydrated(r, offsetBytes, lengthBytes);
     });
   }
@@ -470,11 +475,15 @@ export class CloneDevice implements BlockDevice {
 
   resume(): void {
     validateOpen(this, this.gate.isOpen, 'resume');
+    this.wakeSuspended();
+    this.hydrator.kick();
+  }
+
+  private wakeSuspended(): void {
     const wake = this.resumeSuspended;
     this.suspended = null;
     this.resumeSuspended = null;
     wake?.();
-    this.hydrator.kick();
   }
 
   get isSuspended(): boolean {
@@ -497,10 +506,13 @@ export class CloneDevice implements BlockDevice {
     return this.destination;
   }
 
+  /**
+   * Closes: waits for the I/O in flight (I/O waiting for resume() fails with EBADF instead, so a
+   * suspended clone closes too), stops hydration, commits if anything changed, closes the devices.
+   */
   close(): Promise<void> {
-    return this.gate.close(async () => {
+    const closing = this.gate.close(async () => {
       clearInterval(this.commitTimer);
-      this.resumeSuspended?.();
       this.hydrationEnabled = false;
       await this.hydrator.idle();
       let failure: unknown = null;
@@ -512,6 +524,8 @@ export class CloneDevice implements BlockDevice {
       await Promise.allSettled(owned.map((device) => device.close()));
       if (failure) throw failure;
     });
+    this.wakeSuspended();
+    return closing;
   }
 
   // ---- internals ----
@@ -527,9 +541,9 @@ export class CloneDevice implements BlockDevice {
     while (!this.metadata.isHydrated(region)) {
       if (this.modeValue !== 'rw') throw this.ioError(`region ${region} is not hydrated in ${this.modeValue} mode`, offsetBytes, lengthBytes);
       const op = this.regionOps.get(region);
-      const ok = op ? await op.done : await this.copyRegions(region, region + 1);
+      const ok = op ? await op.done : (await this.copyRegions(region, region + 1)) === 'done';
       if (!ok && !this.metadata.isHydrated(region)) {
-        throw this.ioError(`hydration of region ${region} failed: ${(this.hydrator.lastError as Error)?.message ?? 'copy error'}`, offsetBytes, lengthBytes);
+        throw this.ioError(`hydration of region ${region} failed: ${(this.lastCopyError as Error)?.message ?? 'copy error'}`, offsetBytes, lengthBytes);
       }
     }
   }
@@ -545,7 +559,7 @@ export class CloneDevice implements BlockDevice {
   }
 
   /** Copies regions [start, end) from the source to the destination and marks them. */
-  private async copyRegions(start: number, end: number): Promise<boolean> {
+  private async copyRegions(start: number, end: number): Promise<CopyResult> {
     const op = this.regionOps.begin(start, end);
     const startBytes = start * this.regionBytes;
     const endBytes = Math.min(this.sizeBytes, end * this.regionBytes);
@@ -559,18 +573,20 @@ export class CloneDevice implements BlockDevice {
         await this.destination.write(atBytes, piece);
       }
       if (this.modeValue !== 'rw') {
+        // The clone went ro while this copy ran: its bits may no longer be set, so the copy is
+        // dropped (the region stays unhydrated), which is no failure of the copy.
         op.settle(false);
-        return false;
+        return 'dropped';
       }
       this.metadata.markHydrated(start, end);
       this.rate.add(endBytes - startBytes);
       op.settle(true);
       this.afterHydration();
-      return true;
+      return 'done';
     } catch (error) {
-      this.hydrator.lastError = error;
+      this.lastCopyError = error;
       op.settle(false);
-      return false;
+      return { error };
     } finally {
       if (buffer.length === COPY_PIECE_BYTES && !this.completeAnnounced && this.copyBuffers.length < COPY_BUFFERS_KEPT) this.copyBuffers.push(buffer);
     }
@@ -645,8 +661,10 @@ export class CloneDevice implements BlockDevice {
     return new BlockError('EIO', message, { device: this.name, offsetBytes, lengthBytes });
   }
 
+  /** Waits while suspended; EBADF if the clone was closed meanwhile (the I/O never ran). */
   private async waitResumed(): Promise<void> {
     while (this.suspended) await this.suspended;
+    if (!this.gate.isOpen) throw new BlockError('EBADF', 'the clone was closed while this request waited for resume', { device: this.name });
   }
 
   /** Runs user I/O: waits while suspended, counts it in flight (pausing background hydration). */
@@ -673,7 +691,7 @@ export class CloneDevice implements BlockDevice {
     return new Promise((resolve) => this.userIdleWaiters.push(resolve));
   }
 
-  private hydrationHost() {
+  private hydrationHost(): WalkerHost {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const clone = this;
     return {
@@ -682,7 +700,7 @@ export class CloneDevice implements BlockDevice {
       },
       regionOps: clone.regionOps,
       bitmap: () => clone.metadata.bitmap,
-      canHydrate: () => clone.gate.isOpen && clone.hydrationEnabled && clone.modeValue === 'rw' && !clone.suspended && clone.threshold > 0,
+      canRun: () => clone.gate.isOpen && clone.hydrationEnabled && clone.modeValue === 'rw' && !clone.suspended && clone.threshold > 0,
       threshold: () => clone.threshold,
       batchSize: () => clone.batchSize,
       userIdle: () => clone.userIdle(),

@@ -20,7 +20,7 @@
  *                 written, so the client (qemu-img convert pre-zeroing a target) falls back to
  *                 writing data. A FileDevice on a filesystem that cannot punch holes fills the
  *                 range with zeros inside discard(): still correct, only not fast;
- *   CACHE         `hydrateRange` when the device has one (a clone: copy those regions now); else
+ *   CACHE         `cache` when the device has one (a clone: copy those regions now); else
  *                 nothing to do, success;
  *   BLOCK_STATUS  base:allocation from device.blockStatus (all data when it has none), merged,
  *                 at most MAX_BLOCK_DESCRIPTORS descriptors (one with REQ_ONE).
@@ -117,7 +117,7 @@ export class ExportSession {
         }
         return this.settle(request, this.writeZeroes(request), 0);
       case NBD_CMD_CACHE:
-        return this.settle(request, this.device.hydrateRange ? this.device.hydrateRange(request.offsetBytes, request.lengthBytes) : RESOLVED, 0);
+        return this.settle(request, this.device.cache ? this.device.cache(request.offsetBytes, request.lengthBytes) : RESOLVED, 0);
       case NBD_CMD_BLOCK_STATUS:
         return this.blockStatus(request);
       default:
