@@ -17,10 +17,10 @@ import { spanAlsoReleasing, type BlockDevice, type FileSpan } from '../runtime/d
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { Prng } from '../runtime/prng.ts';
-import { BufferPool } from '../server/nbd/buffer-pool.ts';
+import { BufferPool } from '../runtime/net/buffer-pool.ts';
 import { NBD_CMD_READ } from '../server/nbd/constants.ts';
-import { FileFrame } from '../server/nbd/file-frame.ts';
-import { OutputQueue } from '../server/nbd/output-queue.ts';
+import { FileFrame } from '../runtime/net/file-frame.ts';
+import { OutputQueue } from '../runtime/net/output-queue.ts';
 import { RawNbd } from './support/nbd-client.ts';
 import { serve, until, type Served } from './support/nbd-fixtures.ts';
 import { expectCode } from './support/expect-code.ts';

@@ -1,7 +1,8 @@
 /**
- * Replies waiting to go out on one socket. Frames queued while the event loop works through one
- * batch of input (the socket read, the requests it carried, the device completions that settled
- * meanwhile) leave together in a check-phase callback (setImmediate): small frames are copied into
+ * OutputQueue: frames waiting to go out on one stream socket (a server's replies, a client's
+ * requests). Protocol-neutral, shared by servers and clients (runtime/net/). Frames queued while
+ * the event loop works through one batch of input (the socket read, the requests it carried, the
+ * device completions that settled meanwhile) leave together in a check-phase callback (setImmediate): small frames are copied into
  * one buffer and written at once, instead of one socket write per reply, which is what makes small
  * random reads at queue depth cheap. Large frames (read data) are written as they are; a batch
  * that grows past FLUSH_NOW_BYTES goes at once, so large reads stream.
@@ -29,7 +30,7 @@
  */
 import type { Socket } from 'node:net';
 import { setImmediate } from 'node:timers';
-import { socketHandleFd, type SocketSend } from '../../runtime/adapter/types.ts';
+import { socketHandleFd, type SocketSend } from '../adapter/types.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import { FileFrame, releaseFrame, type Frame } from './file-frame.ts';
 

@@ -4,7 +4,7 @@
  * the kernel moves page-cache pages to the socket), else reads the span into a buffer. Whoever
  * drops a frame without sending it releases its span (`releaseFrame`), so the device can close.
  */
-import type { FileSpan } from '../../runtime/devices/block-device.ts';
+import type { FileSpan } from '../devices/block-device.ts';
 import type { BufferPool } from './buffer-pool.ts';
 
 export class FileFrame {
