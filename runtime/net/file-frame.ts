@@ -1,8 +1,12 @@
 /**
- * A read reply whose data stays in a file until the socket takes it: the reply header in memory,
- * then a FileSpan of the device. The output queue sends it with sendfile when it can (zero copy:
- * the kernel moves page-cache pages to the socket), else reads the span into a buffer. Whoever
- * drops a frame without sending it releases its span (`releaseFrame`), so the device can close.
+ * Frames as an output queue (output-queue.ts) sends them: plain bytes, or a FileFrame, whose data
+ * stays in a file until the socket takes it: a header in memory, then a FileSpan of the device.
+ * Protocol-neutral: the protocol builds the header, and says (`failed`) what to send instead when
+ * the span cannot be read before any byte of the frame went out (NBD: an error reply for that
+ * handle). The queue sends a FileFrame with sendfile when it can (zero copy: the kernel moves
+ * page-cache pages to the socket), else reads the span into a buffer. Ownership: whoever drops a
+ * frame without sending it releases what it holds (`releaseFrame`: the span, so the device can
+ * close; pooled memory, back to its BufferPool).
  */
 import type { FileSpan } from '../devices/block-device.ts';
 import type { BufferPool } from './buffer-pool.ts';
