@@ -4,7 +4,7 @@
  * by test/nbd-zero-copy.test.ts; here the client's reading is what moves the queue.
  */
 import fs from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -14,6 +14,7 @@ import { BufferPool } from '../runtime/net/buffer-pool.ts';
 import { FileFrame } from '../runtime/net/file-frame.ts';
 import { OutputQueue } from '../runtime/net/output-queue.ts';
 import { until } from './support/nbd-fixtures.ts';
+import { socketPair } from './support/socket-pair.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -32,14 +33,9 @@ test.after.each(async () => {
   fs.rmSync(tempDir, { recursive: true, force: true });
 });
 
-/** A connected pair on 127.0.0.1, paused on the client side: [server side, client side, bytes the client got]. */
-async function socketPair(): Promise<{ serverSide: net.Socket; client: net.Socket; received: () => number }> {
-  const listener = net.createServer();
-  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-  const accepted = new Promise<net.Socket>((resolve) => listener.once('connection', resolve));
-  const client = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1');
-  const serverSide = await accepted;
-  listener.close();
+/** A connected pair, paused on the client side, counting the bytes the client got. */
+async function pausedPair(): Promise<{ serverSide: net.Socket; client: net.Socket; received: () => number }> {
+  const [serverSide, client] = await socketPair();
   let receivedBytes = 0;
   client.on('data', (chunk: Uint8Array) => (receivedBytes += chunk.length));
   client.pause();
@@ -55,7 +51,7 @@ function nextTurn(): Promise<void> {
 }
 
 test('idle -> scheduled on a push, back to idle once the check phase wrote it', async () => {
-  const { serverSide, client, received } = await socketPair();
+  const { serverSide, client, received } = await pausedPair();
   const output = new OutputQueue(serverSide, new BufferPool());
   assert.is(output.state, 'idle');
   output.push(new Uint8Array(100));
@@ -69,7 +65,7 @@ test('idle -> scheduled on a push, back to idle once the check phase wrote it', 
 });
 
 test('a push past the flush-now size writes at once; over the socket limit the queue is blocked until drain', async () => {
-  const { serverSide, client, received } = await socketPair();
+  const { serverSide, client, received } = await pausedPair();
   const output = new OutputQueue(serverSide, new BufferPool());
   let empties = 0;
   output.onEmpty = () => empties++;
@@ -92,7 +88,7 @@ test('a file frame read the ordinary way: reading, then idle; finish() while rea
   const device = await FileDevice.open(path.join(tempDir, 'disk.img'), { create: { sizeBytes: MiB } });
   closers.push(() => device.close());
   await device.write(0, new Uint8Array(MiB).fill(7));
-  const { serverSide, client, received } = await socketPair();
+  const { serverSide, client, received } = await pausedPair();
   client.resume();
   const output = new OutputQueue(serverSide, new BufferPool(), { socketSend: null });
   const noError = (): Uint8Array => {
@@ -119,7 +115,7 @@ test('a file frame read the ordinary way: reading, then idle; finish() while rea
 });
 
 test('finish() while blocked writes past the limit, then finished; close() is final and finish() after it never calls back', async () => {
-  const { serverSide, client, received } = await socketPair();
+  const { serverSide, client, received } = await pausedPair();
   const output = new OutputQueue(serverSide, new BufferPool());
   output.push(new Uint8Array(BIG_BYTES));
   output.push(new Uint8Array(10));
@@ -132,7 +128,7 @@ test('finish() while blocked writes past the limit, then finished; close() is fi
   client.resume();
   await until(() => received() === BIG_BYTES + 10, 'every byte');
 
-  const second = await socketPair();
+  const second = await pausedPair();
   const closing = new OutputQueue(second.serverSide, new BufferPool());
   closing.push(new Uint8Array(BIG_BYTES));
   closing.push(new Uint8Array(10));
@@ -147,7 +143,7 @@ test('finish() while blocked writes past the limit, then finished; close() is fi
 });
 
 test('a destroyed socket closes the queue at the next flush', async () => {
-  const { serverSide } = await socketPair();
+  const { serverSide } = await pausedPair();
   const output = new OutputQueue(serverSide, new BufferPool());
   output.push(new Uint8Array(10));
   serverSide.destroy();
