@@ -28,13 +28,13 @@ import {
   NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES,
 } from './constants.ts';
 import type { SocketSend } from '../../runtime/adapter/types.ts';
-import type { BufferPool } from './buffer-pool.ts';
-import { releaseFrame, type Frame } from './file-frame.ts';
+import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
+import { releaseFrame, type Frame } from '../../runtime/net/file-frame.ts';
 import { ExportSession } from './export-session.ts';
-import { InputBuffer } from './input-buffer.ts';
+import { InputBuffer } from '../../runtime/net/input-buffer.ts';
 import { Negotiation, type Agreement, type Catalogue, type Outcome } from './negotiation.ts';
 import { decodeClientFlags, decodeOptionHeader, encodeGreeting, type OptionHeader } from './option-codec.ts';
-import { OutputQueue } from './output-queue.ts';
+import { OutputQueue } from '../../runtime/net/output-queue.ts';
 import { checkRequest } from './request-check.ts';
 import { decodeRequest, type NbdRequest } from './request-codec.ts';
 import type { NbdCounters, NbdEvent } from './types.ts';
@@ -99,7 +99,7 @@ export class NbdConnection {
     socket.on('data', (chunk: Uint8Array) => this.onData(chunk));
     socket.on('end', () => this.onPeerEnd());
     // 'close' follows; a reset is not our error. Drop the queued replies now: the fd may be gone
-    // before 'close', and nothing may be sent on it (output-queue.ts).
+    // before 'close', and nothing may be sent on it (runtime/net/output-queue.ts).
     socket.on('error', () => this.output.close());
     socket.on('close', () => this.onClose());
     this.handshakeTimer = setTimeout(() => this.protocolError(`handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);

@@ -6,8 +6,8 @@
  *
  *   READ          at least ZERO_COPY_MIN_BYTES from a device that has the range in a file
  *                 (fileSpan), on a socket that can take zero-copy sends: a FileFrame (the header
- *                 and the span; output-queue.ts sends it with sendfile); else data read into a
- *                 pooled reply buffer right after its header (no copy). Structured: one
+ *                 and the span; runtime/net/output-queue.ts sends it with sendfile); else data
+ *                 read into a pooled reply buffer right after its header (no copy). Structured: one
  *                 OFFSET_DATA chunk (so DF always holds), no OFFSET_HOLE;
  *   WRITE         device.write, { fua } from the FUA flag;
  *   FLUSH         device.flush;
@@ -28,8 +28,8 @@
 import { setImmediate } from 'node:timers';
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
 import { statusOf } from '../../runtime/devices/extents.ts';
-import type { BufferPool } from './buffer-pool.ts';
-import { FileFrame, type Frame } from './file-frame.ts';
+import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
+import { FileFrame, type Frame } from '../../runtime/net/file-frame.ts';
 import {
   BASE_ALLOCATION_ID, MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,

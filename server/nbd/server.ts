@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { loadAdapter } from '../../runtime/adapter/index.ts';
-import { BufferPool } from './buffer-pool.ts';
+import { BufferPool } from '../../runtime/net/buffer-pool.ts';
 import { SHUTDOWN_GRACE_MS } from './constants.ts';
 import { NbdConnection, type ConnectionHost } from './connection.ts';
 import type { NbdAddress, NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport, NbdServerOptions } from './types.ts';

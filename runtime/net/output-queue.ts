@@ -1,7 +1,8 @@
 /**
- * Replies waiting to go out on one socket. Frames queued while the event loop works through one
- * batch of input (the socket read, the requests it carried, the device completions that settled
- * meanwhile) leave together in a check-phase callback (setImmediate): small frames are copied into
+ * OutputQueue: frames waiting to go out on one stream socket (a server's replies, a client's
+ * requests). Protocol-neutral, shared by servers and clients (runtime/net/). Frames queued while
+ * the event loop works through one batch of input (the socket read, the requests it carried, the
+ * device completions that settled meanwhile) leave together in a check-phase callback (setImmediate): small frames are copied into
  * one buffer and written at once, instead of one socket write per reply, which is what makes small
  * random reads at queue depth cheap. Large frames (read data) are written as they are; a batch
  * that grows past FLUSH_NOW_BYTES goes at once, so large reads stream.
@@ -16,8 +17,8 @@
  * another connection's). Whatever the socket does not take at once (it is full: EAGAIN) is read
  * from the span (span.read: in this turn when small, through the thread pool when large) and
  * written the ordinary way; nothing else goes out meanwhile. If that read fails before any byte of
- * the reply went out, the frame's error reply goes instead; after, the stream cannot be mended and
- * `onBroken` is told (the connection hangs up). Where zero copy is not available a file frame is
+ * the reply went out, the frame's error reply goes instead; after, the stream cannot be mended: the
+ * queue closes and `onBroken` is told (the connection hangs up). Where zero copy is not available a file frame is
  * read and written the ordinary way from the start. A write that fails, or a socket found
  * destroyed, closes the queue: what is queued is released, not read.
  *
@@ -26,10 +27,30 @@
  * its unsent remainder on every partial send, which made a Unix-socket copy 5x slower; holding the
  * queue here costs Node nothing measurable. Frames over pooled memory (read replies) go back to the
  * pool once the socket has taken them, or once copied; spans are released once sent or dropped.
+ *
+ * States (`state`; every change goes through `enter`, which asserts the edge is in EDGES):
+ *
+ *     idle ──push──► scheduled ──setImmediate──► flush          flush ends in one of
+ *       idle             everything handed to the socket (onEmpty runs)
+ *       blocked          the socket holds SOCKET_QUEUE_BYTES unsent: flush again on 'drain'
+ *       awaiting-writes  a file frame at the head waits for earlier socket.write callbacks: flush
+ *                        again when the last one runs
+ *       reading          the rest of a file frame is being read; nothing else goes out: flush again
+ *                        once it is written
+ *     finish(done): every later flush ignores SOCKET_QUEUE_BYTES and writes behind pending writes;
+ *       finishing        finish() came while reading (or a read began after it): flush once written
+ *       finished         nothing left after finish(): done ran (final)
+ *     closed            close(), a failed write or a destroyed socket: queued frames released (final)
+ *
+ * A push in idle schedules one flush (or flushes at once past FLUSH_NOW_BYTES); in any other open
+ * state it only queues, because the state's own event flushes. `scheduled` holds exactly one
+ * pending setImmediate; leaving it any other way cancels it. After finished or closed, pushes are
+ * released, not sent.
  */
 import type { Socket } from 'node:net';
-import { setImmediate } from 'node:timers';
-import { socketHandleFd, type SocketSend } from '../../runtime/adapter/types.ts';
+import { clearImmediate, setImmediate } from 'node:timers';
+import { socketHandleFd, type SocketSend } from '../adapter/types.ts';
+import { assert } from '../assert.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import { FileFrame, releaseFrame, type Frame } from './file-frame.ts';
 
@@ -39,6 +60,26 @@ const FLUSH_NOW_BYTES = 1 << 20;
 const COALESCE_BYTES = 64 * 1024;
 /** Bytes the socket may hold unsent before we stop handing it more (see above). */
 const SOCKET_QUEUE_BYTES = 256 * 1024;
+
+export type OutputState = 'idle' | 'scheduled' | 'blocked' | 'awaiting-writes' | 'reading' | 'finishing' | 'finished' | 'closed';
+
+/** What a flush may end in, from a state that may flush. */
+const FLUSH_ENDS: readonly OutputState[] = ['idle', 'blocked', 'awaiting-writes', 'reading', 'finishing', 'finished', 'closed'];
+/** The legal edges of the state machine (see the design note). */
+const EDGES: Readonly<Record<OutputState, readonly OutputState[]>> = {
+  idle: ['scheduled', ...FLUSH_ENDS],
+  scheduled: FLUSH_ENDS,
+  blocked: FLUSH_ENDS,
+  'awaiting-writes': FLUSH_ENDS,
+  // The read settles and the flush after it ends anywhere but finished (no finish() came), or
+  // finish() turns it into finishing.
+  reading: ['idle', 'blocked', 'awaiting-writes', 'reading', 'finishing', 'closed'],
+  finishing: ['finishing', 'finished', 'closed'],
+  finished: ['closed'],
+  closed: [],
+};
+/** States in which flush() hands frames to the socket (in the others an event of theirs will). */
+const FLUSHABLE: ReadonlySet<OutputState> = new Set(['idle', 'scheduled', 'blocked', 'awaiting-writes']);
 
 export interface OutputQueueOptions {
   /** Zero-copy sends, when the runtime has them. */
@@ -51,19 +92,13 @@ export class OutputQueue {
   private frames: Frame[] = [];
   private headIndex = 0;
   private queuedBytes = 0;
-  private scheduled = false;
-  private blocked = false;
-  private closed = false;
-  /** finish() was called: write everything now, whatever the socket holds. */
-  private ending = false;
+  private current: OutputState = 'idle';
+  /** The pending setImmediate while scheduled. */
+  private timer: ReturnType<typeof setImmediate> | null = null;
   /** socket.write calls whose callback has not run yet. */
   private writesPending = 0;
-  /** A file frame at the head waits for writesPending to reach 0. */
-  private waitingForEmpty = false;
-  /** The rest of a file frame is being read; nothing else goes out until it is written. */
-  private busy = false;
-  /** finish()'s callback, run once everything is written. */
-  private finished: (() => void) | null = null;
+  /** finish()'s callback, from finish() until it runs (finished) or the queue closes. */
+  private onFinished: (() => void) | null = null;
   private readonly send: SocketSend | null;
   /** The socket's fd for zero-copy sends, or -1. */
   private readonly fd: number;
@@ -81,9 +116,12 @@ export class OutputQueue {
     this.fd = this.send?.fdOf(socket) ?? -1;
     if (this.fd >= 0 && options.sendBufferBytes) this.send!.setSendBufferBytes(this.fd, options.sendBufferBytes);
     socket.on('drain', () => {
-      this.blocked = false;
-      this.flush();
+      if (this.current === 'blocked') this.pump();
     });
+  }
+
+  get state(): OutputState {
+    return this.current;
   }
 
   /** File frames can go out with zero copy on this socket. */
@@ -97,43 +135,86 @@ export class OutputQueue {
   }
 
   push(frame: Frame): void {
-    if (this.closed) {
+    const state = this.current;
+    if (state === 'closed' || state === 'finished') {
       releaseFrame(frame, this.pool);
       return;
     }
     this.frames.push(frame);
     this.queuedBytes += frame.length;
-    if (this.blocked || this.waitingForEmpty || this.busy) return; // 'drain', a write callback or the read will flush
-    if (this.queuedBytes >= FLUSH_NOW_BYTES) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flushLater);
+    if (state !== 'idle' && state !== 'scheduled') return; // 'drain', a write callback or the read will flush
+    if (this.queuedBytes >= FLUSH_NOW_BYTES) this.pump();
+    else if (state === 'idle') {
+      this.enter('scheduled');
+      this.timer = setImmediate(this.flushLater);
     }
   }
 
-  /** Hands queued frames to the socket until it holds SOCKET_QUEUE_BYTES unsent. */
+  /** Hands queued frames to the socket now, if this state lets a flush run (see the design note). */
   flush(): void {
-    if (this.closed || this.busy) return;
+    if (FLUSHABLE.has(this.current)) this.pump();
+  }
+
+  /**
+   * Writes everything queued, past the usual limits, then calls `done` (which ends the socket);
+   * `done` is not called if the queue is closed first.
+   */
+  finish(done: () => void): void {
+    if (this.current === 'closed') return;
+    assert(this.onFinished === null && this.current !== 'finished', `output queue: finish() twice (${this.current})`);
+    this.onFinished = done;
+    if (this.current === 'reading') this.enter('finishing'); // the read's completion flushes
+    else this.pump();
+  }
+
+  /** Drops what is queued (releasing spans and pooled memory); later pushes are dropped too. */
+  close(): void {
+    if (this.current === 'closed') return;
+    this.enter('closed');
+    this.onFinished = null;
+    for (let i = this.headIndex; i < this.frames.length; i++) releaseFrame(this.frames[i]!, this.pool);
+    this.frames = [];
+    this.headIndex = 0;
+    this.queuedBytes = 0;
+  }
+
+  private enter(next: OutputState): void {
+    const from = this.current;
+    assert(EDGES[from].includes(next), `output queue: ${from} -> ${next}`);
+    if (from === 'scheduled' && this.timer !== null) {
+      clearImmediate(this.timer);
+      this.timer = null;
+    }
+    this.current = next;
+  }
+
+  /**
+   * The flush itself: hands queued frames to the socket until it holds SOCKET_QUEUE_BYTES unsent
+   * (unless finishing), and enters the state that says what comes next.
+   */
+  private pump(): void {
+    const from = this.current;
+    assert(FLUSHABLE.has(from) || from === 'reading' || from === 'finishing', `output queue: flush in ${from}`);
     if (this.socket.destroyed) {
       this.close();
       return;
     }
+    const ending = this.onFinished !== null;
     const frames = this.frames;
     while (this.headIndex < frames.length) {
-      if (!this.ending && this.socket.writableLength >= SOCKET_QUEUE_BYTES) {
-        this.blocked = true; // a 'drain' is sure to come: the socket is over its high-water mark
-        break;
+      if (!ending && this.socket.writableLength >= SOCKET_QUEUE_BYTES) {
+        this.enter('blocked'); // a 'drain' is sure to come: the socket is over its high-water mark
+        return;
       }
       const first = frames[this.headIndex]!;
       if (first instanceof FileFrame) {
-        if (this.fd >= 0 && this.writesPending > 0 && !this.ending) {
-          this.waitingForEmpty = true;
-          break;
+        if (this.fd >= 0 && this.writesPending > 0 && !ending) {
+          this.enter('awaiting-writes');
+          return;
         }
         frames[this.headIndex++] = EMPTY;
         this.queuedBytes -= first.length;
-        this.sendFileFrame(first);
-        if (this.closed || this.busy) return; // the rest of the frame is being read: flush() again after
+        if (!this.sendFileFrame(first, ending)) return; // reading the rest: its completion flushes
         continue;
       }
       let runEnd = this.headIndex + 1;
@@ -149,48 +230,22 @@ export class OutputQueue {
       this.headIndex = runEnd;
       this.queuedBytes -= runBytes;
     }
-    if (this.headIndex === frames.length) {
-      this.frames = [];
-      this.headIndex = 0;
-      this.onEmpty?.();
-      const finished = this.finished;
-      this.finished = null;
-      finished?.();
-    } else if (this.headIndex > 1024) {
-      this.frames = frames.slice(this.headIndex);
-      this.headIndex = 0;
-    }
-  }
-
-  /**
-   * Writes everything queued, past the usual limits, then calls `done` (which ends the socket);
-   * `done` is not called if the queue is closed first.
-   */
-  finish(done: () => void): void {
-    this.ending = true;
-    this.waitingForEmpty = false;
-    this.finished = done;
-    if (this.busy) return; // the file frame being read calls flush() when written
-    this.flush();
-  }
-
-  /** Drops what is queued (releasing spans and pooled memory); later pushes are dropped too. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.finished = null;
-    for (let i = this.headIndex; i < this.frames.length; i++) releaseFrame(this.frames[i]!, this.pool);
     this.frames = [];
     this.headIndex = 0;
-    this.queuedBytes = 0;
+    const finished = this.onFinished;
+    this.onFinished = null;
+    this.enter(finished === null ? 'idle' : 'finished');
+    this.onEmpty?.();
+    finished?.();
   }
 
   /**
    * Sends a file frame: zero copy for as much as the socket takes at once (only when nothing we
-   * wrote earlier is pending, on the socket's own fd), then the rest read and written (busy until
-   * then).
+   * wrote earlier is pending, on the socket's own fd). Returns true when it all went; otherwise
+   * the rest is being read (state reading or finishing) and is written, then flushed after, once
+   * read.
    */
-  private sendFileFrame(frame: FileFrame): void {
+  private sendFileFrame(frame: FileFrame, ending: boolean): boolean {
     const { header, span } = frame;
     let headerSentBytes = 0;
     let dataSentBytes = 0;
@@ -213,7 +268,7 @@ export class OutputQueue {
     const sentBytes = headerSentBytes + dataSentBytes;
     if (sentBytes === frame.length) {
       span.release();
-      return;
+      return true;
     }
     const rest = this.pool.take(frame.length - sentBytes);
     const headerRestBytes = header.length - headerSentBytes;
@@ -224,28 +279,31 @@ export class OutputQueue {
     } catch (error) {
       reading = Promise.reject(error);
     }
-    this.busy = true;
+    this.enter(ending ? 'finishing' : 'reading');
     reading.then(
       () => {
         span.release();
-        this.busy = false;
-        if (this.closed) this.pool.release(rest);
-        else this.write(rest);
-        this.flush();
+        if (this.current === 'closed') {
+          this.pool.release(rest);
+          return;
+        }
+        this.write(rest);
+        this.pump();
       },
       (error: unknown) => {
         span.release();
         this.pool.release(rest);
-        this.busy = false;
-        if (this.closed) return;
+        if (this.current === 'closed') return;
         if (sentBytes > 0) {
+          this.close(); // part of the frame went out: the stream cannot be mended
           this.onBroken?.(error);
           return;
         }
         this.write(frame.failed(error));
-        this.flush();
+        this.pump();
       },
     );
+    return false;
   }
 
   private coalesce(start: number, end: number, totalBytes: number): Uint8Array {
@@ -270,16 +328,13 @@ export class OutputQueue {
         this.close(); // the socket failed: send nothing more, not even by fd
         return;
       }
-      if (this.writesPending === 0 && this.waitingForEmpty) {
-        this.waitingForEmpty = false;
-        this.flush();
-      }
+      if (this.writesPending === 0 && this.current === 'awaiting-writes') this.pump();
     });
   }
 
   private readonly flushLater = (): void => {
-    this.scheduled = false;
-    if (!this.blocked && !this.waitingForEmpty && !this.busy) this.flush();
+    this.timer = null;
+    if (this.current === 'scheduled') this.pump();
   };
 }
 
