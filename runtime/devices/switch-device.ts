@@ -12,7 +12,7 @@
  * construction from the first device, and a replacement must offer at least as much (assert: it is
  * the caller's bug otherwise). `discardZeroes` stays the first device's (a clone's false is still
  * true of a file). Optional members are always present and fall back when the current device
- * lacks them: blockStatus reports data, fileSpan null, hydrateRange does nothing.
+ * lacks them: blockStatus reports data, fileSpan null, cache does nothing.
  *
  * Durability: a flush goes to the device current when it runs. A switch must not lose a flush's
  * promise: the producer makes everything written to the old device durable before it returns
@@ -97,8 +97,8 @@ export class SwitchDevice implements BlockDevice {
     );
   }
 
-  hydrateRange(offsetBytes: number, lengthBytes: number): Promise<void> {
-    return this.run((device) => (device.hydrateRange ? device.hydrateRange(offsetBytes, lengthBytes) : Promise.resolve()));
+  cache(offsetBytes: number, lengthBytes: number): Promise<void> {
+    return this.run((device) => (device.cache ? device.cache(offsetBytes, lengthBytes) : Promise.resolve()));
   }
 
   /** Null while switching (the caller reads instead, and that read waits). */
