@@ -10,6 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RegionBitmap } from '../runtime/bitmap.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
+import { OpGate } from '../runtime/devices/op-gate.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import {
   BITMAP_HEADER_BYTES, bitmapBlockGeneration, BLOCK_BYTES, sealBitmapBlock, slottedBlocksFor, type BitmapBlockKind,
@@ -39,6 +40,24 @@ ops('one operation per region; waiters learn how it ended', async () => {
   const failed = regionOps.begin(0, 1);
   failed.settle(false);
   assert.is(await failed.done, false);
+});
+
+ops('OpGate as a user-I/O counter: idle() resolves each time the count drains, the gate stays open', async () => {
+  const gate = new OpGate();
+  await gate.idle();
+  let release!: () => void;
+  const running = gate.track(() => new Promise<void>((resolve) => (release = resolve)));
+  const held = gate.hold();
+  let idle = false;
+  const idlePromise = gate.idle().then(() => (idle = true));
+  release();
+  await running;
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.not.ok(idle, 'a hold still counts');
+  held();
+  await idlePromise;
+  assert.ok(gate.isOpen);
+  assert.is(gate.inFlight, 0);
 });
 
 const walker = suite('regions: RegionWalker');
