@@ -12,9 +12,11 @@ import * as assert from 'uvu/assert';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { BufferPool } from '../runtime/net/buffer-pool.ts';
 import { FileFrame } from '../runtime/net/file-frame.ts';
+import { loadAdapter } from '../runtime/adapter/index.ts';
 import { OutputQueue } from '../runtime/net/output-queue.ts';
 import { until } from './support/nbd-fixtures.ts';
 import { socketPair } from './support/socket-pair.ts';
+import { watchProcessFaults } from './support/process-faults.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -97,7 +99,7 @@ test('a file frame read the ordinary way: reading, then idle; finish() while rea
   output.push(new FileFrame(new Uint8Array(16), device.fileSpan(0, 256 * KiB)!, noError));
   output.flush();
   assert.is(output.state, 'reading', 'until the read settles (a microtask at the earliest)');
-  await until(() => output.state === 'idle', 'idle after the read');
+  await until(() => output.state === 'idle' && received() === 16 + 256 * KiB && serverSide.writableLength === 0, 'idle after the read, the socket empty');
   output.push(new FileFrame(new Uint8Array(16), device.fileSpan(0, 256 * KiB)!, noError));
   output.push(new Uint8Array(5));
   output.flush();
@@ -150,5 +152,34 @@ test('a destroyed socket closes the queue at the next flush', async () => {
   await nextTurn();
   assert.is(output.state, 'closed');
 });
+
+for (const zeroCopy of [false, true]) {
+  test(`an exception in a callback run from the event loop closes the queue and tells onBroken; nothing reaches the process (zero copy ${zeroCopy})`, async () => {
+    const adapter = await loadAdapter();
+    if (zeroCopy && adapter.socketSend === null) return; // Deno: no zero-copy sends to run
+    const watch = watchProcessFaults();
+    closers.push(() => watch.dispose());
+    const device = await FileDevice.open(path.join(tempDir, 'disk.img'), { create: { sizeBytes: MiB } });
+    closers.push(() => device.close());
+    const { serverSide, client } = await pausedPair();
+    client.resume();
+    const output = new OutputQueue(serverSide, new BufferPool(), { socketSend: zeroCopy ? adapter.socketSend : null });
+    const broken: string[] = [];
+    output.onBroken = (why) => broken.push(why);
+    const span = device.fileSpan(0, 64 * KiB)!;
+    // A device bug: the span's release throws (after giving the real span back).
+    const throwing = { ...span, read: span.read, release: () => {
+      span.release();
+      throw new Error('release failed');
+    } };
+    output.push(new FileFrame(new Uint8Array(16), throwing, () => new Uint8Array(0)));
+    // Zero copy: sent whole by the scheduled flush, released there. Without: released once read.
+    await until(() => output.state === 'closed', 'the queue closed');
+    assert.equal(broken.length, 1);
+    assert.match(broken[0]!, /internal error: release failed/);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(watch.faults, []);
+  });
+}
 
 test.run();

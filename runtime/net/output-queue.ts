@@ -28,6 +28,11 @@
  * queue here costs Node nothing measurable. Frames over pooled memory (read replies) go back to the
  * pool once the socket has taken them, or once copied; spans are released once sent or dropped.
  *
+ * Faults (fault-domain.ts): what runs from the event loop here ('drain', write callbacks, the
+ * scheduled flush, a span read settling) runs guarded; an exception there (a span whose release
+ * throws, a bug of ours) closes the queue and tells `onBroken`, so the owner closes its connection
+ * and the process goes on. The public methods throw to their caller, who guards its own calls.
+ *
  * States (`state`; every change goes through `enter`, which asserts the edge is in EDGES):
  *
  *     idle ──push──► scheduled ──setImmediate──► flush          flush ends in one of
@@ -52,6 +57,7 @@ import { clearImmediate, setImmediate } from 'node:timers';
 import { socketHandleFd, type SocketSend } from '../adapter/types.ts';
 import { assert } from '../assert.ts';
 import type { BufferPool } from './buffer-pool.ts';
+import { describeError, guarded } from './fault-domain.ts';
 import { FileFrame, releaseFrame, type Frame } from './file-frame.ts';
 
 /** A batch this large is written without waiting for the end of the turn. */
@@ -104,8 +110,13 @@ export class OutputQueue {
   private readonly fd: number;
   /** Called after a flush that left nothing queued here. */
   onEmpty: (() => void) | null = null;
-  /** Called when a file frame could not be read after part of it was sent: the stream is broken. */
-  onBroken: ((error: unknown) => void) | null = null;
+  /**
+   * Called once the queue has closed because the stream is broken: a file frame could not be read
+   * after part of it was sent, or something run from the event loop here threw. `why` is one line.
+   */
+  onBroken: ((why: string) => void) | null = null;
+  /** The guard for event-loop entry points (see the design note). */
+  private readonly fault = (error: unknown): void => this.broken(`internal error: ${describeError(error)}`);
 
   constructor(
     private readonly socket: Socket,
@@ -116,7 +127,7 @@ export class OutputQueue {
     this.fd = this.send?.fdOf(socket) ?? -1;
     if (this.fd >= 0 && options.sendBufferBytes) this.send!.setSendBufferBytes(this.fd, options.sendBufferBytes);
     socket.on('drain', () => {
-      if (this.current === 'blocked') this.pump();
+      if (this.current === 'blocked') guarded(() => this.pump(), this.fault);
     });
   }
 
@@ -167,15 +178,38 @@ export class OutputQueue {
     else this.pump();
   }
 
-  /** Drops what is queued (releasing spans and pooled memory); later pushes are dropped too. */
+  /**
+   * Drops what is queued (releasing spans and pooled memory); later pushes are dropped too. Every
+   * frame is released even if releasing one throws; the first such error is thrown after.
+   */
   close(): void {
     if (this.current === 'closed') return;
     this.enter('closed');
     this.onFinished = null;
-    for (let i = this.headIndex; i < this.frames.length; i++) releaseFrame(this.frames[i]!, this.pool);
+    const { frames, headIndex } = this;
     this.frames = [];
     this.headIndex = 0;
     this.queuedBytes = 0;
+    let failure: { error: unknown } | null = null;
+    for (let i = headIndex; i < frames.length; i++) {
+      try {
+        releaseFrame(frames[i]!, this.pool);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== null) throw failure.error;
+  }
+
+  /** The stream cannot go on: close (whatever a release throws is part of the same fault) and say why. */
+  private broken(why: string): void {
+    if (this.current === 'closed') return;
+    try {
+      this.close();
+    } catch {
+      // the queue is closed all the same; `why` is the fault to report
+    }
+    this.onBroken?.(why);
   }
 
   private enter(next: OutputState): void {
@@ -280,28 +314,34 @@ export class OutputQueue {
       reading = Promise.reject(error);
     }
     this.enter(ending ? 'finishing' : 'reading');
-    reading.then(
-      () => {
-        span.release();
-        if (this.current === 'closed') {
-          this.pool.release(rest);
-          return;
-        }
-        this.write(rest);
-        this.pump();
-      },
-      (error: unknown) => {
-        span.release();
+    const readDone = (): void => {
+      if (this.current === 'closed') {
         this.pool.release(rest);
-        if (this.current === 'closed') return;
-        if (sentBytes > 0) {
-          this.close(); // part of the frame went out: the stream cannot be mended
-          this.onBroken?.(error);
-          return;
-        }
-        this.write(frame.failed(error));
-        this.pump();
-      },
+        span.release();
+        return;
+      }
+      this.write(rest);
+      span.release();
+      this.pump();
+    };
+    const readFailed = (error: unknown): void => {
+      this.pool.release(rest);
+      if (this.current === 'closed') {
+        span.release();
+        return;
+      }
+      if (sentBytes > 0) {
+        span.release();
+        this.broken(`a read reply was cut short: ${describeError(error)}`); // part of it went out: the stream cannot be mended
+        return;
+      }
+      this.write(frame.failed(error));
+      span.release();
+      this.pump();
+    };
+    reading.then(
+      () => guarded(readDone, this.fault),
+      (error: unknown) => guarded(() => readFailed(error), this.fault),
     );
     return false;
   }
@@ -324,17 +364,16 @@ export class OutputQueue {
     this.socket.write(bytes, (error?: Error | null) => {
       if (pooled) this.pool.release(bytes);
       this.writesPending--;
-      if (error) {
-        this.close(); // the socket failed: send nothing more, not even by fd
-        return;
-      }
-      if (this.writesPending === 0 && this.current === 'awaiting-writes') this.pump();
+      guarded(() => {
+        if (error) this.close(); // the socket failed: send nothing more, not even by fd
+        else if (this.writesPending === 0 && this.current === 'awaiting-writes') this.pump();
+      }, this.fault);
     });
   }
 
   private readonly flushLater = (): void => {
     this.timer = null;
-    if (this.current === 'scheduled') this.pump();
+    if (this.current === 'scheduled') guarded(() => this.pump(), this.fault);
   };
 }
 

@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { loadAdapter } from '../../runtime/adapter/index.ts';
 import { BufferPool } from '../../runtime/net/buffer-pool.ts';
+import { describeError } from '../../runtime/net/fault-domain.ts';
 import { SHUTDOWN_GRACE_MS } from './constants.ts';
 import { NbdConnection, type ConnectionHost } from './connection.ts';
 import type { NbdAddress, NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport, NbdServerOptions } from './types.ts';
@@ -108,7 +109,14 @@ export class NbdServer {
       return;
     }
     this.counters.connections++;
-    this.open.add(new NbdConnection(id, remote, socket, this.host));
+    try {
+      this.open.add(new NbdConnection(id, remote, socket, this.host));
+    } catch (error) {
+      // A fault while setting the connection up ends that socket only (runtime/net/fault-domain.ts).
+      socket.on('error', () => {});
+      socket.destroy();
+      this.emit({ type: 'protocol-error', connectionId: id, remote, message: `internal error: ${describeError(error)}` });
+    }
   }
 
   private emit(event: NbdEvent): void {
