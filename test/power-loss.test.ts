@@ -140,6 +140,18 @@ test('cutAtEvent: the power fails just before that event (submission or taking e
   assert.equal((await readAll(backing)).subarray(0, BLOCK_BYTES), filled(1));
 });
 
+test('cutAtEvent on one device counts only its events', async () => {
+  const domain = new PowerDomain({ seed: 3 });
+  const [first, second] = [domain.attach(new MemoryDevice({ sizeBytes: SIZE_BYTES })), domain.attach(new MemoryDevice({ sizeBytes: SIZE_BYTES }))];
+  domain.cutAtEvent(3, { device: second, unflushed: 'keep' });
+  for (let i = 0; i < 4; i++) await first.write(0, filled(i));
+  await second.write(0, filled(9)); // its events 1 and 2
+  assert.ok(!domain.isCut);
+  await expectCode(second.flush(), 'EIO');
+  const report = await domain.cut();
+  assert.equal([first.events, second.events, report.eventIndex], [8, 2, 10]);
+});
+
 test('torn writes are cut at 512-byte sectors, also on a device of 4 KiB blocks', async () => {
   let tornSeen = 0;
   for (let seed = 1; seed <= 60; seed++) {

@@ -12,8 +12,9 @@
  * program that is deterministic itself (no wall-clock decisions, timers of one duration) replays
  * exactly from the seed.
  *
- * Cuts: `cut()` cuts now; `cutAtEvent(n)` arms a cut at event n, which then happens before that
- * event takes place (a write at its submission never starts; at its taking effect it stays in
+ * Cuts: `cut()` cuts now; `cutAtEvent(n)` arms a cut at event n of the domain (or, given a
+ * device, at that device's event n: a cut counted on a clone's metadata device always falls inside
+ * a commit), which then happens before that event takes place (a write at its submission never starts; at its taking effect it stays in
  * flight, for the cut to judge). From the cut on, every call and every unresolved operation on
  * every device of the domain fails with EIO. The returned report (the same promise for every
  * caller) resolves once each backing holds its surviving image, with how each device's unflushed
@@ -32,6 +33,11 @@ export interface PowerDomainOptions {
   maxDelayTurns?: number;
   /** Chance that an operation is in flight for one timer turn (setTimeout 0) instead; default 0. */
   timerDelayChance?: number;
+}
+
+export interface CutAtOptions extends CutOptions {
+  /** Count only this device's events (from its attach): e.g. the metadata device's, to cut inside commits. */
+  device?: PowerLossDevice;
 }
 
 export interface CutOptions {
@@ -56,9 +62,9 @@ export class PowerDomain implements PowerSupply {
   private readonly prng: Prng;
   private readonly maxDelayTurns: number;
   private readonly timerDelayChance: number;
-  private readonly devices: PowerLossDevice[] = [];
+  private readonly attached: PowerLossDevice[] = [];
   private eventCount = 0;
-  private armed: { eventIndex: number; options: CutOptions } | null = null;
+  private armed: { eventIndex: number; options: CutAtOptions } | null = null;
   private cutting: Promise<PowerCutReport> | null = null;
   private hasCut = false;
 
@@ -75,8 +81,13 @@ export class PowerDomain implements PowerSupply {
   attach(backing: BlockDevice, name?: string): PowerLossDevice {
     assert(!this.isCut, 'power domain: attach after the cut (attach the backings to a new domain)');
     const device = new PowerLossDevice(backing, this, name);
-    this.devices.push(device);
+    this.attached.push(device);
     return device;
+  }
+
+  /** The devices of this domain, in attach order. */
+  get devices(): readonly PowerLossDevice[] {
+    return this.attached;
   }
 
   /** Events so far (every operation submitted and taking effect, on every device). */
@@ -88,17 +99,27 @@ export class PowerDomain implements PowerSupply {
     return this.hasCut;
   }
 
-  /** Arms a cut at event `eventIndex` (1-based, counted from the domain's start; must lie ahead). */
-  cutAtEvent(eventIndex: number, options: CutOptions = {}): void {
-    assert(Number.isSafeInteger(eventIndex) && eventIndex > this.eventCount, 'power domain: cut event must lie ahead');
+  /**
+   * Arms a cut at event `eventIndex` (1-based, counted from the domain's start, or from the attach of
+   * `options.device` counting only its events; it must lie ahead). Replaces a cut armed before.
+   */
+  cutAtEvent(eventIndex: number, options: CutAtOptions = {}): void {
+    assert(options.device === undefined || this.attached.includes(options.device), 'power domain: cut counted on a device of another domain');
+    const counted = options.device === undefined ? this.eventCount : options.device.events;
+    assert(Number.isSafeInteger(eventIndex) && eventIndex > counted, 'power domain: cut event must lie ahead');
     this.armed = { eventIndex, options };
   }
 
-  step(): void {
-    if (this.hasCut) return;
+  step(device: PowerLossDevice): boolean {
+    if (this.hasCut) return false;
+    const armed = this.armed;
     // The armed event does not happen: the power fails just before it.
-    if (this.armed !== null && this.eventCount + 1 >= this.armed.eventIndex) void this.cut(this.armed.options);
-    else this.eventCount++;
+    if (armed !== null && (armed.options.device ?? device) === device && (armed.options.device === undefined ? this.eventCount : device.events) + 1 >= armed.eventIndex) {
+      void this.cut(armed.options);
+      return false;
+    }
+    this.eventCount++;
+    return true;
   }
 
   async delay(): Promise<void> {
@@ -119,7 +140,7 @@ export class PowerDomain implements PowerSupply {
     this.cutting = (async () => {
       const prng = new Prng(seed);
       const devices: DeviceCutReport[] = [];
-      for (const device of this.devices) devices.push(await device.settleCut(prng, fate));
+      for (const device of this.attached) devices.push(await device.settleCut(prng, fate));
       return { eventIndex, seed, devices };
     })();
     this.cutting.catch(() => {}); // a cut armed from step() has no caller yet; later callers see the rejection

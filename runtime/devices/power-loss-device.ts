@@ -56,8 +56,8 @@ export const POWER_SECTOR_BYTES = 512;
 
 /** What a device needs from its power domain. */
 export interface PowerSupply {
-  /** Counts one event (an operation submitted or taking effect); the power may be cut by it. */
-  step(): void;
+  /** Counts one event of `device` (an operation submitted or taking effect); false when the power was cut instead. */
+  step(device: PowerLossDevice): boolean;
   /** Resolves after a seeded number of turns (how long an operation is in flight). */
   delay(): Promise<void>;
   readonly isCut: boolean;
@@ -112,6 +112,7 @@ export class PowerLossDevice implements BlockDevice {
   private nextOrder = 0;
   /** Reads and persists, one at a time. */
   private serialTail: Promise<void> = Promise.resolve();
+  private eventCount = 0;
   private writesSubmitted = 0;
   private flushesCompleted = 0;
 
@@ -122,6 +123,11 @@ export class PowerLossDevice implements BlockDevice {
     this.logicalBlockBytes = backing.logicalBlockBytes;
     this.canWrite = backing.canWrite;
     this.canDiscard = backing.canWrite;
+  }
+
+  /** This device's events so far (operations submitted and taking effect). */
+  get events(): number {
+    return this.eventCount;
   }
 
   /** Writes cached or in flight that a cut now could lose. */
@@ -275,7 +281,7 @@ export class PowerLossDevice implements BlockDevice {
   /** One event of the domain (an operation submitted or taking effect): the power may fail at it. */
   private event(op: string, offsetBytes: number | undefined, lengthBytes: number | undefined): void {
     this.alive(op, offsetBytes, lengthBytes);
-    this.supply.step();
+    if (this.supply.step(this)) this.eventCount++;
     this.alive(op, offsetBytes, lengthBytes);
   }
 
