@@ -14,7 +14,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { detectRuntime } from '../runtime/adapter/index.ts';
-import { seedFromEnv } from '../runtime/prng.ts';
+import { CloneDevice } from '../runtime/clone/clone-device.ts';
+import { MemoryDevice } from '../runtime/devices/memory-device.ts';
+import { PowerDomain } from '../runtime/devices/power-domain.ts';
+import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { runPowerTrial, runPowerTrials, type PowerTrialResult } from './support/clone-power-trial.ts';
 
 const CUTS = 2000;
@@ -36,6 +39,49 @@ test(`clone survives power loss: ${CUTS} seeded cuts (${detectRuntime()})`, asyn
       `hydrated after cuts: ${sum((r) => r.cutsNoneHydrated)} none, ${sum((r) => r.cutsPartlyHydrated)} partly, ${sum((r) => r.cutsFullyHydrated)} fully; ` +
       `unflushed writes lost ${sum((r) => r.unflushedLost)}, kept ${sum((r) => r.unflushedKept)}, torn ${sum((r) => r.unflushedTorn)}; ${sum((r) => r.cleanFinishes)} clean finishes`,
   );
+});
+
+test('close() right after hydration completes waits for the commit still running: the clone reopens fully hydrated', async () => {
+  // Found by the clean finish of the trials: close() skipped its own commit when no bit was dirty
+  // and a commit had been made before, even while the hydration-complete commit was still running,
+  // then closed the devices under it; that commit failed unseen and a restart found regions
+  // unhydrated again, and a completed write to one of them read as the source. Timer turns in the devices make
+  // commits slow enough to meet close(), as fdatasync does.
+  const baseSeed = seedFromEnv();
+  const sizeBytes = 32 * 4096;
+  for (let i = 0; i < 40; i++) {
+    const seed = (baseSeed + i) >>> 0;
+    const image = new Prng(seed).fill(new Uint8Array(sizeBytes));
+    const domain = new PowerDomain({ seed, maxDelayTurns: 2, timerDelayChance: 0.5 });
+    const clone = await CloneDevice.open({
+      metadata: domain.attach(new MemoryDevice({ sizeBytes: 16384 })), destination: domain.attach(new MemoryDevice({ sizeBytes })),
+      source: domain.attach(new MemoryDevice({ sizeBytes, initial: image })), regionSectors: 8, features: ['no_hydration'],
+      hydrationThreshold: 64, hydrationBatchSize: 64, commitIntervalMs: 3_600_000,
+    });
+    const written = new Uint8Array(512).fill(0xc5);
+    await clone.write(512, written);
+    await clone.flush(); // the first commit
+    clone.message('enable_hydration');
+    await clone.whenHydrated();
+    // A completed write to a region the background copy hydrated: its bit is in the running commit.
+    const late = new Uint8Array(512).fill(0x3a);
+    await clone.write(sizeBytes - 512, late);
+    await clone.close();
+    const report = await domain.cut({ unflushed: 'keep' }); // a restart: nothing lost
+    const reopened = await CloneDevice.open({
+      metadata: report.devices[0]!.backing, destination: report.devices[1]!.backing, source: report.devices[2]!.backing,
+      regionSectors: 8, features: ['no_hydration'], commitIntervalMs: 3_600_000,
+    });
+    const hydratedRegions = reopened.hydratedRegions;
+    const expected = image.slice();
+    expected.set(written, 512);
+    expected.set(late, sizeBytes - 512);
+    const seen = new Uint8Array(sizeBytes);
+    await reopened.read(0, seen);
+    await reopened.close();
+    assert.is(hydratedRegions, 32, `seed ${seed}: regions hydrated after close and restart`);
+    assert.ok(seen.every((byte, at) => byte === expected[at]), `seed ${seed}: contents after close and restart`);
+  }
 });
 
 test('a trial replays exactly from its seed', async () => {

@@ -465,7 +465,7 @@ export class CloneDevice implements BlockDevice {
     this.suspended = new Promise((resolve) => (this.resumeSuspended = resolve));
     await this.hydrator.idle();
     await this.userIdle();
-    if (this.modeValue === 'rw' && this.metadata.changed) await this.commit();
+    if (this.modeValue === 'rw' && (this.metadata.changed || this.metadata.isCommitting)) await this.commit();
   }
 
   resume(): void {
@@ -504,7 +504,9 @@ export class CloneDevice implements BlockDevice {
       this.hydrationEnabled = false;
       await this.hydrator.idle();
       let failure: unknown = null;
-      if (this.modeValue === 'rw' && (this.metadata.changed || this.metadata.commitCount === 0)) {
+      // A commit still running (hydration's last) must finish before the devices close: commit()
+      // then joins the next one.
+      if (this.modeValue === 'rw' && (this.metadata.changed || this.metadata.isCommitting || this.metadata.commitCount === 0)) {
         await this.commit().catch((error) => (failure = error));
       }
       this.metadata.close();

@@ -25,8 +25,9 @@
  *         concurrent write; other writes may be there, absent or torn per sector; a hydrated region
  *         holds the source or data written to it; a discarded region may read zeros or anything it
  *         ever held (the clone's discard is a hint); nothing else.
- *  4. In some trials, after the last cut: hydrate to completion, flush, close, and cut losing every
- *     unflushed write: the clone must reopen fully hydrated with exactly the expected contents.
+ *  4. In some trials, after the last cut: hydrate to completion, then flush, close and cut losing
+ *     every unflushed write, or close without a flush and cut keeping the cache (a restart with no
+ *     power loss): the clone must reopen fully hydrated with exactly the expected contents.
  * Every failure message starts with the seed.
  */
 import { CloneDevice, type CloneOptions } from '../../runtime/clone/clone-device.ts';
@@ -278,8 +279,11 @@ export async function runPowerTrial(seed: number): Promise<PowerTrialResult> {
   }
 
   if (geometry.cleanFinish) {
-    // ---- hydrate, write, flush, close; lose everything unflushed: all of it must be there ----
-    const domain = new PowerDomain({ seed: prng.nextU32() });
+    // ---- hydrate, write, then either flush, close and lose everything unflushed, or close without a
+    // flush and keep the cache (a restart, no power loss): all of it must be there, fully hydrated.
+    // Timer turns in the devices let close() meet a commit still running. ----
+    const flushFirst = prng.chance(0.5);
+    const domain = new PowerDomain({ seed: prng.nextU32(), maxDelayTurns: 2, timerDelayChance: 0.3 });
     const clone = await openRun(domain, { hydrationThreshold: 64, hydrationBatchSize: 64 }, 'opening for the clean finish');
     const expected = view.slice();
     for (let i = 0; i < 4; i++) {
@@ -289,16 +293,18 @@ export async function runPowerTrial(seed: number): Promise<PowerTrialResult> {
       await clone.write(offsetBytes, data);
       expected.set(data, offsetBytes);
     }
+    await clone.flush(); // a commit on this clone, so close() finds commits done and maybe one running
     await within(clone.whenHydrated(), 'the clean finish: hydration', fail);
-    await clone.flush();
+    if (flushFirst) await clone.flush();
     await clone.close();
-    const report = await domain.cut({ unflushed: 'lose' });
+    const report = await domain.cut({ unflushed: flushFirst ? 'lose' : 'keep' });
     metadataBacking = report.devices[0]!.backing as MemoryDevice;
     destinationBacking = report.devices[1]!.backing as MemoryDevice;
     sourceBacking = report.devices[2]!.backing as MemoryDevice;
     view = expected;
-    const reopened = await openRun(new PowerDomain({ seed: prng.nextU32() }), { features: ['no_hydration'] }, 'the clean finish: reopened after a cut losing everything unflushed');
-    if (!reopened.isHydrated) fail(`the clean finish: after flush, close and a cut, ${reopened.hydratedRegions} of ${regionCount} regions are hydrated`);
+    const how = flushFirst ? 'flush, close and a cut losing everything unflushed' : 'close (no flush) and a restart keeping the cache';
+    const reopened = await openRun(new PowerDomain({ seed: prng.nextU32() }), { features: ['no_hydration'] }, `the clean finish: reopened after ${how}`);
+    if (!reopened.isHydrated) fail(`the clean finish: after ${how}, ${reopened.hydratedRegions} of ${regionCount} regions are hydrated`);
     await reopened.close();
     result.cleanFinishes++;
   }
