@@ -130,11 +130,6 @@ export class PowerLossDevice implements BlockDevice {
     return this.eventCount;
   }
 
-  /** Writes cached or in flight that a cut now could lose. */
-  get unflushedCount(): number {
-    return this.cache.length + this.inFlight.size;
-  }
-
   async read(offsetBytes: number, target: Uint8Array): Promise<void> {
     validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
     return this.gate.track(async () => {
