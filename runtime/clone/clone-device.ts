@@ -427,7 +427,7 @@ export class CloneDevice implements BlockDevice {
     this.suspended = new Promise((resolve) => (this.resumeSuspended = resolve));
     await this.hydration.idle();
     await this.userGate.idle();
-    if (this.modes.isRw && this.metadata.changed) await this.commits.commit();
+    if (this.modes.isRw && (this.metadata.changed || this.metadata.isCommitting)) await this.commits.commit();
   }
 
   resume(): void {
@@ -466,7 +466,9 @@ export class CloneDevice implements BlockDevice {
       this.hydration.enabled = false;
       await this.hydration.idle();
       let failure: unknown = null;
-      if (this.modes.isRw && (this.metadata.changed || this.metadata.commitCount === 0)) {
+      // A commit still running (hydration's last) must finish before the devices close: commit()
+      // then joins the next one.
+      if (this.modes.isRw && (this.metadata.changed || this.metadata.isCommitting || this.metadata.commitCount === 0)) {
         await this.commits.commit().catch((error) => (failure = error));
       }
       this.metadata.close();
