@@ -32,7 +32,6 @@ import type { NbdView } from './nbd-port.ts';
 import type { NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
 import { readState, writeState, type ExportRecord } from './state-file.ts';
 
-export type { CloneInfo } from './clone/entry.ts';
 export type { ExportInfo } from './export-registry.ts';
 
 export interface DeviceInfo extends DeviceFile {
