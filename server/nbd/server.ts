@@ -14,7 +14,8 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { loadAdapter } from '../../runtime/adapter/index.ts';
-import { BufferPool } from './buffer-pool.ts';
+import { BufferPool } from '../../runtime/net/buffer-pool.ts';
+import { describeError } from '../../runtime/net/fault-domain.ts';
 import { SHUTDOWN_GRACE_MS } from './constants.ts';
 import { NbdConnection, type ConnectionHost } from './connection.ts';
 import { loadRequestDecoders, type RequestDecoder } from './request-codec.ts';
@@ -113,7 +114,14 @@ export class NbdServer {
       return;
     }
     this.counters.connections++;
-    this.open.add(new NbdConnection(id, remote, socket, this.host));
+    try {
+      this.open.add(new NbdConnection(id, remote, socket, this.host));
+    } catch (error) {
+      // A fault while setting the connection up ends that socket only (runtime/net/fault-domain.ts).
+      socket.on('error', () => {});
+      socket.destroy();
+      this.emit({ type: 'protocol-error', connectionId: id, remote, message: `internal error: ${describeError(error)}` });
+    }
   }
 
   private emit(event: NbdEvent): void {
