@@ -504,7 +504,7 @@ export class CloneDevice implements BlockDevice {
       this.hydrationEnabled = false;
       await this.hydrator.idle();
       let failure: unknown = null;
-      if (this.modeValue === 'rw' && (this.metadata.changed || this.metadata.commitCount === 0)) {
+      if (this.modeValue === 'rw' && (this.metadata.changed || this.metadata.isCommitting || this.metadata.commitCount === 0)) {
         await this.commit().catch((error) => (failure = error));
       }
       this.metadata.close();
