@@ -2,9 +2,9 @@
  * OutputQueue: frames waiting to go out on one stream socket (a server's replies, a client's
  * requests). Protocol-neutral, shared by servers and clients (runtime/net/). Frames queued while
  * the event loop works through one batch of input (the socket read, the requests it carried, the
- * device completions that settled meanwhile) leave together in a check-phase callback (setImmediate): small frames are copied into
- * one buffer and written at once, instead of one socket write per reply, which is what makes small
- * random reads at queue depth cheap. Large frames (read data) are written as they are; a batch
+ * device completions that settled meanwhile) leave together in a check-phase callback
+ * (setImmediate): small frames are copied into one buffer and written at once, instead of one
+ * socket write per reply, which is what makes small random reads at queue depth cheap. Large frames (read data) are written as they are; a batch
  * that grows past FLUSH_NOW_BYTES goes at once, so large reads stream.
  *
  * File frames (file-frame.ts: a read reply whose data is still in a file) go out with zero copy
@@ -18,8 +18,8 @@
  * from the span (span.read: in this turn when small, through the thread pool when large) and
  * written the ordinary way; nothing else goes out meanwhile. If that read fails before any byte of
  * the reply went out, the frame's error reply goes instead; after, the stream cannot be mended: the
- * queue closes and `onBroken` is told (the connection hangs up). Where zero copy is not available a file frame is
- * read and written the ordinary way from the start. A write that fails, or a socket found
+ * queue closes and `onBroken` is told (the connection hangs up). Where zero copy is not available
+ * a file frame is read and written the ordinary way from the start. A write that fails, or a socket found
  * destroyed, closes the queue: what is queued is released, not read.
  *
  * We hand the socket at most about SOCKET_QUEUE_BYTES beyond what the kernel has taken, and keep
@@ -47,8 +47,8 @@
  *       finished         nothing left after finish(): done ran (final)
  *     closed            close(), a failed write or a destroyed socket: queued frames released (final)
  *
- * A push in idle schedules one flush (or flushes at once past FLUSH_NOW_BYTES); in any other open
- * state it only queues, because the state's own event flushes. `scheduled` holds exactly one
+ * A push in idle schedules one flush; in idle or scheduled it flushes at once once FLUSH_NOW_BYTES
+ * are queued; in any other open state it only queues, because the state's own event flushes. `scheduled` holds exactly one
  * pending setImmediate; leaving it any other way cancels it. After finished or closed, pushes are
  * released, not sent.
  */
