@@ -17,6 +17,7 @@ import {
 } from '../runtime/regions/bitmap-blocks.ts';
 import { RateMeter } from '../runtime/regions/rate-meter.ts';
 import { RegionOps } from '../runtime/regions/region-ops.ts';
+import { IDLE_COPIES, MAX_BATCH_BYTES, RegionPace } from '../runtime/regions/region-pace.ts';
 import { RegionWalker, type CopyResult, type WalkerHost } from '../runtime/regions/region-walker.ts';
 import { SlottedBitmap, type SlottedBitmapParams } from '../runtime/regions/slotted-bitmap.ts';
 import { defaultKernels } from '../runtime/wasm/kernels.ts';
@@ -173,6 +174,30 @@ walker('stops after N failures in a row with the last error; dropped copies are 
   dropping.bitmap.release();
 });
 
+const pace = suite('regions: RegionPace');
+
+pace('starts at the kernel default, grows while the user is quiet, gives way when not', () => {
+  const regionBytes = 64 * 1024;
+  const maxBatch = MAX_BATCH_BYTES / regionBytes;
+  const p = new RegionPace(regionBytes);
+  assert.equal([p.threshold, p.batchSize], [1, 1]);
+  for (let i = 0; i < 20; i++) p.copyEnded(p.copyStarted());
+  assert.equal([p.threshold, p.batchSize], [IDLE_COPIES * maxBatch, maxBatch], 'full speed when idle');
+  const token = p.copyStarted();
+  p.userArrived();
+  p.copyEnded(token);
+  assert.equal([p.threshold, p.batchSize], [maxBatch / 2, maxBatch / 2], 'halved, one copy at a time');
+  for (let i = 0; i < 20; i++) {
+    const t = p.copyStarted();
+    p.userArrived();
+    p.copyEnded(t);
+  }
+  assert.equal([p.threshold, p.batchSize], [1, 1], 'never below one region');
+  const huge = new RegionPace(2 * MAX_BATCH_BYTES);
+  huge.copyEnded(huge.copyStarted());
+  assert.equal([huge.threshold, huge.batchSize], [IDLE_COPIES, 1], 'a region larger than the batch: one region a copy');
+});
+
 const slotted = suite('regions: SlottedBitmap and bitmap blocks');
 const OTHER_KIND: BitmapBlockKind = { magic: 0x4b524944, checksumXor: 0x1234_5678 };
 
@@ -265,9 +290,14 @@ rate('bytes per second over the window, at least 250 ms of span', () => {
   assert.is(meter.bytesPerSecond(1000), 2000);
   assert.ok(Math.abs(meter.bytesPerSecond(1400) - 1000 / 0.9) < 1e-6, 'the first sample left the window');
   assert.is(meter.bytesPerSecond(5000), 0);
+  // Many samples in one bucket: one entry, the same total.
+  const busy = new RateMeter(1000);
+  for (let i = 0; i < 10_000; i++) busy.add(4096, 2000 + i * 0.001);
+  assert.ok(Math.abs(busy.bytesPerSecond(2500) - (10_000 * 4096) / 0.5) < 1e-3);
 });
 
 ops.run();
 walker.run();
+pace.run();
 slotted.run();
 rate.run();

@@ -1,13 +1,15 @@
 /**
- * Deno adapter: fallocate and lseek through Deno.dlopen (needs --allow-ffi; without it discards
- * write zeros and block status reports everything as data).
+ * Deno adapter: fallocate, lseek and copy_file_range through Deno.dlopen (needs --allow-ffi;
+ * without it discards write zeros, block status reports everything as data and file copies go
+ * through memory). copy_file_range is bound twice: as is, for small copies in the calling turn,
+ * and `nonblocking`, which Deno runs on another thread and answers with a promise.
  */
-import { LIBC_PATH, punchWith, seekWith, type RuntimeAdapter } from './types.ts';
+import { copiedOrFailed, copySyncWith, fileRangeCopySupported, LIBC_PATH, punchWith, seekWith, type CopyFileRange, type FileRangeCopy, type RuntimeAdapter } from './types.ts';
 
 interface DenoFfi {
   version: { deno: string };
-  build: { os: string };
-  dlopen(path: string, symbols: Record<string, { parameters: string[]; result: string }>): {
+  build: { os: string; arch: string };
+  dlopen(path: string, symbols: Record<string, { name?: string; parameters: string[]; result: string; nonblocking?: boolean }>): {
     symbols: Record<string, (...args: unknown[]) => unknown>;
   };
 }
@@ -34,6 +36,31 @@ function bindLibc(): { fallocate: Fallocate; lseek: Lseek } | null {
 
 const libc = bindLibc();
 
+const COPY_FILE_RANGE_PARAMETERS = ['i32', 'buffer', 'i32', 'buffer', 'usize', 'u32'];
+
+function fileRangeCopy(): FileRangeCopy | null {
+  const arch = Deno.build.arch === 'x86_64' ? 'x64' : Deno.build.arch === 'aarch64' ? 'arm64' : Deno.build.arch;
+  if (!fileRangeCopySupported(Deno.build.os, arch)) return null;
+  try {
+    const lib = Deno.dlopen(LIBC_PATH, {
+      copyFileRange: { name: 'copy_file_range', parameters: COPY_FILE_RANGE_PARAMETERS, result: 'i64' },
+      copyFileRangeOffLoop: { name: 'copy_file_range', parameters: COPY_FILE_RANGE_PARAMETERS, result: 'i64', nonblocking: true },
+    });
+    const offLoop = lib.symbols.copyFileRangeOffLoop as (...args: unknown[]) => Promise<number | bigint>;
+    return {
+      copySync: copySyncWith(lib.symbols.copyFileRange as CopyFileRange),
+      copy(inFd, inOffsetBytes, outFd, outOffsetBytes, lengthBytes) {
+        // Cells of its own per call: calls run concurrently on other threads.
+        const inCell = new BigInt64Array([BigInt(inOffsetBytes)]);
+        const outCell = new BigInt64Array([BigInt(outOffsetBytes)]);
+        return offLoop(inFd, inCell, outFd, outCell, BigInt(lengthBytes), 0).then(copiedOrFailed, () => -1);
+      },
+    };
+  } catch {
+    return null;
+  }
+}
+
 export const adapter: RuntimeAdapter = {
   name: 'deno',
   version: Deno.version.deno,
@@ -44,4 +71,5 @@ export const adapter: RuntimeAdapter = {
   poolTransferBytes: Infinity,
   // Deno's node:net hides a socket's fd, so zero-copy sends cannot be placed beside its writes.
   socketSend: null,
+  fileRangeCopy: fileRangeCopy(),
 };

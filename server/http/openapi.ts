@@ -48,7 +48,7 @@ const CLONE_STATUS_FIELDS: Json = {
   hydratedRegions: INTEGER, totalRegions: INTEGER, hydratingRegions: INTEGER,
   features: { type: 'array', items: { type: 'string', enum: ['no_hydration', 'no_discard_passdown'] } },
   hydrationThreshold: INTEGER, hydrationBatchSize: INTEGER, mode: { type: 'string', enum: ['rw', 'ro', 'Fail'] },
-  hydrationEnabled: { type: 'boolean' }, hydrationComplete: { type: 'boolean' }, hydrationError: { type: ['string', 'null'] },
+  hydrationEnabled: { type: 'boolean' }, hydrationAdaptive: { type: 'boolean' }, hydrationComplete: { type: 'boolean' }, hydrationError: { type: ['string', 'null'] },
   bytesHydrated: INTEGER, totalBytes: INTEGER, rateBytesPerSecond: { type: 'number' }, etaSeconds: { type: ['number', 'null'] }, commits: INTEGER,
 };
 
