@@ -17,7 +17,7 @@ import {
 } from '../runtime/regions/bitmap-blocks.ts';
 import { RateMeter } from '../runtime/regions/rate-meter.ts';
 import { RegionOps } from '../runtime/regions/region-ops.ts';
-import { IDLE_COPIES, MAX_BATCH_BYTES, RegionPace } from '../runtime/regions/region-pace.ts';
+import { IDLE_COPIES, LOAD_HOLD_FACTOR, LOAD_HOLD_MAX_MS, LOAD_HOLD_MIN_MS, MAX_BATCH_BYTES, RegionPace } from '../runtime/regions/region-pace.ts';
 import { RegionWalker, type CopyResult, type WalkerHost } from '../runtime/regions/region-walker.ts';
 import { SlottedBitmap, type SlottedBitmapParams } from '../runtime/regions/slotted-bitmap.ts';
 import { defaultKernels } from '../runtime/wasm/kernels.ts';
@@ -71,6 +71,8 @@ interface ModelOptions {
   maxConsecutiveFailures?: number;
   /** Decides each copy's result (default done). */
   result?: (start: number, end: number) => CopyResult;
+  /** The host asks the walker to hold back for this long at the start. */
+  holdMs?: number;
   seed: number;
 }
 
@@ -91,6 +93,8 @@ async function modelWalk(options: ModelOptions) {
   let stopped: unknown = undefined;
   let completed = false;
   const tick = () => new Promise((resolve) => setImmediate(resolve));
+  const holdUntilMs = performance.now() + (options.holdMs ?? 0);
+  let copiesDuringHold = 0;
   const host: WalkerHost = {
     regionCount: options.regionCount,
     regionOps,
@@ -98,10 +102,12 @@ async function modelWalk(options: ModelOptions) {
     canRun: () => true,
     threshold: () => options.threshold,
     batchSize: () => options.batchSize,
+    holdBackMs: () => Math.max(0, holdUntilMs - performance.now()),
     userBusy: () => userBusy,
     userIdle: () => (userBusy ? new Promise((resolve) => userIdleWaiters.push(resolve)) : Promise.resolve()),
     copy: async (start, end) => {
       if (userBusy) copiesWhileBusy++;
+      if (performance.now() < holdUntilMs) copiesDuringHold++;
       runLengthMax = Math.max(runLengthMax, end - start);
       inFlight += end - start;
       inFlightMax = Math.max(inFlightMax, inFlight);
@@ -138,15 +144,16 @@ async function modelWalk(options: ModelOptions) {
   userBusy = false;
   for (const wake of userIdleWaiters) wake();
   await walk.idle();
-  const result = { copies, inFlightMax, runLengthMax, copiesWhileBusy, stopped, completed, walk, bitmap };
+  const result = { copies, inFlightMax, runLengthMax, copiesWhileBusy, copiesDuringHold, stopped, completed, walk, bitmap };
   return result;
 }
 
 walker('every pending region is done exactly once, within threshold and batch (seeded)', async () => {
   const seed = seedFromEnv();
-  for (const [threshold, batchSize, pendingBit] of [[1, 1, false], [8, 3, false], [64, 64, true], [5, 100, false]] as const) {
+  for (const [threshold, batchSize, pendingBit, holdMs] of [[1, 1, false, 0], [8, 3, false, 20], [64, 64, true, 0], [5, 100, false, 0]] as const) {
     const label = `seed ${seed} threshold ${threshold} batch ${batchSize} pendingBit ${pendingBit}`;
-    const r = await modelWalk({ regionCount: 300, threshold, batchSize, pendingBit, seed });
+    const r = await modelWalk({ regionCount: 300, threshold, batchSize, pendingBit, seed, holdMs });
+    assert.is(r.copiesDuringHold, 0, `${label}: no copy while the host holds back`);
     assert.ok(r.completed, `${label}: complete`);
     assert.ok(r.copies.every((n) => n === 1), `${label}: each region copied once`);
     assert.ok(r.inFlightMax <= threshold, `${label}: ${r.inFlightMax} in flight`);
@@ -183,10 +190,21 @@ pace('starts at the kernel default, grows while the user is quiet, gives way whe
   assert.equal([p.threshold, p.batchSize], [1, 1]);
   for (let i = 0; i < 20; i++) p.copyEnded(p.copyStarted());
   assert.equal([p.threshold, p.batchSize], [IDLE_COPIES * maxBatch, maxBatch], 'full speed when idle');
-  const token = p.copyStarted();
+  assert.is(p.holdBackMs(), 0, 'no holding back while quiet');
+  const token = p.copyStarted(1000);
   p.userArrived();
-  p.copyEnded(token);
+  p.copyEnded(token, 1004);
   assert.equal([p.threshold, p.batchSize], [maxBatch / 2, maxBatch / 2], 'halved, one copy at a time');
+  assert.is(p.holdBackMs(1004), LOAD_HOLD_FACTOR * 4, 'holds back a multiple of the copy time');
+  assert.is(p.holdBackMs(1004 + LOAD_HOLD_FACTOR * 4), 0);
+  const quick = p.copyStarted(2000);
+  p.userArrived();
+  p.copyEnded(quick, 2000);
+  assert.is(p.holdBackMs(2000), LOAD_HOLD_MIN_MS, 'at least the minimum');
+  const slow = p.copyStarted(3000);
+  p.userArrived();
+  p.copyEnded(slow, 4000);
+  assert.is(p.holdBackMs(4000), LOAD_HOLD_MAX_MS, 'at most the maximum');
   for (let i = 0; i < 20; i++) {
     const t = p.copyStarted();
     p.userArrived();

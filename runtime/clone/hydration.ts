@@ -86,6 +86,7 @@ export class CloneHydration {
         canRun: () => this.enabled && this.threshold > 0 && host.modes.isRw && host.active(),
         threshold: () => this.threshold,
         batchSize: () => this.batchSize,
+        holdBackMs: () => this.pace?.holdBackMs() ?? 0,
         userIdle: () => host.userIdle(),
         userBusy: () => host.userBusy(),
         copy: (start, end) => this.backgroundCopy(start, end),

@@ -21,7 +21,7 @@ import type { BlockDevice } from '../devices/block-device.ts';
 import { COPY_PIECE_BYTES, CopyBufferPool } from './copy-buffers.ts';
 
 /** Pieces copied at once per copier. */
-export const PIECES_IN_FLIGHT_MAX = 2;
+export const PIECES_IN_FLIGHT_MAX = 1;
 
 export class RangeCopier {
   /** False once the pair is known not to copy in the kernel. */

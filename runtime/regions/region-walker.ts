@@ -12,7 +12,8 @@
  * not suspended, open, threshold > 0) and the walker has not stopped on failures, and regions
  * remain. Each turn it
  *   1. waits while user I/O is in flight (dm-clone pauses hydration then);
- *   2. waits while `threshold` regions are already being copied by it;
+ *   2. waits while `threshold` regions are already being copied by it, and while the host asks
+ *      it to hold back (`holdBackMs`: a pace giving way to user load);
  *   3. picks the next region: first any region the engine marked hot (`prioritize`: a user read
  *      found it still to do, so a slow source is read a bounded number of times), else the next
  *      pending bit from a cursor, wrapping (a WASM scan);
@@ -40,6 +41,8 @@ export interface WalkerHost {
   canRun(): boolean;
   threshold(): number;
   batchSize(): number;
+  /** Optional: wait this long before the next copy (a pace giving way to user load; 0: go). */
+  holdBackMs?(): number;
   /** Resolves when no user I/O is in flight (at once if none is). */
   userIdle(): Promise<void>;
   userBusy(): boolean;
@@ -63,6 +66,10 @@ export const WALK_SLICE_MS = 0.1;
 
 function nextMacrotask(): Promise<void> {
   return new Promise((resolve) => yieldMacrotask(resolve));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export class RegionWalker {
@@ -150,6 +157,12 @@ export class RegionWalker {
       const room = host.threshold() - this.inFlightRegions;
       if (room <= 0) {
         await this.copyFinished();
+        continue;
+      }
+      const holdMs = host.holdBackMs?.() ?? 0;
+      if (holdMs > 0) {
+        await sleep(holdMs);
+        sliceStartMs = performance.now();
         continue;
       }
       const start = this.pick(bitmap);
