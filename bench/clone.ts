@@ -5,32 +5,40 @@
  *             into a new file, counted until the copy is durable:
  *               ours      create sparse destination + metadata, openCloneFromTable, wait for
  *                         'hydration-complete', then `await clone.flush()` (commit: fdatasync of
- *                         destination, metadata writes, fdatasyncs). Two tables, both timed:
- *                         4 KiB regions (dm-clone's recommended 8 sectors) and 64 KiB regions,
- *                         each with hydration_batch_size 1024 hydration_threshold 4096; the
- *                         ratios use the faster one, named in the line.
+ *                         destination, metadata writes, fdatasyncs). Three tables, all timed: the
+ *                         default table (4 KiB regions, no core args: threshold and batch chosen
+ *                         adaptively), and 4 KiB and 64 KiB regions each with
+ *                         hydration_batch_size 1024 hydration_threshold 4096; the default table
+ *                         gets its own ratio lines, the fixed ones use the faster, named in the line.
  *               cp        `cp src dst` (coreutils: copy_file_range), then fdatasync(dst) here
  *               qemu-img  `qemu-img convert -t writeback -f raw -O raw src dst`: cache mode
  *                         writeback makes qemu-img fdatasync dst before it exits (its default
  *                         for convert, `unsafe`, never syncs)
  *             One warm-up round (puts the source in the page cache for everyone and checks every
  *             copy with cmp), then ROUNDS rounds; the destination is deleted after every run.
+ *   regions   per-region cost of the walker: a REGIONS_MIB clone of 4 KiB regions with
+ *             hydration_threshold 1 hydration_batch_size 1 (one region per copy, the kernel's
+ *             default table) over page-cache-resident data; regions hydrated per second, over
+ *             the whole hydration or its first REGIONS_MAX_MS. No peer: a result line.
  *   read      4 KiB random reads of the fully hydrated clone vs the same reads on its destination
  *             file opened as a FileDevice (the floor: the clone reads through to it).
  *   latency   4 KiB random reads arriving open loop (one every ARRIVAL_INTERVAL_MS, latency from
  *             the arrival time, so time spent waiting behind a blocked event loop counts) on a
  *             clone while background hydration runs vs on the same clone with hydration disabled
  *             (message disable_hydration, then suspend/resume so no copy is left running).
- *             A fresh clone each round, so every busy phase sees hydration in progress. Both
- *             tables: the batch a copy moves without yielding (batch size x region size) is what
- *             a read waits behind, so the two trade throughput for latency differently.
+ *             A fresh clone each round, so every busy phase sees hydration in progress. Tables:
+ *             64 KiB regions default (adaptive) and fixed (batch 1024 threshold 4096), 4 KiB fixed.
+ *             Ours against ours: printed as result lines (hydrating / idle latency, lower is
+ *             better; targets p50 <= 1.5, p99 <= 2), not as ratio lines.
  *   commit    4 TiB clone (sparse files, 4 KiB regions = 2^30 regions, no_hydration): write one
  *             region, time `await clone.flush()`; no peer, reported in ms.
  * Prints per-contender medians, then `ratio <what> (<runtime>): <ours/peer>`, above 1 = ours
- * better (latencies inverted: idle latency / hydrating latency).
+ * better, and the result lines.
  * Run: npx tsx bench/clone.ts | npx bun bench/clone.ts | npx deno run -A bench/clone.ts
  * Env: BLOCKCORE_BENCH_CLONE_MIB source size (default 2048), BLOCKCORE_BENCH_ROUNDS (default 5),
- * BLOCKCORE_BENCH_CLONE_SKIP comma list of parts to skip (hydrate,read,latency,commit).
+ * BLOCKCORE_BENCH_CLONE_SKIP comma list of parts to skip (hydrate,default,regions,read,latency,commit;
+ * `default` skips the default-table contender, which takes minutes where the default is one
+ * region per copy).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -66,11 +74,27 @@ const COMMIT_SAMPLES = 9;
 const SOURCE_SEED = 0xc10e;
 const OFFSET_SEED = 0xb10c;
 const MB = 1e6;
-/** The two tables timed for hydration: [label, region size in sectors, core args]. */
-const HYDRATE_CONFIGS = [
-  { label: '4KiB-regions', regionSectors: 8, coreArgs: '4 hydration_batch_size 1024 hydration_threshold 4096' },
-  { label: '64KiB-regions', regionSectors: 128, coreArgs: '4 hydration_batch_size 1024 hydration_threshold 4096' },
-] as const;
+const REGIONS_MIB = Number(process.env.BLOCKCORE_BENCH_CLONE_REGIONS_MIB ?? 512);
+const REGIONS_MAX_MS = 10_000;
+const REGIONS_ROUNDS = 3;
+interface HydrateConfig {
+  label: string;
+  regionSectors: number;
+  coreArgs: string;
+}
+const FIXED_ARGS = '4 hydration_batch_size 1024 hydration_threshold 4096';
+/** The default table: no core args, so threshold and batch size are the clone's to choose. */
+const DEFAULT_4K: HydrateConfig = { label: 'default-table-4KiB-regions', regionSectors: 8, coreArgs: '' };
+/** The fixed tables timed for hydration: [label, region size in sectors, core args]. */
+const HYDRATE_CONFIGS: HydrateConfig[] = [
+  { label: '4KiB-regions', regionSectors: 8, coreArgs: FIXED_ARGS },
+  { label: '64KiB-regions', regionSectors: 128, coreArgs: FIXED_ARGS },
+];
+const LATENCY_CONFIGS: HydrateConfig[] = [
+  { label: 'default-table-64KiB-regions', regionSectors: 128, coreArgs: '' },
+  { label: '64KiB-regions', regionSectors: 128, coreArgs: FIXED_ARGS },
+  { label: '4KiB-regions', regionSectors: 8, coreArgs: FIXED_ARGS },
+];
 
 if (SOURCE_BYTES <= 0 || SOURCE_BYTES % (128 * SECTOR_BYTES) !== 0) throw new Error(`BLOCKCORE_BENCH_CLONE_MIB gives ${SOURCE_BYTES} bytes: must be a positive number of MiB`);
 
@@ -79,6 +103,8 @@ const rt = adapter.name;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-bench-clone-'));
 const at = (name: string) => path.join(dataDir, name);
 const ratios: string[] = [];
+/** Ours-against-ours results (no peer), printed after the ratios. */
+const results: string[] = [];
 
 function rm(...names: string[]): void {
   for (const name of names) fs.rmSync(at(name), { force: true });
@@ -140,7 +166,7 @@ function sameFiles(a: string, b: string): boolean {
 }
 
 function hydrateTable(regionSectors: number, coreArgs: string, features = '0'): string {
-  return `clone meta dst.img src.img ${regionSectors} ${features} ${coreArgs}`;
+  return `clone meta dst.img src.img ${regionSectors} ${features} ${coreArgs}`.trimEnd();
 }
 
 /** Opens a clone over fresh sparse destination and metadata files. */
@@ -163,7 +189,7 @@ function report(what: string, unit: string, samples: number[], digits = 0): numb
 let verify = false;
 /** Where the time of ours goes: until 'hydration-complete', then the durable flush. */
 const phasesMs: Record<string, { hydrate: number[]; flush: number[] }> = {};
-let hydratedConfig: (typeof HYDRATE_CONFIGS)[number] = HYDRATE_CONFIGS[0];
+let hydratedConfig: HydrateConfig = HYDRATE_CONFIGS[1]!;
 
 /** Times `copy` (src.img to dst.img); `after`, which it may return, runs once the clock stopped. */
 async function timed(name: string, copy: () => Promise<(() => Promise<void>) | void>): Promise<number> {
@@ -177,7 +203,7 @@ async function timed(name: string, copy: () => Promise<(() => Promise<void>) | v
   return SOURCE_BYTES / MB / (elapsedMs / 1000);
 }
 
-function oursContender(config: (typeof HYDRATE_CONFIGS)[number]) {
+function oursContender(config: HydrateConfig) {
   return () =>
     timed(config.label, async () => {
       createSparse('dst.img', SOURCE_BYTES);
@@ -195,9 +221,9 @@ function oursContender(config: (typeof HYDRATE_CONFIGS)[number]) {
 }
 
 async function benchHydrate(): Promise<void> {
-  const contenders = {
-    [`ours-${HYDRATE_CONFIGS[0].label}`]: oursContender(HYDRATE_CONFIGS[0]),
-    [`ours-${HYDRATE_CONFIGS[1].label}`]: oursContender(HYDRATE_CONFIGS[1]),
+  const contenders: Record<string, () => Promise<number>> = {
+    ...(SKIP.has('default') ? {} : { [`ours-${DEFAULT_4K.label}`]: oursContender(DEFAULT_4K) }),
+    ...Object.fromEntries(HYDRATE_CONFIGS.map((config) => [`ours-${config.label}`, oursContender(config)])),
     cp: () => timed('cp', async () => {
       const startMs = performance.now();
       await run('cp', [at('src.img'), at('dst.img')]);
@@ -226,6 +252,11 @@ async function benchHydrate(): Promise<void> {
   const size = `${SOURCE_BYTES / MIB}MiB`;
   ratios.push(ratioLine(`clone-hydrate-${size}-until-durable/cp [${best.label} batch 1024 threshold 4096] (${rt})`, ours, medians.cp!));
   ratios.push(ratioLine(`clone-hydrate-${size}-until-durable/qemu-img-convert-t-writeback [${best.label} batch 1024 threshold 4096] (${rt})`, ours, medians['qemu-img']!));
+  const ourDefault = medians[`ours-${DEFAULT_4K.label}`];
+  if (ourDefault !== undefined) {
+    ratios.push(ratioLine(`clone-hydrate-${size}-until-durable/cp [default table, 4KiB regions] (${rt})`, ourDefault, medians.cp!));
+    ratios.push(ratioLine(`clone-hydrate-${size}-until-durable/qemu-img-convert-t-writeback [default table, 4KiB regions] (${rt})`, ourDefault, medians['qemu-img']!));
+  }
 }
 
 // ---- read: hydrated clone vs its destination FileDevice ----
@@ -293,7 +324,7 @@ async function latencies(clone: CloneDevice, offsets: Float64Array, whileHydrati
   return result.subarray(0, count).sort();
 }
 
-async function benchLatency(config: (typeof HYDRATE_CONFIGS)[number]): Promise<void> {
+async function benchLatency(config: HydrateConfig): Promise<void> {
   const table = hydrateTable(config.regionSectors, config.coreArgs);
   const p50 = { hydrating: [] as number[], idle: [] as number[] };
   const p99 = { hydrating: [] as number[], idle: [] as number[] };
@@ -333,10 +364,33 @@ async function benchLatency(config: (typeof HYDRATE_CONFIGS)[number]): Promise<v
   const idleP50 = report(`${what} p50 idle`, 'ms', p50.idle, 3);
   const busyP99 = report(`${what} p99 hydrating`, 'ms', p99.hydrating, 3);
   const idleP99 = report(`${what} p99 idle`, 'ms', p99.idle, 3);
-  // As rates (1 / latency): ours = hydrating, peer = idle, so the ratio is idle latency / hydrating latency.
-  for (const [p, busyMs, idleMs] of [['p50', busyP50, idleP50], ['p99', busyP99, idleP99]] as const) {
-    ratios.push(ratioLine(`clone-read-4k-latency-${p}-hydrating/idle [${config.label}; inverted: idle latency / hydrating latency] (${rt})`, 1 / busyMs, 1 / idleMs));
+  // Ours against ours: hydrating latency / idle latency, lower is better (not a ratio line).
+  for (const [p, busyMs, idleMs, target] of [['p50', busyP50, idleP50, 1.5], ['p99', busyP99, idleP99, 2]] as const) {
+    results.push(`result clone-read-4k-latency-${p} hydrating/idle [${config.label}; lower is better, target <= ${target}] (${rt}): ${(busyMs / idleMs).toFixed(3)}`);
   }
+}
+
+// ---- regions: the walker's per-region cost at threshold 1, batch 1 ----
+
+async function benchRegions(): Promise<void> {
+  const sizeBytes = REGIONS_MIB * MIB;
+  rm('src.img');
+  writeSource('src.img', sizeBytes);
+  const table = hydrateTable(8, '4 hydration_threshold 1 hydration_batch_size 1');
+  const rates: number[] = [];
+  for (let round = 0; round <= REGIONS_ROUNDS; round++) {
+    const clone = await openFresh(table, sizeBytes, 8);
+    const startMs = performance.now();
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, REGIONS_MAX_MS));
+    await Promise.race([clone.whenHydrated(), deadline]);
+    const elapsedMs = performance.now() - startMs;
+    const regions = clone.hydratedRegions;
+    await clone.close();
+    if (round > 0) rates.push(regions / (elapsedMs / 1000)); // the first is a warm-up
+  }
+  rm('src.img', 'dst.img', 'meta');
+  const value = report(`regions-per-second ${REGIONS_MIB} MiB, 4 KiB regions, threshold 1 batch 1`, 'regions/s', rates);
+  results.push(`result clone-walker-regions-per-second [4KiB regions, threshold 1, batch 1, ${REGIONS_MIB}MiB page-cache-resident; target >= 25000] (${rt}): ${value.toFixed(0)}`);
 }
 
 // ---- commit: one changed region on a 4 TiB clone ----
@@ -372,9 +426,11 @@ try {
   }
   if (!SKIP.has('hydrate')) await benchHydrate();
   if (!SKIP.has('read')) await benchHydratedRead();
-  if (!SKIP.has('latency')) for (const config of HYDRATE_CONFIGS) await benchLatency(config);
+  if (!SKIP.has('latency')) for (const config of LATENCY_CONFIGS) await benchLatency(config);
+  if (!SKIP.has('regions')) await benchRegions();
   if (!SKIP.has('commit')) await benchCommit();
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
 }
 for (const line of ratios) console.log(line);
+for (const line of results) console.log(line);

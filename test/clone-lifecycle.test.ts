@@ -144,4 +144,25 @@ lifecycle('copies in flight when the clone switches to ro are dropped, not failu
   await c.close();
 });
 
+lifecycle('a table without threshold and batch size: chosen as hydration goes, shown in force, fixed by a message', async () => {
+  const c = await CloneDevice.open({ ...devices(), regionSectors: 8, features: ['no_hydration'] });
+  let status = c.statusNow();
+  assert.ok(status.hydrationAdaptive);
+  assert.match(status.line, / 4 hydration_threshold 1 hydration_batch_size 1 rw$/, 'the kernel default until it hydrates');
+  const complete = c.events.next((e) => e.type === 'hydration-complete');
+  c.message('enable_hydration');
+  await withinHang(complete, 'adaptive hydration');
+  status = c.statusNow();
+  assert.ok(status.hydrationBatchSize > 1 && status.hydrationThreshold > status.hydrationBatchSize, `grew while idle: ${status.line}`);
+  c.message('hydration_batch_size 3');
+  status = c.statusNow();
+  assert.not.ok(status.hydrationAdaptive, 'a message fixes both');
+  assert.is(status.hydrationBatchSize, 3);
+  assert.ok(status.hydrationThreshold > 1, 'the threshold as it was in force');
+  await c.close();
+  const fixed = await CloneDevice.open({ ...devices(), regionSectors: 8, features: ['no_hydration'], hydrationThreshold: 1, hydrationBatchSize: 1 });
+  assert.not.ok(fixed.statusNow().hydrationAdaptive, 'given values are fixed, even the defaults');
+  await fixed.close();
+});
+
 lifecycle.run();

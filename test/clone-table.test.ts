@@ -11,8 +11,15 @@ table('defaults: four words after clone', () => {
   const t = parseCloneTable('clone meta dest src 8');
   assert.equal(t, {
     targetSectors: undefined, metadataDevice: 'meta', destinationDevice: 'dest', sourceDevice: 'src',
-    regionSectors: 8, features: [], hydrationThreshold: 1, hydrationBatchSize: 1,
+    regionSectors: 8, features: [], hydrationThreshold: undefined, hydrationBatchSize: undefined,
   });
+  assert.is(formatCloneTable(t), 'clone meta dest src 8', 'left to the clone, and still so after a round trip');
+  // One given: the other is the kernel's default, and the line keeps one so it stays fixed.
+  const fixed = parseCloneTable('clone meta dest src 8 0 2 hydration_batch_size 1');
+  assert.is(fixed.hydrationThreshold, 1);
+  assert.is(fixed.hydrationBatchSize, 1);
+  assert.is(formatCloneTable(fixed), 'clone meta dest src 8 0 2 hydration_threshold 1');
+  assert.equal(parseCloneTable(formatCloneTable(fixed)), fixed);
 });
 
 table('dmsetup prefix, features and core args', () => {

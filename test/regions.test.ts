@@ -17,6 +17,7 @@ import {
 } from '../runtime/regions/bitmap-blocks.ts';
 import { RateMeter } from '../runtime/regions/rate-meter.ts';
 import { RegionOps } from '../runtime/regions/region-ops.ts';
+import { IDLE_COPIES, LOAD_HOLD_FACTOR, LOAD_HOLD_MAX_MS, LOAD_HOLD_MIN_MS, MAX_BATCH_BYTES, RegionPace } from '../runtime/regions/region-pace.ts';
 import { RegionWalker, type CopyResult, type WalkerHost } from '../runtime/regions/region-walker.ts';
 import { SlottedBitmap, type SlottedBitmapParams } from '../runtime/regions/slotted-bitmap.ts';
 import { defaultKernels } from '../runtime/wasm/kernels.ts';
@@ -70,6 +71,8 @@ interface ModelOptions {
   maxConsecutiveFailures?: number;
   /** Decides each copy's result (default done). */
   result?: (start: number, end: number) => CopyResult;
+  /** The host asks the walker to hold back for this long at the start. */
+  holdMs?: number;
   seed: number;
 }
 
@@ -90,6 +93,8 @@ async function modelWalk(options: ModelOptions) {
   let stopped: unknown = undefined;
   let completed = false;
   const tick = () => new Promise((resolve) => setImmediate(resolve));
+  const holdUntilMs = performance.now() + (options.holdMs ?? 0);
+  let copiesDuringHold = 0;
   const host: WalkerHost = {
     regionCount: options.regionCount,
     regionOps,
@@ -97,10 +102,12 @@ async function modelWalk(options: ModelOptions) {
     canRun: () => true,
     threshold: () => options.threshold,
     batchSize: () => options.batchSize,
+    holdBackMs: () => Math.max(0, holdUntilMs - performance.now()),
     userBusy: () => userBusy,
     userIdle: () => (userBusy ? new Promise((resolve) => userIdleWaiters.push(resolve)) : Promise.resolve()),
     copy: async (start, end) => {
       if (userBusy) copiesWhileBusy++;
+      if (performance.now() < holdUntilMs) copiesDuringHold++;
       runLengthMax = Math.max(runLengthMax, end - start);
       inFlight += end - start;
       inFlightMax = Math.max(inFlightMax, inFlight);
@@ -137,15 +144,16 @@ async function modelWalk(options: ModelOptions) {
   userBusy = false;
   for (const wake of userIdleWaiters) wake();
   await walk.idle();
-  const result = { copies, inFlightMax, runLengthMax, copiesWhileBusy, stopped, completed, walk, bitmap };
+  const result = { copies, inFlightMax, runLengthMax, copiesWhileBusy, copiesDuringHold, stopped, completed, walk, bitmap };
   return result;
 }
 
 walker('every pending region is done exactly once, within threshold and batch (seeded)', async () => {
   const seed = seedFromEnv();
-  for (const [threshold, batchSize, pendingBit] of [[1, 1, false], [8, 3, false], [64, 64, true], [5, 100, false]] as const) {
+  for (const [threshold, batchSize, pendingBit, holdMs] of [[1, 1, false, 0], [8, 3, false, 20], [64, 64, true, 0], [5, 100, false, 0]] as const) {
     const label = `seed ${seed} threshold ${threshold} batch ${batchSize} pendingBit ${pendingBit}`;
-    const r = await modelWalk({ regionCount: 300, threshold, batchSize, pendingBit, seed });
+    const r = await modelWalk({ regionCount: 300, threshold, batchSize, pendingBit, seed, holdMs });
+    assert.is(r.copiesDuringHold, 0, `${label}: no copy while the host holds back`);
     assert.ok(r.completed, `${label}: complete`);
     assert.ok(r.copies.every((n) => n === 1), `${label}: each region copied once`);
     assert.ok(r.inFlightMax <= threshold, `${label}: ${r.inFlightMax} in flight`);
@@ -171,6 +179,41 @@ walker('stops after N failures in a row with the last error; dropped copies are 
   assert.ok(dropping.completed);
   assert.ok(drops >= 20);
   dropping.bitmap.release();
+});
+
+const pace = suite('regions: RegionPace');
+
+pace('starts at the kernel default, grows while the user is quiet, gives way when not', () => {
+  const regionBytes = 64 * 1024;
+  const maxBatch = MAX_BATCH_BYTES / regionBytes;
+  const p = new RegionPace(regionBytes);
+  assert.equal([p.threshold, p.batchSize], [1, 1]);
+  for (let i = 0; i < 20; i++) p.copyEnded(p.copyStarted());
+  assert.equal([p.threshold, p.batchSize], [IDLE_COPIES * maxBatch, maxBatch], 'full speed when idle');
+  assert.is(p.holdBackMs(), 0, 'no holding back while quiet');
+  const token = p.copyStarted(1000);
+  p.userArrived();
+  p.copyEnded(token, 1004);
+  assert.equal([p.threshold, p.batchSize], [maxBatch / 2, maxBatch / 2], 'halved, one copy at a time');
+  assert.is(p.holdBackMs(1004), LOAD_HOLD_FACTOR * 4, 'holds back a multiple of the copy time');
+  assert.is(p.holdBackMs(1004 + LOAD_HOLD_FACTOR * 4), 0);
+  const quick = p.copyStarted(2000);
+  p.userArrived();
+  p.copyEnded(quick, 2000);
+  assert.is(p.holdBackMs(2000), LOAD_HOLD_MIN_MS, 'at least the minimum');
+  const slow = p.copyStarted(3000);
+  p.userArrived();
+  p.copyEnded(slow, 4000);
+  assert.is(p.holdBackMs(4000), LOAD_HOLD_MAX_MS, 'at most the maximum');
+  for (let i = 0; i < 20; i++) {
+    const t = p.copyStarted();
+    p.userArrived();
+    p.copyEnded(t);
+  }
+  assert.equal([p.threshold, p.batchSize], [1, 1], 'never below one region');
+  const huge = new RegionPace(2 * MAX_BATCH_BYTES);
+  huge.copyEnded(huge.copyStarted());
+  assert.equal([huge.threshold, huge.batchSize], [IDLE_COPIES, 1], 'a region larger than the batch: one region a copy');
 });
 
 const slotted = suite('regions: SlottedBitmap and bitmap blocks');
@@ -265,9 +308,14 @@ rate('bytes per second over the window, at least 250 ms of span', () => {
   assert.is(meter.bytesPerSecond(1000), 2000);
   assert.ok(Math.abs(meter.bytesPerSecond(1400) - 1000 / 0.9) < 1e-6, 'the first sample left the window');
   assert.is(meter.bytesPerSecond(5000), 0);
+  // Many samples in one bucket: one entry, the same total.
+  const busy = new RateMeter(1000);
+  for (let i = 0; i < 10_000; i++) busy.add(4096, 2000 + i * 0.001);
+  assert.ok(Math.abs(busy.bytesPerSecond(2500) - (10_000 * 4096) / 0.5) < 1e-3);
 });
 
 ops.run();
 walker.run();
+pace.run();
 slotted.run();
 rate.run();

@@ -1,7 +1,11 @@
-/** Bun adapter: fallocate, lseek, flock and the zero-copy socket calls through bun:ffi. */
+/**
+ * Bun adapter: fallocate, lseek, flock, the zero-copy socket calls and copy_file_range through
+ * bun:ffi. bun:ffi calls are synchronous only, so copies off the event loop go to a worker of their
+ * own (bun-copy-worker.ts), started at the first such copy.
+ */
 import {
-  F_GETFL, isNonBlocking, LIBC_PATH, lockWith, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET,
-  type Flock, type RuntimeAdapter, type SocketSend,
+  copySyncWith, F_GETFL, fileRangeCopySupported, isNonBlocking, LIBC_PATH, lockWith, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF,
+  socketHandleFd, socketSendSupported, SOL_SOCKET, type CopyFileRange, type FileRangeCopy, type Flock, type RuntimeAdapter, type SocketSend,
 } from './types.ts';
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
@@ -11,6 +15,7 @@ interface Libc {
   fallocate: Fallocate;
   lseek: Lseek;
   socketSend: SocketSend;
+  copyFileRange: CopyFileRange;
 }
 
 async function bindLibc(): Promise<Libc | null> {
@@ -26,6 +31,7 @@ async function bindLibc(): Promise<Libc | null> {
       setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
       getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
       fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+      copy_file_range: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.u32], returns: FFIType.i64_fast },
     });
     const { symbols } = lib;
     // One offset cell for sendfile (all calls are synchronous, so one is enough) and int cells for
@@ -54,6 +60,7 @@ async function bindLibc(): Promise<Libc | null> {
       fallocate: (fd, mode, off, len) => symbols.fallocate(fd, mode, off, len) as number,
       lseek: (fd, off, whence) => symbols.lseek(fd, off, whence) as number | bigint,
       socketSend,
+      copyFileRange: symbols.copy_file_range as unknown as CopyFileRange,
     };
   } catch {
     return null;
@@ -76,6 +83,53 @@ const bunGlobal = (globalThis as unknown as { Bun: { version: string } }).Bun;
 const libc = await bindLibc();
 const flock = await bindFlock();
 
+interface CopyWorker {
+  postMessage(message: number[]): void;
+  onmessage: ((event: { data: [number, number] }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  ref(): void;
+  unref(): void;
+}
+
+/** copy_file_range in the calling turn here, and off the event loop in bun-copy-worker.ts. */
+function fileRangeCopy(copyFileRange: CopyFileRange | undefined): FileRangeCopy | null {
+  if (copyFileRange === undefined || !fileRangeCopySupported(process.platform, process.arch)) return null;
+  let worker: CopyWorker | null = null;
+  let nextId = 0;
+  const waiting = new Map<number, (result: number) => void>();
+  const failAll = () => {
+    for (const resolve of waiting.values()) resolve(-1);
+    waiting.clear();
+    worker = null;
+  };
+  const start = (): CopyWorker => {
+    const WorkerClass = (globalThis as unknown as { Worker: new (url: string) => CopyWorker }).Worker;
+    const started = new WorkerClass(new URL('./bun-copy-worker.ts', import.meta.url).href);
+    started.onmessage = ({ data: [id, result] }) => {
+      const resolve = waiting.get(id);
+      waiting.delete(id);
+      // Keep the process alive only while a copy is in flight.
+      if (waiting.size === 0) started.unref();
+      resolve?.(result);
+    };
+    started.onerror = failAll;
+    started.unref();
+    return started;
+  };
+  return {
+    copySync: copySyncWith(copyFileRange),
+    copy(inFd, inOffsetBytes, outFd, outOffsetBytes, lengthBytes) {
+      worker ??= start();
+      const id = nextId++;
+      if (waiting.size === 0) worker.ref();
+      return new Promise((resolve) => {
+        waiting.set(id, resolve);
+        worker!.postMessage([id, inFd, inOffsetBytes, outFd, outOffsetBytes, lengthBytes]);
+      });
+    },
+  };
+}
+
 export const adapter: RuntimeAdapter = {
   name: 'bun',
   version: bunGlobal.version,
@@ -85,4 +139,5 @@ export const adapter: RuntimeAdapter = {
   socketSend: socketSendSupported(process.platform, process.arch) ? (libc?.socketSend ?? null) : null,
   nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
   tryLockFile: lockWith(flock),
+  fileRangeCopy: fileRangeCopy(libc?.copyFileRange),
 };

@@ -1,14 +1,16 @@
 /**
- * Deno adapter: fallocate, lseek and flock through Deno.dlopen (needs --allow-ffi; without it
- * discards write zeros, block status reports everything as data and the data directory's lock
- * falls back to the pid alone).
+ * Deno adapter: fallocate, lseek, flock and copy_file_range through Deno.dlopen (needs
+ * --allow-ffi; without it discards write zeros, block status reports everything as data, file
+ * copies go through memory and the data directory's lock falls back to the pid alone).
+ * copy_file_range is bound twice: as is, for small copies in the calling turn, and `nonblocking`,
+ * which Deno runs on another thread and answers with a promise.
  */
-import { LIBC_PATH, lockWith, punchWith, seekWith, type Flock, type RuntimeAdapter } from './types.ts';
+import { copiedOrFailed, copySyncWith, fileRangeCopySupported, LIBC_PATH, lockWith, punchWith, seekWith, type CopyFileRange, type FileRangeCopy, type Flock, type RuntimeAdapter } from './types.ts';
 
 interface DenoFfi {
   version: { deno: string };
-  build: { os: string };
-  dlopen(path: string, symbols: Record<string, { parameters: string[]; result: string }>): {
+  build: { os: string; arch: string };
+  dlopen(path: string, symbols: Record<string, { name?: string; parameters: string[]; result: string; nonblocking?: boolean }>): {
     symbols: Record<string, (...args: unknown[]) => unknown>;
   };
 }
@@ -46,6 +48,31 @@ function bindFlock(): Flock | null {
 
 const libc = bindLibc();
 
+const COPY_FILE_RANGE_PARAMETERS = ['i32', 'buffer', 'i32', 'buffer', 'usize', 'u32'];
+
+function fileRangeCopy(): FileRangeCopy | null {
+  const arch = Deno.build.arch === 'x86_64' ? 'x64' : Deno.build.arch === 'aarch64' ? 'arm64' : Deno.build.arch;
+  if (!fileRangeCopySupported(Deno.build.os, arch)) return null;
+  try {
+    const lib = Deno.dlopen(LIBC_PATH, {
+      copyFileRange: { name: 'copy_file_range', parameters: COPY_FILE_RANGE_PARAMETERS, result: 'i64' },
+      copyFileRangeOffLoop: { name: 'copy_file_range', parameters: COPY_FILE_RANGE_PARAMETERS, result: 'i64', nonblocking: true },
+    });
+    const offLoop = lib.symbols.copyFileRangeOffLoop as (...args: unknown[]) => Promise<number | bigint>;
+    return {
+      copySync: copySyncWith(lib.symbols.copyFileRange as CopyFileRange),
+      copy(inFd, inOffsetBytes, outFd, outOffsetBytes, lengthBytes) {
+        // Cells of its own per call: calls run concurrently on other threads.
+        const inCell = new BigInt64Array([BigInt(inOffsetBytes)]);
+        const outCell = new BigInt64Array([BigInt(outOffsetBytes)]);
+        return offLoop(inFd, inCell, outFd, outCell, BigInt(lengthBytes), 0).then(copiedOrFailed, () => -1);
+      },
+    };
+  } catch {
+    return null;
+  }
+}
+
 export const adapter: RuntimeAdapter = {
   name: 'deno',
   version: Deno.version.deno,
@@ -58,4 +85,5 @@ export const adapter: RuntimeAdapter = {
   socketSend: null,
   nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
   tryLockFile: lockWith(bindFlock()),
+  fileRangeCopy: fileRangeCopy(),
 };

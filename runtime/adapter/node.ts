@@ -1,11 +1,12 @@
 /**
- * Node adapter: fallocate, lseek, flock and the zero-copy socket calls through koffi (Node has no
- * built-in FFI; koffi ships its binary in the npm package).
+ * Node adapter: fallocate, lseek, flock, the zero-copy socket calls and copy_file_range through
+ * koffi (Node has no built-in FFI; koffi ships its binary in the npm package). koffi's async calls
+ * run copy_file_range on a worker thread while the event loop goes on.
  */
 import { createRequire } from 'node:module';
 import {
-  F_GETFL, isNonBlocking, LIBC_PATH, lockWith, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET,
-  type Flock, type RuntimeAdapter, type SocketSend,
+  copiedOrFailed, copySyncWith, F_GETFL, fileRangeCopySupported, isNonBlocking, LIBC_PATH, lockWith, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS,
+  SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET, type CopyFileRange, type FileRangeCopy, type Flock, type RuntimeAdapter, type SocketSend,
 } from './types.ts';
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
@@ -59,6 +60,31 @@ function socketSend(): SocketSend | null {
   };
 }
 
+type AsyncCall = (...args: unknown[]) => void;
+
+function fileRangeCopy(): FileRangeCopy | null {
+  if (!fileRangeCopySupported(process.platform, process.arch)) return null;
+  // Plain pointers, not _Inout_: koffi then hands the kernel the typed arrays' own memory, which
+  // it advances in place (no marshalling per call).
+  const copyFileRange = bind<CopyFileRange & { async: AsyncCall }>(
+    'int64_t copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags)',
+  );
+  if (!copyFileRange) return null;
+  return {
+    copySync: copySyncWith(copyFileRange),
+    copy(inFd, inOffsetBytes, outFd, outOffsetBytes, lengthBytes) {
+      // Cells of its own per call: calls run concurrently on other threads.
+      const inCell = new BigInt64Array([BigInt(inOffsetBytes)]);
+      const outCell = new BigInt64Array([BigInt(outOffsetBytes)]);
+      return new Promise((resolve) => {
+        copyFileRange.async(inFd, inCell, outFd, outCell, lengthBytes, 0, (error: unknown, result: number | bigint) => {
+          resolve(error ? -1 : copiedOrFailed(result));
+        });
+      });
+    },
+  };
+}
+
 export const adapter: RuntimeAdapter = {
   name: 'node',
   version: process.versions.node,
@@ -68,4 +94,5 @@ export const adapter: RuntimeAdapter = {
   socketSend: socketSend(),
   nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
   tryLockFile: lockWith(bind<Flock>('int flock(int fd, int operation)')),
+  fileRangeCopy: fileRangeCopy(),
 };

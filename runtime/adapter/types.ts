@@ -6,7 +6,8 @@
  * What differs today: how native code is reached (koffi on Node, bun:ffi on Bun, Deno.dlopen on
  * Deno) for the syscalls node:fs lacks: fallocate(PUNCH_HOLE), lseek(SEEK_DATA / SEEK_HOLE), and
  * sendfile/send/setsockopt for zero-copy socket sends (Node and Bun only), flock for the data
- * directory's lock (server/data-lock.ts). Positional file I/O goes
+ * directory's lock (server/data-lock.ts), copy_file_range for in-kernel file-to-file copies
+ * (FileRangeCopy). Positional file I/O goes
  * through node:fs on all three: each runtime implements it natively and it measured fastest
  * (see runtime/devices/file-device.ts).
  */
@@ -60,6 +61,50 @@ export interface RuntimeAdapter {
    * this host has no flock binding (not Linux, or no FFI permission): the caller must fall back.
    */
   tryLockFile(fd: number): FileLockResult;
+  /** In-kernel file-to-file copies; null where this host cannot (see FileRangeCopy). */
+  readonly fileRangeCopy: FileRangeCopy | null;
+}
+
+/**
+ * copy_file_range(2): the kernel copies bytes from one open file to another without moving them
+ * through our memory (a reflink on filesystems that share extents, an in-kernel copy otherwise).
+ * Offsets are explicit (pointers to 64-bit cells that the kernel advances), so the fds' file
+ * positions are neither used nor moved and concurrent calls on one fd are safe.
+ * Each call returns the bytes copied (possibly fewer than asked; 0 at the end of the input) or -1
+ * on any failure, without the errno: the caller then copies the same range through memory, which
+ * either works (the kernel refused this pair: another filesystem before Linux 5.19, a filesystem
+ * without support) or reports the real error with its errno.
+ */
+export interface FileRangeCopy {
+  /** In the calling turn: for small copies, which cost less than a hop to another thread. */
+  copySync(inFd: number, inOffsetBytes: number, outFd: number, outOffsetBytes: number, lengthBytes: number): number;
+  /** On another thread (koffi's async call, Deno's nonblocking FFI, a worker on Bun): the event loop runs meanwhile. */
+  copy(inFd: number, inOffsetBytes: number, outFd: number, outOffsetBytes: number, lengthBytes: number): Promise<number>;
+}
+
+/** copy_file_range is bound with 64-bit loff_t and size_t: x86-64 and arm64 Linux only. */
+export function fileRangeCopySupported(platform: string, arch: string): boolean {
+  return platform === 'linux' && (arch === 'x64' || arch === 'arm64');
+}
+
+/** A raw copy_file_range binding: offsets in 64-bit cells the kernel advances. */
+export type CopyFileRange = (inFd: number, inOffset: BigInt64Array, outFd: number, outOffset: BigInt64Array, lengthBytes: number, flags: number) => number | bigint;
+
+/** Wraps a synchronous raw binding, with one pair of offset cells (a call ends before the next starts). */
+export function copySyncWith(copyFileRange: CopyFileRange): FileRangeCopy['copySync'] {
+  const inCell = new BigInt64Array(1);
+  const outCell = new BigInt64Array(1);
+  return (inFd, inOffsetBytes, outFd, outOffsetBytes, lengthBytes) => {
+    inCell[0] = BigInt(inOffsetBytes);
+    outCell[0] = BigInt(outOffsetBytes);
+    return copiedOrFailed(copyFileRange(inFd, inCell, outFd, outCell, lengthBytes, 0));
+  };
+}
+
+/** A raw result as FileRangeCopy reports it: bytes copied, or -1. */
+export function copiedOrFailed(result: number | bigint): number {
+  const copied = Number(result);
+  return copied >= 0 ? copied : -1;
 }
 
 export type FileLockResult = 'locked' | 'busy' | 'unsupported';

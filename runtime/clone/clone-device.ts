@@ -26,8 +26,9 @@
  * (cache() included) waits for resume(). A close meanwhile fails the waiting I/O with EBADF.
  *
  * Files: hydration.ts copies (background and on demand), commits.ts commits and flushes,
- * messages.ts parses messages, status.ts assembles the status, mode.ts is the mode state machine,
- * copy-buffers.ts the buffer pool.
+ * messages.ts parses messages, status.ts assembles the status, mode.ts is the mode state machine.
+ * Shared with other engines (runtime/regions/): RegionOps, the region walker, the range copier and
+ * its buffer pool, the rate meter, the slotted bitmap commit.
  */
 import { assert } from '../assert.ts';
 import { spanAlsoReleasing, type BlockDevice, type DiscardOutcome, type FileSpan, type WriteOptions } from '../devices/block-device.ts';
@@ -42,7 +43,7 @@ import { parseCloneMessage } from './messages.ts';
 import { CloneMetadata } from './metadata.ts';
 import { CloneModes, type ModeChange } from './mode.ts';
 import { cloneStatus, type CloneMode, type CloneStatus } from './status.ts';
-import { DEFAULT_HYDRATION_BATCH_SIZE, DEFAULT_HYDRATION_THRESHOLD, REGION_COUNT_ARG_MAX, REGION_SECTORS_MAX, REGION_SECTORS_MIN, SECTOR_BYTES, TableError, type CloneFeature } from './table.ts';
+import { REGION_COUNT_ARG_MAX, REGION_SECTORS_MAX, REGION_SECTORS_MIN, SECTOR_BYTES, TableError, type CloneFeature } from './table.ts';
 
 export { DEFAULT_COMMIT_INTERVAL_MS } from './commits.ts';
 export { DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES } from './hydration.ts';
@@ -62,6 +63,7 @@ export interface CloneOptions {
   /** Defaults to the source's size. */
   targetSectors?: number;
   features?: CloneFeature[];
+  /** Both unset: chosen as hydration goes (see table.ts); one unset: the kernel's default (1). */
   hydrationThreshold?: number;
   hydrationBatchSize?: number;
   commitIntervalMs?: number;
@@ -115,11 +117,12 @@ export class CloneDevice implements BlockDevice {
         userIdle: () => this.userGate.idle(),
         complete: () => this.hydrationComplete(),
         stopped: (error) => this.events.emit({ type: 'hydration-stopped', error: String((error as Error)?.message ?? error) }),
+        hydrated: (bytes) => this.commits.hydrated(bytes),
       },
       {
         enabled: !features.includes('no_hydration'),
-        threshold: options.hydrationThreshold ?? DEFAULT_HYDRATION_THRESHOLD,
-        batchSize: options.hydrationBatchSize ?? DEFAULT_HYDRATION_BATCH_SIZE,
+        threshold: options.hydrationThreshold,
+        batchSize: options.hydrationBatchSize,
         maxConsecutiveFailures: options.maxConsecutiveCopyFailures ?? DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES,
       },
     );
@@ -369,11 +372,10 @@ export class CloneDevice implements BlockDevice {
         hydration.restart();
         return;
       case 'hydration_threshold':
-        hydration.threshold = message.regions;
-        hydration.kick();
+        hydration.setThreshold(message.regions);
         return;
       case 'hydration_batch_size':
-        hydration.batchSize = message.regions;
+        hydration.setBatchSize(message.regions);
         return;
     }
   }
@@ -399,6 +401,7 @@ export class CloneDevice implements BlockDevice {
       features: this.features(),
       hydrationThreshold: hydration.threshold,
       hydrationBatchSize: hydration.batchSize,
+      hydrationAdaptive: hydration.adaptive,
       mode: this.modes.mode,
       hydrationEnabled: hydration.enabled,
       hydrationError: hydration.stopError,
@@ -512,6 +515,7 @@ export class CloneDevice implements BlockDevice {
 
   /** Runs user I/O: waits while suspended, then counts it in the user gate (pausing background hydration). */
   private userIo<T>(work: () => Promise<T>): Promise<T> {
+    this.hydration.userArrived();
     return this.gate.track(async () => {
       await this.waitResumed();
       return this.userGate.track(work);

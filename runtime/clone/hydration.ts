@@ -3,21 +3,24 @@
  * the metadata, in the background (a RegionWalker over the metadata bitmap) and on demand (a
  * partial write to an unhydrated region, cache()). CloneDevice routes the user's I/O; this file
  * does the copying and owns what copying needs: RegionOps (at most one operation per region), the
- * walker, the rate meter, the copy buffers and the settings (enabled, threshold, batch size).
+ * walker, the rate meter, the range copier and the settings (enabled, threshold, batch size).
  *
- * A copy of regions [start, end): read the source, write the destination (piece by piece, through
- * pooled buffers), then, only if the clone is still rw, mark the regions hydrated in core (durable
- * at the next commit, which flushes the destination first). A copy that ends after the switch to
+ * A copy of regions [start, end): the range from the source to the destination (RangeCopier: in
+ * the kernel with copy_file_range when both are files on one filesystem, else through pooled
+ * buffers), then, only if the clone is still rw, mark the regions hydrated in core (durable at the
+ * next commit, which flushes the destination first). A copy that ends after the switch to
  * ro is dropped: its regions stay unhydrated, and it is no copy failure (the walker counts only
  * failures towards stopping). The first copy that completes the last region announces completion.
  */
 import type { BlockDevice } from '../devices/block-device.ts';
+import { RangeCopier } from '../regions/range-copy.ts';
 import { RateMeter } from '../regions/rate-meter.ts';
 import { RegionOps, type RegionOp } from '../regions/region-ops.ts';
+import { RegionPace } from '../regions/region-pace.ts';
 import { RegionWalker, type CopyResult } from '../regions/region-walker.ts';
-import { CopyBufferPool } from './copy-buffers.ts';
 import type { CloneMetadata } from './metadata.ts';
 import type { CloneModes } from './mode.ts';
+import { DEFAULT_HYDRATION_BATCH_SIZE, DEFAULT_HYDRATION_THRESHOLD } from './table.ts';
 
 export const DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES = 8;
 
@@ -36,12 +39,15 @@ export interface HydrationHost {
   complete(): void;
   /** Background hydration stopped after too many failures in a row. */
   stopped(error: unknown): void;
+  /** A copy hydrated this many bytes (the clone may commit early, see commits.ts). */
+  hydrated(bytes: number): void;
 }
 
 export interface HydrationSettings {
   enabled: boolean;
-  threshold: number;
-  batchSize: number;
+  /** Both undefined: chosen as hydration goes (RegionPace). One undefined: the kernel's default. */
+  threshold: number | undefined;
+  batchSize: number | undefined;
   maxConsecutiveFailures: number;
 }
 
@@ -54,20 +60,24 @@ export interface ClaimedRegion {
 export class CloneHydration {
   readonly regionOps = new RegionOps();
   private readonly rate = new RateMeter();
-  private readonly buffers = new CopyBufferPool();
+  private readonly copier: RangeCopier;
   private readonly walker: RegionWalker;
   enabled: boolean;
-  threshold: number;
-  batchSize: number;
+  private fixedThreshold: number;
+  private fixedBatchSize: number;
+  /** Chooses threshold and batch size while the clone has none of its own; null once it has. */
+  private pace: RegionPace | null;
   /** The error of the last copy that failed (background or on demand), for error messages. */
   private lastCopyError: unknown = null;
   private completeAnnounced = false;
 
   constructor(private readonly host: HydrationHost, settings: HydrationSettings) {
     this.enabled = settings.enabled;
-    this.threshold = settings.threshold;
-    this.batchSize = settings.batchSize;
+    this.pace = settings.threshold === undefined && settings.batchSize === undefined ? new RegionPace(host.regionBytes) : null;
+    this.fixedThreshold = settings.threshold ?? DEFAULT_HYDRATION_THRESHOLD;
+    this.fixedBatchSize = settings.batchSize ?? DEFAULT_HYDRATION_BATCH_SIZE;
     const metadata = host.metadata;
+    this.copier = new RangeCopier(host.source, host.destination);
     this.walker = new RegionWalker(
       {
         regionCount: metadata.regionCount,
@@ -76,14 +86,48 @@ export class CloneHydration {
         canRun: () => this.enabled && this.threshold > 0 && host.modes.isRw && host.active(),
         threshold: () => this.threshold,
         batchSize: () => this.batchSize,
+        holdBackMs: () => this.pace?.holdBackMs() ?? 0,
         userIdle: () => host.userIdle(),
         userBusy: () => host.userBusy(),
-        copy: (start, end) => this.copy(start, end),
+        copy: (start, end) => this.backgroundCopy(start, end),
         complete: () => this.afterMark(),
         stopped: (error) => host.stopped(error),
       },
       settings.maxConsecutiveFailures,
     );
+  }
+
+  /** Regions copied at once at most (in force now). */
+  get threshold(): number {
+    return this.pace === null ? this.fixedThreshold : this.pace.threshold;
+  }
+
+  /** Regions one copy moves at most (in force now). */
+  get batchSize(): number {
+    return this.pace === null ? this.fixedBatchSize : this.pace.batchSize;
+  }
+
+  /** Threshold and batch size are chosen as hydration goes. */
+  get adaptive(): boolean {
+    return this.pace !== null;
+  }
+
+  /** A message set the threshold: from now on both are fixed (the batch size as in force now). */
+  setThreshold(regions: number): void {
+    this.fix();
+    this.fixedThreshold = regions;
+    this.kick();
+  }
+
+  /** A message set the batch size: from now on both are fixed (the threshold as in force now). */
+  setBatchSize(regions: number): void {
+    this.fix();
+    this.fixedBatchSize = regions;
+  }
+
+  /** A user request arrived (the pace gives way to it). */
+  userArrived(): void {
+    this.pace?.userArrived();
   }
 
   /** Why background hydration stopped by itself, or null while it has not. */
@@ -162,23 +206,35 @@ export class CloneHydration {
     const metadata = this.host.metadata;
     if (this.completeAnnounced || metadata.hydratedCount !== metadata.regionCount) return;
     this.completeAnnounced = true;
-    this.buffers.drop(); // no more copies: let the memory go
+    this.copier.drop(); // no more copies: let the memory go
     this.host.complete();
+  }
+
+  private fix(): void {
+    if (this.pace === null) return;
+    this.fixedThreshold = this.pace.threshold;
+    this.fixedBatchSize = this.pace.batchSize;
+    this.pace = null;
+  }
+
+  /** A copy the walker started: it also paces the walk. */
+  private async backgroundCopy(start: number, end: number): Promise<CopyResult> {
+    const pace = this.pace;
+    if (pace === null) return this.copy(start, end);
+    const token = pace.copyStarted();
+    const result = await this.copy(start, end);
+    pace.copyEnded(token);
+    return result;
   }
 
   /** Copies regions [start, end) from the source to the destination and marks them. */
   private async copy(start: number, end: number): Promise<CopyResult> {
-    const { source, destination, metadata, modes, regionBytes, sizeBytes } = this.host;
+    const { metadata, modes, regionBytes, sizeBytes } = this.host;
     const op = this.regionOps.begin(start, end);
     const startBytes = start * regionBytes;
     const endBytes = Math.min(sizeBytes, end * regionBytes);
-    const buffer = this.buffers.take(endBytes - startBytes);
     try {
-      for (let atBytes = startBytes; atBytes < endBytes; atBytes += buffer.length) {
-        const piece = buffer.subarray(0, Math.min(buffer.length, endBytes - atBytes));
-        await source.read(atBytes, piece);
-        await destination.write(atBytes, piece);
-      }
+      await this.copier.copy(startBytes, endBytes - startBytes);
       if (!modes.isRw) {
         // The clone went ro while this copy ran: its bits may no longer be set, so the copy is
         // dropped (the region stays unhydrated), which is no failure of the copy.
@@ -189,13 +245,12 @@ export class CloneHydration {
       this.rate.add(endBytes - startBytes);
       op.settle(true);
       this.afterMark();
+      this.host.hydrated(endBytes - startBytes);
       return 'done';
     } catch (error) {
       this.lastCopyError = error;
       op.settle(false);
       return { error };
-    } finally {
-      this.buffers.give(buffer);
     }
   }
 }

@@ -23,6 +23,11 @@ export interface CloneStatus {
   mode: CloneMode;
   /** Beyond the kernel's line. */
   hydrationEnabled: boolean;
+  /**
+   * The table left hydration_threshold and hydration_batch_size to the clone: the two values above
+   * (and in the line) are the ones in force now, chosen as hydration goes (region-pace.ts).
+   */
+  hydrationAdaptive: boolean;
   hydrationComplete: boolean;
   /** Why background hydration stopped by itself, if it did. */
   hydrationError: string | null;
@@ -42,7 +47,7 @@ export const METADATA_BLOCK_SECTORS = METADATA_BLOCK_BYTES / SECTOR_BYTES;
 export type StatusParts = Pick<
   CloneStatus,
   | 'metadataUsedBlocks' | 'metadataTotalBlocks' | 'regionSectors' | 'hydratedRegions' | 'hydratingRegions' | 'features'
-  | 'hydrationThreshold' | 'hydrationBatchSize' | 'mode' | 'hydrationEnabled' | 'hydrationError' | 'rateBytesPerSecond' | 'commits'
+  | 'hydrationThreshold' | 'hydrationBatchSize' | 'hydrationAdaptive' | 'mode' | 'hydrationEnabled' | 'hydrationError' | 'rateBytesPerSecond' | 'commits'
 > & { regionCount: number; sizeBytes: number; regionBytes: number };
 
 /** The status fields and line from what the clone knows now (progress and ETA derived here). */
@@ -63,6 +68,7 @@ export function cloneStatus(p: StatusParts): CloneStatus {
     hydrationBatchSize: p.hydrationBatchSize,
     mode: p.mode,
     hydrationEnabled: p.hydrationEnabled,
+    hydrationAdaptive: p.hydrationAdaptive,
     hydrationComplete: p.hydratedRegions === p.regionCount,
     hydrationError: p.hydrationError,
     bytesHydrated,

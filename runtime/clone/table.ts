@@ -11,6 +11,10 @@
  * args from {no_hydration, no_discard_passdown}; at most 4 core args, an even count, keys
  * hydration_threshold and hydration_batch_size with unsigned integer values. Unknown words and
  * trailing garbage are refused. Every refusal is a TableError naming the field.
+ *
+ * Beyond the kernel: a table that gives neither hydration_threshold nor hydration_batch_size leaves
+ * them to the clone, which chooses them as it goes (runtime/regions/region-pace.ts); both are then
+ * undefined here. A table that gives one of them gets the kernel's default (1) for the other.
  */
 export const SECTOR_BYTES = 512;
 export const REGION_SECTORS_MIN = 8;
@@ -25,7 +29,10 @@ export const REGION_COUNT_ARG_MAX = 0xffffffff;
 export type CloneFeature = 'no_hydration' | 'no_discard_passdown';
 const FEATURES: readonly CloneFeature[] = ['no_hydration', 'no_discard_passdown'];
 
-export interface CloneTable {
+/** Both given (one may be the kernel's default), or both left to the clone (undefined). */
+export type HydrationCoreArgs = { hydrationThreshold: number; hydrationBatchSize: number } | { hydrationThreshold: undefined; hydrationBatchSize: undefined };
+
+export type CloneTable = {
   /** Target size from the `0 <length>` prefix, or undefined to take the source's size. */
   targetSectors: number | undefined;
   metadataDevice: string;
@@ -33,9 +40,7 @@ export interface CloneTable {
   sourceDevice: string;
   regionSectors: number;
   features: CloneFeature[];
-  hydrationThreshold: number;
-  hydrationBatchSize: number;
-}
+} & HydrationCoreArgs;
 
 export class TableError extends Error {
   override name = 'TableError';
@@ -86,8 +91,8 @@ export function parseCloneTable(line: string): CloneTable {
   }
 
   const features: CloneFeature[] = [];
-  let hydrationThreshold = DEFAULT_HYDRATION_THRESHOLD;
-  let hydrationBatchSize = DEFAULT_HYDRATION_BATCH_SIZE;
+  let hydrationThreshold: number | undefined;
+  let hydrationBatchSize: number | undefined;
   if (at < words.length) {
     const featureCount = unsignedInteger('#feature args', words[at++], FEATURE_ARGS_MAX);
     for (let i = 0; i < featureCount; i++) {
@@ -114,10 +119,11 @@ export function parseCloneTable(line: string): CloneTable {
     if (hydrationBatchSize === 0) throw new TableError('hydration_batch_size', 'must be at least 1');
   }
   if (at < words.length) throw new TableError('table', `unexpected "${words.slice(at).join(' ')}" after the arguments`);
-  return {
-    targetSectors, metadataDevice, destinationDevice, sourceDevice, regionSectors,
-    features, hydrationThreshold, hydrationBatchSize,
-  };
+  const core: HydrationCoreArgs =
+    hydrationThreshold === undefined && hydrationBatchSize === undefined
+      ? { hydrationThreshold: undefined, hydrationBatchSize: undefined }
+      : { hydrationThreshold: hydrationThreshold ?? DEFAULT_HYDRATION_THRESHOLD, hydrationBatchSize: hydrationBatchSize ?? DEFAULT_HYDRATION_BATCH_SIZE };
+  return { targetSectors, metadataDevice, destinationDevice, sourceDevice, regionSectors, features, ...core };
 }
 
 /** The canonical table line (what status TABLE would print); parse(format(t)) equals t. */
@@ -131,10 +137,16 @@ export function formatCloneTable(table: CloneTable): string {
   return words.join(' ');
 }
 
-/** Core args for a table line: only those that differ from the defaults (status prints both, always). */
-export function tableCoreArgs(table: Pick<CloneTable, 'hydrationThreshold' | 'hydrationBatchSize'>): string[] {
+/**
+ * Core args for a table line: none when both are left to the clone; else those that differ from
+ * the defaults, and at least one (a table with neither would leave them to the clone). The status
+ * line prints both, always.
+ */
+export function tableCoreArgs(table: HydrationCoreArgs): string[] {
+  if (table.hydrationThreshold === undefined) return [];
   const args: string[] = [];
   if (table.hydrationThreshold !== DEFAULT_HYDRATION_THRESHOLD) args.push('hydration_threshold', String(table.hydrationThreshold));
   if (table.hydrationBatchSize !== DEFAULT_HYDRATION_BATCH_SIZE) args.push('hydration_batch_size', String(table.hydrationBatchSize));
+  if (args.length === 0) args.push('hydration_threshold', String(table.hydrationThreshold));
   return args;
 }

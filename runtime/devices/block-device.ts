@@ -88,6 +88,17 @@ export interface BlockDevice {
    * to read as it gets: callers treat its absence as success.
    */
   cache?(offsetBytes: number, lengthBytes: number): Promise<void>;
+  /**
+   * Optional: write the bytes of `span` (another device's range, from its fileSpan) at
+   * `offsetBytes`, without moving them through our memory (copy_file_range), as write() would:
+   * visible to reads when it resolves, durable after flush(). Resolves true when written, false
+   * when this device cannot take these bytes that way (another filesystem, no FFI, a test's
+   * replaced syscalls, a failure of the in-kernel copy): then the range may be partly written and
+   * the caller copies it through memory instead, which also reports any real I/O error. Checked
+   * like a write of `span.lengthBytes` (EBADF, EINVAL, ERANGE, EROFS). The caller keeps the span
+   * until the promise settles, then releases it.
+   */
+  copyFromSpan?(offsetBytes: number, span: FileSpan): Promise<boolean>;
   close(): Promise<void>;
 }
 

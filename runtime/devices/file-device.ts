@@ -45,6 +45,13 @@
  * modes (they touch only file metadata; in 'async' mode on a slow filesystem that is a known cost). When the host cannot tell (no FFI, a filesystem
  * without SEEK_HOLE), the whole range is reported as data.
  *
+ * Copies in (copyFromSpan): another file's span is written here with copy_file_range through the
+ * runtime adapter, so the bytes never cross our memory. A copy below COPY_IN_TURN_MAX_BYTES runs in
+ * the calling turn ('sync' mode; a hop to another thread costs more than it does), a larger one on
+ * another thread (koffi async, Deno nonblocking, a worker on Bun), so the event loop is not held:
+ * an in-kernel copy moves about 3 GB/s, so 4 MiB would hold it for over a millisecond. Short
+ * copies loop; any failure answers false and the caller copies through memory (see BlockDevice).
+ *
  * Sparse files: created by ftruncate, so a device costs no space until written. ext4 with 4 KiB
  * blocks caps a file at 16 TiB - 4 KiB (2^32 - 1 blocks); creating a larger one fails with ERANGE.
  *
@@ -55,6 +62,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadAdapter, type RuntimeAdapter } from '../adapter/index.ts';
+import type { FileRangeCopy } from '../adapter/types.ts';
 import { BlockError } from '../errors.ts';
 import type { BlockDevice, BlockExtent, DiscardOutcome, FileSpan, WriteOptions } from './block-device.ts';
 import { alignExtents, ExtentList } from './extents.ts';
@@ -71,6 +79,10 @@ export const ZERO_CHUNK_BYTES = 1 << 20;
 const DEFAULT_LOGICAL_BLOCK_BYTES = 512;
 /** Returned by requests that completed within the call. */
 const RESOLVED: Promise<void> = Promise.resolve();
+const COPIED: Promise<boolean> = Promise.resolve(true);
+const NOT_COPIED: Promise<boolean> = Promise.resolve(false);
+/** copyFromSpan below this many bytes runs in the calling turn (in 'sync' mode). */
+export const COPY_IN_TURN_MAX_BYTES = 64 * 1024;
 
 export interface FileDeviceOptions {
   /** Open O_RDONLY: canWrite is false, write and discard raise EROFS. */
@@ -87,6 +99,8 @@ export interface FileDeviceOptions {
   seek?: SeekSparse;
   /** Replace some syscalls (tests use it to force short reads and writes). */
   syscalls?: Partial<FileSyscalls>;
+  /** copy_file_range for copyFromSpan; default the runtime adapter's; null: never copy in the kernel. */
+  rangeCopy?: FileRangeCopy | null;
 }
 
 export class FileDevice implements BlockDevice {
@@ -103,6 +117,8 @@ export class FileDevice implements BlockDevice {
   private readonly gate = new OpGate();
   /** fileSpan() hands out spans: 'sync' mode and the real read syscalls (see fileSpan). */
   private readonly spansAllowed: boolean;
+  /** copyFromSpan() copies in the kernel: an adapter that can, and the real write syscalls. */
+  private readonly rangeCopy: FileRangeCopy | null;
 
   private constructor(
     readonly path: string,
@@ -116,6 +132,7 @@ export class FileDevice implements BlockDevice {
     /** In 'sync' mode, transfers of this many bytes or more go through the thread pool (see above). */
     private readonly poolTransferBytes: number,
     private readonly sys: FileSyscalls,
+    rangeCopy: FileRangeCopy | null,
   ) {
     this.name = path;
     this.place = { device: path, fd };
@@ -125,6 +142,8 @@ export class FileDevice implements BlockDevice {
     this.canDiscard = !readOnly;
     this.io = io;
     this.spansAllowed = io === 'sync' && sys.readSync === nodeSyscalls.readSync && sys.read === nodeSyscalls.read;
+    // Replaced write syscalls (tests forcing short writes or faults) must see every byte written.
+    this.rangeCopy = readOnly || sys.writeSync !== nodeSyscalls.writeSync || sys.write !== nodeSyscalls.write ? null : rangeCopy;
   }
 
   static async open(filePath: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
@@ -152,7 +171,8 @@ export class FileDevice implements BlockDevice {
       if (stats.size % logicalBlockBytes !== 0) {
         throw new BlockError('EINVAL', `${filePath} is ${stats.size} bytes, not a multiple of logicalBlockBytes ${logicalBlockBytes}`, { device: filePath });
       }
-      return new FileDevice(filePath, fd, stats.size, logicalBlockBytes, readOnly, io, punchHole, seek, adapter.poolTransferBytes, sys);
+      const rangeCopy = options.rangeCopy === undefined ? adapter.fileRangeCopy : options.rangeCopy;
+      return new FileDevice(filePath, fd, stats.size, logicalBlockBytes, readOnly, io, punchHole, seek, adapter.poolTransferBytes, sys, rangeCopy);
     } catch (error) {
       fs.closeSync(fd);
       if (create) fs.rmSync(filePath, { force: true });
@@ -224,6 +244,35 @@ export class FileDevice implements BlockDevice {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** BlockDevice.copyFromSpan: copy_file_range from the span's file (see the note on top). */
+  copyFromSpan(offsetBytes: number, span: FileSpan): Promise<boolean> {
+    try {
+      validateRequest(this, this.gate.isOpen, 'copy', offsetBytes, span.lengthBytes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const rangeCopy = this.rangeCopy;
+    if (span.lengthBytes === 0) return COPIED;
+    if (rangeCopy === null) return NOT_COPIED;
+    const outFd = this.place.fd;
+    if (this.io === 'sync' && span.lengthBytes < COPY_IN_TURN_MAX_BYTES) {
+      for (let doneBytes = 0; doneBytes < span.lengthBytes; ) {
+        const copied = rangeCopy.copySync(span.fd, span.fileOffsetBytes + doneBytes, outFd, offsetBytes + doneBytes, span.lengthBytes - doneBytes);
+        if (copied <= 0) return NOT_COPIED;
+        doneBytes += copied;
+      }
+      return COPIED;
+    }
+    return this.gate.track(async () => {
+      for (let doneBytes = 0; doneBytes < span.lengthBytes; ) {
+        const copied = await rangeCopy.copy(span.fd, span.fileOffsetBytes + doneBytes, outFd, offsetBytes + doneBytes, span.lengthBytes - doneBytes);
+        if (copied <= 0) return false;
+        doneBytes += copied;
+      }
+      return true;
+    });
   }
 
   async flush(): Promise<void> {

@@ -29,9 +29,10 @@ export interface DeviceShape {
 
 /**
  * 'status' is a block-status query, 'span' a fileSpan request and 'cache' a cache hint: ranges
- * given by length like 'discard', allowed on read-only devices.
+ * given by length like 'discard', allowed on read-only devices. 'copy' is a write given by length
+ * (copyFromSpan).
  */
-export type RequestKind = 'read' | 'write' | 'discard' | 'status' | 'span' | 'cache';
+export type RequestKind = 'read' | 'write' | 'discard' | 'status' | 'span' | 'cache' | 'copy';
 
 /** Outcome a device reports for a zero-length discard: nothing was released. */
 export const EMPTY_DISCARD_OUTCOME: DiscardOutcome = 'zeroed';
@@ -49,7 +50,7 @@ export function validateRequest(
 ): number {
   // Fast accept: one pass with no allocation for the request that is fine (nearly all of them);
   // anything else goes to `refuse`, which finds the first failing check in the documented order.
-  const lengthBytes = kind === 'discard' || kind === 'status' || kind === 'span' || kind === 'cache' ? bufferOrLength : bufferOrLength instanceof Uint8Array ? bufferOrLength.length : undefined;
+  const lengthBytes = kind === 'discard' || kind === 'status' || kind === 'span' || kind === 'cache' || kind === 'copy' ? bufferOrLength : bufferOrLength instanceof Uint8Array ? bufferOrLength.length : undefined;
   const blockBytes = device.logicalBlockBytes;
   if (
     isOpen &&
@@ -83,7 +84,7 @@ function refuse(device: DeviceShape, isOpen: boolean, kind: RequestKind, offsetB
   if (offsetBytes > device.sizeBytes || lengthBytes > device.sizeBytes - offsetBytes) {
     throw new BlockError('ERANGE', `${kind} range ends beyond the device size ${device.sizeBytes}`, detail);
   }
-  if ((kind === 'write' || kind === 'discard') && !device.canWrite) throw new BlockError('EROFS', `${kind} on a read-only device`, detail);
+  if ((kind === 'write' || kind === 'discard' || kind === 'copy') && !device.canWrite) throw new BlockError('EROFS', `${kind} on a read-only device`, detail);
   assert(false, `validate: fast path refused a valid ${kind} request`);
 }
 

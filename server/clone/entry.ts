@@ -116,7 +116,11 @@ export function cloneInfo(entry: CloneEntry, status: CloneStatus | null, exports
 export function effectiveTable(table: CloneTable, status: CloneStatus): string {
   const features: CloneFeature[] = status.hydrationEnabled ? [] : ['no_hydration'];
   if (table.features.includes('no_discard_passdown')) features.push('no_discard_passdown');
-  return formatCloneTable({ ...table, features, hydrationThreshold: status.hydrationThreshold, hydrationBatchSize: status.hydrationBatchSize });
+  // Values the clone chooses as it goes stay unset in the table (a restart chooses them again).
+  const core = status.hydrationAdaptive
+    ? { hydrationThreshold: undefined, hydrationBatchSize: undefined }
+    : { hydrationThreshold: status.hydrationThreshold, hydrationBatchSize: status.hydrationBatchSize };
+  return formatCloneTable({ ...table, features, ...core });
 }
 
 /** The files a clone's table holds (an http(s) source holds none). */

@@ -42,6 +42,7 @@ export const Clone = z
     hydrationBatchSize: Count.optional(),
     mode: z.enum(['rw', 'ro', 'Fail']).optional(),
     hydrationEnabled: z.boolean().optional(),
+    hydrationAdaptive: z.boolean().optional().openapi({ description: 'True when the table left hydration_threshold and hydration_batch_size unset and they are chosen as hydration runs.' }),
     hydrationComplete: z.boolean().optional(),
     hydrationError: z.string().nullable().optional(),
     bytesHydrated: Count.optional(),
