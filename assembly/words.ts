@@ -1,14 +1,16 @@
 /**
  * Word-level scans shared by the bitmap kernels: find the first word that is not all-zero / not
  * all-ones, count the set bits of a run of words, and OR / AND-NOT two runs of words. These are
- * the loops that touch every byte of a large bitmap, so they are the only code with two bodies:
- * v128 (SIMD build) and u64 (scalar build), picked at compile time by ASC_FEATURE_SIMD.
+ * the loops that touch many words at once, so they are the only code with two bodies: v128 (SIMD
+ * build) and u64 (scalar build), picked at compile time by ASC_FEATURE_SIMD.
  *
- * Finding a word is bound by memory, not by compute: one sequential stream of loads tops out near
- * 11 GB/s here, four interleaved streams near 13-14 GB/s (measured on Node, Bun and Deno). So a
- * long search reads CHUNK_WORDS-word chunks as four interleaved streams, and only the chunk that
- * holds a hit is re-read sequentially (from cache) to pin the exact word. A short search never
- * pays for that: the scan is sequential up to the first chunk boundary.
+ * The bitmap kernels scan at most one summary block of words at a time (summary.ts); long scans
+ * are of a summary level (128 KiB at 2^32 bits). Finding a word in a long run is bound by memory,
+ * not by compute: one sequential stream of loads tops out near 11 GB/s here, four interleaved
+ * streams near 13-14 GB/s (measured on Node, Bun and Deno). So a long search reads CHUNK_WORDS-word
+ * chunks as four interleaved streams, and only the chunk that holds a hit is re-read sequentially
+ * (from cache) to pin the exact word. A short search never pays for that: the scan is sequential
+ * up to the first chunk boundary.
  *
  * Words are little-endian u64 at `ptr + (w << 3)`; word indexes are u32 and a range of words is
  * half-open [w, endWord). Bitmaps hold at most 2^32 bits = 2^26 words, so `endWord - w` and
@@ -155,51 +157,17 @@ export function firstNonOnesWord(ptr: usize, w: u32, endWord: u32): u32 {
 }
 
 // @ts-ignore: decorator
-@inline function sumLanes(v: v128): u64 {
+@inline export function sumLanes(v: v128): u64 {
   return (<u64><u32>i32x4.extract_lane(v, 0)) + (<u64><u32>i32x4.extract_lane(v, 1)) +
     (<u64><u32>i32x4.extract_lane(v, 2)) + (<u64><u32>i32x4.extract_lane(v, 3));
 }
 
-/** Set bits of the chunk at word w, read as four interleaved streams; all-zero steps are skipped. */
-// @ts-ignore: decorator
-@inline function popcountChunk(ptr: usize, w: u32): u64 {
-  let a = wordAt(ptr, w);
-  const stop = a + (<usize>STREAM_WORDS << 3);
-  const streamBytes = <usize>STREAM_WORDS << 3;
-  if (ASC_FEATURE_SIMD) {
-    let wide = i32x4.splat(0);
-    for (; a < stop; a += 32) {
-      const b = a + streamBytes;
-      const c = b + streamBytes;
-      const d = c + streamBytes;
-      const a0 = v128.load(a), a1 = v128.load(a, 16), b0 = v128.load(b), b1 = v128.load(b, 16);
-      const c0 = v128.load(c), c1 = v128.load(c, 16), d0 = v128.load(d), d1 = v128.load(d, 16);
-      const any = v128.or(v128.or(v128.or(a0, a1), v128.or(b0, b1)), v128.or(v128.or(c0, c1), v128.or(d0, d1)));
-      if (!v128.any_true(any)) continue;
-      // Eight vectors add at most 64 to a u8 lane: widen right away.
-      const ab = i8x16.add(i8x16.add(i8x16.popcnt(a0), i8x16.popcnt(a1)), i8x16.add(i8x16.popcnt(b0), i8x16.popcnt(b1)));
-      const cd = i8x16.add(i8x16.add(i8x16.popcnt(c0), i8x16.popcnt(c1)), i8x16.add(i8x16.popcnt(d0), i8x16.popcnt(d1)));
-      wide = i32x4.add(wide, widen(i8x16.add(ab, cd)));
-    }
-    return sumLanes(wide);
-  }
-  let total: u64 = 0;
-  for (; a < stop; a += 16) {
-    const b = a + streamBytes;
-    const c = b + streamBytes;
-    const d = c + streamBytes;
-    const a0 = load<u64>(a), a1 = load<u64>(a, 8), b0 = load<u64>(b), b1 = load<u64>(b, 8);
-    const c0 = load<u64>(c), c1 = load<u64>(c, 8), d0 = load<u64>(d), d1 = load<u64>(d, 8);
-    if ((a0 | a1 | b0 | b1 | c0 | c1 | d0 | d1) == 0) continue;
-    total += popcnt<u64>(a0) + popcnt<u64>(a1) + popcnt<u64>(b0) + popcnt<u64>(b1) +
-      popcnt<u64>(c0) + popcnt<u64>(c1) + popcnt<u64>(d0) + popcnt<u64>(d1);
-  }
-  return total;
-}
-
-/** Set bits of words [w, endWord), one stream; all-zero blocks are skipped. */
-// @ts-ignore: decorator
-@inline function popcountSequential(ptr: usize, w: u32, endWord: u32): u64 {
+/**
+ * Number of set bits in words [w, endWord), one stream; all-zero blocks are skipped. The bitmap
+ * kernels count at most one summary block at a time (whole blocks are counted from the summary),
+ * so there is no interleaved-stream variant.
+ */
+export function popcountWords(ptr: usize, w: u32, endWord: u32): u64 {
   let total: u64 = 0;
   if (ASC_FEATURE_SIMD) {
     let wide = i32x4.splat(0);
@@ -236,13 +204,6 @@ export function firstNonOnesWord(ptr: usize, w: u32, endWord: u32): u32 {
   }
   for (; w < endWord; w++) total += popcnt<u64>(load<u64>(wordAt(ptr, w)));
   return total;
-}
-
-/** Number of set bits in words [w, endWord): whole chunks as four streams, then the rest. */
-export function popcountWords(ptr: usize, w: u32, endWord: u32): u64 {
-  let total: u64 = 0;
-  for (; endWord - w >= CHUNK_WORDS; w += CHUNK_WORDS) total += popcountChunk(ptr, w);
-  return total + popcountSequential(ptr, w, endWord);
 }
 
 /**
