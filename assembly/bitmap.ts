@@ -20,7 +20,7 @@
 import { WORD_SHIFT, wordAt, firstNonZeroWord, firstNonOnesWord, popcountWords, orWords, andNotWords } from './words';
 import {
   BLOCK_WORDS, BLOCK_WORDS_SHIFT, BLOCK_BITS, BLOCK_BITS_SHIFT, maskFrom, maskThrough, layoutBytes, initLayout,
-  wordsOf, levelOf, countOf, blockHas, noteCount, firstSetBit, sumCounts, fillBlocks, recountBlocks,
+  wordsOf, levelOf, countOf, bumpCount, blockHas, noteCount, firstSetBit, sumCounts, fillBlocks, recountBlocks,
 } from './summary';
 
 // @ts-ignore: decorator
@@ -105,8 +105,9 @@ export function bitmap_set(bm: usize, bit: u32): i32 {
   if (old & mask) return 1;
   store<u8>(p, <u8>(old | mask));
   const block = bit >>> BLOCK_BITS_SHIFT;
-  const count = countOf(bm, block);
-  noteCount(bm, block, count, count + 1);
+  const count = bumpCount(bm, block, 1);
+  // Only a count that became 1 or BLOCK_BITS flips a level bit: one compare on the common path.
+  if ((count & (BLOCK_BITS - 1)) <= 1) noteCount(bm, block, count - 1, count);
   return 0;
 }
 
@@ -118,8 +119,9 @@ export function bitmap_clear(bm: usize, bit: u32): i32 {
   if (!(old & mask)) return 0;
   store<u8>(p, <u8>(old & ~mask));
   const block = bit >>> BLOCK_BITS_SHIFT;
-  const count = countOf(bm, block);
-  noteCount(bm, block, count, count - 1);
+  const count = bumpCount(bm, block, -1);
+  // Only a count that became 0 or BLOCK_BITS - 1 flips a level bit.
+  if (((count + 1) & (BLOCK_BITS - 1)) <= 1) noteCount(bm, block, count + 1, count);
   return 1;
 }
 

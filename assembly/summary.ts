@@ -20,14 +20,14 @@
  * A padded last block never counts BLOCK_BITS, so it stays notFull: a zero search reads it and
  * finds the zero past lastBit, which the caller rejects.
  *
- * Block size, measured (bench/bitmap.ts and the notes in runtime/bitmap.ts): 64 words = 512 bytes.
- * The summary then costs 2.25 bytes per 512 (0.44%): 576 KiB for a 128 MiB bitmap (2^30 bits),
- * 2.25 MiB for 2^32 bits, where the levels are 128 KiB each and a full level scan stays in L2.
+ * Block size: 256 words = 2 KiB, chosen by measurement (bench/bitmap.ts, and the trials noted in
+ * runtime/bitmap.ts). The summary then costs 2 bytes and 2 bits per 2 KiB (0.1%): 144 KiB for a
+ * 128 MiB bitmap (2^30 bits), 576 KiB at 2^32 bits, where each level is 32 KiB (4096 words).
  */
 import { WORD_SHIFT, wordAt, firstNonZeroWord, popcountWords, sumLanes } from './words';
 
 // @ts-ignore: decorator
-@inline export const BLOCK_WORDS_SHIFT: u32 = 6;
+@inline export const BLOCK_WORDS_SHIFT: u32 = 8;
 // @ts-ignore: decorator
 @inline export const BLOCK_WORDS: u32 = 1 << BLOCK_WORDS_SHIFT;
 // @ts-ignore: decorator
@@ -126,6 +126,15 @@ export function initLayout(bm: usize, wordCount: u32): void {
   const p = wordAt(level, block >>> WORD_SHIFT);
   const mask: u64 = (<u64>1) << <u64>(block & BIT_INDEX_MASK);
   store<u64>(p, value ? load<u64>(p) | mask : load<u64>(p) & ~mask);
+}
+
+/** Adds `delta` (1 or -1) to `block`'s count, level bits untouched; returns the new count. */
+// @ts-ignore: decorator
+@inline export function bumpCount(bm: usize, block: u32, delta: i32): u32 {
+  const p = countsOf(bm) + (<usize>block << 1);
+  const count = <u32>load<u16>(p) + <u32>delta;
+  store<u16>(p, <u16>count);
+  return count;
 }
 
 /** Records that `block` now counts `newCount` set bits (was `oldCount`); flips level bits that changed. */

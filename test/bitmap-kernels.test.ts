@@ -1,7 +1,7 @@
 /**
  * The bitmap kernels through the facade (Kernels' WasmBitmap), in both builds (scalar and SIMD),
  * against the plain models in support/bit-model.ts on seeded random inputs: sizes that are and
- * are not multiples of a word and of a summary block (64 words, 4096 bits: assembly/summary.ts),
+ * are not multiples of a word and of a summary block (256 words, 16384 bits: assembly/summary.ts),
  * densities from empty through sparse and dense to full, edge positions (0, 63, 64, 65, block
  * edges, last bit, from == last), and sparse bitmaps of many blocks where searches must skip
  * blocks through the summary. Every bitmap is loaded with bitLoad (the bulk path, which recounts
@@ -14,9 +14,9 @@ import { Kernels, type KernelFlavor, type WasmBitmap } from '../runtime/wasm/ker
 import { BLOCK_BITS, BitModel, SparseModel } from './support/bit-model.ts';
 
 const SEED = seedFromEnv();
-const SIZES_BITS = [1, 2, 63, 64, 65, 127, 128, 129, 512, 513, 1000, 4095, 4096, 4097, 8192, 8193, 20011];
+const SIZES_BITS = [1, 2, 63, 64, 65, 127, 128, 129, 512, 513, 1000, 4097, BLOCK_BITS - 1, BLOCK_BITS, BLOCK_BITS + 1, 2 * BLOCK_BITS + 20011];
 const DENSITIES = [0, 0.001, 0.03, 0.5, 0.97, 0.999, 1];
-const MAX_LENGTHS = [1, 2, 63, 64, 65, 100, 4096, 4097, 2 ** 32];
+const MAX_LENGTHS = [1, 2, 63, 64, 65, 100, BLOCK_BITS, BLOCK_BITS + 1, 2 ** 32];
 /** Many blocks, the last one partial, and a summary level of more than one word (65 blocks and up). */
 const LARGE_BITS = 200 * BLOCK_BITS + 4097;
 
@@ -153,7 +153,7 @@ function kernelSuite(flavor: KernelFlavor): void {
 
   s('set and clear ranges, counting changed bits, whole blocks and parts', () => {
     const prng = new Prng(SEED + 4);
-    for (const bitCount of [...SIZES_BITS, 5 * BLOCK_BITS, 5 * BLOCK_BITS + 1, 70 * BLOCK_BITS - 3]) {
+    for (const bitCount of [...SIZES_BITS, 5 * BLOCK_BITS, 5 * BLOCK_BITS + 1, 66 * BLOCK_BITS - 3]) {
       const model = new BitModel(bitCount);
       model.randomize(() => prng.next(), 0.5);
       const bitmap = loadModel(k, model);
@@ -222,7 +222,7 @@ function kernelSuite(flavor: KernelFlavor): void {
 
   s('bitLoad of word ranges recounts their blocks: patches that fill, empty or straddle blocks', () => {
     const prng = new Prng(SEED + 6);
-    for (const bitCount of [4097, 3 * BLOCK_BITS, 3 * BLOCK_BITS + 100, 70 * BLOCK_BITS + 1]) {
+    for (const bitCount of [4097, 3 * BLOCK_BITS, 3 * BLOCK_BITS + 100, 66 * BLOCK_BITS + 1]) {
       const model = new BitModel(bitCount);
       model.randomize(() => prng.next(), 0.1);
       const bitmap = loadModel(k, model);
@@ -263,7 +263,7 @@ function kernelSuite(flavor: KernelFlavor): void {
     const singles: number[] = [lastBit, lastBit - 64, lastBit - BLOCK_BITS];
     for (const block of [0, 1, 2, 63, 64, 65, 127, 128, 199, 200]) {
       const base = block * BLOCK_BITS;
-      for (const offset of [0, 1, 63, 64, 65, 2047, 4032, 4095]) singles.push(base + offset);
+      for (const offset of [0, 1, 63, 64, 65, BLOCK_BITS / 2, BLOCK_BITS - 64, BLOCK_BITS - 1]) singles.push(base + offset);
     }
     for (const bit of singles.filter((b) => b < LARGE_BITS)) {
       for (const inverted of [false, true]) {

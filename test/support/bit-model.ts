@@ -5,7 +5,7 @@
  */
 
 /** Bits per summary block of the bitmap kernels (assembly/summary.ts): tests aim edge cases at it. */
-export const BLOCK_BITS = 4096;
+export const BLOCK_BITS = 16384;
 export class BitModel {
   readonly bits: Uint8Array;
 
