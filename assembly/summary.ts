@@ -35,7 +35,7 @@ import { WORD_SHIFT, wordAt, firstNonZeroWord, popcountWords, sumLanes } from '.
 // @ts-ignore: decorator
 @inline export const BLOCK_BITS: u32 = 1 << BLOCK_BITS_SHIFT;
 // @ts-ignore: decorator
-@inline export const HEADER_BYTES: usize = 64;
+@inline const HEADER_BYTES: usize = 64;
 // @ts-ignore: decorator
 @inline const ALIGN_BYTES: usize = 64;
 // @ts-ignore: decorator
@@ -65,7 +65,7 @@ if (!(HEADER_BYTES % ALIGN_BYTES == 0 && (<usize>BLOCK_WORDS << 3) % ALIGN_BYTES
 }
 
 // @ts-ignore: decorator
-@inline export function blockCountFor(wordCount: u32): u32 {
+@inline function blockCountFor(wordCount: u32): u32 {
   return (wordCount + BLOCK_WORDS - 1) >>> BLOCK_WORDS_SHIFT;
 }
 
@@ -146,7 +146,7 @@ export function initLayout(bm: usize, wordCount: u32): void {
 }
 
 /** Sets (ones) or clears [first, last] of a flat bit array, without counting. */
-export function fillBits(ptr: usize, first: u32, last: u32, ones: bool): void {
+function fillBits(ptr: usize, first: u32, last: u32, ones: bool): void {
   const firstWord = first >>> WORD_SHIFT;
   const lastWord = last >>> WORD_SHIFT;
   if (firstWord == lastWord) {
