@@ -12,6 +12,8 @@ export {
 } from './bitmap';
 export { copy_bytes, is_zero } from './copy';
 export { crc32c } from './crc32c';
+export { xxh64, xxh64_high } from './xxh64';
+export * from './frame';
 
 /** First free byte of linear memory: the host's allocator starts here. */
 export function heap_base(): usize {

@@ -19,7 +19,7 @@
  * switches. Tried and not kept (no gain outside the noise): sending a read reply the moment its
  * data arrives instead of a batch later, reading synchronously on the event loop, 8 requests in
  * flight instead of 64. What worked: zero-copy sends (sendfile from the file to the socket, see
- * server/nbd/output-queue.ts) with a 4 MiB SO_SNDBUF: over a Unix socket 0.1 CPU s/GiB and about
+ * runtime/net/output-queue.ts) with a 4 MiB SO_SNDBUF: over a Unix socket 0.1 CPU s/GiB and about
  * 2x nbdkit's throughput. Over TCP our CPU per GiB is at or below nbdkit's, but the loopback TCP
  * work runs on our one event-loop thread, where nbdkit spreads it over threads; both machines sit
  * ~45% idle (perf -a): the copy is latency-bound, not CPU-bound. Zero copy on or off, with or

@@ -15,33 +15,14 @@
  * otherwise it prints a summary and exits 0.
  */
 import { detectRuntime } from '../runtime/adapter/index.ts';
-import { seedFromEnv } from '../runtime/prng.ts';
 import { runCrashTrials, type CrashTrialResult } from '../test/support/clone-crash-trial.ts';
+import { parseSoakArgs } from './soak-args.ts';
 
 const DEFAULT_COUNT = 2000;
 const DEFAULT_JOBS = 2;
 const PROGRESS_EVERY = 100;
 
-function parseArgs(argv: string[]): { count: number; baseSeed: number; jobs: number } {
-  let count = DEFAULT_COUNT;
-  let baseSeed = seedFromEnv();
-  let jobs = DEFAULT_JOBS;
-  for (let i = 0; i < argv.length; i++) {
-    const word = argv[i]!;
-    const value = (name: string) => {
-      const text = argv[++i];
-      if (text === undefined || !/^\d+$/.test(text)) throw new Error(`${name} needs an unsigned integer`);
-      return Number(text);
-    };
-    if (word === '--seed') baseSeed = value('--seed') >>> 0;
-    else if (word === '--jobs') jobs = Math.max(1, value('--jobs'));
-    else if (/^\d+$/.test(word)) count = Number(word);
-    else throw new Error(`unknown argument "${word}" (usage: clone-soak.ts [count] [--seed N] [--jobs N])`);
-  }
-  return { count, baseSeed, jobs };
-}
-
-const { count, baseSeed, jobs } = parseArgs(process.argv.slice(2));
+const { count, baseSeed, jobs } = parseSoakArgs(process.argv.slice(2), { count: DEFAULT_COUNT, jobs: DEFAULT_JOBS, usage: 'clone-soak.ts [count] [--seed N] [--jobs N]' });
 const runtime = detectRuntime();
 const startedMs = Date.now();
 const results: CrashTrialResult[] = [];

@@ -1,8 +1,11 @@
 /**
  * The service's exports by name, and its side of the NBD server. An export serves a device under a
  * name: a file in the data directory (opened here, read-only or not, and closed with the export) or
- * an engine device (`clone:c1`, the open clone itself, which the export does not own). Each export
- * keeps I/O counters that every NBD connection to it adds to (a fresh MeteredDevice per lookup).
+ * an engine device (`clone:c1`: the engine of that kind gives it, and the export does not own it).
+ * An engine device is served through a SwitchDevice, so the engine can replace it under connected
+ * clients (a finalized clone becomes its destination file, which the export then owns and holds).
+ * Each export keeps I/O counters that every NBD connection to it adds to (a fresh MeteredDevice
+ * per lookup).
  *
  * An export with connected clients cannot be deleted; the connections come from the running NBD
  * server (attachNbd), whose connect, disconnect and protocol-error events become service events.
@@ -11,16 +14,16 @@
  */
 import type { BlockDevice } from '../runtime/devices/block-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
+import { SwitchDevice } from '../runtime/devices/switch-device.ts';
 import { BlockError } from '../runtime/errors.ts';
-import type { CloneRegistry } from './clone-registry.ts';
 import { devicePath, statDevice } from './device-files.ts';
 import { checkCanHold, type Hold } from './device-holders.ts';
+import type { Engine, ServiceContext } from './engine.ts';
 import { invalid, ServiceError } from './errors.ts';
 import { MeteredDevice, newIoCounters, type IoCounters } from './metered-device.ts';
-import { parseDeviceRef, type DeviceRef } from './names.ts';
+import { formatDeviceRef, parseDeviceRef, type DeviceRef } from './names.ts';
 import type { NbdView } from './nbd-port.ts';
 import type { NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
-import type { ServiceContext } from './service-context.ts';
 import type { ExportRecord } from './state-file.ts';
 
 export interface ExportInfo extends ExportRecord {
@@ -37,6 +40,8 @@ interface ExportEntry {
   device: BlockDevice | null;
   /** True when the device is a file opened for this export (closed with it). */
   ownsDevice: boolean;
+  /** For an engine device: the switch it is served through (`device` is this switch). */
+  switch: SwitchDevice | null;
   error: string | null;
   counters: IoCounters;
 }
@@ -45,8 +50,8 @@ export class ExportRegistry {
   private readonly entries = new Map<string, ExportEntry>();
   private nbd: NbdView | null = null;
 
-  /** `clones` gives an engine export its device. */
-  constructor(private readonly service: ServiceContext, private readonly clones: CloneRegistry) {}
+  /** `engines` give `<kind>:<name>` exports their devices. */
+  constructor(private readonly service: ServiceContext, private readonly engines: ReadonlyMap<string, Engine>) {}
 
   /** Reopens the state file's exports (after the clones); one that cannot be is kept with its error. */
   async restore(records: readonly ExportRecord[]): Promise<void> {
@@ -65,9 +70,33 @@ export class ExportRegistry {
     return [...this.entries.values()].flatMap((entry) => entry.holds);
   }
 
-  /** The names of the exports that serve clone `cloneName`. */
-  exportsOf(cloneName: string): string[] {
-    return [...this.entries.values()].filter((e) => e.ref.kind === 'clone' && e.ref.name === cloneName).map((e) => e.record.name);
+  /** The names of the exports that serve device reference `ref` (`clone:c1`). */
+  exportsOf(ref: string): string[] {
+    return [...this.entries.values()].filter((e) => e.record.device === ref).map((e) => e.record.name);
+  }
+
+  /** See EngineContext.replaceUnderExports. */
+  async replaceUnderExports(ref: string, replace: () => Promise<{ device: BlockDevice; deviceName: string }>): Promise<void> {
+    const entries = [...this.entries.values()].filter((e) => e.record.device === ref && e.switch !== null);
+    if (entries.length === 0) {
+      const { device } = await replace();
+      await device.close();
+      return;
+    }
+    // One export takes the new device; it holds the file alone (EngineContext callers keep it at one).
+    const [entry, ...others] = entries;
+    if (others.length > 0) throw new ServiceError('EBUSY', `${ref} is exported as ${entries.map((e) => e.record.name).join(', ')}: one export at most can take its replacement`);
+    let deviceName = '';
+    await entry!.switch!.replace(async () => {
+      const next = await replace();
+      deviceName = next.deviceName;
+      return next.device;
+    });
+    const record = { ...entry!.record, device: deviceName };
+    entry!.record = record;
+    entry!.ref = { kind: 'file', name: deviceName };
+    entry!.holds = [fileHold(record, deviceName, devicePath(this.service.dataDir, deviceName))];
+    entry!.ownsDevice = true;
   }
 
   /** Connects the running NBD server, for connected clients and counters. */
@@ -143,16 +172,20 @@ export class ExportRegistry {
   }
 
   private async open(record: ExportRecord, checked = false): Promise<ExportEntry> {
-    const ref = parseDeviceRef(record.device, 'device');
-    const base = { record, ref, error: null, counters: newIoCounters() };
-    if (ref.kind === 'clone') return { ...base, holds: [], device: this.clones.deviceOf(ref.name, 'device'), ownsDevice: false };
+    const ref = parseDeviceRef(record.device, 'device', [...this.engines.keys()]);
+    const base = { record: { ...record, device: formatDeviceRef(ref) }, ref, error: null, counters: newIoCounters() };
+    const engine = this.engines.get(ref.kind);
+    if (engine) {
+      const served = new SwitchDevice(engine.deviceOf(ref.name, 'device'));
+      return { ...base, holds: [], device: served, ownsDevice: false, switch: served };
+    }
     const path = devicePath(this.service.dataDir, ref.name, 'device');
     statDevice(this.service.dataDir, ref.name, 'device');
     const hold = fileHold(record, ref.name, path);
     if (checked) checkCanHold(this.service.holds(), hold, 'device');
     try {
       const device = await FileDevice.open(path, { readOnly: record.readOnly });
-      return { ...base, holds: [hold], device, ownsDevice: true };
+      return { ...base, holds: [hold], device, ownsDevice: true, switch: null };
     } catch (error) {
       if (error instanceof BlockError && error.code !== 'EIO') throw invalid('device', error.message);
       throw error;
@@ -165,16 +198,18 @@ export class ExportRegistry {
     let ref: DeviceRef = { kind: 'file', name: record.device };
     const holds: Hold[] = [];
     try {
-      ref = parseDeviceRef(record.device, 'device');
+      ref = parseDeviceRef(record.device, 'device', [...this.engines.keys()]);
       if (ref.kind === 'file') holds.push(fileHold(record, ref.name, devicePath(this.service.dataDir, ref.name)));
     } catch {
       // holds nothing
     }
-    return { record, ref, holds, device: null, ownsDevice: false, error: message, counters: newIoCounters() };
+    return { record, ref, holds, device: null, ownsDevice: false, switch: null, error: message, counters: newIoCounters() };
   }
 
   private async closeEntry(entry: ExportEntry): Promise<void> {
-    if (entry.ownsDevice) await entry.device?.close().catch((error) => this.service.log(`closing export ${entry.record.name}: ${error}`));
+    await entry.switch?.close();
+    const owned = entry.ownsDevice ? (entry.switch?.device ?? entry.device) : null;
+    if (owned) await owned.close().catch((error) => this.service.log(`closing export ${entry.record.name}: ${error}`));
   }
 
   private connectionsOf(exportName: string): NbdConnectionInfo[] {

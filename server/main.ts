@@ -10,7 +10,7 @@
  */
 import { ConfigError, formatAddress, parseServeArgs, type ListenAddress, type ServeConfig, type TcpAddress } from './config.ts';
 import { createApp } from './http/app.ts';
-import { MAX_BODY_BYTES } from './http/body.ts';
+import { MAX_BODY_BYTES } from './http/route.ts';
 import { listenHttp } from './http/node-listen.ts';
 import { NbdServer } from './nbd/server.ts';
 import { Service } from './service.ts';

@@ -29,8 +29,8 @@ export class MeteredDevice implements BlockDevice {
   readonly canDiscard: boolean;
   readonly discardZeroes: boolean;
   readonly blockStatus?: (offsetBytes: number, lengthBytes: number) => Promise<BlockExtent[]>;
-  /** Passed through when the inner device has it (a clone): NBD CACHE hydrates those regions now. */
-  readonly hydrateRange?: (offsetBytes: number, lengthBytes: number) => Promise<void>;
+  /** Passed through when the inner device has it (a clone: NBD CACHE hydrates those regions now). */
+  readonly cache?: (offsetBytes: number, lengthBytes: number) => Promise<void>;
   /** Passed through when the inner device has it; a span handed out counts as one read of its bytes. */
   readonly fileSpan?: (offsetBytes: number, lengthBytes: number) => FileSpan | null;
   private closed = false;
@@ -44,8 +44,8 @@ export class MeteredDevice implements BlockDevice {
     this.discardZeroes = inner.discardZeroes;
     const blockStatus = inner.blockStatus;
     if (blockStatus) this.blockStatus = (offsetBytes, lengthBytes) => this.count(() => blockStatus.call(inner, offsetBytes, lengthBytes));
-    const hydrateRange = inner.hydrateRange;
-    if (hydrateRange) this.hydrateRange = (offsetBytes, lengthBytes) => this.count(() => hydrateRange.call(inner, offsetBytes, lengthBytes));
+    const cache = inner.cache;
+    if (cache) this.cache = (offsetBytes, lengthBytes) => this.count(() => cache.call(inner, offsetBytes, lengthBytes));
     const fileSpan = inner.fileSpan;
     if (fileSpan) this.fileSpan = (offsetBytes, lengthBytes) => this.spanOf(() => fileSpan.call(inner, offsetBytes, lengthBytes));
   }

@@ -14,10 +14,11 @@ export const OBJECT_NAME_CHARS_MAX = 64;
 const OBJECT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** The first path segment reserved for the service's own files in the data directory. */
 export const RESERVED_SEGMENT = '.blockcore';
-export const ENGINE_KINDS = ['clone'] as const;
-export type EngineKind = (typeof ENGINE_KINDS)[number];
-
-export type DeviceRef = { kind: 'file'; name: string } | { kind: EngineKind; name: string };
+/** `kind` is 'file' for a device file, else the engine kind (`clone`). */
+export interface DeviceRef {
+  kind: string;
+  name: string;
+}
 
 export function checkObjectName(value: unknown, field: string): string {
   if (typeof value !== 'string') throw invalid(field, 'must be a string');
@@ -48,15 +49,16 @@ export function asInvalid(error: unknown, field: string): unknown {
   return invalid(field, error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message.replace(/^[A-Z]+: /, ''));
 }
 
-export function parseDeviceRef(value: unknown, field: string): DeviceRef {
+/** A device reference; `kinds` are the engine kinds there are (engines.ts ENGINE_KINDS). */
+export function parseDeviceRef(value: unknown, field: string, kinds: readonly string[]): DeviceRef {
   if (typeof value !== 'string') throw invalid(field, 'must be a string');
   const colon = value.indexOf(':');
   if (colon < 0) return { kind: 'file', name: checkDeviceFileName(value, field) };
   const kind = value.slice(0, colon);
-  if (!(ENGINE_KINDS as readonly string[]).includes(kind)) {
-    throw invalid(field, `unknown device kind "${kind.slice(0, 40)}" (expected a device name or ${ENGINE_KINDS.map((k) => `${k}:<name>`).join(', ')})`);
+  if (!kinds.includes(kind)) {
+    throw invalid(field, `unknown device kind "${kind.slice(0, 40)}" (expected a device name or ${kinds.map((k) => `${k}:<name>`).join(', ')})`);
   }
-  return { kind: kind as EngineKind, name: checkObjectName(value.slice(colon + 1), field) };
+  return { kind, name: checkObjectName(value.slice(colon + 1), field) };
 }
 
 export function formatDeviceRef(ref: DeviceRef): string {

@@ -1,40 +1,37 @@
 /**
- * The service: the registry of devices, clones and exports over one data directory, and the only
- * place that changes them. The HTTP routes validate their input and call in here; the NBD server
- * asks in here which exports exist. This file is the facade and the orchestration (open, close, one
- * change at a time, the state file); each kind of thing lives in its own file:
+ * The service: devices, engines and exports over one data directory, and the only place that
+ * changes them. The HTTP routes validate their input and call in here; the NBD server asks in
+ * here which exports exist. This file is the facade and the orchestration (open, close, one change
+ * at a time, the state file); each kind of thing lives in its own file:
  *
  *   devices  files in the data directory (device-files.ts); created, listed and deleted here
- *   clones   CloneDevices opened from a dm-clone table line whose devices name files in the data
- *            directory; the effective table (messages included) is what the state file keeps
- *            (clone-registry.ts for the set and its changes, clone-entry.ts for one clone)
+ *   engines  one per entry of engines.ts (engine.ts): each holds its objects (clones, ...), their
+ *            state-file records, routes and metrics, and gives its devices as `<kind>:<name>`
  *   exports  a name under which the NBD server serves a device: a file (opened here, read-only or
- *            not) or an engine device (`clone:c1`, the clone itself) (export-registry.ts, which
- *            also answers the NBD server)
+ *            not) or an engine device (export-registry.ts, which also answers the NBD server)
  *
  * Every change runs one at a time (a promise chain), writes the state file before it answers (so a
  * change that was acknowledged survives a restart) and publishes an event. On open the state file's
- * clones and exports are reopened; one that cannot be (a device gone, a source unreachable) is kept
- * with its error, listed, and can be deleted, rather than stopping the whole service.
+ * engine records and exports are reopened; one that cannot be (a device gone, a source
+ * unreachable) is kept with its error, listed, and can be deleted, rather than stopping the whole
+ * service.
  *
- * In use: files follow device-holders.ts (many readers or one writer). A clone that is exported
- * cannot be deleted or finalized, and an export with connected clients cannot be deleted.
+ * In use: files follow device-holders.ts (many readers or one writer). An engine device that is
+ * exported cannot be deleted, and an export with connected clients cannot be deleted.
  */
 import fs from 'node:fs';
-import type { CloneInfo } from './clone-entry.ts';
-import { CloneRegistry } from './clone-registry.ts';
 import { lockDataDir, type DataLock } from './data-lock.ts';
 import { createDevice, devicePath, listDevices, deleteDevice, statDevice, type DeviceFile } from './device-files.ts';
 import { holdersOf, type Hold } from './device-holders.ts';
+import type { Engine, EngineContext } from './engine.ts';
+import { ENGINES } from './engines.ts';
 import { ServiceError } from './errors.ts';
 import { EventHub } from './event-hub.ts';
 import { ExportRegistry, type ExportInfo } from './export-registry.ts';
 import type { NbdView } from './nbd-port.ts';
 import type { NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
-import type { ServiceContext } from './service-context.ts';
 import { readState, writeState, type ExportRecord } from './state-file.ts';
 
-export type { CloneInfo } from './clone-entry.ts';
 export type { ExportInfo } from './export-registry.ts';
 
 export interface DeviceInfo extends DeviceFile {
@@ -51,33 +48,41 @@ export interface ServiceOptions {
 export class Service {
   readonly events = new EventHub();
   readonly startedAtMs = Date.now();
-  private readonly clones: CloneRegistry;
+  /** The open engines by kind, in the order of engines.ts. */
+  readonly engines = new Map<string, Engine>();
   private readonly exports: ExportRegistry;
+  private readonly context: EngineContext;
   private tail: Promise<unknown> = Promise.resolve();
   private stopping = false;
 
   private constructor(readonly dataDir: string, private readonly lock: DataLock, log: (line: string) => void) {
-    const context: ServiceContext = {
+    this.context = {
       dataDir,
       events: this.events,
       log,
       holds: () => this.allHolds(),
       saveApplied: (what) => this.saveApplied(what),
       saveOrUndo: (undo) => this.saveOrUndo(undo),
+      exclusive: (work) => this.exclusive(work),
+      exportsOf: (ref) => this.exports.exportsOf(ref),
+      replaceUnderExports: (ref, replace) => this.exports.replaceUnderExports(ref, replace),
     };
-    this.clones = new CloneRegistry(context, (cloneName) => this.exports.exportsOf(cloneName));
-    this.exports = new ExportRegistry(context, this.clones);
+    this.exports = new ExportRegistry(this.context, this.engines);
   }
 
-  /** Creates the data directory if needed, takes its lock and reopens the saved clones and exports. */
+  /** Creates the data directory if needed, takes its lock and reopens the saved engines' objects and exports. */
   static async open(options: ServiceOptions): Promise<Service> {
     fs.mkdirSync(options.dataDir, { recursive: true });
     const dataDir = fs.realpathSync(options.dataDir);
     const lock = lockDataDir(dataDir);
     try {
-      const state = readState(dataDir);
+      const state = readState(dataDir, ENGINES);
       const service = new Service(dataDir, lock, options.log ?? ((line) => console.error(line)));
-      await service.clones.restore(state.clones);
+      for (const definition of ENGINES) {
+        const engine = await definition.open(service.context);
+        service.engines.set(definition.kind, engine);
+        await engine.restore(state.engines[definition.kind] ?? []);
+      }
       await service.exports.restore(state.exports);
       return service;
     } catch (error) {
@@ -123,43 +128,6 @@ export class Service {
     });
   }
 
-  // ---- clones (clone-registry.ts) ----
-
-  listClones(): CloneInfo[] {
-    return this.clones.list();
-  }
-
-  /** One clone, with its status after a commit if its metadata changed (as dm-clone's INFO does). */
-  getClone(name: string): Promise<CloneInfo> {
-    return this.clones.get(name);
-  }
-
-  createClone(name: string, table: string): Promise<CloneInfo> {
-    return this.exclusive(() => this.clones.create(name, table));
-  }
-
-  /** A dm-clone message; the effective table (threshold, batch size, no_hydration) is saved. */
-  messageClone(name: string, message: string): Promise<CloneInfo> {
-    return this.exclusive(() => this.clones.message(name, message));
-  }
-
-  suspendClone(name: string): Promise<CloneInfo> {
-    return this.exclusive(() => this.clones.suspend(name));
-  }
-
-  resumeClone(name: string): Promise<CloneInfo> {
-    return this.exclusive(() => this.clones.resume(name));
-  }
-
-  /** Replaces the clone by its destination, which stays as a plain device file. */
-  finalizeClone(name: string): Promise<{ clone: string; device: string }> {
-    return this.exclusive(() => this.clones.finalize(name));
-  }
-
-  deleteClone(name: string): Promise<void> {
-    return this.exclusive(() => this.clones.delete(name));
-  }
-
   // ---- exports (export-registry.ts) ----
 
   listExports(): ExportInfo[] {
@@ -190,13 +158,13 @@ export class Service {
 
   // ---- lifecycle ----
 
-  /** Closes every export's file and every clone (which commits its metadata), then frees the lock. */
+  /** Closes every export's file, then every engine (a clone commits its metadata), then frees the lock. */
   close(): Promise<void> {
     this.stopping = true;
     return this.exclusive(async () => {
       this.events.close();
       await this.exports.closeAll();
-      await this.clones.closeAll();
+      for (const engine of [...this.engines.values()].reverse()) await engine.closeAll();
       this.lock.release();
     }, true);
   }
@@ -213,11 +181,12 @@ export class Service {
   }
 
   private allHolds(): Hold[] {
-    return [...this.clones.holds(), ...this.exports.holds()];
+    return [...[...this.engines.values()].flatMap((engine) => engine.holds()), ...this.exports.holds()];
   }
 
   private async save(): Promise<void> {
-    writeState(this.dataDir, { clones: this.clones.records(), exports: this.exports.records() });
+    const engines = Object.fromEntries([...this.engines].map(([kind, engine]) => [kind, engine.records()]));
+    writeState(this.dataDir, { engines, exports: this.exports.records() }, ENGINES);
   }
 
   private async saveApplied(what: string): Promise<void> {

@@ -120,7 +120,7 @@ clones('message: good ones change the saved table, bad ones are 400 naming messa
   assert.is(answer.json.hydrationBatchSize, 64);
   assert.is(answer.json.table, 'clone meta dst.img src.img 8 1 no_hydration 2 hydration_batch_size 64');
   const state = JSON.parse(readFileSync(join(server.dataDir, '.blockcore/state.json'), 'utf8'));
-  assert.is(state.clones[0].table, answer.json.table);
+  assert.is(state.engines.clone[0].table, answer.json.table);
   for (const message of ['frobnicate', 'hydration_threshold', 'hydration_batch_size 0', 'hydration_threshold x', '']) {
     expectError(await server.call('POST', '/v1/clones/c1/message', { message }), 400, 'EINVAL', 'message');
   }
@@ -142,7 +142,7 @@ clones('suspend and resume; their bodies may be empty or {}, nothing else', asyn
   assert.is(resumed.json.suspended, false);
 });
 
-clones('finalize: 409 until hydrated and while exported; then the clone is gone and its destination a plain device', async () => {
+clones('finalize: 409 until hydrated and with two exports; then the clone is gone, its destination a plain device its export serves', async () => {
   await create(PAUSED);
   const early = await server.call('POST', '/v1/clones/c1/finalize');
   expectError(early, 409, 'EBUSY', 'name');
@@ -150,16 +150,28 @@ clones('finalize: 409 until hydrated and while exported; then the clone is gone 
   assert.is((await server.call('POST', '/v1/clones/c1/message', { message: 'enable_hydration' })).status, 200);
   await hydrated();
   assert.is((await server.call('POST', '/v1/exports', { name: 'e1', device: 'clone:c1' })).status, 201);
-  expectError(await server.call('POST', '/v1/clones/c1/finalize'), 409, 'EBUSY', 'name');
+  assert.is((await server.call('POST', '/v1/exports', { name: 'e2', device: 'clone:c1', readOnly: true })).status, 201);
+  const twice = await server.call('POST', '/v1/clones/c1/finalize');
+  expectError(twice, 409, 'EBUSY', 'name');
+  assert.match(twice.json.error, /exported as e1, e2; finalize keeps at most one export/);
   expectError(await server.call('DELETE', '/v1/clones/c1'), 409, 'EBUSY', 'name');
-  assert.is((await server.call('DELETE', '/v1/exports/e1')).status, 204);
+  assert.is((await server.call('DELETE', '/v1/exports/e2')).status, 204);
   const done = await server.call('POST', '/v1/clones/c1/finalize');
   assert.is(done.status, 200, done.text);
   assert.equal(done.json, { clone: 'c1', device: 'dst.img' });
   expectError(await server.call('GET', '/v1/clones/c1'), 404, 'ENOENT');
   assert.ok(readFileSync(join(server.dataDir, 'dst.img')).equals(image));
+  const [served] = (await server.call('GET', '/v1/exports')).json.exports;
+  assert.equal([served.name, served.device, served.error], ['e1', 'dst.img', null], 'the export serves the destination now');
   const devices = (await server.call('GET', '/v1/devices')).json.devices;
-  assert.ok(devices.every((d: { inUse: boolean }) => !d.inUse));
+  assert.equal(devices.filter((d: { inUse: boolean }) => d.inUse).map((d: { name: string; usedBy: string[] }) => [d.name, d.usedBy]), [['dst.img', ['export:e1']]]);
+  expectError(await server.call('POST', '/v1/exports', { name: 'disk', device: 'dst.img' }), 409, 'EBUSY', 'device');
+  const state = JSON.parse(readFileSync(join(server.dataDir, '.blockcore/state.json'), 'utf8'));
+  assert.equal([state.engines.clone, state.exports], [[], [{ name: 'e1', device: 'dst.img', readOnly: false }]]);
+  await server.restart();
+  const [again] = (await server.call('GET', '/v1/exports')).json.exports;
+  assert.equal([again.name, again.device, again.error], ['e1', 'dst.img', null], 'and after a restart');
+  assert.is((await server.call('DELETE', '/v1/exports/e1')).status, 204);
   assert.is((await server.call('POST', '/v1/exports', { name: 'disk', device: 'dst.img' })).status, 201, 'usable as a plain device');
 });
 

@@ -133,7 +133,7 @@ devices('CloneDevice: hydrated regions report the destination, unhydrated ones t
   const clone = await CloneDevice.open({ metadata, destination, source, regionSectors: regionBytes / 512, features: ['no_hydration'] });
   assert.equal(await clone.blockStatus(0, sizeBytes), [run(2 * regionBytes, DATA), run(6 * regionBytes, HOLE), run(regionBytes, DATA), run(7 * regionBytes, HOLE)]);
   // Hydrate regions 0..3 (a hole region is copied as zeros: data on the destination) and write region 12.
-  await clone.hydrateRange(0, 4 * regionBytes);
+  await clone.cache(0, 4 * regionBytes);
   await clone.write(12 * regionBytes, new Uint8Array(regionBytes).fill(7));
   assert.equal(await clone.blockStatus(0, sizeBytes), [
     run(4 * regionBytes, DATA), run(4 * regionBytes, HOLE), run(regionBytes, DATA), run(3 * regionBytes, HOLE), run(regionBytes, DATA), run(3 * regionBytes, HOLE),

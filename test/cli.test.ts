@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../server/cli/client.ts';
 import { parseSize } from '../server/cli/format.ts';
-import { progressLine, watchClone } from '../server/cli/progress.ts';
+import { progressLine, watchClone } from '../server/clone/progress.ts';
 import { makeCloneDevices, startTestServer, writeImage, type TestServer } from './support/blockcore-server.ts';
 import { runCli as runCliInProcess } from '../server/cli/main.ts';
 import { runBin, spawnCli, waitForOutput, type CliResult } from './support/cli-run.ts';
@@ -88,10 +88,12 @@ cli('clones and exports: create, status, watch, message, export, finalize', asyn
 
   assert.match(expectOk(await runCli(['export', 'add', 'e1', 'clone:c1', '--read-only'], env), 'export'), /^exported clone:c1 as e1 \(read-only\)\n$/);
   assert.match(expectOk(await runCli(['export', 'ls'], env), 'export ls'), /\ne1\s+clone:c1\s+ro\s+1\.0 MiB\s+-\n$/);
-  expectFailure(await runCli(['clone', 'finalize', 'c1'], env), 1, /exported as e1; delete the export first \(HTTP 409 EBUSY\)/);
-  expectFailure(await runCli(['export', 'add', 'e2', 'nope:x'], env), 1, /device: unknown device kind "nope"/);
-  expectOk(await runCli(['export', 'rm', 'e1'], env), 'export rm');
+  expectOk(await runCli(['export', 'add', 'e2', 'clone:c1', '--read-only'], env), 'export e2');
+  expectFailure(await runCli(['clone', 'finalize', 'c1'], env), 1, /exported as e1, e2; finalize keeps at most one export.*\(HTTP 409 EBUSY\)/);
+  expectFailure(await runCli(['export', 'add', 'e3', 'nope:x'], env), 1, /device: unknown device kind "nope"/);
+  expectOk(await runCli(['export', 'rm', 'e2'], env), 'export rm');
   assert.match(expectOk(await runCli(['clone', 'finalize', 'c1'], env), 'finalize'), /^finalized c1: dst\.img is now a plain device\n$/);
+  assert.match(expectOk(await runCli(['export', 'ls'], env), 'export ls'), /\ne1\s+dst\.img\s+ro\s+1\.0 MiB\s+-\n$/);
   assert.ok(readFileSync(join(server.dataDir, 'dst.img')).equals(image));
   expectFailure(await runCli(['clone', 'status', 'c1'], env), 1, /no clone "c1" \(HTTP 404 ENOENT\)/);
 });

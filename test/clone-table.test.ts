@@ -1,7 +1,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { parseCloneMessage } from '../runtime/clone/messages.ts';
 import { formatCloneTable, parseCloneTable, TableError } from '../runtime/clone/table.ts';
-import { Prng } from '../runtime/prng.ts';
+import { BlockError } from '../runtime/errors.ts';
+import { Prng, seedFromEnv } from '../runtime/prng.ts';
 
 const table = suite('clone table');
 
@@ -89,6 +91,28 @@ table('seeded garbage never escapes as anything but a TableError', () => {
       assert.instance(error, TableError, `${words.join(' ')}: ${error}`);
     }
   }
+});
+
+table('messages: seeded garbage parses to a valid message or EINVAL naming it', () => {
+  const seed = seedFromEnv();
+  const prng = new Prng(seed);
+  const vocabulary = ['enable_hydration', 'disable_hydration', 'hydration_threshold', 'hydration_batch_size', '0', '1', '4294967295', '4294967296', '-1', 'x', '1.5', ''];
+  for (let i = 0; i < 2000; i++) {
+    const text = Array.from({ length: prng.range(0, 4) }, () => vocabulary[prng.below(vocabulary.length)]).join(' ');
+    try {
+      const message = parseCloneMessage(text);
+      assert.is(message.type, text.trim().split(/\s+/)[0], `seed ${seed}: ${text}`);
+      if ('regions' in message) {
+        assert.ok(Number.isSafeInteger(message.regions) && message.regions >= (message.type === 'hydration_batch_size' ? 1 : 0) && message.regions <= 0xffffffff, `seed ${seed}: ${text}`);
+      }
+    } catch (error) {
+      assert.instance(error, BlockError, `seed ${seed}: ${text}: ${error}`);
+      assert.is((error as BlockError).code, 'EINVAL');
+      assert.match(String(error), /message/, text);
+    }
+  }
+  assert.equal(parseCloneMessage(' hydration_threshold  0 '), { type: 'hydration_threshold', regions: 0 });
+  assert.equal(parseCloneMessage('hydration_batch_size 4294967295'), { type: 'hydration_batch_size', regions: 4294967295 });
 });
 
 table.run();

@@ -1,7 +1,7 @@
 /**
- * The byte kernels, in both builds (scalar and SIMD), on seeded random inputs: CRC32C against
- * published vectors and a bitwise reference; isZero with one non-zero byte at every position; copy
- * with overlap. The bitmap kernels have their own file, bitmap-kernels.test.ts.
+ * The byte kernels, in both builds (scalar and SIMD), on seeded random inputs: isZero with one
+ * non-zero byte at every position; copy with overlap. Digests: kernels-digests.test.ts; the bitmap
+ * kernels: bitmap-kernels.test.ts.
  * Replay a failure with BLOCKCORE_SEED=<seed printed in the message>.
  */
 import { suite } from 'uvu';
@@ -10,7 +10,6 @@ import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { Kernels, defaultKernels, type KernelFlavor } from '../runtime/wasm/kernels.ts';
 import { simdSupported } from '../runtime/wasm/load.ts';
 import { BlockError } from '../runtime/errors.ts';
-import { crc32cReference } from './support/bit-model.ts';
 
 const SEED = seedFromEnv();
 
@@ -26,37 +25,6 @@ function kernelSuite(flavor: KernelFlavor): void {
 
   s('loads the requested flavor', () => {
     assert.is(k.flavor, flavor);
-  });
-
-  s('crc32c: known vectors', () => {
-    const ascii = new TextEncoder().encode('123456789');
-    assert.is(k.crc32c(ascii), 0xe3069283);
-    assert.is(k.crc32c(new Uint8Array(32)), 0x8a9136aa);
-    assert.is(k.crc32c(new Uint8Array(32).fill(0xff)), 0x62a8ab43);
-    const ascending = Uint8Array.from({ length: 32 }, (_, i) => i);
-    assert.is(k.crc32c(ascending), 0x46dd794e); // RFC 3720 B.4
-    assert.is(k.crc32c(new Uint8Array(0)), 0);
-    assert.is(k.crc32c(new Uint8Array(0), 0x12345678), 0x12345678);
-  });
-
-  s('crc32c: random data against the bitwise reference, chained and in buffers', () => {
-    const prng = new Prng(SEED + 6);
-    const lengths = [1, 3, 7, 15, 16, 17, 31, 33, 255, 1001, 4095, 65535 + 7, 200003];
-    for (let i = 0; i < 12; i++) lengths.push(1 + 2 * prng.below(2000));
-    for (const length of lengths) {
-      const bytes = prng.fill(new Uint8Array(length));
-      const expected = crc32cReference(bytes);
-      assert.is(k.crc32c(bytes), expected, where(`crc32c of ${length} bytes`));
-      const cut = prng.below(length + 1);
-      assert.is(k.crc32c(bytes.subarray(cut), k.crc32c(bytes.subarray(0, cut))), expected, where(`chained at ${cut} of ${length}`));
-      const buffer = k.alloc(length + 5);
-      buffer.view().set(bytes, 5);
-      assert.is(k.crc32c(buffer, 0, 5, length), expected, where(`crc32c of buffer range, ${length} bytes`));
-      assert.is(k.crc32c(buffer.view().subarray(5)), expected, where(`crc32c of a view over wasm memory, ${length} bytes`));
-      const start = prng.below(length);
-      assert.is(k.crc32c(bytes, 0, start, length - start), crc32cReference(bytes.subarray(start)), where(`crc32c offset ${start} of ${length}`));
-      buffer.free();
-    }
   });
 
   s('isZero: one non-zero byte at every position', () => {

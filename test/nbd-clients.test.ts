@@ -227,7 +227,7 @@ test('nbdinfo --map of a partly hydrated clone: hydrated regions as the destinat
   // NBD CACHE hydrates regions 2..3 (holes of the source, copied: data on the destination);
   // a write hydrates region 12.
   await mustRun('qemu-io', ['-f', 'raw', '-c', `write -P 0x77 ${12 * regionBytes} ${regionBytes}`, uri('clone')]);
-  await clone.hydrateRange(2 * regionBytes, 2 * regionBytes);
+  await clone.cache(2 * regionBytes, 2 * regionBytes);
   assert.equal(await map(uri('clone')), [
     { offset: 0, length: 4 * regionBytes, type: 0 },
     { offset: 4 * regionBytes, length: 4 * regionBytes, type: 3 },

@@ -15,7 +15,7 @@ import {
   NBD_CMD_READ, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_LIST_META_CONTEXT,
   NBD_OPT_SET_META_CONTEXT, NBD_OPT_STRUCTURED_REPLY,
 } from '../server/nbd/constants.ts';
-import { InputBuffer } from '../server/nbd/input-buffer.ts';
+import { InputBuffer } from '../runtime/net/input-buffer.ts';
 import { Negotiation } from '../server/nbd/negotiation.ts';
 import { decodeGoRequest, decodeMetaContextRequest, decodeOptionHeader, encodeGoRequest, encodeMetaContextRequest, encodeOptionHeader } from '../server/nbd/option-codec.ts';
 import { decodeReplyHeader, decodeRequest, encodeRequest } from '../server/nbd/request-codec.ts';

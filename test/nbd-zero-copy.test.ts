@@ -17,13 +17,14 @@ import { spanAlsoReleasing, type BlockDevice, type FileSpan } from '../runtime/d
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { Prng } from '../runtime/prng.ts';
-import { BufferPool } from '../server/nbd/buffer-pool.ts';
+import { BufferPool } from '../runtime/net/buffer-pool.ts';
 import { NBD_CMD_READ } from '../server/nbd/constants.ts';
-import { FileFrame } from '../server/nbd/file-frame.ts';
-import { OutputQueue } from '../server/nbd/output-queue.ts';
+import { FileFrame } from '../runtime/net/file-frame.ts';
+import { OutputQueue } from '../runtime/net/output-queue.ts';
 import { RawNbd } from './support/nbd-client.ts';
 import { serve, until, type Served } from './support/nbd-fixtures.ts';
 import { expectCode } from './support/expect-code.ts';
+import { socketPair } from './support/socket-pair.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -113,7 +114,7 @@ spans('CloneDevice: no span until fully hydrated, then the destination span, hol
     features: ['no_hydration'],
   });
   assert.is(clone.fileSpan(0, regionBytes), null, 'unhydrated: the bytes are not in the destination');
-  await clone.hydrateRange(0, image.length);
+  await clone.cache(0, image.length);
   // Fully hydrated, and once the completing commit has released the in-core bitmap, reads are
   // the destination's: then there is a span.
   let span: FileSpan | null = null;
@@ -133,17 +134,6 @@ spans('CloneDevice: no span until fully hydrated, then the destination span, hol
 
 const queue = suite('OutputQueue with file frames');
 setup(queue);
-
-/** A connected pair on 127.0.0.1: [server side, client side]. */
-async function socketPair(): Promise<[net.Socket, net.Socket]> {
-  const listener = net.createServer();
-  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-  const accepted = new Promise<net.Socket>((resolve) => listener.once('connection', resolve));
-  const client = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1');
-  const server = await accepted;
-  listener.close();
-  return [server, client];
-}
 
 const NO_ERROR_FRAME = (): Uint8Array => {
   throw new Error('no error reply expected');

@@ -127,7 +127,7 @@ for (const launcher of launchers()) {
     expected.fill(WRITE_PATTERN, WRITE_OFFSET_BYTES, WRITE_OFFSET_BYTES + WRITE_BYTES);
     sameBytes(new Uint8Array(readFileSync(join(dataDir, 'dst.img'))), expected, 'dst.img after the stop');
     const state = JSON.parse(readFileSync(join(dataDir, '.blockcore', 'state.json'), 'utf8'));
-    assert.equal(state.clones, [{ name: 'c1', table: PAUSED_TABLE, suspended: false }]);
+    assert.equal(state.engines.clone, [{ name: 'c1', table: PAUSED_TABLE, suspended: false }]);
     assert.equal(state.exports, [{ name: 'e1', device: 'clone:c1', readOnly: false }]);
 
     const [httpPort2, nbdPort2] = await twoFreePorts();

@@ -1,7 +1,7 @@
-/** Bun adapter: fallocate, lseek and the zero-copy socket calls through bun:ffi. */
+/** Bun adapter: fallocate, lseek, flock and the zero-copy socket calls through bun:ffi. */
 import {
-  F_GETFL, isNonBlocking, LIBC_PATH, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET,
-  type RuntimeAdapter, type SocketSend,
+  F_GETFL, isNonBlocking, LIBC_PATH, lockWith, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET,
+  type Flock, type RuntimeAdapter, type SocketSend,
 } from './types.ts';
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
@@ -60,8 +60,21 @@ async function bindLibc(): Promise<Libc | null> {
   }
 }
 
+/** flock, bound on its own (see RuntimeAdapter.tryLockFile). */
+async function bindFlock(): Promise<Flock | null> {
+  if (process.platform !== 'linux') return null;
+  try {
+    const { dlopen, FFIType } = await import('bun:ffi');
+    const { symbols } = dlopen(LIBC_PATH, { flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } });
+    return (fd, operation) => symbols.flock(fd, operation) as number;
+  } catch {
+    return null;
+  }
+}
+
 const bunGlobal = (globalThis as unknown as { Bun: { version: string } }).Bun;
 const libc = await bindLibc();
+const flock = await bindFlock();
 
 export const adapter: RuntimeAdapter = {
   name: 'bun',
@@ -70,4 +83,6 @@ export const adapter: RuntimeAdapter = {
   ...seekWith(libc?.lseek ?? null),
   poolTransferBytes: POOL_TRANSFER_BYTES,
   socketSend: socketSendSupported(process.platform, process.arch) ? (libc?.socketSend ?? null) : null,
+  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
+  tryLockFile: lockWith(flock),
 };

@@ -1,8 +1,9 @@
 /**
- * Deno adapter: fallocate and lseek through Deno.dlopen (needs --allow-ffi; without it discards
- * write zeros and block status reports everything as data).
+ * Deno adapter: fallocate, lseek and flock through Deno.dlopen (needs --allow-ffi; without it
+ * discards write zeros, block status reports everything as data and the data directory's lock
+ * falls back to the pid alone).
  */
-import { LIBC_PATH, punchWith, seekWith, type RuntimeAdapter } from './types.ts';
+import { LIBC_PATH, lockWith, punchWith, seekWith, type Flock, type RuntimeAdapter } from './types.ts';
 
 interface DenoFfi {
   version: { deno: string };
@@ -32,6 +33,17 @@ function bindLibc(): { fallocate: Fallocate; lseek: Lseek } | null {
   }
 }
 
+/** flock, bound on its own (see RuntimeAdapter.tryLockFile). */
+function bindFlock(): Flock | null {
+  if (Deno.build.os !== 'linux') return null;
+  try {
+    const lib = Deno.dlopen(LIBC_PATH, { flock: { parameters: ['i32', 'i32'], result: 'i32' } });
+    return (fd, operation) => lib.symbols.flock!(fd, operation) as number;
+  } catch {
+    return null;
+  }
+}
+
 const libc = bindLibc();
 
 export const adapter: RuntimeAdapter = {
@@ -44,4 +56,6 @@ export const adapter: RuntimeAdapter = {
   poolTransferBytes: Infinity,
   // Deno's node:net hides a socket's fd, so zero-copy sends cannot be placed beside its writes.
   socketSend: null,
+  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
+  tryLockFile: lockWith(bindFlock()),
 };

@@ -1,11 +1,11 @@
 /**
- * Node adapter: fallocate, lseek and the zero-copy socket calls through koffi (Node has no
+ * Node adapter: fallocate, lseek, flock and the zero-copy socket calls through koffi (Node has no
  * built-in FFI; koffi ships its binary in the npm package).
  */
 import { createRequire } from 'node:module';
 import {
-  F_GETFL, isNonBlocking, LIBC_PATH, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET,
-  type RuntimeAdapter, type SocketSend,
+  F_GETFL, isNonBlocking, LIBC_PATH, lockWith, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS, SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET,
+  type Flock, type RuntimeAdapter, type SocketSend,
 } from './types.ts';
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
@@ -66,4 +66,6 @@ export const adapter: RuntimeAdapter = {
   ...seekWith(bind<Lseek>('int64_t lseek(int fd, int64_t off, int whence)')),
   poolTransferBytes: POOL_TRANSFER_BYTES,
   socketSend: socketSend(),
+  nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
+  tryLockFile: lockWith(bind<Flock>('int flock(int fd, int operation)')),
 };

@@ -5,7 +5,8 @@
  *
  * What differs today: how native code is reached (koffi on Node, bun:ffi on Bun, Deno.dlopen on
  * Deno) for the syscalls node:fs lacks: fallocate(PUNCH_HOLE), lseek(SEEK_DATA / SEEK_HOLE), and
- * sendfile/send/setsockopt for zero-copy socket sends (Node and Bun only). Positional file I/O goes
+ * sendfile/send/setsockopt for zero-copy socket sends (Node and Bun only), flock for the data
+ * directory's lock (server/data-lock.ts). Positional file I/O goes
  * through node:fs on all three: each runtime implements it natively and it measured fastest
  * (see runtime/devices/file-device.ts).
  */
@@ -43,7 +44,25 @@ export interface RuntimeAdapter {
   readonly poolTransferBytes: number;
   /** Zero-copy sends from files to sockets; null where this runtime cannot (see SocketSend). */
   readonly socketSend: SocketSend | null;
+  /**
+   * How the NBD server decodes and checks request headers: 'wasm' (the frame kernel, a batch of
+   * headers per call) or 'ts' (one at a time in TypeScript), whichever `npm run bench -- frame`
+   * measured faster on this runtime (numbers in server/nbd/request-codec.ts). Same answers either way.
+   */
+  readonly nbdRequestDecoder: 'wasm' | 'ts';
+  /**
+   * flock(fd, LOCK_EX | LOCK_NB): the kernel's exclusive advisory lock on the open file `fd`,
+   * without waiting. The kernel holds it for as long as that open file lives: until it is closed,
+   * or until the process ends, however it ends (SIGKILL included, whether or not its parent has
+   * reaped it yet). 'locked': taken (or already held through this open file). 'busy': another
+   * open file holds it (another process, or another open of the same file in this one); any
+   * failure of the call counts as busy, because the bindings do not read errno. 'unsupported':
+   * this host has no flock binding (not Linux, or no FFI permission): the caller must fall back.
+   */
+  tryLockFile(fd: number): FileLockResult;
 }
+
+export type FileLockResult = 'locked' | 'busy' | 'unsupported';
 
 /**
  * Sending file bytes to a connected stream socket without copying them through our memory
@@ -107,6 +126,20 @@ export const FALLOC_FL_KEEP_SIZE = 0x01;
 export const FALLOC_FL_PUNCH_HOLE = 0x02;
 export const PUNCH_HOLE_MODE = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 export const LIBC_PATH = 'libc.so.6';
+
+/** flock(2) operations, from asm-generic/fcntl.h (the same on every Linux architecture). */
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+
+export type Flock = (fd: number, operation: number) => number;
+
+/** Wraps a raw flock binding (null when unavailable) into tryLockFile. */
+export function lockWith(flock: Flock | null): RuntimeAdapter['tryLockFile'] {
+  return (fd: number) => {
+    if (flock === null) return 'unsupported';
+    return flock(fd, LOCK_EX | LOCK_NB) === 0 ? 'locked' : 'busy';
+  };
+}
 
 /** lseek(2) whence values for sparse files, from linux/fs.h. */
 export const SEEK_DATA = 3;

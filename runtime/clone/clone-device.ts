@@ -16,16 +16,18 @@
  *          discard is a hint (`discardZeroes` false), like NBD's TRIM.
  * At most one operation (copy or whole-region overwrite) runs per region (RegionOps).
  *
- * Durability: a clone behaves like a disk with a volatile write cache. flush() (and a FUA write)
- * commits the metadata when it changed, and CloneMetadata.commit flushes the destination before
- * writing any bit, so no bit ever says "hydrated" for data that is not durable; when nothing
- * changed, flush() is the destination's fdatasync. Commits also happen every `commitIntervalMs`
- * (1 s), on status(), suspend() and close().
+ * Durability (commits.ts): a clone behaves like a disk with a volatile write cache; flush() and a
+ * FUA write commit the metadata, which flushes the destination before any bit that describes it.
  *
- * Modes (REFERENCE.md): rw; ro after a failed commit or destination flush (the in-core bitmap is
- * reloaded from the last commit; writes that need an unhydrated region and flushes that need a
- * commit fail with EIO; everything else goes on; hydration stops); Fail when that reload fails too
- * (every I/O fails, status says just "Fail"). Every change is an event.
+ * Modes (mode.ts): rw; ro after a failed commit or destination flush; Fail when reloading the
+ * last commit fails too. Every change is an event.
+ *
+ * Suspend: hydration stops, the I/O that can touch regions drains, metadata is committed; new I/O
+ * (cache() included) waits for resume(). A close meanwhile fails the waiting I/O with EBADF.
+ *
+ * Files: hydration.ts copies (background and on demand), commits.ts commits and flushes,
+ * messages.ts parses messages, status.ts assembles the status, mode.ts is the mode state machine,
+ * copy-buffers.ts the buffer pool.
  */
 import { assert } from '../assert.ts';
 import { spanAlsoReleasing, type BlockDevice, type DiscardOutcome, type FileSpan, type WriteOptions } from '../devices/block-device.ts';
@@ -34,26 +36,23 @@ import { OpGate } from '../devices/op-gate.ts';
 import { validateOpen, validateRequest } from '../devices/validate.ts';
 import { BlockError } from '../errors.ts';
 import { Emitter } from '../events.ts';
-import { Hydrator } from './hydrator.ts';
+import { CloneCommits, DEFAULT_COMMIT_INTERVAL_MS, type CommitEvent } from './commits.ts';
+import { CloneHydration, DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES } from './hydration.ts';
+import { parseCloneMessage } from './messages.ts';
 import { CloneMetadata } from './metadata.ts';
-import { RegionOps } from './region-ops.ts';
-import { formatStatusLine, type CloneMode, type CloneStatus } from './status.ts';
-import { DEFAULT_HYDRATION_BATCH_SIZE, DEFAULT_HYDRATION_THRESHOLD, SECTOR_BYTES, TableError, type CloneFeature } from './table.ts';
-import { RateMeter } from './rate-meter.ts';
+import { CloneModes, type ModeChange } from './mode.ts';
+import { cloneStatus, type CloneMode, type CloneStatus } from './status.ts';
+import { DEFAULT_HYDRATION_BATCH_SIZE, DEFAULT_HYDRATION_THRESHOLD, REGION_COUNT_ARG_MAX, REGION_SECTORS_MAX, REGION_SECTORS_MIN, SECTOR_BYTES, TableError, type CloneFeature } from './table.ts';
 
-/** Largest single read/write a copy issues; bigger regions are copied piece by piece. */
-export const COPY_PIECE_BYTES = 4 << 20;
-/** Idle copy buffers a clone keeps for its next copies (more run at once only under a high threshold). */
-const COPY_BUFFERS_KEPT = 4;
-export const DEFAULT_COMMIT_INTERVAL_MS = 1000;
-export const DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES = 8;
+export { DEFAULT_COMMIT_INTERVAL_MS } from './commits.ts';
+export { DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES } from './hydration.ts';
 
 export type CloneEvent =
-  | { type: 'mode'; mode: CloneMode; previous: CloneMode; reason: string }
+  | ModeChange
   | { type: 'hydration-complete' }
   | { type: 'hydration-stopped'; error: string }
   | { type: 'hydration'; enabled: boolean }
-  | { type: 'commit'; hydratedRegions: number; totalRegions: number };
+  | CommitEvent;
 
 export interface CloneOptions {
   metadata: BlockDevice;
@@ -80,29 +79,17 @@ export class CloneDevice implements BlockDevice {
   readonly regionBytes: number;
   readonly regionCount: number;
 
-  private modeValue: CloneMode = 'rw';
-  private hydrationEnabled: boolean;
-  private threshold: number;
-  private batchSize: number;
+  private readonly modes: CloneModes;
+  private readonly hydration: CloneHydration;
   private readonly discardPassdown: boolean;
+  /** Every operation of the device (close waits for them). */
   private readonly gate = new OpGate();
-  private readonly regionOps = new RegionOps();
-  private readonly hydrator: Hydrator;
-  private readonly rate = new RateMeter();
-  /**
-   * Copy buffers reused across region copies: a fresh zeroed COPY_PIECE_BYTES buffer per copy cost
-   * a memset and garbage collection on the event loop (bench clone: latency while hydrating).
-   */
-  private readonly copyBuffers: Uint8Array[] = [];
-  private userInFlight = 0;
-  private userIdleWaiters: Array<() => void> = [];
+  /** User I/O that can touch regions, once past a suspension: background hydration pauses for it. */
+  private readonly userGate = new OpGate();
   private suspended: Promise<void> | null = null;
   private resumeSuspended: (() => void) | null = null;
-  private readonly commitTimer: ReturnType<typeof setInterval>;
-  private completeAnnounced = false;
+  private readonly commits: CloneCommits;
   private finalized = false;
-  /** Source reads of unhydrated regions, for the "hot region" guarantee and tests. */
-  sourceReadCount = 0;
 
   private constructor(
     readonly name: string,
@@ -116,14 +103,26 @@ export class CloneDevice implements BlockDevice {
     this.regionCount = metadata.regionCount;
     this.logicalBlockBytes = Math.max(SECTOR_BYTES, destination.logicalBlockBytes, source.logicalBlockBytes);
     const features = options.features ?? [];
-    this.hydrationEnabled = !features.includes('no_hydration');
     this.discardPassdown = !features.includes('no_discard_passdown') && destination.canDiscard;
-    this.threshold = options.hydrationThreshold ?? DEFAULT_HYDRATION_THRESHOLD;
-    this.batchSize = options.hydrationBatchSize ?? DEFAULT_HYDRATION_BATCH_SIZE;
-    this.hydrator = new Hydrator(this.hydrationHost(), options.maxConsecutiveCopyFailures ?? DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES);
+    this.modes = new CloneModes(name, (change) => this.events.emit(change));
     const intervalMs = options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS;
-    this.commitTimer = setInterval(() => void this.periodicCommit(), intervalMs);
-    (this.commitTimer as { unref?: () => void }).unref?.();
+    this.commits = new CloneCommits(metadata, destination, this.modes, (event) => this.events.emit(event), intervalMs);
+    this.hydration = new CloneHydration(
+      {
+        metadata, source, destination, modes: this.modes, sizeBytes: this.sizeBytes, regionBytes: this.regionBytes,
+        active: () => this.gate.isOpen && this.suspended === null,
+        userBusy: () => this.userGate.inFlight > 0,
+        userIdle: () => this.userGate.idle(),
+        complete: () => this.hydrationComplete(),
+        stopped: (error) => this.events.emit({ type: 'hydration-stopped', error: String((error as Error)?.message ?? error) }),
+      },
+      {
+        enabled: !features.includes('no_hydration'),
+        threshold: options.hydrationThreshold ?? DEFAULT_HYDRATION_THRESHOLD,
+        batchSize: options.hydrationBatchSize ?? DEFAULT_HYDRATION_BATCH_SIZE,
+        maxConsecutiveFailures: options.maxConsecutiveCopyFailures ?? DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES,
+      },
+    );
   }
 
   /**
@@ -133,35 +132,16 @@ export class CloneDevice implements BlockDevice {
    * target size; the metadata device is formatted if blank, else must match.
    */
   static async open(options: CloneOptions): Promise<CloneDevice> {
-    const { metadata: metadataDevice, destination, source, regionSectors } = options;
-    const targetSectors = options.targetSectors ?? Math.floor(source.sizeBytes / SECTOR_BYTES);
-    const regionBytes = regionSectors * SECTOR_BYTES;
-    if (!Number.isSafeInteger(regionSectors) || regionSectors < 8 || regionSectors > 2097152 || (regionSectors & (regionSectors - 1)) !== 0) {
-      throw new TableError('region size', `${regionSectors} sectors is not a power of two in [8, 2097152]`);
-    }
-    for (const [role, device] of [['destination dev', destination], ['source dev', source]] as const) {
-      if (regionBytes % device.logicalBlockBytes !== 0) {
-        throw new TableError('region size', `${regionBytes} bytes is not a multiple of the ${role}'s logical block size ${device.logicalBlockBytes}`);
-      }
-      if (device.sizeBytes < targetSectors * SECTOR_BYTES) {
-        throw new TableError(role, `${device.name} has ${device.sizeBytes} bytes, less than the target's ${targetSectors * SECTOR_BYTES}`);
-      }
-    }
-    if (!destination.canWrite) throw new TableError('destination dev', `${destination.name} is read-only`);
-    if (!Number.isSafeInteger(targetSectors) || targetSectors <= 0) throw new TableError('length', 'the target size must be at least one sector');
-    for (const [key, value] of [['hydration_threshold', options.hydrationThreshold], ['hydration_batch_size', options.hydrationBatchSize]] as const) {
-      if (value !== undefined && (!Number.isSafeInteger(value) || value < (key === 'hydration_batch_size' ? 1 : 0) || value > 0xffffffff)) {
-        throw new TableError(key, `${value} is not a valid region count`);
-      }
-    }
-    const metadata = await CloneMetadata.open(metadataDevice, { regionSectors, targetSectors });
-    const clone = new CloneDevice(options.name ?? `clone(${destination.name})`, metadata, destination, source, options);
-    clone.hydrator.kick();
+    const targetSectors = options.targetSectors ?? Math.floor(options.source.sizeBytes / SECTOR_BYTES);
+    checkCloneOptions(options, targetSectors);
+    const metadata = await CloneMetadata.open(options.metadata, { regionSectors: options.regionSectors, targetSectors });
+    const clone = new CloneDevice(options.name ?? `clone(${options.destination.name})`, metadata, options.destination, options.source, options);
+    clone.hydration.kick();
     return clone;
   }
 
   get mode(): CloneMode {
-    return this.modeValue;
+    return this.modes.mode;
   }
 
   get hydratedRegions(): number {
@@ -205,7 +185,7 @@ export class CloneDevice implements BlockDevice {
 
   /** Fully hydrated, rw, not suspended: every read is the destination's, with nothing to pause. */
   private readsDestinationOnly(): boolean {
-    return this.metadata.bitmap === null && this.modeValue === 'rw' && this.suspended === null;
+    return this.metadata.bitmap === null && this.modes.isRw && this.suspended === null;
   }
 
   /**
@@ -250,7 +230,7 @@ export class CloneDevice implements BlockDevice {
   /** A read while regions may be unhydrated: each span from the destination or the source. */
   private async readRegions(offsetBytes: number, target: Uint8Array, lengthBytes: number): Promise<void> {
     await this.userIo(async () => {
-      this.failIfFailed('read', offsetBytes, lengthBytes);
+      this.modes.failIfFailed('read', offsetBytes, lengthBytes);
       const endBytes = offsetBytes + lengthBytes;
       let atBytes = offsetBytes;
       while (atBytes < endBytes) {
@@ -262,9 +242,8 @@ export class CloneDevice implements BlockDevice {
         if (hydrated) {
           await this.destination.read(atBytes, piece);
         } else {
-          this.sourceReadCount++;
           await this.source.read(atBytes, piece);
-          for (let r = region; r < nextRegion; r++) this.hydrator.markHot(r);
+          this.hydration.prioritize(region, nextRegion);
         }
         atBytes = spanEnd;
       }
@@ -275,12 +254,12 @@ export class CloneDevice implements BlockDevice {
     const lengthBytes = validateRequest(this, this.gate.isOpen, 'write', offsetBytes, data);
     if (lengthBytes === 0) return;
     await this.userIo(async () => {
-      this.failIfFailed('write', offsetBytes, lengthBytes);
+      this.modes.failIfFailed('write', offsetBytes, lengthBytes);
       const first = Math.floor(offsetBytes / this.regionBytes);
       const last = Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes);
-      if (this.modeValue !== 'rw') {
+      if (!this.modes.isRw) {
         for (let r = first; r <= last; r++) {
-          if (!this.metadata.isHydrated(r)) throw this.ioError(`write needs unhydrated region ${r} in ${this.modeValue} mode`, offsetBytes, lengthBytes);
+          if (!this.metadata.isHydrated(r)) throw this.modes.ioError(`write needs unhydrated region ${r} in ${this.modes.mode} mode`, offsetBytes, lengthBytes);
         }
       }
       // Regions this write covers whole and that are not hydrated: written directly, no copy.
@@ -288,21 +267,17 @@ export class CloneDevice implements BlockDevice {
       for (let r = first; r <= last; r++) {
         if (this.metadata.isHydrated(r)) continue;
         if (this.coversWhole(r, offsetBytes, lengthBytes)) whole.push(r);
-        else await this.ensureHydrated(r, offsetBytes, lengthBytes);
+        else await this.hydration.ensureHydrated(r, offsetBytes, lengthBytes);
       }
-      const claimed = await this.claimRegions(whole);
+      const claimed = await this.hydration.claim(whole);
       try {
         await this.destination.write(offsetBytes, data);
       } catch (error) {
         for (const { op } of claimed) op.settle(false);
         throw error;
       }
-      for (const { region, op } of claimed) {
-        this.metadata.markHydrated(region, region + 1);
-        op.settle(true);
-      }
-      if (claimed.length) this.afterHydration();
-      if (options?.fua) await this.flushNow();
+      this.hydration.markClaimed(claimed);
+      if (options?.fua) await this.commits.flush();
     });
   }
 
@@ -310,8 +285,8 @@ export class CloneDevice implements BlockDevice {
     validateOpen(this, this.gate.isOpen, 'flush');
     await this.gate.track(async () => {
       await this.waitResumed();
-      this.failIfFailed('flush', undefined, undefined);
-      await this.flushNow();
+      this.modes.failIfFailed('flush');
+      await this.commits.flush();
     });
   }
 
@@ -319,19 +294,17 @@ export class CloneDevice implements BlockDevice {
     validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes);
     if (lengthBytes === 0) return 'zeroed';
     return this.userIo(async () => {
-      this.failIfFailed('discard', offsetBytes, lengthBytes);
+      this.modes.failIfFailed('discard', offsetBytes, lengthBytes);
       // Only regions covered whole count: start rounded up, end rounded down.
       const first = Math.ceil(offsetBytes / this.regionBytes);
       const endBytes = offsetBytes + lengthBytes;
       const end = endBytes === this.sizeBytes ? this.regionCount : Math.floor(endBytes / this.regionBytes);
       if (first >= end) return 'ignored';
-      if (this.modeValue === 'rw') {
+      if (this.modes.isRw) {
         // Let copies and overwrites of these regions finish, then mark them all at once (nothing
         // can start on them between the last check and the mark: no await in between).
-        for (let busy = this.regionOps.firstBusy(first, end); busy >= 0; busy = this.regionOps.firstBusy(first, end)) {
-          await this.regionOps.get(busy)!.done;
-        }
-        if (this.metadata.markHydrated(first, end) > 0) this.afterHydration();
+        await this.hydration.settled(first, end);
+        if (this.metadata.markHydrated(first, end) > 0) this.hydration.afterMark();
       }
       if (!this.discardPassdown) return 'ignored';
       const startBytes = first * this.regionBytes;
@@ -339,14 +312,19 @@ export class CloneDevice implements BlockDevice {
     });
   }
 
-  /** Hydrates [offsetBytes, offsetBytes + lengthBytes) now (NBD CACHE); resolves when copied. */
-  async hydrateRange(offsetBytes: number, lengthBytes: number): Promise<void> {
-    validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes);
+  /**
+   * BlockDevice.cache (NBD CACHE): hydrates [offsetBytes, offsetBytes + lengthBytes) now; resolves
+   * when copied. User I/O like a read: while suspended it waits for resume() (copying nothing: a
+   * suspended clone's regions hold still), and a close meanwhile fails it with EBADF.
+   */
+  async cache(offsetBytes: number, lengthBytes: number): Promise<void> {
+    validateRequest(this, this.gate.isOpen, 'cache', offsetBytes, lengthBytes);
     if (lengthBytes === 0) return;
     const first = Math.floor(offsetBytes / this.regionBytes);
     const last = Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes);
-    await this.gate.track(async () => {
-      for (let r = first; r <= last; r++) await this.ensureHydrated(r, offsetBytes, lengthBytes);
+    await this.userIo(async () => {
+      this.modes.failIfFailed('cache', offsetBytes, lengthBytes);
+      for (let r = first; r <= last; r++) await this.hydration.ensureHydrated(r, offsetBytes, lengthBytes);
     });
   }
 
@@ -360,7 +338,7 @@ export class CloneDevice implements BlockDevice {
     const runs = new ExtentList();
     if (lengthBytes === 0) return runs.extents;
     await this.gate.track(async () => {
-      this.failIfFailed('block status', offsetBytes, lengthBytes);
+      this.modes.failIfFailed('block status', offsetBytes, lengthBytes);
       const endBytes = offsetBytes + lengthBytes;
       for (let atBytes = offsetBytes; atBytes < endBytes; ) {
         const region = Math.floor(atBytes / this.regionBytes);
@@ -375,81 +353,65 @@ export class CloneDevice implements BlockDevice {
 
   // ---- control ----
 
-  /** dm-clone messages: disable_hydration, enable_hydration, hydration_threshold N, hydration_batch_size N. */
+  /** dm-clone messages (messages.ts): disable_hydration, enable_hydration, hydration_threshold N, hydration_batch_size N. */
   message(text: string): void {
     validateOpen(this, this.gate.isOpen, 'message');
-    const words = String(text).trim().split(/\s+/);
-    const count = (word: string | undefined, minimum: number) => {
-      if (word === undefined || !/^\d+$/.test(word) || Number(word) > 0xffffffff || Number(word) < minimum) {
-        throw new BlockError('EINVAL', `message ${words[0]}: "${word ?? ''}" is not a region count >= ${minimum}`);
-      }
-      return Number(word);
-    };
-    const arity = words[0] === 'hydration_threshold' || words[0] === 'hydration_batch_size' ? 2 : 1;
-    if (words.length !== arity) throw new BlockError('EINVAL', `message "${text}": expected ${arity} word(s)`);
-    switch (words[0]) {
+    const message = parseCloneMessage(text);
+    const hydration = this.hydration;
+    switch (message.type) {
       case 'disable_hydration':
-        if (this.hydrationEnabled) this.events.emit({ type: 'hydration', enabled: false });
-        this.hydrationEnabled = false;
+        if (hydration.enabled) this.events.emit({ type: 'hydration', enabled: false });
+        hydration.enabled = false;
         return;
       case 'enable_hydration':
-        if (!this.hydrationEnabled) this.events.emit({ type: 'hydration', enabled: true });
-        this.hydrationEnabled = true;
-        this.hydrator.resume();
+        if (!hydration.enabled) this.events.emit({ type: 'hydration', enabled: true });
+        hydration.enabled = true;
+        hydration.restart();
         return;
       case 'hydration_threshold':
-        this.threshold = count(words[1], 0);
-        this.hydrator.kick();
+        hydration.threshold = message.regions;
+        hydration.kick();
         return;
       case 'hydration_batch_size':
-        this.batchSize = count(words[1], 1);
+        hydration.batchSize = message.regions;
         return;
-      default:
-        throw new BlockError('EINVAL', `unknown message "${words[0]}" (expected disable_hydration, enable_hydration, hydration_threshold N or hydration_batch_size N)`);
     }
   }
 
   /** The status, after a commit if metadata changed (as dm-clone's INFO query does). */
   async status(): Promise<CloneStatus> {
     validateOpen(this, this.gate.isOpen, 'status');
-    if (this.modeValue === 'rw' && this.metadata.changed) await this.commit().catch(() => {});
+    await this.commits.commitIfChanged();
     return this.statusNow();
   }
 
   /** The status from memory, without committing. */
   statusNow(): CloneStatus {
     const usage = this.metadata.usage;
-    const hydratedRegions = this.metadata.hydratedCount;
-    const bytesHydrated = Math.min(this.sizeBytes, hydratedRegions * this.regionBytes);
-    const rateBytesPerSecond = this.rate.bytesPerSecond();
-    const remaining = this.sizeBytes - bytesHydrated;
-    const fields = {
-      metadataBlockSectors: 8,
+    const hydration = this.hydration;
+    return cloneStatus({
       metadataUsedBlocks: usage.usedBlocks,
       metadataTotalBlocks: usage.totalBlocks,
       regionSectors: this.metadata.regionSectors,
-      hydratedRegions,
-      totalRegions: this.regionCount,
-      hydratingRegions: this.regionOps.size,
+      regionCount: this.regionCount,
+      hydratedRegions: this.metadata.hydratedCount,
+      hydratingRegions: hydration.regionOps.size,
       features: this.features(),
-      hydrationThreshold: this.threshold,
-      hydrationBatchSize: this.batchSize,
-      mode: this.modeValue,
-      hydrationEnabled: this.hydrationEnabled,
-      hydrationComplete: hydratedRegions === this.regionCount,
-      hydrationError: this.hydrator.failed ? String((this.hydrator.lastError as Error)?.message ?? this.hydrator.lastError) : null,
-      bytesHydrated,
-      totalBytes: this.sizeBytes,
-      rateBytesPerSecond,
-      etaSeconds: remaining === 0 ? 0 : rateBytesPerSecond > 0 && this.hydrationEnabled && !this.hydrator.failed ? remaining / rateBytesPerSecond : null,
+      hydrationThreshold: hydration.threshold,
+      hydrationBatchSize: hydration.batchSize,
+      mode: this.modes.mode,
+      hydrationEnabled: hydration.enabled,
+      hydrationError: hydration.stopError,
+      sizeBytes: this.sizeBytes,
+      regionBytes: this.regionBytes,
+      rateBytesPerSecond: hydration.bytesPerSecond,
       commits: this.metadata.commitCount,
-    };
-    return { ...fields, line: formatStatusLine(fields) };
+    });
   }
 
   features(): CloneFeature[] {
     const features: CloneFeature[] = [];
-    if (!this.hydrationEnabled) features.push('no_hydration');
+    if (!this.hydration.enabled) features.push('no_hydration');
     if (!this.discardPassdown) features.push('no_discard_passdown');
     return features;
   }
@@ -463,18 +425,15 @@ export class CloneDevice implements BlockDevice {
     validateOpen(this, this.gate.isOpen, 'suspend');
     if (this.suspended) return;
     this.suspended = new Promise((resolve) => (this.resumeSuspended = resolve));
-    await this.hydrator.idle();
-    await this.userIdle();
-    if (this.modeValue === 'rw' && this.metadata.changed) await this.commit();
+    await this.hydration.idle();
+    await this.userGate.idle();
+    if (this.modes.isRw && (this.metadata.changed || this.metadata.isCommitting)) await this.commits.commit();
   }
 
   resume(): void {
     validateOpen(this, this.gate.isOpen, 'resume');
-    const wake = this.resumeSuspended;
-    this.suspended = null;
-    this.resumeSuspended = null;
-    wake?.();
-    this.hydrator.kick();
+    this.wakeSuspended();
+    this.hydration.kick();
   }
 
   get isSuspended(): boolean {
@@ -491,27 +450,34 @@ export class CloneDevice implements BlockDevice {
     if (!this.isHydrated) {
       throw new BlockError('EINVAL', `cannot finalize: ${this.regionCount - this.metadata.hydratedCount} of ${this.regionCount} regions are not hydrated yet`, { device: this.name });
     }
-    if (this.modeValue !== 'rw') throw new BlockError('EIO', `cannot finalize in ${this.modeValue} mode`, { device: this.name });
+    if (!this.modes.isRw) throw new BlockError('EIO', `cannot finalize in ${this.modes.mode} mode`, { device: this.name });
     this.finalized = true;
     await this.close();
     return this.destination;
   }
 
+  /**
+   * Closes: waits for the I/O in flight (I/O waiting for resume() fails with EBADF instead, so a
+   * suspended clone closes too), stops hydration, commits if anything changed, closes the devices.
+   */
   close(): Promise<void> {
-    return this.gate.close(async () => {
-      clearInterval(this.commitTimer);
-      this.resumeSuspended?.();
-      this.hydrationEnabled = false;
-      await this.hydrator.idle();
+    this.commits.stop();
+    const closing = this.gate.close(async () => {
+      this.hydration.enabled = false;
+      await this.hydration.idle();
       let failure: unknown = null;
-      if (this.modeValue === 'rw' && (this.metadata.changed || this.metadata.commitCount === 0)) {
-        await this.commit().catch((error) => (failure = error));
+      // A commit still running (hydration's last) must finish before the devices close: commit()
+      // then joins the next one.
+      if (this.modes.isRw && (this.metadata.changed || this.metadata.isCommitting || this.metadata.commitCount === 0)) {
+        await this.commits.commit().catch((error) => (failure = error));
       }
       this.metadata.close();
       const owned = [this.metadata.device, this.source, ...(this.finalized ? [] : [this.destination])];
       await Promise.allSettled(owned.map((device) => device.close()));
       if (failure) throw failure;
     });
+    this.wakeSuspended();
+    return closing;
   }
 
   // ---- internals ----
@@ -522,176 +488,59 @@ export class CloneDevice implements BlockDevice {
     return offsetBytes <= startBytes && offsetBytes + lengthBytes >= endBytes;
   }
 
-  /** Waits until `region` is hydrated, starting its copy now if nobody is copying it. */
-  private async ensureHydrated(region: number, offsetBytes: number, lengthBytes: number): Promise<void> {
-    while (!this.metadata.isHydrated(region)) {
-      if (this.modeValue !== 'rw') throw this.ioError(`region ${region} is not hydrated in ${this.modeValue} mode`, offsetBytes, lengthBytes);
-      const op = this.regionOps.get(region);
-      const ok = op ? await op.done : await this.copyRegions(region, region + 1);
-      if (!ok && !this.metadata.isHydrated(region)) {
-        throw this.ioError(`hydration of region ${region} failed: ${(this.hydrator.lastError as Error)?.message ?? 'copy error'}`, offsetBytes, lengthBytes);
-      }
-    }
-  }
-
-  /** Waits for operations on `regions` to settle, then claims those still unhydrated. */
-  private async claimRegions(regions: number[]) {
-    for (;;) {
-      const busy = regions.filter((r) => this.regionOps.has(r));
-      if (busy.length === 0) break;
-      await Promise.all(busy.map((r) => this.regionOps.get(r)!.done));
-    }
-    return regions.filter((r) => !this.metadata.isHydrated(r)).map((region) => ({ region, op: this.regionOps.begin(region, region + 1) }));
-  }
-
-  /** Copies regions [start, end) from the source to the destination and marks them. */
-  private async copyRegions(start: number, end: number): Promise<boolean> {
-    const op = this.regionOps.begin(start, end);
-    const startBytes = start * this.regionBytes;
-    const endBytes = Math.min(this.sizeBytes, end * this.regionBytes);
-    // Full-size pieces reuse kept buffers; a smaller copy (a few small regions) gets its own.
-    const pieceBytes = Math.min(COPY_PIECE_BYTES, endBytes - startBytes);
-    const buffer = (pieceBytes === COPY_PIECE_BYTES ? this.copyBuffers.pop() : undefined) ?? new Uint8Array(pieceBytes);
-    try {
-      for (let atBytes = startBytes; atBytes < endBytes; atBytes += buffer.length) {
-        const piece = buffer.subarray(0, Math.min(buffer.length, endBytes - atBytes));
-        await this.source.read(atBytes, piece);
-        await this.destination.write(atBytes, piece);
-      }
-      if (this.modeValue !== 'rw') {
-        op.settle(false);
-        return false;
-      }
-      this.metadata.markHydrated(start, end);
-      this.rate.add(endBytes - startBytes);
-      op.settle(true);
-      this.afterHydration();
-      return true;
-    } catch (error) {
-      this.hydrator.lastError = error;
-      op.settle(false);
-      return false;
-    } finally {
-      if (buffer.length === COPY_PIECE_BYTES && !this.completeAnnounced && this.copyBuffers.length < COPY_BUFFERS_KEPT) this.copyBuffers.push(buffer);
-    }
-  }
-
-  private afterHydration(): void {
-    if (this.completeAnnounced || this.metadata.hydratedCount !== this.regionCount) return;
-    this.completeAnnounced = true;
-    this.copyBuffers.length = 0; // no more copies: let the memory go
+  /** Every region is hydrated: say so, and commit so the in-core bitmap can be released (memory back to a constant). */
+  private hydrationComplete(): void {
     this.events.emit({ type: 'hydration-complete' });
-    // Commit now so the in-core bitmap can be released (memory back to a constant).
-    void this.commit().then(
+    void this.commits.commit().then(
       () => this.metadata.releaseIfComplete(),
       () => {},
     );
   }
 
-  /** Flush semantics: commit when metadata changed (or a commit is running), else fdatasync the destination. */
-  private async flushNow(): Promise<void> {
-    if (this.metadata.changed || this.metadata.isCommitting) {
-      if (this.modeValue !== 'rw') throw this.ioError(`flush needs a metadata commit in ${this.modeValue} mode`, undefined, undefined);
-      await this.commit();
-      return;
-    }
-    try {
-      await this.destination.flush();
-    } catch (error) {
-      await this.enterReadOnly(`destination flush failed: ${(error as Error).message}`);
-      throw this.ioError(`destination flush failed: ${(error as Error).message}`, undefined, undefined);
-    }
-  }
-
-  /** Commits; on failure enters ro mode (reloading the last commit) and rejects with EIO. */
-  private async commit(): Promise<void> {
-    if (this.modeValue !== 'rw') throw this.ioError(`cannot commit in ${this.modeValue} mode`, undefined, undefined);
-    try {
-      await this.metadata.commit(() => this.destination.flush());
-    } catch (error) {
-      await this.enterReadOnly(`metadata commit failed: ${(error as Error).message}`);
-      throw this.ioError(`metadata commit failed: ${(error as Error).message}`, undefined, undefined);
-    }
-    this.events.emit({ type: 'commit', hydratedRegions: this.metadata.committedCount, totalRegions: this.regionCount });
-  }
-
-  private async periodicCommit(): Promise<void> {
-    if (!this.gate.isOpen || this.modeValue !== 'rw' || !this.metadata.changed || this.metadata.isCommitting) return;
-    await this.commit().catch(() => {});
-  }
-
-  private async enterReadOnly(reason: string): Promise<void> {
-    if (this.modeValue !== 'rw') return;
-    this.setMode('ro', reason);
-    try {
-      await this.metadata.reload();
-    } catch (error) {
-      this.setMode('Fail', `reloading the last commit failed: ${(error as Error).message}`);
-    }
-  }
-
-  private setMode(mode: CloneMode, reason: string): void {
-    const previous = this.modeValue;
-    if (previous === mode) return;
-    this.modeValue = mode;
-    this.events.emit({ type: 'mode', mode, previous, reason });
-  }
-
-  private failIfFailed(operation: string, offsetBytes: number | undefined, lengthBytes: number | undefined): void {
-    if (this.modeValue === 'Fail') throw this.ioError(`${operation} refused: the clone is in Fail mode`, offsetBytes, lengthBytes);
-  }
-
-  private ioError(message: string, offsetBytes: number | undefined, lengthBytes: number | undefined): BlockError {
-    return new BlockError('EIO', message, { device: this.name, offsetBytes, lengthBytes });
-  }
-
+  /** Waits while suspended; EBADF if the clone was closed meanwhile (the I/O never ran). */
   private async waitResumed(): Promise<void> {
     while (this.suspended) await this.suspended;
+    if (!this.gate.isOpen) throw new BlockError('EBADF', 'the clone was closed while this request waited for resume', { device: this.name });
   }
 
-  /** Runs user I/O: waits while suspended, counts it in flight (pausing background hydration). */
+  private wakeSuspended(): void {
+    const wake = this.resumeSuspended;
+    this.suspended = null;
+    this.resumeSuspended = null;
+    wake?.();
+  }
+
+  /** Runs user I/O: waits while suspended, then counts it in the user gate (pausing background hydration). */
   private userIo<T>(work: () => Promise<T>): Promise<T> {
     return this.gate.track(async () => {
       await this.waitResumed();
-      this.userInFlight++;
-      try {
-        return await work();
-      } finally {
-        this.userInFlight--;
-        assert(this.userInFlight >= 0, 'user I/O count went negative');
-        if (this.userInFlight === 0) {
-          const waiters = this.userIdleWaiters;
-          this.userIdleWaiters = [];
-          for (const wake of waiters) wake();
-        }
-      }
+      return this.userGate.track(work);
     });
-  }
-
-  private userIdle(): Promise<void> {
-    if (this.userInFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.userIdleWaiters.push(resolve));
-  }
-
-  private hydrationHost() {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const clone = this;
-    return {
-      get regionCount() {
-        return clone.regionCount;
-      },
-      regionOps: clone.regionOps,
-      bitmap: () => clone.metadata.bitmap,
-      canHydrate: () => clone.gate.isOpen && clone.hydrationEnabled && clone.modeValue === 'rw' && !clone.suspended && clone.threshold > 0,
-      threshold: () => clone.threshold,
-      batchSize: () => clone.batchSize,
-      userIdle: () => clone.userIdle(),
-      userBusy: () => clone.userInFlight > 0,
-      copy: (start: number, end: number) => clone.copyRegions(start, end),
-      complete: () => clone.afterHydration(),
-      stopped: (error: unknown) => clone.events.emit({ type: 'hydration-stopped', error: String((error as Error)?.message ?? error) }),
-    };
   }
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** The boundary check of CloneDevice.open (TableError naming the field), before anything is written. */
+function checkCloneOptions(options: CloneOptions, targetSectors: number): void {
+  const { destination, source, regionSectors } = options;
+  const regionBytes = regionSectors * SECTOR_BYTES;
+  if (!Number.isSafeInteger(regionSectors) || regionSectors < REGION_SECTORS_MIN || regionSectors > REGION_SECTORS_MAX || (regionSectors & (regionSectors - 1)) !== 0) {
+    throw new TableError('region size', `${regionSectors} sectors is not a power of two in [${REGION_SECTORS_MIN}, ${REGION_SECTORS_MAX}]`);
+  }
+  for (const [role, device] of [['destination dev', destination], ['source dev', source]] as const) {
+    if (regionBytes % device.logicalBlockBytes !== 0) {
+      throw new TableError('region size', `${regionBytes} bytes is not a multiple of the ${role}'s logical block size ${device.logicalBlockBytes}`);
+    }
+    if (device.sizeBytes < targetSectors * SECTOR_BYTES) {
+      throw new TableError(role, `${device.name} has ${device.sizeBytes} bytes, less than the target's ${targetSectors * SECTOR_BYTES}`);
+    }
+  }
+  if (!destination.canWrite) throw new TableError('destination dev', `${destination.name} is read-only`);
+  if (!Number.isSafeInteger(targetSectors) || targetSectors <= 0) throw new TableError('length', 'the target size must be at least one sector');
+  for (const [key, value] of [['hydration_threshold', options.hydrationThreshold], ['hydration_batch_size', options.hydrationBatchSize]] as const) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < (key === 'hydration_batch_size' ? 1 : 0) || value > REGION_COUNT_ARG_MAX)) {
+      throw new TableError(key, `${value} is not a valid region count`);
+    }
+  }
+}

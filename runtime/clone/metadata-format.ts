@@ -17,45 +17,35 @@
  *   72  u64 hydratedCount  regions set at this commit (cross-checked against the bitmap at open)
  *   80  u8[16] uuid      identifies this clone; every bitmap block carries it too
  *   96  ...              zero
- * Bitmap block:
- *   0   u32 checksum     crc32c over bytes [4, 4096), xor BITMAP_CSUM_XOR
- *   4   u32 magic        BITMAP_MAGIC ("BCBM")
- *   8   u64 index        logical bitmap block i (self-location)
- *   16  u64 generation   the commit that wrote it
- *   24  u8[16] uuid      the superblock's
- *   40  ...              zero up to BITMAP_HEADER_BYTES
- *   64  u64[504]         region bits: bit r of the clone is bit (r - i*BITS_PER_BITMAP_BLOCK)
- *                        of this payload, LSB-first within little-endian words; 1 = hydrated
- *
- * Why two slots per bitmap block: a commit never overwrites the copy that the current superblock
- * points at. It writes each changed bitmap block to its other slot with the new generation, makes
- * those durable, then writes the superblock: that one 4 KiB write is the atomic commit point. At
- * open, for each bitmap block the valid slot (checksum, magic, index, uuid) with the highest
- * generation not above the superblock's is current; a slot written by a commit that never reached
- * its superblock has a higher generation and is ignored. So a torn or stale block is never taken
- * for valid, and a commit costs (changed blocks + 1) writes and 2 flushes, whatever the device size.
+ * Bitmap blocks: the layout of runtime/regions/bitmap-blocks.ts (header, index, generation, uuid,
+ * 504 words of bits; 1 = hydrated), with magic BITMAP_MAGIC ("BCBM") and checksum xor
+ * BITMAP_CSUM_XOR. Why two slots per bitmap block and how a commit goes: runtime/regions/slotted-bitmap.ts.
  */
 import { assert } from '../assert.ts';
+import {
+  allZero, BITMAP_HEADER_BYTES, BITMAP_PAYLOAD_BYTES, bitmapBlockCountFor, bitmapBlockGeneration as slotGeneration, bitmapSlotBlock,
+  BITS_PER_BITMAP_BLOCK, BLOCK_BYTES, blockChecksum, COMMIT_SLOTS, sealBitmapBlock as sealSlot, slottedBlocksFor, u64, UUID_BYTES,
+  WORDS_PER_BITMAP_BLOCK, type BitmapBlockHeader, type BitmapBlockKind, type Crc32c,
+} from '../regions/bitmap-blocks.ts';
 
-export const METADATA_BLOCK_BYTES = 4096;
-export const SUPERBLOCK_SLOTS = 2;
+export {
+  BITMAP_HEADER_BYTES, BITMAP_PAYLOAD_BYTES, bitmapBlockCountFor, bitmapSlotBlock, BITS_PER_BITMAP_BLOCK, UUID_BYTES, WORDS_PER_BITMAP_BLOCK,
+  type BitmapBlockHeader, type Crc32c,
+};
+
+export const METADATA_BLOCK_BYTES = BLOCK_BYTES;
+export const SUPERBLOCK_SLOTS = COMMIT_SLOTS;
 export const SUPERBLOCK_MAGIC = 0x424c4b434c4f4e45n; // "BLKCLONE"
 export const BITMAP_MAGIC = 0x4d424342; // "BCBM" little-endian
 export const FORMAT_VERSION = 1;
 export const SUPERBLOCK_CSUM_XOR = 0x5bc1_0e00;
 export const BITMAP_CSUM_XOR = 0x0b17_3a9d;
-export const UUID_BYTES = 16;
-export const BITMAP_HEADER_BYTES = 64;
-export const BITMAP_PAYLOAD_BYTES = METADATA_BLOCK_BYTES - BITMAP_HEADER_BYTES;
-export const WORDS_PER_BITMAP_BLOCK = BITMAP_PAYLOAD_BYTES / 8;
-export const BITS_PER_BITMAP_BLOCK = WORDS_PER_BITMAP_BLOCK * 64;
 export const SUPERBLOCK_FIXED_BYTES = 96;
+/** The clone's bitmap blocks (runtime/regions/bitmap-blocks.ts) carry these. */
+export const CLONE_BITMAP_KIND: BitmapBlockKind = { magic: BITMAP_MAGIC, checksumXor: BITMAP_CSUM_XOR };
 
-assert(WORDS_PER_BITMAP_BLOCK === 504, 'bitmap payload is 504 words');
-assert(BITS_PER_BITMAP_BLOCK === 32256, 'a bitmap block holds 32256 regions');
-assert(BITMAP_HEADER_BYTES + WORDS_PER_BITMAP_BLOCK * 8 === METADATA_BLOCK_BYTES, 'bitmap block fills a block');
-
-export type Crc32c = (bytes: Uint8Array) => number;
+assert(METADATA_BLOCK_BYTES === 4096 && SUPERBLOCK_SLOTS === 2, 'format v1: 4 KiB blocks, two superblock slots');
+assert(WORDS_PER_BITMAP_BLOCK === 504 && BITMAP_HEADER_BYTES === 64, 'format v1: 64-byte bitmap header, 504 words');
 
 export interface Superblock {
   blockNumber: number;
@@ -68,38 +58,9 @@ export interface Superblock {
   uuid: Uint8Array;
 }
 
-export interface BitmapBlockHeader {
-  index: number;
-  generation: number;
-  uuid: Uint8Array;
-}
-
-export function bitmapBlockCountFor(regionCount: number): number {
-  return Math.ceil(regionCount / BITS_PER_BITMAP_BLOCK);
-}
-
 /** Blocks a metadata device needs: both superblock slots and both slots of every bitmap block. */
 export function metadataBlocksFor(regionCount: number): number {
-  return SUPERBLOCK_SLOTS + 2 * bitmapBlockCountFor(regionCount);
-}
-
-export function bitmapSlotBlock(index: number, slot: number): number {
-  return SUPERBLOCK_SLOTS + 2 * index + slot;
-}
-
-function u64(view: DataView, at: number): number {
-  const value = view.getBigUint64(at, true);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) return Number.NaN;
-  return Number(value);
-}
-
-function checksumOf(block: Uint8Array, crc32c: Crc32c, xor: number): number {
-  return (crc32c(block.subarray(4)) ^ xor) >>> 0;
-}
-
-function allZero(bytes: Uint8Array, from: number): boolean {
-  for (let i = from; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
+  return slottedBlocksFor(regionCount);
 }
 
 export function encodeSuperblock(sb: Superblock, crc32c: Crc32c, block = new Uint8Array(METADATA_BLOCK_BYTES)): Uint8Array {
@@ -118,7 +79,7 @@ export function encodeSuperblock(sb: Superblock, crc32c: Crc32c, block = new Uin
   view.setBigUint64(64, BigInt(sb.bitmapBlockCount), true);
   view.setBigUint64(72, BigInt(sb.hydratedCount), true);
   block.set(sb.uuid, 80);
-  view.setUint32(0, checksumOf(block, crc32c, SUPERBLOCK_CSUM_XOR), true);
+  view.setUint32(0, blockChecksum(block, crc32c, SUPERBLOCK_CSUM_XOR), true);
   assert(invalidSuperblock(block, sb.blockNumber, crc32c) === null, 'encoded superblock checks');
   return block;
 }
@@ -128,7 +89,7 @@ export function invalidSuperblock(block: Uint8Array, blockNumber: number, crc32c
   if (block.length !== METADATA_BLOCK_BYTES) return 'wrong size';
   const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
   if (view.getBigUint64(8, true) !== SUPERBLOCK_MAGIC) return 'bad magic';
-  if (view.getUint32(0, true) !== checksumOf(block, crc32c, SUPERBLOCK_CSUM_XOR)) return 'bad checksum';
+  if (view.getUint32(0, true) !== blockChecksum(block, crc32c, SUPERBLOCK_CSUM_XOR)) return 'bad checksum';
   if (view.getUint32(16, true) !== FORMAT_VERSION) return `unsupported version ${view.getUint32(16, true)}`;
   if (view.getUint32(20, true) !== METADATA_BLOCK_BYTES) return 'bad block size';
   if (u64(view, 24) !== blockNumber) return `self-location ${u64(view, 24)} read from block ${blockNumber}`;
@@ -163,25 +124,10 @@ export function decodeSuperblock(block: Uint8Array): Superblock {
 
 /** Fills the header of `block` (payload already in place at BITMAP_HEADER_BYTES) and its checksum. */
 export function sealBitmapBlock(block: Uint8Array, header: BitmapBlockHeader, crc32c: Crc32c): Uint8Array {
-  assert(block.length === METADATA_BLOCK_BYTES, 'bitmap buffer is one block');
-  block.fill(0, 0, BITMAP_HEADER_BYTES);
-  const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  view.setUint32(4, BITMAP_MAGIC, true);
-  view.setBigUint64(8, BigInt(header.index), true);
-  view.setBigUint64(16, BigInt(header.generation), true);
-  block.set(header.uuid, 24);
-  view.setUint32(0, checksumOf(block, crc32c, BITMAP_CSUM_XOR), true);
-  return block;
+  return sealSlot(block, header, CLONE_BITMAP_KIND, crc32c);
 }
 
 /** The generation of a valid bitmap block for (index, uuid), or null when the block is not one. */
 export function bitmapBlockGeneration(block: Uint8Array, index: number, uuid: Uint8Array, crc32c: Crc32c): number | null {
-  const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  if (view.getUint32(4, true) !== BITMAP_MAGIC) return null;
-  if (u64(view, 8) !== index) return null;
-  for (let i = 0; i < UUID_BYTES; i++) if (block[24 + i] !== uuid[i]) return null;
-  if (!allZero(block.subarray(0, BITMAP_HEADER_BYTES), 40)) return null;
-  if (view.getUint32(0, true) !== checksumOf(block, crc32c, BITMAP_CSUM_XOR)) return null;
-  const generation = u64(view, 16);
-  return Number.isSafeInteger(generation) ? generation : null;
+  return slotGeneration(block, index, uuid, CLONE_BITMAP_KIND, crc32c);
 }

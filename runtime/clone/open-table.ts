@@ -14,15 +14,24 @@ import { BlockError } from '../errors.ts';
 import { CloneDevice, type CloneOptions } from './clone-device.ts';
 import { parseCloneTable, TableError, type CloneTable } from './table.ts';
 
+export type TableDeviceRole = 'metadata dev' | 'destination dev' | 'source dev';
+
 export interface OpenTableOptions extends Pick<CloneOptions, 'commitIntervalMs' | 'maxConsecutiveCopyFailures' | 'name'> {
   http?: HttpDeviceOptions;
+  /** A layer over each device the table names, as it opens (a FaultDevice in tests); it then owns the device. */
+  layer?: (role: TableDeviceRole, device: BlockDevice) => BlockDevice;
 }
 
 export function isUrl(name: string): boolean {
   return /^https?:\/\//i.test(name);
 }
 
-async function openNamed(dataDir: string, name: string, field: string, readOnly: boolean, http: HttpDeviceOptions | undefined): Promise<BlockDevice> {
+async function openNamed(dataDir: string, name: string, field: TableDeviceRole, readOnly: boolean, options: OpenTableOptions): Promise<BlockDevice> {
+  const device = await openBare(dataDir, name, field, readOnly, options.http);
+  return options.layer ? options.layer(field, device) : device;
+}
+
+async function openBare(dataDir: string, name: string, field: TableDeviceRole, readOnly: boolean, http: HttpDeviceOptions | undefined): Promise<BlockDevice> {
   if (isUrl(name)) {
     if (!readOnly) throw new TableError(field, 'only the source may be a URL');
     return HttpDevice.open(name, http);
@@ -47,11 +56,11 @@ export async function openCloneFromTable(dataDir: string, line: string, options:
   if (new Set(names).size !== names.length) throw new TableError('devices', 'the metadata, destination and source devices must be three different devices');
   const opened: BlockDevice[] = [];
   try {
-    const source = await openNamed(dataDir, table.sourceDevice, 'source dev', true, options.http);
+    const source = await openNamed(dataDir, table.sourceDevice, 'source dev', true, options);
     opened.push(source);
-    const destination = await openNamed(dataDir, table.destinationDevice, 'destination dev', false, options.http);
+    const destination = await openNamed(dataDir, table.destinationDevice, 'destination dev', false, options);
     opened.push(destination);
-    const metadata = await openNamed(dataDir, table.metadataDevice, 'metadata dev', false, options.http);
+    const metadata = await openNamed(dataDir, table.metadataDevice, 'metadata dev', false, options);
     opened.push(metadata);
     return await CloneDevice.open({
       metadata, destination, source,

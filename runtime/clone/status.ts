@@ -38,6 +38,42 @@ export interface CloneStatus {
 
 export const METADATA_BLOCK_SECTORS = METADATA_BLOCK_BYTES / SECTOR_BYTES;
 
+/** What a clone knows about itself at one moment; `cloneStatus` turns it into a CloneStatus. */
+export type StatusParts = Pick<
+  CloneStatus,
+  | 'metadataUsedBlocks' | 'metadataTotalBlocks' | 'regionSectors' | 'hydratedRegions' | 'hydratingRegions' | 'features'
+  | 'hydrationThreshold' | 'hydrationBatchSize' | 'mode' | 'hydrationEnabled' | 'hydrationError' | 'rateBytesPerSecond' | 'commits'
+> & { regionCount: number; sizeBytes: number; regionBytes: number };
+
+/** The status fields and line from what the clone knows now (progress and ETA derived here). */
+export function cloneStatus(p: StatusParts): CloneStatus {
+  const bytesHydrated = Math.min(p.sizeBytes, p.hydratedRegions * p.regionBytes);
+  const remaining = p.sizeBytes - bytesHydrated;
+  const progressing = p.rateBytesPerSecond > 0 && p.hydrationEnabled && p.hydrationError === null;
+  const fields: Omit<CloneStatus, 'line'> = {
+    metadataBlockSectors: METADATA_BLOCK_SECTORS,
+    metadataUsedBlocks: p.metadataUsedBlocks,
+    metadataTotalBlocks: p.metadataTotalBlocks,
+    regionSectors: p.regionSectors,
+    hydratedRegions: p.hydratedRegions,
+    totalRegions: p.regionCount,
+    hydratingRegions: p.hydratingRegions,
+    features: p.features,
+    hydrationThreshold: p.hydrationThreshold,
+    hydrationBatchSize: p.hydrationBatchSize,
+    mode: p.mode,
+    hydrationEnabled: p.hydrationEnabled,
+    hydrationComplete: p.hydratedRegions === p.regionCount,
+    hydrationError: p.hydrationError,
+    bytesHydrated,
+    totalBytes: p.sizeBytes,
+    rateBytesPerSecond: p.rateBytesPerSecond,
+    etaSeconds: remaining === 0 ? 0 : progressing ? remaining / p.rateBytesPerSecond : null,
+    commits: p.commits,
+  };
+  return { ...fields, line: formatStatusLine(fields) };
+}
+
 export function formatStatusLine(s: Omit<CloneStatus, 'line'>): string {
   if (s.mode === 'Fail') return 'Fail';
   return [

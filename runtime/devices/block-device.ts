@@ -81,10 +81,13 @@ export interface BlockDevice {
    */
   fileSpan?(offsetBytes: number, lengthBytes: number): FileSpan | null;
   /**
-   * Optional, for devices that fill themselves from elsewhere (a clone): bring the range in now
-   * (NBD CACHE). Resolves once it is in (not necessarily durable: that takes flush()).
+   * Optional: make `[offsetBytes, offsetBytes + lengthBytes)` fast to read (NBD CACHE, a hint, like
+   * posix_fadvise WILLNEED). A device that fills itself from elsewhere (a clone) brings the range in
+   * now; resolves once it is in (not necessarily durable: that takes flush()). Checked like a read
+   * (EBADF, EINVAL, ERANGE; allowed on read-only devices). A device without this method is as fast
+   * to read as it gets: callers treat its absence as success.
    */
-  hydrateRange?(offsetBytes: number, lengthBytes: number): Promise<void>;
+  cache?(offsetBytes: number, lengthBytes: number): Promise<void>;
   close(): Promise<void>;
 }
 

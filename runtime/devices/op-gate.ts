@@ -6,6 +6,8 @@
  * not track it: close() cannot run in the middle of it.
  * A second close() returns the same promise, so close is idempotent and every caller waits for
  * the same release.
+ * A gate also serves as a plain in-flight counter that is never closed: `idle()` resolves whenever
+ * the count drains to zero (a clone counts its user I/O this way, to pause background copies).
  */
 import { assert } from '../assert.ts';
 
@@ -13,6 +15,7 @@ export class OpGate {
   private inFlightCount = 0;
   private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
+  private idleWaiters: Array<() => void> = [];
 
   get isOpen(): boolean {
     return this.closing === undefined;
@@ -28,9 +31,7 @@ export class OpGate {
     try {
       return await operation();
     } finally {
-      this.inFlightCount--;
-      assert(this.inFlightCount >= 0, 'op-gate: in-flight count went negative');
-      if (this.inFlightCount === 0 && this.drained !== undefined) this.drained();
+      this.leave();
     }
   }
 
@@ -44,10 +45,26 @@ export class OpGate {
     return () => {
       if (!held) return;
       held = false;
-      this.inFlightCount--;
-      assert(this.inFlightCount >= 0, 'op-gate: in-flight count went negative');
-      if (this.inFlightCount === 0 && this.drained !== undefined) this.drained();
+      this.leave();
     };
+  }
+
+  /** Resolves when no operation is in flight (at once if none is); the gate stays as it is. */
+  idle(): Promise<void> {
+    if (this.inFlightCount === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private leave(): void {
+    this.inFlightCount--;
+    assert(this.inFlightCount >= 0, 'op-gate: in-flight count went negative');
+    if (this.inFlightCount !== 0) return;
+    if (this.drained !== undefined) this.drained();
+    if (this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
   }
 
   /** Closes the gate, waits for in-flight operations, then runs `release` once. */

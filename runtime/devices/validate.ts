@@ -28,10 +28,10 @@ export interface DeviceShape {
 }
 
 /**
- * 'status' is a block-status query and 'span' a fileSpan request: ranges given by length like
- * 'discard', allowed on read-only devices.
+ * 'status' is a block-status query, 'span' a fileSpan request and 'cache' a cache hint: ranges
+ * given by length like 'discard', allowed on read-only devices.
  */
-export type RequestKind = 'read' | 'write' | 'discard' | 'status' | 'span';
+export type RequestKind = 'read' | 'write' | 'discard' | 'status' | 'span' | 'cache';
 
 /** Outcome a device reports for a zero-length discard: nothing was released. */
 export const EMPTY_DISCARD_OUTCOME: DiscardOutcome = 'zeroed';
@@ -49,7 +49,7 @@ export function validateRequest(
 ): number {
   // Fast accept: one pass with no allocation for the request that is fine (nearly all of them);
   // anything else goes to `refuse`, which finds the first failing check in the documented order.
-  const lengthBytes = kind === 'discard' || kind === 'status' || kind === 'span' ? bufferOrLength : bufferOrLength instanceof Uint8Array ? bufferOrLength.length : undefined;
+  const lengthBytes = kind === 'discard' || kind === 'status' || kind === 'span' || kind === 'cache' ? bufferOrLength : bufferOrLength instanceof Uint8Array ? bufferOrLength.length : undefined;
   const blockBytes = device.logicalBlockBytes;
   if (
     isOpen &&
@@ -58,7 +58,7 @@ export function validateRequest(
     offsetBytes % blockBytes === 0 && lengthBytes % blockBytes === 0 &&
     // Both are safe integers, so the subtraction cannot round; written so offset + length cannot overflow.
     offsetBytes <= device.sizeBytes && lengthBytes <= device.sizeBytes - offsetBytes &&
-    (kind === 'read' || kind === 'status' || kind === 'span' || device.canWrite)
+    (kind === 'read' || kind === 'status' || kind === 'span' || kind === 'cache' || device.canWrite)
   ) {
     return lengthBytes;
   }

@@ -1,6 +1,8 @@
 /**
- * The facade over one instance of the kernel module (assembly/): the only TypeScript that sees
- * raw exports and pointers. Everything else gets typed calls on opaque `WasmBuffer`s.
+ * The facade over one instance of the kernel module (assembly/): with frame.ts beside it (the
+ * frame kernels' facade, which reaches the raw exports through rawExportsOf/pointerOf), the only
+ * TypeScript that sees raw exports and pointers. Everything else gets typed calls on opaque
+ * `WasmBuffer`s (bytes: copy, isZero; digests: crc32c, xxh64) and `WasmBitmap`s (bits).
  *
  * Memory. Each `Kernels` owns one instance and its linear memory. Kernels never allocate: this
  * class runs a first-fit, coalescing free list (free-list.ts) over [heap_base, memory end),
@@ -37,6 +39,8 @@ export const WORD_BITS = 64;
 export const MAX_BITS = 2 ** 32;
 /** Staging area for JS bytes fed to crc32c/isZero, allocated on first use. */
 const SCRATCH_BYTES = 64 * 1024;
+const U64_MAX = (1n << 64n) - 1n;
+const U64_CELL = new DataView(new ArrayBuffer(8));
 /** Least growth, so many small allocations do not grow memory one page at a time. */
 const MIN_GROW_PAGES = 16;
 
@@ -45,7 +49,8 @@ assert(WORD_BITS === WORD_BYTES * 8, 'a word is 8 bytes of 8 bits');
 assert(MAX_BITS / WORD_BITS * WORD_BYTES <= MAX_MEMORY_BYTES, 'a 2^32-bit bitmap fits in wasm32 memory');
 assert(PAGE_BYTES % ALIGN_BYTES === 0 && SCRATCH_BYTES % ALIGN_BYTES === 0, 'pages and scratch are aligned');
 
-interface KernelExports {
+/** The module's raw exports (assembly/index.ts); frame layouts' constants are exported globals. */
+export interface KernelExports {
   readonly memory: WebAssembly.Memory;
   heap_base(): number;
   simd_enabled(): number;
@@ -70,6 +75,16 @@ interface KernelExports {
   copy_bytes(dstPtr: number, srcPtr: number, lengthBytes: number): void;
   is_zero(ptr: number, lengthBytes: number): number;
   crc32c(crc: number, ptr: number, lengthBytes: number): number;
+  xxh64(ptr: number, lengthBytes: number, seedLow: number, seedHigh: number): number;
+  xxh64_high(): number;
+  nbd_request_batch(
+    inPtr: number, inBytes: number, outPtr: number, maxRecords: number,
+    sizeBytes: number, blockBytes: number, exportFlags: number, negotiated: number, maxBlockBytes: number,
+  ): number;
+  frame_batch_end(): number;
+  nbd_request_encode(outPtr: number, flags: number, type: number, cookieHigh: number, cookieLow: number, offsetHigh: number, offsetLow: number, lengthBytes: number): void;
+  nbd_simple_reply_encode(outPtr: number, error: number, cookieHigh: number, cookieLow: number): void;
+  nbd_structured_reply_encode(outPtr: number, flags: number, type: number, cookieHigh: number, cookieLow: number, lengthBytes: number): void;
 }
 
 interface Slot {
@@ -81,6 +96,8 @@ interface Slot {
 
 const slots = new WeakMap<WasmBuffer, Slot>();
 const bitmapSlots = new WeakMap<WasmBitmap, Slot>();
+/** Raw exports of live Kernels, for the other facades in runtime/wasm/ (see rawKernel). */
+const rawExports = new WeakMap<Kernels, KernelExports>();
 /** Instances handed out by defaultKernels(): shared, so nobody may release them. */
 const sharedKernels = new WeakSet<Kernels>();
 
@@ -157,6 +174,7 @@ export class Kernels {
   ) {
     assert(exports.simd_enabled() === (flavor === 'simd' ? 1 : 0), `${flavor} module reports simd_enabled ${exports.simd_enabled()}`);
     this.#exports = exports;
+    rawExports.set(this, exports);
     const heapStartBytes = alignUp(exports.heap_base());
     const endBytes = exports.memory.buffer.byteLength;
     if (endBytes > heapStartBytes) this.#freeList.release(heapStartBytes, endBytes - heapStartBytes);
@@ -186,6 +204,7 @@ export class Kernels {
     if (sharedKernels.has(this)) throw new BlockError('EINVAL', 'the shared default kernels cannot be released');
     this.#exports = null;
     this.#scratch = null;
+    rawExports.delete(this);
   }
 
   // ---- memory ----
@@ -294,6 +313,59 @@ export class Kernels {
       crc = ex.crc32c(crc, scratch.ptr, chunkBytes);
     }
     return crc >>> 0;
+  }
+
+  /**
+   * XXH64 of the range with a 64-bit `seed`, as a bigint in [0, 2^64). Not chainable like crc32c:
+   * JS bytes outside this memory are copied in whole (a temporary buffer beyond SCRATCH_BYTES).
+   * Making the bigint costs about as much as hashing 4 KiB on Node 20: hot paths use xxh64Into.
+   */
+  xxh64(data: WasmBuffer | Uint8Array, seed = 0n, offsetBytes = 0, lengthBytes = data.byteLength - offsetBytes): bigint {
+    if (typeof seed !== 'bigint' || seed < 0n || seed > U64_MAX) {
+      throw new BlockError('EINVAL', `xxh64 seed must be an unsigned 64-bit bigint, got ${String(seed)}`);
+    }
+    U64_CELL.setBigUint64(0, seed, true);
+    const low = this.#xxh64(data, U64_CELL.getUint32(4, true), U64_CELL.getUint32(0, true), offsetBytes, lengthBytes);
+    U64_CELL.setUint32(0, low, true);
+    U64_CELL.setUint32(4, this.#exports!.xxh64_high(), true);
+    return U64_CELL.getBigUint64(0, true);
+  }
+
+  /**
+   * XXH64 without bigints: the digest's high and low 32 bits go to out[0] and out[1]; the seed
+   * is (seedHigh << 32) | seedLow.
+   */
+  xxh64Into(
+    out: Uint32Array, data: WasmBuffer | Uint8Array, seedHigh = 0, seedLow = 0,
+    offsetBytes = 0, lengthBytes = data.byteLength - offsetBytes,
+  ): void {
+    if (!(out instanceof Uint32Array) || out.length < 2) throw new BlockError('EINVAL', 'xxh64Into: out must be a Uint32Array of at least 2 words');
+    for (const [name, half] of [['seedHigh', seedHigh], ['seedLow', seedLow]] as const) {
+      if (half >>> 0 !== half) throw new BlockError('EINVAL', `xxh64 ${name} must be an unsigned 32-bit integer, got ${half}`);
+    }
+    out[1] = this.#xxh64(data, seedHigh, seedLow, offsetBytes, lengthBytes);
+    out[0] = this.#exports!.xxh64_high();
+  }
+
+  /** The low half of XXH64 (the high half waits in xxh64_high). */
+  #xxh64(data: WasmBuffer | Uint8Array, seedHigh: number, seedLow: number, offsetBytes: number, lengthBytes: number): number {
+    const ex = this.#live();
+    checkByteRange('xxh64', offsetBytes, lengthBytes, data.byteLength);
+    const ptr = this.#directPtr(data, 'xxh64');
+    if (ptr >= 0) return ex.xxh64(ptr + offsetBytes, lengthBytes, seedLow, seedHigh) >>> 0;
+    const bytes = (data as Uint8Array).subarray(offsetBytes, offsetBytes + lengthBytes);
+    if (lengthBytes <= SCRATCH_BYTES) {
+      const scratch = this.#scratchSlot();
+      new Uint8Array(ex.memory.buffer, scratch.ptr, lengthBytes).set(bytes);
+      return ex.xxh64(scratch.ptr, lengthBytes, seedLow, seedHigh) >>> 0;
+    }
+    const staged = this.alloc(lengthBytes);
+    try {
+      staged.view().set(bytes);
+      return ex.xxh64(this.#slot(staged, 'xxh64').ptr, lengthBytes, seedLow, seedHigh) >>> 0;
+    } finally {
+      staged.free();
+    }
   }
 
   /** Pointer of a WasmBuffer, or of JS bytes that already view this memory; -1 for other bytes. */
@@ -519,6 +591,25 @@ export class Kernels {
     }
     return bm;
   }
+}
+
+/**
+ * For facades in runtime/wasm/ only (frame.ts): the raw exports of live `kernels`. Code outside
+ * runtime/wasm/ uses typed calls.
+ */
+export function rawExportsOf(kernels: Kernels): KernelExports {
+  const exports = rawExports.get(kernels);
+  if (exports === undefined) throw new BlockError('EBADF', 'these kernels were released');
+  return exports;
+}
+
+/** For facades in runtime/wasm/ only: the pointer of a live buffer of `kernels`. */
+export function pointerOf(kernels: Kernels, buffer: WasmBuffer, what: string): number {
+  rawExportsOf(kernels);
+  const slot = slots.get(buffer);
+  if (slot === undefined || slot.owner !== kernels) throw new BlockError('EINVAL', `${what}: the buffer does not belong to these kernels`);
+  if (!slot.live) throw new BlockError('EBADF', `${what}: the buffer was freed`);
+  return slot.ptr;
 }
 
 let shared: Promise<Kernels> | undefined;

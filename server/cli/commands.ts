@@ -3,29 +3,15 @@
  * tables for listings, one line for changes; the server's errors come back as one line on stderr
  * (main.ts).
  */
-import type { DeviceInfo, CloneInfo, ExportInfo } from '../service.ts';
-import { UsageError, takePositionals, type Args, type FlagSpec } from './args.ts';
-import type { ApiClient } from './client.ts';
+import { ENGINES } from '../engines.ts';
+import type { DeviceInfo, ExportInfo } from '../service.ts';
+import { takePositionals } from './args.ts';
+import { pathOf, type Command } from './command.ts';
 import { formatBytes, formatTable, parseSize } from './format.ts';
-import { progressLine, watchClone } from './progress.ts';
 
-export interface CommandContext {
-  client(): ApiClient;
-  out(line: string): void;
-  /** Raw text to stdout (the in-place progress line). */
-  write(text: string): void;
-  isTty: boolean;
-}
+export type { Command, CommandContext } from './command.ts';
 
-export interface Command {
-  usage: string;
-  summary: string;
-  flags: FlagSpec;
-  run(context: CommandContext, args: Args): Promise<number | void>;
-}
-
-const path = (...parts: string[]) => parts.map((part) => encodeURIComponent(part)).join('/');
-
+/** Devices, each engine's commands (engines.ts), exports, events. */
 export const COMMANDS: Record<string, Command> = {
   'device create': {
     usage: 'device create NAME SIZE',
@@ -57,90 +43,7 @@ export const COMMANDS: Record<string, Command> = {
       context.out(`deleted ${name}`);
     },
   },
-  'clone create': {
-    usage: 'clone create NAME --table TABLE',
-    summary: "open a clone from a dm-clone table line: 'clone META DEST SOURCE REGION_SECTORS ...'",
-    flags: { '--table': 'value' },
-    async run(context, args) {
-      const [name] = takePositionals(args, ['NAME'], this.usage);
-      const table = args.values.get('--table');
-      if (table === undefined) throw new UsageError(`--table is required (usage: ${this.usage})`);
-      const clone = await context.client().request<CloneInfo>('POST', '/v1/clones', { name, table });
-      context.out(`created clone ${clone.name}: ${clone.status}`);
-    },
-  },
-  'clone ls': {
-    usage: 'clone ls',
-    summary: 'list clones with their progress',
-    flags: {},
-    async run(context, args) {
-      takePositionals(args, [], this.usage);
-      const { clones } = await context.client().request<{ clones: CloneInfo[] }>('GET', '/v1/clones');
-      context.out(formatTable(['NAME', 'PROGRESS', 'EXPORTS', 'TABLE'], clones.map((c) => [
-        c.name,
-        c.status === null ? `not open: ${c.error}` : progressLine(c, false).slice(c.name.length + 1),
-        c.exports.join(',') || '-',
-        c.table,
-      ])));
-    },
-  },
-  'clone status': {
-    usage: 'clone status NAME [--watch] [--interval-ms N]',
-    summary: 'show a clone; --watch follows hydration to the end',
-    flags: { '--watch': 'switch', '--interval-ms': 'value' },
-    async run(context, args) {
-      const [name] = takePositionals(args, ['NAME'], this.usage);
-      const client = context.client();
-      if (args.switches.has('--watch')) {
-        const intervalText = args.values.get('--interval-ms') ?? '1000';
-        if (!/^\d{1,7}$/.test(intervalText) || Number(intervalText) < 10) throw new UsageError(`--interval-ms "${intervalText}" must be an integer of at least 10`);
-        return watchClone(client, name!, { tty: context.isTty, intervalMs: Number(intervalText), write: context.write });
-      }
-      const clone = await client.request<CloneInfo>('GET', `/v1/clones/${path(name!)}`);
-      if (clone.status === null) {
-        context.out(`${clone.name}: not open: ${clone.error}`);
-        return 1;
-      }
-      context.out(progressLine(clone, false));
-      context.out(`status ${clone.status}`);
-      context.out(`table  ${clone.table}`);
-      if (clone.suspended) context.out('suspended');
-      if (clone.hydrationError) context.out(`hydration stopped: ${clone.hydrationError}`);
-    },
-  },
-  'clone message': {
-    usage: 'clone message NAME MESSAGE...',
-    summary: 'send a dm-clone message: disable_hydration, enable_hydration, hydration_threshold N, hydration_batch_size N',
-    flags: {},
-    async run(context, args) {
-      const [name, ...words] = args.positional;
-      if (name === undefined || words.length === 0) throw new UsageError(`expected NAME MESSAGE... (usage: ${this.usage})`);
-      const clone = await context.client().request<CloneInfo>('POST', `/v1/clones/${path(name)}/message`, { message: words.join(' ') });
-      context.out(`${clone.name}: ${clone.status}`);
-    },
-  },
-  'clone suspend': simpleCloneAction('suspend', 'stop hydration and I/O, and commit'),
-  'clone resume': simpleCloneAction('resume', 'resume I/O and hydration'),
-  'clone finalize': {
-    usage: 'clone finalize NAME',
-    summary: 'once hydrated: drop the clone, keep its destination as a plain device',
-    flags: {},
-    async run(context, args) {
-      const [name] = takePositionals(args, ['NAME'], this.usage);
-      const done = await context.client().request<{ clone: string; device: string }>('POST', `/v1/clones/${path(name!)}/finalize`);
-      context.out(`finalized ${done.clone}: ${done.device} is now a plain device`);
-    },
-  },
-  'clone rm': {
-    usage: 'clone rm NAME',
-    summary: 'close a clone (its files stay)',
-    flags: {},
-    async run(context, args) {
-      const [name] = takePositionals(args, ['NAME'], this.usage);
-      await context.client().request('DELETE', `/v1/clones/${path(name!)}`);
-      context.out(`deleted clone ${name}`);
-    },
-  },
+  ...Object.assign({}, ...ENGINES.map((engine) => engine.commands)),
   'export add': {
     usage: 'export add NAME DEVICE [--read-only] [--description TEXT]',
     summary: 'serve a device over NBD (DEVICE: a device name, or clone:NAME)',
@@ -172,7 +75,7 @@ export const COMMANDS: Record<string, Command> = {
     flags: {},
     async run(context, args) {
       const [name] = takePositionals(args, ['NAME'], this.usage);
-      await context.client().request('DELETE', `/v1/exports/${path(name!)}`);
+      await context.client().request('DELETE', `/v1/exports/${pathOf(name!)}`);
       context.out(`deleted export ${name}`);
     },
   },
@@ -186,16 +89,3 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
 };
-
-function simpleCloneAction(action: 'suspend' | 'resume', summary: string): Command {
-  return {
-    usage: `clone ${action} NAME`,
-    summary,
-    flags: {},
-    async run(context, args) {
-      const [name] = takePositionals(args, ['NAME'], this.usage);
-      const clone = await context.client().request<CloneInfo>('POST', `/v1/clones/${path(name!)}/${action}`);
-      context.out(`${clone.name}: ${action === 'suspend' ? 'suspended' : 'resumed'}`);
-    },
-  };
-}

@@ -1,21 +1,23 @@
 /**
- * The HTTP API: a Hono app over one Service. Middleware, in order: count the request (for
+ * The HTTP API: an OpenAPIHono app over one Service. Middleware, in order: count the request (for
  * /metrics), check the bearer token (every route but /v1/health, when the service has one), cap
- * the body. Routes live one group per file; errors from anywhere become JSON (errors.ts).
+ * the body. Routes live one group per file, each engine's in its own folder (Engine.routes); every
+ * route is defined once with its schemas (route.ts), and the OpenAPI document at
+ * /v1/openapi.json is generated from those definitions. Errors from anywhere become JSON
+ * (errors.ts).
  */
-import { Hono } from 'hono';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
 import { ServiceError } from '../errors.ts';
 import type { Service } from '../service.ts';
 import { tokenChecker } from '../token.ts';
 import { RUNTIME, VERSION } from '../version.ts';
-import { MAX_BODY_BYTES } from './body.ts';
-import { cloneRoutes } from './clones.ts';
 import { deviceRoutes } from './devices.ts';
 import { answerError, errorJson } from './errors.ts';
 import { eventRoutes } from './events.ts';
 import { exportRoutes } from './exports.ts';
 import { metricsRoutes } from './metrics.ts';
-import { openApiDocument } from './openapi.ts';
+import { addRoute, MAX_BODY_BYTES } from './route.ts';
+import { jsonAnswer } from './schemas.ts';
 
 export const UNAUTHENTICATED_PATHS = new Set(['/v1/health']);
 
@@ -29,10 +31,13 @@ export interface AppOptions {
   token: string | null;
 }
 
-export function createApp({ service, token }: AppOptions): Hono {
+const Health = z.strictObject({ status: z.literal('ok'), version: z.string(), runtime: z.string() }).openapi('Health');
+
+export function createApp({ service, token }: AppOptions): OpenAPIHono {
   const counters: HttpCounters = { byStatus: new Map() };
   const tokenMatches = token === null ? null : tokenChecker(token);
-  const app = new Hono();
+  const app = new OpenAPIHono();
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.use(async (c, next) => {
     await next();
     counters.byStatus.set(c.res.status, (counters.byStatus.get(c.res.status) ?? 0) + 1);
@@ -50,15 +55,36 @@ export function createApp({ service, token }: AppOptions): Hono {
     await next();
   });
 
-  app.get('/v1/health', (c) => c.json({ status: 'ok', version: VERSION, runtime: RUNTIME }));
-  app.get('/v1/openapi.json', (c) => c.json(openApiDocument));
-  app.route('/v1/devices', deviceRoutes(service));
-  app.route('/v1/clones', cloneRoutes(service));
-  app.route('/v1/exports', exportRoutes(service));
-  app.route('/v1/events', eventRoutes(service));
-  app.route('/metrics', metricsRoutes(service, counters));
+  addRoute(app, { method: 'get', path: '/v1/health', summary: 'Liveness; needs no token.', unauthenticated: true, responses: { 200: jsonAnswer('Up.', Health) }, errors: [] }, (c) =>
+    c.json({ status: 'ok', version: VERSION, runtime: RUNTIME }),
+  );
+  let document: unknown = null;
+  addRoute(app, { method: 'get', path: '/v1/openapi.json', summary: 'This document.', responses: { 200: jsonAnswer('OpenAPI 3.1 document.', z.object({}).passthrough()) }, errors: [401] }, (c) =>
+    c.json((document ??= openApiDocument(app)) as object),
+  );
+  deviceRoutes(app, service);
+  for (const engine of service.engines.values()) engine.routes(app);
+  exportRoutes(app, service);
+  eventRoutes(app, service);
+  metricsRoutes(app, service, counters);
 
   app.notFound((c) => errorJson(c, 'ENOENT', `no route ${c.req.method} ${c.req.path}`));
   app.onError(answerError);
   return app;
+}
+
+/** The OpenAPI 3.1 document, generated from the routes' definitions. */
+export function openApiDocument(app: OpenAPIHono) {
+  return app.getOpenAPI31Document({
+    openapi: '3.1.0',
+    info: {
+      title: 'blockcore',
+      version: VERSION,
+      description:
+        'Control API of a blockcore service: device files in its data directory, engines (dm-clone style clones, ...), and NBD exports. ' +
+        'Every route but /v1/health needs `Authorization: Bearer <token>` when the service has a token. ' +
+        `Errors are JSON {error, code, field?}. Request bodies are JSON objects of at most ${MAX_BODY_BYTES} bytes; unknown fields are refused.`,
+    },
+    security: [{ bearer: [] }],
+  });
 }

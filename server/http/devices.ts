@@ -1,22 +1,46 @@
 /** Devices: files in the data directory. A name may hold "/" (a file in a subdirectory). */
-import { Hono } from 'hono';
-import { checkDeviceSize } from '../device-files.ts';
-import { checkDeviceFileName } from '../names.ts';
+import { z, type OpenAPIHono } from '@hono/zod-openapi';
+import { checkDeviceSize, DEVICE_BYTES_MAX } from '../device-files.ts';
 import type { Service } from '../service.ts';
-import { readBody } from './body.ts';
+import { addRoute } from './route.ts';
+import { byCheck, Count, DeviceName, jsonAnswer, nameParams } from './schemas.ts';
 
-export function deviceRoutes(service: Service): Hono {
-  const app = new Hono();
-  app.get('/', (c) => c.json({ devices: service.listDevices() }));
-  app.post('/', async (c) => {
-    const body = await readBody(c, { name: { type: 'string' }, sizeBytes: { type: 'integer' } });
-    const name = checkDeviceFileName(body.name, 'name');
-    const device = await service.createDevice(name, checkDeviceSize(body.sizeBytes, 'sizeBytes'));
-    return c.json(device, 201);
-  });
-  app.delete('/:name{.+}', async (c) => {
-    await service.deleteDevice(checkDeviceFileName(c.req.param('name'), 'name'));
-    return c.body(null, 204);
-  });
-  return app;
+const Device = z
+  .strictObject({ name: DeviceName, sizeBytes: Count, allocatedBytes: Count, inUse: z.boolean(), usedBy: z.array(z.string()) })
+  .openapi('Device');
+
+const NewDevice = z
+  .strictObject({
+    name: DeviceName,
+    sizeBytes: z.number().int().superRefine(byCheck((value, field) => checkDeviceSize(value, field))).openapi({ minimum: 512, maximum: DEVICE_BYTES_MAX, multipleOf: 512 }),
+  })
+  .openapi('NewDevice');
+
+export function deviceRoutes(app: OpenAPIHono, service: Service): void {
+  addRoute(
+    app,
+    { method: 'get', path: '/v1/devices', summary: 'Device files in the data directory.', responses: { 200: jsonAnswer('Devices.', z.strictObject({ devices: z.array(Device) })) }, errors: [401] },
+    (c) => c.json({ devices: service.listDevices() }),
+  );
+  addRoute(
+    app,
+    { method: 'post', path: '/v1/devices', summary: 'Create a sparse device file.', body: NewDevice, responses: { 201: jsonAnswer('Created.', Device) }, errors: [400, 401, 409, 413, 503] },
+    async (c, { body }) => c.json(await service.createDevice(body.name, body.sizeBytes), 201),
+  );
+  addRoute(
+    app,
+    {
+      method: 'delete',
+      path: '/v1/devices/{name}',
+      honoPath: '/v1/devices/:name{.+}',
+      summary: 'Delete a device file (409 while an engine or export uses it).',
+      params: nameParams('device', DeviceName),
+      responses: { 204: { description: 'Deleted.' } },
+      errors: [400, 401, 404, 409, 503],
+    },
+    async (c, { params }) => {
+      await service.deleteDevice(params.name);
+      return c.body(null, 204);
+    },
+  );
 }

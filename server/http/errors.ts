@@ -7,7 +7,6 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { TableError } from '../../runtime/clone/table.ts';
 import { BlockError } from '../../runtime/errors.ts';
 import { ServiceError } from '../errors.ts';
 
@@ -40,7 +39,6 @@ export function errorJson(c: Context, code: string, message: string, field?: str
 /** The app's onError: every thrown error becomes one JSON answer. */
 export function answerError(error: unknown, c: Context): Response {
   if (error instanceof ServiceError) return errorJson(c, error.code, error.message, error.field);
-  if (error instanceof TableError) return errorJson(c, 'EINVAL', error.message, 'table');
   if (error instanceof BlockError) return errorJson(c, error.code, error.message);
   if (error instanceof HTTPException) return errorJson(c, error.status === 413 ? 'E2BIG' : error.status === 401 ? 'EACCES' : 'EINVAL', error.message || 'bad request');
   console.error(`${c.req.method} ${c.req.path}:`, error);

@@ -7,11 +7,14 @@
  * otherwise grow without bound; it may reconnect with Last-Event-ID), or when the service stops.
  * HEAD answers the headers alone and subscribes to nothing.
  */
-import { Hono } from 'hono';
+import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
+import { ENGINES } from '../engines.ts';
 import { invalid } from '../errors.ts';
 import type { ServiceEvent } from '../event-hub.ts';
 import type { Service } from '../service.ts';
+import { addRoute } from './route.ts';
+import { byCheck, Count } from './schemas.ts';
 
 export const PING_MS = 15_000;
 export const PENDING_WRITES_MAX = 1024;
@@ -22,12 +25,41 @@ function parseSince(value: string | undefined, field: string): number | null {
   return Number(value);
 }
 
-export function eventRoutes(service: Service): Hono {
-  const app = new Hono();
-  app.get('/', (c) => {
-    const query = c.req.queries();
-    for (const key of Object.keys(query)) if (key !== 'since') throw invalid(key.slice(0, 64), 'unknown query parameter (expected since)');
-    const since = parseSince(c.req.query('since'), 'since') ?? parseSince(c.req.header('last-event-id'), 'Last-Event-ID');
+const CORE_EVENT_TYPES = ['device.created', 'device.removed', 'export.added', 'export.removed', 'export.connect', 'export.disconnect', 'nbd.protocol-error'];
+
+const Event = z
+  .object({
+    id: Count,
+    type: z.string().openapi({
+      description: [...CORE_EVENT_TYPES, ...ENGINES.flatMap((engine) => engine.eventTypes.map((type) => `${engine.kind}.${type}`))].join(', '),
+    }),
+    timeMs: Count,
+  })
+  .passthrough()
+  .openapi('Event');
+
+const EventQuery = z.strictObject({
+  since: z
+    .string()
+    .superRefine(byCheck((value, field) => parseSince(value, field)))
+    .optional()
+    .openapi({ description: 'Replay kept events after this id first (an id from an earlier run, or one not given yet, replays every kept event: ids keep rising across restarts).' }),
+});
+
+const EventHeaders = z.object({ 'last-event-id': z.string().optional().openapi({ description: 'As `since`, set by EventSource on reconnect.' }) });
+
+export function eventRoutes(app: OpenAPIHono, service: Service): void {
+  const route = {
+    method: 'get',
+    path: '/v1/events',
+    summary: 'Server-Sent Events: one `event: <type>` / `data: <Event JSON>` per change, with `id:`.',
+    query: EventQuery,
+    headers: EventHeaders,
+    responses: { 200: { description: 'An event stream.', content: { 'text/event-stream': { schema: Event } } } },
+    errors: [400, 401],
+  } as const;
+  addRoute(app, route, (c, { query }) => {
+    const since = parseSince(query.since, 'since') ?? parseSince(c.req.header('last-event-id'), 'Last-Event-ID');
     c.header('x-accel-buffering', 'no');
     if (c.req.method === 'HEAD') return c.body(null, 200, { 'content-type': 'text/event-stream' });
     return streamSSE(c, async (stream) => {
@@ -52,5 +84,4 @@ export function eventRoutes(service: Service): Hono {
       // stream after it flushes what it can is all that is left to do.
     });
   });
-  return app;
 }

@@ -1,15 +1,14 @@
 /**
- * GET /metrics: Prometheus text. Devices (size, allocation), clones (hydration bytes and regions,
- * rate, commits, mode), exports (I/O operations, bytes, errors, clients), the NBD server's counters,
- * HTTP requests by status and events by type.
+ * GET /metrics: Prometheus text. Devices (size, allocation), each engine's families (clones:
+ * hydration bytes and regions, rate, commits, mode), exports (I/O operations, bytes, errors,
+ * clients), the NBD server's counters, HTTP requests by status and events by type.
  */
-import { Hono } from 'hono';
-import { CONTENT_TYPE, PromText, type Sample } from '../prometheus.ts';
+import { z, type OpenAPIHono } from '@hono/zod-openapi';
+import { CONTENT_TYPE, PromText } from '../prometheus.ts';
 import type { Service } from '../service.ts';
 import { RUNTIME, VERSION } from '../version.ts';
 import type { HttpCounters } from './app.ts';
-
-const CLONE_MODES = ['rw', 'ro', 'Fail'] as const;
+import { addRoute } from './route.ts';
 const EXPORT_IO = [
   ['reads', 'blockcore_export_reads_total', 'Read requests served by the export.'],
   ['writes', 'blockcore_export_writes_total', 'Write requests served by the export.'],
@@ -20,13 +19,12 @@ const EXPORT_IO = [
   ['errors', 'blockcore_export_errors_total', 'Requests through the export that failed.'],
 ] as const;
 
-export function metricsRoutes(service: Service, http: HttpCounters): Hono {
-  const app = new Hono();
-  app.get('/', (c) => {
-    const text = render(service, http);
-    return c.body(text, 200, { 'content-type': CONTENT_TYPE });
-  });
-  return app;
+export function metricsRoutes(app: OpenAPIHono, service: Service, http: HttpCounters): void {
+  addRoute(
+    app,
+    { method: 'get', path: '/metrics', summary: 'Prometheus text format.', responses: { 200: { description: 'Metrics.', content: { 'text/plain': { schema: z.string() } } } }, errors: [401] },
+    (c) => c.body(render(service, http), 200, { 'content-type': CONTENT_TYPE }),
+  );
 }
 
 export function render(service: Service, http: HttpCounters): string {
@@ -38,18 +36,7 @@ export function render(service: Service, http: HttpCounters): string {
   out.family('blockcore_device_size_bytes', 'gauge', 'Size of each device file.', devices.map((d) => ({ labels: { device: d.name }, value: d.sizeBytes })));
   out.family('blockcore_device_allocated_bytes', 'gauge', 'Disk space each device file occupies.', devices.map((d) => ({ labels: { device: d.name }, value: d.allocatedBytes })));
 
-  const clones = service.listClones();
-  const open = clones.filter((clone) => clone.status !== null);
-  const perClone = (pick: (clone: (typeof open)[number]) => number): Sample[] => open.map((clone) => ({ labels: { clone: clone.name }, value: pick(clone) }));
-  out.family('blockcore_clone_open', 'gauge', '1 when the clone is open, 0 when it could not be reopened.', clones.map((clone) => ({ labels: { clone: clone.name }, value: clone.status === null ? 0 : 1 })));
-  out.family('blockcore_clone_hydrated_bytes', 'gauge', 'Bytes of the clone copied to its destination.', perClone((clone) => clone.bytesHydrated!));
-  out.family('blockcore_clone_size_bytes', 'gauge', 'Size of the clone.', perClone((clone) => clone.totalBytes!));
-  out.family('blockcore_clone_hydrated_regions', 'gauge', 'Regions of the clone hydrated.', perClone((clone) => clone.hydratedRegions!));
-  out.family('blockcore_clone_regions', 'gauge', 'Regions in the clone.', perClone((clone) => clone.totalRegions!));
-  out.family('blockcore_clone_hydration_rate_bytes_per_second', 'gauge', 'Recent hydration rate.', perClone((clone) => clone.rateBytesPerSecond!));
-  out.family('blockcore_clone_commits_total', 'counter', 'Metadata commits since the clone was opened.', perClone((clone) => clone.commits!));
-  out.family('blockcore_clone_mode', 'gauge', '1 for the mode the clone is in (rw, ro, Fail).',
-    open.flatMap((clone) => CLONE_MODES.map((mode) => ({ labels: { clone: clone.name, mode }, value: clone.mode === mode ? 1 : 0 }))));
+  for (const engine of service.engines.values()) engine.metrics(out);
 
   const exports = service.listExports();
   for (const [key, name, help] of EXPORT_IO) {

@@ -10,8 +10,8 @@
  * client sees IHAVEOPT where it expects its export size and gives up). Options are handled one at
  * a time by Negotiation until GO or EXPORT_NAME picks an export, or the handshake deadline passes.
  *
- * Transmission: each request header is decoded and checked once (request-check.ts). A refused
- * request is answered at once; a refused WRITE's payload is read and dropped so the stream stays in
+ * Transmission: each request header is decoded and checked once (request-codec.ts, request-check.ts).
+ * A refused request is answered at once; a refused WRITE's payload is read and dropped so the stream stays in
  * step, unless it exceeds MAX_SKIPPED_WRITE_BYTES, in which case we send the refusal and hang up
  * (proto.md lets a server disconnect on a payload large enough to be a denial of service). Valid
  * requests run concurrently on the device and are answered in completion order. Flow control: at
@@ -20,6 +20,13 @@
  * and start again as replies drain. A bad request magic is a protocol error: we hang up on this
  * connection only; nothing else in the server notices. A client that shuts down its side (FIN)
  * is treated like DISC: what is in flight is answered, then we end.
+ *
+ * The connection is the fault domain (runtime/net/fault-domain.ts): every entry point from the
+ * event loop (socket events, timers, a request's completion, the output queue's callbacks) runs
+ * guarded, and an exception there (a device that broke its contract, a bug of ours) closes this
+ * connection with a 'protocol-error' event whose message starts "internal error:". A request
+ * whose run rejects (ExportSession promises it never does) is such a fault too: it has no reply,
+ * so the client is hung up on rather than left waiting.
  */
 import type { Socket } from 'node:net';
 import {
@@ -28,21 +35,23 @@ import {
   NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES,
 } from './constants.ts';
 import type { SocketSend } from '../../runtime/adapter/types.ts';
-import type { BufferPool } from './buffer-pool.ts';
-import { releaseFrame, type Frame } from './file-frame.ts';
+import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
+import { describeError, guarded } from '../../runtime/net/fault-domain.ts';
+import { releaseFrame, type Frame } from '../../runtime/net/file-frame.ts';
 import { ExportSession } from './export-session.ts';
-import { InputBuffer } from './input-buffer.ts';
+import { InputBuffer } from '../../runtime/net/input-buffer.ts';
 import { Negotiation, type Agreement, type Catalogue, type Outcome } from './negotiation.ts';
 import { decodeClientFlags, decodeOptionHeader, encodeGreeting, type OptionHeader } from './option-codec.ts';
-import { OutputQueue } from './output-queue.ts';
-import { checkRequest } from './request-check.ts';
-import { decodeRequest, type NbdRequest } from './request-codec.ts';
+import { OutputQueue } from '../../runtime/net/output-queue.ts';
+import type { NbdRequest, RequestDecoder } from './request-codec.ts';
 import type { NbdCounters, NbdEvent } from './types.ts';
 
 /** What a connection needs from its server. */
 export interface ConnectionHost extends Catalogue {
   readonly counters: NbdCounters;
   readonly pool: BufferPool;
+  /** A request decoder for a new connection (the kind the runtime adapter names: request-codec.ts). */
+  requestDecoder(): RequestDecoder;
   /** Zero-copy sends for read replies from files; null where the runtime has none. */
   socketSend: SocketSend | null;
   emit(event: NbdEvent): void;
@@ -70,6 +79,7 @@ export class NbdConnection {
   private readonly input = new InputBuffer();
   private readonly output: OutputQueue;
   private readonly negotiation: Negotiation;
+  private readonly decoder: RequestDecoder;
   private session: ExportSession | null = null;
   private optionCount = 0;
   private pendingOption: OptionHeader | null = null;
@@ -93,16 +103,17 @@ export class NbdConnection {
   ) {
     this.output = new OutputQueue(socket, host.pool, { socketSend: host.socketSend, sendBufferBytes: SEND_BUFFER_BYTES });
     this.output.onEmpty = () => this.onOutputEmpty();
-    this.output.onBroken = (error) => this.protocolError(`a read reply was cut short: ${(error as Error).message}`);
+    this.output.onBroken = (why) => this.guard(() => this.protocolError(why));
     this.negotiation = new Negotiation(host);
+    this.decoder = host.requestDecoder();
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Uint8Array) => this.onData(chunk));
-    socket.on('end', () => this.onPeerEnd());
+    socket.on('data', (chunk: Uint8Array) => this.guard(() => this.onData(chunk)));
+    socket.on('end', () => this.guard(() => this.onPeerEnd()));
     // 'close' follows; a reset is not our error. Drop the queued replies now: the fd may be gone
-    // before 'close', and nothing may be sent on it (output-queue.ts).
-    socket.on('error', () => this.output.close());
-    socket.on('close', () => this.onClose());
-    this.handshakeTimer = setTimeout(() => this.protocolError(`handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
+    // before 'close', and nothing may be sent on it (runtime/net/output-queue.ts).
+    socket.on('error', () => this.guard(() => this.output.close()));
+    socket.on('close', () => this.guard(() => this.onClose()));
+    this.handshakeTimer = setTimeout(() => this.guard(() => this.protocolError(`handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
     (this.handshakeTimer as { unref?: () => void }).unref?.();
     this.output.push(encodeGreeting());
     this.output.flush();
@@ -250,7 +261,8 @@ export class NbdConnection {
       return true;
     }
     if (this.input.length < REQUEST_HEADER_BYTES) return false;
-    const request = decodeRequest(this.input.contiguous(REQUEST_HEADER_BYTES), this.input.front);
+    const session = this.session!;
+    const request = this.decoder.decode(this.input.contiguous(REQUEST_HEADER_BYTES), this.input.front, session.session);
     this.input.consume(REQUEST_HEADER_BYTES);
     if (typeof request === 'string') return this.protocolError(request);
     this.host.counters.requests++;
@@ -258,8 +270,7 @@ export class NbdConnection {
       this.beginDisconnect();
       return false;
     }
-    const session = this.session!;
-    const refusal = checkRequest(request, session.session);
+    const refusal = this.decoder.check(request, session.session);
     if (refusal !== null) {
       this.output.push(session.errorFrame(request, refusal));
       if (request.type === NBD_CMD_WRITE) {
@@ -280,7 +291,10 @@ export class NbdConnection {
     const payloadBytes = request.type === NBD_CMD_READ || request.type === NBD_CMD_WRITE ? request.lengthBytes : 0;
     this.inFlight++;
     this.bytesInFlight += payloadBytes;
-    this.session!.run(request, payload).then((frame) => this.answer(frame, payloadBytes));
+    this.session!.run(request, payload).then(
+      (frame) => this.guard(() => this.answer(frame, payloadBytes)),
+      (error: unknown) => this.fault(error),
+    );
   }
 
   private answer(frame: Frame, payloadBytes: number): void {
@@ -360,10 +374,29 @@ export class NbdConnection {
     if (this.phase === 'closed') return;
     const wasConnected = this.session !== null;
     this.phase = 'closed';
-    this.output.close();
-    this.input.clear();
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
-    if (wasConnected) this.host.emit({ type: 'disconnect', connectionId: this.id, exportName: this.exportName, remote: this.remote });
-    this.host.closed(this);
+    try {
+      this.input.clear();
+      this.output.close();
+    } finally {
+      if (wasConnected) this.host.emit({ type: 'disconnect', connectionId: this.id, exportName: this.exportName, remote: this.remote });
+      this.host.closed(this);
+    }
   }
+
+  // ---- faults ----
+
+  /** Runs an event-loop entry point; an exception closes this connection (see the design note). */
+  private guard(work: () => void): void {
+    guarded(work, this.fault);
+  }
+
+  /** Something we run threw: hang up on this connection, saying so; never throws. */
+  private readonly fault = (error: unknown): void => {
+    try {
+      this.protocolError(`internal error: ${describeError(error)}`);
+    } catch {
+      this.socket.destroy(); // the last resort; 'close' still runs onClose
+    }
+  };
 }

@@ -5,6 +5,7 @@
  */
 import { errnoName } from '../../runtime/devices/file-io.ts';
 import { BlockError } from '../../runtime/errors.ts';
+import { describeError } from '../../runtime/net/fault-domain.ts';
 import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_EPERM, NBD_ESHUTDOWN } from './constants.ts';
 
 const NO_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
@@ -21,12 +22,22 @@ export function nbdErrorOf(error: unknown): number {
       case 'EBADF':
         return NBD_ESHUTDOWN; // the device was closed under the export: it is going away
       default:
-        return NO_SPACE.has(errnoName((error as { cause?: unknown }).cause)) ? NBD_ENOSPC : NBD_EIO;
+        return NO_SPACE.has(errnoOf((error as { cause?: unknown }).cause)) ? NBD_ENOSPC : NBD_EIO;
     }
   }
-  return NO_SPACE.has(errnoName(error)) ? NBD_ENOSPC : NBD_EIO;
+  return NO_SPACE.has(errnoOf(error)) ? NBD_ENOSPC : NBD_EIO;
 }
 
+/** errnoName, for any thrown value (one with no string form has no errno either). */
+function errnoOf(error: unknown): string {
+  try {
+    return errnoName(error);
+  } catch {
+    return 'UNKNOWN';
+  }
+}
+
+/** The message for an error reply: never throws, even for a thrown value with no string form. */
 export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return describeError(error);
 }

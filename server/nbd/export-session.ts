@@ -6,8 +6,8 @@
  *
  *   READ          at least ZERO_COPY_MIN_BYTES from a device that has the range in a file
  *                 (fileSpan), on a socket that can take zero-copy sends: a FileFrame (the header
- *                 and the span; output-queue.ts sends it with sendfile); else data read into a
- *                 pooled reply buffer right after its header (no copy). Structured: one
+ *                 and the span; runtime/net/output-queue.ts sends it with sendfile); else data
+ *                 read into a pooled reply buffer right after its header (no copy). Structured: one
  *                 OFFSET_DATA chunk (so DF always holds), no OFFSET_HOLE;
  *   WRITE         device.write, { fua } from the FUA flag;
  *   FLUSH         device.flush;
@@ -20,7 +20,7 @@
  *                 written, so the client (qemu-img convert pre-zeroing a target) falls back to
  *                 writing data. A FileDevice on a filesystem that cannot punch holes fills the
  *                 range with zeros inside discard(): still correct, only not fast;
- *   CACHE         `hydrateRange` when the device has one (a clone: copy those regions now); else
+ *   CACHE         `cache` when the device has one (a clone: copy those regions now); else
  *                 nothing to do, success;
  *   BLOCK_STATUS  base:allocation from device.blockStatus (all data when it has none), merged,
  *                 at most MAX_BLOCK_DESCRIPTORS descriptors (one with REQ_ONE).
@@ -28,8 +28,8 @@
 import { setImmediate } from 'node:timers';
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
 import { statusOf } from '../../runtime/devices/extents.ts';
-import type { BufferPool } from './buffer-pool.ts';
-import { FileFrame, type Frame } from './file-frame.ts';
+import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
+import { FileFrame, type Frame } from '../../runtime/net/file-frame.ts';
 import {
   BASE_ALLOCATION_ID, MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
@@ -117,7 +117,7 @@ export class ExportSession {
         }
         return this.settle(request, this.writeZeroes(request), 0);
       case NBD_CMD_CACHE:
-        return this.settle(request, this.device.hydrateRange ? this.device.hydrateRange(request.offsetBytes, request.lengthBytes) : RESOLVED, 0);
+        return this.settle(request, this.device.cache ? this.device.cache(request.offsetBytes, request.lengthBytes) : RESOLVED, 0);
       case NBD_CMD_BLOCK_STATUS:
         return this.blockStatus(request);
       default:

@@ -14,9 +14,11 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { loadAdapter } from '../../runtime/adapter/index.ts';
-import { BufferPool } from './buffer-pool.ts';
+import { BufferPool } from '../../runtime/net/buffer-pool.ts';
+import { describeError } from '../../runtime/net/fault-domain.ts';
 import { SHUTDOWN_GRACE_MS } from './constants.ts';
 import { NbdConnection, type ConnectionHost } from './connection.ts';
+import { loadRequestDecoders, type RequestDecoder } from './request-codec.ts';
 import type { NbdAddress, NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport, NbdServerOptions } from './types.ts';
 
 export type { NbdAddress, NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport, NbdServerOptions } from './types.ts';
@@ -29,6 +31,7 @@ export class NbdServer {
   private readonly open = new Set<NbdConnection>();
   private readonly maxConnections: number;
   private readonly host: ConnectionHost;
+  private requestDecoders: (() => RequestDecoder) | null = null;
   private nextConnectionId = 1;
   private closing: Promise<void> | null = null;
 
@@ -42,6 +45,7 @@ export class NbdServer {
       counters: this.counters,
       pool: new BufferPool(),
       socketSend: null, // set by listen() once the runtime adapter is loaded
+      requestDecoder: () => server.requestDecoders!(), // set by listen(), before any connection
       lookup: (name) => options.lookup(name),
       list: () => options.list(),
       emit: (event) => server.emit(event),
@@ -52,7 +56,9 @@ export class NbdServer {
   /** Starts listening (port 0 picks a free port); resolves with the address actually bound. */
   async listen(address: { host: string; port: number } | { path: string }): Promise<{ host: string; port: number } | { path: string }> {
     if (this.closing) throw new Error('NbdServer is closed');
-    if (this.options.zeroCopy !== false) this.host.socketSend = (await loadAdapter()).socketSend;
+    const adapter = await loadAdapter();
+    if (this.options.zeroCopy !== false) this.host.socketSend = adapter.socketSend;
+    this.requestDecoders ??= await loadRequestDecoders(this.options.requestDecoder ?? adapter.nbdRequestDecoder);
     if (this.closing) throw new Error('NbdServer is closed');
     // Half-open: a client that sends its last requests and then shuts down its side still gets
     // the replies (the connection ends them itself once they are out).
@@ -108,7 +114,14 @@ export class NbdServer {
       return;
     }
     this.counters.connections++;
-    this.open.add(new NbdConnection(id, remote, socket, this.host));
+    try {
+      this.open.add(new NbdConnection(id, remote, socket, this.host));
+    } catch (error) {
+      // A fault while setting the connection up ends that socket only (runtime/net/fault-domain.ts).
+      socket.on('error', () => {});
+      socket.destroy();
+      this.emit({ type: 'protocol-error', connectionId: id, remote, message: `internal error: ${describeError(error)}` });
+    }
   }
 
   private emit(event: NbdEvent): void {

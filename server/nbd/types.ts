@@ -20,9 +20,11 @@ export interface NbdServerOptions {
   maxConnections?: number;
   /**
    * Send large reads from file-backed devices with sendfile where the runtime can (Node, Bun):
-   * see output-queue.ts. Default true; false reads every reply into memory first.
+   * see runtime/net/output-queue.ts. Default true; false reads every reply into memory first.
    */
   zeroCopy?: boolean;
+  /** Request decoding, 'wasm' or 'ts' (server/nbd/request-codec.ts); default: what the runtime adapter names. */
+  requestDecoder?: 'wasm' | 'ts';
 }
 
 export type NbdAddress = { host: string; port: number } | { path: string };

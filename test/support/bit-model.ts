@@ -68,15 +68,8 @@ export class BitModel {
   }
 }
 
-/** Bitwise CRC32C reference (reflected 0x82F63B78), continuing from `seed`. */
-export function crc32cReference(bytes: Uint8Array, seed = 0): number {
-  let crc = ~seed >>> 0;
-  for (const byte of bytes) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
-  }
-  return ~crc >>> 0;
-}
+/** The bitwise CRC32C model (support/digests.ts), under the name older tests use. */
+export { crc32cBitwise as crc32cReference } from './digests.ts';
 
 /** A model for large sparse bitmaps: the sorted set positions (or clear ones, `inverted`). */
 export class SparseModel {

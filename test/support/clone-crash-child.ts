@@ -18,10 +18,13 @@ import fs from 'node:fs';
 import { openCloneFromTable } from '../../runtime/clone/open-table.ts';
 import { Prng } from '../../runtime/prng.ts';
 import { formatRecord, SECTOR_BYTES, writeData, type CrashRecordBody } from './clone-crash-records.ts';
+import { pickRange } from './io-ranges.ts';
 
 /** The child gives up on its own if nobody killed it by then (an orphan must not run forever). */
 const WATCHDOG_MS = 120_000;
 const STDOUT_FD = 1;
+/** Writes: whole regions, parts of one region, or runs across region boundaries. */
+const WRITE_SHARES = { wholeRegions: 0.3, insideRegion: 0.4 };
 
 const [dataDir, tableLine, seedText, commitIntervalText, writeIndexBaseText] = process.argv.slice(2);
 if (dataDir === undefined || tableLine === undefined || seedText === undefined) {
@@ -68,31 +71,9 @@ const prng = new Prng((seed ^ 0x0c41_d5ed) + writeIndexBase);
 let nextWriteIndex = writeIndexBase;
 let nextFlushIndex = 0;
 
-/** [offsetBytes, lengthBytes) of a seeded write: whole regions, inside one region, or across. */
-function pickWriteRange(): [number, number] {
-  const shape = prng.next();
-  let startSector: number;
-  let endSector: number;
-  if (shape < 0.3) {
-    const region = prng.below(Math.ceil(totalSectors / regionSectors));
-    startSector = region * regionSectors;
-    endSector = (region + prng.range(1, 3)) * regionSectors;
-  } else if (shape < 0.7) {
-    const region = prng.below(Math.ceil(totalSectors / regionSectors));
-    const regionEnd = Math.min(totalSectors, (region + 1) * regionSectors);
-    startSector = prng.range(region * regionSectors, regionEnd - 1);
-    endSector = prng.range(startSector + 1, regionEnd);
-  } else {
-    startSector = prng.below(totalSectors);
-    endSector = startSector + prng.range(1, 3 * regionSectors);
-  }
-  endSector = Math.min(endSector, totalSectors);
-  return [startSector * SECTOR_BYTES, (endSector - startSector) * SECTOR_BYTES];
-}
-
 async function writeOp(): Promise<void> {
   const writeIndex = nextWriteIndex++;
-  const [offsetBytes, lengthBytes] = pickWriteRange();
+  const [offsetBytes, lengthBytes] = pickRange(prng, totalSectors, regionSectors, WRITE_SHARES);
   const fua = prng.chance(0.08);
   const data = writeData(seed, writeIndex, offsetBytes, lengthBytes);
   emit({ kind: 'W', writeIndex, offsetBytes, lengthBytes, fua });

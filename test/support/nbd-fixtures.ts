@@ -18,7 +18,7 @@ export interface Served {
   stop(): Promise<void>;
 }
 
-export async function serve(exports: NbdExport[], options: { maxConnections?: number; zeroCopy?: boolean } = {}): Promise<Served> {
+export async function serve(exports: NbdExport[], options: { maxConnections?: number; zeroCopy?: boolean; requestDecoder?: 'wasm' | 'ts' } = {}): Promise<Served> {
   const events: NbdEvent[] = [];
   const server = new NbdServer({
     lookup: (name) => exports.find((exported) => exported.name === name),
@@ -26,6 +26,7 @@ export async function serve(exports: NbdExport[], options: { maxConnections?: nu
     onEvent: (event) => events.push(event),
     maxConnections: options.maxConnections,
     zeroCopy: options.zeroCopy,
+    requestDecoder: options.requestDecoder,
   });
   const tcp = (await server.listen({ host: '127.0.0.1', port: 0 })) as { host: string; port: number };
   const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-nbd-'));

@@ -43,6 +43,29 @@ export function launchers(): Launcher[] {
   return found;
 }
 
+/**
+ * `launcher` started by a parent that never reaps it (`sh -c 'SERVE & exec sleep'`): once the
+ * service is killed it stays a zombie, dead but with its pid still taken, until the test ends, as
+ * under a supervisor or a container's init that is slow to reap. The first line it prints is
+ * `service-pid N` (see `servicePid`); signals to the ServeChild's pid reach the sleeping parent.
+ */
+export function unreapedLauncher(launcher: Launcher): Launcher {
+  return {
+    name: `${launcher.name} (under a parent that does not reap it)`,
+    runtime: launcher.runtime,
+    command(args) {
+      const [command, argv] = launcher.command(args);
+      return ['sh', ['-c', '"$@" & echo "service-pid $!"; exec sleep 600', 'sh', command, ...argv]];
+    },
+  };
+}
+
+/** The pid of the service itself: from `service-pid N` (unreapedLauncher), else the child's. */
+export function servicePid(served: ServeChild): number {
+  const printed = /^service-pid (\d+)$/m.exec(served.stdout());
+  return printed === null ? served.pid : Number(printed[1]);
+}
+
 /** A port nobody listens on right now (the kernel's pick, released at once). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

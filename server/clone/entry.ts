@@ -10,16 +10,16 @@
  * The record's table is the effective one: the line given, with what messages changed since
  * (no_hydration, hydration_threshold, hydration_batch_size), so a restart reopens the clone as it was.
  */
-import { isUrl, openCloneFromTable } from '../runtime/clone/open-table.ts';
-import type { CloneDevice, CloneEvent } from '../runtime/clone/clone-device.ts';
-import type { CloneStatus } from '../runtime/clone/status.ts';
-import { formatCloneTable, parseCloneTable, TableError, type CloneFeature, type CloneTable } from '../runtime/clone/table.ts';
-import { BlockError } from '../runtime/errors.ts';
-import { devicePath } from './device-files.ts';
-import { checkCanHold, type Hold } from './device-holders.ts';
-import { invalid } from './errors.ts';
-import type { ServiceContext } from './service-context.ts';
-import type { CloneRecord } from './state-file.ts';
+import { isUrl, openCloneFromTable, type OpenTableOptions } from '../../runtime/clone/open-table.ts';
+import type { CloneDevice, CloneEvent } from '../../runtime/clone/clone-device.ts';
+import type { CloneStatus } from '../../runtime/clone/status.ts';
+import { formatCloneTable, parseCloneTable, TableError, type CloneFeature, type CloneTable } from '../../runtime/clone/table.ts';
+import { BlockError } from '../../runtime/errors.ts';
+import { devicePath } from '../device-files.ts';
+import { checkCanHold, type Hold } from '../device-holders.ts';
+import type { ServiceContext } from '../engine.ts';
+import { invalid } from '../errors.ts';
+import type { CloneRecord } from './records.ts';
 
 export interface CloneInfo extends Partial<Omit<CloneStatus, 'line'>> {
   name: string;
@@ -43,8 +43,11 @@ export interface CloneEntry {
   completionRelayed: boolean;
 }
 
-/** Opens a clone; `checked` runs the in-use rules first (a new clone; a restored one had them). */
-export async function openCloneEntry(service: ServiceContext, record: CloneRecord, checked = false): Promise<CloneEntry> {
+/**
+ * Opens a clone; `checked` runs the in-use rules first (a new clone; a restored one had them).
+ * `layer` goes over each device the table opens (tests put fault injectors there).
+ */
+export async function openCloneEntry(service: ServiceContext, record: CloneRecord, checked = false, layer?: OpenTableOptions['layer']): Promise<CloneEntry> {
   const table = parseTable(record.table);
   const holder = `clone:${record.name}`;
   const holds = cloneHolds(service.dataDir, record.name, table);
@@ -52,13 +55,22 @@ export async function openCloneEntry(service: ServiceContext, record: CloneRecor
   if (checked) for (const hold of holds) checkCanHold(service.holds(), hold, 'table');
   let device: CloneDevice;
   try {
-    device = await openCloneFromTable(service.dataDir, record.table, { name: holder });
+    device = await openCloneFromTable(service.dataDir, record.table, { name: holder, ...(layer ? { layer } : {}) });
   } catch (error) {
     if (error instanceof TableError) throw invalid('table', error.message.replace(/^invalid clone table: /, ''));
     if (error instanceof BlockError) throw invalid('table', `cannot open the clone: ${error.message}`);
     throw error;
   }
-  if (record.suspended) await device.suspend();
+  if (record.suspended) {
+    try {
+      await device.suspend();
+    } catch (error) {
+      // The clone was opened but cannot be left as the record says: close it, or it leaks (its
+      // files, its commit timer) behind the failed entry that takes its place.
+      await device.close().catch((closeError) => service.log(`closing clone ${record.name} after a failed suspend: ${closeError}`));
+      throw error;
+    }
+  }
   const entry: CloneEntry = { record: { ...record, table: effectiveTable(table, device.statusNow()) }, table, holds, device, error: null, stopEvents: () => {}, completionRelayed: false };
   entry.stopEvents = device.events.on((event) => {
     if (event.type === 'hydration-complete') {

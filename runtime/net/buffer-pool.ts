@@ -1,16 +1,19 @@
 /**
- * Reusable reply buffers for reads. A fresh 256 KiB buffer per read costs a malloc, a page fault
- * per 4 KiB page when the read first touches it, and garbage collection later: measured, that was
- * the larger part of serving big sequential reads. Memory here comes in classes of a power of two
- * plus HEADER_ROOM_BYTES (so a 256 KiB read and its reply header share one 256 KiB class rather
- * than doubling to 512 KiB), 4 KiB .. 64 MiB, handed out as exact-length Buffer views, and goes
- * back to its class once the socket has taken the bytes (`release`). At most MAX_POOLED_BYTES are
- * kept idle; the rest is left to the collector. One pool per server (single-threaded by
- * construction).
+ * BufferPool: reusable buffers for outgoing frames that carry bulk data (a server's read replies,
+ * a client's write requests). Protocol-neutral, shared by servers and clients (runtime/net/).
+ *
+ * Why: a fresh 256 KiB buffer per frame costs a malloc, a page fault per 4 KiB page when the data
+ * first touches it, and garbage collection later: measured, that was the larger part of serving
+ * big sequential NBD reads. Memory here comes in classes of a power of two plus HEADER_ROOM_BYTES
+ * (so 256 KiB of data and its frame header share one 256 KiB class rather than doubling to
+ * 512 KiB), 4 KiB .. 64 MiB, handed out as exact-length Buffer views, and goes back to its class
+ * once the socket has taken the bytes (`release`; output-queue.ts does it). At most
+ * MAX_POOLED_BYTES are kept idle; the rest is left to the collector. One pool per server or client
+ * (single-threaded by construction).
  */
-import { assert } from '../../runtime/assert.ts';
+import { assert } from '../assert.ts';
 
-/** Room above the power of two for a reply header (the largest is 28 bytes). */
+/** Room above the power of two for a frame header (NBD's largest reply header is 28 bytes). */
 const HEADER_ROOM_BYTES = 64;
 const MIN_CLASS_BITS = 12;
 const MAX_CLASS_BITS = 26;

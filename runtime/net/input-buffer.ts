@@ -1,11 +1,16 @@
 /**
- * The bytes received on one connection and not yet parsed: a queue of socket chunks. Frames are
- * parsed in place when they sit inside one chunk (nearly always) and copied out only when they
- * straddle chunks; a WRITE payload inside one chunk is handed to the device as a view, no copy.
- * Socket chunks are never reused by the runtimes (each read is a fresh buffer), so views stay
- * valid for as long as the device holds them.
+ * InputBuffer: the bytes received on one stream socket and not yet parsed, as a queue of socket
+ * chunks. Protocol-neutral (runtime/net/ is shared by every server and client: the NBD server
+ * today, an RNBD client and RTRS next): it knows bytes, not frames; the codec on top says how many
+ * bytes a header or payload needs.
+ *
+ * Frames are parsed in place when they sit inside one chunk (nearly always: `contiguous`) and
+ * copied out only when they straddle chunks; a payload inside one chunk is handed on as a view,
+ * no copy (`take`). Socket chunks are never reused by the runtimes (each read is a fresh buffer),
+ * so views stay valid for as long as whoever took them holds them. No state beyond the queue:
+ * `clear` forgets everything (a connection that stops reading).
  */
-import { assert } from '../../runtime/assert.ts';
+import { assert } from '../assert.ts';
 
 export class InputBuffer {
   private chunks: Uint8Array[] = [];

@@ -1,36 +1,49 @@
 /**
- * Background hydration of a clone: copy every unhydrated region from the source to the
- * destination, behind the user's I/O.
+ * RegionWalker: the background walk over every region still to do, behind the user's I/O. The
+ * engine says what "do region i" means (a clone copies it from its source, a resync from the good
+ * leg); the walker decides which regions, how many at once, and when to hold back. It knows no
+ * engine: a bitmap says which regions are done, RegionOps says which are busy, and `copy` moves a
+ * run of regions.
  *
- * State machine: the loop runs while `host.canHydrate()` (enabled, rw mode, not suspended, not
- * closed, threshold > 0, not stopped by failures) and regions remain. Each turn it
+ * Polarity: `pendingBit` is the bit value of a region still to do (false for hydration: a set bit
+ * is a hydrated region; true for a resync over a dirty bitmap).
+ *
+ * State machine: the loop runs while `host.canRun()` (the engine allows it: enabled, writable,
+ * not suspended, open, threshold > 0) and the walker has not stopped on failures, and regions
+ * remain. Each turn it
  *   1. waits while user I/O is in flight (dm-clone pauses hydration then);
  *   2. waits while `threshold` regions are already being copied by it;
- *   3. picks the next region: first any region a user read recently found unhydrated (the "hot"
- *      queue: a hot region is read from a slow source a bounded number of times), else
- *      find-next-zero from a cursor, wrapping (a WASM scan);
- *   4. extends it to a run of contiguous unhydrated, idle regions of at most
+ *   3. picks the next region: first any region the engine marked hot (`prioritize`: a user read
+ *      found it still to do, so a slow source is read a bounded number of times), else the next
+ *      pending bit from a cursor, wrapping (a WASM scan);
+ *   4. extends it to a run of contiguous pending, idle regions of at most
  *      min(batch size, threshold - in flight) and starts one copy for the run.
- * A copy failure leaves the region unhydrated; after `maxConsecutiveFailures` failures in a row
- * the loop stops and reports the error (dm-clone would retry forever); `resume()` clears it.
+ * A copy that fails leaves its regions to do; after `maxConsecutiveFailures` failures in a row the
+ * loop stops and reports the last error (dm-clone would retry forever); `resume()` clears it. A
+ * copy the engine dropped (not failed: it stopped wanting it, e.g. on a switch to read-only) does
+ * not count as a failure.
+ * Nothing here is durable: the engine marks done regions in its bitmap and commits them.
  */
 import type { RegionBitmap } from '../bitmap.ts';
 import type { RegionOps } from './region-ops.ts';
 
-export interface HydrationHost {
+/** What one copy ended as: done, dropped by the engine (no failure), or failed with an error. */
+export type CopyResult = 'done' | 'dropped' | { error: unknown };
+
+export interface WalkerHost {
   readonly regionCount: number;
   readonly regionOps: RegionOps;
-  /** The in-core bitmap, or null when every region is hydrated. */
+  /** The bitmap of done regions, or null when every region is done. */
   bitmap(): RegionBitmap | null;
-  canHydrate(): boolean;
+  canRun(): boolean;
   threshold(): number;
   batchSize(): number;
   /** Resolves when no user I/O is in flight (at once if none is). */
   userIdle(): Promise<void>;
   userBusy(): boolean;
-  /** Copies regions [start, end); resolves true on success, false on failure (already reported). */
-  copy(start: number, end: number): Promise<boolean>;
-  /** All regions hydrated. */
+  /** Does regions [start, end), which the walker found pending and idle. */
+  copy(start: number, end: number): Promise<CopyResult>;
+  /** Every region is done. */
   complete(): void;
   /** `maxConsecutiveFailures` copies failed in a row; the loop has stopped. */
   stopped(lastError: unknown): void;
@@ -39,27 +52,28 @@ export interface HydrationHost {
 /** Hot regions remembered at most; older ones fall back to the cursor scan. */
 const HOT_REGIONS_MAX = 4096;
 
-export class Hydrator {
+export class RegionWalker {
   private running: Promise<void> | null = null;
   private cursor = 0;
   private inFlightRegions = 0;
   private readonly hot = new Set<number>();
   private consecutiveFailures = 0;
+  /** The error of the last copy of ours that failed. */
   lastError: unknown = null;
   /** Set when stopped after too many failures; cleared by resume(). */
   failed = false;
   /** Wakes the loop (and idle()) after one of its copies has finished and been counted. */
   private wakeups: Array<() => void> = [];
 
-  constructor(private readonly host: HydrationHost, private readonly maxConsecutiveFailures: number) {}
-
-  get regionsInFlight(): number {
-    return this.inFlightRegions;
-  }
+  constructor(
+    private readonly host: WalkerHost,
+    private readonly maxConsecutiveFailures: number,
+    private readonly pendingBit = false,
+  ) {}
 
   /** Starts the loop if it may run and is not running. */
   kick(): void {
-    if (this.running || this.failed || !this.host.canHydrate()) return;
+    if (this.running || this.failed || !this.host.canRun()) return;
     this.running = this.loop().finally(() => {
       this.running = null;
     });
@@ -72,8 +86,8 @@ export class Hydrator {
     this.kick();
   }
 
-  /** A user read found this region unhydrated: hydrate it soon. */
-  markHot(region: number): void {
+  /** Do this region soon (a user found it still to do). */
+  prioritize(region: number): void {
     if (this.hot.size >= HOT_REGIONS_MAX) return;
     this.hot.add(region);
     this.kick();
@@ -98,12 +112,16 @@ export class Hydrator {
     for (const wake of wakeups) wake();
   }
 
+  private allDone(bitmap: RegionBitmap | null): boolean {
+    return bitmap === null || (this.pendingBit ? bitmap.isEmpty() : bitmap.isFull());
+  }
+
   private async loop(): Promise<void> {
     const host = this.host;
     for (;;) {
-      if (this.failed || !host.canHydrate()) return;
+      if (this.failed || !host.canRun()) return;
       const bitmap = host.bitmap();
-      if (bitmap === null || bitmap.isFull()) {
+      if (bitmap === null || this.allDone(bitmap)) {
         if (this.inFlightRegions === 0) {
           host.complete();
           return;
@@ -122,12 +140,12 @@ export class Hydrator {
       }
       const start = this.pick(bitmap);
       if (start < 0) {
-        // Every unhydrated region is being copied or overwritten right now (by us or by users).
+        // Every pending region is being copied or overwritten right now (by us or by users).
         await Promise.race([host.regionOps.anySettled(), this.copyFinished()]);
         continue;
       }
       const limit = Math.min(host.batchSize(), room);
-      const run = bitmap.nextRun(start, false, limit);
+      const run = bitmap.nextRun(start, this.pendingBit, limit);
       let end = run === null ? start + 1 : run.start + run.length;
       const busy = host.regionOps.firstBusy(start, end);
       if (busy >= 0) end = busy;
@@ -138,19 +156,25 @@ export class Hydrator {
     }
   }
 
+  private nextPendingWrapping(bitmap: RegionBitmap, from: number): number {
+    return this.pendingBit ? bitmap.nextSetWrapping(from) : bitmap.nextZeroWrapping(from);
+  }
+
   private pick(bitmap: RegionBitmap): number {
+    const ops = this.host.regionOps;
     for (const region of this.hot) {
       this.hot.delete(region);
-      if (!bitmap.get(region) && !this.host.regionOps.has(region)) return region;
+      if (bitmap.get(region) === this.pendingBit && !ops.has(region)) return region;
     }
+    const regionCount = this.host.regionCount;
     let from = this.cursor;
-    for (let scanned = 0; scanned < this.host.regionCount; ) {
-      const region = bitmap.nextZeroWrapping(from);
+    for (let scanned = 0; scanned < regionCount; ) {
+      const region = this.nextPendingWrapping(bitmap, from);
       if (region < 0) return -1;
-      if (!this.host.regionOps.has(region)) return region;
+      if (!ops.has(region)) return region;
       // Busy: skip past the operation's regions.
-      scanned += region >= from ? region - from + 1 : this.host.regionCount - from + region + 1;
-      from = region + 1 >= this.host.regionCount ? 0 : region + 1;
+      scanned += region >= from ? region - from + 1 : regionCount - from + region + 1;
+      from = region + 1 >= regionCount ? 0 : region + 1;
     }
     return -1;
   }
@@ -158,14 +182,15 @@ export class Hydrator {
   private launch(start: number, end: number): void {
     const count = end - start;
     this.inFlightRegions += count;
-    void this.host.copy(start, end).then((ok) => {
+    void this.host.copy(start, end).then((result) => {
       this.inFlightRegions -= count;
       this.notify();
-      if (ok) {
-        this.consecutiveFailures = 0;
+      if (result === 'done' || result === 'dropped') {
+        if (result === 'done') this.consecutiveFailures = 0;
         this.kick();
         return;
       }
+      this.lastError = result.error;
       this.consecutiveFailures++;
       if (this.consecutiveFailures >= this.maxConsecutiveFailures && !this.failed) {
         this.failed = true;

@@ -1,21 +1,28 @@
 /**
- * The regions of a clone that are being hydrated or overwritten right now. At most one operation
- * per region at a time: a copy from the source (background, on demand for a write, or for a
- * discard-less CACHE) or a whole-region overwrite by the user. Anyone who needs the region waits
- * for its operation, which settles true (the region is hydrated) or false (it failed and the region
- * stays unhydrated).
+ * RegionOps: per-region operation exclusion, shared by the engines that move regions behind the
+ * user's I/O (a clone hydrating from its source, a mirror or md-style resync copying between
+ * legs). At most one operation per region at a time: a background copy by the region walker, an
+ * on-demand copy for a user request, or a user write that replaces the region whole. Anyone who
+ * needs a busy region waits for its operation, which settles true (the region is done: copied,
+ * in sync) or false (it failed or was dropped, and the region stays to do).
+ *
+ * State: a map from region index to the operation holding it; an operation covers a run
+ * [start, end) and holds every region of it from `begin` until `settle`. Nothing here is durable:
+ * what "done" means on disk is the engine's (its bitmap and commit).
  */
 import { assert } from '../assert.ts';
 
 export interface RegionOp {
+  /** Resolves true when the region ended done, false when it stays to do. */
   readonly done: Promise<boolean>;
-  settle(hydrated: boolean): void;
+  settle(done: boolean): void;
 }
 
 export class RegionOps {
   private readonly ops = new Map<number, RegionOp>();
   private wakeups: Array<() => void> = [];
 
+  /** Regions held by an operation right now. */
   get size(): number {
     return this.ops.size;
   }
@@ -42,16 +49,16 @@ export class RegionOps {
 
   /** Registers one operation for regions [start, end), which must all be free. */
   begin(start: number, end: number): RegionOp {
-    let settle!: (hydrated: boolean) => void;
+    let settle!: (done: boolean) => void;
     const done = new Promise<boolean>((resolve) => (settle = resolve));
     const op: RegionOp = {
       done,
-      settle: (hydrated) => {
+      settle: (ok) => {
         for (let region = start; region < end; region++) {
           assert(this.ops.get(region) === op, `region ${region} op settled twice`);
           this.ops.delete(region);
         }
-        settle(hydrated);
+        settle(ok);
         const wakeups = this.wakeups;
         this.wakeups = [];
         for (const wake of wakeups) wake();

@@ -1,30 +1,43 @@
 /**
- * The service's clones by name, and what the API does to them: create from a dm-clone table line,
- * message, suspend, resume, finalize (the destination stays as a plain device file) and delete.
- * Each change is saved in the state file before it answers and published as a `clone.*` event;
- * creating and deleting are undone in memory when the save fails.
+ * The clone engine in the service: the clones by name, and what the API does to them: create from
+ * a dm-clone table line, message, suspend, resume, finalize (the destination stays as a plain
+ * device file, and an export of the clone goes on serving it) and delete. Each change is saved in
+ * the state file before it answers and published as a `clone.*` event; creating and deleting are
+ * undone in memory when the save fails.
  *
- * A clone that an export serves cannot be finalized or deleted (`exportsOf` asks the export
- * registry); one that is not open (clone-entry.ts) refuses everything but deletion.
+ * A clone that an export serves cannot be deleted; one that is not open (entry.ts) refuses
+ * everything but deletion.
  */
-import type { CloneDevice } from '../runtime/clone/clone-device.ts';
-import type { CloneStatus } from '../runtime/clone/status.ts';
-import { BlockError } from '../runtime/errors.ts';
-import { closeCloneEntry, cloneInfo, effectiveTable, failedCloneEntry, openCloneEntry, type CloneEntry, type CloneInfo } from './clone-entry.ts';
-import type { Hold } from './device-holders.ts';
-import { invalid, ServiceError } from './errors.ts';
-import type { ServiceContext } from './service-context.ts';
-import type { CloneRecord } from './state-file.ts';
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { CloneDevice } from '../../runtime/clone/clone-device.ts';
+import type { CloneStatus } from '../../runtime/clone/status.ts';
+import { BlockError } from '../../runtime/errors.ts';
+import type { Hold } from '../device-holders.ts';
+import type { Engine, EngineContext } from '../engine.ts';
+import { invalid, ServiceError } from '../errors.ts';
+import type { PromText } from '../prometheus.ts';
+import { closeCloneEntry, cloneInfo, effectiveTable, failedCloneEntry, openCloneEntry, type CloneEntry, type CloneInfo } from './entry.ts';
+import { cloneMetrics } from './metrics.ts';
+import type { CloneRecord } from './records.ts';
+import { cloneRoutes } from './routes.ts';
 
-export class CloneRegistry {
+export class CloneRegistry implements Engine {
+  readonly kind = 'clone';
   private readonly entries = new Map<string, CloneEntry>();
 
-  /** `exportsOf` names the exports that serve a clone. */
-  constructor(private readonly service: ServiceContext, private readonly exportsOf: (cloneName: string) => string[]) {}
+  constructor(private readonly service: EngineContext) {}
+
+  routes(app: OpenAPIHono): void {
+    cloneRoutes(app, this, this.service);
+  }
+
+  metrics(out: PromText): void {
+    cloneMetrics(out, this.list());
+  }
 
   /** Reopens the state file's clones; one that cannot be is kept with its error. */
-  async restore(records: readonly CloneRecord[]): Promise<void> {
-    for (const record of records) {
+  async restore(records: readonly unknown[]): Promise<void> {
+    for (const record of records as CloneRecord[]) {
       const entry = await openCloneEntry(this.service, record).catch((error) => failedCloneEntry(this.service, record, error));
       this.entries.set(record.name, entry);
     }
@@ -39,7 +52,7 @@ export class CloneRegistry {
     return [...this.entries.values()].flatMap((entry) => entry.holds);
   }
 
-  /** The open device of clone `name`, for an export of it; refusals name `field`. */
+  /** The open device of clone `name`, for an export of it (`clone:<name>`); refusals name `field`. */
   deviceOf(name: string, field: string): CloneDevice {
     return this.openDevice(this.entry(name, field), field);
   }
@@ -111,23 +124,37 @@ export class CloneRegistry {
     return this.info(entry, entry.device!.statusNow());
   }
 
-  /** Replaces the clone by its destination, which stays as a plain device file. */
+  /**
+   * Replaces the clone by its destination, which stays as a plain device file. An export of the
+   * clone goes on serving the destination alone (dm's table swap under an open device): its
+   * clients stay connected, their requests during the swap wait for it, and the export's record
+   * names the destination from then on. More than one export would leave one file served twice
+   * (one writer or many readers: device-holders.ts), so that is refused.
+   */
   async finalize(name: string): Promise<{ clone: string; device: string }> {
     const entry = this.entry(name);
     const device = this.openDevice(entry);
-    this.refuseIfExported(entry);
+    const exports = this.exportsOf(name);
+    if (exports.length > 1) {
+      throw new ServiceError('EBUSY', `clone "${name}" is exported as ${exports.join(', ')}; finalize keeps at most one export, which then serves the destination: delete the others first`, 'name');
+    }
     if (!device.isHydrated) {
       const status = device.statusNow();
       throw new ServiceError('EBUSY', `clone "${name}" is not hydrated yet: ${status.hydratedRegions} of ${status.totalRegions} regions`, 'name');
     }
     if (device.mode !== 'rw') throw new ServiceError('EBUSY', `clone "${name}" is in ${device.mode} mode and cannot be finalized`, 'name');
+    const deviceName = entry.table!.destinationDevice;
     entry.stopEvents();
-    const destination = await device.finalize();
-    await destination.close();
+    if (exports.length === 0) {
+      const destination = await device.finalize();
+      await destination.close();
+    } else {
+      await this.service.replaceUnderExports(`clone:${name}`, async () => ({ device: await device.finalize(), deviceName }));
+    }
     this.entries.delete(name);
     await this.service.saveApplied(`finalizing clone "${name}"`);
-    const result = { clone: name, device: entry.table!.destinationDevice };
-    this.service.events.publish('clone.finalized', result);
+    const result = { clone: name, device: deviceName };
+    this.service.events.publish('clone.finalized', exports.length === 0 ? result : { ...result, exports });
     return result;
   }
 
@@ -155,6 +182,10 @@ export class CloneRegistry {
   private openDevice(entry: CloneEntry, field = 'name'): CloneDevice {
     if (!entry.device) throw new ServiceError('EBUSY', `clone "${entry.record.name}" is not open: ${entry.error}`, field);
     return entry.device;
+  }
+
+  private exportsOf(name: string): string[] {
+    return this.service.exportsOf(`clone:${name}`);
   }
 
   private refuseIfExported(entry: CloneEntry): void {

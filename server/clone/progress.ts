@@ -4,9 +4,9 @@
  * line whenever something changed. Ends 0 when hydrated, 1 when hydration stopped on errors or
  * the clone failed.
  */
-import type { CloneInfo } from '../service.ts';
-import { CliError, type ApiClient } from './client.ts';
-import { formatBytes, formatDuration } from './format.ts';
+import { CliError, type ApiClient } from '../cli/client.ts';
+import { formatBytes, formatDuration } from '../cli/format.ts';
+import type { CloneInfo } from './entry.ts';
 
 export const BAR_CELLS = 30;
 

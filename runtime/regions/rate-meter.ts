@@ -1,4 +1,10 @@
-/** Bytes per second over a sliding window of the last `windowMs`, for hydration rate and ETA. */
+/**
+ * RateMeter: bytes per second over a sliding window of the last `windowMs`, for the progress and
+ * ETA of a background walk (clone hydration, resync). Samples are kept in time order and dropped
+ * once older than the window; the rate divides the bytes in the window by the time since its
+ * oldest sample (at least 250 ms, so a single early sample does not claim a huge rate).
+ * Nothing here is durable; it only describes what happened recently.
+ */
 export class RateMeter {
   private readonly samples: Array<{ atMs: number; bytes: number }> = [];
 

@@ -1,0 +1,201 @@
+/**
+ * A clone's hydration: copying regions from the source to the destination and marking them in
+ * the metadata, in the background (a RegionWalker over the metadata bitmap) and on demand (a
+ * partial write to an unhydrated region, cache()). CloneDevice routes the user's I/O; this file
+ * does the copying and owns what copying needs: RegionOps (at most one operation per region), the
+ * walker, the rate meter, the copy buffers and the settings (enabled, threshold, batch size).
+ *
+ * A copy of regions [start, end): read the source, write the destination (piece by piece, through
+ * pooled buffers), then, only if the clone is still rw, mark the regions hydrated in core (durable
+ * at the next commit, which flushes the destination first). A copy that ends after the switch to
+ * ro is dropped: its regions stay unhydrated, and it is no copy failure (the walker counts only
+ * failures towards stopping). The first copy that completes the last region announces completion.
+ */
+import type { BlockDevice } from '../devices/block-device.ts';
+import { RateMeter } from '../regions/rate-meter.ts';
+import { RegionOps, type RegionOp } from '../regions/region-ops.ts';
+import { RegionWalker, type CopyResult } from '../regions/region-walker.ts';
+import { CopyBufferPool } from './copy-buffers.ts';
+import type { CloneMetadata } from './metadata.ts';
+import type { CloneModes } from './mode.ts';
+
+export const DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES = 8;
+
+export interface HydrationHost {
+  readonly metadata: CloneMetadata;
+  readonly source: BlockDevice;
+  readonly destination: BlockDevice;
+  readonly modes: CloneModes;
+  readonly sizeBytes: number;
+  readonly regionBytes: number;
+  /** Open and not suspended: background copies may run. */
+  active(): boolean;
+  userBusy(): boolean;
+  userIdle(): Promise<void>;
+  /** Every region is hydrated (called once). */
+  complete(): void;
+  /** Background hydration stopped after too many failures in a row. */
+  stopped(error: unknown): void;
+}
+
+export interface HydrationSettings {
+  enabled: boolean;
+  threshold: number;
+  batchSize: number;
+  maxConsecutiveFailures: number;
+}
+
+/** A region a user write or discard replaces whole, held until that I/O is done. */
+export interface ClaimedRegion {
+  region: number;
+  op: RegionOp;
+}
+
+export class CloneHydration {
+  readonly regionOps = new RegionOps();
+  private readonly rate = new RateMeter();
+  private readonly buffers = new CopyBufferPool();
+  private readonly walker: RegionWalker;
+  enabled: boolean;
+  threshold: number;
+  batchSize: number;
+  /** The error of the last copy that failed (background or on demand), for error messages. */
+  private lastCopyError: unknown = null;
+  private completeAnnounced = false;
+
+  constructor(private readonly host: HydrationHost, settings: HydrationSettings) {
+    this.enabled = settings.enabled;
+    this.threshold = settings.threshold;
+    this.batchSize = settings.batchSize;
+    const metadata = host.metadata;
+    this.walker = new RegionWalker(
+      {
+        regionCount: metadata.regionCount,
+        regionOps: this.regionOps,
+        bitmap: () => metadata.bitmap,
+        canRun: () => this.enabled && this.threshold > 0 && host.modes.isRw && host.active(),
+        threshold: () => this.threshold,
+        batchSize: () => this.batchSize,
+        userIdle: () => host.userIdle(),
+        userBusy: () => host.userBusy(),
+        copy: (start, end) => this.copy(start, end),
+        complete: () => this.afterMark(),
+        stopped: (error) => host.stopped(error),
+      },
+      settings.maxConsecutiveFailures,
+    );
+  }
+
+  /** Why background hydration stopped by itself, or null while it has not. */
+  get stopError(): string | null {
+    if (!this.walker.failed) return null;
+    const error = this.walker.lastError;
+    return String((error as Error)?.message ?? error);
+  }
+
+  get bytesPerSecond(): number {
+    return this.rate.bytesPerSecond();
+  }
+
+  /** Starts background hydration if it may run. */
+  kick(): void {
+    this.walker.kick();
+  }
+
+  /** Clears a stop after failures and restarts. */
+  restart(): void {
+    this.walker.resume();
+  }
+
+  /** A user read found these regions unhydrated: hydrate them soon. */
+  prioritize(start: number, end: number): void {
+    for (let region = start; region < end; region++) this.walker.prioritize(region);
+  }
+
+  /** Resolves when background hydration and its copies have stopped. */
+  idle(): Promise<void> {
+    return this.walker.idle();
+  }
+
+  /** Waits until `region` is hydrated, starting its copy now if nobody is copying it. */
+  async ensureHydrated(region: number, offsetBytes: number, lengthBytes: number): Promise<void> {
+    const { metadata, modes } = this.host;
+    while (!metadata.isHydrated(region)) {
+      if (!modes.isRw) throw modes.ioError(`region ${region} is not hydrated in ${modes.mode} mode`, offsetBytes, lengthBytes);
+      const op = this.regionOps.get(region);
+      const ok = op ? await op.done : (await this.copy(region, region + 1)) === 'done';
+      if (!ok && !metadata.isHydrated(region)) {
+        throw modes.ioError(`hydration of region ${region} failed: ${(this.lastCopyError as Error)?.message ?? 'copy error'}`, offsetBytes, lengthBytes);
+      }
+    }
+  }
+
+  /** Waits for operations on `regions` to settle, then claims those still unhydrated. */
+  async claim(regions: number[]): Promise<ClaimedRegion[]> {
+    for (;;) {
+      const busy = regions.filter((r) => this.regionOps.has(r));
+      if (busy.length === 0) break;
+      await Promise.all(busy.map((r) => this.regionOps.get(r)!.done));
+    }
+    const metadata = this.host.metadata;
+    return regions.filter((r) => !metadata.isHydrated(r)).map((region) => ({ region, op: this.regionOps.begin(region, region + 1) }));
+  }
+
+  /** The claimed regions were written whole: mark them hydrated. */
+  markClaimed(claimed: ClaimedRegion[]): void {
+    for (const { region, op } of claimed) {
+      this.host.metadata.markHydrated(region, region + 1);
+      op.settle(true);
+    }
+    if (claimed.length) this.afterMark();
+  }
+
+  /** Waits until no operation holds a region of [start, end). */
+  async settled(start: number, end: number): Promise<void> {
+    for (let busy = this.regionOps.firstBusy(start, end); busy >= 0; busy = this.regionOps.firstBusy(start, end)) {
+      await this.regionOps.get(busy)!.done;
+    }
+  }
+
+  /** Regions were marked hydrated: announce completion once the last one is. */
+  afterMark(): void {
+    const metadata = this.host.metadata;
+    if (this.completeAnnounced || metadata.hydratedCount !== metadata.regionCount) return;
+    this.completeAnnounced = true;
+    this.buffers.drop(); // no more copies: let the memory go
+    this.host.complete();
+  }
+
+  /** Copies regions [start, end) from the source to the destination and marks them. */
+  private async copy(start: number, end: number): Promise<CopyResult> {
+    const { source, destination, metadata, modes, regionBytes, sizeBytes } = this.host;
+    const op = this.regionOps.begin(start, end);
+    const startBytes = start * regionBytes;
+    const endBytes = Math.min(sizeBytes, end * regionBytes);
+    const buffer = this.buffers.take(endBytes - startBytes);
+    try {
+      for (let atBytes = startBytes; atBytes < endBytes; atBytes += buffer.length) {
+        const piece = buffer.subarray(0, Math.min(buffer.length, endBytes - atBytes));
+        await source.read(atBytes, piece);
+        await destination.write(atBytes, piece);
+      }
+      if (!modes.isRw) {
+        // The clone went ro while this copy ran: its bits may no longer be set, so the copy is
+        // dropped (the region stays unhydrated), which is no failure of the copy.
+        op.settle(false);
+        return 'dropped';
+      }
+      metadata.markHydrated(start, end);
+      this.rate.add(endBytes - startBytes);
+      op.settle(true);
+      this.afterMark();
+      return 'done';
+    } catch (error) {
+      this.lastCopyError = error;
+      op.settle(false);
+      return { error };
+    } finally {
+      this.buffers.give(buffer);
+    }
+  }
+}

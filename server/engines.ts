@@ -1,0 +1,12 @@
+/**
+ * The one list of engines the service hosts (engine.ts says what one is and how to add one).
+ * Order is the state file's and the restore order: an engine may export-reference only engines
+ * before it.
+ */
+import { cloneEngine } from './clone/index.ts';
+import type { EngineDefinition } from './engine.ts';
+
+export const ENGINES: readonly EngineDefinition[] = [cloneEngine];
+
+/** The kinds of `<kind>:<name>` device references. */
+export const ENGINE_KINDS: readonly string[] = ENGINES.map((engine) => engine.kind);
