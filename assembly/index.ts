@@ -4,6 +4,7 @@
  * module's only static data are the CRC tables below heap_base.
  */
 export {
+  bitmap_layout_bytes, bitmap_init, bitmap_words, bitmap_recount,
   bitmap_get, bitmap_set, bitmap_clear,
   bitmap_next_set, bitmap_next_zero, bitmap_next_set_wrapping, bitmap_next_zero_wrapping,
   bitmap_count_set, bitmap_set_range, bitmap_clear_range,

@@ -1,14 +1,13 @@
 /**
- * Word-level scans shared by the bitmap kernels: find the first word that is not all-zero / not
+ * Word-level loops shared by the bitmap kernels: find the first word that is not all-zero / not
  * all-ones, count the set bits of a run of words, and OR / AND-NOT two runs of words. These are
- * the loops that touch every byte of a large bitmap, so they are the only code with two bodies:
- * v128 (SIMD build) and u64 (scalar build), picked at compile time by ASC_FEATURE_SIMD.
+ * the loops that touch many words at once, so they are the only code with two bodies: v128 (SIMD
+ * build) and u64 (scalar build), picked at compile time by ASC_FEATURE_SIMD.
  *
- * Finding a word is bound by memory, not by compute: one sequential stream of loads tops out near
- * 11 GB/s here, four interleaved streams near 13-14 GB/s (measured on Node, Bun and Deno). So a
- * long search reads CHUNK_WORDS-word chunks as four interleaved streams, and only the chunk that
- * holds a hit is re-read sequentially (from cache) to pin the exact word. A short search never
- * pays for that: the scan is sequential up to the first chunk boundary.
+ * Runs are short: the bitmap kernels read at most one summary block of words at a time (2 KiB,
+ * summary.ts), and the longest scan is of a summary level (4096 words at 2^32 bits, cache
+ * resident). So every loop reads one sequential stream; the flat kernels before the summary read
+ * long runs as four interleaved streams to reach memory bandwidth, which no caller needs now.
  *
  * Words are little-endian u64 at `ptr + (w << 3)`; word indexes are u32 and a range of words is
  * half-open [w, endWord). Bitmaps hold at most 2^32 bits = 2^26 words, so `endWord - w` and
@@ -26,12 +25,6 @@
 /** Sequential step: 8 vectors (SIMD) or 8 words (scalar). */
 // @ts-ignore: decorator
 @inline const STEP_WORDS: u32 = ASC_FEATURE_SIMD ? 8 * VECTOR_WORDS : 8;
-// @ts-ignore: decorator
-@inline const STREAMS: u32 = 4;
-// @ts-ignore: decorator
-@inline const STREAM_WORDS: u32 = 2048; // 16 KiB per stream
-// @ts-ignore: decorator
-@inline const CHUNK_WORDS: u32 = STREAMS * STREAM_WORDS; // 64 KiB
 /** Popcount/combine step: 4 vectors = 8 words = 64 bytes. */
 // @ts-ignore: decorator
 @inline const BLOCK_WORDS: u32 = 4 * VECTOR_WORDS;
@@ -43,7 +36,6 @@
 // Compile-time checks: a false one compiles its ERROR branch and fails the build.
 if (!(1 << WORD_SHIFT == WORD_BITS && WORD_BITS == WORD_BYTES * 8)) ERROR('word size');
 if (!(VECTOR_WORDS * WORD_BYTES == 16)) ERROR('a v128 holds two words');
-if (!((CHUNK_WORDS & (CHUNK_WORDS - 1)) == 0 && STREAM_WORDS % STEP_WORDS == 0)) ERROR('chunk shape');
 if (!(POPCOUNT_BLOCKS_PER_WIDEN * 4 * 8 <= 255)) ERROR('popcount lanes overflow');
 
 // @ts-ignore: decorator
@@ -92,52 +84,13 @@ if (!(POPCOUNT_BLOCKS_PER_WIDEN * 4 * 8 <= 255)) ERROR('popcount lanes overflow'
   return x != fillOf(ones);
 }
 
-/** Does the chunk at word w hold a word that is not the fill? Reads it as four interleaved streams. */
+/** First word in [w, endWord) that is not 0 (ones = false) / not ~0 (ones = true); endWord if none. */
 // @ts-ignore: decorator
-@inline function chunkNot(ptr: usize, w: u32, ones: bool): bool {
-  let a = wordAt(ptr, w);
-  const stop = a + (<usize>STREAM_WORDS << 3);
-  const streamBytes = <usize>STREAM_WORDS << 3;
-  if (ASC_FEATURE_SIMD) {
-    for (; a < stop; a += 32) {
-      const b = a + streamBytes;
-      const c = b + streamBytes;
-      const d = c + streamBytes;
-      const x = vmerge(vmerge(v128.load(a), v128.load(a, 16), ones), vmerge(v128.load(b), v128.load(b, 16), ones), ones);
-      const y = vmerge(vmerge(v128.load(c), v128.load(c, 16), ones), vmerge(v128.load(d), v128.load(d, 16), ones), ones);
-      if (vectorNot(vmerge(x, y, ones), ones)) return true;
-    }
-    return false;
-  }
-  for (; a < stop; a += 16) {
-    const b = a + streamBytes;
-    const c = b + streamBytes;
-    const d = c + streamBytes;
-    const x = wmerge(wmerge(load<u64>(a), load<u64>(a, 8), ones), wmerge(load<u64>(b), load<u64>(b, 8), ones), ones);
-    const y = wmerge(wmerge(load<u64>(c), load<u64>(c, 8), ones), wmerge(load<u64>(d), load<u64>(d, 8), ones), ones);
-    if (wmerge(x, y, ones) != fillOf(ones)) return true;
-  }
-  return false;
-}
-
-/** First word in [w, endWord) that is not the fill, scanning one stream; endWord if none. */
-// @ts-ignore: decorator
-@inline function sequentialWordNot(ptr: usize, w: u32, endWord: u32, ones: bool): u32 {
+@inline function firstWordNot(ptr: usize, w: u32, endWord: u32, ones: bool): u32 {
   while (endWord - w >= STEP_WORDS && !stepNot(wordAt(ptr, w), ones)) w += STEP_WORDS;
   const fill = fillOf(ones);
   while (w < endWord && load<u64>(wordAt(ptr, w)) == fill) w++;
   return w;
-}
-
-/** Index of the first word in [w, endWord) that is not 0 (ones = false) or not ~0 (ones = true); endWord if none. */
-// @ts-ignore: decorator
-@inline function firstWordNot(ptr: usize, w: u32, endWord: u32, ones: bool): u32 {
-  const boundary = (w + CHUNK_WORDS - 1) & ~(CHUNK_WORDS - 1);
-  const prologueEnd = boundary < endWord ? boundary : endWord;
-  w = sequentialWordNot(ptr, w, prologueEnd, ones);
-  if (w < prologueEnd) return w;
-  while (endWord - w >= CHUNK_WORDS && !chunkNot(ptr, w, ones)) w += CHUNK_WORDS;
-  return sequentialWordNot(ptr, w, endWord, ones);
 }
 
 export function firstNonZeroWord(ptr: usize, w: u32, endWord: u32): u32 {
@@ -155,51 +108,17 @@ export function firstNonOnesWord(ptr: usize, w: u32, endWord: u32): u32 {
 }
 
 // @ts-ignore: decorator
-@inline function sumLanes(v: v128): u64 {
+@inline export function sumLanes(v: v128): u64 {
   return (<u64><u32>i32x4.extract_lane(v, 0)) + (<u64><u32>i32x4.extract_lane(v, 1)) +
     (<u64><u32>i32x4.extract_lane(v, 2)) + (<u64><u32>i32x4.extract_lane(v, 3));
 }
 
-/** Set bits of the chunk at word w, read as four interleaved streams; all-zero steps are skipped. */
-// @ts-ignore: decorator
-@inline function popcountChunk(ptr: usize, w: u32): u64 {
-  let a = wordAt(ptr, w);
-  const stop = a + (<usize>STREAM_WORDS << 3);
-  const streamBytes = <usize>STREAM_WORDS << 3;
-  if (ASC_FEATURE_SIMD) {
-    let wide = i32x4.splat(0);
-    for (; a < stop; a += 32) {
-      const b = a + streamBytes;
-      const c = b + streamBytes;
-      const d = c + streamBytes;
-      const a0 = v128.load(a), a1 = v128.load(a, 16), b0 = v128.load(b), b1 = v128.load(b, 16);
-      const c0 = v128.load(c), c1 = v128.load(c, 16), d0 = v128.load(d), d1 = v128.load(d, 16);
-      const any = v128.or(v128.or(v128.or(a0, a1), v128.or(b0, b1)), v128.or(v128.or(c0, c1), v128.or(d0, d1)));
-      if (!v128.any_true(any)) continue;
-      // Eight vectors add at most 64 to a u8 lane: widen right away.
-      const ab = i8x16.add(i8x16.add(i8x16.popcnt(a0), i8x16.popcnt(a1)), i8x16.add(i8x16.popcnt(b0), i8x16.popcnt(b1)));
-      const cd = i8x16.add(i8x16.add(i8x16.popcnt(c0), i8x16.popcnt(c1)), i8x16.add(i8x16.popcnt(d0), i8x16.popcnt(d1)));
-      wide = i32x4.add(wide, widen(i8x16.add(ab, cd)));
-    }
-    return sumLanes(wide);
-  }
-  let total: u64 = 0;
-  for (; a < stop; a += 16) {
-    const b = a + streamBytes;
-    const c = b + streamBytes;
-    const d = c + streamBytes;
-    const a0 = load<u64>(a), a1 = load<u64>(a, 8), b0 = load<u64>(b), b1 = load<u64>(b, 8);
-    const c0 = load<u64>(c), c1 = load<u64>(c, 8), d0 = load<u64>(d), d1 = load<u64>(d, 8);
-    if ((a0 | a1 | b0 | b1 | c0 | c1 | d0 | d1) == 0) continue;
-    total += popcnt<u64>(a0) + popcnt<u64>(a1) + popcnt<u64>(b0) + popcnt<u64>(b1) +
-      popcnt<u64>(c0) + popcnt<u64>(c1) + popcnt<u64>(d0) + popcnt<u64>(d1);
-  }
-  return total;
-}
-
-/** Set bits of words [w, endWord), one stream; all-zero blocks are skipped. */
-// @ts-ignore: decorator
-@inline function popcountSequential(ptr: usize, w: u32, endWord: u32): u64 {
+/**
+ * Number of set bits in words [w, endWord), one stream; all-zero blocks are skipped. The bitmap
+ * kernels count at most one summary block at a time (whole blocks are counted from the summary),
+ * so there is no interleaved-stream variant.
+ */
+export function popcountWords(ptr: usize, w: u32, endWord: u32): u64 {
   let total: u64 = 0;
   if (ASC_FEATURE_SIMD) {
     let wide = i32x4.splat(0);
@@ -236,13 +155,6 @@ export function firstNonOnesWord(ptr: usize, w: u32, endWord: u32): u32 {
   }
   for (; w < endWord; w++) total += popcnt<u64>(load<u64>(wordAt(ptr, w)));
   return total;
-}
-
-/** Number of set bits in words [w, endWord): whole chunks as four streams, then the rest. */
-export function popcountWords(ptr: usize, w: u32, endWord: u32): u64 {
-  let total: u64 = 0;
-  for (; endWord - w >= CHUNK_WORDS; w += CHUNK_WORDS) total += popcountChunk(ptr, w);
-  return total + popcountSequential(ptr, w, endWord);
 }
 
 /**

@@ -11,7 +11,7 @@ import { RegionBitmap } from '../runtime/bitmap.ts';
 import { BlockError, type BlockErrorCode } from '../runtime/errors.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { Kernels, type KernelFlavor } from '../runtime/wasm/kernels.ts';
-import { BitModel, crc32cReference } from './support/bit-model.ts';
+import { BLOCK_BITS, BitModel, crc32cReference } from './support/bit-model.ts';
 
 const SEED = seedFromEnv();
 const TWO_32 = 2 ** 32;
@@ -28,9 +28,24 @@ function expectError(fn: () => unknown, code: BlockErrorCode, mentions?: string 
   assert.unreachable(`expected BlockError ${code}`);
 }
 
+/**
+ * Bytes, setCount, and what the summary decides: each inner block's count (a count over
+ * [blockStart - 1, blockEnd] takes the middle block's count from the summary) and every run of
+ * equal bits from 0 to the end (each run ends where a search through the summary stops).
+ */
 function sameAsModel(bitmap: RegionBitmap, model: BitModel, where: string): void {
   assert.is(bitmap.setCount, model.count(0, model.bitCount - 1), `${where}: setCount`);
   assert.equal(bitmap.toBytes(), model.toBytes(), `${where}: bytes`);
+  for (let start = BLOCK_BITS; start + BLOCK_BITS < model.bitCount; start += BLOCK_BITS) {
+    assert.is(bitmap.countSet(start - 1, start + BLOCK_BITS + 1), model.count(start - 1, start + BLOCK_BITS), `${where}: block at ${start}`);
+  }
+  for (let at = 0; at < model.bitCount;) {
+    const value = model.get(at);
+    const run = bitmap.nextRun(at, value);
+    assert.equal(run, model.nextRun(at, model.bitCount - 1, value, 2 ** 32), `${where}: run of ${value} at ${at}`);
+    assert.is(value ? bitmap.nextZero(at) : bitmap.nextSet(at), at + run!.length < model.bitCount ? at + run!.length : -1, `${where}: end of the run at ${at}`);
+    at += run!.length;
+  }
 }
 
 function modelSuite(flavor: KernelFlavor): void {
@@ -38,20 +53,29 @@ function modelSuite(flavor: KernelFlavor): void {
 
   s('random operations match the model', async () => {
     const prng = new Prng(SEED);
-    for (const bitCount of [1, 2, 63, 64, 65, 130, 1000, 4097]) {
+    // Sizes below, at and past a summary block, and one of 65 blocks plus a bit: its last block is
+    // partial and its summary levels take two words.
+    for (const bitCount of [1, 2, 63, 64, 65, 130, 1000, 4097, BLOCK_BITS - 1, BLOCK_BITS, BLOCK_BITS + 1, 3 * BLOCK_BITS + 5, 65 * BLOCK_BITS + 1]) {
       const bitmap = await RegionBitmap.create(bitCount, { flavor });
       const model = new BitModel(bitCount);
       const last = bitCount - 1;
-      const pick = () => (prng.chance(0.3) ? [0, 63, 64, 65, last, last - 1][prng.below(6)]! : prng.below(bitCount));
+      const blocks = Math.ceil(bitCount / BLOCK_BITS);
+      const blockEdge = () => prng.below(blocks + 1) * BLOCK_BITS + [-1, 0, 0, 1, 63, 64][prng.below(6)]!;
+      const pick = () => (prng.chance(0.3) ? [0, 63, 64, 65, last, last - 1][prng.below(6)]! : prng.chance(0.3) ? blockEdge() : prng.below(bitCount));
       const bit = () => Math.max(0, Math.min(last, pick()));
+      const clamp = (x: number) => Math.max(0, Math.min(bitCount, x));
       const range = (): [number, number] => {
-        const a = Math.max(0, Math.min(bitCount, pick() + (prng.chance(0.5) ? 1 : 0)));
-        const b = Math.max(0, Math.min(bitCount, pick() + 1));
+        if (prng.chance(0.2)) { // whole blocks, one or many
+          const first = prng.below(blocks);
+          return [first * BLOCK_BITS, clamp((first + 1 + prng.below(blocks - first)) * BLOCK_BITS)];
+        }
+        const a = clamp(pick() + (prng.chance(0.5) ? 1 : 0));
+        const b = clamp(pick() + 1);
         return a <= b ? [a, b] : [b, a];
       };
       for (let step = 0; step < 400; step++) {
         const where = `seed=${SEED} ${flavor} ${bitCount} bits step ${step}`;
-        const op = prng.below(11);
+        const op = prng.below(12);
         if (op === 0) {
           const b = bit();
           assert.is(bitmap.set(b), !model.get(b), `${where} set ${b}`);
@@ -85,6 +109,19 @@ function modelSuite(flavor: KernelFlavor): void {
           const value = prng.chance(0.5);
           const maxLength = prng.chance(0.3) ? TWO_32 : 1 + prng.below(bitCount + 2);
           assert.equal(bitmap.nextRun(from, value, maxLength), model.nextRun(from, last, value, maxLength), `${where} nextRun ${from} ${value} ${maxLength}`);
+        } else if (op === 10) {
+          const [start, end] = range();
+          const startWord = start >>> 6;
+          const wordCount = Math.ceil(end / 64) - startWord;
+          const fill = prng.below(3); // all ones, all zeros, random
+          const bytes = fill === 2 ? prng.fill(new Uint8Array(wordCount * 8)) : new Uint8Array(wordCount * 8).fill(fill === 0 ? 0xff : 0);
+          for (let i = 0; i < wordCount * 64; i++) {
+            const at = startWord * 64 + i;
+            if (at >= bitCount) bytes[i >>> 3]! &= ~(1 << (i & 7)); // nothing past the bitmap
+            else model.set(at, ((bytes[i >>> 3]! >>> (i & 7)) & 1) === 1);
+          }
+          bitmap.loadBytes(startWord, bytes);
+          assert.is(bitmap.setCount, model.count(0, last), `${where} loadBytes ${wordCount} words at ${startWord}: setCount`);
         } else {
           assert.is(bitmap.isFull(), model.count(0, last) === bitCount, `${where} isFull`);
           assert.is(bitmap.isEmpty(), model.count(0, last) === 0, `${where} isEmpty`);
@@ -225,6 +262,32 @@ full('finds and counts bits near 0 and near 2^32 - 1, fills and empties it all',
   expectError(() => bitmap.get(0), 'EBADF');
 });
 
+full('searches run the whole summary level (2^32 bits: 4096 level words, each 2^20 bits)', async () => {
+  const bitmap = await RegionBitmap.create(TWO_32);
+  try {
+    // Pairs on both sides of a level word boundary (a multiple of 2^20), then a bit in the next
+    // level word but one: searches between them skip 2^29 bits of empty blocks.
+    const bits: number[] = [];
+    for (let k = 1; k < 8; k++) bits.push(k * 2 ** 29 - 1, k * 2 ** 29, k * 2 ** 29 + 2 ** 21);
+    bits.push(TWO_32 - 1);
+    for (const bit of bits) bitmap.set(bit);
+    const found: number[] = [];
+    for (let at = bitmap.nextSet(0); at !== -1; at = bitmap.nextSet(at + 1)) found.push(at);
+    assert.equal(found, bits);
+    for (let i = 1; i < bits.length; i++) {
+      assert.is(bitmap.countSet(bits[i - 1]! + 1, bits[i]!), 0, `nothing between ${bits[i - 1]} and ${bits[i]}`);
+      const gap = bits[i]! - bits[i - 1]! - 1;
+      assert.equal(bitmap.nextRun(bits[i - 1]! + 1, false), gap === 0 ? { start: bits[i]! + 1, length: bits[i + 1]! - bits[i]! - 1 } : { start: bits[i - 1]! + 1, length: gap });
+    }
+    assert.is(bitmap.nextSetWrapping(TWO_32 - 1), TWO_32 - 1);
+    bitmap.clear(TWO_32 - 1);
+    assert.is(bitmap.nextSetWrapping(bits[bits.length - 2]! + 1), bits[0]);
+    assert.is(bitmap.countSet(), bits.length - 1);
+  } finally {
+    bitmap.release();
+  }
+});
+
 full.run();
 
 const errors = suite('RegionBitmap and Kernels errors');
@@ -296,14 +359,29 @@ errors('facade bounds are BlockErrors, never wasm traps', async () => {
   expectError(() => k.crc32c(b, 0, 99, 2), 'ERANGE');
   expectError(() => k.crc32c(b, -1), 'EINVAL');
   expectError(() => k.crc32c(b, 2 ** 32), 'EINVAL');
-  expectError(() => k.bitGet(a, 512), 'ERANGE', 512);
-  expectError(() => k.bitSet(a, 2 ** 32), 'ERANGE');
-  expectError(() => k.bitNextSet(a, 0, 512), 'ERANGE', 512);
-  expectError(() => k.bitNextSet(a, 5, 4), 'EINVAL');
-  expectError(() => k.bitCountSet(b, 0, 7), 'EINVAL'); // 100 bytes: not whole words
-  expectError(() => k.bitOr(a, 0, a, 1, 4), 'EINVAL'); // partial overlap
-  expectError(() => k.bitOr(a, 4, a, 0, 5), 'ERANGE');
-  expectError(() => k.bitNextRun(a, 0, 10, true, 0), 'EINVAL');
+  const bits = k.allocBitmap(500); // 8 words, the last one partly past the bits
+  const otherBits = other.allocBitmap(500);
+  expectError(() => k.bitGet(bits, 500), 'ERANGE', 500);
+  expectError(() => k.bitSet(bits, 2 ** 32), 'ERANGE');
+  expectError(() => k.bitNextSet(bits, 0, 500), 'ERANGE', 500); // inside the last word, past bitCount
+  expectError(() => k.bitNextSet(bits, 5, 4), 'EINVAL');
+  expectError(() => k.bitSetRange(bits, 10, 511), 'ERANGE', 511);
+  expectError(() => k.bitNextRun(bits, 0, 10, true, 0), 'EINVAL');
+  expectError(() => k.bitOr(bits, k.allocBitmap(501)), 'EINVAL', 501);
+  expectError(() => other.bitGet(bits, 0), 'EINVAL');
+  expectError(() => k.bitWords(bits, 0, 9), 'ERANGE');
+  expectError(() => k.bitLoad(bits, 0, new Uint8Array(7)), 'EINVAL');
+  expectError(() => k.bitLoad(bits, 7, new Uint8Array(16)), 'ERANGE');
+  const pastEnd = new Uint8Array(8);
+  pastEnd[7] = 0x80; // bit 63 of word 7: bit 511
+  expectError(() => k.bitLoad(bits, 7, pastEnd), 'EINVAL', 511);
+  expectError(() => k.allocBitmap(2 ** 32 + 1), 'EINVAL');
+  expectError(() => k.allocBitmap(-1), 'EINVAL');
+  assert.is(k.bitOr(bits, otherBits), 0, 'or across instances');
+  otherBits.free();
+  assert.ok(otherBits.freed);
+  expectError(() => k.bitOr(bits, otherBits), 'EBADF');
+  expectError(() => other.bitGet(otherBits, 0), 'EBADF');
   expectError(() => other.copy(a, 0, a, 0, 1), 'EINVAL');
   expectError(() => k.alloc(-1), 'EINVAL');
   expectError(() => k.alloc(2 ** 32), 'ERANGE');

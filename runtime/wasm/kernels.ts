@@ -2,7 +2,7 @@
  * The facade over one instance of the kernel module (assembly/): with frame.ts beside it (the
  * frame kernels' facade, which reaches the raw exports through rawExportsOf/pointerOf), the only
  * TypeScript that sees raw exports and pointers. Everything else gets typed calls on opaque
- * `WasmBuffer`s: bits, bytes (copy, isZero) and digests (crc32c, xxh64).
+ * `WasmBuffer`s (bytes: copy, isZero; digests: crc32c, xxh64) and `WasmBitmap`s (bits).
  *
  * Memory. Each `Kernels` owns one instance and its linear memory. Kernels never allocate: this
  * class runs a first-fit, coalescing free list (free-list.ts) over [heap_base, memory end),
@@ -16,9 +16,12 @@
  * (EINVAL malformed, ERANGE out of bounds, EBADF freed buffer or released kernels), never a wasm
  * trap or a silent clamp. Pointers live only in a module-private WeakMap keyed by the buffer.
  *
- * Bits. Bit operations take inclusive [firstBit, lastBit] like the kernels (so 2^32 bits fit in
- * u32 ends) over a buffer of whole 64-bit words; results that may reach 2^32 are plain numbers,
- * -1 for "none". RegionBitmap (runtime/bitmap.ts) builds the half-open, bitmap-sized API on top.
+ * Bits. A `WasmBitmap` is a bitmap with its summary (assembly/summary.ts), allocated here and
+ * laid out by the kernels; its words are written only by kernels that keep the summary exact
+ * (bitLoad recounts what it wrote), so no view over them is handed out. Bit operations take
+ * inclusive [firstBit, lastBit] like the kernels (so 2^32 bits fit in u32 ends), checked against
+ * the bitmap's bitCount; results that may reach 2^32 are plain numbers, -1 for "none".
+ * RegionBitmap (runtime/bitmap.ts) builds the half-open API on top.
  */
 import { assert } from '../assert.ts';
 import { BlockError, isByteCount } from '../errors.ts';
@@ -51,20 +54,24 @@ export interface KernelExports {
   readonly memory: WebAssembly.Memory;
   heap_base(): number;
   simd_enabled(): number;
-  bitmap_get(ptr: number, bit: number): number;
-  bitmap_set(ptr: number, bit: number): number;
-  bitmap_clear(ptr: number, bit: number): number;
-  bitmap_next_set(ptr: number, fromBit: number, lastBit: number): number;
-  bitmap_next_zero(ptr: number, fromBit: number, lastBit: number): number;
-  bitmap_next_set_wrapping(ptr: number, fromBit: number, lastBit: number): number;
-  bitmap_next_zero_wrapping(ptr: number, fromBit: number, lastBit: number): number;
-  bitmap_count_set(ptr: number, firstBit: number, lastBit: number): number;
-  bitmap_set_range(ptr: number, firstBit: number, lastBit: number): number;
-  bitmap_clear_range(ptr: number, firstBit: number, lastBit: number): number;
-  bitmap_next_run(ptr: number, fromBit: number, lastBit: number, ones: number, maxLength: number): number;
+  bitmap_layout_bytes(wordCount: number): number;
+  bitmap_init(bm: number, wordCount: number): void;
+  bitmap_words(bm: number): number;
+  bitmap_recount(bm: number, firstWord: number, endWord: number): number;
+  bitmap_get(bm: number, bit: number): number;
+  bitmap_set(bm: number, bit: number): number;
+  bitmap_clear(bm: number, bit: number): number;
+  bitmap_next_set(bm: number, fromBit: number, lastBit: number): number;
+  bitmap_next_zero(bm: number, fromBit: number, lastBit: number): number;
+  bitmap_next_set_wrapping(bm: number, fromBit: number, lastBit: number): number;
+  bitmap_next_zero_wrapping(bm: number, fromBit: number, lastBit: number): number;
+  bitmap_count_set(bm: number, firstBit: number, lastBit: number): number;
+  bitmap_set_range(bm: number, firstBit: number, lastBit: number): number;
+  bitmap_clear_range(bm: number, firstBit: number, lastBit: number): number;
+  bitmap_next_run(bm: number, fromBit: number, lastBit: number, ones: number, maxLength: number): number;
   bitmap_run_length(): number;
-  bitmap_or(dstPtr: number, srcPtr: number, wordCount: number): number;
-  bitmap_and_not(dstPtr: number, srcPtr: number, wordCount: number): number;
+  bitmap_or(bm: number, firstWord: number, srcPtr: number, wordCount: number): number;
+  bitmap_and_not(bm: number, firstWord: number, srcPtr: number, wordCount: number): number;
   copy_bytes(dstPtr: number, srcPtr: number, lengthBytes: number): void;
   is_zero(ptr: number, lengthBytes: number): number;
   crc32c(crc: number, ptr: number, lengthBytes: number): number;
@@ -88,6 +95,7 @@ interface Slot {
 }
 
 const slots = new WeakMap<WasmBuffer, Slot>();
+const bitmapSlots = new WeakMap<WasmBitmap, Slot>();
 /** Raw exports of live Kernels, for the other facades in runtime/wasm/ (see rawKernel). */
 const rawExports = new WeakMap<Kernels, KernelExports>();
 /** Instances handed out by defaultKernels(): shared, so nobody may release them. */
@@ -123,6 +131,33 @@ export class WasmBuffer {
   /** True once freed, or once its Kernels were released. */
   get freed(): boolean {
     const slot = slots.get(this);
+    return slot === undefined || !slot.live || slot.owner.released;
+  }
+}
+
+/**
+ * A bitmap of `bitCount` bits with its summary (layout: assembly/summary.ts) in one Kernels'
+ * memory, `byteLength` bytes in all. Opaque: words go in and out only through Kernels methods
+ * that keep the summary exact (bitLoad, bitWords), never through a view.
+ */
+export class WasmBitmap {
+  readonly wordCount: number;
+
+  constructor(
+    readonly kernels: Kernels,
+    readonly bitCount: number,
+    readonly byteLength: number,
+  ) {
+    this.wordCount = Math.ceil(bitCount / WORD_BITS);
+  }
+
+  free(): void {
+    this.kernels.freeBitmap(this);
+  }
+
+  /** True once freed, or once its Kernels were released. */
+  get freed(): boolean {
+    const slot = bitmapSlots.get(this);
     return slot === undefined || !slot.live || slot.owner.released;
   }
 }
@@ -345,93 +380,173 @@ export class Kernels {
     return this.#scratch;
   }
 
-  // ---- bits (inclusive ranges over whole 64-bit words) ----
+  // ---- bits (bitmaps with their summary; inclusive ranges inside the bitmap) ----
 
-  bitGet(buffer: WasmBuffer, bit: number): boolean {
-    const ptr = this.#bits(buffer, 'bitGet');
-    checkBit('bit', bit, buffer.byteLength * 8);
-    return this.#exports!.bitmap_get(ptr, bit) === 1;
+  /** An all-clear bitmap of `bitCount` bits (0..2^32) and its summary, in this instance's memory. */
+  allocBitmap(bitCount: number): WasmBitmap {
+    const ex = this.#live();
+    if (!isByteCount(bitCount) || bitCount > MAX_BITS) throw new BlockError('EINVAL', `bitCount must be an integer in [0, 2^32], got ${bitCount}`);
+    const wordCount = Math.ceil(bitCount / WORD_BITS);
+    const byteLength = ex.bitmap_layout_bytes(wordCount);
+    const slot = this.#allocSlot(byteLength);
+    ex.bitmap_init(slot.ptr, wordCount);
+    const bitmap = new WasmBitmap(this, bitCount, byteLength);
+    bitmapSlots.set(bitmap, slot);
+    return bitmap;
+  }
+
+  freeBitmap(bitmap: WasmBitmap): void {
+    this.#bitmap(bitmap, 'freeBitmap');
+    const slot = bitmapSlots.get(bitmap)!;
+    slot.live = false;
+    this.#freeList.release(slot.ptr, slot.blockBytes);
+  }
+
+  bitGet(bitmap: WasmBitmap, bit: number): boolean {
+    const bm = this.#bitmap(bitmap, 'bitGet');
+    checkBit('bit', bit, bitmap.bitCount);
+    return this.#exports!.bitmap_get(bm, bit) === 1;
   }
 
   /** Sets one bit; returns its previous value. */
-  bitSet(buffer: WasmBuffer, bit: number): boolean {
-    const ptr = this.#bits(buffer, 'bitSet');
-    checkBit('bit', bit, buffer.byteLength * 8);
-    return this.#exports!.bitmap_set(ptr, bit) === 1;
+  bitSet(bitmap: WasmBitmap, bit: number): boolean {
+    const bm = this.#bitmap(bitmap, 'bitSet');
+    checkBit('bit', bit, bitmap.bitCount);
+    return this.#exports!.bitmap_set(bm, bit) === 1;
   }
 
   /** Clears one bit; returns its previous value. */
-  bitClear(buffer: WasmBuffer, bit: number): boolean {
-    const ptr = this.#bits(buffer, 'bitClear');
-    checkBit('bit', bit, buffer.byteLength * 8);
-    return this.#exports!.bitmap_clear(ptr, bit) === 1;
+  bitClear(bitmap: WasmBitmap, bit: number): boolean {
+    const bm = this.#bitmap(bitmap, 'bitClear');
+    checkBit('bit', bit, bitmap.bitCount);
+    return this.#exports!.bitmap_clear(bm, bit) === 1;
   }
 
   /** First set bit in [fromBit, lastBit], or -1. */
-  bitNextSet(buffer: WasmBuffer, fromBit: number, lastBit: number): number {
-    const ptr = this.#bitRange(buffer, 'bitNextSet', fromBit, lastBit);
-    return this.#exports!.bitmap_next_set(ptr, fromBit, lastBit);
+  bitNextSet(bitmap: WasmBitmap, fromBit: number, lastBit: number): number {
+    const bm = this.#bitRange(bitmap, 'bitNextSet', fromBit, lastBit);
+    return this.#exports!.bitmap_next_set(bm, fromBit, lastBit);
   }
 
   /** First clear bit in [fromBit, lastBit], or -1. */
-  bitNextZero(buffer: WasmBuffer, fromBit: number, lastBit: number): number {
-    const ptr = this.#bitRange(buffer, 'bitNextZero', fromBit, lastBit);
-    return this.#exports!.bitmap_next_zero(ptr, fromBit, lastBit);
+  bitNextZero(bitmap: WasmBitmap, fromBit: number, lastBit: number): number {
+    const bm = this.#bitRange(bitmap, 'bitNextZero', fromBit, lastBit);
+    return this.#exports!.bitmap_next_zero(bm, fromBit, lastBit);
   }
 
   /** First set bit in [fromBit, lastBit], else in [0, fromBit), else -1. */
-  bitNextSetWrapping(buffer: WasmBuffer, fromBit: number, lastBit: number): number {
-    const ptr = this.#bitRange(buffer, 'bitNextSetWrapping', fromBit, lastBit);
-    return this.#exports!.bitmap_next_set_wrapping(ptr, fromBit, lastBit);
+  bitNextSetWrapping(bitmap: WasmBitmap, fromBit: number, lastBit: number): number {
+    const bm = this.#bitRange(bitmap, 'bitNextSetWrapping', fromBit, lastBit);
+    return this.#exports!.bitmap_next_set_wrapping(bm, fromBit, lastBit);
   }
 
   /** First clear bit in [fromBit, lastBit], else in [0, fromBit), else -1. */
-  bitNextZeroWrapping(buffer: WasmBuffer, fromBit: number, lastBit: number): number {
-    const ptr = this.#bitRange(buffer, 'bitNextZeroWrapping', fromBit, lastBit);
-    return this.#exports!.bitmap_next_zero_wrapping(ptr, fromBit, lastBit);
+  bitNextZeroWrapping(bitmap: WasmBitmap, fromBit: number, lastBit: number): number {
+    const bm = this.#bitRange(bitmap, 'bitNextZeroWrapping', fromBit, lastBit);
+    return this.#exports!.bitmap_next_zero_wrapping(bm, fromBit, lastBit);
   }
 
-  bitCountSet(buffer: WasmBuffer, firstBit: number, lastBit: number): number {
-    const ptr = this.#bitRange(buffer, 'bitCountSet', firstBit, lastBit);
-    return this.#exports!.bitmap_count_set(ptr, firstBit, lastBit);
+  bitCountSet(bitmap: WasmBitmap, firstBit: number, lastBit: number): number {
+    const bm = this.#bitRange(bitmap, 'bitCountSet', firstBit, lastBit);
+    return this.#exports!.bitmap_count_set(bm, firstBit, lastBit);
   }
 
   /** Sets [firstBit, lastBit]; returns how many of those bits were clear. */
-  bitSetRange(buffer: WasmBuffer, firstBit: number, lastBit: number): number {
-    const ptr = this.#bitRange(buffer, 'bitSetRange', firstBit, lastBit);
-    return this.#exports!.bitmap_set_range(ptr, firstBit, lastBit);
+  bitSetRange(bitmap: WasmBitmap, firstBit: number, lastBit: number): number {
+    const bm = this.#bitRange(bitmap, 'bitSetRange', firstBit, lastBit);
+    return this.#exports!.bitmap_set_range(bm, firstBit, lastBit);
   }
 
   /** Clears [firstBit, lastBit]; returns how many of those bits were set. */
-  bitClearRange(buffer: WasmBuffer, firstBit: number, lastBit: number): number {
-    const ptr = this.#bitRange(buffer, 'bitClearRange', firstBit, lastBit);
-    return this.#exports!.bitmap_clear_range(ptr, firstBit, lastBit);
+  bitClearRange(bitmap: WasmBitmap, firstBit: number, lastBit: number): number {
+    const bm = this.#bitRange(bitmap, 'bitClearRange', firstBit, lastBit);
+    return this.#exports!.bitmap_clear_range(bm, firstBit, lastBit);
   }
 
   /**
    * The next run of bits equal to `value` starting in [fromBit, lastBit], at most
    * `maxLengthBits` (1..2^32) long and never past lastBit; null when there is none.
    */
-  bitNextRun(buffer: WasmBuffer, fromBit: number, lastBit: number, value: boolean, maxLengthBits: number): BitRun | null {
-    const ptr = this.#bitRange(buffer, 'bitNextRun', fromBit, lastBit);
+  bitNextRun(bitmap: WasmBitmap, fromBit: number, lastBit: number, value: boolean, maxLengthBits: number): BitRun | null {
+    const bm = this.#bitRange(bitmap, 'bitNextRun', fromBit, lastBit);
     if (!Number.isInteger(maxLengthBits) || maxLengthBits < 1 || maxLengthBits > MAX_BITS) {
       throw new BlockError('EINVAL', `maxLength must be an integer in [1, 2^32], got ${maxLengthBits}`);
     }
     const ex = this.#exports!;
-    const start = ex.bitmap_next_run(ptr, fromBit, lastBit, value ? 1 : 0, maxLengthBits === MAX_BITS ? 0 : maxLengthBits);
+    const start = ex.bitmap_next_run(bm, fromBit, lastBit, value ? 1 : 0, maxLengthBits === MAX_BITS ? 0 : maxLengthBits);
     return start < 0 ? null : { start, length: ex.bitmap_run_length() };
   }
 
-  /** dst words [dstStartWord, +wordCount) |= src words [srcStartWord, +wordCount); returns dst's set bits in that range after. */
-  bitOr(dst: WasmBuffer, dstStartWord: number, src: WasmBuffer, srcStartWord: number, wordCount: number): number {
-    const [dstPtr, srcPtr] = this.#wordRanges('bitOr', dst, dstStartWord, src, srcStartWord, wordCount);
-    return wordCount === 0 ? 0 : this.#exports!.bitmap_or(dstPtr, srcPtr, wordCount);
+  /** Little-endian bytes of words [startWord, startWord + wordCount), a copy. */
+  bitWords(bitmap: WasmBitmap, startWord: number, wordCount: number): Uint8Array {
+    const bm = this.#bitWordRange(bitmap, 'bitWords', startWord, wordCount);
+    const wordsPtr = this.#exports!.bitmap_words(bm) + startWord * WORD_BYTES;
+    return new Uint8Array(this.#exports!.memory.buffer, wordsPtr, wordCount * WORD_BYTES).slice();
   }
 
-  /** dst words &= ~src words, like bitOr; returns dst's set bits in that range after. */
-  bitAndNot(dst: WasmBuffer, dstStartWord: number, src: WasmBuffer, srcStartWord: number, wordCount: number): number {
-    const [dstPtr, srcPtr] = this.#wordRanges('bitAndNot', dst, dstStartWord, src, srcStartWord, wordCount);
-    return wordCount === 0 ? 0 : this.#exports!.bitmap_and_not(dstPtr, srcPtr, wordCount);
+  /**
+   * Overwrites words from `startWord` with little-endian `bytes` (whole 8-byte words) and brings
+   * the summary of the words' blocks up to date; returns the change in set bits. Bytes that set
+   * bits past bitCount are EINVAL, and nothing is written.
+   */
+  bitLoad(bitmap: WasmBitmap, startWord: number, bytes: Uint8Array): number {
+    if (bytes.byteLength % WORD_BYTES !== 0) {
+      throw new BlockError('EINVAL', `bitLoad takes whole 8-byte words, got ${bytes.byteLength} bytes`);
+    }
+    const wordCount = bytes.byteLength / WORD_BYTES;
+    const bm = this.#bitWordRange(bitmap, 'bitLoad', startWord, wordCount);
+    if (wordCount === 0) return 0;
+    const tailBits = bitmap.bitCount % WORD_BITS;
+    if (tailBits !== 0 && startWord + wordCount === bitmap.wordCount) {
+      const last = bytes.subarray(bytes.byteLength - WORD_BYTES);
+      for (let bit = tailBits; bit < WORD_BITS; bit++) {
+        if ((last[bit >>> 3]! >>> (bit & 7)) & 1) {
+          throw new BlockError('EINVAL', `bitLoad sets bit ${(bitmap.wordCount - 1) * WORD_BITS + bit}, past the bitmap's ${bitmap.bitCount} bits`);
+        }
+      }
+    }
+    const ex = this.#exports!;
+    new Uint8Array(ex.memory.buffer, ex.bitmap_words(bm) + startWord * WORD_BYTES, bytes.byteLength).set(bytes);
+    return ex.bitmap_recount(bm, startWord, startWord + wordCount);
+  }
+
+  /** dst |= src (bitmaps of one size, src in any Kernels); returns dst's set bits after. */
+  bitOr(dst: WasmBitmap, src: WasmBitmap): number {
+    return this.#combine('bitOr', dst, src, false);
+  }
+
+  /** dst &= ~src, like bitOr; returns dst's set bits after. */
+  bitAndNot(dst: WasmBitmap, src: WasmBitmap): number {
+    return this.#combine('bitAndNot', dst, src, true);
+  }
+
+  /**
+   * Combines word by word; words of a bitmap in another instance's memory are staged in the
+   * scratch area, in pieces of whole summary blocks (8192 words: a multiple of any block size).
+   */
+  #combine(what: string, dst: WasmBitmap, src: WasmBitmap, andNot: boolean): number {
+    const dstBm = this.#bitmap(dst, `${what} dst`);
+    const srcBm = src.kernels.#bitmap(src, `${what} src`);
+    if (src.bitCount !== dst.bitCount) {
+      throw new BlockError('EINVAL', `${what}: bitmaps differ in size (${dst.bitCount} and ${src.bitCount} bits)`);
+    }
+    const ex = this.#exports!;
+    const apply = (firstWord: number, srcPtr: number, wordCount: number) =>
+      andNot ? ex.bitmap_and_not(dstBm, firstWord, srcPtr, wordCount) : ex.bitmap_or(dstBm, firstWord, srcPtr, wordCount);
+    if (dst.wordCount === 0) return 0;
+    if (src.kernels === this) return apply(0, ex.bitmap_words(srcBm), dst.wordCount);
+    const srcEx = src.kernels.#exports!;
+    const srcWordsPtr = srcEx.bitmap_words(srcBm);
+    const scratch = this.#scratchSlot();
+    const chunkWords = SCRATCH_BYTES / WORD_BYTES;
+    let population = 0;
+    for (let word = 0; word < dst.wordCount; word += chunkWords) {
+      const wordCount = Math.min(chunkWords, dst.wordCount - word);
+      const source = new Uint8Array(srcEx.memory.buffer, srcWordsPtr + word * WORD_BYTES, wordCount * WORD_BYTES);
+      new Uint8Array(ex.memory.buffer, scratch.ptr, source.byteLength).set(source);
+      population += apply(word, scratch.ptr, wordCount);
+    }
+    return population;
   }
 
   // ---- checks ----
@@ -449,37 +564,32 @@ export class Kernels {
     return slot;
   }
 
-  /** Pointer of a buffer usable as a bitmap: whole 64-bit words. */
-  #bits(buffer: WasmBuffer, what: string): number {
-    const slot = this.#slot(buffer, what);
-    if (buffer.byteLength % WORD_BYTES !== 0) {
-      throw new BlockError('EINVAL', `${what}: a bitmap buffer holds whole 8-byte words, this one has ${buffer.byteLength} bytes`);
-    }
+  /** Header pointer of a live bitmap of these kernels. */
+  #bitmap(bitmap: WasmBitmap, what: string): number {
+    this.#live();
+    const slot = bitmapSlots.get(bitmap);
+    if (slot === undefined || slot.owner !== this) throw new BlockError('EINVAL', `${what}: the bitmap does not belong to these kernels`);
+    if (!slot.live) throw new BlockError('EBADF', `${what}: the bitmap was freed`);
     return slot.ptr;
   }
 
-  #bitRange(buffer: WasmBuffer, what: string, firstBit: number, lastBit: number): number {
-    const ptr = this.#bits(buffer, what);
-    const capacityBits = buffer.byteLength * 8;
-    checkBit(`${what} first bit`, firstBit, capacityBits);
-    checkBit(`${what} last bit`, lastBit, capacityBits);
+  #bitRange(bitmap: WasmBitmap, what: string, firstBit: number, lastBit: number): number {
+    const bm = this.#bitmap(bitmap, what);
+    checkBit(`${what} first bit`, firstBit, bitmap.bitCount);
+    checkBit(`${what} last bit`, lastBit, bitmap.bitCount);
     if (firstBit > lastBit) throw new BlockError('EINVAL', `${what}: first bit ${firstBit} is after last bit ${lastBit}`);
-    return ptr;
+    return bm;
   }
 
-  #wordRanges(what: string, dst: WasmBuffer, dstStartWord: number, src: WasmBuffer, srcStartWord: number, wordCount: number): [number, number] {
-    const dstPtr = this.#bits(dst, `${what} dst`);
-    const srcPtr = this.#bits(src, `${what} src`);
-    if (!isByteCount(wordCount)) throw new BlockError('EINVAL', `${what}: wordCount must be a non-negative integer, got ${wordCount}`);
-    checkByteRange(`${what} dst`, dstStartWord * WORD_BYTES, wordCount * WORD_BYTES, dst.byteLength);
-    checkByteRange(`${what} src`, srcStartWord * WORD_BYTES, wordCount * WORD_BYTES, src.byteLength);
-    const dstStartPtr = dstPtr + dstStartWord * WORD_BYTES;
-    const srcStartPtr = srcPtr + srcStartWord * WORD_BYTES;
-    const overlapBytes = Math.min(dstStartPtr, srcStartPtr) + wordCount * WORD_BYTES - Math.max(dstStartPtr, srcStartPtr);
-    if (dstStartPtr !== srcStartPtr && overlapBytes > 0) {
-      throw new BlockError('EINVAL', `${what}: source and destination words partly overlap`);
+  #bitWordRange(bitmap: WasmBitmap, what: string, startWord: number, wordCount: number): number {
+    const bm = this.#bitmap(bitmap, what);
+    if (!isByteCount(startWord) || !isByteCount(wordCount)) {
+      throw new BlockError('EINVAL', `${what}: startWord and wordCount must be non-negative integers, got ${startWord} and ${wordCount}`);
     }
-    return [dstStartPtr, srcStartPtr];
+    if (startWord + wordCount > bitmap.wordCount) {
+      throw new BlockError('ERANGE', `${what}: words [${startWord}, ${startWord + wordCount}) are past the bitmap's ${bitmap.wordCount} words`);
+    }
+    return bm;
   }
 }
 

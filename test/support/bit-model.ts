@@ -3,6 +3,9 @@
  * and counted by the obvious loops, with the kernels' conventions (inclusive [first, last],
  * -1 for none). Slow on purpose: nothing clever to get wrong.
  */
+
+/** Bits per summary block of the bitmap kernels (assembly/summary.ts): tests aim edge cases at it. */
+export const BLOCK_BITS = 16384;
 export class BitModel {
   readonly bits: Uint8Array;
 
