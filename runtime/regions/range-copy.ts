@@ -4,12 +4,14 @@
  *   in the kernel    the source lends the range as a file span (BlockDevice.fileSpan) and the
  *                    destination takes it (BlockDevice.copyFromSpan: copy_file_range), so the
  *                    bytes never cross our memory and large copies run off the event loop;
- *   through memory   otherwise: read into a pooled buffer, write it, piece by piece, yielding
- *                    the event loop between pieces once a time slice is spent (time-slice.ts).
- *                    Pieces start at MEMORY_PIECE_BYTES_MAX, which Node's and Bun's file calls
- *                    move on the thread pool; when a piece's calls held the calling turn for
- *                    more than a slice (memory devices, Deno's file calls: a 64 MiB batch held
- *                    the loop for 450 ms), the pieces halve, down to MEMORY_PIECE_BYTES_MIN.
+ *   through memory   otherwise: read into a pooled buffer, write it, in pieces of
+ *                    MEMORY_PIECE_BYTES, yielding a macrotask between pieces. Where the devices'
+ *                    calls complete in the calling turn (memory devices, Deno's file calls) a
+ *                    64 MiB batch held the loop for 450 ms; now one piece does (~0.1 ms), and
+ *                    Node's and Bun's file calls still move a piece that size on their thread
+ *                    pool. Piece size and yields are fixed, never tuned by measured time: the
+ *                    same seed must issue the same I/O in the same order (the power-loss trials
+ *                    replay exactly), and a copy of one piece (small regions) never yields.
  * When the kernel path declines a piece and the memory path then copies that same piece, the pair
  * cannot copy in the kernel (another filesystem, no FFI): later copies go through memory at once.
  * When the memory path fails too, the error is the copy's (a real I/O error, with its errno).
@@ -24,14 +26,15 @@
  */
 import type { BlockDevice } from '../devices/block-device.ts';
 import { CopyBufferPool } from './copy-buffers.ts';
-import { SLICE_MS, TimeSlice } from './time-slice.ts';
+import { nextMacrotask } from './time-slice.ts';
 
 /** Largest piece a copy hands to the kernel at once (about a millisecond on another thread). */
 export const COPY_PIECE_BYTES = 4 << 20;
-/** Largest read or write a copy through memory issues (on the thread pool where devices use one). */
-export const MEMORY_PIECE_BYTES_MAX = 1 << 20;
-/** Smallest: a 16 KiB copy in the calling turn takes microseconds. */
-export const MEMORY_PIECE_BYTES_MIN = 16 * 1024;
+/**
+ * Largest read or write a copy through memory issues: about 0.1 ms in the calling turn, and the
+ * size from which Node's and Bun's file calls use the thread pool (POOL_TRANSFER_BYTES).
+ */
+export const MEMORY_PIECE_BYTES = 128 * 1024;
 /** Pieces copied at once per copier. */
 export const PIECES_IN_FLIGHT_MAX = 1;
 
@@ -39,9 +42,6 @@ export class RangeCopier {
   /** False once the pair is known not to copy in the kernel. */
   private inKernel: boolean;
   private piecesInFlight = 0;
-  /** Through memory: the piece size, halved while pieces hold the calling turn too long. */
-  private memoryPieceBytes = MEMORY_PIECE_BYTES_MAX;
-  private readonly memoryPieceBytesMin: number;
   private pieceWaiters: Array<() => void> = [];
 
   constructor(
@@ -50,7 +50,6 @@ export class RangeCopier {
     private readonly buffers = new CopyBufferPool(),
   ) {
     this.inKernel = source.fileSpan !== undefined && destination.copyFromSpan !== undefined;
-    this.memoryPieceBytesMin = Math.max(MEMORY_PIECE_BYTES_MIN, source.logicalBlockBytes, destination.logicalBlockBytes);
   }
 
   /** Copies [offsetBytes, offsetBytes + lengthBytes); rejects with the I/O error that stopped it. */
@@ -92,27 +91,14 @@ export class RangeCopier {
   }
 
   private async copyThroughMemory(offsetBytes: number, lengthBytes: number): Promise<void> {
-    const buffer = this.buffers.take(Math.min(this.memoryPieceBytes, lengthBytes));
-    const slice = new TimeSlice();
+    const buffer = this.buffers.take(Math.min(MEMORY_PIECE_BYTES, lengthBytes));
     try {
       const endBytes = offsetBytes + lengthBytes;
-      for (let atBytes = offsetBytes; atBytes < endBytes; ) {
-        const pieceBytes = Math.min(this.memoryPieceBytes, buffer.length, endBytes - atBytes);
-        const piece = pieceBytes === buffer.length ? buffer : buffer.subarray(0, pieceBytes);
-        // The time each call spends before it hands back its promise is time the loop is held.
-        const readStartMs = performance.now();
-        const reading = this.source.read(atBytes, piece);
-        const readTurnMs = performance.now() - readStartMs;
-        await reading;
-        const writeStartMs = performance.now();
-        const writing = this.destination.write(atBytes, piece);
-        const writeTurnMs = performance.now() - writeStartMs;
-        await writing;
-        if (readTurnMs + writeTurnMs > SLICE_MS && this.memoryPieceBytes > this.memoryPieceBytesMin) {
-          this.memoryPieceBytes = Math.max(this.memoryPieceBytesMin, this.memoryPieceBytes >> 1);
-        }
-        atBytes += pieceBytes;
-        await slice.yieldIfSpent();
+      for (let atBytes = offsetBytes; atBytes < endBytes; atBytes += buffer.length) {
+        if (atBytes > offsetBytes) await nextMacrotask();
+        const piece = buffer.length <= endBytes - atBytes ? buffer : buffer.subarray(0, endBytes - atBytes);
+        await this.source.read(atBytes, piece);
+        await this.destination.write(atBytes, piece);
       }
     } finally {
       this.buffers.give(buffer);

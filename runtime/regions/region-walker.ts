@@ -22,7 +22,10 @@
  *   5. yields a macrotask once it has held the event loop for a time slice (time-slice.ts):
  *      copies that complete at once (small page-cache copies) would otherwise chain in microtasks
  *      and starve the event loop. A yield per pick instead (a setTimeout, about 1 ms) capped a
- *      clone of 4 KiB regions at threshold 1 at ~800 regions/s.
+ *      clone of 4 KiB regions at threshold 1 at ~800 regions/s. That is still there as
+ *      `turns: 'timer-per-copy'`, for seeded simulations: how much a time-sliced walk does
+ *      between a caller's timer turns depends on the machine's speed, a timer turn per copy does
+ *      not, so a trial paced by timers replays exactly.
  * A copy that fails leaves its regions to do; after `maxConsecutiveFailures` failures in a row the
  * loop stops and reports the last error (dm-clone would retry forever); `resume()` clears it. A
  * copy the engine dropped (not failed: it stopped wanting it, e.g. on a switch to read-only) does
@@ -32,6 +35,12 @@
 import type { RegionBitmap } from '../bitmap.ts';
 import type { RegionOps } from './region-ops.ts';
 import { TimeSlice } from './time-slice.ts';
+
+/**
+ * How the walk gives the event loop back: 'slice' after a time slice (full speed, the default),
+ * 'timer-per-copy' a timer turn after every copy it starts (the same interleaving on every run).
+ */
+export type WalkTurns = 'slice' | 'timer-per-copy';
 
 /** What one copy ended as: done, dropped by the engine (no failure), or failed with an error. */
 export type CopyResult = 'done' | 'dropped' | { error: unknown };
@@ -80,6 +89,7 @@ export class RegionWalker {
     private readonly host: WalkerHost,
     private readonly maxConsecutiveFailures: number,
     private readonly pendingBit = false,
+    private readonly turns: WalkTurns = 'slice',
   ) {}
 
   /** Starts the loop if it may run and is not running. */
@@ -169,7 +179,8 @@ export class RegionWalker {
       if (busy >= 0) end = busy;
       this.cursor = end >= host.regionCount ? 0 : end;
       this.launch(start, end);
-      await slice.yieldIfSpent();
+      if (this.turns === 'timer-per-copy') await sleep(0);
+      else await slice.yieldIfSpent();
     }
   }
 

@@ -3,14 +3,17 @@
  * at once (a page-cache copy, a read of a memory device, a synchronous file call on Deno) chains
  * in microtasks and would hold the loop for as long as it runs; such work calls `yieldIfSpent()`
  * between steps, which yields a macrotask (so timers, sockets and user requests get their turn)
- * once SLICE_MS has passed since the last yield. One copy step of about SLICE_MS is then the
- * longest the loop waits for background work (the issue's rule: no copy holds it above ~100 us).
+ * once SLICE_MS has passed since the last yield (the region walker does, between picks). The
+ * copier (range-copy.ts) yields between its pieces instead, whatever the time, so that its I/O
+ * order does not depend on timing. Either way about 0.1 ms is the longest the loop waits for
+ * background work (the issue's rule: no copy holds it above ~100 us).
  */
 import { setImmediate as yieldMacrotask } from 'node:timers';
 
 export const SLICE_MS = 0.1;
 
-function nextMacrotask(): Promise<void> {
+/** Resolves in a later macrotask (timers, sockets and user requests run first). */
+export function nextMacrotask(): Promise<void> {
   return new Promise((resolve) => yieldMacrotask(resolve));
 }
 
