@@ -14,8 +14,8 @@ import type { FileRangeCopy } from '../runtime/adapter/types.ts';
 import { COPY_IN_TURN_MAX_BYTES, FileDevice } from '../runtime/devices/file-device.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
-import { COPY_PIECE_BYTES } from '../runtime/regions/copy-buffers.ts';
-import { RangeCopier } from '../runtime/regions/range-copy.ts';
+import type { BlockDevice } from '../runtime/devices/block-device.ts';
+import { COPY_PIECE_BYTES, MEMORY_PIECE_BYTES, RangeCopier } from '../runtime/regions/range-copy.ts';
 import { expectCode } from './support/expect-code.ts';
 
 const SIZE_BYTES = 3 * COPY_PIECE_BYTES + 64 * 1024;
@@ -114,6 +114,26 @@ copy('a source that is not a file copies through memory; copyFromSpan checks its
   await expectCode(destination.copyFromSpan(0, late), 'EBADF');
   late.release();
   await file.close();
+});
+
+copy('through memory: pieces of MEMORY_PIECE_BYTES, whatever the range', async () => {
+  const inner = new MemoryDevice({ sizeBytes: SIZE_BYTES, readOnly: true, initial: image });
+  const readLengths: number[] = [];
+  const counted: BlockDevice = Object.assign(Object.create(inner) as MemoryDevice, {
+    read(offsetBytes: number, target: Uint8Array) {
+      readLengths.push(target.length);
+      return inner.read(offsetBytes, target);
+    },
+  });
+  const destination = new MemoryDevice({ sizeBytes: SIZE_BYTES });
+  const lengthBytes = 2 * COPY_PIECE_BYTES + 3 * 512;
+  await new RangeCopier(counted, destination).copy(512, lengthBytes);
+  assert.ok(readLengths.every((length) => length <= MEMORY_PIECE_BYTES));
+  assert.is(readLengths.reduce((a, b) => a + b, 0), lengthBytes);
+  assert.is(readLengths.length, 2 * (COPY_PIECE_BYTES / MEMORY_PIECE_BYTES) + 1);
+  const copied = new Uint8Array(SIZE_BYTES);
+  await destination.read(0, copied);
+  sameRange(copied, 512, lengthBytes, 'memory pieces');
 });
 
 copy.run();

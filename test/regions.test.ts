@@ -181,6 +181,37 @@ walker('stops after N failures in a row with the last error; dropped copies are 
   dropping.bitmap.release();
 });
 
+walker("turns 'timer-per-copy': one copy per timer turn of a caller, whatever the machine's speed", async () => {
+  const bitmap = await RegionBitmap.create(64);
+  const regionOps = new RegionOps();
+  let copiesThisTurn = 0;
+  let mostInOneTurn = 0;
+  let completed = false;
+  const walk = new RegionWalker(
+    {
+      regionCount: 64, regionOps, bitmap: () => bitmap, canRun: () => true, threshold: () => 1, batchSize: () => 1,
+      userBusy: () => false, userIdle: () => Promise.resolve(),
+      copy: async (start, end) => {
+        mostInOneTurn = Math.max(mostInOneTurn, ++copiesThisTurn);
+        bitmap.setRange(start, end);
+        return 'done';
+      },
+      complete: () => (completed = true), stopped: () => {},
+    },
+    4, false, 'timer-per-copy',
+  );
+  walk.kick(); // starts the first copy at once
+  copiesThisTurn = 0;
+  for (let turn = 0; turn < 1000 && !completed; turn++) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    copiesThisTurn = 0;
+  }
+  await walk.idle();
+  assert.ok(completed);
+  assert.is(mostInOneTurn, 1);
+  bitmap.release();
+});
+
 const pace = suite('regions: RegionPace');
 
 pace('starts at the kernel default, grows while the user is quiet, gives way when not', () => {

@@ -37,6 +37,7 @@ import { OpGate } from '../devices/op-gate.ts';
 import { validateOpen, validateRequest } from '../devices/validate.ts';
 import { BlockError } from '../errors.ts';
 import { Emitter } from '../events.ts';
+import type { WalkTurns } from '../regions/region-walker.ts';
 import { CloneCommits, DEFAULT_COMMIT_INTERVAL_MS, type CommitEvent } from './commits.ts';
 import { CloneHydration, DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES } from './hydration.ts';
 import { parseCloneMessage } from './messages.ts';
@@ -68,6 +69,12 @@ export interface CloneOptions {
   hydrationBatchSize?: number;
   commitIntervalMs?: number;
   maxConsecutiveCopyFailures?: number;
+  /**
+   * How background hydration yields the event loop: 'slice' (default, full speed) or
+   * 'timer-per-copy' (a timer turn after every copy: for seeded simulations that must replay
+   * exactly; about a thousand copies a second).
+   */
+  hydrationTurns?: WalkTurns;
   name?: string;
 }
 
@@ -124,6 +131,7 @@ export class CloneDevice implements BlockDevice {
         threshold: options.hydrationThreshold,
         batchSize: options.hydrationBatchSize,
         maxConsecutiveFailures: options.maxConsecutiveCopyFailures ?? DEFAULT_MAX_CONSECUTIVE_COPY_FAILURES,
+        turns: options.hydrationTurns,
       },
     );
   }

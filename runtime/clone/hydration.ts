@@ -17,7 +17,7 @@ import { RangeCopier } from '../regions/range-copy.ts';
 import { RateMeter } from '../regions/rate-meter.ts';
 import { RegionOps, type RegionOp } from '../regions/region-ops.ts';
 import { RegionPace } from '../regions/region-pace.ts';
-import { RegionWalker, type CopyResult } from '../regions/region-walker.ts';
+import { RegionWalker, type CopyResult, type WalkTurns } from '../regions/region-walker.ts';
 import type { CloneMetadata } from './metadata.ts';
 import type { CloneModes } from './mode.ts';
 import { DEFAULT_HYDRATION_BATCH_SIZE, DEFAULT_HYDRATION_THRESHOLD } from './table.ts';
@@ -49,6 +49,8 @@ export interface HydrationSettings {
   threshold: number | undefined;
   batchSize: number | undefined;
   maxConsecutiveFailures: number;
+  /** How background hydration yields the event loop (region-walker.ts); default 'slice'. */
+  turns?: WalkTurns;
 }
 
 /** A region a user write or discard replaces whole, held until that I/O is done. */
@@ -94,6 +96,8 @@ export class CloneHydration {
         stopped: (error) => host.stopped(error),
       },
       settings.maxConsecutiveFailures,
+      false,
+      settings.turns,
     );
   }
 

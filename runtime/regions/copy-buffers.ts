@@ -3,28 +3,25 @@
  * that cannot copy in the kernel, see range-copy.ts). A fresh zeroed buffer per copy costs a
  * memset and garbage collection on the event loop (bench clone: latency while hydrating; a clone
  * of 4 KiB regions spent 10% of its time allocating and collecting them). Buffers are kept by
- * length (copies of one engine come in a few sizes: a region, a batch, a piece), at most
- * COPY_BUFFERS_KEPT of each length and KEPT_BYTES_MAX in all. `drop()` lets the memory go once no
- * more copies will come (a clone fully hydrated).
+ * length (copies of one engine come in a few sizes: a region, a piece), at most COPY_BUFFERS_KEPT
+ * of each length and KEPT_BYTES_MAX in all. `drop()` lets the memory go once no more copies will
+ * come (a clone fully hydrated).
  */
 
-/** Largest single read/write a copy issues; bigger ranges are copied piece by piece. */
-export const COPY_PIECE_BYTES = 4 << 20;
 /** Idle buffers kept per length (more run at once only under a high threshold). */
 export const COPY_BUFFERS_KEPT = 4;
 /** Idle bytes kept in all. */
-const KEPT_BYTES_MAX = 4 * COPY_PIECE_BYTES;
+const KEPT_BYTES_MAX = 16 << 20;
 
 export class CopyBufferPool {
   private readonly idle = new Map<number, Uint8Array[]>();
   private keptBytes = 0;
   private dropped = false;
 
-  /** A buffer for a copy of `lengthBytes`: min(COPY_PIECE_BYTES, lengthBytes) long. */
+  /** A buffer of `lengthBytes`. */
   take(lengthBytes: number): Uint8Array {
-    const pieceBytes = Math.min(COPY_PIECE_BYTES, lengthBytes);
-    const buffer = this.idle.get(pieceBytes)?.pop();
-    if (buffer === undefined) return new Uint8Array(pieceBytes);
+    const buffer = this.idle.get(lengthBytes)?.pop();
+    if (buffer === undefined) return new Uint8Array(lengthBytes);
     this.keptBytes -= buffer.length;
     return buffer;
   }

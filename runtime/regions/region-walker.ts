@@ -19,16 +19,28 @@
  *      pending bit from a cursor, wrapping (a WASM scan);
  *   4. extends it to a run of contiguous pending, idle regions of at most
  *      min(batch size, threshold - in flight) and starts one copy for the run;
- *   5. yields a macrotask once it has held the event loop for WALK_SLICE_MS.
+ *   5. yields a macrotask once it has held the event loop for a time slice (time-slice.ts):
+ *      copies that complete at once (small page-cache copies) would otherwise chain in microtasks
+ *      and starve the event loop. A yield per pick instead (a setTimeout, about 1 ms) capped a
+ *      clone of 4 KiB regions at threshold 1 at ~800 regions/s. That is still there as
+ *      `turns: 'timer-per-copy'`, for seeded simulations: how much a time-sliced walk does
+ *      between a caller's timer turns depends on the machine's speed, a timer turn per copy does
+ *      not, so a trial paced by timers replays exactly.
  * A copy that fails leaves its regions to do; after `maxConsecutiveFailures` failures in a row the
  * loop stops and reports the last error (dm-clone would retry forever); `resume()` clears it. A
  * copy the engine dropped (not failed: it stopped wanting it, e.g. on a switch to read-only) does
  * not count as a failure.
  * Nothing here is durable: the engine marks done regions in its bitmap and commits them.
  */
-import { setImmediate as yieldMacrotask } from 'node:timers';
 import type { RegionBitmap } from '../bitmap.ts';
 import type { RegionOps } from './region-ops.ts';
+import { TimeSlice } from './time-slice.ts';
+
+/**
+ * How the walk gives the event loop back: 'slice' after a time slice (full speed, the default),
+ * 'timer-per-copy' a timer turn after every copy it starts (the same interleaving on every run).
+ */
+export type WalkTurns = 'slice' | 'timer-per-copy';
 
 /** What one copy ended as: done, dropped by the engine (no failure), or failed with an error. */
 export type CopyResult = 'done' | 'dropped' | { error: unknown };
@@ -56,18 +68,6 @@ export interface WalkerHost {
 
 /** Hot regions remembered at most; older ones fall back to the cursor scan. */
 const HOT_REGIONS_MAX = 4096;
-/**
- * The loop runs at most this long in one event-loop turn before it yields a macrotask, so user I/O
- * that arrived meanwhile gets its turn: copies that complete at once (small page-cache copies)
- * would otherwise chain in microtasks and starve the event loop. A yield per pick instead (a
- * setTimeout, about 1 ms) capped a clone of 4 KiB regions at threshold 1 at ~800 regions/s.
- */
-export const WALK_SLICE_MS = 0.1;
-
-function nextMacrotask(): Promise<void> {
-  return new Promise((resolve) => yieldMacrotask(resolve));
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -89,6 +89,7 @@ export class RegionWalker {
     private readonly host: WalkerHost,
     private readonly maxConsecutiveFailures: number,
     private readonly pendingBit = false,
+    private readonly turns: WalkTurns = 'slice',
   ) {}
 
   /** Starts the loop if it may run and is not running. */
@@ -138,7 +139,7 @@ export class RegionWalker {
 
   private async loop(): Promise<void> {
     const host = this.host;
-    let sliceStartMs = performance.now();
+    const slice = new TimeSlice();
     for (;;) {
       if (this.failed || !host.canRun()) return;
       const bitmap = host.bitmap();
@@ -162,7 +163,7 @@ export class RegionWalker {
       const holdMs = host.holdBackMs?.() ?? 0;
       if (holdMs > 0) {
         await sleep(holdMs);
-        sliceStartMs = performance.now();
+        slice.restart();
         continue;
       }
       const start = this.pick(bitmap);
@@ -178,10 +179,8 @@ export class RegionWalker {
       if (busy >= 0) end = busy;
       this.cursor = end >= host.regionCount ? 0 : end;
       this.launch(start, end);
-      if (performance.now() - sliceStartMs >= WALK_SLICE_MS) {
-        await nextMacrotask();
-        sliceStartMs = performance.now();
-      }
+      if (this.turns === 'timer-per-copy') await sleep(0);
+      else await slice.yieldIfSpent();
     }
   }
 
