@@ -155,7 +155,7 @@ export async function runPowerTrial(seed: number): Promise<PowerTrialResult> {
   let destinationBacking = new MemoryDevice({ sizeBytes, name: 'destination' });
   let sourceBacking = new MemoryDevice({ sizeBytes, initial: image, name: 'source' });
   const cloneOptions = (extra: Partial<CloneOptions>): Omit<CloneOptions, 'metadata' | 'destination' | 'source'> => ({
-    regionSectors: REGION_SECTORS, targetSectors: totalSectors, commitIntervalMs: COMMIT_INTERVAL_MS,
+    regionSectors: REGION_SECTORS, targetSectors: totalSectors, commitIntervalMs: COMMIT_INTERVAL_MS, hydrationTurns: 'timer-per-copy',
     hydrationThreshold: geometry.threshold, hydrationBatchSize: geometry.batchSize,
     features: geometry.passdown ? [] : ['no_discard_passdown'], ...extra,
   });
