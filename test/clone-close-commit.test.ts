@@ -71,4 +71,28 @@ test('close() from the hydration-complete event waits for that commit: reopened,
   }
 });
 
+test('status() while the completion commit runs waits for it: hydrationComplete comes with that commit counted', async () => {
+  writeFileSync(join(dataDir, 'src.img'), new Prng(4).fill(new Uint8Array(SIZE_BYTES)));
+  writeFileSync(join(dataDir, 'dst.img'), new Uint8Array(SIZE_BYTES));
+  writeFileSync(join(dataDir, 'meta'), new Uint8Array(64 * KiB));
+  const clone = await openCloneFromTable(dataDir, 'clone meta dst.img src.img 8 1 no_hydration', { commitIntervalMs: NEVER_MS });
+  try {
+    await clone.flush(); // the first commit: the completion's is the second
+    const before = clone.statusNow().commits;
+    let asked: Promise<ReturnType<typeof clone.statusNow>> | null = null;
+    clone.events.on((event) => {
+      // The event comes just before the completion commit starts; a microtask later it runs and
+      // the dirty set is empty, so a status that only looked at the dirty set answered at once.
+      if (event.type === 'hydration-complete') asked = Promise.resolve().then(() => clone.status());
+    });
+    clone.message('enable_hydration');
+    await until(() => asked !== null, 'hydration complete');
+    const status = await asked!;
+    assert.is(status.hydrationComplete, true);
+    assert.is(status.commits, before + 1, 'the completion commit is counted');
+  } finally {
+    await clone.close();
+  }
+});
+
 test.run();

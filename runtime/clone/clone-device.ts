@@ -388,10 +388,15 @@ export class CloneDevice implements BlockDevice {
     }
   }
 
-  /** The status, after a commit if metadata changed (as dm-clone's INFO query does). */
+  /**
+   * The status, after a commit if metadata changed (as dm-clone's INFO query does), and after any
+   * commit already running (the one hydration's completion starts, say) has settled: a status
+   * that says hydrationComplete also counts the commit that made it durable.
+   */
   async status(): Promise<CloneStatus> {
     validateOpen(this, this.gate.isOpen, 'status');
     await this.commits.commitIfChanged();
+    await this.metadata.settled();
     return this.statusNow();
   }
 

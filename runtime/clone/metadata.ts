@@ -85,6 +85,11 @@ export class CloneMetadata {
     return this.slotted.isCommitting;
   }
 
+  /** Resolves once no commit runs or waits; starts none (SlottedBitmap.settled). */
+  settled(): Promise<void> {
+    return this.slotted.settled();
+  }
+
   get usage(): MetadataUsage {
     return { usedBlocks: metadataBlocksFor(this.regionCount), totalBlocks: Math.floor(this.device.sizeBytes / METADATA_BLOCK_BYTES) };
   }

@@ -164,6 +164,15 @@ export class SlottedBitmap {
     return this.committing !== null;
   }
 
+  /**
+   * Resolves once no commit runs or waits (whatever their outcome: a failure is the committer's to
+   * report). Starts none, so it adds no I/O: for a reader that must not answer from a state a
+   * running commit is about to change (a status that reports the commit count).
+   */
+  async settled(): Promise<void> {
+    while (this.committing !== null || this.queued !== null) await (this.queued ?? this.committing)!.catch(() => {});
+  }
+
   get(bit: number): boolean {
     return this.bits === null || this.bits.get(bit);
   }
