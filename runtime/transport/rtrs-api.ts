@@ -65,7 +65,7 @@ export interface RtrsServerHandler {
 }
 
 /** Linux errno numbers carried in IMM (9 bits) and RNBD answers; the BlockError code for each. */
-export const ERRNO = { EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EBUSY: 16, EEXIST: 17, EINVAL: 22, ENOSPC: 28, EROFS: 30, ERANGE: 34, EPROTO: 71, EOPNOTSUPP: 95, ECONNRESET: 104, ENOTCONN: 107, ETIMEDOUT: 110, ECONNREFUSED: 111, EKEYREJECTED: 129 } as const;
+export const ERRNO = { EPERM: 1, ENOENT: 2, EIO: 5, ENXIO: 6, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22, ENOSPC: 28, EROFS: 30, ERANGE: 34, EPROTO: 71, EOPNOTSUPP: 95, ECONNRESET: 104, ENOTCONN: 107, ETIMEDOUT: 110, ECONNREFUSED: 111, EKEYREJECTED: 129 } as const;
 
 /** An error answered by the remote side (or raised by the transport), with its Linux errno. */
 export class RemoteError extends Error {

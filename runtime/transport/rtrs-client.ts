@@ -1,0 +1,452 @@
+/**
+ * The client side of one RTRS session (rtrs-clt.c): several paths to one server, the server's
+ * chunks as buffer ids ("permits"), and requests moved over whichever path the policy picks.
+ *
+ * A request takes a free buffer id (or waits for one: at most queue depth in flight), gets a
+ * fresh seq for that buffer, and goes out on a path:
+ *   write: one WRITE_IMM frame at the chunk's (addr, key) carrying data + user header +
+ *          rdma_write, with the IO_REQ immediate naming the buffer and where the message sits;
+ *   read:  the same with user header + rdma_read, whose one descriptor names our buffer (an
+ *          address made of buffer id and seq, and a fresh key); the server's WRITE of the data
+ *          must name exactly that, or the path is closed as broken.
+ * IO_RSP (or RKEY_RSP + IO_RSP: the chunk's new key) completes it: errno 0 resolves, else it
+ * rejects with a RemoteError. The buffer id goes back to the pool then.
+ *
+ * Failover. When a path fails, every request in flight on it is re-issued, same buffer id and seq,
+ * on the path the policy picks next (the server answers a write it already applied without
+ * applying it again: rtrs-server-session.ts); `failoverCount` counts them on the failed path.
+ * With no connected path, requests wait while some path is still (re)connecting and fail with
+ * ENOTCONN once none is (all DEAD or CLOSED) or the session closes.
+ *
+ * Link events: 'disconnected' when the last connected path goes, 'reconnected' when one comes back
+ * after that (RNBD re-opens its devices then).
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { ConnectionOptions } from 'node:tls';
+import { BlockError } from '../errors.ts';
+import { ERRNO, RemoteError, type RtrsClientSession, type RtrsLinkEvent, type RtrsRequest } from './rtrs-api.ts';
+import { type HostPort } from './rtrs-address.ts';
+import { ClientPath, type ClientPathState, type ClientPathStats, type PathTiming } from './rtrs-client-path.ts';
+import { type Crc32c, FRAME_OP, type FrameHeader } from './rtrs-frame.ts';
+import {
+  type ConnRsp, decodeRkeyRsp, type Desc, encodeRdmaRead, encodeRdmaWrite, HB_INTERVAL_MS, HB_MISSED_MAX, IMM_TYPE, immPayload, immType,
+  ioReqImm, ioRspOf, MAX_PATHS, memBitsFor, pathNameProblem, RDMA_WRITE_BYTES, rdmaReadBytes,
+} from './rtrs-messages.ts';
+import { choosePath, type Policy } from './rtrs-policy.ts';
+
+export interface PathAddress {
+  dst: HostPort;
+  /** Local address to connect from (a source IP on this machine). */
+  src?: string | null;
+}
+
+export interface RtrsClientOptions {
+  sessionName: string;
+  paths: readonly PathAddress[];
+  crc32c: Crc32c;
+  policy?: Policy;
+  key?: Uint8Array | null;
+  tls?: ConnectionOptions | null;
+  /** CRC32C over every frame (RtrsLink). */
+  digest?: boolean;
+  /** Connections per path: client cores + 1 in the kernel. */
+  connectionsPerPath?: number;
+  heartbeatIntervalMs?: number;
+  heartbeatMissedMax?: number;
+  reconnectDelayMs?: number;
+  reconnectBackoffMs?: number;
+  maxReconnectAttempts?: number;
+  connectTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface PathInfo {
+  name: string;
+  dst: string;
+  src: string | null;
+  pathUuid: string;
+  stats: ClientPathStats;
+}
+
+export type ClientEvent =
+  | { type: 'path-state'; path: string; from: ClientPathState; to: ClientPathState; why: string | null }
+  | { type: 'failover'; path: string; requests: number }
+  | { type: 'link'; event: RtrsLinkEvent };
+
+interface Pending {
+  readonly request: RtrsRequest;
+  bufferId: number;
+  seq: number;
+  readKey: number;
+  path: ClientPath | null;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+interface Geometry {
+  queueDepth: number;
+  maxIoBytes: number;
+  maxHeaderBytes: number;
+  memBits: number;
+  chunks: { addr: bigint; key: number }[];
+}
+
+/** The largest rdma_read this client sends (one descriptor) and the write trailer, both inside the header room. */
+const TRAILER_BYTES = rdmaReadBytes(1);
+
+export class RtrsClient implements RtrsClientSession {
+  readonly sessionUuid: string;
+  readonly paths: ClientPath[] = [];
+  readonly key: Uint8Array | null;
+  readonly tls: ConnectionOptions | null;
+  readonly digest: boolean;
+  readonly crc32c: Crc32c;
+  readonly timing: PathTiming;
+  readonly policy: Policy;
+  private geometry: Geometry | null = null;
+  private readonly free: number[] = [];
+  private readonly permitWaiters: ((bufferId: number | null) => void)[] = [];
+  private readonly inflight = new Map<number, Pending>();
+  private readonly seqs: number[] = [];
+  private readonly waiting: Pending[] = [];
+  private readonly linkListeners = new Set<(event: RtrsLinkEvent) => void>();
+  private readonly eventListeners = new Set<(event: ClientEvent) => void>();
+  private turn = 0;
+  private connectedPaths = 0;
+  private wasDisconnected = false;
+  private closed = false;
+  private pathSerial = 0;
+  readonly log: (line: string) => void;
+
+  private constructor(readonly sessionName: string, private readonly options: RtrsClientOptions) {
+    this.sessionUuid = randomUUID().replaceAll('-', '');
+    this.key = options.key ?? null;
+    this.tls = options.tls ?? null;
+    this.digest = options.digest ?? false;
+    this.crc32c = options.crc32c;
+    this.policy = options.policy ?? 'min-inflight';
+    this.log = options.log ?? ((line) => console.error(line));
+    this.timing = {
+      connectionCount: options.connectionsPerPath ?? 2,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? HB_INTERVAL_MS,
+      heartbeatMissedMax: options.heartbeatMissedMax ?? HB_MISSED_MAX,
+      reconnectDelayMs: options.reconnectDelayMs ?? 1000,
+      reconnectBackoffMs: options.reconnectBackoffMs ?? 1000,
+      maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    };
+  }
+
+  /** Opens a session: resolves once every path is connected; if one cannot be, all are closed and it rejects. */
+  static async open(options: RtrsClientOptions): Promise<RtrsClient> {
+    const problem = pathNameProblem(options.sessionName);
+    if (problem !== null) throw new BlockError('EINVAL', `sessionName: ${problem}`);
+    if (options.paths.length === 0 || options.paths.length > MAX_PATHS) throw new BlockError('EINVAL', `paths: 1..${MAX_PATHS} paths, got ${options.paths.length}`);
+    const connections = options.connectionsPerPath ?? 2;
+    if (!Number.isInteger(connections) || connections < 1 || connections > 64) throw new BlockError('EINVAL', `connectionsPerPath: 1..64, got ${connections}`);
+    const client = new RtrsClient(options.sessionName, options);
+    const paths = options.paths.map((address) => client.newPath(address));
+    try {
+      await Promise.all(paths.map((path) => path.connect()));
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    return client;
+  }
+
+  get maxIoBytes(): number {
+    return this.geometry?.maxIoBytes ?? 0;
+  }
+
+  get maxHeaderBytes(): number {
+    return (this.geometry?.maxHeaderBytes ?? TRAILER_BYTES) - TRAILER_BYTES;
+  }
+
+  get queueDepth(): number {
+    return this.geometry?.queueDepth ?? 0;
+  }
+
+  onLinkEvent(listener: (event: RtrsLinkEvent) => void): () => void {
+    this.linkListeners.add(listener);
+    return () => this.linkListeners.delete(listener);
+  }
+
+  onEvent(listener: (event: ClientEvent) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  pathsInfo(): PathInfo[] {
+    return this.paths.map((path) => ({
+      name: path.name, dst: path.address, src: path.src, pathUuid: path.pathUuid, stats: path.snapshot(this.inflightOn(path)),
+    }));
+  }
+
+  resetStats(): void {
+    for (const path of this.paths) path.resetStats();
+  }
+
+  findPath(name: string): ClientPath {
+    const path = this.paths.find((each) => each.name === name);
+    if (path === undefined) throw new BlockError('ENOENT', `no path ${name} in session ${this.sessionName}`);
+    return path;
+  }
+
+  /** add_path: connects one more path (rejects, and keeps nothing, when it cannot). */
+  async addPath(address: PathAddress): Promise<ClientPath> {
+    if (this.closed) throw new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName} is closed`);
+    if (this.paths.length >= MAX_PATHS) throw new BlockError('EINVAL', `a session has at most ${MAX_PATHS} paths`);
+    const path = this.newPath(address);
+    try {
+      await path.connect();
+    } catch (error) {
+      this.dropPath(path);
+      throw error;
+    }
+    return path;
+  }
+
+  /** remove_path: the path's in-flight IO fails over first; the last path cannot be removed. */
+  removePath(name: string): void {
+    const path = this.findPath(name);
+    if (this.paths.length === 1) throw new BlockError('EINVAL', `path ${name} is the session's last: delete the session instead`);
+    path.remove('removed');
+    this.dropPath(path);
+  }
+
+  request(request: RtrsRequest): Promise<void> {
+    if (this.closed) return Promise.reject(new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName} is closed`));
+    const geometry = this.geometry!;
+    if (request.header.length > this.maxHeaderBytes) return Promise.reject(new RemoteError(ERRNO.EINVAL, `user header of ${request.header.length} bytes, at most ${this.maxHeaderBytes}`));
+    if (request.data.length > geometry.maxIoBytes) return Promise.reject(new RemoteError(ERRNO.EINVAL, `request of ${request.data.length} bytes, at most ${geometry.maxIoBytes}`));
+    return new Promise<void>((resolve, reject) => {
+      const pending: Pending = { request, bufferId: -1, seq: 0, readKey: 0, path: null, resolve, reject };
+      const bufferId = this.free.pop();
+      if (bufferId !== undefined) return this.start(pending, bufferId);
+      this.permitWaiters.push((granted) => {
+        if (granted === null) reject(new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName} closed`));
+        else this.start(pending, granted);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const path of this.paths) path.remove('session closed');
+    const error = (): RemoteError => new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName} closed`);
+    for (const pending of [...this.inflight.values(), ...this.waiting]) pending.reject(error());
+    this.inflight.clear();
+    this.waiting.length = 0;
+    for (const waiter of this.permitWaiters.splice(0)) waiter(null);
+  }
+
+  // ---- PathHost ----
+
+  inflightOn(path: ClientPath): number {
+    let count = 0;
+    for (const pending of this.inflight.values()) if (pending.path === path) count += 1;
+    return count;
+  }
+
+  pathConnected(path: ClientPath, rsp: ConnRsp, descs: Desc[]): string | null {
+    const chunkBytes = rsp.maxIoBytes + rsp.maxHeaderBytes;
+    const chunks: { addr: bigint; key: number }[] = [];
+    for (const desc of descs) {
+      if (desc.lengthBytes === 0 || desc.lengthBytes % chunkBytes !== 0) return `INFO_RSP descriptor of ${desc.lengthBytes} bytes is no whole number of ${chunkBytes}-byte chunks`;
+      for (let at = 0; at < desc.lengthBytes; at += chunkBytes) chunks.push({ addr: desc.addr + BigInt(at), key: desc.key });
+    }
+    if (chunks.length !== rsp.queueDepth) return `INFO_RSP describes ${chunks.length} chunks, conn_rsp said ${rsp.queueDepth}`;
+    if (2 ** memBitsFor(rsp.queueDepth) < chunkBytes) return `${rsp.queueDepth} chunks of ${chunkBytes} bytes do not fit the immediate`;
+    const known = this.geometry;
+    if (known === null) {
+      this.geometry = { queueDepth: rsp.queueDepth, maxIoBytes: rsp.maxIoBytes, maxHeaderBytes: rsp.maxHeaderBytes, memBits: memBitsFor(rsp.queueDepth), chunks };
+      for (let i = rsp.queueDepth - 1; i >= 0; i--) {
+        this.free.push(i);
+        this.seqs.push(0);
+      }
+      return null;
+    }
+    if (known.queueDepth !== rsp.queueDepth || known.maxIoBytes !== rsp.maxIoBytes || known.maxHeaderBytes !== rsp.maxHeaderBytes) {
+      return `path ${path.name} reached a server with another geometry (queue depth ${rsp.queueDepth}, max io ${rsp.maxIoBytes})`;
+    }
+    const sameSession = chunks.every((chunk, i) => chunk.addr === known.chunks[i]!.addr);
+    if (!sameSession) {
+      // The server let our session go (no path for longer than its linger time) and made a new
+      // one: with no other path connected, take its chunks; in-flight requests re-issue there.
+      if (this.connectedPaths > 0) return `path ${path.name} reached a server with other chunks than the session's other paths`;
+      this.log(`rtrs: session ${this.sessionName}: the server holds a new session for us; requests in flight are sent again`);
+      known.chunks = chunks;
+      return null;
+    }
+    // The same session's chunks: take the keys as the server has them now (they rotate on every IO).
+    for (const [i, chunk] of chunks.entries()) if (!this.inflight.has(i)) known.chunks[i]!.key = chunk.key;
+    return null;
+  }
+
+  pathStateChanged(path: ClientPath, from: ClientPathState, why: string | null): void {
+    if (why !== null && path.state !== 'CONNECTED') this.log(`rtrs: session ${this.sessionName}: path ${path.name} (${path.address}) ${from} -> ${path.state}: ${why}`);
+    this.emit({ type: 'path-state', path: path.name, from, to: path.state, why });
+    if (from === 'CONNECTED') this.connectedPaths -= 1;
+    if (path.state === 'CONNECTED') this.connectedPaths += 1;
+    if (from === 'CONNECTED' && path.state !== 'CONNECTED') this.failOver(path);
+    if (this.connectedPaths === 0 && from === 'CONNECTED') {
+      this.wasDisconnected = true;
+      this.raise('disconnected');
+    }
+    if (path.state === 'CONNECTED') {
+      if (this.wasDisconnected) {
+        this.wasDisconnected = false;
+        this.raise('reconnected');
+      }
+      for (const pending of this.waiting.splice(0)) this.dispatch(pending);
+    }
+    if (this.connectedPaths === 0 && !this.anyPathMayConnect()) {
+      for (const pending of this.waiting.splice(0)) this.finish(pending, new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName}: no path left`));
+    }
+  }
+
+  ioFrame(path: ClientPath, header: FrameHeader, payload: Uint8Array): string | null {
+    if (header.op === FRAME_OP.WRITE) return this.readData(path, header, payload);
+    const type = immType(header.imm);
+    if ((header.op !== FRAME_OP.WRITE_IMM && header.op !== FRAME_OP.SEND_IMM) || (type !== IMM_TYPE.IO_RSP && type !== IMM_TYPE.IO_RSP_W_INV)) {
+      return `unexpected frame op ${header.op} with an immediate of type ${type}`;
+    }
+    const { messageId, errno } = ioRspOf(immPayload(header.imm));
+    const geometry = this.geometry!;
+    if (messageId >= geometry.queueDepth) return `IO_RSP for buffer ${messageId}, the session has ${geometry.queueDepth}`;
+    if (header.op === FRAME_OP.SEND_IMM) {
+      const rkey = decodeRkeyRsp(payload);
+      if (typeof rkey === 'string') return rkey;
+      if (rkey.bufferId !== messageId) return `RKEY_RSP for buffer ${rkey.bufferId} with the IO_RSP of ${messageId}`;
+      geometry.chunks[messageId]!.key = rkey.rkey;
+    } else if (header.lengthBytes !== 0) return 'IO_RSP with a payload';
+    const pending = this.inflight.get(messageId);
+    if (pending === undefined || pending.path !== path) return null; // answered on another path already, or refused before issue
+    this.finish(pending, errno === 0 ? null : new RemoteError(errno, `${pending.request.direction} failed on the server (errno ${errno})`));
+    return null;
+  }
+
+  // ---- inside ----
+
+  private newPath(address: PathAddress): ClientPath {
+    const name = `path${this.pathSerial++}`;
+    const path = new ClientPath(this, name, address.dst, address.src ?? null, randomUUID().replaceAll('-', ''));
+    this.paths.push(path);
+    return path;
+  }
+
+  private dropPath(path: ClientPath): void {
+    const at = this.paths.indexOf(path);
+    if (at >= 0) this.paths.splice(at, 1);
+  }
+
+  private anyPathMayConnect(): boolean {
+    return this.paths.some((path) => path.state === 'CONNECTING' || path.state === 'RECONNECTING' || path.state === 'CONNECTED');
+  }
+
+  private start(pending: Pending, bufferId: number): void {
+    if (this.closed) return pending.reject(new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName} closed`));
+    pending.bufferId = bufferId;
+    pending.seq = this.seqs[bufferId] = (this.seqs[bufferId]! + 1) >>> 0;
+    if (pending.request.direction === 'read') pending.readKey = randomBytes(4).readUInt32LE(0);
+    this.inflight.set(bufferId, pending);
+    this.dispatch(pending);
+  }
+
+  private dispatch(pending: Pending): void {
+    const connected = this.paths.filter((path) => path.state === 'CONNECTED');
+    if (connected.length === 0) {
+      pending.path = null;
+      if (this.anyPathMayConnect() && !this.closed) this.waiting.push(pending);
+      else this.finish(pending, new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName}: no path left`));
+      return;
+    }
+    const candidates = connected.map((path) => ({ inflight: this.inflightOn(path), latencyMs: path.latencyMs }));
+    const path = connected[choosePath(this.policy, candidates, this.turn++)]!;
+    pending.path = path;
+    this.issue(path, pending);
+  }
+
+  private issue(path: ClientPath, pending: Pending): void {
+    const geometry = this.geometry!;
+    const { request, bufferId } = pending;
+    const chunk = geometry.chunks[bufferId]!;
+    const link = path.ioLink();
+    if (request.direction === 'write') {
+      const trailer = new Uint8Array(request.header.length + RDMA_WRITE_BYTES);
+      trailer.set(request.header, 0);
+      encodeRdmaWrite(request.header.length, trailer.subarray(request.header.length));
+      const offsetBytes = request.data.length + request.header.length;
+      path.stats.writeCount += 1;
+      path.stats.writeBytes += request.data.length;
+      link.send({ op: FRAME_OP.WRITE_IMM, imm: ioReqImm(bufferId, offsetBytes, geometry.memBits), addr: chunk.addr, key: chunk.key, seq: pending.seq }, request.data, trailer);
+      return;
+    }
+    const descs = request.data.length === 0 ? [] : [{ addr: readAddr(bufferId, pending.seq), key: pending.readKey, lengthBytes: request.data.length }];
+    const trailer = new Uint8Array(request.header.length + rdmaReadBytes(descs.length));
+    trailer.set(request.header, 0);
+    encodeRdmaRead({ userHeaderBytes: request.header.length, flags: 0, descs }, trailer.subarray(request.header.length));
+    path.stats.readCount += 1;
+    path.stats.readBytes += request.data.length;
+    link.send({ op: FRAME_OP.WRITE_IMM, imm: ioReqImm(bufferId, request.header.length, geometry.memBits), addr: chunk.addr, key: chunk.key, seq: pending.seq }, trailer);
+  }
+
+  /** The server's RDMA write of read data: it must name a read in flight on this path exactly. */
+  private readData(path: ClientPath, header: FrameHeader, payload: Uint8Array): string | null {
+    const bufferId = Number(header.addr >> 32n);
+    const pending = this.inflight.get(bufferId);
+    if (pending === undefined || pending.path !== path || pending.request.direction !== 'read') return `read data for buffer ${bufferId}, which has no read in flight on this path`;
+    if (header.addr !== readAddr(bufferId, pending.seq) || header.key !== pending.readKey) return `read data with a wrong address or key for buffer ${bufferId}`;
+    if (payload.length !== pending.request.data.length) return `read data of ${payload.length} bytes for a buffer of ${pending.request.data.length}`;
+    pending.request.data.set(payload);
+    return null;
+  }
+
+  private finish(pending: Pending, error: Error | null): void {
+    if (pending.bufferId >= 0 && this.inflight.get(pending.bufferId) === pending) {
+      this.inflight.delete(pending.bufferId);
+      const waiter = this.permitWaiters.shift();
+      if (waiter !== undefined) waiter(pending.bufferId);
+      else this.free.push(pending.bufferId);
+    }
+    if (error === null) pending.resolve();
+    else pending.reject(error);
+  }
+
+  /** Re-issues everything that was in flight on `failed`. */
+  private failOver(failed: ClientPath): void {
+    const moved = [...this.inflight.values()].filter((pending) => pending.path === failed);
+    if (moved.length === 0) return;
+    failed.stats.failoverCount += moved.length;
+    this.emit({ type: 'failover', path: failed.name, requests: moved.length });
+    for (const pending of moved) this.dispatch(pending);
+  }
+
+  private raise(event: RtrsLinkEvent): void {
+    this.emit({ type: 'link', event });
+    for (const listener of [...this.linkListeners]) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.log(`rtrs: a link event listener failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  private emit(event: ClientEvent): void {
+    for (const listener of [...this.eventListeners]) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.log(`rtrs: an event listener failed: ${(error as Error).message}`);
+      }
+    }
+  }
+}
+
+/** The address a read's buffer is named by: buffer id above, seq below. */
+function readAddr(bufferId: number, seq: number): bigint {
+  return (BigInt(bufferId) << 32n) | BigInt(seq >>> 0);
+}

@@ -1,0 +1,160 @@
+/**
+ * RtrsLink: one RTRS connection (the document's QP) as a TCP or TLS stream of frames
+ * (rtrs-frame.ts), for the client and the server alike. It knows frames, not sessions: the owner
+ * (a client path or a server connection) gets each whole frame, header and payload, in order, and
+ * sends frames; everything about what a frame means is the owner's.
+ *
+ * Reading: bytes go into an InputBuffer; a frame is handed on once its header and whole payload
+ * are in, the payload as a view when it lies in one socket chunk (no copy). The header is decoded
+ * against `maxPayloadBytes`, which the owner sets for each state (tiny before the handshake, a
+ * chunk once connected), so a peer cannot make us buffer more than that. A frame that fails to
+ * decode or whose digest is wrong closes this link, with one reason: the rest of the process goes
+ * on (one link is the fault domain: runtime/net/fault-domain.ts).
+ *
+ * Writing: frames go through the shared OutputQueue (coalescing small frames, streaming large
+ * ones); a payload given as several pieces (data, user header, message) is sent without joining
+ * them. With `digest` on, every frame carries a CRC32C over its header and payload, and every frame
+ * received must carry a right one.
+ *
+ * States: open -> closed (final). `closed` resolves once the socket is gone; `onClose` is told
+ * once, with the reason (null for an orderly close by us).
+ */
+import type { Socket } from 'node:net';
+import { assert } from '../assert.ts';
+import { BufferPool } from '../net/buffer-pool.ts';
+import { describeError, guarded } from '../net/fault-domain.ts';
+import { InputBuffer } from '../net/input-buffer.ts';
+import { OutputQueue } from '../net/output-queue.ts';
+import {
+  type Crc32c, decodeFrameHeader, digestProblem, encodeFrameHeader, FRAME_FLAG_DIGEST, FRAME_HEADER_BYTES, frameDigest, type FrameHeader,
+} from './rtrs-frame.ts';
+
+export interface LinkHandlers {
+  /** One whole frame. The payload view is valid until this returns unless the owner keeps it (socket chunks are never reused). */
+  onFrame(header: FrameHeader, payload: Uint8Array): void;
+  /** The link closed: `why` is null when we closed it ourselves without an error. */
+  onClose(why: string | null): void;
+}
+
+export interface SendFields {
+  op: number;
+  imm?: number;
+  addr?: bigint;
+  key?: number;
+  seq?: number;
+}
+
+const EMPTY = new Uint8Array(0);
+/** Before the owner says otherwise: enough for any handshake frame. */
+const HANDSHAKE_PAYLOAD_BYTES = 4096;
+
+export class RtrsLink {
+  maxPayloadBytes = HANDSHAKE_PAYLOAD_BYTES;
+  /** When true, frames go out with a digest and frames without a right one are refused. */
+  digest = false;
+  private readonly input = new InputBuffer();
+  private readonly output: OutputQueue;
+  private pending: FrameHeader | null = null;
+  private pendingHeaderBytes = new Uint8Array(FRAME_HEADER_BYTES);
+  private handlers: LinkHandlers | null = null;
+  private closedWhy: string | null | undefined = undefined;
+  readonly closed: Promise<void>;
+  private readonly fault = (error: unknown): void => this.close(`internal error: ${describeError(error)}`);
+
+  constructor(
+    readonly socket: Socket,
+    private readonly crc32c: Crc32c,
+    pool: BufferPool = new BufferPool(),
+  ) {
+    this.output = new OutputQueue(socket, pool);
+    this.output.onBroken = (why) => this.close(why);
+    socket.setNoDelay(true);
+    this.closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (chunk: Uint8Array) => guarded(() => this.onData(chunk), this.fault));
+    socket.on('end', () => guarded(() => this.close('the peer closed the connection'), this.fault));
+    socket.on('error', (error: Error) => guarded(() => this.close(`socket error: ${error.message}`), this.fault));
+    socket.on('close', () => guarded(() => this.close('the connection closed'), this.fault));
+  }
+
+  /** Starts handing frames to `handlers` (frames that came before wait for this). */
+  start(handlers: LinkHandlers): void {
+    assert(this.handlers === null, 'rtrs link: started twice');
+    this.handlers = handlers;
+    if (this.closedWhy !== undefined) {
+      handlers.onClose(this.closedWhy);
+      return;
+    }
+    guarded(() => this.drain(), this.fault);
+  }
+
+  get isOpen(): boolean {
+    return this.closedWhy === undefined;
+  }
+
+  /** Bytes handed to us to send and not yet taken by the kernel (backpressure for bulk senders). */
+  get unsentBytes(): number {
+    return this.output.unsentBytes;
+  }
+
+  /** Sends one frame whose payload is `pieces` in order (none for an empty frame). */
+  send(fields: SendFields, ...pieces: Uint8Array[]): void {
+    if (!this.isOpen) return;
+    let lengthBytes = 0;
+    for (const piece of pieces) lengthBytes += piece.length;
+    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    const frame: FrameHeader = {
+      op: fields.op, flags: this.digest ? FRAME_FLAG_DIGEST : 0, imm: fields.imm ?? 0, addr: fields.addr ?? 0n, key: fields.key ?? 0,
+      lengthBytes, seq: fields.seq ?? 0, digest: 0,
+    };
+    encodeFrameHeader(frame, header);
+    if (this.digest) {
+      let crc = frameDigest(this.crc32c, header, EMPTY);
+      for (const piece of pieces) if (piece.length > 0) crc = this.crc32c(piece, crc);
+      new DataView(header.buffer).setUint32(28, crc, true);
+    }
+    this.output.push(header);
+    for (const piece of pieces) if (piece.length > 0) this.output.push(piece);
+  }
+
+  /** Closes the link (idempotent); `why` null for an orderly close by us. */
+  close(why: string | null = null): void {
+    if (this.closedWhy !== undefined) return;
+    this.closedWhy = why;
+    try {
+      this.output.close();
+    } finally {
+      this.input.clear();
+      this.socket.destroy();
+      this.handlers?.onClose(why);
+    }
+  }
+
+  private onData(chunk: Uint8Array): void {
+    if (!this.isOpen) return;
+    this.input.push(chunk);
+    if (this.handlers !== null) this.drain();
+  }
+
+  private drain(): void {
+    while (this.isOpen && this.handlers !== null) {
+      if (this.pending === null) {
+        if (this.input.length < FRAME_HEADER_BYTES) return;
+        const chunk = this.input.contiguous(FRAME_HEADER_BYTES);
+        const at = this.input.front;
+        const decoded = decodeFrameHeader(chunk, at, this.maxPayloadBytes);
+        if (typeof decoded === 'string') return this.close(decoded);
+        this.pendingHeaderBytes = chunk.slice(at, at + FRAME_HEADER_BYTES);
+        this.input.consume(FRAME_HEADER_BYTES);
+        this.pending = decoded;
+      }
+      const header = this.pending;
+      if (this.input.length < header.lengthBytes) return;
+      const payload = header.lengthBytes === 0 ? EMPTY : this.input.take(header.lengthBytes);
+      this.pending = null;
+      if (this.digest && (header.flags & FRAME_FLAG_DIGEST) === 0) return this.close('a frame without a digest on a link that requires one');
+      const bad = digestProblem(this.crc32c, header, this.pendingHeaderBytes, payload);
+      if (bad !== null) return this.close(bad);
+      this.handlers.onFrame(header, payload);
+    }
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * One client session on the RTRS server: its chunks (queue depth x chunk size), their keys, its
+ * paths, and the IO path (rtrs-srv.c process_io_req, process_read, process_write, rtrs_srv_resp_rdma).
+ *
+ * Chunks. The session owns `queueDepth` chunks of `chunkBytes`; INFO_RSP gives each as a descriptor
+ * (address, key, length). Addresses are the session's own: a random 64-bit base, chunk i at base +
+ * i x chunkBytes, so a request naming another session's chunk names an address that is not ours.
+ * Over TCP a chunk needs no memory of its own: the frame that "writes into" it is checked against
+ * the chunk (address, key, bounds) and its bytes stay in the receive buffer they arrived in (no
+ * copy), which is what the handler sees. What a chunk does hold is its state:
+ *
+ *   idle --IO_REQ--> running --handler settles--> done --(a new seq)--> running ...
+ *
+ * Keys. Each chunk has a key. A new request must name the chunk's current key; with
+ * alwaysInvalidate the key is replaced by a fresh random one when the IO completes, and the new key
+ * goes back in RKEY_RSP together with the IO_RSP immediate (SEND_IMM), so a client can touch a chunk
+ * only once per key it was given. A stale or wrong key is refused with EKEYREJECTED, an address
+ * that is not this chunk's with EFAULT, each with one log line; the path goes on.
+ *
+ * At most once. The frame's `seq` numbers each request the client puts in a chunk. A failed-over
+ * request comes back with the same buffer id and seq, on another path, possibly with the key the
+ * chunk had before its rotation: while it still runs, only where to answer changes; once done, a
+ * write is answered with its recorded errno and not applied again, and a read (idempotent) runs
+ * again. A session keeps this state for `lingerMs` after its last path closed, so a client that
+ * reconnects a lost single path finds it; after that the session is closed and its user told.
+ */
+import { randomBytes } from 'node:crypto';
+import type { BufferPool } from '../net/buffer-pool.ts';
+import { describeError } from '../net/fault-domain.ts';
+import { ERRNO, errnoOf, type RtrsRequest, type RtrsServerHandler, type RtrsServerSession } from './rtrs-api.ts';
+import { FRAME_OP, type FrameHeader } from './rtrs-frame.ts';
+import type { RtrsLink } from './rtrs-link.ts';
+import {
+  decodeRdmaRead, decodeRdmaWrite, type Desc, encodeRkeyRsp, ioMessageType, ioReqOf, ioRspImm, MSG_TYPE, READ_NEED_INVAL,
+  RDMA_WRITE_BYTES,
+} from './rtrs-messages.ts';
+
+export interface ServerSessionConfig {
+  queueDepth: number;
+  chunkBytes: number;
+  maxHeaderBytes: number;
+  alwaysInvalidate: boolean;
+  memBits: number;
+  lingerMs: number;
+}
+
+interface Chunk {
+  key: number;
+  /** The key before the last rotation: accepted only for a re-issue of the last request. */
+  previousKey: number;
+  seq: number;
+  state: 'idle' | 'running' | 'done';
+  direction: 'read' | 'write';
+  errno: number;
+  /** Where the running request's answer goes (the newest link it arrived on). */
+  answerTo: RtrsLink | null;
+  needInvalidate: boolean;
+}
+
+/** Counters a server path keeps (its sysfs stats). */
+export interface ServerPathCounters {
+  readCount: number;
+  readBytes: number;
+  writeCount: number;
+  writeBytes: number;
+}
+
+function randomKey(): number {
+  return randomBytes(4).readUInt32LE(0) || 1;
+}
+
+export class ServerSession implements RtrsServerSession {
+  sessionName = '';
+  readonly baseAddr: bigint;
+  private readonly chunks: Chunk[] = [];
+  private inFlight = 0;
+  private lingerTimer: ReturnType<typeof setTimeout> | null = null;
+  closed = false;
+
+  constructor(
+    readonly sessionUuid: string,
+    private readonly config: ServerSessionConfig,
+    private readonly handler: RtrsServerHandler,
+    private readonly pool: BufferPool,
+    private readonly log: (line: string) => void,
+    private readonly onGone: (session: ServerSession) => void,
+  ) {
+    // Bits 63..40 random, chunk offsets below: at most 2^16 chunks of 2^24 bytes fit under 2^40.
+    this.baseAddr = (BigInt(randomBytes(3).readUIntLE(0, 3)) << 40n) | 0x10000000000n;
+    for (let i = 0; i < config.queueDepth; i++) {
+      this.chunks.push({ key: randomKey(), previousKey: 0, seq: 0, state: 'idle', direction: 'write', errno: 0, answerTo: null, needInvalidate: false });
+    }
+  }
+
+  chunkAddr(bufferId: number): bigint {
+    return this.baseAddr + BigInt(bufferId) * BigInt(this.config.chunkBytes);
+  }
+
+  /** INFO_RSP's descriptors: one per chunk. */
+  descriptors(): Desc[] {
+    return this.chunks.map((chunk, i) => ({ addr: this.chunkAddr(i), key: chunk.key, lengthBytes: this.config.chunkBytes }));
+  }
+
+  /** A path joined: the session stays. */
+  pathUp(): void {
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    this.lingerTimer = null;
+  }
+
+  /** The session has no path left: close it after the linger time unless a path comes back. */
+  lastPathGone(): void {
+    if (this.closed || this.lingerTimer !== null) return;
+    this.lingerTimer = setTimeout(() => void this.close(), this.config.lingerMs);
+    (this.lingerTimer as { unref?: () => void }).unref?.();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    this.onGone(this);
+    try {
+      await this.handler.sessionClosed(this);
+    } catch (error) {
+      this.log(`rtrs: session ${this.sessionName || this.sessionUuid}: closing it failed: ${describeError(error)}`);
+    }
+  }
+
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  /**
+   * One WRITE_IMM frame with an IO_REQ immediate, from `link`. Returns a reason when the frame
+   * breaks the protocol (the caller closes the path); refusals the client can act on are answered.
+   */
+  io(link: RtrsLink, header: FrameHeader, payload: Uint8Array, counters: ServerPathCounters): string | null {
+    const { bufferId, offsetBytes } = ioReqOf(header.imm & 0x0fffffff, this.config.memBits);
+    if (bufferId >= this.config.queueDepth) return `IO request for buffer ${bufferId}, the session has ${this.config.queueDepth}`;
+    if (payload.length > this.config.chunkBytes) return `IO request of ${payload.length} bytes into a chunk of ${this.config.chunkBytes}`;
+    if (offsetBytes >= payload.length) return `IO message offset ${offsetBytes} outside the ${payload.length} bytes written`;
+    const chunk = this.chunks[bufferId]!;
+    if (header.addr !== this.chunkAddr(bufferId)) return this.refuse(link, bufferId, ERRNO.EFAULT, `address 0x${header.addr.toString(16)} is not this session's chunk ${bufferId}`);
+    const reissue = header.seq === chunk.seq && chunk.state !== 'idle';
+    const keyGood = header.key === chunk.key || (reissue && header.key === chunk.previousKey && chunk.previousKey !== 0);
+    if (!keyGood) return this.refuse(link, bufferId, ERRNO.EKEYREJECTED, `stale or wrong key for chunk ${bufferId}`);
+    if (reissue && chunk.state === 'running') {
+      chunk.answerTo = link;
+      return null;
+    }
+    if (reissue && chunk.state === 'done' && chunk.direction === 'write') {
+      chunk.answerTo = link;
+      this.answer(bufferId, chunk.errno);
+      return null;
+    }
+    if (!reissue && chunk.state === 'running') return this.refuse(link, bufferId, ERRNO.EBUSY, `chunk ${bufferId} still has a request running`);
+
+    const message = payload.subarray(offsetBytes);
+    const type = ioMessageType(message);
+    if (typeof type === 'string') return type;
+    let request: RtrsRequest;
+    let readDesc: Desc | null = null;
+    let needInvalidate = false;
+    if (type === MSG_TYPE.WRITE) {
+      const write = decodeRdmaWrite(message);
+      if (typeof write === 'string') return write;
+      if (message.length !== RDMA_WRITE_BYTES) return `rdma_write message of ${message.length} bytes`;
+      if (write.userHeaderBytes > offsetBytes || write.userHeaderBytes > this.config.maxHeaderBytes) return `user header of ${write.userHeaderBytes} bytes`;
+      const dataBytes = offsetBytes - write.userHeaderBytes;
+      request = { direction: 'write', header: payload.subarray(dataBytes, offsetBytes), data: payload.subarray(0, dataBytes) };
+      counters.writeCount += 1;
+      counters.writeBytes += dataBytes;
+    } else {
+      const read = decodeRdmaRead(message);
+      if (typeof read === 'string') return read;
+      if (read.userHeaderBytes > offsetBytes || read.userHeaderBytes > this.config.maxHeaderBytes) return `user header of ${read.userHeaderBytes} bytes`;
+      readDesc = read.descs[0] ?? null;
+      const lengthBytes = readDesc?.lengthBytes ?? 0;
+      if (readDesc !== null && lengthBytes === 0) return 'rdma_read of a zero-length buffer';
+      if (lengthBytes > this.config.chunkBytes - this.config.maxHeaderBytes) {
+        return this.refuse(link, bufferId, ERRNO.EINVAL, `read of ${lengthBytes} bytes, over the session's max io size`);
+      }
+      needInvalidate = (read.flags & READ_NEED_INVAL) !== 0 && readDesc !== null;
+      const target = lengthBytes === 0 ? new Uint8Array(0) : this.pool.take(lengthBytes);
+      request = { direction: 'read', header: payload.subarray(offsetBytes - read.userHeaderBytes, offsetBytes), data: target };
+      counters.readCount += 1;
+      counters.readBytes += lengthBytes;
+    }
+    chunk.seq = header.seq;
+    chunk.state = 'running';
+    chunk.direction = request.direction;
+    chunk.answerTo = link;
+    chunk.needInvalidate = needInvalidate;
+    this.run(bufferId, request, readDesc);
+    return null;
+  }
+
+  private run(bufferId: number, request: RtrsRequest, readDesc: Desc | null): void {
+    this.inFlight += 1;
+    let settled: Promise<void>;
+    try {
+      settled = this.handler.handle(this, request);
+    } catch (error) {
+      settled = Promise.reject(error);
+    }
+    settled.then(
+      () => this.finish(bufferId, 0, request, readDesc),
+      (error: unknown) => this.finish(bufferId, errnoOf(error), request, readDesc),
+    );
+  }
+
+  private finish(bufferId: number, errno: number, request: RtrsRequest, readDesc: Desc | null): void {
+    this.inFlight -= 1;
+    const chunk = this.chunks[bufferId]!;
+    chunk.state = 'done';
+    chunk.errno = errno;
+    if (this.config.alwaysInvalidate) {
+      chunk.previousKey = chunk.key;
+      chunk.key = randomKey();
+    }
+    const link = chunk.answerTo;
+    if (errno === 0 && readDesc !== null && link !== null && link.isOpen) {
+      // The document's RDMA write of the data into the client's buffer, then the response.
+      link.send({ op: FRAME_OP.WRITE, addr: readDesc.addr, key: readDesc.key }, request.data);
+    } else if (request.direction === 'read') {
+      this.pool.release(request.data);
+    }
+    this.answer(bufferId, errno);
+  }
+
+  /** IO_RSP for the chunk's request on the link it last came on (with the new key when rotating). */
+  private answer(bufferId: number, errno: number): void {
+    const chunk = this.chunks[bufferId]!;
+    const link = chunk.answerTo;
+    if (link === null || !link.isOpen) return; // the client re-issues on another path and is answered then
+    const imm = ioRspImm(bufferId, errno, chunk.needInvalidate);
+    if (this.config.alwaysInvalidate) link.send({ op: FRAME_OP.SEND_IMM, imm }, encodeRkeyRsp(bufferId, chunk.key));
+    else link.send({ op: FRAME_OP.WRITE_IMM, imm });
+  }
+
+  /** Answers a request the session will not run, with `errno`; logs one line; the path goes on. */
+  private refuse(link: RtrsLink, bufferId: number, errno: number, why: string): null {
+    this.log(`rtrs: session ${this.sessionName || this.sessionUuid}: refused an IO request: ${why}`);
+    link.send({ op: FRAME_OP.WRITE_IMM, imm: ioRspImm(bufferId, errno) });
+    return null;
+  }
+}

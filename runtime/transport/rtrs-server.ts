@@ -1,0 +1,319 @@
+/**
+ * The RTRS server (rtrs-srv.c over TCP): listens on one or more addresses, takes connections,
+ * finds or creates sessions and paths by the document's rules, and hands each IO request to its
+ * user (the RNBD server) through RtrsServerHandler.
+ *
+ * A connection, from accept:
+ *   hello sent --CON_REQ--> [checked: magic, major version, cid < cid_num <= 4096, the key's
+ *   challenge] --> belongs to a path --> (connection 0) INFO_REQ --> INFO_RSP: the path is
+ *   CONNECTED and heartbeats start.
+ * Session lookup (rtrs_rdma_connect): by session uuid; created only for a first connection, else
+ * refused (ENXIO). Path lookup: by path uuid inside the session; a new path is created CONNECTING;
+ * a path that exists must be CONNECTING with the same cid_num and no connection yet at that cid,
+ * else refused (ECONNRESET) — except a path whose reconnect counter differs: the client has given
+ * it up and reconnects it, so the old one is closed now rather than when its heartbeats run out
+ * (what the document's recon_cnt is for). INFO_REQ's name must have no '/' or '.' (EINVAL) and no
+ * other session may use it (EPERM); a refusal closes the path with one log line.
+ * Path states: CONNECTING -> CONNECTED -> CLOSING -> CLOSED; any connection's error or a heartbeat
+ * timeout closes the whole path. A session whose last path closed lingers (rtrs-server-session.ts).
+ *
+ * Security: with a key (`key`), every connection must answer the hello's challenge (HMAC-SHA256 of
+ * both nonces and its conn_req) and gets the server's proof back; without one, `listen` refuses any
+ * address off loopback. TLS (node:tls) wraps every connection when `tls` is given.
+ */
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import { BufferPool } from '../net/buffer-pool.ts';
+import { describeError, guarded } from '../net/fault-domain.ts';
+import { ERRNO, type RtrsServerHandler } from './rtrs-api.ts';
+import {
+  AUTH_BYTES, clientAuthValid, type Crc32c, encodeHello, FRAME_FLAG_DIGEST, FRAME_OP, type FrameHeader, NONCE_BYTES, newNonce, serverProof,
+} from './rtrs-frame.ts';
+import { Heartbeat } from './rtrs-heartbeat.ts';
+import { RtrsLink } from './rtrs-link.ts';
+import {
+  CONN_REQ_BYTES, CONN_RSP_NEW_RKEY, type ConnReq, decodeConnReq, decodeInfoReq, DEFAULT_CHUNK_BYTES, DEFAULT_QUEUE_DEPTH,
+  encodeConnRsp, encodeInfoRsp, HB_INTERVAL_MS, HB_MISSED_MAX, IMM_TYPE, immType, MAX_CONNECTIONS_PER_PATH, MAX_HEADER_BYTES,
+  MAX_QUEUE_DEPTH, memBitsFor, MIN_CHUNK_BYTES, pathNameProblem, RTRS_MAGIC, RTRS_VERSION, RTRS_VERSION_MAJOR, imm,
+} from './rtrs-messages.ts';
+import { ServerSession, type ServerPathCounters } from './rtrs-server-session.ts';
+import { isLoopbackHost } from './rtrs-address.ts';
+
+export interface RtrsServerOptions {
+  handler: RtrsServerHandler;
+  crc32c: Crc32c;
+  /** Pre-shared key: required of every client when set; required to listen off loopback. */
+  key?: Uint8Array | null;
+  tls?: TlsOptions | null;
+  queueDepth?: number;
+  chunkBytes?: number;
+  alwaysInvalidate?: boolean;
+  heartbeatIntervalMs?: number;
+  heartbeatMissedMax?: number;
+  /** How long a session outlives its last path (its at-most-once state and its user's state). */
+  sessionLingerMs?: number;
+  /** A connection must send its conn_req within this. */
+  handshakeTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export type ServerPathState = 'CONNECTING' | 'CONNECTED' | 'CLOSING' | 'CLOSED';
+
+export interface ServerPathInfo {
+  pathUuid: string;
+  state: ServerPathState;
+  connections: number;
+  remote: string;
+  stats: ServerPathCounters & { curLatencyMs: number };
+}
+
+export interface ServerSessionInfo {
+  sessionName: string;
+  sessionUuid: string;
+  requestsInFlight: number;
+  paths: ServerPathInfo[];
+}
+
+class ServerPath {
+  state: ServerPathState = 'CONNECTING';
+  readonly links: (RtrsLink | null)[];
+  readonly counters: ServerPathCounters = { readCount: 0, readBytes: 0, writeCount: 0, writeBytes: 0 };
+  heartbeat: Heartbeat | null = null;
+  remote = '';
+
+  constructor(
+    readonly session: ServerSession,
+    readonly pathUuid: string,
+    readonly reconnectCount: number,
+    connectionCount: number,
+  ) {
+    this.links = new Array<RtrsLink | null>(connectionCount).fill(null);
+  }
+}
+
+export class RtrsServer {
+  private readonly sessions = new Map<string, ServerSession>();
+  private readonly paths = new Map<ServerSession, Map<string, ServerPath>>();
+  private readonly listeners: Server[] = [];
+  private readonly sockets = new Set<Socket>();
+  private readonly pool = new BufferPool();
+  private readonly queueDepth: number;
+  private readonly chunkBytes: number;
+  private readonly log: (line: string) => void;
+  private closing = false;
+
+  constructor(private readonly options: RtrsServerOptions) {
+    this.queueDepth = options.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+    this.chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    this.log = options.log ?? ((line) => console.error(line));
+    if (!Number.isInteger(this.queueDepth) || this.queueDepth < 1 || this.queueDepth > MAX_QUEUE_DEPTH) throw new RangeError(`queueDepth must be 1..${MAX_QUEUE_DEPTH}, got ${this.queueDepth}`);
+    const chunk = this.chunkBytes;
+    if (!Number.isInteger(chunk) || chunk < MIN_CHUNK_BYTES || (chunk & (chunk - 1)) !== 0 || chunk > 2 ** 24) {
+      throw new RangeError(`chunkBytes must be a power of two from ${MIN_CHUNK_BYTES} to 16 MiB, got ${chunk}`);
+    }
+    if (2 ** memBitsFor(this.queueDepth) < chunk) throw new RangeError(`${this.queueDepth} chunks of ${chunk} bytes do not fit the 28-bit immediate: reduce queueDepth or chunkBytes`);
+  }
+
+  /** Starts listening; resolves with the bound address ("host:port"). */
+  async listen(host: string, port: number): Promise<string> {
+    if (!isLoopbackHost(host) && (this.options.key ?? null) === null) {
+      throw new Error(`refusing to listen for RTRS on ${host}, off loopback, without a key (give one with --rtrs-key-file)`);
+    }
+    const onSocket = (socket: Socket): void => guarded(() => this.accept(socket), (error) => {
+      this.log(`rtrs: setting up a connection failed: ${describeError(error)}`);
+      socket.destroy();
+    });
+    const server = this.options.tls ? createTlsServer(this.options.tls, onSocket) : createTcpServer(onSocket);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => this.log(`rtrs: listener error: ${error.message}`));
+    this.listeners.push(server);
+    const address = server.address();
+    return typeof address === 'object' && address !== null ? `${host}:${address.port}` : `${host}:${port}`;
+  }
+
+  sessionsInfo(): ServerSessionInfo[] {
+    return [...this.sessions.values()].map((session) => ({
+      sessionName: session.sessionName,
+      sessionUuid: session.sessionUuid,
+      requestsInFlight: session.requestsInFlight,
+      paths: [...(this.paths.get(session)?.values() ?? [])].map((path) => ({
+        pathUuid: path.pathUuid,
+        state: path.state,
+        connections: path.links.filter((link) => link !== null).length,
+        remote: path.remote,
+        stats: { ...path.counters, curLatencyMs: path.heartbeat?.latencyMs ?? 0 },
+      })),
+    }));
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const stopped = this.listeners.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const socket of this.sockets) socket.destroy();
+    for (const [session, paths] of this.paths) for (const path of paths.values()) this.closePath(session, path, null);
+    await Promise.all([...this.sessions.values()].map((session) => session.close()));
+    await Promise.all(stopped);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing) return void socket.destroy();
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    const link = new RtrsLink(socket, this.options.crc32c, this.pool);
+    const nonce = newNonce();
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const timer = setTimeout(() => link.close('no conn_req in time'), this.options.handshakeTimeoutMs ?? 10_000);
+    (timer as { unref?: () => void }).unref?.();
+    let owner: { session: ServerSession; path: ServerPath; cid: number } | null = null;
+    link.start({
+      onFrame: (header, payload) => {
+        if (owner === null) {
+          clearTimeout(timer);
+          owner = this.handshake(link, header, payload, nonce, remote);
+          if (owner === null) link.close('handshake refused');
+          return;
+        }
+        this.onPathFrame(owner.session, owner.path, owner.cid, link, header, payload);
+      },
+      onClose: (why) => {
+        clearTimeout(timer);
+        if (owner !== null) this.closePath(owner.session, owner.path, why ?? 'connection closed');
+      },
+    });
+    link.send({ op: FRAME_OP.HELLO }, encodeHello({ keyRequired: (this.options.key ?? null) !== null, nonce }));
+  }
+
+  private refuse(link: RtrsLink, errno: number, why: string, remote: string): null {
+    this.log(`rtrs: refused a connection from ${remote}: ${why}`);
+    link.send({ op: FRAME_OP.CON_RSP }, encodeConnRsp({ magic: RTRS_MAGIC, version: RTRS_VERSION, errno, queueDepth: 0, maxIoBytes: 0, maxHeaderBytes: 0, flags: 0 }));
+    return null;
+  }
+
+  /** CON_REQ: checks it and joins the connection to its path; null when refused (answered already). */
+  private handshake(link: RtrsLink, header: FrameHeader, payload: Uint8Array, nonce: Uint8Array, remote: string): { session: ServerSession; path: ServerPath; cid: number } | null {
+    if (header.op !== FRAME_OP.CON_REQ) return this.refuse(link, ERRNO.ECONNRESET, `expected CON_REQ, got frame op ${header.op}`, remote);
+    const req = decodeConnReq(payload);
+    if (typeof req === 'string') return this.refuse(link, ERRNO.ECONNRESET, req, remote);
+    const problem = connReqProblem(req);
+    if (problem !== null) return this.refuse(link, ERRNO.ECONNRESET, problem, remote);
+    const key = this.options.key ?? null;
+    let clientNonce: Uint8Array | null = null;
+    if (key !== null) {
+      const auth = payload.subarray(CONN_REQ_BYTES);
+      if (auth.length === 0) return this.refuse(link, ERRNO.EKEYREJECTED, 'no key offered, and this server requires one', remote);
+      if (!clientAuthValid(key, nonce, payload.subarray(0, CONN_REQ_BYTES), auth)) return this.refuse(link, ERRNO.EKEYREJECTED, 'wrong key', remote);
+      clientNonce = auth.subarray(0, NONCE_BYTES);
+    } else if (payload.length !== CONN_REQ_BYTES && payload.length !== CONN_REQ_BYTES + AUTH_BYTES) {
+      return this.refuse(link, ERRNO.ECONNRESET, `conn_req of ${payload.length} bytes`, remote);
+    }
+
+    let session = this.sessions.get(req.sessionUuid);
+    if (session === undefined) {
+      if (!req.firstConnection) return this.refuse(link, ERRNO.ENXIO, `no session ${req.sessionUuid}, and not a first connection`, remote);
+      session = new ServerSession(req.sessionUuid, {
+        queueDepth: this.queueDepth, chunkBytes: this.chunkBytes, maxHeaderBytes: MAX_HEADER_BYTES,
+        alwaysInvalidate: this.options.alwaysInvalidate ?? true, memBits: memBitsFor(this.queueDepth), lingerMs: this.options.sessionLingerMs ?? 30_000,
+      }, this.options.handler, this.pool, this.log, (gone) => {
+        this.sessions.delete(gone.sessionUuid);
+        this.paths.delete(gone);
+      });
+      this.sessions.set(req.sessionUuid, session);
+      this.paths.set(session, new Map());
+    }
+    const paths = this.paths.get(session)!;
+    let path = paths.get(req.pathUuid);
+    if (path !== undefined && path.reconnectCount !== req.reconnectCount && path.state !== 'CONNECTING') {
+      this.log(`rtrs: session ${session.sessionName}: path ${req.pathUuid} reconnects (counter ${path.reconnectCount} -> ${req.reconnectCount}): closing the old one`);
+      this.closePath(session, path, 'the client reconnected this path');
+      path = undefined;
+    }
+    if (path !== undefined) {
+      if (path.state !== 'CONNECTING') return this.refuse(link, ERRNO.ECONNRESET, `path ${req.pathUuid} is ${path.state}`, remote);
+      if (path.links.length !== req.cidCount) return this.refuse(link, ERRNO.ECONNRESET, `cid_num ${req.cidCount}, the path has ${path.links.length}`, remote);
+      if (path.links[req.cid] !== null) return this.refuse(link, ERRNO.ECONNRESET, `connection ${req.cid} exists already`, remote);
+    } else {
+      path = new ServerPath(session, req.pathUuid, req.reconnectCount, req.cidCount);
+      path.remote = remote;
+      paths.set(req.pathUuid, path);
+      session.pathUp();
+    }
+    path.links[req.cid] = link;
+    // A client that wants digests sends its conn_req with one: every frame from here on has one.
+    link.digest = (header.flags & FRAME_FLAG_DIGEST) !== 0;
+    link.maxPayloadBytes = this.chunkBytes;
+    const rsp = encodeConnRsp({
+      magic: RTRS_MAGIC, version: RTRS_VERSION, errno: 0, queueDepth: this.queueDepth, maxIoBytes: this.chunkBytes - MAX_HEADER_BYTES,
+      maxHeaderBytes: MAX_HEADER_BYTES, flags: (this.options.alwaysInvalidate ?? true) ? CONN_RSP_NEW_RKEY : 0,
+    });
+    if (key !== null && clientNonce !== null) link.send({ op: FRAME_OP.CON_RSP }, rsp, serverProof(key, clientNonce, nonce, rsp));
+    else link.send({ op: FRAME_OP.CON_RSP }, rsp);
+    return { session, path, cid: req.cid };
+  }
+
+  private onPathFrame(session: ServerSession, path: ServerPath, cid: number, link: RtrsLink, header: FrameHeader, payload: Uint8Array): void {
+    if (path.state === 'CLOSING' || path.state === 'CLOSED') return;
+    path.heartbeat?.heard();
+    if (header.op === FRAME_OP.SEND && cid === 0 && path.state === 'CONNECTING') return this.infoReq(session, path, link, payload);
+    if (header.op !== FRAME_OP.WRITE_IMM || path.state !== 'CONNECTED') {
+      return this.closePath(session, path, `unexpected ${header.op === FRAME_OP.SEND ? 'SEND' : `op ${header.op}`} frame on connection ${cid} of a ${path.state} path`);
+    }
+    const type = immType(header.imm);
+    if (type === IMM_TYPE.HB_MSG) {
+      if (header.lengthBytes !== 0) return this.closePath(session, path, 'a heartbeat with a payload');
+      return void path.links[0]?.send({ op: FRAME_OP.WRITE_IMM, imm: imm(IMM_TYPE.HB_ACK, 0) });
+    }
+    if (type === IMM_TYPE.HB_ACK) return void path.heartbeat?.acked();
+    if (type !== IMM_TYPE.IO_REQ) return this.closePath(session, path, `immediate of type ${type} from a client`);
+    const problem = session.io(link, header, payload, path.counters);
+    if (problem !== null) this.closePath(session, path, problem);
+  }
+
+  private infoReq(session: ServerSession, path: ServerPath, link: RtrsLink, payload: Uint8Array): void {
+    const req = decodeInfoReq(payload);
+    if (typeof req === 'string') return this.closePath(session, path, req);
+    const problem = pathNameProblem(req.pathName);
+    if (problem !== null) return this.closePath(session, path, `EINVAL: ${problem}`);
+    for (const other of this.sessions.values()) {
+      if (other !== session && other.sessionName === req.pathName && !other.closed) return this.closePath(session, path, `EPERM: session name ${req.pathName} is in use by another session`);
+    }
+    if (path.links.some((each) => each === null)) return this.closePath(session, path, 'INFO_REQ before every connection of the path was established');
+    session.sessionName = req.pathName;
+    path.state = 'CONNECTED';
+    path.heartbeat = new Heartbeat(
+      { intervalMs: this.options.heartbeatIntervalMs ?? HB_INTERVAL_MS, missedMax: this.options.heartbeatMissedMax ?? HB_MISSED_MAX },
+      () => path.links[0]?.send({ op: FRAME_OP.WRITE_IMM, imm: imm(IMM_TYPE.HB_MSG, 0) }),
+      (why) => this.closePath(session, path, why),
+    );
+    path.heartbeat.start();
+    link.send({ op: FRAME_OP.SEND }, encodeInfoRsp(session.descriptors()));
+  }
+
+  /** Closes every connection of the path; the session lingers when it was the last. */
+  private closePath(session: ServerSession, path: ServerPath, why: string | null): void {
+    if (path.state === 'CLOSING' || path.state === 'CLOSED') return;
+    if (why !== null && path.state === 'CONNECTED' && !this.closing) this.log(`rtrs: session ${session.sessionName}: path ${path.pathUuid} closed: ${why}`);
+    else if (why !== null && !this.closing) this.log(`rtrs: session ${session.sessionName || session.sessionUuid}: path ${path.pathUuid} refused: ${why}`);
+    path.state = 'CLOSING';
+    path.heartbeat?.stop();
+    for (const link of path.links) link?.close();
+    path.state = 'CLOSED';
+    const paths = this.paths.get(session);
+    if (paths?.get(path.pathUuid) === path) paths.delete(path.pathUuid);
+    if (paths !== undefined && paths.size === 0) session.lastPathGone();
+  }
+}
+
+/** Why a conn_req cannot be taken (rtrs_rdma_connect's checks), or null. */
+export function connReqProblem(req: ConnReq): string | null {
+  if (req.magic !== RTRS_MAGIC) return `bad magic 0x${req.magic.toString(16)}`;
+  if (req.version >> 8 !== RTRS_VERSION_MAJOR) return `unsupported major version ${req.version >> 8}, expected ${RTRS_VERSION_MAJOR}`;
+  if (req.cidCount === 0 || req.cidCount > MAX_CONNECTIONS_PER_PATH) return `cid_num ${req.cidCount} (1..${MAX_CONNECTIONS_PER_PATH})`;
+  if (req.cid >= req.cidCount) return `cid ${req.cid} >= cid_num ${req.cidCount}`;
+  return null;
+}
