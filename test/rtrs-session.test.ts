@@ -51,7 +51,7 @@ test('min-inflight keeps both paths busy; min-latency follows the heartbeat roun
     assert.is(counts[0]! + counts[1]!, 40);
     assert.ok(Math.abs(counts[0]! - counts[1]!) <= 2, `min-inflight splits 40 concurrent writes evenly: ${counts}`);
 
-    const fastest = await pair.connect({ policy: 'min-latency' });
+    const fastest = await pair.connect({ policy: 'min-latency', heartbeatIntervalMs: 100 });
     await new Promise((resolve) => setTimeout(resolve, 350)); // heartbeats measure both paths
     const latencies = fastest.pathsInfo().map((path) => path.stats.curLatencyMs);
     assert.ok(latencies.every((ms) => ms > 0), `both paths measured: ${latencies}`);

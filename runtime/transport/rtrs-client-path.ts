@@ -236,7 +236,7 @@ export class ClientPath {
     const chunkBytes = rsp.maxIoBytes + rsp.maxHeaderBytes;
     for (const link of links) this.serve(link, chunkBytes);
     this.heartbeat = new Heartbeat(
-      { intervalMs: this.host.timing.heartbeatIntervalMs, missedMax: this.host.timing.heartbeatMissedMax, busyMissedMax: 2 },
+      { intervalMs: this.host.timing.heartbeatIntervalMs, missedMax: this.host.timing.heartbeatMissedMax, failFastWhenBusy: true },
       () => links[0]!.send({ op: FRAME_OP.WRITE_IMM, imm: imm(IMM_TYPE.HB_MSG, 0) }),
       (why) => this.fail(why),
       () => this.host.inflightOn(this) > 0,

@@ -74,7 +74,7 @@ export async function rtrsPair(serverOptions: Partial<RtrsServerOptions> = {}, s
   const crc32c = await kernelCrc32c();
   const handler = new BlockHandler(sizeBytes);
   const logs: string[] = [];
-  const server = new RtrsServer({ handler, crc32c, log: (line) => logs.push(line), heartbeatIntervalMs: 100, ...serverOptions });
+  const server = new RtrsServer({ handler, crc32c, log: (line) => logs.push(line), ...serverOptions });
   const addresses = [await server.listen('127.0.0.1', 0), await server.listen('127.0.0.2', 0)];
   const clients: RtrsClient[] = [];
   let serial = 0;
@@ -84,7 +84,7 @@ export async function rtrsPair(serverOptions: Partial<RtrsServerOptions> = {}, s
       const client = await RtrsClient.open({
         sessionName: `test-session-${process.pid}-${serial++}`,
         paths: addresses.map((address) => ({ dst: { host: address.split(':')[0]!, port: Number(address.split(':')[1]) } })),
-        crc32c, heartbeatIntervalMs: 100, reconnectDelayMs: 50, reconnectBackoffMs: 50, log: (line) => logs.push(line),
+        crc32c, reconnectDelayMs: 50, reconnectBackoffMs: 50, log: (line) => logs.push(line),
         ...options,
       });
       clients.push(client);

@@ -1,0 +1,92 @@
+/**
+ * Failover: a two-path session whose first path runs through a TCP proxy that cuts (FIN), resets
+ * (RST) or stalls (silent) its connections while writes and reads are in flight. Every write must
+ * be acknowledged and applied on the server exactly once (the handler counts what it applies),
+ * every read must return what was written, the failed path's stats count the failed-over requests,
+ * and the path reconnects and takes IO again. A single-path session waits through the outage and
+ * completes its IO after the path comes back.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Prng, seedFromEnv } from '../runtime/prng.ts';
+import type { RtrsClient } from '../runtime/transport/rtrs-client.ts';
+import { readBlock, rtrsPair, writeBlock, type Pair } from './support/rtrs-pair.ts';
+import { TcpProxy } from './support/tcp-proxy.ts';
+
+const SEED = seedFromEnv();
+const test = suite('rtrs failover');
+
+async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function proxiedPair(): Promise<{ pair: Pair; proxy: TcpProxy; client: RtrsClient }> {
+  const pair = await rtrsPair({ heartbeatIntervalMs: 100 });
+  const [host, port] = pair.addresses[0]!.split(':');
+  const proxy = new TcpProxy({ host: host!, port: Number(port) });
+  const through = await proxy.listen('127.0.0.1');
+  const direct = pair.addresses[1]!;
+  const hostPort = (text: string) => ({ host: text.split(':')[0]!, port: Number(text.split(':')[1]) });
+  const client = await pair.connect({ paths: [{ dst: hostPort(through) }, { dst: hostPort(direct) }], policy: 'round-robin', heartbeatIntervalMs: 100, connectTimeoutMs: 1000 });
+  return { pair, proxy, client };
+}
+
+for (const breakage of ['cut', 'reset', 'stall'] as const) {
+  test(`${breakage} of one path mid-IO: every write applied exactly once, every read right, the path comes back`, async () => {
+    const { pair, proxy, client } = await proxiedPair();
+    try {
+      const prng = new Prng(SEED);
+      pair.handler.delayMs = 3;
+      const blocks = Array.from({ length: 200 }, () => prng.fill(new Uint8Array(4096 * prng.range(1, 8))));
+      const writes = blocks.map((data, i) => writeBlock(client, i * 64 * 1024, data));
+      await until('writes in flight on the proxied path', () => client.pathsInfo()[0]!.stats.inflight > 0);
+      if (breakage === 'cut') proxy.cut();
+      else if (breakage === 'reset') proxy.reset();
+      else proxy.stall();
+      await Promise.all(writes);
+      assert.is(pair.handler.writesApplied, blocks.length, `each write applied once (seed ${SEED})`);
+      const reads = await Promise.all(blocks.map((data, i) => readBlock(client, i * 64 * 1024, data.length)));
+      for (const [i, data] of blocks.entries()) assert.equal(reads[i], data, `block ${i} (seed ${SEED})`);
+      const failed = client.pathsInfo()[0]!;
+      assert.ok(failed.stats.failoverCount > 0, `the broken path counts its failed-over requests: ${JSON.stringify(failed.stats)}`);
+      if (breakage === 'stall') proxy.heal();
+      await until('the path reconnects', () => client.pathsInfo()[0]!.stats.state === 'CONNECTED');
+      assert.ok(client.pathsInfo()[0]!.stats.reconnects.ok >= 1);
+      const before = client.pathsInfo()[0]!.stats.writeCount;
+      for (let i = 0; i < 4; i++) await writeBlock(client, 0, new Uint8Array(4096).fill(i));
+      assert.ok(client.pathsInfo()[0]!.stats.writeCount > before, 'the path takes IO again');
+    } finally {
+      await proxy.close();
+      await pair.close();
+    }
+  });
+}
+
+test('a single path: IO waits through an outage and completes after the reconnect', async () => {
+  const pair = await rtrsPair({ heartbeatIntervalMs: 100 });
+  const [host, port] = pair.addresses[0]!.split(':');
+  const proxy = new TcpProxy({ host: host!, port: Number(port) });
+  try {
+    const through = await proxy.listen('127.0.0.1');
+    const client = await pair.connect({ paths: [{ dst: { host: '127.0.0.1', port: Number(through.split(':')[1]) } }], heartbeatIntervalMs: 100 });
+    const events: string[] = [];
+    client.onLinkEvent((event) => events.push(event));
+    pair.handler.delayMs = 20;
+    const writes = Array.from({ length: 16 }, (_, i) => writeBlock(client, i * 4096, new Uint8Array(4096).fill(i + 1)));
+    await until('writes in flight', () => client.pathsInfo()[0]!.stats.inflight > 0);
+    proxy.reset();
+    await Promise.all(writes);
+    assert.is(pair.handler.writesApplied, 16, 'each write applied once across the reconnect');
+    for (let i = 0; i < 16; i++) assert.equal(await readBlock(client, i * 4096, 4096), new Uint8Array(4096).fill(i + 1));
+    assert.equal(events, ['disconnected', 'reconnected']);
+  } finally {
+    await proxy.close();
+    await pair.close();
+  }
+});
+
+test.run();
