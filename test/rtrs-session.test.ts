@@ -4,6 +4,7 @@
  * with always_invalidate and stay without it, the digest and the pre-shared key work, and the
  * server keeps serving other sessions when one sends garbage.
  */
+import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
@@ -75,6 +76,23 @@ test('the digest covers every frame; the key rotates only with always_invalidate
     } finally {
       await pair.close();
     }
+  }
+});
+
+test('TLS with a pre-shared key: both paths encrypted, data intact', async () => {
+  const cert = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url));
+  const key = new TextEncoder().encode('a pre-shared key of the test');
+  const pair = await rtrsPair({ tls: { cert, key: readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url)) }, key });
+  try {
+    const client = await pair.connect({ tls: { ca: cert, servername: 'localhost' }, key });
+    const prng = new Prng(SEED + 1);
+    const data = prng.fill(new Uint8Array(124 * 1024));
+    await writeBlock(client, 4096, data);
+    assert.equal(await readBlock(client, 4096, data.length), data);
+    assert.is(client.pathsInfo().filter((path) => path.stats.state === 'CONNECTED').length, 2);
+    assert.is(pair.handler.writesApplied, 1);
+  } finally {
+    await pair.close();
   }
 });
 
