@@ -5,10 +5,14 @@
  *   --nbd HOST:PORT|PATH  BLOCKCORE_NBD     NBD server, default 127.0.0.1:10809; a value with a "/"
  *                                           (or unix:PATH) is a Unix socket path
  *   --token-file FILE     BLOCKCORE_TOKEN   API token (the file's first line, or the variable)
+ * and each engine's own flags (EngineDefinition.serveFlags: `--rtrs`, `--rtrs-key-file` ...), with
+ * their variables and defaults, checked by the engine's rule, into `settings`.
  * Safe by default: the API binds loopback; bound to any other address it refuses to start without a
  * token. NBD has no authentication of its own, so a non-loopback NBD address earns a warning.
  */
 import { isIP } from 'node:net';
+import type { ServeFlag } from './engine.ts';
+import { ENGINES } from './engines.ts';
 import { loadToken } from './token.ts';
 
 export const DEFAULT_DATA_DIR = './data';
@@ -23,6 +27,8 @@ export interface ServeConfig {
   http: TcpAddress;
   nbd: ListenAddress;
   token: string | null;
+  /** The engines' flags with their values (given, from the environment, or the default). */
+  settings: Record<string, string>;
   warnings: string[];
 }
 
@@ -32,17 +38,27 @@ export class ConfigError extends Error {
 
 const FLAGS = ['--data', '--http', '--nbd', '--token-file'] as const;
 type Flag = (typeof FLAGS)[number];
+const ENGINE_FLAGS: readonly ServeFlag[] = ENGINES.flatMap((engine) => engine.serveFlags ?? []);
+const ALL_FLAGS: readonly string[] = [...FLAGS, ...ENGINE_FLAGS.map((flag) => flag.flag)];
 
 export function parseServeArgs(argv: readonly string[], env: Record<string, string | undefined>): ServeConfig {
   const fromEnv = (key: string) => (env[key] === '' ? undefined : env[key]);
-  const flags = new Map<Flag, string>();
+  const flags = new Map<string, string>();
   for (let at = 0; at < argv.length; at++) {
     const arg = argv[at]!;
     const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    if (!(FLAGS as readonly string[]).includes(flag)) throw new ConfigError(`unknown argument "${arg}" (serve takes ${FLAGS.join(', ')})`);
+    if (!ALL_FLAGS.includes(flag)) throw new ConfigError(`unknown argument "${arg}" (serve takes ${ALL_FLAGS.join(', ')})`);
     const value = inline ?? argv[++at];
     if (value === undefined || value === '') throw new ConfigError(`${flag} needs a value`);
-    flags.set(flag as Flag, value);
+    flags.set(flag, value);
+  }
+  const settings: Record<string, string> = {};
+  for (const engineFlag of ENGINE_FLAGS) {
+    const value = flags.get(engineFlag.flag) ?? fromEnv(engineFlag.env) ?? engineFlag.defaultValue;
+    if (value === null) continue;
+    const problem = engineFlag.problem?.(value) ?? null;
+    if (problem !== null) throw new ConfigError(`${flags.has(engineFlag.flag) ? engineFlag.flag : fromEnv(engineFlag.env) !== undefined ? engineFlag.env : engineFlag.flag}: ${problem}`);
+    settings[engineFlag.flag] = value;
   }
   const http = parseTcpAddress(flags.get('--http') ?? fromEnv('BLOCKCORE_HTTP') ?? DEFAULT_HTTP, flags.has('--http') ? '--http' : 'BLOCKCORE_HTTP');
   const nbd = parseListenAddress(flags.get('--nbd') ?? fromEnv('BLOCKCORE_NBD') ?? DEFAULT_NBD, flags.has('--nbd') ? '--nbd' : 'BLOCKCORE_NBD');
@@ -52,7 +68,7 @@ export function parseServeArgs(argv: readonly string[], env: Record<string, stri
     throw new ConfigError(`refusing to serve the API on ${formatAddress(http)} without a token: set BLOCKCORE_TOKEN or pass --token-file FILE (or bind 127.0.0.1)`);
   }
   if ('host' in nbd && !isLoopback(nbd.host)) warnings.push(`NBD listens on ${formatAddress(nbd)}: NBD has no authentication, anyone who reaches it can read and write the exports`);
-  return { dataDir: flags.get('--data') ?? fromEnv('BLOCKCORE_DATA') ?? DEFAULT_DATA_DIR, http, nbd, token, warnings };
+  return { dataDir: flags.get('--data') ?? fromEnv('BLOCKCORE_DATA') ?? DEFAULT_DATA_DIR, http, nbd, token, settings, warnings };
 }
 
 export function parseTcpAddress(value: string, field: string): TcpAddress {

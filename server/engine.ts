@@ -49,6 +49,13 @@ export interface ServiceContext {
 
 /** The service as an engine sees it. */
 export interface EngineContext extends ServiceContext {
+  /**
+   * The value `serve` was given for one of the engine's own flags (EngineDefinition.serveFlags:
+   * the flag, else its environment variable, else its default), already checked; null when the
+   * service was started without it (a library caller that did not ask for that listener).
+   */
+  setting(flag: string): string | null;
+
   /** Runs `work` as the service's one change at a time; the API's changes all go through here. */
   exclusive<T>(work: () => Promise<T>): Promise<T>;
   /** The names of the exports serving device reference `ref` (`clone:c1`). */
@@ -78,6 +85,23 @@ export interface Engine {
   metrics(out: PromText): void;
   /** Closes everything it holds (each engine object commits what it must); for the service's close. */
   closeAll(): Promise<void>;
+  /** Lines for `serve` to print once started, one per listener the engine opened (`rtrs 127.0.0.1:10900`). */
+  listening?(): string[];
+}
+
+/** A flag of `blockcore serve` that belongs to one engine (its listeners, its keys). */
+export interface ServeFlag {
+  /** `--rtrs` */
+  readonly flag: string;
+  /** `BLOCKCORE_RTRS`: read when the flag is not given. */
+  readonly env: string;
+  /** For the usage line: `HOST:PORT[,HOST:PORT...]`. */
+  readonly valueName: string;
+  /** Used when neither the flag nor the variable is set; null: unset. */
+  readonly defaultValue: string | null;
+  readonly summary: string;
+  /** Why `value` cannot be used (one line), or null: checked before the service opens. */
+  problem?(value: string): string | null;
 }
 
 export interface EngineDefinition {
@@ -85,6 +109,8 @@ export interface EngineDefinition {
   readonly kind: string;
   /** Its `blockcore` commands, keyed by their words (`clone create`). */
   readonly commands: Record<string, Command>;
+  /** Its own flags of `blockcore serve`, if any. */
+  readonly serveFlags?: readonly ServeFlag[];
   /** The event types it publishes (without the `<kind>.` prefix), for the API's documentation. */
   readonly eventTypes: readonly string[];
   /** Why one state-file record is invalid (`field: what`), or null; run after reading and before writing. */

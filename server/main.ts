@@ -30,8 +30,8 @@ export interface StartOptions {
   log?: (line: string) => void;
 }
 
-export async function startBlockcore(config: Pick<ServeConfig, 'dataDir' | 'http' | 'nbd' | 'token'>, options: StartOptions = {}): Promise<Running> {
-  const service = await Service.open({ dataDir: config.dataDir, log: options.log });
+export async function startBlockcore(config: Pick<ServeConfig, 'dataDir' | 'http' | 'nbd' | 'token'> & Partial<Pick<ServeConfig, 'settings'>>, options: StartOptions = {}): Promise<Running> {
+  const service = await Service.open({ dataDir: config.dataDir, log: options.log, settings: config.settings ?? {} });
   const closers: Array<() => Promise<void>> = [() => service.close()];
   const stop = async () => {
     for (const close of closers.splice(0)) await close().catch((error) => (options.log ?? console.error)(`while stopping: ${error}`));
@@ -86,6 +86,7 @@ export async function serve(argv: readonly string[], env: Record<string, string 
   io.out(`blockcore ${VERSION} on ${RUNTIME}, data ${running.service.dataDir}${config.token ? ', token required' : ''}`);
   io.out(`http ${httpUrl(running.http)}`);
   io.out(`nbd  ${nbdUrl(running.nbd)}`);
+  for (const line of running.service.listening()) io.out(line);
   const signal = await signals.first;
   io.out(`${signal}: stopping`);
   await running.stop();

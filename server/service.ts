@@ -41,6 +41,8 @@ export interface DeviceInfo extends DeviceFile {
 
 export interface ServiceOptions {
   dataDir: string;
+  /** Values of the engines' own serve flags (config.ts); absent ones are null to the engine. */
+  settings?: Readonly<Record<string, string>>;
   /** One line per notable thing (reopen failures); default console.error. */
   log?: (line: string) => void;
 }
@@ -55,9 +57,10 @@ export class Service {
   private tail: Promise<unknown> = Promise.resolve();
   private stopping = false;
 
-  private constructor(readonly dataDir: string, private readonly lock: DataLock, log: (line: string) => void) {
+  private constructor(readonly dataDir: string, private readonly lock: DataLock, log: (line: string) => void, settings: Readonly<Record<string, string>>) {
     this.context = {
       dataDir,
+      setting: (flag) => settings[flag] ?? null,
       events: this.events,
       log,
       holds: () => this.allHolds(),
@@ -75,9 +78,10 @@ export class Service {
     fs.mkdirSync(options.dataDir, { recursive: true });
     const dataDir = fs.realpathSync(options.dataDir);
     const lock = lockDataDir(dataDir);
+    let service: Service | null = null;
     try {
       const state = readState(dataDir, ENGINES);
-      const service = new Service(dataDir, lock, options.log ?? ((line) => console.error(line)));
+      service = new Service(dataDir, lock, options.log ?? ((line) => console.error(line)), options.settings ?? {});
       for (const definition of ENGINES) {
         const engine = await definition.open(service.context);
         service.engines.set(definition.kind, engine);
@@ -86,9 +90,17 @@ export class Service {
       await service.exports.restore(state.exports);
       return service;
     } catch (error) {
+      // Engines opened so far may hold listeners and files: close them before giving up.
+      for (const engine of [...(service?.engines.values() ?? [])].reverse()) await engine.closeAll().catch(() => {});
+      await service?.exports.closeAll().catch(() => {});
       lock.release();
       throw error;
     }
+  }
+
+  /** What the engines listen on, one line each, for `serve` to print. */
+  listening(): string[] {
+    return [...this.engines.values()].flatMap((engine) => engine.listening?.() ?? []);
   }
 
   /** Connects the running NBD server, for connected clients and counters. */

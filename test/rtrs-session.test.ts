@@ -79,6 +79,24 @@ test('the digest covers every frame; the key rotates only with always_invalidate
   }
 });
 
+test('a client may ask for always_invalidate but not turn it off', async () => {
+  const lax = await rtrsPair({ alwaysInvalidate: false });
+  try {
+    await lax.connect();
+    await lax.connect({ alwaysInvalidate: true });
+    assert.equal(lax.server.sessionsInfo().map((session) => session.alwaysInvalidate).sort(), [false, true]);
+  } finally {
+    await lax.close();
+  }
+  const strict = await rtrsPair();
+  try {
+    await strict.connect({ alwaysInvalidate: false });
+    assert.equal(strict.server.sessionsInfo().map((session) => session.alwaysInvalidate), [true]);
+  } finally {
+    await strict.close();
+  }
+});
+
 test('TLS with a pre-shared key: both paths encrypted, data intact', async () => {
   const cert = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url));
   const key = new TextEncoder().encode('a pre-shared key of the test');

@@ -23,7 +23,7 @@ import {
 import { Heartbeat } from './rtrs-heartbeat.ts';
 import { RtrsLink } from './rtrs-link.ts';
 import {
-  CONN_RSP_BYTES, type ConnRsp, decodeConnRsp, decodeInfoRsp, type Desc, encodeConnReq, encodeInfoReq, IMM_TYPE, imm, immType,
+  CONN_RSP_BYTES, CONN_RSP_NEW_RKEY, type ConnRsp, decodeConnRsp, decodeInfoRsp, type Desc, encodeConnReq, encodeInfoReq, IMM_TYPE, imm, immType,
   RTRS_MAGIC, RTRS_VERSION, RTRS_VERSION_MAJOR,
 } from './rtrs-messages.ts';
 
@@ -60,6 +60,8 @@ export interface PathHost {
   readonly key: Uint8Array | null;
   readonly tls: ConnectionOptions | null;
   readonly digest: boolean;
+  /** Ask the server to rotate keys after every IO, and refuse a server that will not. */
+  readonly alwaysInvalidate: boolean;
   readonly crc32c: Crc32c;
   readonly timing: PathTiming;
   /** A path finished connecting: the session checks its geometry (a string refuses it). */
@@ -304,6 +306,7 @@ export class ClientPath {
             const req = encodeConnReq({
               magic: RTRS_MAGIC, version: RTRS_VERSION, cid, cidCount: count, reconnectCount: this.reconnectCount,
               pathUuid: this.pathUuid, sessionUuid: this.host.sessionUuid, firstConnection: cid === 0,
+              askInvalidate: this.host.alwaysInvalidate,
             });
             if (key !== null) {
               const auth = clientAuth(key, serverNonce, req);
@@ -323,6 +326,7 @@ export class ClientPath {
               return settle(new RemoteError(ERRNO.EKEYREJECTED, `${this.address} could not prove it holds the key`));
             }
           }
+          if (this.host.alwaysInvalidate && (rsp.flags & CONN_RSP_NEW_RKEY) === 0) return settle(new RemoteError(ERRNO.EPROTO, `${this.address} does not rotate keys (always_invalidate), which this session requires`));
           if (rsp.queueDepth < 1 || rsp.maxIoBytes < 4096 || rsp.maxHeaderBytes < 64) return settle(new RemoteError(ERRNO.EPROTO, 'conn_rsp with an unusable geometry'));
           settle(null, rsp);
         },

@@ -49,6 +49,8 @@ export interface RtrsClientOptions {
   tls?: ConnectionOptions | null;
   /** CRC32C over every frame (RtrsLink). */
   digest?: boolean;
+  /** Ask the server to rotate chunk keys after every IO (it may anyway), and refuse one that will not. */
+  alwaysInvalidate?: boolean;
   /** Connections per path: client cores + 1 in the kernel. */
   connectionsPerPath?: number;
   heartbeatIntervalMs?: number;
@@ -100,6 +102,7 @@ export class RtrsClient implements RtrsClientSession {
   readonly key: Uint8Array | null;
   readonly tls: ConnectionOptions | null;
   readonly digest: boolean;
+  readonly alwaysInvalidate: boolean;
   readonly crc32c: Crc32c;
   readonly timing: PathTiming;
   readonly policy: Policy;
@@ -123,6 +126,7 @@ export class RtrsClient implements RtrsClientSession {
     this.key = options.key ?? null;
     this.tls = options.tls ?? null;
     this.digest = options.digest ?? false;
+    this.alwaysInvalidate = options.alwaysInvalidate ?? false;
     this.crc32c = options.crc32c;
     this.policy = options.policy ?? 'min-inflight';
     this.log = options.log ?? ((line) => console.error(line));

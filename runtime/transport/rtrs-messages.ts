@@ -7,7 +7,8 @@
  * decoders accept any reserved bytes (the kernel leaves some unset) except where noted.
  *
  *   conn_req   56 B  u8 0, u8 0, magic u16, version u16, cid u16, cid_num u16, recon_cnt u16,
- *                    path uuid[16], session uuid[16], u8 first_conn (bit 0), reserved[11]
+ *                    path uuid[16], session uuid[16], u8 first_conn (bit 0; bit 1 is ours: the
+ *                    client asks for always_invalidate, reserved 0 in the kernel), reserved[11]
  *   conn_rsp   56 B  magic u16, version u16, errno s16 (negative), queue_depth u16,
  *                    max_io_size u32, max_hdr_size u32, flags u32 (NEW_RKEY 0x2), reserved[36]
  *   info_req  272 B  type u16 = 0, pathname[255] (NUL padded), reserved[15]
@@ -145,7 +146,12 @@ export interface ConnReq {
   /** The session's uuid (the kernel's paths_uuid), hex. */
   sessionUuid: string;
   firstConnection: boolean;
+  /** Ours (bit 1 of the first_conn byte): rotate this session's keys even if the server would not. */
+  askInvalidate?: boolean;
 }
+
+/** Bit 1 of conn_req's first_conn byte. */
+export const CONN_REQ_ASK_INVALIDATE = 0x2;
 
 export function encodeConnReq(req: ConnReq, out = new Uint8Array(CONN_REQ_BYTES)): Uint8Array {
   for (const [name, value] of [['magic', req.magic], ['version', req.version], ['cid', req.cid], ['cid_num', req.cidCount], ['recon_cnt', req.reconnectCount]] as const) checkU16(name, value);
@@ -158,7 +164,7 @@ export function encodeConnReq(req: ConnReq, out = new Uint8Array(CONN_REQ_BYTES)
   v.setUint16(10, req.reconnectCount, true);
   out.set(uuidBytes(req.pathUuid), 12);
   out.set(uuidBytes(req.sessionUuid), 28);
-  out[44] = req.firstConnection ? 1 : 0;
+  out[44] = (req.firstConnection ? 1 : 0) | (req.askInvalidate === true ? CONN_REQ_ASK_INVALIDATE : 0);
   return out;
 }
 
@@ -175,6 +181,7 @@ export function decodeConnReq(bytes: Uint8Array): ConnReq | string {
     pathUuid: uuidHex(bytes.subarray(12, 28)),
     sessionUuid: uuidHex(bytes.subarray(28, 44)),
     firstConnection: (bytes[44]! & 1) === 1,
+    askInvalidate: (bytes[44]! & CONN_REQ_ASK_INVALIDATE) !== 0,
   };
 }
 

@@ -92,6 +92,10 @@ export class ServerSession implements RtrsServerSession {
     }
   }
 
+  get alwaysInvalidate(): boolean {
+    return this.config.alwaysInvalidate;
+  }
+
   chunkAddr(bufferId: number): bigint {
     return this.baseAddr + BigInt(bufferId) * BigInt(this.config.chunkBytes);
   }

@@ -47,9 +47,13 @@ export interface RtrsServerOptions {
   tls?: TlsOptions | null;
   queueDepth?: number;
   chunkBytes?: number;
-  alwaysInvalidate?: boolean;
   heartbeatIntervalMs?: number;
   heartbeatMissedMax?: number;
+  /**
+   * Rotate every chunk's key after each IO (the kernel's module parameter; default on). A client
+   * may ask for it per session when it is off (conn_req); it cannot turn it off.
+   */
+  alwaysInvalidate?: boolean;
   /** How long a session outlives its last path (its at-most-once state and its user's state). */
   sessionLingerMs?: number;
   /** A connection must send its conn_req within this. */
@@ -70,6 +74,8 @@ export interface ServerPathInfo {
 export interface ServerSessionInfo {
   sessionName: string;
   sessionUuid: string;
+  /** Keys rotate after every IO in this session. */
+  alwaysInvalidate: boolean;
   requestsInFlight: number;
   paths: ServerPathInfo[];
 }
@@ -141,6 +147,7 @@ export class RtrsServer {
     return [...this.sessions.values()].map((session) => ({
       sessionName: session.sessionName,
       sessionUuid: session.sessionUuid,
+      alwaysInvalidate: session.alwaysInvalidate,
       requestsInFlight: session.requestsInFlight,
       paths: [...(this.paths.get(session)?.values() ?? [])].map((path) => ({
         pathUuid: path.pathUuid,
@@ -218,7 +225,7 @@ export class RtrsServer {
       if (!req.firstConnection) return this.refuse(link, ERRNO.ENXIO, `no session ${req.sessionUuid}, and not a first connection`, remote);
       session = new ServerSession(req.sessionUuid, {
         queueDepth: this.queueDepth, chunkBytes: this.chunkBytes, maxHeaderBytes: MAX_HEADER_BYTES,
-        alwaysInvalidate: this.options.alwaysInvalidate ?? true, memBits: memBitsFor(this.queueDepth), lingerMs: this.options.sessionLingerMs ?? 30_000,
+        alwaysInvalidate: (this.options.alwaysInvalidate ?? true) || req.askInvalidate === true, memBits: memBitsFor(this.queueDepth), lingerMs: this.options.sessionLingerMs ?? 30_000,
       }, this.options.handler, this.pool, this.log, (gone) => {
         this.sessions.delete(gone.sessionUuid);
         this.paths.delete(gone);
@@ -249,7 +256,7 @@ export class RtrsServer {
     link.maxPayloadBytes = this.chunkBytes;
     const rsp = encodeConnRsp({
       magic: RTRS_MAGIC, version: RTRS_VERSION, errno: 0, queueDepth: this.queueDepth, maxIoBytes: this.chunkBytes - MAX_HEADER_BYTES,
-      maxHeaderBytes: MAX_HEADER_BYTES, flags: (this.options.alwaysInvalidate ?? true) ? CONN_RSP_NEW_RKEY : 0,
+      maxHeaderBytes: MAX_HEADER_BYTES, flags: session.alwaysInvalidate ? CONN_RSP_NEW_RKEY : 0,
     });
     if (key !== null && clientNonce !== null) link.send({ op: FRAME_OP.CON_RSP }, rsp, serverProof(key, clientNonce, nonce, rsp));
     else link.send({ op: FRAME_OP.CON_RSP }, rsp);
