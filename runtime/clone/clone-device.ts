@@ -311,12 +311,9 @@ export class CloneDevice implements BlockDevice {
       const endBytes = offsetBytes + lengthBytes;
       const end = endBytes === this.sizeBytes ? this.regionCount : Math.floor(endBytes / this.regionBytes);
       if (first >= end) return 'ignored';
-      if (this.modes.isRw) {
-        // Let copies and overwrites of these regions finish, then mark them all at once (nothing
-        // can start on them between the last check and the mark: no await in between).
-        await this.hydration.settled(first, end);
-        if (this.metadata.markHydrated(first, end) > 0) this.hydration.afterMark();
-      }
+      // Marked hydrated in core once no copy or overwrite holds them (see markDiscarded: a copy
+      // still running would land source bytes over later writes); durable at the next commit.
+      if (this.modes.isRw) await this.hydration.markDiscarded(first, end);
       if (!this.discardPassdown) return 'ignored';
       const startBytes = first * this.regionBytes;
       return this.destination.discard(startBytes, Math.min(this.sizeBytes, end * this.regionBytes) - startBytes);

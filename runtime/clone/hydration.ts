@@ -198,11 +198,28 @@ export class CloneHydration {
     if (claimed.length) this.afterMark();
   }
 
-  /** Waits until no operation holds a region of [start, end). */
-  async settled(start: number, end: number): Promise<void> {
+  /**
+   * A discard covers regions [start, end) whole: waits until no operation (copy, whole-region
+   * write) holds any of them, then marks them hydrated in core, without a copy, in the same turn
+   * as the last look. Returns how many regions it marked (none if the clone left rw meanwhile).
+   * Why in the same turn: a write to a hydrated region goes straight to the destination, past
+   * RegionOps. Had a copy begun on one of these regions between the look and the mark (a partial
+   * write or cache() finds it unhydrated and idle), the mark would let a later write in under
+   * that copy, whose source bytes could then reach the destination after the write's; the next
+   * commit flushes the destination and makes the bit durable over those source bytes, and the
+   * user's write is gone although a flush acknowledged it. What a discarded region holds needs no
+   * flush before its bit is: a discard leaves its contents unspecified.
+   */
+  async markDiscarded(start: number, end: number): Promise<number> {
+    const { metadata, modes } = this.host;
     for (let busy = this.regionOps.firstBusy(start, end); busy >= 0; busy = this.regionOps.firstBusy(start, end)) {
       await this.regionOps.get(busy)!.done;
     }
+    // No await since firstBusy found none: nothing can have begun on these regions.
+    if (!modes.isRw) return 0;
+    const marked = metadata.markHydrated(start, end);
+    if (marked > 0) this.afterMark();
+    return marked;
   }
 
   /** Regions were marked hydrated: announce completion once the last one is. */
