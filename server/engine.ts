@@ -58,6 +58,13 @@ export interface EngineContext extends ServiceContext {
 
   /** Runs `work` as the service's one change at a time; the API's changes all go through here. */
   exclusive<T>(work: () => Promise<T>): Promise<T>;
+  /**
+   * The open device behind an engine reference `<kind>:<name>` (`clone:c1`), for an engine that
+   * serves or stacks on other engines' devices (the RNBD server); refusals name `field`.
+   */
+  engineDevice(ref: string, field: string): BlockDevice;
+  /** The kinds of engine device references (`clone`, `remote` ...). */
+  engineKinds(): readonly string[];
   /** The names of the exports serving device reference `ref` (`clone:c1`). */
   exportsOf(ref: string): string[];
   /**

@@ -5,8 +5,10 @@
  */
 import { cloneEngine } from './clone/index.ts';
 import type { EngineDefinition } from './engine.ts';
+import { transportEngine } from './transport/index.ts';
 
-export const ENGINES: readonly EngineDefinition[] = [cloneEngine];
+/** Transport first: a clone may stack on a remote device (`remote:r1` as its source). */
+export const ENGINES: readonly EngineDefinition[] = [transportEngine, cloneEngine];
 
 /** The kinds of `<kind>:<name>` device references. */
 export const ENGINE_KINDS: readonly string[] = ENGINES.map((engine) => engine.kind);

@@ -12,6 +12,7 @@ export type ServiceErrorCode =
   | 'E2BIG' // the request body is too large
   | 'EACCES' // missing or wrong credentials
   | 'EAGAIN' // the service is stopping: try again after it restarts
+  | 'ENOTCONN' // a remote side (an RTRS server) could not be reached or refused us
   | 'EIO'; // the host failed (disk, state file): not the client's fault
 
 export class ServiceError extends Error {

@@ -25,7 +25,9 @@ import { createDevice, devicePath, listDevices, deleteDevice, statDevice, type D
 import { holdersOf, type Hold } from './device-holders.ts';
 import type { Engine, EngineContext } from './engine.ts';
 import { ENGINES } from './engines.ts';
-import { ServiceError } from './errors.ts';
+import type { BlockDevice } from '../runtime/devices/block-device.ts';
+import { invalid, ServiceError } from './errors.ts';
+import { parseDeviceRef } from './names.ts';
 import { EventHub } from './event-hub.ts';
 import { ExportRegistry, type ExportInfo } from './export-registry.ts';
 import type { NbdView } from './nbd-port.ts';
@@ -68,6 +70,8 @@ export class Service {
       saveOrUndo: (undo) => this.saveOrUndo(undo),
       exclusive: (work) => this.exclusive(work),
       exportsOf: (ref) => this.exports.exportsOf(ref),
+      engineDevice: (ref, field) => this.engineDevice(ref, field),
+      engineKinds: () => ENGINES.map((engine) => engine.kind),
       replaceUnderExports: (ref, replace) => this.exports.replaceUnderExports(ref, replace),
     };
     this.exports = new ExportRegistry(this.context, this.engines);
@@ -190,6 +194,13 @@ export class Service {
     });
     this.tail = run.catch(() => {});
     return run;
+  }
+
+  private engineDevice(ref: string, field: string): BlockDevice {
+    const parsed = parseDeviceRef(ref, field, [...this.engines.keys()]);
+    const engine = this.engines.get(parsed.kind);
+    if (engine === undefined) throw invalid(field, `"${ref}" is not an engine device (expected <kind>:<name>)`);
+    return engine.deviceOf(parsed.name, field);
   }
 
   private allHolds(): Hold[] {

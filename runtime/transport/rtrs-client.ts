@@ -36,6 +36,8 @@ import { choosePath, type Policy } from './rtrs-policy.ts';
 
 export interface PathAddress {
   dst: HostPort;
+  /** What the path is called in stats and events; default `path<N>` in order of creation. */
+  name?: string;
   /** Local address to connect from (a source IP on this machine). */
   src?: string | null;
 }
@@ -335,7 +337,9 @@ export class RtrsClient implements RtrsClientSession {
   // ---- inside ----
 
   private newPath(address: PathAddress): ClientPath {
-    const name = `path${this.pathSerial++}`;
+    const serial = this.pathSerial++;
+    const name = address.name ?? `path${serial}`;
+    if (this.paths.some((path) => path.name === name)) throw new BlockError('EEXIST', `session ${this.sessionName} has a path ${name} already`);
     const path = new ClientPath(this, name, address.dst, address.src ?? null, randomUUID().replaceAll('-', ''));
     this.paths.push(path);
     return path;

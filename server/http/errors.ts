@@ -22,6 +22,7 @@ const STATUS_BY_CODE: Record<string, ContentfulStatusCode> = {
   EBADF: 409,
   E2BIG: 413,
   EAGAIN: 503,
+  ENOTCONN: 502,
   EIO: 500,
 };
 

@@ -8,7 +8,7 @@ import { z } from '@hono/zod-openapi';
 import { checkDeviceFileName, checkObjectName } from '../names.ts';
 import { ServiceError } from '../errors.ts';
 
-export const ERROR_CODES = ['EINVAL', 'ERANGE', 'ENOTSUP', 'EACCES', 'ENOENT', 'EEXIST', 'EBUSY', 'EROFS', 'EBADF', 'E2BIG', 'EAGAIN', 'EIO'] as const;
+export const ERROR_CODES = ['EINVAL', 'ERANGE', 'ENOTSUP', 'EACCES', 'ENOENT', 'EEXIST', 'EBUSY', 'EROFS', 'EBADF', 'E2BIG', 'EAGAIN', 'ENOTCONN', 'EIO'] as const;
 
 export const ErrorBody = z
   .strictObject({ error: z.string(), code: z.enum(ERROR_CODES), field: z.string().optional().openapi({ description: 'The field to fix, for bad input.' }) })
@@ -21,6 +21,7 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'Conflict: the name exists, or the thing is in use.',
   413: 'Body larger than the limit.',
   500: 'The host failed (a disk, the state file); the message says what is in effect.',
+  502: 'A remote side (an RTRS server) could not be reached, or refused.',
   503: 'The service is stopping.',
 };
 
