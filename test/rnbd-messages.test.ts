@@ -13,7 +13,7 @@ import { mutateMessage } from './support/mutate-message.ts';
 import {
   CLOSE_BYTES, decodeClose, decodeIo, decodeOpen, decodeOpenRsp, decodeSessInfo, decodeSessInfoRsp, deviceNameProblem, encodeClose,
   encodeIo, encodeOpen, encodeOpenRsp, encodeSessInfo, encodeSessInfoRsp, invalidClose, invalidIo, invalidOpen, invalidOpenRsp,
-  invalidSessInfo, invalidSessInfoRsp, IO_BYTES, messageType, OPEN_BYTES, OPEN_RSP_BYTES, RNBD_CACHE_FUA, RNBD_CACHE_WRITEBACK,
+  invalidSessInfo, invalidSessInfoRsp, IO_BYTES, messageType, normalizeDeviceName, OPEN_BYTES, OPEN_RSP_BYTES, RNBD_CACHE_FUA, RNBD_CACHE_WRITEBACK,
   RNBD_F_FUA, RNBD_F_NOUNMAP, RNBD_F_PREFLUSH, RNBD_F_SYNC, RNBD_OP, SESS_INFO_BYTES, SESS_INFO_RSP_BYTES, type OpenRsp,
 } from '../runtime/transport/rnbd-messages.ts';
 
@@ -173,6 +173,9 @@ refusals('device names a server serves', () => {
   assert.is(deviceNameProblem('x'.repeat(254)), null);
   assert.is(deviceNameProblem('x'.repeat(255)), 'device name is 255 bytes or longer');
   assert.is(deviceNameProblem('é'.repeat(128)), 'device name is 255 bytes or longer');
+  assert.is(normalizeDeviceName('a//b/./c/'), 'a/b/c');
+  assert.is(normalizeDeviceName('./'), '');
+  assert.is(normalizeDeviceName('clone:c1'), 'clone:c1');
 });
 
 // ---- fuzz ----

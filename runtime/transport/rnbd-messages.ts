@@ -185,6 +185,11 @@ export function deviceNameProblem(name: string): string | null {
   return null;
 }
 
+/** `a//b/./c/` is `a/b/c`: one device, one name (for names deviceNameProblem accepted). */
+export function normalizeDeviceName(name: string): string {
+  return name.split('/').filter((part) => part !== '' && part !== '.').join('/');
+}
+
 export function encodeOpen(message: Open, out?: Uint8Array): Uint8Array {
   const name = encoder.encode(message.deviceName);
   assert(name.length < DEV_NAME_BYTES && !name.includes(0), `rnbd: device name of ${name.length} bytes does not fit dev_name`);

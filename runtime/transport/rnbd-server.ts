@@ -46,7 +46,7 @@ import { validateRequest, type DeviceShape } from '../devices/validate.ts';
 import { ERRNO, RemoteError, type RtrsRequest, type RtrsServerHandler, type RtrsServerSession } from './rtrs-api.ts';
 import {
   decodeClose, decodeIo, decodeOpen, decodeSessInfo, deviceNameProblem, encodeOpenRsp, encodeSessInfoRsp, invalidClose, invalidIo,
-  invalidOpen, invalidSessInfo, messageType, OPEN_RSP_BYTES, RNBD_CACHE_FUA, RNBD_CACHE_WRITEBACK, RNBD_F_FUA, RNBD_F_NOUNMAP,
+  invalidOpen, invalidSessInfo, messageType, normalizeDeviceName, OPEN_RSP_BYTES, RNBD_CACHE_FUA, RNBD_CACHE_WRITEBACK, RNBD_F_FUA, RNBD_F_NOUNMAP,
   RNBD_F_PREFLUSH, RNBD_MSG, RNBD_OP, RNBD_PROTOCOL_VERSION_MAJOR, SECTOR_BYTES, SESS_INFO_RSP_BYTES, type Io, type RnbdAccess,
 } from './rnbd-messages.ts';
 
@@ -338,11 +338,6 @@ export class RnbdServer implements RtrsServerHandler {
       await device.write(offsetBytes + doneBytes, this.zeros.subarray(0, pieceBytes));
     }
   }
-}
-
-/** `a//b/./c/` is `a/b/c`: one device, one name (`..` and absolute names are refused before this). */
-export function normalizeDeviceName(name: string): string {
-  return name.split('/').filter((part) => part !== '' && part !== '.').join('/');
 }
 
 function responseProblem(request: RtrsRequest, needBytes: number, label: string): string | null {
