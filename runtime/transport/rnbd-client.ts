@@ -11,7 +11,8 @@
  *              the same ones); requests keep waiting, and go once every re-open has answered.
  *              A device whose re-open fails fails its requests with EIO until a later reconnect
  *              re-opens it. A 'disconnected' during a re-open makes it down again, and the next
- *              'reconnected' starts over.
+ *              'reconnected' starts over;
+ *   gone       after 'closed' (RTRS gave up on every path): requests fail with EIO (final).
  * RTRS is expected to report 'disconnected' before it rejects requests with ENOTCONN for lost
  * paths, so a request refused that way is retried once its device is re-opened, not failed.
  *
@@ -30,7 +31,7 @@ import { blockErrorOf, RemoteError, type RtrsClientSession, type RtrsLinkEvent }
 
 export { RemoteDevice, type WriteZeroesOptions } from './rnbd-remote-device.ts';
 
-export type RnbdLinkState = 'up' | 'down' | 'reopening';
+export type RnbdLinkState = 'up' | 'down' | 'reopening' | 'gone';
 
 export interface RnbdClientOptions {
   /** One line per reconnect, failed re-open and failed CLOSE. */
@@ -78,6 +79,10 @@ export class RnbdClient implements RnbdLink {
 
   get isUp(): boolean {
     return this.linkState === 'up';
+  }
+
+  get isGone(): boolean {
+    return this.linkState === 'gone';
   }
 
   changed(): Promise<void> {
@@ -155,9 +160,12 @@ export class RnbdClient implements RnbdLink {
   }
 
   private onLinkEvent(event: RtrsLinkEvent): void {
-    if (this.closing !== undefined) return;
+    if (this.closing !== undefined || this.linkState === 'gone') return;
     this.epoch++;
-    if (event === 'disconnected') {
+    if (event === 'closed') {
+      this.log(`rnbd: session ${this.session.sessionName} has no path left; its devices fail`);
+      this.setState('gone');
+    } else if (event === 'disconnected') {
       this.log(`rnbd: session ${this.session.sessionName} disconnected; requests wait for the reconnect`);
       this.setState('down');
     } else {

@@ -11,8 +11,9 @@
  * neither: canDiscard false. writeZeroes() sends WRITE_ZEROES with FUA / NOUNMAP as asked.
  *
  * Requests. Checked once here (validate.ts: EBADF, EINVAL, ERANGE, EROFS) before anything is sent.
- * Reads and writes are cut into pieces of the session's max IO less IO_ROOM_BYTES (the IO header
- * and the RTRS message trailer), capped by max_hw_sectors and aligned down to 4 KiB (or the block);
+ * Reads and writes are cut into pieces of the session's max IO (data only: the IO header travels in
+ * the session's header room, maxHeaderBytes), capped by max_hw_sectors and aligned down to 4 KiB
+ * (or the block);
  * up to PIECES_IN_FLIGHT_MAX pieces of one call are in flight at once, and the call settles only
  * when every piece it sent has (so a failed read never has pieces landing in the target later).
  * FUA goes on every piece of a FUA write. Discards and write-zeroes carry no data and are cut
@@ -33,13 +34,11 @@ import { OpGate } from '../devices/op-gate.ts';
 import { EMPTY_DISCARD_OUTCOME, validateOpen, validateRequest } from '../devices/validate.ts';
 import { BlockError } from '../errors.ts';
 import {
-  decodeOpenRsp, encodeClose, encodeIo, encodeOpen, invalidOpenRsp, IO_BYTES, OPEN_RSP_BYTES, RNBD_F_FUA, RNBD_F_NOUNMAP, RNBD_OP,
+  decodeOpenRsp, encodeClose, encodeIo, encodeOpen, invalidOpenRsp, OPEN_RSP_BYTES, RNBD_F_FUA, RNBD_F_NOUNMAP, RNBD_OP,
   SECTOR_BYTES, type OpenRsp, type RnbdAccess,
 } from './rnbd-messages.ts';
 import { blockErrorOf, ERRNO, RemoteError, type RtrsClientSession } from './rtrs-api.ts';
 
-/** Room in a request for what is not data: the IO header and RTRS's rdma_read trailer (8 B + one 16 B descriptor), rounded up. */
-export const IO_ROOM_BYTES = IO_BYTES + 32;
 const PIECE_ALIGN_BYTES = 4096;
 const PIECES_IN_FLIGHT_MAX = 64;
 const RETRIES_MAX = 4;
@@ -52,6 +51,8 @@ export interface RnbdLink {
   readonly session: RtrsClientSession;
   /** True while requests may go: connected, and every device re-opened after the last reconnect. */
   readonly isUp: boolean;
+  /** The session will never reconnect (every path gave up, or it closed). */
+  readonly isGone: boolean;
   /** Resolves at the next change of isUp. */
   changed(): Promise<void>;
   /** The device is closing: no more re-opens for it. */
@@ -134,7 +135,7 @@ export class RemoteDevice implements BlockDevice {
 
   /** The largest read or write piece the session takes now, or 0 if not even one block fits. */
   pieceBytes(): number {
-    const limitBytes = Math.min(this.link.session.maxIoBytes - IO_ROOM_BYTES, this.maxHwBytes);
+    const limitBytes = Math.min(this.link.session.maxIoBytes, this.maxHwBytes);
     if (limitBytes < this.logicalBlockBytes) return 0;
     const aligned = alignDown(limitBytes, Math.max(PIECE_ALIGN_BYTES, this.logicalBlockBytes));
     return aligned > 0 ? aligned : alignDown(limitBytes, this.logicalBlockBytes);
@@ -269,10 +270,11 @@ export class RemoteDevice implements BlockDevice {
     }
   }
 
-  /** Waits while the link is not up; EBADF if the device closes meanwhile, EIO if its re-open failed. */
+  /** Waits while the link is not up; EBADF if the device closes meanwhile, EIO if its re-open failed or the session is gone. */
   private async ready(): Promise<void> {
     while (!this.link.isUp) {
       if (this.closeRequested) throw new BlockError('EBADF', 'closed while waiting for the session to reconnect', { device: this.name });
+      if (this.link.isGone) throw new BlockError('EIO', 'the session has no path left and will not reconnect', { device: this.name });
       await Promise.race([this.link.changed(), this.closing]);
     }
     if (this.broken !== undefined) throw this.broken;
@@ -283,4 +285,4 @@ const OP_NAMES: Record<number, string> = {
   [RNBD_OP.READ]: 'read', [RNBD_OP.WRITE]: 'write', [RNBD_OP.FLUSH]: 'flush', [RNBD_OP.DISCARD]: 'discard', [RNBD_OP.WRITE_ZEROES]: 'write-zeroes',
 };
 
-assert(IO_ROOM_BYTES % 8 === 0 && PIECE_ALIGN_BYTES % SECTOR_BYTES === 0, 'rnbd: piece room and alignment');
+assert(PIECE_ALIGN_BYTES % SECTOR_BYTES === 0, 'rnbd: piece alignment');

@@ -30,8 +30,12 @@ export interface RtrsRequest {
   readonly data: Uint8Array;
 }
 
-/** A session's events that its user reacts to (RNBD re-opens its devices on 'reconnected'). */
-export type RtrsLinkEvent = 'disconnected' | 'reconnected';
+/**
+ * A session's events that its user reacts to: 'disconnected' when its last connected path goes
+ * (requests wait: paths reconnect), 'reconnected' when one is back (RNBD re-opens its devices),
+ * 'closed' when no path will ever connect again (each gave up, or the session closed): final.
+ */
+export type RtrsLinkEvent = 'disconnected' | 'reconnected' | 'closed';
 
 /** The client side of one RTRS session, as RNBD uses it. */
 export interface RtrsClientSession {

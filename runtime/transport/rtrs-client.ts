@@ -120,10 +120,12 @@ export class RtrsClient implements RtrsClientSession {
   private connectedPaths = 0;
   private wasDisconnected = false;
   private closed = false;
+  /** 'closed' was raised: no path will connect again. */
+  private gone = false;
   private pathSerial = 0;
   readonly log: (line: string) => void;
 
-  private constructor(readonly sessionName: string, private readonly options: RtrsClientOptions) {
+  private constructor(readonly sessionName: string, options: RtrsClientOptions) {
     this.sessionUuid = randomUUID().replaceAll('-', '');
     this.key = options.key ?? null;
     this.tls = options.tls ?? null;
@@ -241,6 +243,10 @@ export class RtrsClient implements RtrsClientSession {
     if (this.closed) return;
     this.closed = true;
     for (const path of this.paths) path.remove('session closed');
+    if (!this.gone) {
+      this.gone = true;
+      this.raise('closed');
+    }
     const error = (): RemoteError => new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName} closed`);
     for (const pending of [...this.inflight.values(), ...this.waiting]) pending.reject(error());
     this.inflight.clear();
@@ -308,7 +314,11 @@ export class RtrsClient implements RtrsClientSession {
       }
       for (const pending of this.waiting.splice(0)) this.dispatch(pending);
     }
-    if (this.connectedPaths === 0 && !this.anyPathMayConnect()) {
+    if (this.connectedPaths === 0 && !this.anyPathMayConnect() && !this.closed) {
+      if (path.state === 'DEAD' && !this.gone) {
+        this.gone = true;
+        this.raise('closed');
+      }
       for (const pending of this.waiting.splice(0)) this.finish(pending, new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName}: no path left`));
     }
   }

@@ -11,6 +11,7 @@ import { RtrsClient, type RtrsClientOptions } from '../../runtime/transport/rtrs
 import type { Crc32c } from '../../runtime/transport/rtrs-frame.ts';
 import { RtrsServer, type RtrsServerOptions } from '../../runtime/transport/rtrs-server.ts';
 import { defaultKernels } from '../../runtime/wasm/kernels.ts';
+import { TcpProxy } from './tcp-proxy.ts';
 
 export const OP_READ = 1;
 export const OP_WRITE = 2;
@@ -106,3 +107,57 @@ export async function readBlock(client: RtrsClient, offsetBytes: number, lengthB
   await client.request({ direction: 'read', header: blockHeader(OP_READ, offsetBytes), data });
   return data;
 }
+
+export interface RtrsPair {
+  server: RtrsServer;
+  client: RtrsClient;
+  logs: string[];
+  /** Resets every connection of every path; resolves once the client raised 'disconnected' (its paths then reconnect). */
+  cutAllPaths(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A server with `handler` (RNBD's, in the RNBD tests) and a client session to it whose paths run
+ * through TCP proxies (127.0.0.1, 127.0.0.2, ...), so a test can cut them all at once.
+ */
+export async function connectRtrsPair(options: { handler: RtrsServerHandler; pathCount?: number; reconnectDelayMs?: number }): Promise<RtrsPair> {
+  const crc32c = await kernelCrc32c();
+  const logs: string[] = [];
+  const server = new RtrsServer({ handler: options.handler, crc32c, log: (line) => logs.push(line) });
+  const proxies: TcpProxy[] = [];
+  const paths = [];
+  for (let i = 0; i < (options.pathCount ?? 1); i++) {
+    const host = `127.0.0.${i + 1}`;
+    const address = await server.listen(host, 0);
+    const proxy = new TcpProxy({ host, port: Number(address.split(':')[1]) });
+    proxies.push(proxy);
+    const through = await proxy.listen(host);
+    paths.push({ dst: { host, port: Number(through.split(':')[1]) } });
+  }
+  const client = await RtrsClient.open({
+    sessionName: `rnbd-test-${process.pid}-${pairSerial++}`, paths, crc32c, reconnectDelayMs: options.reconnectDelayMs ?? 100, reconnectBackoffMs: 100,
+    log: (line) => logs.push(line),
+  });
+  return {
+    server, client, logs,
+    async cutAllPaths() {
+      const disconnected = new Promise<void>((resolve) => {
+        const off = client.onLinkEvent((event) => {
+          if (event !== 'disconnected') return;
+          off();
+          resolve();
+        });
+      });
+      for (const proxy of proxies) proxy.reset();
+      await disconnected;
+    },
+    async close() {
+      await client.close();
+      for (const proxy of proxies) await proxy.close();
+      await server.close();
+    },
+  };
+}
+
+let pairSerial = 0;
