@@ -81,7 +81,8 @@ function randomRequest(prng: Prng, session: Session): NbdRequest {
       case 2: request.offsetBytes = prng.below(2 ** 53); break;
       case 3: request.offsetBytes = 2 ** 53 + prng.below(2 ** 40) * 2048; break; // >= 2^53 on the wire
       case 4: request.lengthBytes = prng.nextU32(); break;
-      case 5: request.lengthBytes = nbd.MAX_BLOCK_BYTES + block * prng.range(1, 4); request.offsetBytes = 0; break;
+      // A READ (no payload to follow, no flag to be refused first) over the maximum block: 'too-long' must come up under every seed.
+      case 5: request.type = nbd.NBD_CMD_READ; request.flags = 0; request.lengthBytes = nbd.MAX_BLOCK_BYTES + block * prng.range(1, 4); request.offsetBytes = 0; break;
       default: request.offsetBytes += prng.below(block + 1); request.lengthBytes += prng.below(3); break;
     }
   }

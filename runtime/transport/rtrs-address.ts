@@ -10,13 +10,13 @@ export interface HostPort {
   port: number;
 }
 
-/** Parses "HOST:PORT"; `field` names the input in the error. */
-export function parseHostPort(text: string, field: string): HostPort {
+/** Parses "HOST:PORT"; `field` names the input in the error. Port 0 (any) only for a listener. */
+export function parseHostPort(text: string, field: string, listening = false): HostPort {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(text);
   if (match === null) throw new BlockError('EINVAL', `${field}: expected HOST:PORT, got ${JSON.stringify(text)}`);
   const host = match[1] ?? match[2]!;
   const port = Number(match[3]);
-  if (port < 1 || port > 65535) throw new BlockError('EINVAL', `${field}: port ${port} is not 1..65535`);
+  if (port < (listening ? 0 : 1) || port > 65535) throw new BlockError('EINVAL', `${field}: port ${port} is not ${listening ? 0 : 1}..65535`);
   if (match[1] !== undefined && isIP(host) !== 6) throw new BlockError('EINVAL', `${field}: ${host} is not an IPv6 address`);
   return { host, port };
 }

@@ -286,10 +286,23 @@ export class RtrsServer {
     if (typeof req === 'string') return this.closePath(session, path, req);
     const problem = pathNameProblem(req.pathName);
     if (problem !== null) return this.closePath(session, path, `EINVAL: ${problem}`);
-    for (const other of this.sessions.values()) {
-      if (other !== session && other.sessionName === req.pathName && !other.closed) return this.closePath(session, path, `EPERM: session name ${req.pathName} is in use by another session`);
-    }
     if (path.links.some((each) => each === null)) return this.closePath(session, path, 'INFO_REQ before every connection of the path was established');
+    const holder = [...this.sessions.values()].find((other) => other !== session && other.sessionName === req.pathName && !other.closed);
+    if (holder !== undefined && (this.paths.get(holder)?.size ?? 0) > 0) return this.closePath(session, path, `EPERM: session name ${req.pathName} is in use by another session`);
+    if (holder !== undefined) {
+      // A lingering session (no path left) of that name: its client is gone and a new one claims
+      // the name (a restarted client), so the old one closes now and its user releases what it
+      // held before the new session is answered.
+      this.log(`rtrs: session ${req.pathName}: a new session claims the name; closing the lingering one`);
+      path.state = 'CLOSING';
+      void holder.close().then(() => {
+        if (path.state !== 'CLOSING') return;
+        path.state = 'CONNECTING';
+        if (!path.links.every((each) => each?.isOpen === true)) return this.closePath(session, path, 'a connection closed while the name was being freed');
+        this.infoReq(session, path, link, payload);
+      });
+      return;
+    }
     session.sessionName = req.pathName;
     path.state = 'CONNECTED';
     path.heartbeat = new Heartbeat(

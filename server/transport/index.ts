@@ -21,7 +21,7 @@ export const transportEngine: EngineDefinition = {
       problem: (value) => {
         if (value === 'off') return null;
         try {
-          for (const part of value.split(',')) parseHostPort(part.trim(), 'address');
+          for (const part of value.split(',')) parseHostPort(part.trim(), 'address', true);
           return null;
         } catch (error) {
           return (error as Error).message.replace(/^EINVAL: address: /, '');

@@ -38,7 +38,7 @@ export interface ListenerInfo {
 export function parseListenList(value: string): HostPort[] {
   const parts = value.split(',').map((part) => part.trim()).filter((part) => part !== '');
   if (parts.length === 0) throw new BlockError('EINVAL', 'expected HOST:PORT[,HOST:PORT...]');
-  return parts.map((part) => parseHostPort(part, 'address'));
+  return parts.map((part) => parseHostPort(part, 'address', true));
 }
 
 export class RnbdListener {

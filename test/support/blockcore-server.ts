@@ -21,6 +21,8 @@ export interface TestServer {
   root: string;
   dataDir: string;
   url: string;
+  /** What the service logged. */
+  logs: string[];
   running: Running;
   /** `body`: an object is sent as JSON, a string or bytes as they are. */
   call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Answer>;
@@ -35,6 +37,8 @@ export interface TestServerOptions {
   token?: string | null;
   /** Reuse this root (its `data` subdirectory) instead of a new temporary one. */
   root?: string;
+  /** Engines' serve flags (`--rtrs`: '127.0.0.1:0,127.0.0.2:0' to listen for RTRS); none by default. */
+  settings?: Record<string, string>;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -42,12 +46,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const dataDir = join(root, 'data');
   const token = options.token ?? null;
   const logs: string[] = [];
-  const start = () => startBlockcore({ dataDir, http: { host: '127.0.0.1', port: 0 }, nbd: { host: '127.0.0.1', port: 0 }, token }, { log: (line) => logs.push(line) });
+  const settings = options.settings ?? {};
+  const start = () => startBlockcore({ dataDir, http: { host: '127.0.0.1', port: 0 }, nbd: { host: '127.0.0.1', port: 0 }, token, settings }, { log: (line) => logs.push(line) });
   let running = await start();
   let stopped = false;
   const server: TestServer = {
     root,
     dataDir,
+    logs,
     get url() {
       return `http://127.0.0.1:${running.http.port}`;
     },

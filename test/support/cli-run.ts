@@ -25,7 +25,9 @@ export interface CliResult {
 
 /**
  * The environment for a blockcore child: ours without BLOCKCORE_* and npm_* (a developer's token
- * or URL must not reach the server or CLI under test), NO_COLOR, then `extra` (undefined drops).
+ * or URL must not reach the server or CLI under test), NO_COLOR, RTRS on a port the kernel picks
+ * (a service under test must not take, or find taken, the default 10900), then `extra` (undefined
+ * drops).
  */
 export function childEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const env: Record<string, string> = {};
@@ -34,6 +36,7 @@ export function childEnv(extra: Record<string, string | undefined> = {}): Record
     env[key] = value;
   }
   env.NO_COLOR = '1';
+  env.BLOCKCORE_RTRS = '127.0.0.1:0';
   for (const [key, value] of Object.entries(extra)) {
     if (value === undefined) delete env[key];
     else env[key] = value;

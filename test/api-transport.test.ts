@@ -1,0 +1,143 @@
+/**
+ * The transport engine through the service, as two machines would use it: service A serves its
+ * devices over RTRS/RNBD on 127.0.0.1 and 127.0.0.2, service B opens a two-path session to A, maps
+ * A's disk.img as remote:r1 and serves it over NBD, where nbdcopy reads and writes it (what it
+ * writes lands in A's file). Sessions and mappings survive B's restart; A holds the file it
+ * serves; bad input is a 4xx naming the field, an unreachable server a 502.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Prng } from '../runtime/prng.ts';
+import { startTestServer, until, writeImage, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { killRunningTools, requireTools, runTool } from './support/tools.ts';
+
+const test = suite('api: transport');
+const MiB = 1024 * 1024;
+let a: TestServer;
+let b: TestServer;
+
+test.before.each(async () => {
+  a = await startTestServer({ settings: { '--rtrs': '127.0.0.1:0,127.0.0.2:0' } });
+  b = await startTestServer();
+});
+test.after.each(async () => {
+  killRunningTools();
+  await b.dispose();
+  await a.dispose();
+});
+
+function expectError(answer: Answer, status: number, code: string, field?: string): void {
+  assert.is(answer.status, status, answer.text);
+  assert.is(answer.json.code, code, answer.text);
+  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
+}
+
+async function openSession(name = 's1'): Promise<Answer> {
+  const server = (await a.call('GET', '/v1/transport/server')).json;
+  return b.call('POST', '/v1/transport/sessions', { name, paths: server.listen.map((dst: string) => ({ dst })), policy: 'round-robin' });
+}
+
+test('a remote device over two paths, exported over NBD: nbdcopy reads and writes the other service\'s file', async () => {
+  requireTools(['nbdcopy']);
+  const image = writeImage(a.dataDir, 'disk.img', 4 * MiB, 7);
+  const server = await a.call('GET', '/v1/transport/server');
+  assert.is(server.status, 200);
+  assert.is(server.json.listen.length, 2);
+  assert.match(server.json.listen[1], /^127\.0\.0\.2:\d+$/);
+
+  const session = await openSession();
+  assert.is(session.status, 201, session.text);
+  assert.is(session.json.state, 'connected');
+  assert.equal(session.json.pathStats.map((path: { stats: { state: string } }) => path.stats.state), ['CONNECTED', 'CONNECTED']);
+  assert.is(session.json.maxIoBytes, 124 * 1024);
+
+  const mapped = await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'rw' });
+  assert.is(mapped.status, 201, mapped.text);
+  assert.equal(mapped.json, { name: 'r1', session: 's1', device: 'disk.img', access: 'rw', open: true, error: null, sizeBytes: 4 * MiB, exports: [] });
+  assert.is((await b.call('POST', '/v1/exports', { name: 'r', device: 'remote:r1' })).status, 201);
+
+  const copyOut = join(b.root, 'copy.img');
+  const uri = `nbd://127.0.0.1:${(b.running.nbd as { port: number }).port}/r`;
+  const read = await runTool('nbdcopy', [uri, copyOut]);
+  assert.is(read.code, 0, read.stderr);
+  assert.equal(new Uint8Array(readFileSync(copyOut)), image, 'nbdcopy read A\'s file through B');
+
+  const fresh = new Prng(99).fill(new Uint8Array(4 * MiB));
+  writeFileSync(join(b.root, 'fresh.img'), fresh);
+  const write = await runTool('nbdcopy', [join(b.root, 'fresh.img'), uri]);
+  assert.is(write.code, 0, write.stderr);
+  assert.equal(new Uint8Array(readFileSync(join(a.dataDir, 'disk.img'))), fresh, 'what nbdcopy wrote is in A\'s file');
+
+  const stats = (await b.call('GET', '/v1/transport/sessions/s1')).json.pathStats;
+  for (const path of stats) assert.ok(path.stats.readCount > 0 && path.stats.writeCount > 0, `round-robin used ${path.name}: ${JSON.stringify(path.stats)}`);
+
+  const served = (await a.call('GET', '/v1/transport/server')).json.sessions;
+  assert.is(served.length, 1);
+  assert.is(served[0].sessionName, 's1');
+  assert.equal(served[0].devices.map((device: { name: string; access: string }) => [device.name, device.access]), [['disk.img', 'rw']]);
+  expectError(await a.call('DELETE', '/v1/devices/disk.img'), 409, 'EBUSY', 'name');
+
+  // In use: no session delete while mapped, no unmap while exported.
+  expectError(await b.call('DELETE', '/v1/transport/sessions/s1'), 409, 'EBUSY', 'name');
+  expectError(await b.call('DELETE', '/v1/transport/devices/r1'), 409, 'EBUSY', 'name');
+  assert.is((await b.call('DELETE', '/v1/exports/r')).status, 204);
+  assert.is((await b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
+  await until(async () => (await a.call('GET', '/v1/transport/server')).json.sessions[0]?.devices.length === 0, 'A closed the device');
+  assert.is((await b.call('DELETE', '/v1/transport/sessions/s1')).status, 204);
+  assert.equal((await b.call('GET', '/v1/transport/sessions')).json.sessions, []);
+});
+
+test('sessions and mappings survive a restart; paths are added, removed, reconnected; stats reset', async () => {
+  const image = writeImage(a.dataDir, 'disk.img', MiB, 3);
+  const listen = (await a.call('GET', '/v1/transport/server')).json.listen as string[];
+  assert.is((await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: listen[0] }] })).status, 201);
+  const added = await b.call('POST', '/v1/transport/sessions/s1/paths', { dst: listen[1] });
+  assert.is(added.status, 200, added.text);
+  assert.equal(added.json.paths, [{ dst: listen[0] }, { dst: listen[1] }]);
+  assert.is((await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'ro' })).status, 201);
+
+  await b.restart();
+  await until(async () => (await b.call('GET', '/v1/transport/devices/r1')).json.open === true, 'r1 reopened after the restart');
+  const session = (await b.call('GET', '/v1/transport/sessions/s1')).json;
+  assert.equal(session.paths, [{ dst: listen[0] }, { dst: listen[1] }]);
+  assert.is((await b.call('POST', '/v1/exports', { name: 'r', device: 'remote:r1', readOnly: true })).status, 201);
+  const device = b.running.service.engines.get('remote')!.deviceOf('r1', 'name');
+  const back = new Uint8Array(64 * 1024);
+  await device.read(MiB - back.length, back);
+  assert.equal(back, image.subarray(MiB - back.length));
+
+  const reconnected = await b.call('POST', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}/reconnect`);
+  assert.is(reconnected.status, 200, reconnected.text);
+  await until(async () => (await b.call('GET', '/v1/transport/sessions/s1')).json.pathStats[0].stats.state === 'CONNECTED', 'path 0 back');
+  const reset = await b.call('POST', '/v1/transport/sessions/s1/stats/reset');
+  assert.ok(reset.json.pathStats.every((path: { stats: { readCount: number } }) => path.stats.readCount === 0));
+  const removed = await b.call('DELETE', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[1]!)}`);
+  assert.is(removed.status, 200, removed.text);
+  assert.equal(removed.json.paths, [{ dst: listen[0] }]);
+  expectError(await b.call('DELETE', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}`), 400, 'EINVAL', 'path');
+  expectError(await b.call('DELETE', '/v1/transport/sessions/s1/paths/127.0.0.9:1'), 404, 'ENOENT', 'path');
+});
+
+test('bad input is a 4xx naming the field; an unreachable server is a 502', async () => {
+  writeImage(a.dataDir, 'disk.img', MiB, 3);
+  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [] }), 400, 'EINVAL', 'paths');
+  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: 'nohost' }] }), 400, 'EINVAL');
+  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1' }], policy: 'fastest' }), 400, 'EINVAL', 'policy');
+  expectError(await b.call('POST', '/v1/transport/sessions', { name: 'bad/name', paths: [{ dst: '127.0.0.1:1' }] }), 400, 'EINVAL', 'name');
+  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1' }] }), 502, 'ENOTCONN', 'paths');
+  assert.equal((await b.call('GET', '/v1/transport/sessions')).json.sessions, [], 'a refused session is not kept');
+  assert.is((await openSession()).status, 201);
+  expectError(await openSession(), 409, 'EEXIST', 'name');
+  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 'nope', device: 'disk.img' }), 404, 'ENOENT', 'session');
+  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'missing.img' }), 404, 'ENOENT', 'device');
+  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: '../etc/passwd' }), 400, 'EINVAL', 'device');
+  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'rwx' }), 400, 'EINVAL', 'access');
+  assert.is((await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img' })).status, 201);
+  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r2', session: 's1', device: 'disk.img', access: 'ro' }), 409, 'EEXIST', 'device');
+  expectError(await b.call('POST', '/v1/exports', { name: 'x', device: 'remote:nope' }), 404, 'ENOENT', 'device');
+  expectError(await b.call('GET', '/v1/transport/devices/nope'), 404, 'ENOENT', 'name');
+});
+
+test.run();
