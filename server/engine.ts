@@ -67,6 +67,8 @@ export interface EngineContext extends ServiceContext {
   engineKinds(): readonly string[];
   /** The names of the exports serving device reference `ref` (`clone:c1`). */
   exportsOf(ref: string): string[];
+  /** Everything that uses device reference `ref`: exports (`export:e1`) and engine objects (`clone:c1`). */
+  usersOf(ref: string): string[];
   /**
    * Replaces the device under the exports of `ref` while they stay connected (dm's table swap
    * under an open device): their new requests wait, `replace` runs (it may drain and close the
@@ -88,6 +90,8 @@ export interface Engine {
   deviceOf(name: string, field: string): BlockDevice;
   /** Mounts the engine's routes on the API (under /v1/). */
   routes(app: OpenAPIHono): void;
+  /** The engine's objects that use device reference `ref` (`clone:c1` reading `remote:r1`). */
+  usersOf?(ref: string): string[];
   /** Adds the engine's families to /metrics. */
   metrics(out: PromText): void;
   /** Closes everything it holds (each engine object commits what it must); for the service's close. */

@@ -70,6 +70,10 @@ export class Service {
       saveOrUndo: (undo) => this.saveOrUndo(undo),
       exclusive: (work) => this.exclusive(work),
       exportsOf: (ref) => this.exports.exportsOf(ref),
+      usersOf: (ref) => [
+        ...this.exports.exportsOf(ref).map((name) => `export:${name}`),
+        ...[...this.engines.values()].flatMap((engine) => engine.usersOf?.(ref) ?? []),
+      ],
       engineDevice: (ref, field) => this.engineDevice(ref, field),
       engineKinds: () => ENGINES.map((engine) => engine.kind),
       replaceUnderExports: (ref, replace) => this.exports.replaceUnderExports(ref, replace),

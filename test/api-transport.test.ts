@@ -120,6 +120,27 @@ test('sessions and mappings survive a restart; paths are added, removed, reconne
   expectError(await b.call('DELETE', '/v1/transport/sessions/s1/paths/127.0.0.9:1'), 404, 'ENOENT', 'path');
 });
 
+test('a clone whose source is remote:r1 hydrates from the other service, and reopens after a restart', async () => {
+  const image = writeImage(a.dataDir, 'golden.img', 2 * MiB, 11);
+  assert.is((await openSession()).status, 201);
+  assert.is((await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'golden.img', access: 'ro' })).status, 201);
+  for (const [name, sizeBytes] of [['dst.img', 2 * MiB], ['meta', 64 * 1024]] as const) assert.is((await b.call('POST', '/v1/devices', { name, sizeBytes })).status, 201);
+  const created = await b.call('POST', '/v1/clones', { name: 'c1', table: 'clone meta dst.img remote:r1 8 1 no_hydration' });
+  assert.is(created.status, 201, created.text);
+  const unmap = await b.call('DELETE', '/v1/transport/devices/r1');
+  expectError(unmap, 409, 'EBUSY', 'name');
+  assert.match(unmap.json.error, /clone:c1/);
+
+  await b.restart();
+  await until(async () => (await b.call('GET', '/v1/clones/c1')).json.status !== null, 'the clone reopened over remote:r1');
+  assert.is((await b.call('POST', '/v1/clones/c1/message', { message: 'enable_hydration' })).status, 200);
+  await until(async () => (await b.call('GET', '/v1/clones/c1')).json.hydrationComplete === true, 'hydrated from the remote source');
+  assert.equal(new Uint8Array(readFileSync(join(b.dataDir, 'dst.img'))), image, 'the destination holds the remote source');
+  assert.is((await b.call('DELETE', '/v1/clones/c1')).status, 204);
+  assert.is((await b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
+  expectError(await b.call('POST', '/v1/clones', { name: 'c2', table: 'clone meta dst.img remote:r1 8' }), 400, 'EINVAL', 'table');
+});
+
 test('bad input is a 4xx naming the field; an unreachable server is a 502', async () => {
   writeImage(a.dataDir, 'disk.img', MiB, 3);
   expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [] }), 400, 'EINVAL', 'paths');

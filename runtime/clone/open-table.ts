@@ -2,13 +2,15 @@
  * Opens a clone from its table line, with devices named inside one data directory:
  *   [0 <length>] clone <metadata dev> <destination dev> <source dev> <region size> [...]
  * The metadata and destination devices must exist (create them first, e.g. sparse files); the
- * source is opened read-only, from the data directory or, for an http(s) URL, over Range
- * requests. Every check (table syntax, names, sizes, metadata format) runs before anything is
+ * source is opened read-only, from the data directory, for an http(s) URL over Range requests,
+ * or, for an engine reference `<kind>:<name>` (`remote:r1`, when the caller gives `engineDevice`),
+ * as that engine's device, borrowed: the clone reads it and closing the clone leaves it open. Every check (table syntax, names, sizes, metadata format) runs before anything is
  * written; on any refusal every device opened so far is closed again and nothing was written.
  */
 import type { BlockDevice } from '../devices/block-device.ts';
 import { FileDevice } from '../devices/file-device.ts';
 import { HttpDevice, type HttpDeviceOptions } from '../devices/http-device.ts';
+import { SwitchDevice } from '../devices/switch-device.ts';
 import { resolveDevicePath } from '../data-dir.ts';
 import { BlockError } from '../errors.ts';
 import { CloneDevice, type CloneOptions } from './clone-device.ts';
@@ -20,15 +22,33 @@ export interface OpenTableOptions extends Pick<CloneOptions, 'commitIntervalMs' 
   http?: HttpDeviceOptions;
   /** A layer over each device the table names, as it opens (a FaultDevice in tests); it then owns the device. */
   layer?: (role: TableDeviceRole, device: BlockDevice) => BlockDevice;
+  /** The device behind an engine reference (`remote:r1`), for a source that names one. */
+  engineDevice?: (ref: string) => BlockDevice;
 }
 
 export function isUrl(name: string): boolean {
   return /^https?:\/\//i.test(name);
 }
 
+/** `<kind>:<name>` that is not a URL: a device an engine provides (device names have no ':'). */
+export function isEngineRef(name: string): boolean {
+  return /^[a-z]+:[^/]/.test(name) && !isUrl(name);
+}
+
 async function openNamed(dataDir: string, name: string, field: TableDeviceRole, readOnly: boolean, options: OpenTableOptions): Promise<BlockDevice> {
-  const device = await openBare(dataDir, name, field, readOnly, options.http);
+  const device = isEngineRef(name) ? borrowEngineDevice(name, field, readOnly, options) : await openBare(dataDir, name, field, readOnly, options.http);
   return options.layer ? options.layer(field, device) : device;
+}
+
+/** An engine's device, through a SwitchDevice: closing the view does not close the device. */
+function borrowEngineDevice(name: string, field: TableDeviceRole, readOnly: boolean, options: OpenTableOptions): BlockDevice {
+  if (!readOnly) throw new TableError(field, 'only the source may be an engine device');
+  if (options.engineDevice === undefined) throw new TableError(field, `"${name}" names an engine device, which only the service can open`);
+  try {
+    return new SwitchDevice(options.engineDevice(name));
+  } catch (error) {
+    throw new TableError(field, (error as Error).message.replace(/^[A-Za-z]+: /, ''));
+  }
 }
 
 async function openBare(dataDir: string, name: string, field: TableDeviceRole, readOnly: boolean, http: HttpDeviceOptions | undefined): Promise<BlockDevice> {

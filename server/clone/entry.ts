@@ -10,14 +10,14 @@
  * The record's table is the effective one: the line given, with what messages changed since
  * (no_hydration, hydration_threshold, hydration_batch_size), so a restart reopens the clone as it was.
  */
-import { isUrl, openCloneFromTable, type OpenTableOptions } from '../../runtime/clone/open-table.ts';
+import { isEngineRef, isUrl, openCloneFromTable, type OpenTableOptions } from '../../runtime/clone/open-table.ts';
 import type { CloneDevice, CloneEvent } from '../../runtime/clone/clone-device.ts';
 import type { CloneStatus } from '../../runtime/clone/status.ts';
 import { formatCloneTable, parseCloneTable, TableError, type CloneFeature, type CloneTable } from '../../runtime/clone/table.ts';
 import { BlockError } from '../../runtime/errors.ts';
 import { devicePath } from '../device-files.ts';
 import { checkCanHold, type Hold } from '../device-holders.ts';
-import type { ServiceContext } from '../engine.ts';
+import type { EngineContext, ServiceContext } from '../engine.ts';
 import { invalid } from '../errors.ts';
 import type { CloneRecord } from './records.ts';
 
@@ -47,7 +47,7 @@ export interface CloneEntry {
  * Opens a clone; `checked` runs the in-use rules first (a new clone; a restored one had them).
  * `layer` goes over each device the table opens (tests put fault injectors there).
  */
-export async function openCloneEntry(service: ServiceContext, record: CloneRecord, checked = false, layer?: OpenTableOptions['layer']): Promise<CloneEntry> {
+export async function openCloneEntry(service: ServiceContext & Partial<Pick<EngineContext, 'engineDevice'>>, record: CloneRecord, checked = false, layer?: OpenTableOptions['layer']): Promise<CloneEntry> {
   const table = parseTable(record.table);
   const holder = `clone:${record.name}`;
   const holds = cloneHolds(service.dataDir, record.name, table);
@@ -55,7 +55,8 @@ export async function openCloneEntry(service: ServiceContext, record: CloneRecor
   if (checked) for (const hold of holds) checkCanHold(service.holds(), hold, 'table');
   let device: CloneDevice;
   try {
-    device = await openCloneFromTable(service.dataDir, record.table, { name: holder, ...(layer ? { layer } : {}) });
+    const engineDevice = service.engineDevice === undefined ? {} : { engineDevice: (ref: string) => service.engineDevice!(ref, 'table') };
+    device = await openCloneFromTable(service.dataDir, record.table, { name: holder, ...(layer ? { layer } : {}), ...engineDevice });
   } catch (error) {
     if (error instanceof TableError) throw invalid('table', error.message.replace(/^invalid clone table: /, ''));
     if (error instanceof BlockError) throw invalid('table', `cannot open the clone: ${error.message}`);
@@ -123,14 +124,14 @@ export function effectiveTable(table: CloneTable, status: CloneStatus): string {
   return formatCloneTable({ ...table, features, ...core });
 }
 
-/** The files a clone's table holds (an http(s) source holds none). */
+/** The files a clone's table holds (an http(s) or engine source holds none). */
 function cloneHolds(dataDir: string, cloneName: string, table: CloneTable): Hold[] {
   const roles = [
     ['metadata dev', table.metadataDevice, 'write'],
     ['destination dev', table.destinationDevice, 'write'],
     ['source dev', table.sourceDevice, 'read'],
   ] as const;
-  return roles.filter(([role, name]) => role !== 'source dev' || !isUrl(name)).map(([role, name, access]) => {
+  return roles.filter(([role, name]) => role !== 'source dev' || !(isUrl(name) || isEngineRef(name))).map(([role, name, access]) => {
     try {
       return { path: devicePath(dataDir, name, role), name, access, holder: `clone:${cloneName}` };
     } catch (error) {

@@ -52,6 +52,11 @@ export class CloneRegistry implements Engine {
     return [...this.entries.values()].flatMap((entry) => entry.holds);
   }
 
+  /** Clones whose source is `ref` (an engine device such as `remote:r1`). */
+  usersOf(ref: string): string[] {
+    return [...this.entries.values()].filter((entry) => entry.table?.sourceDevice === ref).map((entry) => `clone:${entry.record.name}`);
+  }
+
   /** The open device of clone `name`, for an export of it (`clone:<name>`); refusals name `field`. */
   deviceOf(name: string, field: string): CloneDevice {
     return this.openDevice(this.entry(name, field), field);

@@ -44,6 +44,9 @@ interface DeviceEntry {
   error: string | null;
 }
 
+/** How long restore waits for the first attempt to reach each saved session's server. */
+const RESTORE_WAIT_MS = 5000;
+
 export class TransportRegistry implements Engine {
   readonly kind = 'remote';
   private readonly sessions = new Map<string, SessionEntry>();
@@ -71,15 +74,26 @@ export class TransportRegistry implements Engine {
     transportMetrics(out, this.listSessions(), this.listener?.info() ?? null);
   }
 
+  /**
+   * Reopens the saved sessions and mappings. The first attempt of each is awaited (up to
+   * RESTORE_WAIT_MS), so that engines after this one (a clone reading remote:r1) find the devices
+   * open when the servers answer; later attempts run in the background.
+   */
   async restore(records: readonly unknown[]): Promise<void> {
+    const attempts: Promise<void>[] = [];
     for (const record of records as TransportRecord[]) {
-      if (record.type === 'session') {
-        const entry = this.newSession(record);
-        entry.openInBackground();
-      } else {
+      if (record.type === 'device') {
         this.devices.set(record.name, { record, device: null, error: `session ${record.session} is not open yet` });
+        continue;
       }
+      const entry = new SessionEntry(record, this.context);
+      this.sessions.set(record.name, entry);
+      this.watchSession(entry);
+      attempts.push(entry.openInBackground());
     }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.all(attempts), new Promise<void>((resolve) => (timer = setTimeout(resolve, RESTORE_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   records(): TransportRecord[] {
@@ -220,8 +234,8 @@ export class TransportRegistry implements Engine {
 
   async unmapDevice(name: string): Promise<void> {
     const entry = this.deviceEntry(name);
-    const exports = this.context.exportsOf(`remote:${name}`);
-    if (exports.length > 0) throw new ServiceError('EBUSY', `remote device "${name}" is exported as ${exports.join(', ')}; delete the export first`, 'name');
+    const users = this.context.usersOf(`remote:${name}`);
+    if (users.length > 0) throw new ServiceError('EBUSY', `remote device "${name}" is in use by ${users.join(', ')}; delete those first`, 'name');
     this.devices.delete(name);
     await this.context.saveOrUndo(async () => void this.devices.set(name, entry));
     await entry.device?.close().catch((error: unknown) => this.context.log(`unmapping ${name}: ${(error as Error).message}`));
@@ -239,31 +253,22 @@ export class TransportRegistry implements Engine {
 
   // ---- inside ----
 
-  private newSession(record: SessionRecord): SessionEntry {
-    const entry = new SessionEntry(record, this.context);
-    this.sessions.set(record.name, entry);
-    this.watchSession(entry);
-    return entry;
-  }
-
   /** Devices mapped on a session open once it is (restored mappings, or after a failed restore). */
   private watchSession(entry: SessionEntry): void {
-    entry.onOpen = () => {
-      for (const device of this.devices.values()) {
-        if (device.record.session !== entry.name || device.device !== null) continue;
-        entry.rnbd!.open(device.record.device, device.record.access as AccessMode).then(
-          (opened) => {
-            if (this.devices.get(device.record.name) === device) {
-              device.device = opened;
-              device.error = null;
-            } else void opened.close();
-          },
-          (error: unknown) => {
-            device.error = (error as Error).message;
-            this.context.log(`remote device ${device.record.name} not open: ${device.error}`);
-          },
-        );
-      }
+    entry.onOpen = async () => {
+      const waiting = [...this.devices.values()].filter((device) => device.record.session === entry.name && device.device === null);
+      await Promise.all(waiting.map(async (device) => {
+        try {
+          const opened = await entry.rnbd!.open(device.record.device, device.record.access as AccessMode);
+          if (this.devices.get(device.record.name) === device) {
+            device.device = opened;
+            device.error = null;
+          } else await opened.close();
+        } catch (error) {
+          device.error = (error as Error).message;
+          this.context.log(`remote device ${device.record.name} not open: ${device.error}`);
+        }
+      }));
     };
   }
 

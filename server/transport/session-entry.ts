@@ -27,8 +27,8 @@ export class SessionEntry {
   private retryMs = RETRY_FIRST_MS;
   private closed = false;
   private opening: Promise<void> | null = null;
-  /** Called after every (re)open, for the devices waiting on this session. */
-  onOpen: (() => void) | null = null;
+  /** Called after every (re)open, for the devices waiting on this session; awaited. */
+  onOpen: (() => Promise<void>) | null = null;
 
   constructor(readonly record: SessionRecord, private readonly context: EngineContext) {}
 
@@ -44,9 +44,12 @@ export class SessionEntry {
     return this.opening;
   }
 
-  /** Opens in the background, retrying until it works or the entry closes. */
-  openInBackground(): void {
-    void this.open().catch((error: unknown) => {
+  /**
+   * Opens in the background, retrying until it works or the entry closes. Resolves when the first
+   * attempt has settled (opened, devices included, or failed and scheduled a retry).
+   */
+  openInBackground(): Promise<void> {
+    return this.open().catch((error: unknown) => {
       this.error = (error as Error).message;
       this.context.log(`transport session ${this.name} not open: ${this.error} (retrying in ${this.retryMs / 1000} s)`);
       this.scheduleRetry();
@@ -67,7 +70,7 @@ export class SessionEntry {
     if (this.closed) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      this.openInBackground();
+      void this.openInBackground();
     }, this.retryMs);
     (this.retryTimer as { unref?: () => void }).unref?.();
     this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
@@ -105,7 +108,7 @@ export class SessionEntry {
     this.rnbd = rnbd;
     this.error = null;
     this.retryMs = RETRY_FIRST_MS;
-    this.onOpen?.();
+    await this.onOpen?.();
   }
 
   private publish(event: ClientEvent): void {
