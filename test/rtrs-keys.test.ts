@@ -151,6 +151,47 @@ chunks("another session's chunk is refused with EFAULT, logged; both sessions se
 
 const psk = suite('rtrs keys: the pre-shared key');
 
+psk('a wrong key: open rejects with EKEYREJECTED and the server logs "wrong key"', async () => {
+  const pair = await rtrsPair({ key: KEY });
+  try {
+    for (const digest of [false]) {
+      const before = linesMatching(pair.logs, /wrong key/).length;
+      const error = await rejection(pair.connect({ key: OTHER_KEY, digest, paths: [{ dst: splitAddress(pair.addresses[0]!) }] }));
+      assert.is(error.errno, ERRNO.EKEYREJECTED, `digest ${digest}: ${error.message}`);
+      await until(() => linesMatching(pair.logs, /wrong key/).length > before, 'the log line');
+      assert.is(linesMatching(pair.logs, /wrong key/).length, before + 1, pair.logs.join('\n'));
+    }
+    assert.equal(pair.server.sessionsInfo(), [], 'no session was made');
+    const good = await pair.connect({ key: KEY, digest: true });
+    await writeBlock(good, 0, fill(5));
+    assert.equal(await readBlock(good, 0, 4096), fill(5));
+  } finally {
+    await pair.close();
+  }
+});
+
+psk('no key: the client sees the hello asks for one; a conn_req without the proof is refused by the server', async () => {
+  const pair = await rtrsPair({ key: KEY });
+  try {
+    const error = await rejection(pair.connect());
+    assert.is(error.errno, ERRNO.EKEYREJECTED, error.message);
+    // a client that does not care what the hello says
+    const raw = await RawRtrs.connect(pair.addresses[1]!, pair.crc32c);
+    assert.ok(raw.hello!.keyRequired);
+    const rsp = await raw.handshake();
+    assert.is(rsp.errno, ERRNO.EKEYREJECTED);
+    await raw.closed();
+    assert.is(linesMatching(pair.logs, /refused a connection from 127\.0\.0\.1:\d+: no key offered, and this server requires one$/).length, 1, pair.logs.join('\n'));
+    // nor does the auth block of another key, or a truncated one
+    const wrong = await RawRtrs.connect(pair.addresses[0]!, pair.crc32c);
+    assert.is((await wrong.handshake({ key: OTHER_KEY })).errno, ERRNO.EKEYREJECTED);
+    await wrong.closed();
+    assert.equal(pair.server.sessionsInfo(), []);
+  } finally {
+    await pair.close();
+  }
+});
+
 /** A server that does not hold the key: it says hello and accepts every conn_req with `proof(...)` after the conn_rsp. */
 async function fakeServer(keyRequired: boolean, proof: (clientNonce: Uint8Array, serverNonce: Uint8Array, rsp: Uint8Array) => Uint8Array | null): Promise<{ address: string; requests: number; close(): Promise<void> }> {
   const crc32c = await kernelCrc32c();

@@ -176,7 +176,7 @@ export class RtrsServer {
         if (owner === null) {
           clearTimeout(timer);
           owner = this.handshake(link, header, payload, nonce, remote);
-          if (owner === null) link.close('handshake refused');
+          if (owner === null) link.end('handshake refused'); // the refusal's CON_RSP goes out first
           return;
         }
         this.onPathFrame(owner.session, owner.path, owner.cid, link, header, payload);
