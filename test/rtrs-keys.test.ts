@@ -151,10 +151,10 @@ chunks("another session's chunk is refused with EFAULT, logged; both sessions se
 
 const psk = suite('rtrs keys: the pre-shared key');
 
-psk('a wrong key: open rejects with EKEYREJECTED and the server logs "wrong key"', async () => {
+psk('a wrong key: open rejects with EKEYREJECTED and the server logs "wrong key" (with and without the digest)', async () => {
   const pair = await rtrsPair({ key: KEY });
   try {
-    for (const digest of [false]) {
+    for (const digest of [false, true]) {
       const before = linesMatching(pair.logs, /wrong key/).length;
       const error = await rejection(pair.connect({ key: OTHER_KEY, digest, paths: [{ dst: splitAddress(pair.addresses[0]!) }] }));
       assert.is(error.errno, ERRNO.EKEYREJECTED, `digest ${digest}: ${error.message}`);
@@ -186,6 +186,10 @@ psk('no key: the client sees the hello asks for one; a conn_req without the proo
     const wrong = await RawRtrs.connect(pair.addresses[0]!, pair.crc32c);
     assert.is((await wrong.handshake({ key: OTHER_KEY })).errno, ERRNO.EKEYREJECTED);
     await wrong.closed();
+    // a client that asked for digests reads its refusal with one
+    const digested = await RawRtrs.connect(pair.addresses[0]!, pair.crc32c);
+    assert.is((await digested.handshake({ digest: true })).errno, ERRNO.EKEYREJECTED);
+    assert.match(await digested.closed() ?? '', /peer closed/);
     assert.equal(pair.server.sessionsInfo(), []);
   } finally {
     await pair.close();

@@ -197,6 +197,9 @@ export class RtrsServer {
 
   /** CON_REQ: checks it and joins the connection to its path; null when refused (answered already). */
   private handshake(link: RtrsLink, header: FrameHeader, payload: Uint8Array, nonce: Uint8Array, remote: string): { session: ServerSession; path: ServerPath; cid: number } | null {
+    // A client that wants digests sends its conn_req with one: every frame from here on has one,
+    // the CON_RSP included, a refusal too (the client would drop one without a digest unread).
+    link.digest = (header.flags & FRAME_FLAG_DIGEST) !== 0;
     if (header.op !== FRAME_OP.CON_REQ) return this.refuse(link, ERRNO.ECONNRESET, `expected CON_REQ, got frame op ${header.op}`, remote);
     const req = decodeConnReq(payload);
     if (typeof req === 'string') return this.refuse(link, ERRNO.ECONNRESET, req, remote);
@@ -244,8 +247,6 @@ export class RtrsServer {
       session.pathUp();
     }
     path.links[req.cid] = link;
-    // A client that wants digests sends its conn_req with one: every frame from here on has one.
-    link.digest = (header.flags & FRAME_FLAG_DIGEST) !== 0;
     link.maxPayloadBytes = this.chunkBytes;
     const rsp = encodeConnRsp({
       magic: RTRS_MAGIC, version: RTRS_VERSION, errno: 0, queueDepth: this.queueDepth, maxIoBytes: this.chunkBytes - MAX_HEADER_BYTES,
