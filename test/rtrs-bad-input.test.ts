@@ -1,6 +1,7 @@
 /**
  * Bad input, case by case (issue 9, "Bad input"): wrong magic or major version, cid out of range,
- * an inconsistent cid_num, path names with '/' or '.', oversized IO and headers. Each is refused with the document's error
+ * an inconsistent cid_num, path names with '/' or '.', a path that never finishes connecting,
+ * oversized IO and headers. Each is refused with the document's error
  * where there is one to answer, with exactly one log line, the connection (or path) is closed by
  * the server, and a healthy session on the same server keeps working. The seeded version of all
  * this is rtrs-fuzz.test.ts.
@@ -10,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { ERRNO } from '../runtime/transport/rtrs-api.ts';
 import { encodeFrameHeader, FRAME_HEADER_BYTES, FRAME_OP } from '../runtime/transport/rtrs-frame.ts';
 import { blockHeader, OP_READ, OP_WRITE, type Pair, readBlock, rtrsPair, writeBlock } from './support/rtrs-pair.ts';
-import { RawRtrs } from './support/rtrs-raw.ts';
+import { RawRtrs, until } from './support/rtrs-raw.ts';
 
 const fill = (value: number, lengthBytes = 4096): Uint8Array => new Uint8Array(lengthBytes).fill(value);
 const test = suite('rtrs bad input');
@@ -140,6 +141,33 @@ test('oversized IO: a read over max io is answered EINVAL, a frame over a chunk 
     await writeBlock(healthy, 4096, fill(4));
     assert.equal(await readBlock(healthy, 4096, 4096), fill(4));
     assert.is(pair.handler.writesApplied, 1, 'nothing of the oversized requests was applied');
+  } finally {
+    await pair.close();
+  }
+});
+
+test('a path that never finishes connecting (no INFO_REQ, a connection missing, a frame cut short) is closed after the handshake time, with one line', async () => {
+  const pair = await rtrsPair({ handshakeTimeoutMs: 200, sessionLingerMs: 50 });
+  try {
+    const healthy = await pair.connect();
+    const silent = await RawRtrs.connect(pair.addresses[0]!, pair.crc32c);
+    assert.is((await silent.handshake()).errno, 0);
+    const missing = await RawRtrs.connect(pair.addresses[1]!, pair.crc32c);
+    assert.is((await missing.handshake({ req: { cidCount: 2 } })).errno, 0);
+    const partial = await RawRtrs.connect(pair.addresses[0]!, pair.crc32c);
+    assert.is((await partial.handshake()).errno, 0);
+    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    encodeFrameHeader({ op: FRAME_OP.SEND, flags: 0, imm: 0, addr: 0n, key: 0, lengthBytes: 272, seq: 0, digest: 0 }, header);
+    partial.link.socket.write(header);
+    for (const raw of [silent, missing, partial]) {
+      await raw.closed(3000);
+      const lines = pair.logs.filter((line) => line.includes(raw.pathUuid));
+      assert.is(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, /refused: not connected within 200 ms/);
+    }
+    await until(() => pair.server.sessionsInfo().length === 1, 'only the healthy session left');
+    await writeBlock(healthy, 0, fill(5));
+    assert.equal(await readBlock(healthy, 0, 4096), fill(5));
   } finally {
     await pair.close();
   }
