@@ -1,17 +1,19 @@
 /**
  * Bad input, case by case (issue 9, "Bad input"): wrong magic or major version, cid out of range,
- * an inconsistent cid_num, path names with '/' or '.', a path that never finishes connecting,
- * oversized IO and headers. Each is refused with the document's error
+ * an inconsistent cid_num, path names with '/' or '.', garbage before the conn_req, a path that
+ * never finishes connecting, oversized IO and headers. Each is refused with the document's error
  * where there is one to answer, with exactly one log line, the connection (or path) is closed by
  * the server, and a healthy session on the same server keeps working. The seeded version of all
  * this is rtrs-fuzz.test.ts.
  */
+import { connect } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ERRNO } from '../runtime/transport/rtrs-api.ts';
 import { encodeFrameHeader, FRAME_HEADER_BYTES, FRAME_OP } from '../runtime/transport/rtrs-frame.ts';
+import { encodeConnReq, RTRS_MAGIC } from '../runtime/transport/rtrs-messages.ts';
 import { blockHeader, OP_READ, OP_WRITE, type Pair, readBlock, rtrsPair, writeBlock } from './support/rtrs-pair.ts';
-import { RawRtrs, until } from './support/rtrs-raw.ts';
+import { RawRtrs, splitAddress, until } from './support/rtrs-raw.ts';
 
 const fill = (value: number, lengthBytes = 4096): Uint8Array => new Uint8Array(lengthBytes).fill(value);
 const test = suite('rtrs bad input');
@@ -168,6 +170,43 @@ test('a path that never finishes connecting (no INFO_REQ, a connection missing, 
     await until(() => pair.server.sessionsInfo().length === 1, 'only the healthy session left');
     await writeBlock(healthy, 0, fill(5));
     assert.equal(await readBlock(healthy, 0, 4096), fill(5));
+  } finally {
+    await pair.close();
+  }
+});
+
+test('garbage or silence before the conn_req: the connection is closed with one line', async () => {
+  const pair = await rtrsPair({ handshakeTimeoutMs: 200 });
+  try {
+    const cases: { bytes: Uint8Array; line: RegExp }[] = [
+      { bytes: new Uint8Array(FRAME_HEADER_BYTES).fill(0x41), line: /: bad frame magic 0x4141$/ },
+      { bytes: new Uint8Array(0), line: /: no conn_req in time$/ },
+      { bytes: new Uint8Array(7).fill(0x42), line: /: no conn_req in time$/ },
+    ];
+    const unknownOp = new Uint8Array(FRAME_HEADER_BYTES);
+    encodeFrameHeader({ op: 2, flags: 0x80, imm: 0, addr: 0n, key: 0, lengthBytes: 0, seq: 0, digest: 0 }, unknownOp);
+    cases.push({ bytes: unknownOp, line: /: unknown frame flags 0x80$/ });
+    const tooLong = new Uint8Array(FRAME_HEADER_BYTES + 56);
+    encodeFrameHeader({ op: FRAME_OP.CON_REQ, flags: 0, imm: 0, addr: 0n, key: 0, lengthBytes: 1 << 20, seq: 0, digest: 0 }, tooLong);
+    tooLong.set(encodeConnReq({ magic: RTRS_MAGIC, version: 0x0200, cid: 0, cidCount: 1, reconnectCount: 0, pathUuid: '0'.repeat(32), sessionUuid: '1'.repeat(32), firstConnection: true }), FRAME_HEADER_BYTES);
+    cases.push({ bytes: tooLong, line: /: CON_REQ frame of 1048576 bytes, at most 4096 allowed here$/ });
+    for (const { bytes, line } of cases) {
+      const from = pair.logs.length;
+      const socket = connect(splitAddress(pair.addresses[0]!));
+      await new Promise((resolve) => socket.once('connect', resolve));
+      const local = `${socket.localAddress}:${socket.localPort}`;
+      let closed = false;
+      socket.on('close', () => (closed = true));
+      socket.on('data', () => {});
+      socket.on('error', () => {});
+      socket.write(bytes);
+      await until(() => closed, 'the server to close the connection', 3000);
+      const lines = newLines(pair, from, /./);
+      assert.is(lines.length, 1, `${line}: ${lines.join('\n')}`);
+      assert.ok(lines[0]!.includes(`from ${local}: `), lines[0]);
+      assert.match(lines[0]!, line);
+    }
+    await stillServes(pair, 6);
   } finally {
     await pair.close();
   }

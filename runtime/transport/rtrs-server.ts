@@ -179,11 +179,15 @@ export class RtrsServer {
     }, handshakeMs);
     (timer as { unref?: () => void }).unref?.();
     let owner: { session: ServerSession; path: ServerPath; cid: number } | null = null;
+    let refused = false;
     link.start({
       onFrame: (header, payload) => {
         if (owner === null) {
           owner = this.handshake(link, header, payload, nonce, remote);
-          if (owner === null) link.end('handshake refused'); // the refusal's CON_RSP goes out first
+          if (owner === null) {
+            refused = true; // logged and answered
+            link.end('handshake refused'); // the refusal's CON_RSP goes out first
+          }
           return;
         }
         if (owner.path.state === 'CONNECTED') clearTimeout(timer);
@@ -192,6 +196,8 @@ export class RtrsServer {
       onClose: (why) => {
         clearTimeout(timer);
         if (owner !== null) this.closePath(owner.session, owner.path, why ?? 'connection closed');
+        // Garbage before the conn_req (a bad frame, a wrong digest, no conn_req in time): one line too.
+        else if (!refused && why !== null && !this.closing) this.log(`rtrs: refused a connection from ${remote}: ${why}`);
       },
     });
     link.send({ op: FRAME_OP.HELLO }, encodeHello({ keyRequired: (this.options.key ?? null) !== null, nonce }));
