@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { ERRNO } from '../runtime/transport/rtrs-api.ts';
 import { encodeFrameHeader, FRAME_HEADER_BYTES, FRAME_OP } from '../runtime/transport/rtrs-frame.ts';
 import { encodeConnReq, RTRS_MAGIC } from '../runtime/transport/rtrs-messages.ts';
-import { blockHeader, OP_READ, OP_WRITE, type Pair, readBlock, rtrsPair, writeBlock } from './support/rtrs-pair.ts';
+import { blockHeader, OP_READ, type Pair, readBlock, rtrsPair, writeBlock } from './support/rtrs-pair.ts';
 import { RawRtrs, splitAddress, until } from './support/rtrs-raw.ts';
 
 const fill = (value: number, lengthBytes = 4096): Uint8Array => new Uint8Array(lengthBytes).fill(value);
