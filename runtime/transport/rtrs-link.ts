@@ -16,8 +16,9 @@
  * them. With `digest` on, every frame carries a CRC32C over its header and payload, and every frame
  * received must carry a right one.
  *
- * States: open -> closed (final). `closed` resolves once the socket is gone; `onClose` is told
- * once, with the reason (null for an orderly close by us).
+ * States: open -> closed (final), by `close` (what is queued is dropped) or `end` (what is queued
+ * goes out first: a refusal). `closed` resolves once the socket is gone; `onClose` is told once,
+ * with the reason (null for an orderly close by us).
  */
 import type { Socket } from 'node:net';
 import { assert } from '../assert.ts';
@@ -45,6 +46,8 @@ export interface SendFields {
 }
 
 const EMPTY = new Uint8Array(0);
+/** How long `end` waits for the peer to take the last frames and hang up before destroying the socket. */
+const END_LINGER_MS = 1000;
 /** Before the owner says otherwise: enough for any handshake frame. */
 const HANDSHAKE_PAYLOAD_BYTES = 4096;
 
@@ -116,7 +119,33 @@ export class RtrsLink {
     for (const piece of pieces) if (piece.length > 0) this.output.push(piece);
   }
 
-  /** Closes the link (idempotent); `why` null for an orderly close by us. */
+  /**
+   * Closes the link once what is queued has gone out: a refusal (CON_RSP with an errno) must reach
+   * the peer before we hang up, and `close` drops what is queued. Like `close`, the owner is told
+   * at once and no frame is handed on after this; the socket ends after the last queued byte and
+   * is destroyed when the peer hangs up too, or after `lingerMs` at the latest.
+   */
+  end(why: string | null = null, lingerMs = END_LINGER_MS): void {
+    if (this.closedWhy !== undefined) return;
+    this.closedWhy = why;
+    this.input.clear();
+    const timer = setTimeout(() => this.socket.destroy(), lingerMs);
+    (timer as { unref?: () => void }).unref?.();
+    this.socket.once('close', () => {
+      clearTimeout(timer);
+      guarded(() => this.output.close(), () => {});
+    });
+    try {
+      this.output.finish(() => this.socket.end());
+    } catch (error) {
+      this.socket.destroy();
+      throw error;
+    } finally {
+      this.handlers?.onClose(why);
+    }
+  }
+
+  /** Closes the link (idempotent), dropping what is still queued; `why` null for an orderly close by us. */
   close(why: string | null = null): void {
     if (this.closedWhy !== undefined) return;
     this.closedWhy = why;

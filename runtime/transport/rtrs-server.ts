@@ -6,7 +6,8 @@
  * A connection, from accept:
  *   hello sent --CON_REQ--> [checked: magic, major version, cid < cid_num <= 4096, the key's
  *   challenge] --> belongs to a path --> (connection 0) INFO_REQ --> INFO_RSP: the path is
- *   CONNECTED and heartbeats start.
+ *   CONNECTED and heartbeats start. All of it within handshakeTimeoutMs of the accept, else the
+ *   connection (before its conn_req) or its path (after) is closed.
  * Session lookup (rtrs_rdma_connect): by session uuid; created only for a first connection, else
  * refused (ENXIO). Path lookup: by path uuid inside the session; a new path is created CONNECTING;
  * a path that exists must be CONNECTING with the same cid_num and no connection yet at that cid,
@@ -175,22 +176,35 @@ export class RtrsServer {
     const link = new RtrsLink(socket, this.options.crc32c, this.pool);
     const nonce = newNonce();
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    const timer = setTimeout(() => link.close('no conn_req in time'), this.options.handshakeTimeoutMs ?? 10_000);
+    // The handshake, for this connection, lasts until its path is CONNECTED: a conn_req, and then
+    // (connection 0) the INFO_REQ once the path's other connections are in. A connection that
+    // stops short of that would otherwise hold its path, its session and a socket for ever.
+    const handshakeMs = this.options.handshakeTimeoutMs ?? 10_000;
+    const timer = setTimeout(() => {
+      if (owner === null) link.close('no conn_req in time');
+      else if (owner.path.state === 'CONNECTING') this.closePath(owner.session, owner.path, `not connected within ${handshakeMs} ms (connection ${owner.cid} of ${owner.path.links.length})`);
+    }, handshakeMs);
     (timer as { unref?: () => void }).unref?.();
     let owner: { session: ServerSession; path: ServerPath; cid: number } | null = null;
+    let refused = false;
     link.start({
       onFrame: (header, payload) => {
         if (owner === null) {
-          clearTimeout(timer);
           owner = this.handshake(link, header, payload, nonce, remote);
-          if (owner === null) link.close('handshake refused');
+          if (owner === null) {
+            refused = true; // logged and answered
+            link.end('handshake refused'); // the refusal's CON_RSP goes out first
+          }
           return;
         }
+        if (owner.path.state === 'CONNECTED') clearTimeout(timer);
         this.onPathFrame(owner.session, owner.path, owner.cid, link, header, payload);
       },
       onClose: (why) => {
         clearTimeout(timer);
         if (owner !== null) this.closePath(owner.session, owner.path, why ?? 'connection closed');
+        // Garbage before the conn_req (a bad frame, a wrong digest, no conn_req in time): one line too.
+        else if (!refused && why !== null && !this.closing) this.log(`rtrs: refused a connection from ${remote}: ${why}`);
       },
     });
     link.send({ op: FRAME_OP.HELLO }, encodeHello({ keyRequired: (this.options.key ?? null) !== null, nonce }));
@@ -204,6 +218,9 @@ export class RtrsServer {
 
   /** CON_REQ: checks it and joins the connection to its path; null when refused (answered already). */
   private handshake(link: RtrsLink, header: FrameHeader, payload: Uint8Array, nonce: Uint8Array, remote: string): { session: ServerSession; path: ServerPath; cid: number } | null {
+    // A client that wants digests sends its conn_req with one: every frame from here on has one,
+    // the CON_RSP included, a refusal too (the client would drop one without a digest unread).
+    link.digest = (header.flags & FRAME_FLAG_DIGEST) !== 0;
     if (header.op !== FRAME_OP.CON_REQ) return this.refuse(link, ERRNO.ECONNRESET, `expected CON_REQ, got frame op ${header.op}`, remote);
     const req = decodeConnReq(payload);
     if (typeof req === 'string') return this.refuse(link, ERRNO.ECONNRESET, req, remote);
@@ -251,8 +268,6 @@ export class RtrsServer {
       session.pathUp();
     }
     path.links[req.cid] = link;
-    // A client that wants digests sends its conn_req with one: every frame from here on has one.
-    link.digest = (header.flags & FRAME_FLAG_DIGEST) !== 0;
     link.maxPayloadBytes = this.chunkBytes;
     const rsp = encodeConnRsp({
       magic: RTRS_MAGIC, version: RTRS_VERSION, errno: 0, queueDepth: this.queueDepth, maxIoBytes: this.chunkBytes - MAX_HEADER_BYTES,
