@@ -143,7 +143,7 @@ seeded('what decodes re-encodes to the same bytes (reserved bytes aside)', decod
       const expected = bytes.slice(0, 56);
       expected[0] = 0;
       expected[1] = 0;
-      expected[44]! &= 1;
+      expected[44]! &= 3; // first_conn, and our ask-invalidate bit
       expected.fill(0, 45);
       assert.equal(encodeConnReq(req), expected, 'conn_req');
     }
@@ -427,7 +427,7 @@ seeded('garbage at every stage closes that connection only: one log line each, t
   const faults = watchProcessFaults();
   let healthyName = '';
   const handler = new RoutingHandler(() => healthyName);
-  const pair = await rtrsPair({ handler, queueDepth: QUEUE_DEPTH, handshakeTimeoutMs: 300, sessionLingerMs: 100 });
+  const pair = await rtrsPair({ handler, queueDepth: QUEUE_DEPTH, handshakeTimeoutMs: 300, sessionLingerMs: 100, heartbeatIntervalMs: 100 });
   try {
     await fuzzLive(prng, pair, handler, (name) => (healthyName = name));
     assert.equal(faults.faults, [], 'no uncaught exception or unhandled rejection');

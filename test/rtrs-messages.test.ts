@@ -34,17 +34,19 @@ const SESSION_UUID = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
 const vectors = suite('rtrs messages: hex vectors');
 
 vectors('conn_req (56 B): cma bytes, magic, version, cid, cid_num, recon_cnt, path uuid, session uuid, first_conn', () => {
-  const req: ConnReq = { magic: 0x1bbd, version: 0x0200, cid: 1, cidCount: 3, reconnectCount: 2, pathUuid: PATH_UUID, sessionUuid: SESSION_UUID, firstConnection: true };
+  const req: ConnReq = { magic: 0x1bbd, version: 0x0200, cid: 1, cidCount: 3, reconnectCount: 2, pathUuid: PATH_UUID, sessionUuid: SESSION_UUID, firstConnection: true, askInvalidate: false };
   //               cma  ip magic ver  cid  num  recon
   const expected = `00 00 bd1b 0002 0100 0300 0200 ${PATH_UUID} ${SESSION_UUID} 01 ${zeros(11)}`;
   assert.is(hex(encodeConnReq(req)), expected.replaceAll(' ', ''));
   assert.is(encodeConnReq(req).length, CONN_REQ_BYTES);
   assert.equal(decodeConnReq(bytesOf(expected)), req);
-  // first_conn is bit 0 of its byte; the other 7 bits are reserved and ignored (as are the cma bytes)
+  // first_conn is bit 0 of its byte; bit 1 is ours (the client asks for always_invalidate); the
+  // other 6 bits are reserved and ignored (as are the cma bytes)
   const notFirst = `ff 04 bd1b 0102 ffff 0010 ffff ${SESSION_UUID} ${PATH_UUID} fe ${'aa'.repeat(11)}`;
   assert.equal(decodeConnReq(bytesOf(notFirst)), {
-    magic: 0x1bbd, version: 0x0201, cid: 0xffff, cidCount: 4096, reconnectCount: 0xffff, pathUuid: SESSION_UUID, sessionUuid: PATH_UUID, firstConnection: false,
+    magic: 0x1bbd, version: 0x0201, cid: 0xffff, cidCount: 4096, reconnectCount: 0xffff, pathUuid: SESSION_UUID, sessionUuid: PATH_UUID, firstConnection: false, askInvalidate: true,
   });
+  assert.is(hex(encodeConnReq({ ...req, askInvalidate: true })), `00 00 bd1b 0002 0100 0300 0200 ${PATH_UUID} ${SESSION_UUID} 03 ${zeros(11)}`.replaceAll(' ', ''));
   assert.is(hex(encodeConnReq({ ...req, cid: 0, firstConnection: false })), `00 00 bd1b 0002 0000 0300 0200 ${PATH_UUID} ${SESSION_UUID} 00 ${zeros(11)}`.replaceAll(' ', ''));
 });
 
