@@ -7,6 +7,7 @@
 import { loadToken, TokenError } from '../token.ts';
 import { parseArgs, UsageError } from './args.ts';
 import { ApiClient, CliError, DEFAULT_URL, EXIT_FAILED, EXIT_USAGE } from './client.ts';
+import { ENGINES } from '../engines.ts';
 import { COMMANDS, type CommandContext } from './commands.ts';
 
 const GLOBAL_FLAGS = { '--url': 'value', '--token-file': 'value' } as const;
@@ -23,7 +24,7 @@ export function usage(): string {
   return [
     'usage: blockcore <command> [options]',
     '',
-    '  serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PORT|PATH] [--token-file FILE]',
+    `  serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PORT|PATH] [--token-file FILE]${ENGINES.flatMap((engine) => engine.serveFlags ?? []).map((flag) => ` [${flag.flag} ${flag.valueName}]`).join('')}`,
     ...Object.values(COMMANDS).map((command) => `  ${command.usage.padEnd(width)}  ${command.summary}`),
     '',
     `options: --url URL (or BLOCKCORE_URL; default ${DEFAULT_URL}), --token-file FILE (or BLOCKCORE_TOKEN)`,
@@ -37,9 +38,10 @@ export async function runCli(argv: readonly string[], env: Record<string, string
     (argv.length === 0 ? io.err : io.out)(usage());
     return argv.length === 0 ? EXIT_USAGE : 0;
   }
-  const key = COMMANDS[argv[0]!] ? argv[0]! : `${argv[0]} ${argv[1] ?? ''}`;
-  const command = COMMANDS[key];
-  if (!command) {
+  // The longest run of leading words that names a command (`clone ls`, `transport session show`).
+  const key = [3, 2, 1].map((words) => argv.slice(0, words).join(' ')).find((words) => COMMANDS[words] !== undefined);
+  const command = key === undefined ? undefined : COMMANDS[key];
+  if (key === undefined || command === undefined) {
     io.err(`blockcore: unknown command "${argv.slice(0, 2).join(' ')}" (run blockcore help)`);
     return EXIT_USAGE;
   }

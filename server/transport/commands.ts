@@ -49,8 +49,8 @@ export const TRANSPORT_COMMANDS: Record<string, Command> = {
     },
   },
   'transport session create': {
-    usage: 'transport session create NAME [SRC@]HOST:PORT... [--policy round-robin|min-inflight|min-latency] [--key-file FILE] [--digest] [--always-invalidate]',
-    summary: 'open an RTRS session to a server, one path per address',
+    usage: 'transport session create NAME [SRC@]HOST:PORT... [--policy P] [--key-file F] [--digest] [--always-invalidate]',
+    summary: 'open an RTRS session, one path per address (P: round-robin, min-inflight, min-latency)',
     flags: { '--policy': 'value', '--key-file': 'value', '--digest': 'switch', '--always-invalidate': 'switch' },
     async run(context, args) {
       const [name, ...paths] = args.positional;
@@ -115,7 +115,7 @@ export const TRANSPORT_COMMANDS: Record<string, Command> = {
   'transport path reconnect': sessionAction('reconnecting', 'transport path reconnect SESSION PATH', 'drop a path and connect it again now', 'POST', () => '/reconnect'),
   'transport path disconnect': sessionAction('disconnected', 'transport path disconnect SESSION PATH', 'close a path until reconnect', 'POST', () => '/disconnect'),
   'transport map': {
-    usage: 'transport map NAME --session SESSION --device DEVICE [--access ro|rw|migration]',
+    usage: 'transport map NAME --session S --device D [--access ro|rw|migration]',
     summary: "map a server's device over a session, usable as remote:NAME",
     flags: { '--session': 'value', '--device': 'value', '--access': 'value' },
     async run(context, args) {
