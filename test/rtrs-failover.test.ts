@@ -11,6 +11,8 @@ import * as assert from 'uvu/assert';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import type { RtrsClient } from '../runtime/transport/rtrs-client.ts';
 import { readBlock, rtrsPair, writeBlock, type Pair } from './support/rtrs-pair.ts';
+import { FRAME_HEADER_BYTES, HELLO_BYTES } from '../runtime/transport/rtrs-frame.ts';
+import { CONN_RSP_BYTES } from '../runtime/transport/rtrs-messages.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 
 const SEED = seedFromEnv();
@@ -65,6 +67,31 @@ for (const breakage of ['cut', 'reset', 'stall'] as const) {
     }
   });
 }
+
+test('a path that reconnects keeps the keys IO on other paths rotated while its INFO_RSP was on the way', async () => {
+  const pair = await rtrsPair({ heartbeatIntervalMs: 100, queueDepth: 4 });
+  const [host, port] = pair.addresses[0]!.split(':');
+  const proxy = new TcpProxy({ host: host!, port: Number(port) });
+  try {
+    const through = Number((await proxy.listen('127.0.0.1')).split(':')[1]);
+    const direct = Number(pair.addresses[1]!.split(':')[1]);
+    const client = await pair.connect({ paths: [{ dst: { host: '127.0.0.1', port: through }, name: 'proxied' }, { dst: { host: '127.0.0.2', port: direct }, name: 'direct' }] });
+    // Every connection of the reconnecting path gets its hello and CON_RSP (144 bytes); connection
+    // 0's INFO_RSP (the keys of the moment the server sent it) then waits in the proxy while
+    // writes on the direct path rotate every chunk's key.
+    proxy.holdReplies(FRAME_HEADER_BYTES + HELLO_BYTES + FRAME_HEADER_BYTES + CONN_RSP_BYTES);
+    client.findPath('proxied').reconnectNow();
+    await until('the INFO_RSP held in the proxy', () => proxy.heldChunks > 0);
+    for (let i = 0; i < 8; i++) await writeBlock(client, i * 4096, new Uint8Array(4096).fill(i));
+    proxy.releaseReplies();
+    await until('the proxied path is back', () => client.pathsInfo()[0]!.stats.state === 'CONNECTED');
+    for (let i = 0; i < 16; i++) await writeBlock(client, i * 4096, new Uint8Array(4096).fill(100 + i));
+    assert.is(pair.logs.filter((line) => line.includes('stale or wrong key')).length, 0, pair.logs.join('\n'));
+  } finally {
+    await proxy.close();
+    await pair.close();
+  }
+});
 
 test('a single path: IO waits through an outage and completes after the reconnect', async () => {
   const pair = await rtrsPair({ heartbeatIntervalMs: 100 });

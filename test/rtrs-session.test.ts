@@ -79,6 +79,48 @@ test('the digest covers every frame; the key rotates only with always_invalidate
   }
 });
 
+test('add, remove, reconnect and disconnect paths while IO runs: every request completes with the right bytes', async () => {
+  const pair = await rtrsPair();
+  try {
+    const [first, second] = pair.addresses.map((address) => ({ host: address.split(':')[0]!, port: Number(address.split(':')[1]) }));
+    const client = await pair.connect({ paths: [{ dst: first!, name: 'one' }], connectionsPerPath: 3 });
+    assert.is(client.timing.connectionCount, 3);
+    let stop = false;
+    let done = 0;
+    const prng = new Prng(SEED + 7);
+    const worker = async (slot: number) => {
+      while (!stop) {
+        const data = prng.fill(new Uint8Array(4096 * prng.range(1, 8)));
+        await writeBlock(client, slot * 64 * 1024, data);
+        assert.equal(await readBlock(client, slot * 64 * 1024, data.length), data, `slot ${slot} (seed ${SEED})`);
+        done += 1;
+      }
+    };
+    const failures: unknown[] = [];
+    const workers = Array.from({ length: 8 }, (_, slot) => worker(slot).catch((error: unknown) => void failures.push(error)));
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 30));
+    await settle();
+    await client.addPath({ dst: second!, name: 'two' });
+    await settle();
+    client.findPath('one').reconnectNow();
+    await settle();
+    client.findPath('two').disconnect();
+    await settle();
+    client.findPath('two').reconnectNow();
+    await settle();
+    client.removePath('one');
+    await settle();
+    assert.throws(() => client.removePath('two'), /last/);
+    stop = true;
+    await Promise.all(workers);
+    assert.equal(failures.map(String), [], `no request failed (seed ${SEED})`);
+    assert.ok(done > 0);
+    assert.equal(client.pathsInfo().map((path) => path.name), ['two']);
+  } finally {
+    await pair.close();
+  }
+});
+
 test('a client may ask for always_invalidate but not turn it off', async () => {
   const lax = await rtrsPair({ alwaysInvalidate: false });
   try {

@@ -22,6 +22,7 @@
  * after that (RNBD re-opens its devices then).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
 import { BlockError } from '../errors.ts';
 import { ERRNO, RemoteError, type RtrsClientSession, type RtrsLinkEvent, type RtrsRequest } from './rtrs-api.ts';
@@ -53,7 +54,7 @@ export interface RtrsClientOptions {
   digest?: boolean;
   /** Ask the server to rotate chunk keys after every IO (it may anyway), and refuse one that will not. */
   alwaysInvalidate?: boolean;
-  /** Connections per path: client cores + 1 in the kernel. */
+  /** Connections per path: as the kernel, the client's cores + 1 (connection 0 for control and heartbeats). */
   connectionsPerPath?: number;
   heartbeatIntervalMs?: number;
   heartbeatMissedMax?: number;
@@ -135,7 +136,7 @@ export class RtrsClient implements RtrsClientSession {
     this.policy = options.policy ?? 'min-inflight';
     this.log = options.log ?? ((line) => console.error(line));
     this.timing = {
-      connectionCount: options.connectionsPerPath ?? 2,
+      connectionCount: options.connectionsPerPath ?? defaultConnections(),
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? HB_INTERVAL_MS,
       heartbeatMissedMax: options.heartbeatMissedMax ?? HB_MISSED_MAX,
       reconnectDelayMs: options.reconnectDelayMs ?? 1000,
@@ -150,7 +151,7 @@ export class RtrsClient implements RtrsClientSession {
     const problem = pathNameProblem(options.sessionName);
     if (problem !== null) throw new BlockError('EINVAL', `sessionName: ${problem}`);
     if (options.paths.length === 0 || options.paths.length > MAX_PATHS) throw new BlockError('EINVAL', `paths: 1..${MAX_PATHS} paths, got ${options.paths.length}`);
-    const connections = options.connectionsPerPath ?? 2;
+    const connections = options.connectionsPerPath ?? defaultConnections();
     if (!Number.isInteger(connections) || connections < 1 || connections > 64) throw new BlockError('EINVAL', `connectionsPerPath: 1..64, got ${connections}`);
     const client = new RtrsClient(options.sessionName, options);
     const paths = options.paths.map((address) => client.newPath(address));
@@ -292,8 +293,9 @@ export class RtrsClient implements RtrsClientSession {
       known.chunks = chunks;
       return null;
     }
-    // The same session's chunks: take the keys as the server has them now (they rotate on every IO).
-    for (const [i, chunk] of chunks.entries()) if (!this.inflight.has(i)) known.chunks[i]!.key = chunk.key;
+    // The same session's chunks: our keys stay. They are newer than INFO_RSP's whenever an IO on
+    // another path rotated a key after the server sent it, and never older (a key rotated by an IO
+    // whose RKEY_RSP was lost comes back when that IO is re-issued and answered).
     return null;
   }
 
@@ -462,6 +464,11 @@ export class RtrsClient implements RtrsClientSession {
       }
     }
   }
+}
+
+/** The kernel's count: one connection per core, plus connection 0. */
+function defaultConnections(): number {
+  return Math.min(64, availableParallelism() + 1);
 }
 
 /** The address a read's buffer is named by: buffer id above, seq below. */

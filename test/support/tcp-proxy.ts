@@ -6,6 +6,9 @@
  *   stall()  every connection stays open but nothing more is delivered either way (a silent
  *            death: only heartbeats can tell), and new connections are held the same way
  * `heal()` lets new connections through again (stalled ones stay dead, as after a real outage).
+ * `holdReplies(afterBytes)` keeps what the server sends back on connections made from then on,
+ * past their first `afterBytes` (to delay one answer of a handshake), until `releaseReplies()`
+ * delivers it all, in order.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -31,8 +34,18 @@ export class TcpProxy {
     const upstream = connect(this.target);
     const pair: [Socket, Socket] = [client, upstream];
     this.pairs.add(pair);
-    const forward = (from: Socket, to: Socket) => from.on('data', (chunk) => {
-      if (!this.stalled) to.write(chunk);
+    let passBytes = this.held === null ? Infinity : this.holdAfterBytes;
+    const forward = (from: Socket, to: Socket) => from.on('data', (chunk: Buffer) => {
+      if (this.stalled) return;
+      if (from === upstream && this.held !== null && chunk.length > passBytes) {
+        const pass = Math.max(0, passBytes);
+        if (pass > 0) to.write(chunk.subarray(0, pass));
+        this.held.push([to, chunk.subarray(pass)]);
+        passBytes = 0;
+        return;
+      }
+      if (from === upstream) passBytes -= chunk.length;
+      to.write(chunk);
     });
     forward(client, upstream);
     forward(upstream, client);
@@ -45,6 +58,25 @@ export class TcpProxy {
       socket.on('error', end);
       socket.on('close', end);
     }
+  }
+
+  private held: Array<[Socket, Buffer]> | null = null;
+  private holdAfterBytes = 0;
+
+  holdReplies(afterBytes = 0): void {
+    this.held ??= [];
+    this.holdAfterBytes = afterBytes;
+  }
+
+  /** Chunks held back so far. */
+  get heldChunks(): number {
+    return this.held?.length ?? 0;
+  }
+
+  releaseReplies(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const [to, chunk] of held) if (!to.destroyed) to.write(chunk);
   }
 
   cut(): void {
