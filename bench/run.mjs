@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm run bench -- <name> [--runtimes node,bun,deno]`: runs bench/<name>.ts under each runtime in
 // turn, streaming its output, then repeats every `ratio <what>: <ours/peer>` line at the end, so the
-// run ends with the ratios (above 1 means ours is better). Peer and ours are measured in the same
-// process by each benchmark, interleaved, and compared by medians.
+// run ends with the ratios (above 1 means ours is better), and every `result <what>: <value>` line
+// (a measure with no peer to divide by), tagged with its runtime. Peer and ours are measured in the
+// same process by each benchmark, interleaved, and compared by medians.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +22,7 @@ if (!name || !available.includes(name)) {
 }
 
 // Peers each benchmark measures against.
-const PEERS = { api: ['wrk'], clone: ['qemu-img'], serve: ['nbdkit', 'nbdcopy', 'fio'] };
+const PEERS = { api: ['wrk'], clone: ['qemu-img'], serve: ['nbdkit', 'nbdcopy', 'fio'], transport: ['nbdkit', 'nbdcopy', 'nbdinfo', 'fio'] };
 ensureTools(PEERS[name] ?? []);
 
 const DENO_PERMISSIONS = ['--allow-read', '--allow-write', '--allow-env', '--allow-net', '--allow-ffi', '--allow-run', '--allow-sys'];
@@ -33,6 +34,7 @@ const commands = {
 };
 
 const ratios = [];
+const results = [];
 let failures = 0;
 for (const runtime of runtimes) {
   const entry = commands[runtime];
@@ -42,15 +44,19 @@ for (const runtime of runtimes) {
   const code = await new Promise((resolve) => {
     const child = spawn(entry[0], entry[1], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let pending = '';
+    const collect = (line) => {
+      if (line.startsWith('ratio ')) ratios.push(line);
+      else if (line.startsWith('result ')) results.push(`${line} [${runtime}]`);
+    };
     child.stdout.on('data', (chunk) => {
       process.stdout.write(chunk);
       pending += chunk;
       const lines = pending.split('\n');
       pending = lines.pop();
-      for (const line of lines) if (line.startsWith('ratio ')) ratios.push(line);
+      for (const line of lines) collect(line);
     });
     child.on('close', (exitCode) => {
-      if (pending.startsWith('ratio ')) ratios.push(pending);
+      collect(pending);
       resolve(exitCode ?? 1);
     });
   });
@@ -59,4 +65,8 @@ for (const runtime of runtimes) {
 
 console.log(`\n== ratios (ours/peer, above 1 = ours better)`);
 for (const line of ratios) console.log(line);
+if (results.length > 0) {
+  console.log(`\n== results (no peer)`);
+  for (const line of results) console.log(line);
+}
 process.exit(failures ? 1 : 0);
