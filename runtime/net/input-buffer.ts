@@ -72,6 +72,20 @@ export class InputBuffer {
     return copy;
   }
 
+  /**
+   * Removes and returns up to `maxBytes` of the next bytes, as a view of the chunk they start in
+   * (never a copy): at least one byte when any is held, fewer than asked when the chunk ends first.
+   * For payloads copied into their destination as they arrive.
+   */
+  takeSome(maxBytes: number): Uint8Array {
+    assert(maxBytes > 0 && this.lengthBytes > 0, `input: takeSome ${maxBytes} of ${this.lengthBytes}`);
+    const first = this.chunks[0]!;
+    const byteCount = Math.min(maxBytes, first.length - this.headAt);
+    const view = first.subarray(this.headAt, this.headAt + byteCount);
+    this.dropBytes(byteCount);
+    return view;
+  }
+
   /** Drops up to `byteCount` bytes; returns how many were dropped. */
   skip(byteCount: number): number {
     const dropped = Math.min(byteCount, this.lengthBytes);

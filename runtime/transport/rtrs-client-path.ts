@@ -21,7 +21,7 @@ import {
   clientAuth, type Crc32c, decodeHello, FRAME_OP, type FrameHeader, NONCE_BYTES, serverProofValid, MAC_BYTES,
 } from './rtrs-frame.ts';
 import { Heartbeat } from './rtrs-heartbeat.ts';
-import { RtrsLink } from './rtrs-link.ts';
+import { RtrsLink, type LinkHandlers } from './rtrs-link.ts';
 import {
   CONN_RSP_BYTES, CONN_RSP_NEW_RKEY, type ConnRsp, decodeConnRsp, decodeInfoRsp, type Desc, encodeConnReq, encodeInfoReq, IMM_TYPE, imm, immType,
   RTRS_MAGIC, RTRS_VERSION, RTRS_VERSION_MAJOR,
@@ -71,6 +71,8 @@ export interface PathHost {
   ioFrame(path: ClientPath, header: FrameHeader, payload: Uint8Array): string | null;
   /** Requests waiting on this path (for the heartbeat's busy rule). */
   inflightOn(path: ClientPath): number;
+  /** Where a WRITE frame's payload (read data) goes as it arrives, or null. */
+  readTarget(path: ClientPath, header: FrameHeader): Uint8Array | null;
   log(line: string): void;
 }
 
@@ -78,6 +80,8 @@ export class ClientPath {
   state: ClientPathState = 'CONNECTING';
   links: RtrsLink[] = [];
   reconnectCount = 0;
+  /** Requests in flight on this path (the session keeps it). */
+  inflight = 0;
   readonly stats = { reconnectsOk: 0, reconnectsFailed: 0, readCount: 0, readBytes: 0, writeCount: 0, writeBytes: 0, failoverCount: 0 };
   private attempts = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -251,6 +255,7 @@ export class ClientPath {
   private serve(link: RtrsLink, chunkBytes: number): void {
     link.maxPayloadBytes = chunkBytes;
     this.handlers.set(link, {
+      sinkFor: (header) => (header.op === FRAME_OP.WRITE ? this.host.readTarget(this, header) : null),
       onFrame: (header, payload) => {
         this.heartbeat?.heard();
         if (header.op === FRAME_OP.WRITE_IMM && header.lengthBytes === 0) {
@@ -267,7 +272,7 @@ export class ClientPath {
     });
   }
 
-  private readonly handlers = new Map<RtrsLink, { onFrame: (h: FrameHeader, p: Uint8Array) => void; onClose: (why: string | null) => void }>();
+  private readonly handlers = new Map<RtrsLink, LinkHandlers>();
 
   /** One connection through CON_REQ / CON_RSP. */
   private openLink(cid: number, count: number, epoch: number): Promise<{ link: RtrsLink; rsp: ConnRsp }> {
@@ -334,6 +339,7 @@ export class ClientPath {
       };
       this.handlers.set(link, handlers);
       link.start({
+        sinkFor: (header) => this.handlers.get(link)?.sinkFor?.(header) ?? null,
         onFrame: (header, payload) => this.handlers.get(link)?.onFrame(header, payload),
         onClose: (why) => {
           const handler = this.handlers.get(link);

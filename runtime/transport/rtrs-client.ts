@@ -21,7 +21,7 @@
  * Link events: 'disconnected' when the last connected path goes, 'reconnected' when one comes back
  * after that (RNBD re-opens its devices then).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
 import { BlockError } from '../errors.ts';
@@ -33,6 +33,7 @@ import {
   type ConnRsp, decodeRkeyRsp, type Desc, encodeRdmaRead, encodeRdmaWrite, HB_INTERVAL_MS, HB_MISSED_MAX, IMM_TYPE, immPayload, immType,
   ioReqImm, ioRspOf, MAX_PATHS, memBitsFor, pathNameProblem, RDMA_WRITE_BYTES, rdmaReadBytes,
 } from './rtrs-messages.ts';
+import { randomKey } from './rtrs-keys.ts';
 import { choosePath, type Policy } from './rtrs-policy.ts';
 
 export interface PathAddress {
@@ -258,9 +259,15 @@ export class RtrsClient implements RtrsClientSession {
   // ---- PathHost ----
 
   inflightOn(path: ClientPath): number {
-    let count = 0;
-    for (const pending of this.inflight.values()) if (pending.path === path) count += 1;
-    return count;
+    return path.inflight;
+  }
+
+  /** The buffer a WRITE of read data goes straight into: the read it names, in flight on `path`; else null. */
+  readTarget(path: ClientPath, header: FrameHeader): Uint8Array | null {
+    const pending = this.inflight.get(Number(header.addr >> 32n));
+    if (pending === undefined || pending.path !== path || pending.request.direction !== 'read') return null;
+    if (header.addr !== readAddr(pending.bufferId, pending.seq) || header.key !== pending.readKey || header.lengthBytes !== pending.request.data.length) return null;
+    return pending.request.data;
   }
 
   pathConnected(path: ClientPath, rsp: ConnRsp, descs: Desc[]): string | null {
@@ -370,7 +377,7 @@ export class RtrsClient implements RtrsClientSession {
     if (this.closed) return pending.reject(new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName} closed`));
     pending.bufferId = bufferId;
     pending.seq = this.seqs[bufferId] = (this.seqs[bufferId]! + 1) >>> 0;
-    if (pending.request.direction === 'read') pending.readKey = randomBytes(4).readUInt32LE(0);
+    if (pending.request.direction === 'read') pending.readKey = randomKey();
     this.inflight.set(bufferId, pending);
     this.dispatch(pending);
   }
@@ -378,14 +385,13 @@ export class RtrsClient implements RtrsClientSession {
   private dispatch(pending: Pending): void {
     const connected = this.paths.filter((path) => path.state === 'CONNECTED');
     if (connected.length === 0) {
-      pending.path = null;
+      this.assign(pending, null);
       if (this.anyPathMayConnect() && !this.closed) this.waiting.push(pending);
       else this.finish(pending, new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName}: no path left`));
       return;
     }
-    const candidates = connected.map((path) => ({ inflight: this.inflightOn(path), latencyMs: path.latencyMs }));
-    const path = connected[choosePath(this.policy, candidates, this.turn++)]!;
-    pending.path = path;
+    const path = connected.length === 1 ? connected[0]! : connected[choosePath(this.policy, connected, this.turn++)]!;
+    this.assign(pending, path);
     this.issue(path, pending);
   }
 
@@ -413,18 +419,29 @@ export class RtrsClient implements RtrsClientSession {
     link.send({ op: FRAME_OP.WRITE_IMM, imm: ioReqImm(bufferId, request.header.length, geometry.memBits), addr: chunk.addr, key: chunk.key, seq: pending.seq }, trailer);
   }
 
-  /** The server's RDMA write of read data: it must name a read in flight on this path exactly. */
+  /**
+   * The server's RDMA write of read data: it must name a read in flight on this path exactly. It
+   * normally landed in the read's buffer as it arrived (readTarget); else it is copied here.
+   */
   private readData(path: ClientPath, header: FrameHeader, payload: Uint8Array): string | null {
     const bufferId = Number(header.addr >> 32n);
     const pending = this.inflight.get(bufferId);
     if (pending === undefined || pending.path !== path || pending.request.direction !== 'read') return `read data for buffer ${bufferId}, which has no read in flight on this path`;
     if (header.addr !== readAddr(bufferId, pending.seq) || header.key !== pending.readKey) return `read data with a wrong address or key for buffer ${bufferId}`;
     if (payload.length !== pending.request.data.length) return `read data of ${payload.length} bytes for a buffer of ${pending.request.data.length}`;
-    pending.request.data.set(payload);
+    if (payload !== pending.request.data) pending.request.data.set(payload);
     return null;
   }
 
+  /** Moves `pending` to `path` (or to none), keeping each path's in-flight count. */
+  private assign(pending: Pending, path: ClientPath | null): void {
+    if (pending.path !== null) pending.path.inflight -= 1;
+    pending.path = path;
+    if (path !== null) path.inflight += 1;
+  }
+
   private finish(pending: Pending, error: Error | null): void {
+    this.assign(pending, null);
     if (pending.bufferId >= 0 && this.inflight.get(pending.bufferId) === pending) {
       this.inflight.delete(pending.bufferId);
       const waiter = this.permitWaiters.shift();

@@ -31,6 +31,13 @@ import {
 } from './rtrs-frame.ts';
 
 export interface LinkHandlers {
+  /**
+   * Optional: a buffer of exactly `header.lengthBytes` for this frame's payload to be copied into
+   * as it arrives, piece by piece from the socket's chunks (a read's data lands in the reader's
+   * buffer with one copy, never gathered first); null for the usual whole-frame delivery. If the
+   * link fails halfway, the buffer holds part of the payload.
+   */
+  sinkFor?(header: FrameHeader): Uint8Array | null;
   /** One whole frame. The payload view is valid until this returns unless the owner keeps it (socket chunks are never reused). */
   onFrame(header: FrameHeader, payload: Uint8Array): void;
   /** The link closed: `why` is null when we closed it ourselves without an error. */
@@ -59,6 +66,10 @@ export class RtrsLink {
   private readonly output: OutputQueue;
   private pending: FrameHeader | null = null;
   private pendingHeaderBytes = new Uint8Array(FRAME_HEADER_BYTES);
+  /** The pending frame's payload destination (sinkFor), how much of it is in, and its running digest. */
+  private sink: Uint8Array | null = null;
+  private sinkFilledBytes = 0;
+  private sinkCrc = 0;
   private handlers: LinkHandlers | null = null;
   private closedWhy: string | null | undefined = undefined;
   readonly closed: Promise<void>;
@@ -174,13 +185,36 @@ export class RtrsLink {
         if (typeof decoded === 'string') return this.close(decoded);
         this.pendingHeaderBytes = chunk.slice(at, at + FRAME_HEADER_BYTES);
         this.input.consume(FRAME_HEADER_BYTES);
+        if (this.digest && (decoded.flags & FRAME_FLAG_DIGEST) === 0) return this.close('a frame without a digest on a link that requires one');
         this.pending = decoded;
+        const sink = decoded.lengthBytes > 0 ? (this.handlers.sinkFor?.(decoded) ?? null) : null;
+        assert(sink === null || sink.length === decoded.lengthBytes, 'rtrs link: a sink of the wrong size');
+        this.sink = sink;
+        this.sinkFilledBytes = 0;
+        if (sink !== null && (decoded.flags & FRAME_FLAG_DIGEST) !== 0) this.sinkCrc = frameDigest(this.crc32c, this.pendingHeaderBytes, EMPTY);
       }
       const header = this.pending;
+      if (this.sink !== null) {
+        // Straight into the destination, as the bytes come.
+        while (this.sinkFilledBytes < header.lengthBytes && this.input.length > 0) {
+          const piece = this.input.takeSome(header.lengthBytes - this.sinkFilledBytes);
+          this.sink.set(piece, this.sinkFilledBytes);
+          this.sinkFilledBytes += piece.length;
+          if ((header.flags & FRAME_FLAG_DIGEST) !== 0) this.sinkCrc = this.crc32c(piece, this.sinkCrc);
+        }
+        if (this.sinkFilledBytes < header.lengthBytes) return;
+        const payload = this.sink;
+        this.sink = null;
+        this.pending = null;
+        if ((header.flags & FRAME_FLAG_DIGEST) !== 0 && this.sinkCrc !== header.digest) {
+          return this.close(`frame digest 0x${header.digest.toString(16)} does not match the bytes (0x${this.sinkCrc.toString(16)})`);
+        }
+        this.handlers.onFrame(header, payload);
+        continue;
+      }
       if (this.input.length < header.lengthBytes) return;
       const payload = header.lengthBytes === 0 ? EMPTY : this.input.take(header.lengthBytes);
       this.pending = null;
-      if (this.digest && (header.flags & FRAME_FLAG_DIGEST) === 0) return this.close('a frame without a digest on a link that requires one');
       const bad = digestProblem(this.crc32c, header, this.pendingHeaderBytes, payload);
       if (bad !== null) return this.close(bad);
       this.handlers.onFrame(header, payload);

@@ -25,6 +25,7 @@
  * reconnects a lost single path finds it; after that the session is closed and its user told.
  */
 import { randomBytes } from 'node:crypto';
+import { randomKey } from './rtrs-keys.ts';
 import type { BufferPool } from '../net/buffer-pool.ts';
 import { describeError } from '../net/fault-domain.ts';
 import { ERRNO, errnoOf, type RtrsRequest, type RtrsServerHandler, type RtrsServerSession } from './rtrs-api.ts';
@@ -63,10 +64,6 @@ export interface ServerPathCounters {
   readBytes: number;
   writeCount: number;
   writeBytes: number;
-}
-
-function randomKey(): number {
-  return randomBytes(4).readUInt32LE(0) || 1;
 }
 
 export class ServerSession implements RtrsServerSession {
