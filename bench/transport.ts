@@ -27,7 +27,7 @@
  *              timing, as nbdcopy's connect is inside its process's wall time.
  *              peer: `nbdcopy nbd://127.0.0.1:PORT/ null:` (its defaults: up to 4 connections
  *              with multi-conn, 64 requests of 256 KiB each).
- *     1 path        ours over 127.0.0.1 (2 TCP connections per path, RTRS's default), the server
+ *     1 path        ours over 127.0.0.1 (cores + 1 TCP connections per path, RTRS's default), the server
  *                   with always_invalidate on (the default, as the kernel's), digest off
  *     2 paths       the same over 127.0.0.1 and 127.0.0.2, policy min-inflight
  *     invalidate off  1 path to a server with always_invalidate off

@@ -134,8 +134,20 @@ export class ServerSession implements RtrsServerSession {
   /**
    * One WRITE_IMM frame with an IO_REQ immediate, from `link`. Returns a reason when the frame
    * breaks the protocol (the caller closes the path); refusals the client can act on are answered.
+   * A payload from the session's BufferPool (the chunk the link received it into) goes back to the
+   * pool once its request settled, or at once when none runs.
    */
   io(link: RtrsLink, header: FrameHeader, payload: Uint8Array, counters: ServerPathCounters): string | null {
+    this.handedOver = false;
+    const problem = this.accept(link, header, payload, counters);
+    if (!this.handedOver) this.pool.release(payload);
+    return problem;
+  }
+
+  /** Set when accept() handed the payload to a request (which then releases it). */
+  private handedOver = false;
+
+  private accept(link: RtrsLink, header: FrameHeader, payload: Uint8Array, counters: ServerPathCounters): string | null {
     const { bufferId, offsetBytes } = ioReqOf(header.imm & 0x0fffffff, this.config.memBits);
     if (bufferId >= this.config.queueDepth) return `IO request for buffer ${bufferId}, the session has ${this.config.queueDepth}`;
     if (payload.length > this.config.chunkBytes) return `IO request of ${payload.length} bytes into a chunk of ${this.config.chunkBytes}`;
@@ -192,11 +204,12 @@ export class ServerSession implements RtrsServerSession {
     chunk.direction = request.direction;
     chunk.answerTo = link;
     chunk.needInvalidate = needInvalidate;
-    this.run(bufferId, request, readDesc);
+    this.handedOver = true;
+    this.run(bufferId, request, readDesc, payload);
     return null;
   }
 
-  private run(bufferId: number, request: RtrsRequest, readDesc: Desc | null): void {
+  private run(bufferId: number, request: RtrsRequest, readDesc: Desc | null, payload: Uint8Array): void {
     this.inFlight += 1;
     let settled: Promise<void>;
     try {
@@ -205,13 +218,14 @@ export class ServerSession implements RtrsServerSession {
       settled = Promise.reject(error);
     }
     settled.then(
-      () => this.finish(bufferId, 0, request, readDesc),
-      (error: unknown) => this.finish(bufferId, errnoOf(error), request, readDesc),
+      () => this.finish(bufferId, 0, request, readDesc, payload),
+      (error: unknown) => this.finish(bufferId, errnoOf(error), request, readDesc, payload),
     );
   }
 
-  private finish(bufferId: number, errno: number, request: RtrsRequest, readDesc: Desc | null): void {
+  private finish(bufferId: number, errno: number, request: RtrsRequest, readDesc: Desc | null, payload: Uint8Array): void {
     this.inFlight -= 1;
+    this.pool.release(payload);
     const chunk = this.chunks[bufferId]!;
     chunk.state = 'done';
     chunk.errno = errno;

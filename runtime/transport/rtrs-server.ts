@@ -62,6 +62,9 @@ export interface RtrsServerOptions {
   log?: (line: string) => void;
 }
 
+/** IO requests from this size up are received straight into a pooled chunk (smaller ones are cheaper gathered). */
+const SINK_MIN_BYTES = 16 * 1024;
+
 export type ServerPathState = 'CONNECTING' | 'CONNECTED' | 'CLOSING' | 'CLOSED';
 
 export interface ServerPathInfo {
