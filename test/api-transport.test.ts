@@ -146,6 +146,7 @@ test('bad input is a 4xx naming the field; an unreachable server is a 502', asyn
   expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [] }), 400, 'EINVAL', 'paths');
   expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: 'nohost' }] }), 400, 'EINVAL');
   expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1' }], policy: 'fastest' }), 400, 'EINVAL', 'policy');
+  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1', src: '1.2' }] }), 400, 'EINVAL');
   expectError(await b.call('POST', '/v1/transport/sessions', { name: 'bad/name', paths: [{ dst: '127.0.0.1:1' }] }), 400, 'EINVAL', 'name');
   expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1' }] }), 502, 'ENOTCONN', 'paths');
   assert.equal((await b.call('GET', '/v1/transport/sessions')).json.sessions, [], 'a refused session is not kept');

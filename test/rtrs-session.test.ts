@@ -121,6 +121,27 @@ test('add, remove, reconnect and disconnect paths while IO runs: every request c
   }
 });
 
+test('with every path disconnected by hand, IO waits (its chunks are not given up in doubt) and completes after a reconnect', async () => {
+  const pair = await rtrsPair();
+  try {
+    const client = await pair.connect();
+    pair.handler.delayMs = 20;
+    const writes = Array.from({ length: 8 }, (_, i) => writeBlock(client, i * 4096, new Uint8Array(4096).fill(i + 1)));
+    for (const path of client.paths) path.disconnect();
+    let settled = 0;
+    for (const write of writes) void write.then(() => settled++, () => settled++);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.is(settled, 0, 'nothing fails while a path may still be reconnected');
+    client.paths[1]!.reconnectNow();
+    await Promise.all(writes);
+    assert.is(pair.handler.writesApplied, 8);
+    for (let i = 0; i < 8; i++) await writeBlock(client, i * 4096, new Uint8Array(4096).fill(100 + i)); // every chunk usable again
+    assert.is(pair.handler.writesApplied, 16);
+  } finally {
+    await pair.close();
+  }
+});
+
 test('a client may ask for always_invalidate but not turn it off', async () => {
   const lax = await rtrsPair({ alwaysInvalidate: false });
   try {

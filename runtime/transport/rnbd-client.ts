@@ -24,7 +24,7 @@
 import { BlockError } from '../errors.ts';
 import { RemoteDevice, requestOpen, type RnbdLink } from './rnbd-remote-device.ts';
 import {
-  decodeSessInfoRsp, deviceNameProblem, encodeSessInfo, invalidSessInfoRsp, normalizeDeviceName, OPEN_BYTES, RNBD_ACCESS,
+  decodeSessInfoRsp, encodeClose, deviceNameProblem, encodeSessInfo, invalidSessInfoRsp, normalizeDeviceName, OPEN_BYTES, RNBD_ACCESS,
   RNBD_PROTOCOL_VERSION_MAJOR, SESS_INFO_RSP_BYTES, type RnbdAccess,
 } from './rnbd-messages.ts';
 import { blockErrorOf, RemoteError, type RtrsClientSession, type RtrsLinkEvent } from './rtrs-api.ts';
@@ -48,6 +48,8 @@ export class RnbdClient implements RnbdLink {
   private nextChange!: Promise<void>;
   private readonly devicesByName = new Map<string, RemoteDevice>();
   private readonly opening = new Set<string>();
+  /** Ids of devices closed while the link was down: CLOSEd after the next SESS_INFO (closeLater). */
+  private staleIds: number[] = [];
   private readonly unsubscribe: () => void;
   private readonly logLine: (line: string) => void;
   private closing: Promise<void> | undefined;
@@ -87,6 +89,10 @@ export class RnbdClient implements RnbdLink {
 
   changed(): Promise<void> {
     return this.nextChange;
+  }
+
+  closeLater(deviceId: number): void {
+    this.staleIds.push(deviceId);
   }
 
   forget(device: RemoteDevice): void {
@@ -178,6 +184,9 @@ export class RnbdClient implements RnbdLink {
     const devices = this.devices();
     try {
       this.version = await this.sessInfo();
+      // Before any OPEN, so an id a new server session hands out again cannot be the one closed.
+      const stale = this.staleIds.splice(0);
+      await Promise.all(stale.map((deviceId) => this.session.request({ direction: 'write', header: encodeClose({ deviceId }), data: new Uint8Array(0) }).catch(() => {})));
       await Promise.all(devices.map((device) => device.reopen()));
     } catch (error) {
       for (const device of devices) device.fail(error);

@@ -57,6 +57,11 @@ export interface RnbdLink {
   changed(): Promise<void>;
   /** The device is closing: no more re-opens for it. */
   forget(device: RemoteDevice): void;
+  /**
+   * A device closed while the link was down (or broken) could not send its CLOSE: the client sends
+   * it for this id after the next SESS_INFO, before any OPEN, in case the server kept our session.
+   */
+  closeLater(deviceId: number): void;
   log(line: string): void;
 }
 
@@ -187,7 +192,10 @@ export class RemoteDevice implements BlockDevice {
     }
     return this.gate.close(async () => {
       this.link.forget(this);
-      if (!this.link.isUp || this.broken !== undefined) return;
+      if (!this.link.isUp || this.broken !== undefined) {
+        if (!this.link.isGone) this.link.closeLater(this.deviceId);
+        return;
+      }
       try {
         await this.link.session.request({ direction: 'write', header: encodeClose({ deviceId: this.deviceId }), data: EMPTY });
       } catch (error) {
@@ -201,6 +209,8 @@ export class RemoteDevice implements BlockDevice {
     try {
       const rsp = await requestOpen(this.link.session, this.deviceName, this.access, this.name);
       if (rsp.sizeSectors * SECTOR_BYTES !== this.sizeBytes || rsp.logicalBlockBytes !== this.logicalBlockBytes) {
+        // Opened on the server, unusable here: give the server its device back.
+        await this.link.session.request({ direction: 'write', header: encodeClose({ deviceId: rsp.deviceId }), data: EMPTY }).catch(() => {});
         throw new BlockError('EIO', `geometry changed to ${rsp.sizeSectors} sectors of ${rsp.logicalBlockBytes}-byte blocks`, { device: this.name });
       }
       this.deviceId = rsp.deviceId;

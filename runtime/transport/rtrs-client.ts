@@ -28,7 +28,7 @@ import { BlockError } from '../errors.ts';
 import { ERRNO, RemoteError, type RtrsClientSession, type RtrsLinkEvent, type RtrsRequest } from './rtrs-api.ts';
 import { type HostPort } from './rtrs-address.ts';
 import { ClientPath, type ClientPathState, type ClientPathStats, type PathTiming } from './rtrs-client-path.ts';
-import { type Crc32c, FRAME_OP, type FrameHeader } from './rtrs-frame.ts';
+import { type Crc32c, FRAME_OP, SEQ_ISSUE_BITS, type FrameHeader } from './rtrs-frame.ts';
 import {
   type ConnRsp, decodeRkeyRsp, type Desc, encodeRdmaRead, encodeRdmaWrite, HB_INTERVAL_MS, HB_MISSED_MAX, IMM_TYPE, immPayload, immType,
   ioReqImm, ioRspOf, MAX_PATHS, memBitsFor, pathNameProblem, RDMA_WRITE_BYTES, rdmaReadBytes,
@@ -82,6 +82,7 @@ export type ClientEvent =
 interface Pending {
   readonly request: RtrsRequest;
   bufferId: number;
+  /** The frame's seq: the issue number (low 24 bits) and the attempt (high 8), +1 at every re-issue. */
   seq: number;
   readKey: number;
   path: ClientPath | null;
@@ -96,6 +97,9 @@ interface Geometry {
   memBits: number;
   chunks: { addr: bigint; key: number }[];
 }
+
+const SEQ_BITS = SEQ_ISSUE_BITS;
+const SEQ_MASK = (1 << SEQ_BITS) - 1;
 
 /** The largest rdma_read this client sends (one descriptor) and the write trailer, both inside the header room. */
 const TRAILER_BYTES = rdmaReadBytes(1);
@@ -324,7 +328,7 @@ export class RtrsClient implements RtrsClientSession {
       for (const pending of this.waiting.splice(0)) this.dispatch(pending);
     }
     if (this.connectedPaths === 0 && !this.anyPathMayConnect() && !this.closed) {
-      if (path.state === 'DEAD' && !this.gone) {
+      if (!this.gone) {
         this.gone = true;
         this.raise('closed');
       }
@@ -369,14 +373,20 @@ export class RtrsClient implements RtrsClientSession {
     if (at >= 0) this.paths.splice(at, 1);
   }
 
+  /**
+   * Some path is or may become connected: CLOSED counts (a path the user disconnected may be
+   * reconnected), DEAD does not. While this holds, requests wait rather than fail: a request
+   * failed here without the server's answer would leave its chunk in doubt (still running there,
+   * or done with a key we never learned), and the next request on that chunk refused.
+   */
   private anyPathMayConnect(): boolean {
-    return this.paths.some((path) => path.state === 'CONNECTING' || path.state === 'RECONNECTING' || path.state === 'CONNECTED');
+    return this.paths.some((path) => path.state !== 'DEAD' && path.state !== 'CONNECTING_ERR');
   }
 
   private start(pending: Pending, bufferId: number): void {
     if (this.closed) return pending.reject(new RemoteError(ERRNO.ENOTCONN, `session ${this.sessionName} closed`));
     pending.bufferId = bufferId;
-    pending.seq = this.seqs[bufferId] = (this.seqs[bufferId]! + 1) >>> 0;
+    pending.seq = this.seqs[bufferId] = (this.seqs[bufferId]! + 1) & SEQ_MASK;
     if (pending.request.direction === 'read') pending.readKey = randomKey();
     this.inflight.set(bufferId, pending);
     this.dispatch(pending);
@@ -458,7 +468,11 @@ export class RtrsClient implements RtrsClientSession {
     if (moved.length === 0) return;
     failed.stats.failoverCount += moved.length;
     this.emit({ type: 'failover', path: failed.name, requests: moved.length });
-    for (const pending of moved) this.dispatch(pending);
+    for (const pending of moved) {
+      // A new attempt: copies of the old one that reach the server late are dropped there.
+      pending.seq = ((((pending.seq >>> SEQ_BITS) + 1) & 0xff) << SEQ_BITS | (pending.seq & SEQ_MASK)) >>> 0;
+      this.dispatch(pending);
+    }
   }
 
   private raise(event: RtrsLinkEvent): void {

@@ -19,8 +19,10 @@
  *   WRITE_IMM  an RDMA write with immediate: the payload at (key, addr), then `imm` completes on
  *              the peer; with no payload (key and addr 0) it is the document's "empty rdma
  *              message with an immediate field": IO_RSP, heartbeats
- * `seq` is ours: on an IO request, the client's issue number for that buffer id, the same when a
- * failed-over request is re-issued, so the server applies a write at most once; 0 elsewhere.
+ * `seq` is ours: on an IO request, the client's issue number for that buffer id in the low 24 bits
+ * (the same when a failed-over request is re-issued, so the server applies a write at most once)
+ * and the attempt in the high 8 (+1 at every re-issue, so a late copy of an earlier attempt is
+ * told apart and dropped); 0 elsewhere.
  * `digest` (when flag DIGEST) is CRC32C over header bytes 0..27 and then the payload, like
  * iSCSI's header and data digests in one: a TCP checksum is 16 bits and RDMA's link CRC is gone.
  *
@@ -39,6 +41,8 @@ export const FRAME_OP = { HELLO: 1, CON_REQ: 2, CON_RSP: 3, SEND: 4, SEND_IMM: 5
 export type FrameOp = (typeof FRAME_OP)[keyof typeof FRAME_OP];
 export const FRAME_OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(FRAME_OP).map(([name, op]) => [op, name]));
 export const FRAME_FLAG_DIGEST = 1;
+/** Bits of `seq` that are the issue number; the attempt is above them. */
+export const SEQ_ISSUE_BITS = 24;
 const KNOWN_FLAGS = FRAME_FLAG_DIGEST;
 /** Bytes the digest covers in the header: everything before it. */
 const DIGESTED_HEADER_BYTES = 28;

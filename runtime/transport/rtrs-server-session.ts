@@ -17,24 +17,39 @@
  * only once per key it was given. A stale or wrong key is refused with EKEYREJECTED, an address
  * that is not this chunk's with EFAULT, each with one log line; the path goes on.
  *
- * At most once. The frame's `seq` numbers each request the client puts in a chunk. A failed-over
- * request comes back with the same buffer id and seq, on another path, possibly with the key the
- * chunk had before its rotation: while it still runs, only where to answer changes; once done, a
- * write is answered with its recorded errno and not applied again, and a read (idempotent) runs
- * again. A session keeps this state for `lingerMs` after its last path closed, so a client that
- * reconnects a lost single path finds it; after that the session is closed and its user told.
+ * At most once. The frame's `seq` numbers each request the client puts in a chunk (an issue
+ * number in its low 24 bits) and each time it sends it (an attempt, the high 8). A failed-over
+ * request comes back with the same buffer id and issue number, a higher attempt, on another path,
+ * with the key it was first issued with (the chunk may have rotated since): while it still runs,
+ * only where to answer changes; once done, a write is answered with its recorded errno and not
+ * applied again, and a read (idempotent) runs again; the key rotates once per request, however
+ * often it runs. Copies that arrive late from a failed path (a lower attempt, or an issue number
+ * the chunk is past) are dropped unanswered, so they can neither steer the answer to a dead link
+ * nor apply an old write over a newer one. A session keeps this state for `lingerMs` after its last
+ * path closed, so a client that reconnects a lost single path finds it; after that the session is
+ * closed and its user told.
  */
 import { randomBytes } from 'node:crypto';
 import { randomKey } from './rtrs-keys.ts';
 import type { BufferPool } from '../net/buffer-pool.ts';
 import { describeError } from '../net/fault-domain.ts';
 import { ERRNO, errnoOf, type RtrsRequest, type RtrsServerHandler, type RtrsServerSession } from './rtrs-api.ts';
-import { FRAME_OP, type FrameHeader } from './rtrs-frame.ts';
+import { FRAME_OP, SEQ_ISSUE_BITS, type FrameHeader } from './rtrs-frame.ts';
 import type { RtrsLink } from './rtrs-link.ts';
 import {
   decodeRdmaRead, decodeRdmaWrite, type Desc, encodeRkeyRsp, ioMessageType, ioReqOf, ioRspImm, MSG_TYPE, READ_NEED_INVAL,
   RDMA_WRITE_BYTES,
 } from './rtrs-messages.ts';
+
+/** A frame's `seq` on an IO request: issue number below SEQ_BITS, attempt above (rtrs-frame.ts). */
+const SEQ_BITS = SEQ_ISSUE_BITS;
+const SEQ_MASK = (1 << SEQ_BITS) - 1;
+
+/** True when issue number `a` comes before `b` (24-bit serial numbers: half the space back). */
+function isOlder(a: number, b: number): boolean {
+  const back = (b - a) & SEQ_MASK;
+  return back !== 0 && back < 1 << (SEQ_BITS - 1);
+}
 
 export interface ServerSessionConfig {
   queueDepth: number;
@@ -47,9 +62,13 @@ export interface ServerSessionConfig {
 
 interface Chunk {
   key: number;
-  /** The key before the last rotation: accepted only for a re-issue of the last request. */
-  previousKey: number;
+  /** The key the chunk's last request was issued with: accepted again only for that request's re-issues. */
+  issueKey: number;
+  /** The last request's issue number (the low 24 bits of the frame's seq) and its highest attempt seen. */
   seq: number;
+  attempt: number;
+  /** The key was rotated for the last request already (once per request, however often it runs). */
+  rotated: boolean;
   state: 'idle' | 'running' | 'done';
   direction: 'read' | 'write';
   errno: number;
@@ -85,7 +104,7 @@ export class ServerSession implements RtrsServerSession {
     // Bits 63..40 random, chunk offsets below: at most 2^16 chunks of 2^24 bytes fit under 2^40.
     this.baseAddr = (BigInt(randomBytes(3).readUIntLE(0, 3)) << 40n) | 0x10000000000n;
     for (let i = 0; i < config.queueDepth; i++) {
-      this.chunks.push({ key: randomKey(), previousKey: 0, seq: 0, state: 'idle', direction: 'write', errno: 0, answerTo: null, needInvalidate: false });
+      this.chunks.push({ key: randomKey(), issueKey: 0, seq: 0, attempt: 0, rotated: false, state: 'idle', direction: 'write', errno: 0, answerTo: null, needInvalidate: false });
     }
   }
 
@@ -154,17 +173,23 @@ export class ServerSession implements RtrsServerSession {
     if (offsetBytes >= payload.length) return `IO message offset ${offsetBytes} outside the ${payload.length} bytes written`;
     const chunk = this.chunks[bufferId]!;
     if (header.addr !== this.chunkAddr(bufferId)) return this.refuse(link, bufferId, ERRNO.EFAULT, `address 0x${header.addr.toString(16)} is not this session's chunk ${bufferId}`);
-    const reissue = header.seq === chunk.seq && chunk.state !== 'idle';
-    const keyGood = header.key === chunk.key || (reissue && header.key === chunk.previousKey && chunk.previousKey !== 0);
+    const seq = header.seq & SEQ_MASK;
+    const attempt = header.seq >>> SEQ_BITS;
+    if (chunk.state !== 'idle' && isOlder(seq, chunk.seq)) return null; // a late copy of a request done with: dropped
+    const reissue = seq === chunk.seq && chunk.state !== 'idle';
+    if (reissue && attempt < chunk.attempt) return null; // a late copy of an earlier attempt: dropped
+    const keyGood = reissue ? header.key === chunk.issueKey : header.key === chunk.key;
     if (!keyGood) return this.refuse(link, bufferId, ERRNO.EKEYREJECTED, `stale or wrong key for chunk ${bufferId}`);
-    if (reissue && chunk.state === 'running') {
+    if (reissue) {
+      // The client sent it again (its path failed): answer on the link of the newest attempt.
+      chunk.attempt = attempt;
       chunk.answerTo = link;
-      return null;
-    }
-    if (reissue && chunk.state === 'done' && chunk.direction === 'write') {
-      chunk.answerTo = link;
-      this.answer(bufferId, chunk.errno);
-      return null;
+      if (chunk.state === 'running') return null;
+      if (chunk.direction === 'write') {
+        this.answer(bufferId, chunk.errno); // applied once already: its result, not a second write
+        return null;
+      }
+      // A read runs again (it changes nothing); the key is not rotated twice.
     }
     if (!reissue && chunk.state === 'running') return this.refuse(link, bufferId, ERRNO.EBUSY, `chunk ${bufferId} still has a request running`);
 
@@ -199,7 +224,12 @@ export class ServerSession implements RtrsServerSession {
       counters.readCount += 1;
       counters.readBytes += lengthBytes;
     }
-    chunk.seq = header.seq;
+    if (!reissue) {
+      chunk.seq = seq;
+      chunk.attempt = attempt;
+      chunk.issueKey = header.key;
+      chunk.rotated = false;
+    }
     chunk.state = 'running';
     chunk.direction = request.direction;
     chunk.answerTo = link;
@@ -229,9 +259,9 @@ export class ServerSession implements RtrsServerSession {
     const chunk = this.chunks[bufferId]!;
     chunk.state = 'done';
     chunk.errno = errno;
-    if (this.config.alwaysInvalidate) {
-      chunk.previousKey = chunk.key;
+    if (this.config.alwaysInvalidate && !chunk.rotated) {
       chunk.key = randomKey();
+      chunk.rotated = true;
     }
     const link = chunk.answerTo;
     if (errno === 0 && readDesc !== null && link !== null && link.isOpen) {

@@ -191,6 +191,10 @@ export class RtrsServer {
     let owner: { session: ServerSession; path: ServerPath; cid: number } | null = null;
     let refused = false;
     link.start({
+      // An IO request's bytes go into a chunk of the pool as they arrive (one copy, no gathering,
+      // and the memory is used again for the next request), once the connection is a path's.
+      // ServerSession.io gives it back, whatever it makes of the request.
+      sinkFor: (header) => (owner !== null && header.op === FRAME_OP.WRITE_IMM && header.lengthBytes >= SINK_MIN_BYTES ? this.pool.take(header.lengthBytes) : null),
       onFrame: (header, payload) => {
         if (owner === null) {
           owner = this.handshake(link, header, payload, nonce, remote);

@@ -5,6 +5,7 @@
  * A device's session comes before it. Checked after every read and before every write of the
  * state file (state-file.ts asks each engine).
  */
+import { isIP } from 'node:net';
 import { parseHostPort } from '../../runtime/transport/rtrs-address.ts';
 import { MAX_PATHS } from '../../runtime/transport/rtrs-messages.ts';
 import { POLICIES, type Policy } from '../../runtime/transport/rtrs-policy.ts';
@@ -104,6 +105,6 @@ function pathProblem(value: unknown): string | null {
   } catch (error) {
     return `.${(error as Error).message.replace(/^EINVAL: /, '')}`;
   }
-  if (path.src !== undefined && (typeof path.src !== 'string' || !/^[0-9A-Fa-f:.]{2,45}$/.test(path.src))) return '.src must be an IP address';
+  if (path.src !== undefined && (typeof path.src !== 'string' || isIP(path.src) === 0)) return '.src must be an IP address';
   return null;
 }

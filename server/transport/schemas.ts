@@ -1,4 +1,5 @@
 /** The transport routes' schemas: what they take and answer, validated and documented from here. */
+import { isIP } from 'node:net';
 import { z } from '@hono/zod-openapi';
 import { parseHostPort } from '../../runtime/transport/rtrs-address.ts';
 import { POLICIES } from '../../runtime/transport/rtrs-policy.ts';
@@ -14,7 +15,7 @@ const HostPort = z.string().max(300).superRefine(byCheck((value: string, field: 
   }
 })).openapi({ description: 'HOST:PORT ([IPv6]:PORT).', example: '127.0.0.1:10900' });
 
-const SourceIp = z.string().regex(/^[0-9A-Fa-f:.]{2,45}$/, 'must be an IP address').openapi({ description: 'Local address to connect from.' });
+const SourceIp = z.string().max(45).refine((value) => isIP(value) !== 0, 'must be an IP address').openapi({ description: 'Local address to connect from (an IP of this machine).' });
 
 export const PathSpec = z.strictObject({ dst: HostPort, src: SourceIp.optional() }).openapi('PathSpec');
 
