@@ -11,6 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Prng } from '../runtime/prng.ts';
 import { startTestServer, until, writeImage, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { openEvents } from './support/sse-reader.ts';
 import { killRunningTools, requireTools, runTool } from './support/tools.ts';
 
 const test = suite('api: transport');
@@ -139,6 +140,30 @@ test('a clone whose source is remote:r1 hydrates from the other service, and reo
   assert.is((await b.call('DELETE', '/v1/clones/c1')).status, 204);
   assert.is((await b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
   expectError(await b.call('POST', '/v1/clones', { name: 'c2', table: 'clone meta dst.img remote:r1 8' }), 400, 'EINVAL', 'table');
+});
+
+test('path state changes and failovers are events', async () => {
+  writeImage(a.dataDir, 'disk.img', MiB, 5);
+  const stream = await openEvents(`${b.url}/v1/events`);
+  try {
+    assert.is((await openSession()).status, 201);
+    await stream.next((event) => event.event === 'remote.session-created', 'session created');
+    assert.is((await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img' })).status, 201);
+    await stream.next((event) => event.event === 'remote.mapped' && event.data.device === 'r1', 'mapped');
+    const listen = (await a.call('GET', '/v1/transport/server')).json.listen as string[];
+    // Reads in flight on the path we drop move to the other one.
+    const device = b.running.service.engines.get('remote')!.deviceOf('r1', 'name');
+    const reads = Array.from({ length: 64 }, (_, i) => device.read((i % 16) * 65536, new Uint8Array(65536)));
+    assert.is((await b.call('POST', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}/reconnect`)).status, 200);
+    await Promise.all(reads);
+    const down = await stream.next((event) => event.event === 'remote.path-state' && event.data.to === 'RECONNECTING', 'a path goes down');
+    assert.equal([down.data.session, down.data.path, down.data.from], ['s1', listen[0], 'CONNECTED']);
+    await stream.next((event) => event.event === 'remote.path-state' && event.data.to === 'CONNECTED' && event.data.path === listen[0], 'the path comes back');
+    const moved = stream.received.filter((event) => event.event === 'remote.failover');
+    for (const event of moved) assert.equal([event.data.session, event.data.path], ['s1', listen[0]]);
+  } finally {
+    stream.close();
+  }
 });
 
 test('bad input is a 4xx naming the field; an unreachable server is a 502', async () => {

@@ -30,7 +30,7 @@ export const transportEngine: EngineDefinition = {
     },
     { flag: '--rtrs-key-file', env: 'BLOCKCORE_RTRS_KEY_FILE', valueName: 'FILE', defaultValue: null, summary: 'pre-shared key every RTRS client must prove (first line, >= 16 characters)' },
   ],
-  eventTypes: ['session-created', 'session-removed', 'path-added', 'path-removed', 'path-state', 'failover', 'disconnected', 'reconnected', 'mapped', 'unmapped'],
+  eventTypes: ['session-created', 'session-removed', 'path-added', 'path-removed', 'path-state', 'failover', 'disconnected', 'reconnected', 'closed', 'mapped', 'unmapped'],
   recordProblem: transportRecordProblem,
   recordName: (record) => `${(record as TransportRecord).type}:${(record as TransportRecord).name}`,
   open: async (context) => {
