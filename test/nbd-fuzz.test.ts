@@ -21,6 +21,7 @@ import { decodeGoRequest, decodeMetaContextRequest, decodeOptionHeader, encodeGo
 import { decodeReplyHeader, decodeRequest, encodeRequest } from '../server/nbd/request-codec.ts';
 import type { NbdExport } from '../server/nbd/types.ts';
 import { RawNbd } from './support/nbd-client.ts';
+import { mutateBytes } from './support/mutate-message.ts';
 import { serve, until } from './support/nbd-fixtures.ts';
 
 const MiB = 1024 * 1024;
@@ -50,34 +51,12 @@ function randomBytes(prng: Prng, maxBytes: number): Uint8Array {
   return prng.fill(new Uint8Array(prng.below(maxBytes + 1)));
 }
 
-/** Flips, overwrites, truncates or extends a valid frame. */
+/** Flips, overwrites, truncates or extends a valid frame; sometimes blows up a length field. */
 function mutate(prng: Prng, frame: Uint8Array): Uint8Array {
-  let out = frame.slice();
-  const edits = prng.range(1, 4);
-  for (let i = 0; i < edits; i++) {
-    switch (prng.below(5)) {
-      case 0:
-        if (out.length) out[prng.below(out.length)]! ^= 1 << prng.below(8);
-        break;
-      case 1:
-        if (out.length) out[prng.below(out.length)] = prng.nextU32() & 0xff;
-        break;
-      case 2:
-        out = out.subarray(0, prng.below(out.length + 1));
-        break;
-      case 3: {
-        const longer = new Uint8Array(out.length + prng.range(1, 16));
-        longer.set(out);
-        prng.fill(longer.subarray(out.length));
-        out = longer;
-        break;
-      }
-      default:
-        // A length field blown up: 32-bit words at 12 (option) or 24 (request) set to something odd.
-        if (out.length >= 28) new DataView(out.buffer, out.byteOffset).setUint32(prng.chance(0.5) ? 12 : 24, [0, 1, 511, 0x2000000, 0xffffffff][prng.below(5)]!);
-    }
-  }
-  return out;
+  // A length field blown up: 32-bit words at 12 (option) or 24 (request), big-endian, set to something odd.
+  return mutateBytes(prng, frame, 16, [
+    (p, out) => { if (out.length >= 28) new DataView(out.buffer, out.byteOffset).setUint32(p.chance(0.5) ? 12 : 24, [0, 1, 511, 0x2000000, 0xffffffff][p.below(5)]!); },
+  ]);
 }
 
 /** A request frame: mostly well-formed headers with random fields, sometimes mutated. */

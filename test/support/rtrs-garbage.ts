@@ -9,42 +9,19 @@ import type { Prng } from '../../runtime/prng.ts';
 import {
   type Crc32c, decodeFrameHeader, digestProblem, encodeFrameHeader, FRAME_FLAG_DIGEST, FRAME_HEADER_BYTES, frameDigest, type FrameHeader,
 } from '../../runtime/transport/rtrs-frame.ts';
+import { mutateBytes } from './mutate-message.ts';
 import { splitAddress, until } from './rtrs-raw.ts';
 
 export function randomBytes(prng: Prng, maxBytes: number): Uint8Array {
   return prng.fill(new Uint8Array(prng.below(maxBytes + 1)));
 }
 
-/** Flips, overwrites, truncates or extends bytes; sometimes blows up a 16-bit count or a 32-bit length. */
+/** Flips, overwrites, truncates or extends bytes; sometimes blows up a 16-bit count or a 32-bit length (little-endian). */
 export function mutate(prng: Prng, bytes: Uint8Array): Uint8Array {
-  let out = bytes.slice();
-  const edits = prng.range(1, 4);
-  for (let i = 0; i < edits; i++) {
-    switch (prng.below(6)) {
-      case 0:
-        if (out.length) out[prng.below(out.length)]! ^= 1 << prng.below(8);
-        break;
-      case 1:
-        if (out.length) out[prng.below(out.length)] = prng.nextU32() & 0xff;
-        break;
-      case 2:
-        out = out.subarray(0, prng.below(out.length + 1));
-        break;
-      case 3: {
-        const longer = new Uint8Array(out.length + prng.range(1, 40));
-        longer.set(out);
-        prng.fill(longer.subarray(out.length));
-        out = longer;
-        break;
-      }
-      case 4:
-        if (out.length >= 8) new DataView(out.buffer, out.byteOffset).setUint16(2 * prng.below(4), [0, 1, 2, 0x7fff, 0xffff][prng.below(5)]!, true);
-        break;
-      default:
-        if (out.length >= 4) new DataView(out.buffer, out.byteOffset).setUint32(prng.below(out.length - 3), [0, 1, 4096, 0x20001, 0xffffffff][prng.below(5)]!, true);
-    }
-  }
-  return out;
+  return mutateBytes(prng, bytes, 40, [
+    (p, out) => { if (out.length >= 8) new DataView(out.buffer, out.byteOffset).setUint16(2 * p.below(4), [0, 1, 2, 0x7fff, 0xffff][p.below(5)]!, true); },
+    (p, out) => { if (out.length >= 4) new DataView(out.buffer, out.byteOffset).setUint32(p.below(out.length - 3), [0, 1, 4096, 0x20001, 0xffffffff][p.below(5)]!, true); },
+  ]);
 }
 
 export interface Received {
