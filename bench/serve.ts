@@ -30,15 +30,15 @@
  * default 2048), BLOCKCORE_BENCH_ROUNDS (default 5), BLOCKCORE_BENCH_FIO_SECONDS (default 4; 0
  * skips fio), BLOCKCORE_BENCH_COPY (nbdcopy cases, default oursTcp,kitTcp,oursUnix,kitUnix).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadAdapter } from '../runtime/adapter/index.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { Prng } from '../runtime/prng.ts';
 import { NbdServer } from '../server/nbd/server.ts';
+import { children, cpuSeconds, freePort, run, stopChildren } from './processes.ts';
 import { median, ratioLine } from './stats.ts';
 
 const FILE_BYTES = Number(process.env.BLOCKCORE_BENCH_SERVE_MIB ?? 2048) * 1024 * 1024;
@@ -53,46 +53,11 @@ const EXPORT_NAME = 'bench';
 const adapter = await loadAdapter();
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-bench-serve-'));
 const filePath = path.join(tempDir, 'disk.img');
-const children: ChildProcess[] = [];
 // However the run ends (a failed nbdkit start included), stop what we started, by PID.
 process.on('exit', () => {
-  for (const child of children) if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGTERM');
+  stopChildren();
   fs.rmSync(tempDir, { recursive: true, force: true });
 });
-
-function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (chunk) => (stdout += chunk));
-    child.stderr!.on('data', (chunk) => (stderr += chunk));
-    child.on('error', (error) => resolve({ code: 127, stdout, stderr: stderr + error.message }));
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
-/**
- * CPU seconds (user + system) used so far by a process: ours, or a child by PID (read with `cat`:
- * Deno's permissions do not let a script read /proc short of --allow-all).
- */
-async function cpuSeconds(pid: number | 'self'): Promise<number> {
-  if (pid === 'self') {
-    const usage = process.cpuUsage();
-    return (usage.user + usage.system) / 1e6;
-  }
-  const stat = (await run('cat', [`/proc/${pid}/stat`])).stdout;
-  const fields = stat.split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
-}
 
 async function startNbdkit(where: string[]): Promise<number> {
   const child = spawn('nbdkit', ['-f', '-r', ...where, 'file', filePath], { stdio: 'ignore' });
@@ -184,7 +149,7 @@ try {
     console.log(`round ${round}${measured ? '' : ' (warm-up)'}: nbdcopy MiB/s tcp ours ${(copy.oursTcp.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTcp.at(-1) ?? 0) / 2 ** 20 | 0}, unix ours ${(copy.oursUnix.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitUnix.at(-1) ?? 0) / 2 ** 20 | 0}; fio IOPS ours ${oursIops | 0} nbdkit ${kitIops | 0}`);
   }
 } finally {
-  for (const child of children) if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGTERM');
+  stopChildren();
   await server.close();
   await device.close();
   fs.rmSync(tempDir, { recursive: true, force: true });

@@ -57,7 +57,8 @@ import { loadAdapter } from '../runtime/adapter/index.ts';
 import { Prng } from '../runtime/prng.ts';
 import { failoverTrial, type Break } from './transport/failover.ts';
 import { openRemote, pathsTo, randRead, seqRead, seqWrite, startServerChild } from './transport/ours.ts';
-import { cpuSeconds, fioRandreadIops, freePort, nbdcopyRate, startNbdkit, stopChildren } from './transport/processes.ts';
+import { cpuSeconds, freePort, stopChildren } from './processes.ts';
+import { fioRandreadIops, nbdcopyRate, startNbdkit } from './transport/processes.ts';
 import { median, ratioLine } from './stats.ts';
 
 const MiB = 1024 * 1024;

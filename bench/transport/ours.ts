@@ -13,7 +13,8 @@ import { RnbdClient } from '../../runtime/transport/rnbd-client.ts';
 import type { RnbdAccess } from '../../runtime/transport/rnbd-messages.ts';
 import { RtrsClient, type PathAddress, type RtrsClientOptions } from '../../runtime/transport/rtrs-client.ts';
 import { defaultKernels } from '../../runtime/wasm/kernels.ts';
-import { children, sameRuntimeCommand } from './processes.ts';
+import { children } from '../processes.ts';
+import { sameRuntimeCommand } from './processes.ts';
 
 export const DEVICE_NAME = 'disk';
 export const LISTEN_HOSTS = ['127.0.0.1', '127.0.0.2'] as const;

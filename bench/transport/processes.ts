@@ -1,37 +1,10 @@
 /**
- * Child processes of bench/transport.ts: every one is registered in `children` so that however the
- * run ends, `stopChildren()` stops what is still alive, by PID. Also the peer's runs (nbdkit file,
- * nbdcopy, fio's nbd engine) and CPU time of a process by PID (read with `cat`: Deno's permissions
- * do not let a script read /proc short of --allow-all).
+ * The peer's runs for bench/transport.ts (nbdkit file, nbdcopy, fio's nbd engine) and the command
+ * line of a child under our own runtime; the process bookkeeping is bench/processes.ts's.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { detectRuntime } from '../../runtime/adapter/index.ts';
-
-export const children: ChildProcess[] = [];
-
-export function stopChildren(): void {
-  for (const child of children) if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGTERM');
-}
-
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-export function run(command: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (chunk) => (stdout += chunk));
-    child.stderr!.on('data', (chunk) => (stderr += chunk));
-    child.on('error', (error) => resolve({ code: 127, stdout, stderr: stderr + error.message }));
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
+import { children, run } from '../processes.ts';
 
 /**
  * The command line that runs `file` under the runtime running us (the server child must share the
@@ -49,22 +22,6 @@ export function sameRuntimeCommand(file: string, args: string[]): [string, strin
   }
 }
 
-export async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-export async function cpuSeconds(pid: number): Promise<number> {
-  const stat = (await run('cat', [`/proc/${pid}/stat`])).stdout;
-  const fields = stat.split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
-}
-
-/** `nbdkit file FILE` (writable) on 127.0.0.1:port; resolves with its PID once it answers. */
 export async function startNbdkit(filePath: string, port: number): Promise<number> {
   const child = spawn('nbdkit', ['-f', '-p', String(port), '-i', '127.0.0.1', 'file', filePath], { stdio: 'ignore' });
   children.push(child);
