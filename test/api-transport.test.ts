@@ -10,24 +10,13 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Prng } from '../runtime/prng.ts';
-import { startTestServer, until, writeImage, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { type Answer, until, useServicePair, writeImage } from './support/blockcore-server.ts';
 import { openEvents } from './support/sse-reader.ts';
 import { killRunningTools, requireTools, runTool } from './support/tools.ts';
 
 const test = suite('api: transport');
 const MiB = 1024 * 1024;
-let a: TestServer;
-let b: TestServer;
-
-test.before.each(async () => {
-  a = await startTestServer({ settings: { '--rtrs': '127.0.0.1:0,127.0.0.2:0' } });
-  b = await startTestServer();
-});
-test.after.each(async () => {
-  killRunningTools();
-  await b.dispose();
-  await a.dispose();
-});
+const services = useServicePair(test, killRunningTools);
 
 function expectError(answer: Answer, status: number, code: string, field?: string): void {
   assert.is(answer.status, status, answer.text);
@@ -36,14 +25,14 @@ function expectError(answer: Answer, status: number, code: string, field?: strin
 }
 
 async function openSession(name = 's1'): Promise<Answer> {
-  const server = (await a.call('GET', '/v1/transport/server')).json;
-  return b.call('POST', '/v1/transport/sessions', { name, paths: server.listen.map((dst: string) => ({ dst })), policy: 'round-robin' });
+  const server = (await services.a.call('GET', '/v1/transport/server')).json;
+  return services.b.call('POST', '/v1/transport/sessions', { name, paths: server.listen.map((dst: string) => ({ dst })), policy: 'round-robin' });
 }
 
 test('a remote device over two paths, exported over NBD: nbdcopy reads and writes the other service\'s file', async () => {
   requireTools(['nbdcopy']);
-  const image = writeImage(a.dataDir, 'disk.img', 4 * MiB, 7);
-  const server = await a.call('GET', '/v1/transport/server');
+  const image = writeImage(services.a.dataDir, 'disk.img', 4 * MiB, 7);
+  const server = await services.a.call('GET', '/v1/transport/server');
   assert.is(server.status, 200);
   assert.is(server.json.listen.length, 2);
   assert.match(server.json.listen[1], /^127\.0\.0\.2:\d+$/);
@@ -54,107 +43,107 @@ test('a remote device over two paths, exported over NBD: nbdcopy reads and write
   assert.equal(session.json.pathStats.map((path: { stats: { state: string } }) => path.stats.state), ['CONNECTED', 'CONNECTED']);
   assert.is(session.json.maxIoBytes, 124 * 1024);
 
-  const mapped = await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'rw' });
+  const mapped = await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'rw' });
   assert.is(mapped.status, 201, mapped.text);
   assert.equal(mapped.json, { name: 'r1', session: 's1', device: 'disk.img', access: 'rw', open: true, error: null, sizeBytes: 4 * MiB, exports: [] });
-  assert.is((await b.call('POST', '/v1/exports', { name: 'r', device: 'remote:r1' })).status, 201);
+  assert.is((await services.b.call('POST', '/v1/exports', { name: 'r', device: 'remote:r1' })).status, 201);
 
-  const copyOut = join(b.root, 'copy.img');
-  const uri = `nbd://127.0.0.1:${(b.running.nbd as { port: number }).port}/r`;
+  const copyOut = join(services.b.root, 'copy.img');
+  const uri = `nbd://127.0.0.1:${(services.b.running.nbd as { port: number }).port}/r`;
   const read = await runTool('nbdcopy', [uri, copyOut]);
   assert.is(read.code, 0, read.stderr);
   assert.equal(new Uint8Array(readFileSync(copyOut)), image, 'nbdcopy read A\'s file through B');
 
   const fresh = new Prng(99).fill(new Uint8Array(4 * MiB));
-  writeFileSync(join(b.root, 'fresh.img'), fresh);
-  const write = await runTool('nbdcopy', [join(b.root, 'fresh.img'), uri]);
+  writeFileSync(join(services.b.root, 'fresh.img'), fresh);
+  const write = await runTool('nbdcopy', [join(services.b.root, 'fresh.img'), uri]);
   assert.is(write.code, 0, write.stderr);
-  assert.equal(new Uint8Array(readFileSync(join(a.dataDir, 'disk.img'))), fresh, 'what nbdcopy wrote is in A\'s file');
+  assert.equal(new Uint8Array(readFileSync(join(services.a.dataDir, 'disk.img'))), fresh, 'what nbdcopy wrote is in A\'s file');
 
-  const stats = (await b.call('GET', '/v1/transport/sessions/s1')).json.pathStats;
+  const stats = (await services.b.call('GET', '/v1/transport/sessions/s1')).json.pathStats;
   for (const path of stats) assert.ok(path.stats.readCount > 0 && path.stats.writeCount > 0, `round-robin used ${path.name}: ${JSON.stringify(path.stats)}`);
 
-  const served = (await a.call('GET', '/v1/transport/server')).json.sessions;
+  const served = (await services.a.call('GET', '/v1/transport/server')).json.sessions;
   assert.is(served.length, 1);
   assert.is(served[0].sessionName, 's1');
   assert.equal(served[0].devices.map((device: { name: string; access: string }) => [device.name, device.access]), [['disk.img', 'rw']]);
-  expectError(await a.call('DELETE', '/v1/devices/disk.img'), 409, 'EBUSY', 'name');
+  expectError(await services.a.call('DELETE', '/v1/devices/disk.img'), 409, 'EBUSY', 'name');
 
   // In use: no session delete while mapped, no unmap while exported.
-  expectError(await b.call('DELETE', '/v1/transport/sessions/s1'), 409, 'EBUSY', 'name');
-  expectError(await b.call('DELETE', '/v1/transport/devices/r1'), 409, 'EBUSY', 'name');
-  assert.is((await b.call('DELETE', '/v1/exports/r')).status, 204);
-  assert.is((await b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
-  await until(async () => (await a.call('GET', '/v1/transport/server')).json.sessions[0]?.devices.length === 0, 'A closed the device');
-  assert.is((await b.call('DELETE', '/v1/transport/sessions/s1')).status, 204);
-  assert.equal((await b.call('GET', '/v1/transport/sessions')).json.sessions, []);
+  expectError(await services.b.call('DELETE', '/v1/transport/sessions/s1'), 409, 'EBUSY', 'name');
+  expectError(await services.b.call('DELETE', '/v1/transport/devices/r1'), 409, 'EBUSY', 'name');
+  assert.is((await services.b.call('DELETE', '/v1/exports/r')).status, 204);
+  assert.is((await services.b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
+  await until(async () => (await services.a.call('GET', '/v1/transport/server')).json.sessions[0]?.devices.length === 0, 'A closed the device');
+  assert.is((await services.b.call('DELETE', '/v1/transport/sessions/s1')).status, 204);
+  assert.equal((await services.b.call('GET', '/v1/transport/sessions')).json.sessions, []);
 });
 
 test('sessions and mappings survive a restart; paths are added, removed, reconnected; stats reset', async () => {
-  const image = writeImage(a.dataDir, 'disk.img', MiB, 3);
-  const listen = (await a.call('GET', '/v1/transport/server')).json.listen as string[];
-  assert.is((await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: listen[0] }] })).status, 201);
-  const added = await b.call('POST', '/v1/transport/sessions/s1/paths', { dst: listen[1] });
+  const image = writeImage(services.a.dataDir, 'disk.img', MiB, 3);
+  const listen = (await services.a.call('GET', '/v1/transport/server')).json.listen as string[];
+  assert.is((await services.b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: listen[0] }] })).status, 201);
+  const added = await services.b.call('POST', '/v1/transport/sessions/s1/paths', { dst: listen[1] });
   assert.is(added.status, 200, added.text);
   assert.equal(added.json.paths, [{ dst: listen[0] }, { dst: listen[1] }]);
-  assert.is((await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'ro' })).status, 201);
+  assert.is((await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'ro' })).status, 201);
 
-  await b.restart();
-  await until(async () => (await b.call('GET', '/v1/transport/devices/r1')).json.open === true, 'r1 reopened after the restart');
-  const session = (await b.call('GET', '/v1/transport/sessions/s1')).json;
+  await services.b.restart();
+  await until(async () => (await services.b.call('GET', '/v1/transport/devices/r1')).json.open === true, 'r1 reopened after the restart');
+  const session = (await services.b.call('GET', '/v1/transport/sessions/s1')).json;
   assert.equal(session.paths, [{ dst: listen[0] }, { dst: listen[1] }]);
-  assert.is((await b.call('POST', '/v1/exports', { name: 'r', device: 'remote:r1', readOnly: true })).status, 201);
-  const device = b.running.service.engines.get('remote')!.deviceOf('r1', 'name');
+  assert.is((await services.b.call('POST', '/v1/exports', { name: 'r', device: 'remote:r1', readOnly: true })).status, 201);
+  const device = services.b.running.service.engines.get('remote')!.deviceOf('r1', 'name');
   const back = new Uint8Array(64 * 1024);
   await device.read(MiB - back.length, back);
   assert.equal(back, image.subarray(MiB - back.length));
 
-  const reconnected = await b.call('POST', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}/reconnect`);
+  const reconnected = await services.b.call('POST', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}/reconnect`);
   assert.is(reconnected.status, 200, reconnected.text);
-  await until(async () => (await b.call('GET', '/v1/transport/sessions/s1')).json.pathStats[0].stats.state === 'CONNECTED', 'path 0 back');
-  const reset = await b.call('POST', '/v1/transport/sessions/s1/stats/reset');
+  await until(async () => (await services.b.call('GET', '/v1/transport/sessions/s1')).json.pathStats[0].stats.state === 'CONNECTED', 'path 0 back');
+  const reset = await services.b.call('POST', '/v1/transport/sessions/s1/stats/reset');
   assert.ok(reset.json.pathStats.every((path: { stats: { readCount: number } }) => path.stats.readCount === 0));
-  const removed = await b.call('DELETE', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[1]!)}`);
+  const removed = await services.b.call('DELETE', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[1]!)}`);
   assert.is(removed.status, 200, removed.text);
   assert.equal(removed.json.paths, [{ dst: listen[0] }]);
-  expectError(await b.call('DELETE', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}`), 400, 'EINVAL', 'path');
-  expectError(await b.call('DELETE', '/v1/transport/sessions/s1/paths/127.0.0.9:1'), 404, 'ENOENT', 'path');
+  expectError(await services.b.call('DELETE', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}`), 400, 'EINVAL', 'path');
+  expectError(await services.b.call('DELETE', '/v1/transport/sessions/s1/paths/127.0.0.9:1'), 404, 'ENOENT', 'path');
 });
 
 test('a clone whose source is remote:r1 hydrates from the other service, and reopens after a restart', async () => {
-  const image = writeImage(a.dataDir, 'golden.img', 2 * MiB, 11);
+  const image = writeImage(services.a.dataDir, 'golden.img', 2 * MiB, 11);
   assert.is((await openSession()).status, 201);
-  assert.is((await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'golden.img', access: 'ro' })).status, 201);
-  for (const [name, sizeBytes] of [['dst.img', 2 * MiB], ['meta', 64 * 1024]] as const) assert.is((await b.call('POST', '/v1/devices', { name, sizeBytes })).status, 201);
-  const created = await b.call('POST', '/v1/clones', { name: 'c1', table: 'clone meta dst.img remote:r1 8 1 no_hydration' });
+  assert.is((await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'golden.img', access: 'ro' })).status, 201);
+  for (const [name, sizeBytes] of [['dst.img', 2 * MiB], ['meta', 64 * 1024]] as const) assert.is((await services.b.call('POST', '/v1/devices', { name, sizeBytes })).status, 201);
+  const created = await services.b.call('POST', '/v1/clones', { name: 'c1', table: 'clone meta dst.img remote:r1 8 1 no_hydration' });
   assert.is(created.status, 201, created.text);
-  const unmap = await b.call('DELETE', '/v1/transport/devices/r1');
+  const unmap = await services.b.call('DELETE', '/v1/transport/devices/r1');
   expectError(unmap, 409, 'EBUSY', 'name');
   assert.match(unmap.json.error, /clone:c1/);
 
-  await b.restart();
-  await until(async () => (await b.call('GET', '/v1/clones/c1')).json.status !== null, 'the clone reopened over remote:r1');
-  assert.is((await b.call('POST', '/v1/clones/c1/message', { message: 'enable_hydration' })).status, 200);
-  await until(async () => (await b.call('GET', '/v1/clones/c1')).json.hydrationComplete === true, 'hydrated from the remote source');
-  assert.equal(new Uint8Array(readFileSync(join(b.dataDir, 'dst.img'))), image, 'the destination holds the remote source');
-  assert.is((await b.call('DELETE', '/v1/clones/c1')).status, 204);
-  assert.is((await b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
-  expectError(await b.call('POST', '/v1/clones', { name: 'c2', table: 'clone meta dst.img remote:r1 8' }), 400, 'EINVAL', 'table');
+  await services.b.restart();
+  await until(async () => (await services.b.call('GET', '/v1/clones/c1')).json.status !== null, 'the clone reopened over remote:r1');
+  assert.is((await services.b.call('POST', '/v1/clones/c1/message', { message: 'enable_hydration' })).status, 200);
+  await until(async () => (await services.b.call('GET', '/v1/clones/c1')).json.hydrationComplete === true, 'hydrated from the remote source');
+  assert.equal(new Uint8Array(readFileSync(join(services.b.dataDir, 'dst.img'))), image, 'the destination holds the remote source');
+  assert.is((await services.b.call('DELETE', '/v1/clones/c1')).status, 204);
+  assert.is((await services.b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
+  expectError(await services.b.call('POST', '/v1/clones', { name: 'c2', table: 'clone meta dst.img remote:r1 8' }), 400, 'EINVAL', 'table');
 });
 
 test('path state changes and failovers are events', async () => {
-  writeImage(a.dataDir, 'disk.img', MiB, 5);
-  const stream = await openEvents(`${b.url}/v1/events`);
+  writeImage(services.a.dataDir, 'disk.img', MiB, 5);
+  const stream = await openEvents(`${services.b.url}/v1/events`);
   try {
     assert.is((await openSession()).status, 201);
     await stream.next((event) => event.event === 'remote.session-created', 'session created');
-    assert.is((await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img' })).status, 201);
+    assert.is((await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img' })).status, 201);
     await stream.next((event) => event.event === 'remote.mapped' && event.data.device === 'r1', 'mapped');
-    const listen = (await a.call('GET', '/v1/transport/server')).json.listen as string[];
+    const listen = (await services.a.call('GET', '/v1/transport/server')).json.listen as string[];
     // Reads in flight on the path we drop move to the other one.
-    const device = b.running.service.engines.get('remote')!.deviceOf('r1', 'name');
+    const device = services.b.running.service.engines.get('remote')!.deviceOf('r1', 'name');
     const reads = Array.from({ length: 64 }, (_, i) => device.read((i % 16) * 65536, new Uint8Array(65536)));
-    assert.is((await b.call('POST', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}/reconnect`)).status, 200);
+    assert.is((await services.b.call('POST', `/v1/transport/sessions/s1/paths/${encodeURIComponent(listen[0]!)}/reconnect`)).status, 200);
     await Promise.all(reads);
     const down = await stream.next((event) => event.event === 'remote.path-state' && event.data.to === 'RECONNECTING', 'a path goes down');
     assert.equal([down.data.session, down.data.path, down.data.from], ['s1', listen[0], 'CONNECTED']);
@@ -167,24 +156,24 @@ test('path state changes and failovers are events', async () => {
 });
 
 test('bad input is a 4xx naming the field; an unreachable server is a 502', async () => {
-  writeImage(a.dataDir, 'disk.img', MiB, 3);
-  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [] }), 400, 'EINVAL', 'paths');
-  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: 'nohost' }] }), 400, 'EINVAL');
-  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1' }], policy: 'fastest' }), 400, 'EINVAL', 'policy');
-  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1', src: '1.2' }] }), 400, 'EINVAL');
-  expectError(await b.call('POST', '/v1/transport/sessions', { name: 'bad/name', paths: [{ dst: '127.0.0.1:1' }] }), 400, 'EINVAL', 'name');
-  expectError(await b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1' }] }), 502, 'ENOTCONN', 'paths');
-  assert.equal((await b.call('GET', '/v1/transport/sessions')).json.sessions, [], 'a refused session is not kept');
+  writeImage(services.a.dataDir, 'disk.img', MiB, 3);
+  expectError(await services.b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [] }), 400, 'EINVAL', 'paths');
+  expectError(await services.b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: 'nohost' }] }), 400, 'EINVAL');
+  expectError(await services.b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1' }], policy: 'fastest' }), 400, 'EINVAL', 'policy');
+  expectError(await services.b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1', src: '1.2' }] }), 400, 'EINVAL');
+  expectError(await services.b.call('POST', '/v1/transport/sessions', { name: 'bad/name', paths: [{ dst: '127.0.0.1:1' }] }), 400, 'EINVAL', 'name');
+  expectError(await services.b.call('POST', '/v1/transport/sessions', { name: 's1', paths: [{ dst: '127.0.0.1:1' }] }), 502, 'ENOTCONN', 'paths');
+  assert.equal((await services.b.call('GET', '/v1/transport/sessions')).json.sessions, [], 'a refused session is not kept');
   assert.is((await openSession()).status, 201);
   expectError(await openSession(), 409, 'EEXIST', 'name');
-  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 'nope', device: 'disk.img' }), 404, 'ENOENT', 'session');
-  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'missing.img' }), 404, 'ENOENT', 'device');
-  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: '../etc/passwd' }), 400, 'EINVAL', 'device');
-  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'rwx' }), 400, 'EINVAL', 'access');
-  assert.is((await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img' })).status, 201);
-  expectError(await b.call('POST', '/v1/transport/devices', { name: 'r2', session: 's1', device: 'disk.img', access: 'ro' }), 409, 'EEXIST', 'device');
-  expectError(await b.call('POST', '/v1/exports', { name: 'x', device: 'remote:nope' }), 404, 'ENOENT', 'device');
-  expectError(await b.call('GET', '/v1/transport/devices/nope'), 404, 'ENOENT', 'name');
+  expectError(await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 'nope', device: 'disk.img' }), 404, 'ENOENT', 'session');
+  expectError(await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'missing.img' }), 404, 'ENOENT', 'device');
+  expectError(await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: '../etc/passwd' }), 400, 'EINVAL', 'device');
+  expectError(await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: 'rwx' }), 400, 'EINVAL', 'access');
+  assert.is((await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img' })).status, 201);
+  expectError(await services.b.call('POST', '/v1/transport/devices', { name: 'r2', session: 's1', device: 'disk.img', access: 'ro' }), 409, 'EEXIST', 'device');
+  expectError(await services.b.call('POST', '/v1/exports', { name: 'x', device: 'remote:nope' }), 404, 'ENOENT', 'device');
+  expectError(await services.b.call('GET', '/v1/transport/devices/nope'), 404, 'ENOENT', 'name');
 });
 
 test.run();

@@ -7,20 +7,10 @@
 import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startTestServer, until, writeImage, type TestServer } from './support/blockcore-server.ts';
+import { until, useServicePair, writeImage } from './support/blockcore-server.ts';
 
 const test = suite('transport: no leaks');
-let a: TestServer;
-let b: TestServer;
-
-test.before.each(async () => {
-  a = await startTestServer({ settings: { '--rtrs': '127.0.0.1:0,127.0.0.2:0' } });
-  b = await startTestServer();
-});
-test.after.each(async () => {
-  await b.dispose();
-  await a.dispose();
-});
+const services = useServicePair(test);
 
 /** Our open file descriptors, listed by a child (Deno forbids reading /proc/<pid>/fd without --allow-all). */
 const openFds = (): number => execFileSync('ls', [`/proc/${process.pid}/fd`], { encoding: 'utf8' }).split('\n').filter(Boolean).length;
@@ -38,34 +28,34 @@ async function settledFds(expected: number): Promise<number> {
 }
 
 test('map, read and unmap 100 times; open and close a session 20 times', async () => {
-  writeImage(a.dataDir, 'disk.img', 1 << 20, 9);
-  const listen = (await a.call('GET', '/v1/transport/server')).json.listen as string[];
+  writeImage(services.a.dataDir, 'disk.img', 1 << 20, 9);
+  const listen = (await services.a.call('GET', '/v1/transport/server')).json.listen as string[];
   const paths = listen.map((dst) => ({ dst }));
   const cycle = async (i: number) => {
-    const mapped = await b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: i % 2 ? 'rw' : 'ro' });
+    const mapped = await services.b.call('POST', '/v1/transport/devices', { name: 'r1', session: 's1', device: 'disk.img', access: i % 2 ? 'rw' : 'ro' });
     assert.is(mapped.status, 201, mapped.text);
-    const device = b.running.service.engines.get('remote')!.deviceOf('r1', 'name');
+    const device = services.b.running.service.engines.get('remote')!.deviceOf('r1', 'name');
     await device.read((i * 4096) % (1 << 20), new Uint8Array(4096));
-    assert.is((await b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
+    assert.is((await services.b.call('DELETE', '/v1/transport/devices/r1')).status, 204);
   };
-  assert.is((await b.call('POST', '/v1/transport/sessions', { name: 's1', paths })).status, 201);
+  assert.is((await services.b.call('POST', '/v1/transport/sessions', { name: 's1', paths })).status, 201);
   // Warm up: kernels, buffer pools, the HTTP client's keep-alive connections (Deno's fetch opens a
   // second one a few calls in) and other things made once.
   for (let i = 0; i < 10; i++) await cycle(i);
   const fdsBefore = openFds();
   const heapBefore = process.memoryUsage().heapUsed;
   for (let i = 0; i < 100; i++) await cycle(i);
-  await until(async () => (await a.call('GET', '/v1/transport/server')).json.sessions[0].devices.length === 0, 'A closed every device');
+  await until(async () => (await services.a.call('GET', '/v1/transport/server')).json.sessions[0].devices.length === 0, 'A closed every device');
   const fdsAfter = await settledFds(fdsBefore);
   assert.ok(fdsAfter <= fdsBefore + SLACK_FDS, `no file descriptor left by 100 map/unmap cycles (${fdsAfter} open, ${fdsBefore} before)`);
-  assert.equal(a.running.service.engines.get('remote')!.holds(), [], 'A holds no file');
+  assert.equal(services.a.running.service.engines.get('remote')!.holds(), [], 'A holds no file');
 
-  assert.is((await b.call('DELETE', '/v1/transport/sessions/s1')).status, 204);
+  assert.is((await services.b.call('DELETE', '/v1/transport/sessions/s1')).status, 204);
   for (let i = 0; i < 20; i++) {
-    assert.is((await b.call('POST', '/v1/transport/sessions', { name: `t${i}`, paths })).status, 201);
-    assert.is((await b.call('DELETE', `/v1/transport/sessions/t${i}`)).status, 204);
+    assert.is((await services.b.call('POST', '/v1/transport/sessions', { name: `t${i}`, paths })).status, 201);
+    assert.is((await services.b.call('DELETE', `/v1/transport/sessions/t${i}`)).status, 204);
   }
-  await until(async () => (await a.call('GET', '/v1/transport/server')).json.sessions.every((s: { paths: unknown[] }) => s.paths.length === 0), 'A saw every path close');
+  await until(async () => (await services.a.call('GET', '/v1/transport/server')).json.sessions.every((s: { paths: unknown[] }) => s.paths.length === 0), 'A saw every path close');
   assert.ok(await settledFds(fdsBefore) <= fdsBefore + SLACK_FDS, `no socket left by 20 sessions (${openFds()} fds, ${fdsBefore} before)`);
   const grownBytes = process.memoryUsage().heapUsed - heapBefore;
   assert.ok(grownBytes < 64 * 1024 * 1024, `heap grew ${grownBytes} bytes over the cycles`);

@@ -119,7 +119,7 @@ export class ClientPath {
     if (this.heartbeat !== null) this.heartbeat.latencyMs = 0;
   }
 
-  /** The connection for an IO on buffer `bufferId` (connections 1.. in turn; 0 when there is one). */
+  /** The connection for the next IO: connections 1.. in turn (0 carries control and heartbeats), 0 when it is the only one. */
   ioLink(): RtrsLink {
     if (this.links.length === 1) return this.links[0]!;
     this.nextLink = this.nextLink % (this.links.length - 1) + 1;

@@ -123,7 +123,8 @@ export class RtrsClient implements RtrsClientSession {
   private readonly linkListeners = new Set<(event: RtrsLinkEvent) => void>();
   private readonly eventListeners = new Set<(event: ClientEvent) => void>();
   private turn = 0;
-  private connectedPaths = 0;
+  /** The paths CONNECTED now, in order of connection (kept by pathStateChanged; read per request). */
+  private readonly connected: ClientPath[] = [];
   private wasDisconnected = false;
   private closed = false;
   /** 'closed' was raised: no path will connect again. */
@@ -299,7 +300,7 @@ export class RtrsClient implements RtrsClientSession {
     if (!sameSession) {
       // The server let our session go (no path for longer than its linger time) and made a new
       // one: with no other path connected, take its chunks; in-flight requests re-issue there.
-      if (this.connectedPaths > 0) return `path ${path.name} reached a server with other chunks than the session's other paths`;
+      if (this.connected.length > 0) return `path ${path.name} reached a server with other chunks than the session's other paths`;
       this.log(`rtrs: session ${this.sessionName}: the server holds a new session for us; requests in flight are sent again`);
       known.chunks = chunks;
       return null;
@@ -313,10 +314,10 @@ export class RtrsClient implements RtrsClientSession {
   pathStateChanged(path: ClientPath, from: ClientPathState, why: string | null): void {
     if (why !== null && path.state !== 'CONNECTED') this.log(`rtrs: session ${this.sessionName}: path ${path.name} (${path.address}) ${from} -> ${path.state}: ${why}`);
     this.emit({ type: 'path-state', path: path.name, from, to: path.state, why });
-    if (from === 'CONNECTED') this.connectedPaths -= 1;
-    if (path.state === 'CONNECTED') this.connectedPaths += 1;
+    if (from === 'CONNECTED') this.connected.splice(this.connected.indexOf(path), 1);
+    if (path.state === 'CONNECTED') this.connected.push(path);
     if (from === 'CONNECTED' && path.state !== 'CONNECTED') this.failOver(path);
-    if (this.connectedPaths === 0 && from === 'CONNECTED') {
+    if (this.connected.length === 0 && from === 'CONNECTED') {
       this.wasDisconnected = true;
       this.raise('disconnected');
     }
@@ -327,7 +328,7 @@ export class RtrsClient implements RtrsClientSession {
       }
       for (const pending of this.waiting.splice(0)) this.dispatch(pending);
     }
-    if (this.connectedPaths === 0 && !this.anyPathMayConnect() && !this.closed) {
+    if (this.connected.length === 0 && !this.anyPathMayConnect() && !this.closed) {
       if (!this.gone) {
         this.gone = true;
         this.raise('closed');
@@ -393,7 +394,7 @@ export class RtrsClient implements RtrsClientSession {
   }
 
   private dispatch(pending: Pending): void {
-    const connected = this.paths.filter((path) => path.state === 'CONNECTED');
+    const connected = this.connected;
     if (connected.length === 0) {
       this.assign(pending, null);
       if (this.anyPathMayConnect() && !this.closed) this.waiting.push(pending);

@@ -105,11 +105,6 @@ export class RtrsLink {
     return this.closedWhy === undefined;
   }
 
-  /** Bytes handed to us to send and not yet taken by the kernel (backpressure for bulk senders). */
-  get unsentBytes(): number {
-    return this.output.unsentBytes;
-  }
-
   /** Sends one frame whose payload is `pieces` in order (none for an empty frame). */
   send(fields: SendFields, ...pieces: Uint8Array[]): void {
     if (!this.isOpen) return;

@@ -26,7 +26,8 @@ import { ServiceError } from '../errors.ts';
 import { parseDeviceRef } from '../names.ts';
 import { readKeyFile } from './key-file.ts';
 
-export const RTRS_HOLDER = 'rnbd';
+/** Who holds the files RNBD clients opened (one holder: RNBD's own rules apply between its sessions). */
+const RTRS_HOLDER = 'rnbd';
 
 export interface ListenerInfo {
   listen: string[];

@@ -119,3 +119,34 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** Two services for transport tests: `a` serves RTRS on 127.0.0.1 and 127.0.0.2 (free ports), `b` is the client side. */
+export interface ServicePair {
+  readonly a: TestServer;
+  readonly b: TestServer;
+}
+
+/**
+ * Starts a fresh ServicePair before each test of `tests` and disposes it after (killing tools the
+ * test ran first); the returned object's `a` and `b` are the current test's services.
+ */
+export function useServicePair(tests: { before: { each(hook: () => Promise<void>): void }; after: { each(hook: () => Promise<void>): void } }, afterEach: () => void = () => {}): ServicePair {
+  const current: { a?: TestServer; b?: TestServer } = {};
+  tests.before.each(async () => {
+    current.a = await startTestServer({ settings: { '--rtrs': '127.0.0.1:0,127.0.0.2:0' } });
+    current.b = await startTestServer();
+  });
+  tests.after.each(async () => {
+    afterEach();
+    await current.b?.dispose();
+    await current.a?.dispose();
+  });
+  return {
+    get a() {
+      return current.a!;
+    },
+    get b() {
+      return current.b!;
+    },
+  };
+}
