@@ -55,4 +55,18 @@ test('every way of reading gives back the stream, in order', () => {
   }
 });
 
+test('keepUnread: bytes still held in a reused chunk survive it being overwritten, also after contiguous merged it', () => {
+  const input = new InputBuffer();
+  input.push(Uint8Array.of(1, 2, 3));
+  const reused = new Uint8Array(16);
+  reused.set([4, 5, 6, 7, 8]);
+  input.push(reused.subarray(0, 5));
+  const merged = input.contiguous(4); // 1 2 3 4: the rest of the reused chunk is now a view of it
+  assert.equal([...merged.subarray(input.front, input.front + 4)], [1, 2, 3, 4]);
+  input.consume(4);
+  input.keepUnread(reused.subarray(0, 5));
+  reused.fill(0xee);
+  assert.equal([...input.take(input.length)], [5, 6, 7, 8]);
+});
+
 test.run();

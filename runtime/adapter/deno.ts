@@ -6,6 +6,7 @@
  * which Deno runs on another thread and answers with a promise.
  */
 import { copiedOrFailed, copySyncWith, fileRangeCopySupported, LIBC_PATH, lockWith, punchWith, seekWith, type CopyFileRange, type FileRangeCopy, type Flock, type RuntimeAdapter } from './types.ts';
+import { userBufferReads } from './user-buffer-reads.ts';
 
 interface DenoFfi {
   version: { deno: string };
@@ -84,6 +85,7 @@ export const adapter: RuntimeAdapter = {
   // Deno's node:net hides a socket's fd, so zero-copy sends cannot be placed beside its writes.
   socketSend: null,
   nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
+  socketReads: userBufferReads,
   tryLockFile: lockWith(bindFlock()),
   fileRangeCopy: fileRangeCopy(),
 };

@@ -6,8 +6,9 @@
  *
  * Frames are parsed in place when they sit inside one chunk (nearly always: `contiguous`) and
  * copied out only when they straddle chunks; a payload inside one chunk is handed on as a view,
- * no copy (`take`). Socket chunks are never reused by the runtimes (each read is a fresh buffer),
- * so views stay valid for as long as whoever took them holds them. No state beyond the queue:
+ * no copy (`take`). Socket chunks from 'data' events are never reused by the runtimes (each read
+ * is a fresh buffer), so views stay valid for as long as whoever took them holds them; a chunk read
+ * into a reused buffer (the adapter's SocketReads) is the reader's to copy (`keepUnread`). No state beyond the queue:
  * `clear` forgets everything (a connection that stops reading).
  */
 import { assert } from '../assert.ts';
@@ -84,6 +85,21 @@ export class InputBuffer {
     const view = first.subarray(this.headAt, this.headAt + byteCount);
     this.dropBytes(byteCount);
     return view;
+  }
+
+  /**
+   * `chunk`, pushed last, lies in memory the runtime is about to read into again (a reused read
+   * buffer: SocketReads): whatever unread bytes are still held in that memory (the chunk, or what
+   * `contiguous` left of it) become a copy of their own.
+   */
+  keepUnread(chunk: Uint8Array): void {
+    for (let index = 0; index < this.chunks.length; index++) {
+      const held = this.chunks[index]!;
+      if (held.buffer !== chunk.buffer) continue;
+      const from = index === 0 ? this.headAt : 0;
+      this.chunks[index] = held.slice(from);
+      if (index === 0) this.headAt = 0;
+    }
   }
 
   /** Drops up to `byteCount` bytes; returns how many were dropped. */

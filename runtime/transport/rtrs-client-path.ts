@@ -13,7 +13,6 @@
  * proof), checks conn_rsp (+ the server's proof); then INFO_REQ on connection 0, and INFO_RSP's
  * descriptors must add up to queue depth chunks of max_io + max_hdr bytes.
  */
-import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import { ERRNO, RemoteError } from './rtrs-api.ts';
 import { formatHostPort, type HostPort } from './rtrs-address.ts';
@@ -21,7 +20,7 @@ import {
   clientAuth, type Crc32c, decodeHello, FRAME_OP, type FrameHeader, NONCE_BYTES, serverProofValid, MAC_BYTES,
 } from './rtrs-frame.ts';
 import { Heartbeat } from './rtrs-heartbeat.ts';
-import { RtrsLink, type LinkHandlers } from './rtrs-link.ts';
+import { connectLink, RtrsLink, type LinkHandlers } from './rtrs-link.ts';
 import {
   CONN_RSP_BYTES, CONN_RSP_NEW_RKEY, type ConnRsp, decodeConnRsp, decodeInfoRsp, type Desc, encodeConnReq, encodeInfoReq, IMM_TYPE, imm, immType,
   RTRS_MAGIC, RTRS_VERSION, RTRS_VERSION_MAJOR,
@@ -279,8 +278,7 @@ export class ClientPath {
     return new Promise((resolve, reject) => {
       const { host, port } = this.dst;
       const options = { host, port, ...(this.src !== null ? { localAddress: this.src } : {}) };
-      const socket: Socket = this.host.tls !== null ? connectTls({ ...this.host.tls, ...options }) : connectTcp(options);
-      const link = new RtrsLink(socket, this.host.crc32c);
+      const link = this.host.tls !== null ? new RtrsLink(connectTls({ ...this.host.tls, ...options }), this.host.crc32c) : connectLink(options, this.host.crc32c);
       let done = false;
       let clientNonce: Uint8Array | null = null;
       let serverNonce: Uint8Array | null = null;

@@ -20,7 +20,9 @@
  * goes out first: a refusal). `closed` resolves once the socket is gone; `onClose` is told once,
  * with the reason (null for an orderly close by us).
  */
-import type { Socket } from 'node:net';
+import type { NetConnectOpts, Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
+import { loadAdapter } from '../adapter/index.ts';
 import { assert } from '../assert.ts';
 import { BufferPool } from '../net/buffer-pool.ts';
 import { describeError, guarded } from '../net/fault-domain.ts';
@@ -38,7 +40,7 @@ export interface LinkHandlers {
    * link fails halfway, the buffer holds part of the payload.
    */
   sinkFor?(header: FrameHeader): Uint8Array | null;
-  /** One whole frame. The payload view is valid until this returns unless the owner keeps it (socket chunks are never reused). */
+  /** One whole frame. The owner may keep the payload (the link never hands on a view of memory that is read into again). */
   onFrame(header: FrameHeader, payload: Uint8Array): void;
   /** The link closed: `why` is null when we closed it ourselves without an error. */
   onClose(why: string | null): void;
@@ -53,6 +55,47 @@ export interface SendFields {
 }
 
 const EMPTY = new Uint8Array(0);
+const socketReads = (await loadAdapter()).socketReads;
+/**
+ * Where the runtime offers SocketReads, every plain-TCP link of this thread reads through this one
+ * buffer: each read is handled whole (frames handed on, the rest copied) before the next one.
+ */
+const READ_BUFFER_BYTES = 256 * 1024;
+let sharedReadBuffer: Uint8Array | null = null;
+const readBuffer = (): Uint8Array => (sharedReadBuffer ??= new Uint8Array(READ_BUFFER_BYTES));
+
+/**
+ * A link over a new TCP connection (net.connect `options`), reading through the shared buffer
+ * where the runtime can. TLS connections are made by the caller and given to `new RtrsLink`.
+ */
+export function connectLink(options: NetConnectOpts, crc32c: Crc32c): RtrsLink {
+  if (socketReads === null) {
+    return new RtrsLink(netConnect(options), crc32c);
+  }
+  let link: RtrsLink | null = null;
+  const socket = socketReads.connect(options, readBuffer(), (bytes) => link!.receive(bytes));
+  link = new RtrsLink(socket, crc32c, new BufferPool(), true);
+  return link;
+}
+
+/** Whether a listener should be made with `pauseOnConnect` so acceptLink can take its sockets over. */
+export const ACCEPT_PAUSED = socketReads !== null;
+
+/**
+ * A link over a socket a TCP listener accepted (made with `pauseOnConnect: ACCEPT_PAUSED`), read
+ * through the shared buffer where the runtime can; a TLS socket is read as usual.
+ */
+export function acceptLink(socket: Socket, crc32c: Crc32c, pool: BufferPool, tls: boolean): RtrsLink {
+  let link: RtrsLink | null = null;
+  const adopted = !tls && socketReads !== null ? socketReads.adopt(socket, readBuffer(), (bytes) => link!.receive(bytes)) : null;
+  if (adopted === null) {
+    link = new RtrsLink(socket, crc32c, pool);
+    socket.resume();
+  } else {
+    link = new RtrsLink(adopted, crc32c, pool, true);
+  }
+  return link;
+}
 /** How long `end` waits for the peer to take the last frames and hang up before destroying the socket. */
 const END_LINGER_MS = 1000;
 /** Before the owner says otherwise: enough for any handshake frame. */
@@ -75,16 +118,22 @@ export class RtrsLink {
   readonly closed: Promise<void>;
   private readonly fault = (error: unknown): void => this.close(`internal error: ${describeError(error)}`);
 
+  /**
+   * `readsGiven`: the socket was made through the adapter's SocketReads and its creator hands every
+   * read to `receive` (a view of a buffer used again for the next read); otherwise the link listens
+   * for 'data'. Links are made by connectLink and acceptLink, which choose.
+   */
   constructor(
     readonly socket: Socket,
     private readonly crc32c: Crc32c,
     pool: BufferPool = new BufferPool(),
+    readsGiven = false,
   ) {
     this.output = new OutputQueue(socket, pool);
     this.output.onBroken = (why) => this.close(why);
     socket.setNoDelay(true);
     this.closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    socket.on('data', (chunk: Uint8Array) => guarded(() => this.onData(chunk), this.fault));
+    if (!readsGiven) socket.on('data', (chunk: Uint8Array) => guarded(() => this.onData(chunk, false), this.fault));
     socket.on('end', () => guarded(() => this.close('the peer closed the connection'), this.fault));
     socket.on('error', (error: Error) => guarded(() => this.close(`socket error: ${error.message}`), this.fault));
     socket.on('close', () => guarded(() => this.close('the connection closed'), this.fault));
@@ -164,13 +213,24 @@ export class RtrsLink {
     }
   }
 
-  private onData(chunk: Uint8Array): void {
-    if (!this.isOpen) return;
-    this.input.push(chunk);
-    if (this.handlers !== null) this.drain();
+  /** One read of a socket made through SocketReads: `bytes` is valid only until this returns. */
+  receive(bytes: Uint8Array): void {
+    guarded(() => this.onData(bytes, true), this.fault);
   }
 
-  private drain(): void {
+  /** `reused`: the chunk's memory is read into again once this returns, so what is kept is copied. */
+  private onData(chunk: Uint8Array, reused: boolean): void {
+    if (!this.isOpen) return;
+    this.input.push(chunk);
+    try {
+      if (this.handlers !== null) this.drain(reused ? chunk.buffer : null);
+    } finally {
+      if (reused) this.input.keepUnread(chunk);
+    }
+  }
+
+  /** `reusedMemory`: the memory of the chunk just pushed when the runtime reads into it again (payload views into it are copied). */
+  private drain(reusedMemory: ArrayBufferLike | null = null): void {
     while (this.isOpen && this.handlers !== null) {
       if (this.pending === null) {
         if (this.input.length < FRAME_HEADER_BYTES) return;
@@ -208,7 +268,9 @@ export class RtrsLink {
         continue;
       }
       if (this.input.length < header.lengthBytes) return;
-      const payload = header.lengthBytes === 0 ? EMPTY : this.input.take(header.lengthBytes);
+      let payload = header.lengthBytes === 0 ? EMPTY : this.input.take(header.lengthBytes);
+      // Owners may keep a payload (LinkHandlers.onFrame): never a view of a reused read buffer.
+      if (payload.buffer === reusedMemory) payload = payload.slice();
       this.pending = null;
       const bad = digestProblem(this.crc32c, header, this.pendingHeaderBytes, payload);
       if (bad !== null) return this.close(bad);

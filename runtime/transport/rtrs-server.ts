@@ -31,7 +31,7 @@ import {
   AUTH_BYTES, clientAuthValid, type Crc32c, encodeHello, FRAME_FLAG_DIGEST, FRAME_OP, type FrameHeader, NONCE_BYTES, newNonce, serverProof,
 } from './rtrs-frame.ts';
 import { Heartbeat } from './rtrs-heartbeat.ts';
-import { RtrsLink } from './rtrs-link.ts';
+import { ACCEPT_PAUSED, acceptLink, RtrsLink } from './rtrs-link.ts';
 import {
   CONN_REQ_BYTES, CONN_RSP_NEW_RKEY, type ConnReq, decodeConnReq, decodeInfoReq, DEFAULT_CHUNK_BYTES, DEFAULT_QUEUE_DEPTH,
   encodeConnRsp, encodeInfoRsp, HB_INTERVAL_MS, HB_MISSED_MAX, IMM_TYPE, immType, MAX_CONNECTIONS_PER_PATH, MAX_HEADER_BYTES,
@@ -133,7 +133,7 @@ export class RtrsServer {
       this.log(`rtrs: setting up a connection failed: ${describeError(error)}`);
       socket.destroy();
     });
-    const server = this.options.tls ? createTlsServer(this.options.tls, onSocket) : createTcpServer(onSocket);
+    const server = this.options.tls ? createTlsServer(this.options.tls, onSocket) : createTcpServer({ pauseOnConnect: ACCEPT_PAUSED }, onSocket);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host, port }, () => {
@@ -172,11 +172,12 @@ export class RtrsServer {
     await Promise.all(stopped);
   }
 
-  private accept(socket: Socket): void {
-    if (this.closing) return void socket.destroy();
+  private accept(accepted: Socket): void {
+    if (this.closing) return void accepted.destroy();
+    const link = acceptLink(accepted, this.options.crc32c, this.pool, Boolean(this.options.tls));
+    const socket = link.socket;
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    const link = new RtrsLink(socket, this.options.crc32c, this.pool);
     const nonce = newNonce();
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
     // The handshake, for this connection, lasts until its path is CONNECTED: a conn_req, and then
