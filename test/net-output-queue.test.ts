@@ -182,4 +182,63 @@ for (const zeroCopy of [false, true]) {
   });
 }
 
+/** A connected pair whose client keeps every byte it gets. */
+async function collectingPair(): Promise<{ serverSide: net.Socket; bytes: () => Buffer }> {
+  const [serverSide, client] = await socketPair();
+  const chunks: Buffer[] = [];
+  client.on('data', (chunk: Buffer) => chunks.push(chunk));
+  closers.push(() => {
+    serverSide.destroy();
+    client.destroy();
+  });
+  return { serverSide, bytes: () => Buffer.concat(chunks) };
+}
+
+for (const zeroCopyOn of [false, true]) {
+  test(`a file frame's trailer follows its data, or goes with it when the span fails (${zeroCopyOn ? 'zero copy' : 'read and written'})`, async () => {
+    const adapter = await loadAdapter();
+    if (zeroCopyOn && adapter.socketSend === null) return; // this runtime has no zero-copy sends
+    const device = await FileDevice.open(path.join(tempDir, 'disk.img'), { create: { sizeBytes: MiB } });
+    closers.push(() => device.close());
+    const data = new Uint8Array(MiB).map((_, i) => (i * 7) & 0xff);
+    await device.write(0, data);
+    const { serverSide, bytes } = await collectingPair();
+    const output = new OutputQueue(serverSide, new BufferPool(), { socketSend: zeroCopyOn ? adapter.socketSend : null });
+    const header = new Uint8Array(16).fill(0xaa);
+    const trailer = new Uint8Array(9).fill(0xbb);
+    const failedCalls: unknown[] = [];
+    const failed = (error: unknown): Uint8Array => {
+      failedCalls.push(error);
+      return new Uint8Array(3).fill(0xee);
+    };
+    // Two good frames around plain bytes, the trailer after each one's data.
+    output.push(new FileFrame(header, device.fileSpan(0, 200 * KiB)!, failed, trailer));
+    output.push(new Uint8Array(4).fill(0xcc));
+    output.push(new FileFrame(header, device.fileSpan(300 * KiB, 64 * KiB)!, failed, trailer));
+    const expected = Buffer.concat([header, data.subarray(0, 200 * KiB), trailer, new Uint8Array(4).fill(0xcc), header, data.subarray(300 * KiB, 364 * KiB), trailer]);
+    await until(() => bytes().length >= expected.length && output.state === 'idle', 'both frames sent');
+    assert.ok(bytes().equals(expected), 'header, data, trailer, in order');
+    assert.equal(failedCalls, []);
+    if (!zeroCopyOn) {
+      // Read the ordinary way, a span that fails sends the stand-in instead of header, data and trailer.
+      const broken = { fd: -1, fileOffsetBytes: 0, lengthBytes: 64 * KiB, read: () => Promise.reject(new Error('unreadable')), release: () => {} };
+      output.push(new FileFrame(header, broken, failed, trailer));
+      await until(() => bytes().length === expected.length + 3 && output.state === 'idle', 'the stand-in sent');
+      assert.ok(bytes().subarray(expected.length).equals(Buffer.alloc(3, 0xee)));
+      assert.is(failedCalls.length, 1);
+    } else {
+      // Zero copy sends the header first: a span that then fails cuts the frame, which is told.
+      const cuts: unknown[] = [];
+      const brokenWhy: string[] = [];
+      output.onBroken = (why) => brokenWhy.push(why);
+      const broken = { fd: -1, fileOffsetBytes: 0, lengthBytes: 64 * KiB, read: () => Promise.reject(new Error('unreadable')), release: () => {} };
+      output.push(new FileFrame(header, broken, failed, trailer, (error) => cuts.push(error)));
+      await until(() => output.state === 'closed', 'the queue closed');
+      assert.is(cuts.length, 1);
+      assert.equal(failedCalls, [], 'no stand-in once the header went out');
+      assert.match(brokenWhy[0]!, /cut short: unreadable/);
+    }
+  });
+}
+
 test.run();

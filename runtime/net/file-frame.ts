@@ -15,14 +15,20 @@ export class FileFrame {
   constructor(
     readonly header: Uint8Array,
     readonly span: FileSpan,
-    /** The error reply to send instead, when the span cannot be read before any of it went out. */
+    /** The error reply to send instead (of the whole frame, trailer too), when the span cannot be read before any of it went out. */
     readonly failed: (error: unknown) => Uint8Array,
+    /** Bytes that follow the data (RTRS: the IO response after the data), sent only if the data is. */
+    readonly trailer: Uint8Array = EMPTY_TRAILER,
+    /** Told when the span failed after part of the frame went out (the stream then breaks: no stand-in can follow). */
+    readonly cut: ((error: unknown) => void) | null = null,
   ) {}
 
   get length(): number {
-    return this.header.length + this.span.lengthBytes;
+    return this.header.length + this.span.lengthBytes + this.trailer.length;
   }
 }
+
+const EMPTY_TRAILER = new Uint8Array(0);
 
 /** One reply as the connection queues it: bytes, or a header and file data. */
 export type Frame = Uint8Array | FileFrame;

@@ -300,16 +300,19 @@ export class OutputQueue {
       throw error;
     }
     const sentBytes = headerSentBytes + dataSentBytes;
-    if (sentBytes === frame.length) {
+    const { trailer } = frame;
+    if (sentBytes === header.length + span.lengthBytes) {
       span.release();
+      if (trailer.length > 0) this.write(trailer); // the socket's own queue is empty: it follows in order
       return true;
     }
     const rest = this.pool.take(frame.length - sentBytes);
     const headerRestBytes = header.length - headerSentBytes;
     if (headerRestBytes > 0) rest.set(header.subarray(headerSentBytes), 0);
+    if (trailer.length > 0) rest.set(trailer, rest.length - trailer.length);
     let reading: Promise<void>;
     try {
-      reading = span.read(dataSentBytes, rest.subarray(headerRestBytes));
+      reading = span.read(dataSentBytes, rest.subarray(headerRestBytes, rest.length - trailer.length));
     } catch (error) {
       reading = Promise.reject(error);
     }
@@ -332,6 +335,7 @@ export class OutputQueue {
       }
       if (sentBytes > 0) {
         span.release();
+        frame.cut?.(error);
         this.broken(`a read reply was cut short: ${describeError(error)}`); // part of it went out: the stream cannot be mended
         return;
       }

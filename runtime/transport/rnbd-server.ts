@@ -26,7 +26,8 @@
  *              bi_size bytes, the others none; a write-type op on an ro mapping is EROFS; the range
  *              is checked like a device request (EINVAL unaligned, ERANGE beyond the end); DISCARD
  *              needs canDiscard and SECURE_ERASE is never offered (EOPNOTSUPP); FLUSH has bi_size 0.
- *              READ reads into the request's data; WRITE writes it ({fua} with RNBD_F_FUA, a flush
+ *              READ reads into the request's data, or lends the range (fileSpan) when the RTRS
+ *              server can send it from the file (spanWelcome; no PREFLUSH or FUA); WRITE writes it ({fua} with RNBD_F_FUA, a flush
  *              first with PREFLUSH); FLUSH flushes; DISCARD discards; WRITE_ZEROES discards when that
  *              leaves zeros (discardZeroes, and no NOUNMAP), else writes zeros in 1 MiB pieces; FUA
  *              on an op other than WRITE flushes after it.
@@ -284,7 +285,16 @@ export class RnbdServer implements RtrsServerHandler {
     }
     const ioProblem = this.checkIo(entry, io, request);
     if (ioProblem !== null) throw this.refuse(state, ioProblem.errno, `IO on '${entry.name}' refused: ${ioProblem.reason}`);
-    await entry.gate.track(() => this.run(entry.resolved.device, io, request.data));
+    const device = entry.resolved.device;
+    if (io.op === RNBD_OP.READ && request.spanWelcome === true && device.fileSpan !== undefined && (io.flags & (RNBD_F_PREFLUSH | RNBD_F_FUA)) === 0) {
+      // Lent, not read: the RTRS server sends the bytes straight from the file (zero copy).
+      const span = device.fileSpan(io.offsetSectors * SECTOR_BYTES, io.lengthBytes);
+      if (span !== null) {
+        request.span = span;
+        return;
+      }
+    }
+    await entry.gate.track(() => this.run(device, io, request.data));
   }
 
   /** Everything about an IO that can be judged before it runs; range errors throw BlockErrors. */

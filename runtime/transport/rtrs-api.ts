@@ -18,6 +18,7 @@
  *   (or the session closes) does it reject with ENOTCONN. The server applies each buffer id's
  *   request at most once per issue, so a write never lands twice.
  */
+import type { FileSpan } from '../devices/block-device.ts';
 import { BlockError } from '../errors.ts';
 
 export type RtrsDirection = 'read' | 'write';
@@ -28,6 +29,15 @@ export interface RtrsRequest {
   readonly header: Uint8Array;
   /** 'write': the payload sent; 'read': where the server's bytes land (its length is what is read). */
   readonly data: Uint8Array;
+  /**
+   * Server side, 'read' only: true when the answer can go out straight from a file (zero copy: a
+   * plain TCP link without digest, on a runtime with SocketSend). The handler may then lend the
+   * range instead of filling `data` (`span`, from BlockDevice.fileSpan); the server sends it and
+   * releases it.
+   */
+  readonly spanWelcome?: boolean;
+  /** Set by the handler instead of filling `data`, only when `spanWelcome`. */
+  span?: FileSpan | null;
 }
 
 /**

@@ -26,6 +26,8 @@ import { loadAdapter } from '../adapter/index.ts';
 import { assert } from '../assert.ts';
 import { BufferPool } from '../net/buffer-pool.ts';
 import { describeError, guarded } from '../net/fault-domain.ts';
+import type { FileSpan } from '../devices/block-device.ts';
+import { FileFrame } from '../net/file-frame.ts';
 import { InputBuffer } from '../net/input-buffer.ts';
 import { OutputQueue } from '../net/output-queue.ts';
 import {
@@ -55,7 +57,7 @@ export interface SendFields {
 }
 
 const EMPTY = new Uint8Array(0);
-const socketReads = (await loadAdapter()).socketReads;
+const { socketReads, socketSend } = await loadAdapter();
 /**
  * Where the runtime offers SocketReads, every plain-TCP link of this thread reads through this one
  * buffer: each read is handled whole (frames handed on, the rest copied) before the next one.
@@ -129,7 +131,7 @@ export class RtrsLink {
     pool: BufferPool = new BufferPool(),
     readsGiven = false,
   ) {
-    this.output = new OutputQueue(socket, pool);
+    this.output = new OutputQueue(socket, pool, { socketSend });
     this.output.onBroken = (why) => this.close(why);
     socket.setNoDelay(true);
     this.closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
@@ -157,21 +159,56 @@ export class RtrsLink {
   /** Sends one frame whose payload is `pieces` in order (none for an empty frame). */
   send(fields: SendFields, ...pieces: Uint8Array[]): void {
     if (!this.isOpen) return;
-    let lengthBytes = 0;
-    for (const piece of pieces) lengthBytes += piece.length;
+    this.output.push(this.header(fields, pieces));
+    for (const piece of pieces) if (piece.length > 0) this.output.push(piece);
+  }
+
+  /** One frame's bytes, header and payload, as `send` would put them on the wire (for a FileFrame's trailer or its stand-in). */
+  frameBytes(fields: SendFields, ...pieces: Uint8Array[]): Uint8Array {
+    const header = this.header(fields, pieces);
+    if (pieces.length === 0) return header;
+    return Buffer.concat([header, ...pieces]);
+  }
+
+  /** Frames whose payload is a file span can go out with zero copy here (sendSpan): a plain socket with SocketSend, no digest. */
+  get zeroCopy(): boolean {
+    return this.output.zeroCopy && !this.digest;
+  }
+
+  /**
+   * Sends one frame whose payload is `span` (zero copy: the kernel moves the file's bytes to the
+   * socket), then `trailer`; when the span cannot be read before any byte went out, `failed`'s
+   * bytes go instead of all of it; once part went out, `cut` is told and the link breaks. Only
+   * where `zeroCopy`.
+   * The span is the queue's from here: released once sent or dropped.
+   */
+  sendSpan(fields: SendFields, span: FileSpan, trailer: Uint8Array, failed: (error: unknown) => Uint8Array, cut: (error: unknown) => void): void {
+    assert(!this.digest, 'rtrs link: a file span cannot carry a digest');
+    if (!this.isOpen) return void span.release();
     const header = new Uint8Array(FRAME_HEADER_BYTES);
-    const frame: FrameHeader = {
+    encodeFrameHeader(this.frameFields(fields, span.lengthBytes), header);
+    this.output.push(new FileFrame(header, span, failed, trailer, cut));
+  }
+
+  private frameFields(fields: SendFields, lengthBytes: number): FrameHeader {
+    return {
       op: fields.op, flags: this.digest ? FRAME_FLAG_DIGEST : 0, imm: fields.imm ?? 0, addr: fields.addr ?? 0n, key: fields.key ?? 0,
       lengthBytes, seq: fields.seq ?? 0, digest: 0,
     };
-    encodeFrameHeader(frame, header);
+  }
+
+  /** The 32-byte header of a frame carrying `pieces` (with its digest when on). */
+  private header(fields: SendFields, pieces: readonly Uint8Array[]): Uint8Array {
+    let lengthBytes = 0;
+    for (const piece of pieces) lengthBytes += piece.length;
+    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    encodeFrameHeader(this.frameFields(fields, lengthBytes), header);
     if (this.digest) {
       let crc = frameDigest(this.crc32c, header, EMPTY);
       for (const piece of pieces) if (piece.length > 0) crc = this.crc32c(piece, crc);
       new DataView(header.buffer).setUint32(28, crc, true);
     }
-    this.output.push(header);
-    for (const piece of pieces) if (piece.length > 0) this.output.push(piece);
+    return header;
   }
 
   /**

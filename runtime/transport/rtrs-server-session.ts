@@ -22,7 +22,7 @@
  * request comes back with the same buffer id and issue number, a higher attempt, on another path,
  * with the key it was first issued with (the chunk may have rotated since): while it still runs,
  * only where to answer changes; once done, a write is answered with its recorded errno and not
- * applied again, and a read (idempotent) runs again; the key rotates once per request, however
+ * applied again, a read that failed likewise, and a read that succeeded (idempotent) runs again; the key rotates once per request, however
  * often it runs. Copies that arrive late from a failed path (a lower attempt, or an issue number
  * the chunk is past) are dropped unanswered, so they can neither steer the answer to a dead link
  * nor apply an old write over a newer one. A session keeps this state for `lingerMs` after its last
@@ -35,7 +35,7 @@ import type { BufferPool } from '../net/buffer-pool.ts';
 import { describeError } from '../net/fault-domain.ts';
 import { ERRNO, errnoOf, type RtrsRequest, type RtrsServerHandler, type RtrsServerSession } from './rtrs-api.ts';
 import { FRAME_OP, SEQ_ISSUE_BITS, type FrameHeader } from './rtrs-frame.ts';
-import type { RtrsLink } from './rtrs-link.ts';
+import type { RtrsLink, SendFields } from './rtrs-link.ts';
 import {
   decodeRdmaRead, decodeRdmaWrite, type Desc, encodeRkeyRsp, ioMessageType, ioReqOf, ioRspImm, MSG_TYPE, READ_NEED_INVAL,
   RDMA_WRITE_BYTES,
@@ -44,6 +44,13 @@ import {
 /** A frame's `seq` on an IO request: issue number below SEQ_BITS, attempt above (rtrs-frame.ts). */
 const SEQ_BITS = SEQ_ISSUE_BITS;
 const SEQ_MASK = (1 << SEQ_BITS) - 1;
+
+/**
+ * Reads at least this long may be answered straight from a file (RtrsRequest.spanWelcome); shorter
+ * ones are copied and coalesced with their neighbours into one socket write, which costs less than
+ * a sendfile each (as the NBD server measured: server/nbd/export-session.ts).
+ */
+const SPAN_MIN_BYTES = 64 * 1024;
 
 /** True when issue number `a` comes before `b` (24-bit serial numbers: half the space back). */
 function isOlder(a: number, b: number): boolean {
@@ -185,11 +192,14 @@ export class ServerSession implements RtrsServerSession {
       chunk.attempt = attempt;
       chunk.answerTo = link;
       if (chunk.state === 'running') return null;
-      if (chunk.direction === 'write') {
-        this.answer(bufferId, chunk.errno); // applied once already: its result, not a second write
+      if (chunk.direction === 'write' || chunk.errno !== 0) {
+        // A write was applied once already: its result, not a second write. A read that failed
+        // keeps its error (the data's file could not be read: running it again would fail again).
+        this.answer(bufferId, chunk.errno);
         return null;
       }
-      // A read runs again (it changes nothing); the key is not rotated twice.
+      // A read that succeeded runs again (it changes nothing; its data went with the path); the
+      // key is not rotated twice.
     }
     if (!reissue && chunk.state === 'running') return this.refuse(link, bufferId, ERRNO.EBUSY, `chunk ${bufferId} still has a request running`);
 
@@ -220,7 +230,8 @@ export class ServerSession implements RtrsServerSession {
       }
       needInvalidate = (read.flags & READ_NEED_INVAL) !== 0 && readDesc !== null;
       const target = lengthBytes === 0 ? new Uint8Array(0) : this.pool.take(lengthBytes);
-      request = { direction: 'read', header: payload.subarray(offsetBytes - read.userHeaderBytes, offsetBytes), data: target };
+      const spanWelcome = link.zeroCopy && lengthBytes >= SPAN_MIN_BYTES;
+      request = { direction: 'read', header: payload.subarray(offsetBytes - read.userHeaderBytes, offsetBytes), data: target, spanWelcome };
       counters.readCount += 1;
       counters.readBytes += lengthBytes;
     }
@@ -254,9 +265,19 @@ export class ServerSession implements RtrsServerSession {
   }
 
   private finish(bufferId: number, errno: number, request: RtrsRequest, readDesc: Desc | null, payload: Uint8Array): void {
+    const chunk = this.chunks[bufferId]!;
+    const span = request.span ?? null;
+    request.span = null;
+    if (span !== null && errno === 0 && readDesc !== null && !(chunk.answerTo?.zeroCopy ?? false)) {
+      // The answer moved (a re-issue) to a link that cannot send from a file: read the span first.
+      span.read(0, request.data).then(
+        () => this.finish(bufferId, 0, request, readDesc, payload),
+        (error: unknown) => this.finish(bufferId, errnoOf(error), request, readDesc, payload),
+      ).finally(() => span.release());
+      return;
+    }
     this.inFlight -= 1;
     this.pool.release(payload);
-    const chunk = this.chunks[bufferId]!;
     chunk.state = 'done';
     chunk.errno = errno;
     if (this.config.alwaysInvalidate && !chunk.rotated) {
@@ -264,23 +285,46 @@ export class ServerSession implements RtrsServerSession {
       chunk.rotated = true;
     }
     const link = chunk.answerTo;
+    if (request.direction === 'read' && (span !== null || errno !== 0 || readDesc === null || link === null || !link.isOpen)) this.pool.release(request.data);
     if (errno === 0 && readDesc !== null && link !== null && link.isOpen) {
       // The document's RDMA write of the data into the client's buffer, then the response.
-      link.send({ op: FRAME_OP.WRITE, addr: readDesc.addr, key: readDesc.key }, request.data);
-    } else if (request.direction === 'read') {
-      this.pool.release(request.data);
+      const write = { op: FRAME_OP.WRITE, addr: readDesc.addr, key: readDesc.key };
+      if (span !== null) {
+        // From the file (zero copy), the response right behind it; if the file cannot be read
+        // before any byte went out, an EIO response instead (the key rotated all the same).
+        // If it fails after part went out, the link breaks and the client re-issues the read: it
+        // is answered EIO then, not run again (which could break the next path the same way).
+        const seq = chunk.seq;
+        const failed = (): number => {
+          if (chunk.seq === seq) chunk.errno = ERRNO.EIO;
+          return ERRNO.EIO;
+        };
+        link.sendSpan(write, span, this.answerBytes(link, bufferId, 0), () => this.answerBytes(link, bufferId, failed()), failed);
+        return;
+      }
+      link.send(write, request.data);
     }
+    span?.release();
     this.answer(bufferId, errno);
   }
 
   /** IO_RSP for the chunk's request on the link it last came on (with the new key when rotating). */
   private answer(bufferId: number, errno: number): void {
-    const chunk = this.chunks[bufferId]!;
-    const link = chunk.answerTo;
+    const link = this.chunks[bufferId]!.answerTo;
     if (link === null || !link.isOpen) return; // the client re-issues on another path and is answered then
+    link.send(...this.answerFrame(bufferId, errno));
+  }
+
+  /** The IO_RSP as bytes, to follow a file span on `link`. */
+  private answerBytes(link: RtrsLink, bufferId: number, errno: number): Uint8Array {
+    return link.frameBytes(...this.answerFrame(bufferId, errno));
+  }
+
+  private answerFrame(bufferId: number, errno: number): [SendFields, ...Uint8Array[]] {
+    const chunk = this.chunks[bufferId]!;
     const imm = ioRspImm(bufferId, errno, chunk.needInvalidate);
-    if (this.config.alwaysInvalidate) link.send({ op: FRAME_OP.SEND_IMM, imm }, encodeRkeyRsp(bufferId, chunk.key));
-    else link.send({ op: FRAME_OP.WRITE_IMM, imm });
+    if (this.config.alwaysInvalidate) return [{ op: FRAME_OP.SEND_IMM, imm }, encodeRkeyRsp(bufferId, chunk.key)];
+    return [{ op: FRAME_OP.WRITE_IMM, imm }];
   }
 
   /** Answers a request the session will not run, with `errno`; logs one line; the path goes on. */

@@ -121,7 +121,7 @@ export interface RtrsPair {
  * A server with `handler` (RNBD's, in the RNBD tests) and a client session to it whose paths run
  * through TCP proxies (127.0.0.1, 127.0.0.2, ...), so a test can cut them all at once.
  */
-export async function connectRtrsPair(options: { handler: RtrsServerHandler; pathCount?: number; reconnectDelayMs?: number }): Promise<RtrsPair> {
+export async function connectRtrsPair(options: { handler: RtrsServerHandler; pathCount?: number; reconnectDelayMs?: number; clientOptions?: Partial<RtrsClientOptions> }): Promise<RtrsPair> {
   const crc32c = await kernelCrc32c();
   const logs: string[] = [];
   const server = new RtrsServer({ handler: options.handler, crc32c, log: (line) => logs.push(line) });
@@ -137,7 +137,7 @@ export async function connectRtrsPair(options: { handler: RtrsServerHandler; pat
   }
   const client = await RtrsClient.open({
     sessionName: `rnbd-test-${process.pid}-${pairSerial++}`, paths, crc32c, reconnectDelayMs: options.reconnectDelayMs ?? 100, reconnectBackoffMs: 100,
-    log: (line) => logs.push(line),
+    log: (line) => logs.push(line), ...options.clientOptions,
   });
   return {
     server, client, logs,
