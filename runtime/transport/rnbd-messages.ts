@@ -33,6 +33,7 @@
  * beyond 2^53. Which names a server serves is policy, not format: `deviceNameProblem`.
  */
 import { assert } from '../assert.ts';
+import { smallBytes } from '../net/small-bytes.ts';
 
 export const RNBD_PROTOCOL_VERSION_MAJOR = 2;
 export const RNBD_PROTOCOL_VERSION_MINOR = 0;
@@ -95,7 +96,7 @@ function checkUint(name: string, value: number, max: number): void {
 }
 
 function outFor(sizeBytes: number, out: Uint8Array | undefined): Uint8Array {
-  const target = out ?? new Uint8Array(sizeBytes);
+  const target = out ?? smallBytes(sizeBytes);
   assert(target.length >= sizeBytes, `rnbd: encode into ${target.length} bytes, ${sizeBytes} needed`);
   target.fill(0, 0, sizeBytes);
   return target.length === sizeBytes ? target : target.subarray(0, sizeBytes);

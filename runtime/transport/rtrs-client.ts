@@ -35,6 +35,7 @@ import {
 } from './rtrs-messages.ts';
 import { randomKey } from './rtrs-keys.ts';
 import { choosePath, type Policy } from './rtrs-policy.ts';
+import { smallBytes } from '../net/small-bytes.ts';
 
 export interface PathAddress {
   dst: HostPort;
@@ -412,7 +413,7 @@ export class RtrsClient implements RtrsClientSession {
     const chunk = geometry.chunks[bufferId]!;
     const link = path.ioLink();
     if (request.direction === 'write') {
-      const trailer = new Uint8Array(request.header.length + RDMA_WRITE_BYTES);
+      const trailer = smallBytes(request.header.length + RDMA_WRITE_BYTES);
       trailer.set(request.header, 0);
       encodeRdmaWrite(request.header.length, trailer.subarray(request.header.length));
       const offsetBytes = request.data.length + request.header.length;
@@ -422,7 +423,7 @@ export class RtrsClient implements RtrsClientSession {
       return;
     }
     const descs = request.data.length === 0 ? [] : [{ addr: readAddr(bufferId, pending.seq), key: pending.readKey, lengthBytes: request.data.length }];
-    const trailer = new Uint8Array(request.header.length + rdmaReadBytes(descs.length));
+    const trailer = smallBytes(request.header.length + rdmaReadBytes(descs.length));
     trailer.set(request.header, 0);
     encodeRdmaRead({ userHeaderBytes: request.header.length, flags: 0, descs }, trailer.subarray(request.header.length));
     path.stats.readCount += 1;

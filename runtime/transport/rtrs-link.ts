@@ -33,6 +33,7 @@ import { OutputQueue } from '../net/output-queue.ts';
 import {
   type Crc32c, decodeFrameHeader, digestProblem, encodeFrameHeader, FRAME_FLAG_DIGEST, FRAME_HEADER_BYTES, frameDigest, type FrameHeader,
 } from './rtrs-frame.ts';
+import { smallBytes, smallCopy } from '../net/small-bytes.ts';
 
 export interface LinkHandlers {
   /**
@@ -185,7 +186,7 @@ export class RtrsLink {
   sendSpan(fields: SendFields, span: FileSpan, trailer: Uint8Array, failed: (error: unknown) => Uint8Array, cut: (error: unknown) => void): void {
     assert(!this.digest, 'rtrs link: a file span cannot carry a digest');
     if (!this.isOpen) return void span.release();
-    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    const header = smallBytes(FRAME_HEADER_BYTES);
     encodeFrameHeader(this.frameFields(fields, span.lengthBytes), header);
     this.output.push(new FileFrame(header, span, failed, trailer, cut));
   }
@@ -201,7 +202,7 @@ export class RtrsLink {
   private header(fields: SendFields, pieces: readonly Uint8Array[]): Uint8Array {
     let lengthBytes = 0;
     for (const piece of pieces) lengthBytes += piece.length;
-    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    const header = smallBytes(FRAME_HEADER_BYTES);
     encodeFrameHeader(this.frameFields(fields, lengthBytes), header);
     if (this.digest) {
       let crc = frameDigest(this.crc32c, header, EMPTY);
@@ -307,7 +308,7 @@ export class RtrsLink {
       if (this.input.length < header.lengthBytes) return;
       let payload = header.lengthBytes === 0 ? EMPTY : this.input.take(header.lengthBytes);
       // Owners may keep a payload (LinkHandlers.onFrame): never a view of a reused read buffer.
-      if (payload.buffer === reusedMemory) payload = payload.slice();
+      if (payload.buffer === reusedMemory) payload = smallCopy(payload);
       this.pending = null;
       const bad = digestProblem(this.crc32c, header, this.pendingHeaderBytes, payload);
       if (bad !== null) return this.close(bad);

@@ -26,6 +26,7 @@
  * The uuids are 16 raw bytes; sessions and paths name them as 32 lowercase hex digits.
  */
 import { assert } from '../assert.ts';
+import { smallBytes } from '../net/small-bytes.ts';
 
 export const RTRS_MAGIC = 0x1bbd;
 export const RTRS_VERSION_MAJOR = 2;
@@ -356,7 +357,7 @@ export function decodeRdmaRead(bytes: Uint8Array): RdmaRead | string {
 
 export function encodeRkeyRsp(bufferId: number, rkey: number): Uint8Array {
   checkU16('buf_id', bufferId);
-  const out = new Uint8Array(RKEY_RSP_BYTES);
+  const out = smallBytes(RKEY_RSP_BYTES);
   const v = view(out);
   v.setUint16(0, MSG_TYPE.RKEY_RSP, true);
   v.setUint16(2, bufferId, true);
