@@ -104,7 +104,7 @@ test('frames cut anywhere come out whole, and kept payloads survive the next rea
   }
 });
 
-test('connectLink and acceptLink carry the frames on this runtime', async () => {
+for (const digest of [false, true]) test(`connectLink and acceptLink carry the frames on this runtime${digest ? ', digests on' : ''}`, async () => {
   const prng = new Prng(SEED ^ 0x5eed);
   const sent = randomFrames(prng, 200);
   let accepted: RtrsLink | null = null;
@@ -112,6 +112,7 @@ test('connectLink and acceptLink carry the frames on this runtime', async () => 
     const listener = net.createServer({ pauseOnConnect: ACCEPT_PAUSED }, (socket) => {
       listener.close();
       accepted = acceptLink(socket, crc32c, new BufferPool(), false);
+      accepted.digest = digest;
       const got = collect(accepted);
       const poll = setInterval(() => {
         if (got.frames.length === sent.length || got.closed.length > 0) {
@@ -122,6 +123,7 @@ test('connectLink and acceptLink carry the frames on this runtime', async () => 
     });
     listener.listen(0, '127.0.0.1', () => {
       const link = connectLink({ host: '127.0.0.1', port: (listener.address() as net.AddressInfo).port }, crc32c);
+      link.digest = digest; // each frame's digest is written into its header (cut from a shared slab)
       link.start({ onFrame: () => {}, onClose: () => {} });
       for (const frame of sent) link.send({ op: frame.op, imm: frame.imm }, frame.payload);
     });

@@ -207,7 +207,7 @@ export class RtrsLink {
     if (this.digest) {
       let crc = frameDigest(this.crc32c, header, EMPTY);
       for (const piece of pieces) if (piece.length > 0) crc = this.crc32c(piece, crc);
-      new DataView(header.buffer).setUint32(28, crc, true);
+      new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES).setUint32(28, crc, true);
     }
     return header;
   }
