@@ -16,9 +16,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CloneDevice } from '../runtime/clone/clone-device.ts';
-import type { BlockDevice, DiscardOutcome, WriteOptions } from '../runtime/devices/block-device.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { Prng } from '../runtime/prng.ts';
+import { PassThroughDevice } from './support/pass-through-device.ts';
 
 const SECTOR_BYTES = 512;
 const REGION_SECTORS = 8;
@@ -30,21 +30,14 @@ const REGION = 1;
 const NEVER_MS = 3_600_000;
 
 /** A device whose reads wait until release(): a clone's copy from it stays in flight meanwhile. */
-class HeldReads implements BlockDevice {
+class HeldReads extends PassThroughDevice {
   private released = false;
   private waiters: Array<() => void> = [];
   readsStarted = 0;
 
-  constructor(readonly inner: MemoryDevice) {}
+  override get name() { return `held(${this.inner.name})`; }
 
-  get name() { return `held(${this.inner.name})`; }
-  get sizeBytes() { return this.inner.sizeBytes; }
-  get logicalBlockBytes() { return this.inner.logicalBlockBytes; }
-  get canWrite() { return this.inner.canWrite; }
-  get canDiscard() { return this.inner.canDiscard; }
-  get discardZeroes() { return this.inner.discardZeroes; }
-
-  async read(offsetBytes: number, target: Uint8Array): Promise<void> {
+  override async read(offsetBytes: number, target: Uint8Array): Promise<void> {
     this.readsStarted++;
     if (!this.released) await new Promise<void>((resolve) => this.waiters.push(resolve));
     return this.inner.read(offsetBytes, target);
@@ -55,10 +48,6 @@ class HeldReads implements BlockDevice {
     for (const wake of this.waiters.splice(0)) wake();
   }
 
-  write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> { return this.inner.write(offsetBytes, data, options); }
-  flush(): Promise<void> { return this.inner.flush(); }
-  discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> { return this.inner.discard(offsetBytes, lengthBytes); }
-  close(): Promise<void> { return this.inner.close(); }
 }
 
 const test = suite('clone discard beside a copy of its region');

@@ -33,6 +33,7 @@ import { RnbdServer, type DeviceResolver } from '../runtime/transport/rnbd-serve
 import { deviceConformance, type DeviceFactory } from './conformance/device-suite.ts';
 import { expectCode } from './support/expect-code.ts';
 import { connectRtrsPair, type RtrsPair } from './support/rtrs-pair.ts';
+import { PassThroughDevice } from './support/pass-through-device.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -57,14 +58,10 @@ class Catalogue {
 }
 
 /** Passes calls through, noting writes (with fua), flushes and discards. */
-class Recording implements BlockDevice {
-  constructor(private readonly inner: BlockDevice, private readonly calls: string[]) {}
-  get name() { return this.inner.name; }
-  get sizeBytes() { return this.inner.sizeBytes; }
-  get logicalBlockBytes() { return this.inner.logicalBlockBytes; }
-  get canWrite() { return this.inner.canWrite; }
-  get canDiscard() { return this.inner.canDiscard; }
-  get discardZeroes() { return this.inner.discardZeroes; }
+class Recording extends PassThroughDevice {
+  constructor(inner: BlockDevice, private readonly calls: string[]) {
+    super(inner);
+  }
   read(offsetBytes: number, target: Uint8Array) { this.calls.push(`read ${target.length}`); return this.inner.read(offsetBytes, target); }
   write(offsetBytes: number, data: Uint8Array, options?: WriteOptions) { this.calls.push(options?.fua ? 'write fua' : `write ${data.length}`); return this.inner.write(offsetBytes, data, options); }
   flush() { this.calls.push('flush'); return this.inner.flush(); }

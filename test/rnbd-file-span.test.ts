@@ -16,7 +16,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadAdapter } from '../runtime/adapter/index.ts';
-import type { BlockDevice, DiscardOutcome, FileSpan, WriteOptions } from '../runtime/devices/block-device.ts';
+import type { FileSpan } from '../runtime/devices/block-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
@@ -26,6 +26,7 @@ import type { RtrsClientOptions } from '../runtime/transport/rtrs-client.ts';
 import { deviceConformance, type DeviceFactory } from './conformance/device-suite.ts';
 import { expectCode } from './support/expect-code.ts';
 import { connectRtrsPair } from './support/rtrs-pair.ts';
+import { PassThroughDevice } from './support/pass-through-device.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -34,33 +35,25 @@ const zeroCopy = (await loadAdapter()).socketSend !== null;
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-rnbd-span-'));
 
 /** A FileDevice that counts the spans it lends, and lends a broken one for reads at `badOffsetBytes`. */
-class Lending implements BlockDevice {
+class Lending extends PassThroughDevice {
   lent = 0;
   badOffsetBytes = -1;
-  constructor(private readonly inner: FileDevice) {}
-  get name() { return this.inner.name; }
-  get sizeBytes() { return this.inner.sizeBytes; }
-  get logicalBlockBytes() { return this.inner.logicalBlockBytes; }
-  get canWrite() { return this.inner.canWrite; }
-  get canDiscard() { return this.inner.canDiscard; }
-  get discardZeroes() { return this.inner.discardZeroes; }
-  read(offsetBytes: number, target: Uint8Array) {
+  constructor(private readonly file: FileDevice) {
+    super(file);
+  }
+  override read(offsetBytes: number, target: Uint8Array) {
     if (offsetBytes === this.badOffsetBytes) return Promise.reject(new BlockError('EIO', 'the test\'s unreadable range'));
     return this.inner.read(offsetBytes, target);
   }
-  write(offsetBytes: number, data: Uint8Array, options?: WriteOptions) { return this.inner.write(offsetBytes, data, options); }
-  flush() { return this.inner.flush(); }
-  discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> { return this.inner.discard(offsetBytes, lengthBytes); }
   fileSpan(offsetBytes: number, lengthBytes: number): FileSpan | null {
     if (offsetBytes === this.badOffsetBytes) {
       // No file behind it: sendfile fails, and so does reading it.
       return { fd: -1, fileOffsetBytes: 0, lengthBytes, read: () => Promise.reject(new BlockError('EIO', 'the test\'s unreadable span')), release: () => {} };
     }
-    const span = this.inner.fileSpan(offsetBytes, lengthBytes);
+    const span = this.file.fileSpan(offsetBytes, lengthBytes);
     if (span !== null) this.lent++;
     return span;
   }
-  close() { return this.inner.close(); }
 }
 
 /** Logical block sizes the conformance suite asked for, by file name (default 512). */
