@@ -13,6 +13,7 @@ import { BufferPool } from '../runtime/net/buffer-pool.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { encodeFrameHeader, FRAME_FLAG_DIGEST, FRAME_HEADER_BYTES, FRAME_OP, frameDigest, type FrameHeader } from '../runtime/transport/rtrs-frame.ts';
 import { ACCEPT_PAUSED, acceptLink, connectLink, RtrsLink } from '../runtime/transport/rtrs-link.ts';
+import { loadAdapter } from '../runtime/adapter/index.ts';
 import { kernelCrc32c } from './support/rtrs-pair.ts';
 import { socketPair } from './support/socket-pair.ts';
 
@@ -29,6 +30,7 @@ interface Sent {
 }
 
 const crc32c = await kernelCrc32c();
+const { socketReads } = await loadAdapter();
 
 /** The bytes of `frames` on the wire, as RtrsLink.send makes them. */
 function wire(frames: Sent[], digest: boolean): Uint8Array {
@@ -108,14 +110,19 @@ for (const digest of [false, true]) test(`connectLink and acceptLink carry the f
   const prng = new Prng(SEED ^ 0x5eed);
   const sent = randomFrames(prng, 200);
   let accepted: RtrsLink | null = null;
+  let adoptedAsExpected = false;
   const received = new Promise<{ frames: Sent[]; closed: string[] }>((resolve) => {
     const listener = net.createServer({ pauseOnConnect: ACCEPT_PAUSED }, (socket) => {
       listener.close();
       accepted = acceptLink(socket, crc32c, new BufferPool(), false);
+      // Where the runtime offers SocketReads the socket must have been taken over (else this
+      // would quietly test 'data' events).
+      adoptedAsExpected = (accepted.socket !== socket) === (socketReads !== null);
       accepted.digest = digest;
       const got = collect(accepted);
+      const deadline = Date.now() + 10_000;
       const poll = setInterval(() => {
-        if (got.frames.length === sent.length || got.closed.length > 0) {
+        if (got.frames.length === sent.length || got.closed.length > 0 || Date.now() > deadline) {
           clearInterval(poll);
           resolve(got);
         }
@@ -129,6 +136,7 @@ for (const digest of [false, true]) test(`connectLink and acceptLink carry the f
     });
   });
   const got = await received;
+  assert.ok(adoptedAsExpected, `the accepted socket ${socketReads === null ? 'was taken over without SocketReads' : 'was not taken over'}`);
   assert.equal(got.closed, []);
   assertSame(got.frames, sent, 'end to end');
   (accepted as RtrsLink | null)?.close();

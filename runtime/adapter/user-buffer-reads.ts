@@ -36,10 +36,18 @@ export const userBufferReads: SocketReads = {
     const server = old._server ?? null;
     old._handle = null;
     old._server = null;
-    const adopted = new Socket({
-      handle, readable: true, writable: true,
-      onread: { buffer, callback: (bytesRead: number) => onRead(onBytes, buffer, bytesRead) },
-    } as unknown as ConstructorParameters<typeof Socket>[0]);
+    let adopted: Socket;
+    try {
+      adopted = new Socket({
+        handle, readable: true, writable: true,
+        onread: { buffer, callback: (bytesRead: number) => onRead(onBytes, buffer, bytesRead) },
+      } as unknown as ConstructorParameters<typeof Socket>[0]);
+    } catch {
+      // Put it back as it was: the caller reads the accepted socket the usual way.
+      old._handle = handle;
+      old._server = server;
+      return null;
+    }
     const internals = adopted as unknown as SocketInternals;
     internals._server = server;
     internals.server = server;

@@ -97,7 +97,7 @@ export class InputBuffer {
       const held = this.chunks[index]!;
       if (held.buffer !== chunk.buffer) continue;
       const from = index === 0 ? this.headAt : 0;
-      this.chunks[index] = held.slice(from);
+      this.chunks[index] = Uint8Array.prototype.slice.call(held, from); // a copy even for a Buffer, whose slice is a view
       if (index === 0) this.headAt = 0;
     }
   }

@@ -18,7 +18,10 @@
  * from the span (span.read: in this turn when small, through the thread pool when large) and
  * written the ordinary way; nothing else goes out meanwhile. If that read fails before any byte of
  * the reply went out, the frame's error reply goes instead; after, the stream cannot be mended: the
- * queue closes and `onBroken` is told (the connection hangs up). Where zero copy is not available
+ * queue closes and `onBroken` is told (the connection hangs up). A frame's trailer (bytes after its data: RTRS's IO response) is written
+ * the ordinary way once header and data went out by fd (so the next file frame waits for that
+ * write's callback), or goes behind the data in the bytes read and written; the error reply stands
+ * in for all of it; when the stream breaks after part went out, the frame's `cut` is told. Where zero copy is not available
  * a file frame is read and written the ordinary way from the start. A write that fails, or a socket found
  * destroyed, closes the queue: what is queued is released, not read.
  *

@@ -21,8 +21,9 @@
  *
  * Where the bytes go (what the transport bench measured as the cost, before one event loop per side
  * is): every plain-TCP link reads through one buffer per thread that the runtime fills again on
- * the next read (the adapter's SocketReads: Node's `onread`, on Node and Deno), a frame's payload
- * copied once, straight into its destination (the server's pooled chunk, the reader's buffer);
+ * the next read (the adapter's SocketReads: Node's `onread`, on Node and Deno), a large payload
+ * copied once, straight into its destination (the server's pooled chunk, the reader's buffer),
+ * small frames copied out of it;
  * read answers of 64 KiB and more leave the server straight from the file (sendfile, where the
  * runtime has zero-copy sends), the IO response right behind; what is encoded per request is
  * cut from shared slabs (runtime/net/small-bytes.ts). Receiving through 'data' events had cost

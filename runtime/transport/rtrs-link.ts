@@ -5,7 +5,9 @@
  * sends frames; everything about what a frame means is the owner's.
  *
  * Reading: bytes go into an InputBuffer; a frame is handed on once its header and whole payload
- * are in, the payload as a view when it lies in one socket chunk (no copy). The header is decoded
+ * are in: copied as it arrives into the destination the owner names (sinkFor), else whole, as a
+ * view of the socket chunk it lies in ('data' events) or a copy (a reused read buffer, where the
+ * runtime offers SocketReads: connectLink, acceptLink). The header is decoded
  * against `maxPayloadBytes`, which the owner sets for each state (tiny before the handshake, a
  * chunk once connected), so a peer cannot make us buffer more than that. A frame that fails to
  * decode or whose digest is wrong closes this link, with one reason: the rest of the process goes
@@ -76,8 +78,14 @@ export function connectLink(options: NetConnectOpts, crc32c: Crc32c): RtrsLink {
     return new RtrsLink(netConnect(options), crc32c);
   }
   let link: RtrsLink | null = null;
-  const socket = socketReads.connect(options, readBuffer(), (bytes) => link!.receive(bytes));
-  link = new RtrsLink(socket, crc32c, new BufferPool(), true);
+  // No read comes before the link exists (the connection is not even up): `?.` only in case.
+  const socket = socketReads.connect(options, readBuffer(), (bytes) => link?.receive(bytes));
+  try {
+    link = new RtrsLink(socket, crc32c, new BufferPool(), true);
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  }
   return link;
 }
 
@@ -90,13 +98,14 @@ export const ACCEPT_PAUSED = socketReads !== null;
  */
 export function acceptLink(socket: Socket, crc32c: Crc32c, pool: BufferPool, tls: boolean): RtrsLink {
   let link: RtrsLink | null = null;
-  const adopted = !tls && socketReads !== null ? socketReads.adopt(socket, readBuffer(), (bytes) => link!.receive(bytes)) : null;
-  if (adopted === null) {
-    link = new RtrsLink(socket, crc32c, pool);
-    socket.resume();
-  } else {
-    link = new RtrsLink(adopted, crc32c, pool, true);
+  const adopted = !tls && socketReads !== null ? socketReads.adopt(socket, readBuffer(), (bytes) => link?.receive(bytes)) : null;
+  try {
+    link = adopted === null ? new RtrsLink(socket, crc32c, pool) : new RtrsLink(adopted, crc32c, pool, true);
+  } catch (error) {
+    (adopted ?? socket).destroy();
+    throw error;
   }
+  if (adopted === null) socket.resume();
   return link;
 }
 /** How long `end` waits for the peer to take the last frames and hang up before destroying the socket. */
@@ -308,7 +317,7 @@ export class RtrsLink {
       if (this.input.length < header.lengthBytes) return;
       let payload = header.lengthBytes === 0 ? EMPTY : this.input.take(header.lengthBytes);
       // Owners may keep a payload (LinkHandlers.onFrame): never a view of a reused read buffer.
-      if (payload.buffer === reusedMemory) payload = smallCopy(payload);
+      if (payload.buffer === reusedMemory) payload = smallCopy(payload); // (a copy even if the reads are Buffers)
       this.pending = null;
       const bad = digestProblem(this.crc32c, header, this.pendingHeaderBytes, payload);
       if (bad !== null) return this.close(bad);

@@ -6,8 +6,11 @@
  * (address, key, length). Addresses are the session's own: a random 64-bit base, chunk i at base +
  * i x chunkBytes, so a request naming another session's chunk names an address that is not ours.
  * Over TCP a chunk needs no memory of its own: the frame that "writes into" it is checked against
- * the chunk (address, key, bounds) and its bytes stay in the receive buffer they arrived in (no
- * copy), which is what the handler sees. What a chunk does hold is its state:
+ * the chunk (address, key, bounds) and its bytes are what the handler sees, received into memory of
+ * the server's pool (large requests: rtrs-server.ts sinkFor) or handed on by the link (small
+ * ones). A read's answer comes from the pool, or straight from a file the handler lends
+ * (RtrsRequest.span: sendfile, the IO response as the frame's trailer). What a chunk does hold is
+ * its state:
  *
  *   idle --IO_REQ--> running --handler settles--> done --(a new seq)--> running ...
  *
@@ -22,7 +25,8 @@
  * request comes back with the same buffer id and issue number, a higher attempt, on another path,
  * with the key it was first issued with (the chunk may have rotated since): while it still runs,
  * only where to answer changes; once done, a write is answered with its recorded errno and not
- * applied again, a read that failed likewise, and a read that succeeded (idempotent) runs again; the key rotates once per request, however
+ * applied again, a read whose file failed while being sent likewise (EIO), and any other read
+ * (idempotent) runs again; the key rotates once per request, however
  * often it runs. Copies that arrive late from a failed path (a lower attempt, or an issue number
  * the chunk is past) are dropped unanswered, so they can neither steer the answer to a dead link
  * nor apply an old write over a newer one. A session keeps this state for `lingerMs` after its last
@@ -82,6 +86,8 @@ interface Chunk {
   /** Where the running request's answer goes (the newest link it arrived on). */
   answerTo: RtrsLink | null;
   needInvalidate: boolean;
+  /** The last request was a read whose file span failed while being sent (its answer is EIO for good). */
+  fileFailed: boolean;
 }
 
 /** Counters a server path keeps (its sysfs stats). */
@@ -111,7 +117,7 @@ export class ServerSession implements RtrsServerSession {
     // Bits 63..40 random, chunk offsets below: at most 2^16 chunks of 2^24 bytes fit under 2^40.
     this.baseAddr = (BigInt(randomBytes(3).readUIntLE(0, 3)) << 40n) | 0x10000000000n;
     for (let i = 0; i < config.queueDepth; i++) {
-      this.chunks.push({ key: randomKey(), issueKey: 0, seq: 0, attempt: 0, rotated: false, state: 'idle', direction: 'write', errno: 0, answerTo: null, needInvalidate: false });
+      this.chunks.push({ key: randomKey(), issueKey: 0, seq: 0, attempt: 0, rotated: false, state: 'idle', direction: 'write', errno: 0, answerTo: null, needInvalidate: false, fileFailed: false });
     }
   }
 
@@ -192,9 +198,9 @@ export class ServerSession implements RtrsServerSession {
       chunk.attempt = attempt;
       chunk.answerTo = link;
       if (chunk.state === 'running') return null;
-      if (chunk.direction === 'write' || chunk.errno !== 0) {
-        // A write was applied once already: its result, not a second write. A read that failed
-        // keeps its error (the data's file could not be read: running it again would fail again).
+      if (chunk.direction === 'write' || chunk.fileFailed) {
+        // A write was applied once already: its result, not a second write. A read whose file
+        // could not be sent keeps its EIO (running it again would break the next path the same way).
         this.answer(bufferId, chunk.errno);
         return null;
       }
@@ -240,6 +246,7 @@ export class ServerSession implements RtrsServerSession {
       chunk.attempt = attempt;
       chunk.issueKey = header.key;
       chunk.rotated = false;
+      chunk.fileFailed = false;
     }
     chunk.state = 'running';
     chunk.direction = request.direction;
@@ -268,14 +275,6 @@ export class ServerSession implements RtrsServerSession {
     const chunk = this.chunks[bufferId]!;
     const span = request.span ?? null;
     request.span = null;
-    if (span !== null && errno === 0 && readDesc !== null && !(chunk.answerTo?.zeroCopy ?? false)) {
-      // The answer moved (a re-issue) to a link that cannot send from a file: read the span first.
-      span.read(0, request.data).then(
-        () => this.finish(bufferId, 0, request, readDesc, payload),
-        (error: unknown) => this.finish(bufferId, errnoOf(error), request, readDesc, payload),
-      ).finally(() => span.release());
-      return;
-    }
     this.inFlight -= 1;
     this.pool.release(payload);
     chunk.state = 'done';
@@ -294,9 +293,15 @@ export class ServerSession implements RtrsServerSession {
         // before any byte went out, an EIO response instead (the key rotated all the same).
         // If it fails after part went out, the link breaks and the client re-issues the read: it
         // is answered EIO then, not run again (which could break the next path the same way).
-        const seq = chunk.seq;
+        // (A span lent on one link is sent on any of the session's: all or none carry digests,
+        // and where zero copy is off the queue reads the span itself.)
+        const { seq, attempt } = chunk;
         const failed = (): number => {
-          if (chunk.seq === seq) chunk.errno = ERRNO.EIO;
+          // Only for this run of this request: a later attempt that ran the read again keeps its own result.
+          if (chunk.seq === seq && chunk.attempt === attempt && chunk.state === 'done') {
+            chunk.errno = ERRNO.EIO;
+            chunk.fileFailed = true;
+          }
           return ERRNO.EIO;
         };
         link.sendSpan(write, span, this.answerBytes(link, bufferId, 0), () => this.answerBytes(link, bufferId, failed()), failed);

@@ -175,6 +175,15 @@ export class RtrsServer {
   private accept(accepted: Socket): void {
     if (this.closing) return void accepted.destroy();
     const link = acceptLink(accepted, this.options.crc32c, this.pool, Boolean(this.options.tls));
+    try {
+      this.setUp(link);
+    } catch (error) {
+      link.close(`internal error: ${describeError(error)}`); // the link's socket, which may not be `accepted` (adopted)
+      throw error;
+    }
+  }
+
+  private setUp(link: RtrsLink): void {
     const socket = link.socket;
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
