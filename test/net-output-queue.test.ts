@@ -153,10 +153,13 @@ test('a destroyed socket closes the queue at the next flush', async () => {
   assert.is(output.state, 'closed');
 });
 
-for (const zeroCopy of [false, true]) {
+// Zero-copy variants only where the runtime has zero-copy sends (not Deno): registered, not passed empty.
+const zeroCopyHere = (await loadAdapter()).socketSend !== null;
+const ZERO_COPY_VARIANTS = zeroCopyHere ? [false, true] : [false];
+
+for (const zeroCopy of ZERO_COPY_VARIANTS) {
   test(`an exception in a callback run from the event loop closes the queue and tells onBroken; nothing reaches the process (zero copy ${zeroCopy})`, async () => {
     const adapter = await loadAdapter();
-    if (zeroCopy && adapter.socketSend === null) return; // Deno: no zero-copy sends to run
     const watch = watchProcessFaults();
     closers.push(() => watch.dispose());
     const device = await FileDevice.open(path.join(tempDir, 'disk.img'), { create: { sizeBytes: MiB } });
@@ -194,10 +197,9 @@ async function collectingPair(): Promise<{ serverSide: net.Socket; bytes: () => 
   return { serverSide, bytes: () => Buffer.concat(chunks) };
 }
 
-for (const zeroCopyOn of [false, true]) {
+for (const zeroCopyOn of ZERO_COPY_VARIANTS) {
   test(`a file frame's trailer follows its data, or goes with it when the span fails (${zeroCopyOn ? 'zero copy' : 'read and written'})`, async () => {
     const adapter = await loadAdapter();
-    if (zeroCopyOn && adapter.socketSend === null) return; // this runtime has no zero-copy sends
     const device = await FileDevice.open(path.join(tempDir, 'disk.img'), { create: { sizeBytes: MiB } });
     closers.push(() => device.close());
     const data = new Uint8Array(MiB).map((_, i) => (i * 7) & 0xff);
