@@ -32,6 +32,9 @@
  *     2 paths       the same over 127.0.0.1 and 127.0.0.2, policy min-inflight
  *     invalidate off  1 path to a server with always_invalidate off
  *     digest on     1 path with the CRC32C frame digest (client option; the server follows)
+ *     IO threads    1 path to a server whose IO connections are served by worker threads
+ *                   (runtime/transport/rtrs-io-threads.ts; only where the runtime can hand
+ *                   connections to threads: Node)
  *   seq-write  the same contenders; ours reads each 1 MiB from the source file and writes it
  *              (what nbdcopy does); peer: `nbdcopy SOURCE nbd://127.0.0.1:PORT/`.
  *   randread   ours: 4 KiB random reads at queue depth 32 on 1 path for FIO_SECONDS, IOPS (the
@@ -44,7 +47,8 @@
  * /proc/PID/stat, which other load on the shared machine disturbs less than throughput does.
  *
  * Output: `ratio <what> (<runtime>): X` lines (above 1 = the first-named faster): 1 path /
- * nbdkit+nbdcopy, 2 paths / 1 path, randread IOPS / nbdkit fio, and the costs as off/on ratios;
+ * nbdkit+nbdcopy, 2 paths / 1 path, IO threads / one thread, randread IOPS / nbdkit fio, and the
+ * costs as off/on ratios;
  * `result failover ...` lines (no peer).
  * Run: npm run bench -- transport [--runtimes node]. Environment: BLOCKCORE_BENCH_TRANSPORT_MIB
  * (default 1024), BLOCKCORE_BENCH_ROUNDS (default 3), BLOCKCORE_BENCH_FIO_SECONDS (default 4; 0
@@ -77,6 +81,8 @@ if (!(FILE_BYTES > 0 && FILE_BYTES % FILL_CHUNK_BYTES === 0)) throw new Error(`B
 if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error('BLOCKCORE_BENCH_ROUNDS must be a positive integer');
 
 const adapter = await loadAdapter();
+/** Where the runtime cannot hand connections to threads the 'ioThreads' server is the one-thread server again: no ratio then. */
+const ioThreadsServe = adapter.threadSockets !== null;
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-bench-transport-'));
 const diskPath = path.join(tempDir, 'disk.img');
 const sourcePath = path.join(tempDir, 'source.img');
@@ -149,16 +155,18 @@ const kitPid = await startNbdkit(diskPath, kitPort);
 const kitUri = `nbd://127.0.0.1:${kitPort}/`;
 const sourceFd = fs.openSync(sourcePath, 'r');
 
-type Contender = 'onePath' | 'nbdkit' | 'twoPaths' | 'invalidateOff' | 'digestOn';
-const CONTENDERS: Contender[] = ['onePath', 'nbdkit', 'twoPaths', 'invalidateOff', 'digestOn'];
+type Contender = 'onePath' | 'nbdkit' | 'twoPaths' | 'invalidateOff' | 'digestOn' | 'ioThreads';
+const CONTENDERS: Contender[] = ['onePath', 'nbdkit', 'twoPaths', 'invalidateOff', 'digestOn', 'ioThreads'];
 const LABELS: Record<Contender, string> = {
   onePath: 'ours 1 path', nbdkit: 'nbdkit+nbdcopy', twoPaths: 'ours 2 paths', invalidateOff: 'ours invalidate off', digestOn: 'ours digest on',
+  ioThreads: 'ours IO threads',
 };
 const ourPaths = {
   onePath: pathsTo(ours.addresses.invalidateOn.slice(0, 1)),
   twoPaths: pathsTo(ours.addresses.invalidateOn),
   invalidateOff: pathsTo(ours.addresses.invalidateOff.slice(0, 1)),
   digestOn: pathsTo(ours.addresses.invalidateOn.slice(0, 1)),
+  ioThreads: pathsTo(ours.addresses.ioThreads.slice(0, 1)),
 };
 
 /** Bytes per second of one sequential pass; adds the server's CPU seconds to `cpu`. */
@@ -194,7 +202,7 @@ async function ourRandRead(round: number): Promise<number> {
 }
 
 await assertReadsMatch(diskPath);
-const emptyRecord = (): Record<Contender, number[]> => ({ onePath: [], nbdkit: [], twoPaths: [], invalidateOff: [], digestOn: [] });
+const emptyRecord = (): Record<Contender, number[]> => ({ onePath: [], nbdkit: [], twoPaths: [], invalidateOff: [], digestOn: [], ioThreads: [] });
 const rates = { read: emptyRecord(), write: emptyRecord() };
 const cpu = { read: emptyRecord(), write: emptyRecord() };
 const iops = { ours: [] as number[], nbdkit: [] as number[] };
@@ -261,6 +269,7 @@ for (const direction of ['read', 'write'] as const) {
   console.log(ratioLine(`seq-${direction} 2 paths/1 path (${runtime})`, rate('twoPaths'), rate('onePath')));
   console.log(ratioLine(`seq-${direction} invalidate off/on (${runtime})`, rate('invalidateOff'), rate('onePath')));
   console.log(ratioLine(`seq-${direction} digest off/on (${runtime})`, rate('onePath'), rate('digestOn')));
+  if (ioThreadsServe) console.log(ratioLine(`seq-${direction} server IO threads/one thread (${runtime})`, rate('ioThreads'), rate('onePath')));
 }
 if (FIO_SECONDS > 0) console.log(ratioLine(`randread-4k-qd32 IOPS/nbdkit fio (${runtime})`, median(iops.ours), median(iops.nbdkit)));
 const silentMs = median(failover.stall.heldMs);

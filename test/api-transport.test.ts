@@ -3,12 +3,14 @@
  * devices over RTRS/RNBD on 127.0.0.1 and 127.0.0.2, service B opens a two-path session to A, maps
  * A's disk.img as remote:r1 and serves it over NBD, where nbdcopy reads and writes it (what it
  * writes lands in A's file). Sessions and mappings survive B's restart; A holds the file it
- * serves; bad input is a 4xx naming the field, an unreachable server a 502.
+ * serves; bad input is a 4xx naming the field, an unreachable server a 502. A serves with
+ * --rtrs-threads 2: its IO connections on IO threads where the runtime can.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { loadAdapter } from '../runtime/adapter/index.ts';
 import { Prng } from '../runtime/prng.ts';
 import { type Answer, until, useServicePair, writeImage } from './support/blockcore-server.ts';
 import { openEvents } from './support/sse-reader.ts';
@@ -63,7 +65,11 @@ test('a remote device over two paths, exported over NBD: nbdcopy reads and write
   const stats = (await services.b.call('GET', '/v1/transport/sessions/s1')).json.pathStats;
   for (const path of stats) assert.ok(path.stats.readCount > 0 && path.stats.writeCount > 0, `round-robin used ${path.name}: ${JSON.stringify(path.stats)}`);
 
-  const served = (await services.a.call('GET', '/v1/transport/server')).json.sessions;
+  const servedBy = (await services.a.call('GET', '/v1/transport/server')).json;
+  const threads = (await loadAdapter()).threadSockets !== null ? 2 : 0;
+  assert.is(servedBy.ioThreads, threads, '--rtrs-threads 2, where the runtime can hand connections to threads');
+  for (const path of servedBy.sessions[0].paths) assert.is(path.threadedConnections, threads > 0 ? path.connections - 1 : 0, 'IO connections on IO threads');
+  const served = servedBy.sessions;
   assert.is(served.length, 1);
   assert.is(served[0].sessionName, 's1');
   assert.equal(served[0].devices.map((device: { name: string; access: string }) => [device.name, device.access]), [['disk.img', 'rw']]);

@@ -32,6 +32,9 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const SEED = seedFromEnv();
 const zeroCopy = (await loadAdapter()).socketSend !== null;
+/** Each case with the server's IO connections on its own thread, and (where the runtime can) on two IO threads. */
+const IO_THREADS = (await loadAdapter()).threadSockets !== null ? [0, 2] : [0];
+const threadsLabel = (ioThreads: number): string => (ioThreads > 0 ? `, server IO on ${ioThreads} threads` : '');
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-rnbd-span-'));
 
 /** A FileDevice that counts the spans it lends, and lends a broken one for reads at `badOffsetBytes`. */
@@ -71,9 +74,9 @@ function fileServer(): { server: RnbdServer; devices: Map<string, Lending> } {
   return { server: new RnbdServer(resolve), devices };
 }
 
-async function setup(clientOptions: Partial<RtrsClientOptions> = {}) {
+async function setup(clientOptions: Partial<RtrsClientOptions> = {}, ioThreads = 0) {
   const { server, devices } = fileServer();
-  const pair = await connectRtrsPair({ handler: server, clientOptions });
+  const pair = await connectRtrsPair({ handler: server, clientOptions, serverOptions: { ioThreads } });
   const client = await RnbdClient.connect(pair.client);
   return {
     pair, client, devices,
@@ -103,18 +106,20 @@ function seededFile(name: string, sizeBytes: number, seed: number): Uint8Array {
 
 let shared: Awaited<ReturnType<typeof setup>> | undefined;
 let fileCount = 0;
-const fileFactory: DeviceFactory = async ({ sizeBytes, logicalBlockBytes, readOnly, initial }) => {
-  shared ??= await setup();
-  const name = `conformance-${++fileCount}.img`;
-  fs.writeFileSync(path.join(tempDir, name), initial ?? new Uint8Array(sizeBytes));
-  if (logicalBlockBytes !== undefined) blockBytesOf.set(name, logicalBlockBytes); // RNBD advertises the server device's
-  return shared.client.open(name, readOnly ? 'ro' : 'rw');
-};
-const closeShared = async (): Promise<void> => {
-  await shared?.close();
-  shared = undefined;
-};
-deviceConformance('RemoteDevice over RTRS, file-backed', fileFactory, { after: closeShared });
+for (const ioThreads of IO_THREADS) {
+  const fileFactory: DeviceFactory = async ({ sizeBytes, logicalBlockBytes, readOnly, initial }) => {
+    shared ??= await setup({}, ioThreads);
+    const name = `conformance-${++fileCount}.img`;
+    fs.writeFileSync(path.join(tempDir, name), initial ?? new Uint8Array(sizeBytes));
+    if (logicalBlockBytes !== undefined) blockBytesOf.set(name, logicalBlockBytes); // RNBD advertises the server device's
+    return shared.client.open(name, readOnly ? 'ro' : 'rw');
+  };
+  const closeShared = async (): Promise<void> => {
+    await shared?.close();
+    shared = undefined;
+  };
+  deviceConformance(`RemoteDevice over RTRS, file-backed${threadsLabel(ioThreads)}`, fileFactory, { after: closeShared });
+}
 
 // ---- spans ----
 
@@ -122,12 +127,12 @@ const test = suite('rnbd: reads answered from a file');
 
 test.after(() => fs.rmSync(tempDir, { recursive: true, force: true }));
 
-for (const digest of [false, true]) {
-  test(`reads of every size equal the file${digest ? ', with the digest on (nothing lent)' : ', long ones lent where the runtime sends from files'}`, async () => {
+for (const [digest, ioThreads] of IO_THREADS.flatMap((threads) => [[false, threads], [true, threads]] as const)) {
+  test(`reads of every size equal the file${digest ? ', with the digest on (nothing lent)' : ', long ones lent where the runtime sends from files'}${threadsLabel(ioThreads)}`, async () => {
     const prng = new Prng(SEED + (digest ? 1 : 0));
-    const name = `sizes-${digest}.img`;
+    const name = `sizes-${digest}-${ioThreads}.img`;
     const bytes = seededFile(name, 8 * MiB, SEED ^ 0x5a5a);
-    const remote = await setup({ digest });
+    const remote = await setup({ digest }, ioThreads);
     try {
       const device = await remote.client.open(name, 'ro');
       let longReads = 0;
@@ -142,6 +147,9 @@ for (const digest of [false, true]) {
         assert.ok(Buffer.from(target).equals(bytes.subarray(offsetBytes, offsetBytes + lengthBytes)), `read of ${lengthBytes} at ${offsetBytes}`);
         if (lengthBytes >= 64 * KiB) longReads++;
       }
+      // Every IO connection (all but connection 0 of each path) on an IO thread, when asked for.
+      const paths = remote.pair.server.sessionsInfo()[0]!.paths;
+      for (const each of paths) assert.is(each.threadedConnections, ioThreads > 0 ? each.connections - 1 : 0, 'connections served by IO threads');
       const lent = remote.devices.get(name)!.lent;
       if (digest || !zeroCopy) assert.is(lent, 0, 'spans lent where they cannot be sent');
       else assert.ok(lent >= longReads, `${lent} spans lent for ${longReads} reads of 64 KiB or more`);
@@ -151,10 +159,10 @@ for (const digest of [false, true]) {
   });
 }
 
-test('a span that cannot be read fails that read with EIO, and the device goes on', async () => {
-  const name = 'broken.img';
+for (const ioThreads of IO_THREADS) test(`a span that cannot be read fails that read with EIO, and the device goes on${threadsLabel(ioThreads)}`, async () => {
+  const name = `broken-${ioThreads}.img`;
   const bytes = seededFile(name, 4 * MiB, SEED ^ 0xbad);
-  const remote = await setup();
+  const remote = await setup({}, ioThreads);
   try {
     const device = await remote.client.open(name, 'ro');
     const lending = remote.devices.get(name)!;

@@ -4,10 +4,12 @@
  * be acknowledged and applied on the server exactly once (the handler counts what it applies),
  * every read must return what was written, the failed path's stats count the failed-over requests,
  * and the path reconnects and takes IO again. A single-path session waits through the outage and
- * completes its IO after the path comes back.
+ * completes its IO after the path comes back. The breakages run again with the server's IO
+ * connections on IO threads, where the runtime has them.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { loadAdapter } from '../runtime/adapter/index.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import type { RtrsClient } from '../runtime/transport/rtrs-client.ts';
 import { readBlock, rtrsPair, writeBlock, type Pair } from './support/rtrs-pair.ts';
@@ -26,8 +28,8 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
   }
 }
 
-async function proxiedPair(): Promise<{ pair: Pair; proxy: TcpProxy; client: RtrsClient }> {
-  const pair = await rtrsPair({ heartbeatIntervalMs: 100 });
+async function proxiedPair(ioThreads = 0): Promise<{ pair: Pair; proxy: TcpProxy; client: RtrsClient }> {
+  const pair = await rtrsPair({ heartbeatIntervalMs: 100, ioThreads });
   const [host, port] = pair.addresses[0]!.split(':');
   const proxy = new TcpProxy({ host: host!, port: Number(port) });
   const through = await proxy.listen('127.0.0.1');
@@ -37,9 +39,12 @@ async function proxiedPair(): Promise<{ pair: Pair; proxy: TcpProxy; client: Rtr
   return { pair, proxy, client };
 }
 
-for (const breakage of ['cut', 'reset', 'stall'] as const) {
-  test(`${breakage} of one path mid-IO: every write applied exactly once, every read right, the path comes back`, async () => {
-    const { pair, proxy, client } = await proxiedPair();
+/** The server's IO connections on its own thread, and (where the runtime can) on two IO threads (rtrs-io-threads.ts). */
+const IO_THREADS = (await loadAdapter()).threadSockets !== null ? [0, 2] : [0];
+
+for (const [breakage, ioThreads] of IO_THREADS.flatMap((threads) => (['cut', 'reset', 'stall'] as const).map((each) => [each, threads] as const))) {
+  test(`${breakage} of one path mid-IO: every write applied exactly once, every read right, the path comes back${ioThreads > 0 ? `, server IO on ${ioThreads} threads` : ''}`, async () => {
+    const { pair, proxy, client } = await proxiedPair(ioThreads);
     try {
       const prng = new Prng(SEED);
       pair.handler.delayMs = 3;
@@ -61,6 +66,9 @@ for (const breakage of ['cut', 'reset', 'stall'] as const) {
       const before = client.pathsInfo()[0]!.stats.writeCount;
       for (let i = 0; i < 4; i++) await writeBlock(client, 0, new Uint8Array(4096).fill(i));
       assert.ok(client.pathsInfo()[0]!.stats.writeCount > before, 'the path takes IO again');
+      // Both paths, the reconnected one too, with their IO connections on IO threads when asked for.
+      const served = pair.server.sessionsInfo()[0]!.paths.map((path) => [path.state, path.connections, path.threadedConnections] as const);
+      assert.ok(served.length === 2 && served.every(([state, connections, threaded]) => state === 'CONNECTED' && threaded === (ioThreads > 0 ? connections - 1 : 0)), `server paths: ${JSON.stringify(served)}`);
     } finally {
       await proxy.close();
       await pair.close();

@@ -18,7 +18,9 @@ import { sameRuntimeCommand } from './processes.ts';
 
 export const DEVICE_NAME = 'disk';
 export const LISTEN_HOSTS = ['127.0.0.1', '127.0.0.2'] as const;
-export type ServerVariant = 'invalidateOn' | 'invalidateOff';
+export type ServerVariant = 'invalidateOn' | 'invalidateOff' | 'ioThreads';
+/** IO threads of the 'ioThreads' server variant: one per core the client's path has IO connections for (cores + 1 connections per path). */
+export const BENCH_IO_THREADS = 2;
 
 export interface OurServer {
   pid: number;

@@ -139,6 +139,7 @@ export const adapter: RuntimeAdapter = {
   socketSend: socketSendSupported(process.platform, process.arch) ? (libc?.socketSend ?? null) : null,
   nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
   socketReads: null, // its 'data' events cost what Node's onread does (types.ts SocketReads)
+  threadSockets: null, // types.ts ThreadSockets: no socket from a descriptor here
   tryLockFile: lockWith(flock),
   fileRangeCopy: fileRangeCopy(libc?.copyFileRange),
 };

@@ -86,6 +86,7 @@ export const adapter: RuntimeAdapter = {
   socketSend: null,
   nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
   socketReads: userBufferReads,
+  threadSockets: null, // types.ts ThreadSockets: node:net takes no descriptor here
   tryLockFile: lockWith(bindFlock()),
   fileRangeCopy: fileRangeCopy(),
 };

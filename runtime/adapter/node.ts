@@ -8,6 +8,7 @@ import {
   copiedOrFailed, copySyncWith, F_GETFL, fileRangeCopySupported, isNonBlocking, LIBC_PATH, lockWith, POOL_TRANSFER_BYTES, punchWith, seekWith, SEND_MORE_FLAGS,
   SO_SNDBUF, socketHandleFd, socketSendSupported, SOL_SOCKET, type CopyFileRange, type FileRangeCopy, type Flock, type RuntimeAdapter, type SocketSend,
 } from './types.ts';
+import { nodeThreadSockets } from './node-thread-sockets.ts';
 import { userBufferReads } from './user-buffer-reads.ts';
 
 type Fallocate = (fd: number, mode: number, off: number, len: number) => number;
@@ -95,6 +96,7 @@ export const adapter: RuntimeAdapter = {
   socketSend: socketSend(),
   nbdRequestDecoder: 'ts', // bench frame-decode-nbd: the kernel batch is at best even here (server/nbd/request-codec.ts)
   socketReads: userBufferReads,
+  threadSockets: nodeThreadSockets(bind<(fd: number) => number>('int dup(int fd)')),
   tryLockFile: lockWith(bind<Flock>('int flock(int fd, int operation)')),
   fileRangeCopy: fileRangeCopy(),
 };

@@ -70,6 +70,33 @@ export interface RuntimeAdapter {
    * the runtime's own reads cost no more than that (Bun: measured the same).
    */
   readonly socketReads: SocketReads | null;
+  /**
+   * Connections moved to worker threads (see ThreadSockets); null where the runtime cannot hand a
+   * connection to another thread (Bun: node:net makes no socket from a descriptor in a worker;
+   * Deno: node:net takes no descriptor at all).
+   */
+  readonly threadSockets: ThreadSockets | null;
+}
+
+/**
+ * A TCP connection accepted on one thread, served on another: how a server spreads its
+ * connections over cores (RTRS's "one connection per core"). A descriptor is a number the whole
+ * process shares, so the connection travels as one: `detach` gives the connection a descriptor
+ * of its own (dup) and closes the socket's (the connection stays up: no FIN, nothing unread is
+ * lost: the kernel keeps it for the next reader), the number is posted to a worker, and `attach`
+ * there makes the worker's socket over it.
+ */
+export interface ThreadSockets {
+  /** Starts a worker thread running the module at `moduleUrl` (a .ts module where the runtime runs TypeScript through a loader). */
+  startThread(moduleUrl: URL): import('node:worker_threads').Worker;
+  /**
+   * Takes the connection away from `socket` (accepted, plain TCP, nothing of ours still queued to
+   * write): returns a descriptor for it; `socket` is destroyed and tells no listener. -1 when
+   * it cannot (then `socket` is as it was).
+   */
+  detach(socket: Socket): number;
+  /** In the thread the descriptor went to: a socket over it whose reads go through `buffer` to `onBytes` (as SocketReads). */
+  attach(fd: number, buffer: Uint8Array, onBytes: (bytes: Uint8Array) => void): Socket;
 }
 
 /**

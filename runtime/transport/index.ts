@@ -8,6 +8,7 @@
  *                      WRITE_IMM), optional CRC32C digest, the pre-shared key's challenge
  *   rtrs-link.ts       one connection (the document's QP): frames in, frames out, its own fault domain
  *   rtrs-server*.ts    sessions, paths and chunks on the server; at-most-once IO; heartbeats
+ *   rtrs-io-thread*.ts the server's IO connections served by worker threads (one connection per core)
  *   rtrs-client*.ts    a session's paths, permits, policies, failover and reconnect on the client
  *   rtrs-api.ts        the seam RNBD uses: requests of user header + data, link events, errnos
  *   rnbd-*.ts          RNBD: messages, the server over the service's devices, the client device

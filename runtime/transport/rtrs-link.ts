@@ -51,6 +51,19 @@ export interface LinkHandlers {
   onClose(why: string | null): void;
 }
 
+/**
+ * What a session sends through and closes: an RtrsLink, or a connection another thread serves
+ * (rtrs-io-threads.ts ThreadLink). The members mean what RtrsLink's do.
+ */
+export interface FrameLink {
+  readonly isOpen: boolean;
+  readonly zeroCopy: boolean;
+  send(fields: SendFields, ...pieces: Uint8Array[]): void;
+  frameBytes(fields: SendFields, ...pieces: Uint8Array[]): Uint8Array;
+  sendSpan(fields: SendFields, span: FileSpan, trailer: Uint8Array, standIn: Uint8Array, onFailed: (afterSomeSent: boolean) => void): void;
+  close(why?: string | null): void;
+}
+
 export interface SendFields {
   op: number;
   imm?: number;
@@ -108,12 +121,61 @@ export function acceptLink(socket: Socket, crc32c: Crc32c, pool: BufferPool, tls
   if (adopted === null) socket.resume();
   return link;
 }
+/**
+ * A link over a connection another thread accepted and handed over (ThreadSockets: `fd`), read
+ * through this thread's shared buffer; `unread`, bytes the other thread read and did not parse,
+ * come first.
+ */
+export function attachLink(fd: number, unread: Uint8Array, crc32c: Crc32c, pool: BufferPool, attach: (fd: number, buffer: Uint8Array, onBytes: (bytes: Uint8Array) => void) => Socket): RtrsLink {
+  let link: RtrsLink | null = null;
+  const socket = attach(fd, readBuffer(), (bytes) => link?.receive(bytes));
+  try {
+    link = new RtrsLink(socket, crc32c, pool, true);
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  }
+  if (unread.length > 0) link.receive(unread);
+  return link;
+}
+
+const EMPTY_PIECES: readonly Uint8Array[] = [];
+
+/** The 32-byte header of a frame of `lengthBytes` carrying `pieces` (read only for the digest, when `digest`). */
+export function frameHeader(fields: SendFields, lengthBytes: number, pieces: readonly Uint8Array[], digest: boolean, crc32c: Crc32c): Uint8Array {
+  const header = smallBytes(FRAME_HEADER_BYTES);
+  encodeFrameHeader({
+    op: fields.op, flags: digest ? FRAME_FLAG_DIGEST : 0, imm: fields.imm ?? 0, addr: fields.addr ?? 0n, key: fields.key ?? 0,
+    lengthBytes, seq: fields.seq ?? 0, digest: 0,
+  }, header);
+  if (digest) {
+    let crc = frameDigest(crc32c, header, EMPTY);
+    for (const piece of pieces) if (piece.length > 0) crc = crc32c(piece, crc);
+    new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES).setUint32(28, crc, true);
+  }
+  return header;
+}
+
+/** One frame, header and payload, in one buffer of its own (`new Uint8Array`: never a view of shared memory, so it can be transferred). */
+export function frameBytes(fields: SendFields, pieces: readonly Uint8Array[], digest: boolean, crc32c: Crc32c): Uint8Array {
+  let lengthBytes = 0;
+  for (const piece of pieces) lengthBytes += piece.length;
+  const bytes = new Uint8Array(FRAME_HEADER_BYTES + lengthBytes);
+  bytes.set(frameHeader(fields, lengthBytes, pieces, digest, crc32c));
+  let at = FRAME_HEADER_BYTES;
+  for (const piece of pieces) {
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  return bytes;
+}
+
 /** How long `end` waits for the peer to take the last frames and hang up before destroying the socket. */
 const END_LINGER_MS = 1000;
 /** Before the owner says otherwise: enough for any handshake frame. */
 const HANDSHAKE_PAYLOAD_BYTES = 4096;
 
-export class RtrsLink {
+export class RtrsLink implements FrameLink {
   maxPayloadBytes = HANDSHAKE_PAYLOAD_BYTES;
   /** When true, frames go out with a digest and frames without a right one are refused. */
   digest = false;
@@ -128,6 +190,7 @@ export class RtrsLink {
   private handlers: LinkHandlers | null = null;
   private closedWhy: string | null | undefined = undefined;
   readonly closed: Promise<void>;
+  private resolveClosed: () => void = () => {};
   private readonly fault = (error: unknown): void => this.close(`internal error: ${describeError(error)}`);
 
   /**
@@ -139,12 +202,15 @@ export class RtrsLink {
     readonly socket: Socket,
     private readonly crc32c: Crc32c,
     pool: BufferPool = new BufferPool(),
-    readsGiven = false,
+    private readonly readsGiven = false,
   ) {
     this.output = new OutputQueue(socket, pool, { socketSend });
     this.output.onBroken = (why) => this.close(why);
     socket.setNoDelay(true);
-    this.closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    this.closed = new Promise<void>((resolve) => {
+      this.resolveClosed = resolve;
+      socket.once('close', () => resolve());
+    });
     if (!readsGiven) socket.on('data', (chunk: Uint8Array) => guarded(() => this.onData(chunk, false), this.fault));
     socket.on('end', () => guarded(() => this.close('the peer closed the connection'), this.fault));
     socket.on('error', (error: Error) => guarded(() => this.close(`socket error: ${error.message}`), this.fault));
@@ -175,9 +241,7 @@ export class RtrsLink {
 
   /** One frame's bytes, header and payload, as `send` would put them on the wire (for a FileFrame's trailer or its stand-in). */
   frameBytes(fields: SendFields, ...pieces: Uint8Array[]): Uint8Array {
-    const header = this.header(fields, pieces);
-    if (pieces.length === 0) return header;
-    return Buffer.concat([header, ...pieces]);
+    return frameBytes(fields, pieces, this.digest, this.crc32c);
   }
 
   /** Frames whose payload is a file span can go out with zero copy here (sendSpan): a plain socket with SocketSend, no digest. */
@@ -187,38 +251,35 @@ export class RtrsLink {
 
   /**
    * Sends one frame whose payload is `span` (zero copy: the kernel moves the file's bytes to the
-   * socket), then `trailer`; when the span cannot be read before any byte went out, `failed`'s
-   * bytes go instead of all of it; once part went out, `cut` is told and the link breaks. Only
-   * where `zeroCopy`.
+   * socket), then `trailer`; when the span cannot be read before any byte went out, `standIn` goes
+   * instead of all of it and `onFailed(false)` is told; once part went out, `onFailed(true)` and
+   * the link breaks. Only where `zeroCopy`.
    * The span is the queue's from here: released once sent or dropped.
    */
-  sendSpan(fields: SendFields, span: FileSpan, trailer: Uint8Array, failed: (error: unknown) => Uint8Array, cut: (error: unknown) => void): void {
+  sendSpan(fields: SendFields, span: FileSpan, trailer: Uint8Array, standIn: Uint8Array, onFailed: (afterSomeSent: boolean) => void): void {
     assert(!this.digest, 'rtrs link: a file span cannot carry a digest');
     if (!this.isOpen) return void span.release();
-    const header = smallBytes(FRAME_HEADER_BYTES);
-    encodeFrameHeader(this.frameFields(fields, span.lengthBytes), header);
-    this.output.push(new FileFrame(header, span, failed, trailer, cut));
+    const header = frameHeader(fields, span.lengthBytes, EMPTY_PIECES, false, this.crc32c);
+    this.output.push(new FileFrame(header, span, () => (onFailed(false), standIn), trailer, () => onFailed(true)));
   }
 
-  private frameFields(fields: SendFields, lengthBytes: number): FrameHeader {
-    return {
-      op: fields.op, flags: this.digest ? FRAME_FLAG_DIGEST : 0, imm: fields.imm ?? 0, addr: fields.addr ?? 0n, key: fields.key ?? 0,
-      lengthBytes, seq: fields.seq ?? 0, digest: 0,
-    };
+  /**
+   * Sends frames encoded elsewhere (frameHeader, frameBytes: by the thread that owns the session
+   * when another serves the connection, rtrs-io-threads.ts), as they are.
+   */
+  sendEncoded(frame: Uint8Array | FileFrame): void {
+    if (!this.isOpen) {
+      if (frame instanceof FileFrame) frame.span.release();
+      return;
+    }
+    this.output.push(frame);
   }
 
   /** The 32-byte header of a frame carrying `pieces` (with its digest when on). */
   private header(fields: SendFields, pieces: readonly Uint8Array[]): Uint8Array {
     let lengthBytes = 0;
     for (const piece of pieces) lengthBytes += piece.length;
-    const header = smallBytes(FRAME_HEADER_BYTES);
-    encodeFrameHeader(this.frameFields(fields, lengthBytes), header);
-    if (this.digest) {
-      let crc = frameDigest(this.crc32c, header, EMPTY);
-      for (const piece of pieces) if (piece.length > 0) crc = this.crc32c(piece, crc);
-      new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES).setUint32(28, crc, true);
-    }
-    return header;
+    return frameHeader(fields, lengthBytes, pieces, this.digest, this.crc32c);
   }
 
   /**
@@ -258,6 +319,25 @@ export class RtrsLink {
       this.socket.destroy();
       this.handlers?.onClose(why);
     }
+  }
+
+  /**
+   * Gives the connection to another thread (ThreadSockets.detach): returns its descriptor and the
+   * bytes read and not yet handed on (the new reader parses them first), and this link is done
+   * without telling its owner (the connection lives on elsewhere). Null, and nothing changed, when
+   * it cannot move now: a frame half in, bytes still to write, or a socket not read through
+   * SocketReads (TLS, a runtime without them).
+   */
+  handOff(detach: (socket: Socket) => number): { fd: number; unread: Uint8Array } | null {
+    if (!this.isOpen || !this.readsGiven || this.pending !== null || this.output.unsentBytes > 0) return null;
+    const fd = detach(this.socket);
+    if (fd < 0) return null;
+    const unread = this.input.length > 0 ? new Uint8Array(this.input.take(this.input.length)) : EMPTY;
+    this.closedWhy = null;
+    this.input.clear();
+    this.output.close();
+    this.resolveClosed();
+    return { fd, unread };
   }
 
   /** One read of a socket made through SocketReads: `bytes` is valid only until this returns. */

@@ -39,7 +39,7 @@ import type { BufferPool } from '../net/buffer-pool.ts';
 import { describeError } from '../net/fault-domain.ts';
 import { ERRNO, errnoOf, type RtrsRequest, type RtrsServerHandler, type RtrsServerSession } from './rtrs-api.ts';
 import { FRAME_OP, SEQ_ISSUE_BITS, type FrameHeader } from './rtrs-frame.ts';
-import type { RtrsLink, SendFields } from './rtrs-link.ts';
+import type { FrameLink, SendFields } from './rtrs-link.ts';
 import {
   decodeRdmaRead, decodeRdmaWrite, type Desc, encodeRkeyRsp, ioMessageType, ioReqOf, ioRspImm, MSG_TYPE, READ_NEED_INVAL,
   RDMA_WRITE_BYTES,
@@ -84,7 +84,7 @@ interface Chunk {
   direction: 'read' | 'write';
   errno: number;
   /** Where the running request's answer goes (the newest link it arrived on). */
-  answerTo: RtrsLink | null;
+  answerTo: FrameLink | null;
   needInvalidate: boolean;
   /** The last request was a read whose file span failed while being sent (its answer is EIO for good). */
   fileFailed: boolean;
@@ -169,7 +169,7 @@ export class ServerSession implements RtrsServerSession {
    * A payload from the session's BufferPool (the chunk the link received it into) goes back to the
    * pool once its request settled, or at once when none runs.
    */
-  io(link: RtrsLink, header: FrameHeader, payload: Uint8Array, counters: ServerPathCounters): string | null {
+  io(link: FrameLink, header: FrameHeader, payload: Uint8Array, counters: ServerPathCounters): string | null {
     this.handedOver = false;
     const problem = this.accept(link, header, payload, counters);
     if (!this.handedOver) this.pool.release(payload);
@@ -179,7 +179,7 @@ export class ServerSession implements RtrsServerSession {
   /** Set when accept() handed the payload to a request (which then releases it). */
   private handedOver = false;
 
-  private accept(link: RtrsLink, header: FrameHeader, payload: Uint8Array, counters: ServerPathCounters): string | null {
+  private accept(link: FrameLink, header: FrameHeader, payload: Uint8Array, counters: ServerPathCounters): string | null {
     const { bufferId, offsetBytes } = ioReqOf(header.imm & 0x0fffffff, this.config.memBits);
     if (bufferId >= this.config.queueDepth) return `IO request for buffer ${bufferId}, the session has ${this.config.queueDepth}`;
     if (payload.length > this.config.chunkBytes) return `IO request of ${payload.length} bytes into a chunk of ${this.config.chunkBytes}`;
@@ -296,15 +296,14 @@ export class ServerSession implements RtrsServerSession {
         // (A span lent on one link is sent on any of the session's: all or none carry digests,
         // and where zero copy is off the queue reads the span itself.)
         const { seq, attempt } = chunk;
-        const failed = (): number => {
+        const failed = (): void => {
           // Only for this run of this request: a later attempt that ran the read again keeps its own result.
           if (chunk.seq === seq && chunk.attempt === attempt && chunk.state === 'done') {
             chunk.errno = ERRNO.EIO;
             chunk.fileFailed = true;
           }
-          return ERRNO.EIO;
         };
-        link.sendSpan(write, span, this.answerBytes(link, bufferId, 0), () => this.answerBytes(link, bufferId, failed()), failed);
+        link.sendSpan(write, span, this.answerBytes(link, bufferId, 0), this.answerBytes(link, bufferId, ERRNO.EIO), failed);
         return;
       }
       link.send(write, request.data);
@@ -321,7 +320,7 @@ export class ServerSession implements RtrsServerSession {
   }
 
   /** The IO_RSP as bytes, to follow a file span on `link`. */
-  private answerBytes(link: RtrsLink, bufferId: number, errno: number): Uint8Array {
+  private answerBytes(link: FrameLink, bufferId: number, errno: number): Uint8Array {
     return link.frameBytes(...this.answerFrame(bufferId, errno));
   }
 
@@ -333,7 +332,7 @@ export class ServerSession implements RtrsServerSession {
   }
 
   /** Answers a request the session will not run, with `errno`; logs one line; the path goes on. */
-  private refuse(link: RtrsLink, bufferId: number, errno: number, why: string): null {
+  private refuse(link: FrameLink, bufferId: number, errno: number, why: string): null {
     this.log(`rtrs: session ${this.sessionName || this.sessionUuid}: refused an IO request: ${why}`);
     link.send({ op: FRAME_OP.WRITE_IMM, imm: ioRspImm(bufferId, errno) });
     return null;

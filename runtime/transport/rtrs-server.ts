@@ -31,7 +31,8 @@ import {
   AUTH_BYTES, clientAuthValid, type Crc32c, encodeHello, FRAME_FLAG_DIGEST, FRAME_OP, type FrameHeader, NONCE_BYTES, newNonce, serverProof,
 } from './rtrs-frame.ts';
 import { Heartbeat } from './rtrs-heartbeat.ts';
-import { ACCEPT_PAUSED, acceptLink, RtrsLink } from './rtrs-link.ts';
+import { IO_THREADS_SUPPORTED, IoThreads, ThreadLink } from './rtrs-io-threads.ts';
+import { ACCEPT_PAUSED, acceptLink, type FrameLink, type RtrsLink } from './rtrs-link.ts';
 import {
   CONN_REQ_BYTES, CONN_RSP_NEW_RKEY, type ConnReq, decodeConnReq, decodeInfoReq, DEFAULT_CHUNK_BYTES, DEFAULT_QUEUE_DEPTH,
   encodeConnRsp, encodeInfoRsp, HB_INTERVAL_MS, HB_MISSED_MAX, IMM_TYPE, immType, MAX_CONNECTIONS_PER_PATH, MAX_HEADER_BYTES,
@@ -59,6 +60,11 @@ export interface RtrsServerOptions {
   sessionLingerMs?: number;
   /** A connection must send its conn_req within this. */
   handshakeTimeoutMs?: number;
+  /**
+   * Worker threads serving the paths' IO connections (rtrs-io-threads.ts); 0 (the default): all
+   * on this thread. Where the runtime cannot hand connections to threads, everything stays here.
+   */
+  ioThreads?: number;
   log?: (line: string) => void;
 }
 
@@ -71,6 +77,8 @@ export interface ServerPathInfo {
   pathUuid: string;
   state: ServerPathState;
   connections: number;
+  /** Of those, served by IO threads. */
+  threadedConnections: number;
   remote: string;
   stats: ServerPathCounters & { curLatencyMs: number };
 }
@@ -84,9 +92,20 @@ export interface ServerSessionInfo {
   paths: ServerPathInfo[];
 }
 
+/** The most IO threads a server starts (a path has at most cores + 1 connections; more threads than cores only cost). */
+export const MAX_IO_THREADS = 64;
+
+/** Where a connection belongs once its conn_req was taken: its session, path, cid and the link that serves it. */
+interface PathPlace {
+  session: ServerSession;
+  path: ServerPath;
+  cid: number;
+  link: FrameLink;
+}
+
 class ServerPath {
   state: ServerPathState = 'CONNECTING';
-  readonly links: (RtrsLink | null)[];
+  readonly links: (FrameLink | null)[];
   readonly counters: ServerPathCounters = { readCount: 0, readBytes: 0, writeCount: 0, writeBytes: 0 };
   heartbeat: Heartbeat | null = null;
   remote = '';
@@ -111,6 +130,7 @@ export class RtrsServer {
   private readonly chunkBytes: number;
   private readonly log: (line: string) => void;
   private closing = false;
+  private threads: IoThreads | null = null;
 
   constructor(private readonly options: RtrsServerOptions) {
     this.queueDepth = options.queueDepth ?? DEFAULT_QUEUE_DEPTH;
@@ -122,6 +142,13 @@ export class RtrsServer {
       throw new RangeError(`chunkBytes must be a power of two from ${MIN_CHUNK_BYTES} to 16 MiB, got ${chunk}`);
     }
     if (2 ** memBitsFor(this.queueDepth) < chunk) throw new RangeError(`${this.queueDepth} chunks of ${chunk} bytes do not fit the 28-bit immediate: reduce queueDepth or chunkBytes`);
+    const ioThreads = options.ioThreads ?? 0;
+    if (!Number.isInteger(ioThreads) || ioThreads < 0 || ioThreads > MAX_IO_THREADS) throw new RangeError(`ioThreads must be 0..${MAX_IO_THREADS}, got ${ioThreads}`);
+  }
+
+  /** IO threads actually serving connections (0 where the runtime cannot, or none were asked for). */
+  get ioThreadCount(): number {
+    return this.threads?.count ?? 0;
   }
 
   /** Starts listening; resolves with the bound address ("host:port"). */
@@ -129,6 +156,8 @@ export class RtrsServer {
     if (!isLoopbackHost(host) && (this.options.key ?? null) === null) {
       throw new Error(`refusing to listen for RTRS on ${host}, off loopback, without a key (give one with --rtrs-key-file)`);
     }
+    const ioThreads = this.options.ioThreads ?? 0;
+    if (this.threads === null && ioThreads > 0 && IO_THREADS_SUPPORTED) this.threads = new IoThreads(ioThreads, this.options.crc32c, this.pool, this.log);
     const onSocket = (socket: Socket): void => guarded(() => this.accept(socket), (error) => {
       this.log(`rtrs: setting up a connection failed: ${describeError(error)}`);
       socket.destroy();
@@ -157,6 +186,7 @@ export class RtrsServer {
         pathUuid: path.pathUuid,
         state: path.state,
         connections: path.links.filter((link) => link !== null).length,
+        threadedConnections: path.links.filter((link) => link instanceof ThreadLink).length,
         remote: path.remote,
         stats: { ...path.counters, curLatencyMs: path.heartbeat?.latencyMs ?? 0 },
       })),
@@ -169,6 +199,7 @@ export class RtrsServer {
     for (const socket of this.sockets) socket.destroy();
     for (const [session, paths] of this.paths) for (const path of paths.values()) this.closePath(session, path, null);
     await Promise.all([...this.sessions.values()].map((session) => session.close()));
+    await this.threads?.stop();
     await Promise.all(stopped);
   }
 
@@ -198,8 +229,16 @@ export class RtrsServer {
       else if (owner.path.state === 'CONNECTING') this.closePath(owner.session, owner.path, `not connected within ${handshakeMs} ms (connection ${owner.cid} of ${owner.path.links.length})`);
     }, handshakeMs);
     (timer as { unref?: () => void }).unref?.();
-    let owner: { session: ServerSession; path: ServerPath; cid: number } | null = null;
+    let owner: PathPlace | null = null;
     let refused = false;
+    const pathFrame = (place: PathPlace, header: FrameHeader, payload: Uint8Array): void => {
+      if (place.path.state === 'CONNECTED') clearTimeout(timer);
+      this.onPathFrame(place.session, place.path, place.cid, place.link, header, payload);
+    };
+    const pathClosed = (place: PathPlace, why: string | null): void => {
+      clearTimeout(timer);
+      this.closePath(place.session, place.path, why ?? 'connection closed');
+    };
     link.start({
       // An IO request's bytes go into a chunk of the pool as they arrive (one copy, no gathering,
       // and the memory is used again for the next request), once the connection is a path's.
@@ -211,17 +250,23 @@ export class RtrsServer {
           if (owner === null) {
             refused = true; // logged and answered
             link.end('handshake refused'); // the refusal's CON_RSP goes out first
+          } else if (owner.link instanceof ThreadLink) {
+            // An IO thread serves it from here; this link and its socket are done (handOff).
+            this.sockets.delete(socket);
+            const place = owner;
+            owner.link.start({ onFrame: (frameHeader, framePayload) => pathFrame(place, frameHeader, framePayload), onClose: (why) => pathClosed(place, why) });
           }
           return;
         }
-        if (owner.path.state === 'CONNECTED') clearTimeout(timer);
-        this.onPathFrame(owner.session, owner.path, owner.cid, link, header, payload);
+        pathFrame(owner, header, payload);
       },
       onClose: (why) => {
-        clearTimeout(timer);
-        if (owner !== null) this.closePath(owner.session, owner.path, why ?? 'connection closed');
+        if (owner !== null) pathClosed(owner, why);
         // Garbage before the conn_req (a bad frame, a wrong digest, no conn_req in time): one line too.
-        else if (!refused && why !== null && !this.closing) this.log(`rtrs: refused a connection from ${remote}: ${why}`);
+        else {
+          clearTimeout(timer);
+          if (!refused && why !== null && !this.closing) this.log(`rtrs: refused a connection from ${remote}: ${why}`);
+        }
       },
     });
     link.send({ op: FRAME_OP.HELLO }, encodeHello({ keyRequired: (this.options.key ?? null) !== null, nonce }));
@@ -234,7 +279,7 @@ export class RtrsServer {
   }
 
   /** CON_REQ: checks it and joins the connection to its path; null when refused (answered already). */
-  private handshake(link: RtrsLink, header: FrameHeader, payload: Uint8Array, nonce: Uint8Array, remote: string): { session: ServerSession; path: ServerPath; cid: number } | null {
+  private handshake(link: RtrsLink, header: FrameHeader, payload: Uint8Array, nonce: Uint8Array, remote: string): PathPlace | null {
     // A client that wants digests sends its conn_req with one: every frame from here on has one,
     // the CON_RSP included, a refusal too (the client would drop one without a digest unread).
     link.digest = (header.flags & FRAME_FLAG_DIGEST) !== 0;
@@ -284,18 +329,21 @@ export class RtrsServer {
       paths.set(req.pathUuid, path);
       session.pathUp();
     }
-    path.links[req.cid] = link;
     link.maxPayloadBytes = this.chunkBytes;
+    // An IO connection moves to its IO thread now, before its CON_RSP: the client sends nothing
+    // more on it until it has that, so no frame is half read here.
+    const placed: FrameLink = (req.cid > 0 ? this.threads?.takeOver(link, req.cid, this.chunkBytes) : null) ?? link;
+    path.links[req.cid] = placed;
     const rsp = encodeConnRsp({
       magic: RTRS_MAGIC, version: RTRS_VERSION, errno: 0, queueDepth: this.queueDepth, maxIoBytes: this.chunkBytes - MAX_HEADER_BYTES,
       maxHeaderBytes: MAX_HEADER_BYTES, flags: session.alwaysInvalidate ? CONN_RSP_NEW_RKEY : 0,
     });
-    if (key !== null && clientNonce !== null) link.send({ op: FRAME_OP.CON_RSP }, rsp, serverProof(key, clientNonce, nonce, rsp));
-    else link.send({ op: FRAME_OP.CON_RSP }, rsp);
-    return { session, path, cid: req.cid };
+    if (key !== null && clientNonce !== null) placed.send({ op: FRAME_OP.CON_RSP }, rsp, serverProof(key, clientNonce, nonce, rsp));
+    else placed.send({ op: FRAME_OP.CON_RSP }, rsp);
+    return { session, path, cid: req.cid, link: placed };
   }
 
-  private onPathFrame(session: ServerSession, path: ServerPath, cid: number, link: RtrsLink, header: FrameHeader, payload: Uint8Array): void {
+  private onPathFrame(session: ServerSession, path: ServerPath, cid: number, link: FrameLink, header: FrameHeader, payload: Uint8Array): void {
     if (path.state === 'CLOSING' || path.state === 'CLOSED') return;
     path.heartbeat?.heard();
     if (header.op === FRAME_OP.SEND && cid === 0 && path.state === 'CONNECTING') return this.infoReq(session, path, link, payload);
@@ -313,7 +361,7 @@ export class RtrsServer {
     if (problem !== null) this.closePath(session, path, problem);
   }
 
-  private infoReq(session: ServerSession, path: ServerPath, link: RtrsLink, payload: Uint8Array): void {
+  private infoReq(session: ServerSession, path: ServerPath, link: FrameLink, payload: Uint8Array): void {
     const req = decodeInfoReq(payload);
     if (typeof req === 'string') return this.closePath(session, path, req);
     const problem = pathNameProblem(req.pathName);

@@ -5,6 +5,7 @@
  * own RTRS server, listening where `--rtrs` says, serving this machine's devices over RNBD.
  */
 import { parseHostPort } from '../../runtime/transport/rtrs-address.ts';
+import { MAX_IO_THREADS } from '../../runtime/transport/rtrs-server.ts';
 import type { EngineDefinition } from '../engine.ts';
 import { TRANSPORT_COMMANDS } from './commands.ts';
 import { transportRecordProblem, type TransportRecord } from './records.ts';
@@ -29,6 +30,11 @@ export const transportEngine: EngineDefinition = {
       },
     },
     { flag: '--rtrs-key-file', env: 'BLOCKCORE_RTRS_KEY_FILE', valueName: 'FILE', defaultValue: null, summary: 'pre-shared key every RTRS client must prove (first line, >= 16 characters)' },
+    {
+      flag: '--rtrs-threads', env: 'BLOCKCORE_RTRS_THREADS', valueName: 'N', defaultValue: null,
+      summary: 'worker threads serving RTRS IO connections (0: all on the main thread; Node only, elsewhere ignored)',
+      problem: (value) => (/^\d{1,2}$/.test(value) && Number(value) <= MAX_IO_THREADS ? null : `expected a whole number from 0 to ${MAX_IO_THREADS}`),
+    },
   ],
   eventTypes: ['session-created', 'session-removed', 'path-added', 'path-removed', 'path-state', 'failover', 'disconnected', 'reconnected', 'closed', 'mapped', 'unmapped'],
   recordProblem: transportRecordProblem,

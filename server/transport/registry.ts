@@ -59,7 +59,8 @@ export class TransportRegistry implements Engine {
   async startListener(): Promise<void> {
     const addresses = this.context.setting('--rtrs');
     if (addresses === null || addresses === 'off') return;
-    this.listener = await RnbdListener.start(this.context, parseListenList(addresses), this.context.setting('--rtrs-key-file'));
+    const ioThreads = Number(this.context.setting('--rtrs-threads') ?? 0); // checked by the flag's problem()
+    this.listener = await RnbdListener.start(this.context, parseListenList(addresses), this.context.setting('--rtrs-key-file'), ioThreads);
   }
 
   listening(): string[] {
@@ -112,7 +113,7 @@ export class TransportRegistry implements Engine {
   }
 
   serverInfo(): ListenerInfo {
-    return this.listener?.info() ?? { listen: [], keyRequired: false, sessions: [] };
+    return this.listener?.info() ?? { listen: [], keyRequired: false, ioThreads: 0, sessions: [] };
   }
 
   // ---- sessions ----

@@ -32,6 +32,8 @@ const RTRS_HOLDER = 'rnbd';
 export interface ListenerInfo {
   listen: string[];
   keyRequired: boolean;
+  /** IO threads serving connections (--rtrs-threads, where the runtime can). */
+  ioThreads: number;
   sessions: Array<ServerSessionInfo & { devices: Array<{ deviceId: number; name: string; access: string }> }>;
 }
 
@@ -54,12 +56,12 @@ export class RnbdListener {
   ) {}
 
   /** Starts listening on every address; if one fails, closes what it opened and rejects. */
-  static async start(context: EngineContext, addresses: readonly HostPort[], keyFile: string | null): Promise<RnbdListener> {
+  static async start(context: EngineContext, addresses: readonly HostPort[], keyFile: string | null, ioThreads = 0): Promise<RnbdListener> {
     const key = keyFile === null ? null : readKeyFile(keyFile);
     const kernels = await defaultKernels();
     let listener: RnbdListener | null = null;
     const rnbd = new RnbdServer((name, access) => listener!.resolve(name, access), { log: (line) => context.log(line) });
-    const server = new RtrsServer({ handler: rnbd, crc32c: (bytes, seed) => kernels.crc32c(bytes, seed), key, log: (line) => context.log(line) });
+    const server = new RtrsServer({ handler: rnbd, crc32c: (bytes, seed) => kernels.crc32c(bytes, seed), key, ioThreads, log: (line) => context.log(line) });
     listener = new RnbdListener(context, server, rnbd, key !== null);
     try {
       for (const address of addresses) listener.addresses.push(await server.listen(address.host, address.port));
@@ -83,6 +85,7 @@ export class RnbdListener {
     return {
       listen: this.listening,
       keyRequired: this.keyRequired,
+      ioThreads: this.server.ioThreadCount,
       sessions: this.server.sessionsInfo().map((session) => ({ ...session, devices: opened.get(session.sessionUuid) ?? [] })),
     };
   }

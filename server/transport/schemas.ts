@@ -93,6 +93,7 @@ const ServerPath = z.strictObject({
   pathUuid: z.string(),
   state: z.enum(['CONNECTING', 'CONNECTED', 'CLOSING', 'CLOSED']),
   connections: Count,
+  threadedConnections: Count.openapi({ description: 'Of the connections, those served by IO threads (--rtrs-threads).' }),
   remote: z.string(),
   stats: z.strictObject({ readCount: Count, readBytes: Count, writeCount: Count, writeBytes: Count, curLatencyMs: z.number() }),
 });
@@ -101,6 +102,7 @@ export const ServerInfo = z
   .strictObject({
     listen: z.array(z.string()),
     keyRequired: z.boolean(),
+    ioThreads: Count.openapi({ description: 'Worker threads serving IO connections (--rtrs-threads; 0 where the runtime cannot hand connections to threads).' }),
     sessions: z.array(z.strictObject({
       sessionName: z.string(),
       sessionUuid: z.string(),

@@ -133,7 +133,8 @@ export interface ServicePair {
 export function useServicePair(tests: { before: { each(hook: () => Promise<void>): void }; after: { each(hook: () => Promise<void>): void } }, afterEach: () => void = () => {}): ServicePair {
   const current: { a?: TestServer; b?: TestServer } = {};
   tests.before.each(async () => {
-    current.a = await startTestServer({ settings: { '--rtrs': '127.0.0.1:0,127.0.0.2:0' } });
+    // A serves its RTRS IO connections on two IO threads (where the runtime can: `ioThreads` in GET /v1/transport/server).
+    current.a = await startTestServer({ settings: { '--rtrs': '127.0.0.1:0,127.0.0.2:0', '--rtrs-threads': '2' } });
     current.b = await startTestServer();
   });
   tests.after.each(async () => {

@@ -121,10 +121,12 @@ export interface RtrsPair {
  * A server with `handler` (RNBD's, in the RNBD tests) and a client session to it whose paths run
  * through TCP proxies (127.0.0.1, 127.0.0.2, ...), so a test can cut them all at once.
  */
-export async function connectRtrsPair(options: { handler: RtrsServerHandler; pathCount?: number; reconnectDelayMs?: number; clientOptions?: Partial<RtrsClientOptions> }): Promise<RtrsPair> {
+export async function connectRtrsPair(options: {
+  handler: RtrsServerHandler; pathCount?: number; reconnectDelayMs?: number; clientOptions?: Partial<RtrsClientOptions>; serverOptions?: Partial<RtrsServerOptions>;
+}): Promise<RtrsPair> {
   const crc32c = await kernelCrc32c();
   const logs: string[] = [];
-  const server = new RtrsServer({ handler: options.handler, crc32c, log: (line) => logs.push(line) });
+  const server = new RtrsServer({ handler: options.handler, crc32c, log: (line) => logs.push(line), ...options.serverOptions });
   const proxies: TcpProxy[] = [];
   const paths = [];
   for (let i = 0; i < (options.pathCount ?? 1); i++) {
