@@ -32,7 +32,7 @@
  *     2 paths       the same over 127.0.0.1 and 127.0.0.2, policy min-inflight
  *     invalidate off  1 path to a server with always_invalidate off
  *     digest on     1 path with the CRC32C frame digest (client option; the server follows)
- *     IO threads    1 path to a server whose IO connections are served by worker threads
+ *     IO threads    1 path, the IO connections of both ends served by worker threads
  *                   (runtime/transport/rtrs-io-threads.ts; only where the runtime can hand
  *                   connections to threads: Node)
  *   seq-write  the same contenders; ours reads each 1 MiB from the source file and writes it
@@ -60,7 +60,7 @@ import path from 'node:path';
 import { loadAdapter } from '../runtime/adapter/index.ts';
 import { Prng } from '../runtime/prng.ts';
 import { failoverTrial, type Break } from './transport/failover.ts';
-import { openRemote, pathsTo, randRead, seqRead, seqWrite, startServerChild } from './transport/ours.ts';
+import { BENCH_IO_THREADS, openRemote, pathsTo, randRead, seqRead, seqWrite, startServerChild } from './transport/ours.ts';
 import { cpuSeconds, freePort, stopChildren } from './processes.ts';
 import { fioRandreadIops, nbdcopyRate, startNbdkit } from './transport/processes.ts';
 import { median, ratioLine } from './stats.ts';
@@ -178,7 +178,7 @@ async function sequential(direction: 'read' | 'write', who: Contender, cpu: numb
     rate = direction === 'read' ? await nbdcopyRate(kitUri, 'null:', FILE_BYTES) : await nbdcopyRate(sourcePath, kitUri, FILE_BYTES);
   } else {
     const startMs = performance.now();
-    const remote = await openRemote(ourPaths[who], direction === 'read' ? 'ro' : 'rw', { digest: who === 'digestOn' });
+    const remote = await openRemote(ourPaths[who], direction === 'read' ? 'ro' : 'rw', { digest: who === 'digestOn', ioThreads: who === 'ioThreads' ? BENCH_IO_THREADS : 0 });
     if (remote.device.sizeBytes !== FILE_BYTES) throw new Error(`the remote device has ${remote.device.sizeBytes} bytes, the file ${FILE_BYTES}`);
     try {
       if (direction === 'read') await seqRead(remote.device, SEQ_IO_BYTES, IOS_IN_FLIGHT);

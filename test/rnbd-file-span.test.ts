@@ -27,14 +27,12 @@ import { deviceConformance, type DeviceFactory } from './conformance/device-suit
 import { expectCode } from './support/expect-code.ts';
 import { connectRtrsPair } from './support/rtrs-pair.ts';
 import { PassThroughDevice } from './support/pass-through-device.ts';
+import { THREAD_CASES, threadedCount, type ThreadsCase } from './support/io-threads.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const SEED = seedFromEnv();
 const zeroCopy = (await loadAdapter()).socketSend !== null;
-/** Each case with the server's IO connections on its own thread, and (where the runtime can) on two IO threads. */
-const IO_THREADS = (await loadAdapter()).threadSockets !== null ? [0, 2] : [0];
-const threadsLabel = (ioThreads: number): string => (ioThreads > 0 ? `, server IO on ${ioThreads} threads` : '');
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-rnbd-span-'));
 
 /** A FileDevice that counts the spans it lends, and lends a broken one for reads at `badOffsetBytes`. */
@@ -74,9 +72,9 @@ function fileServer(): { server: RnbdServer; devices: Map<string, Lending> } {
   return { server: new RnbdServer(resolve), devices };
 }
 
-async function setup(clientOptions: Partial<RtrsClientOptions> = {}, ioThreads = 0) {
+async function setup(clientOptions: Partial<RtrsClientOptions> = {}, threads: ThreadsCase = THREAD_CASES[0]!) {
   const { server, devices } = fileServer();
-  const pair = await connectRtrsPair({ handler: server, clientOptions, serverOptions: { ioThreads } });
+  const pair = await connectRtrsPair({ handler: server, clientOptions: { ...clientOptions, ioThreads: threads.client }, serverOptions: { ioThreads: threads.server } });
   const client = await RnbdClient.connect(pair.client);
   return {
     pair, client, devices,
@@ -106,9 +104,9 @@ function seededFile(name: string, sizeBytes: number, seed: number): Uint8Array {
 
 let shared: Awaited<ReturnType<typeof setup>> | undefined;
 let fileCount = 0;
-for (const ioThreads of IO_THREADS) {
+for (const threads of THREAD_CASES) {
   const fileFactory: DeviceFactory = async ({ sizeBytes, logicalBlockBytes, readOnly, initial }) => {
-    shared ??= await setup({}, ioThreads);
+    shared ??= await setup({}, threads);
     const name = `conformance-${++fileCount}.img`;
     fs.writeFileSync(path.join(tempDir, name), initial ?? new Uint8Array(sizeBytes));
     if (logicalBlockBytes !== undefined) blockBytesOf.set(name, logicalBlockBytes); // RNBD advertises the server device's
@@ -118,7 +116,7 @@ for (const ioThreads of IO_THREADS) {
     await shared?.close();
     shared = undefined;
   };
-  deviceConformance(`RemoteDevice over RTRS, file-backed${threadsLabel(ioThreads)}`, fileFactory, { after: closeShared });
+  deviceConformance(`RemoteDevice over RTRS, file-backed${threads.label}`, fileFactory, { after: closeShared });
 }
 
 // ---- spans ----
@@ -127,12 +125,12 @@ const test = suite('rnbd: reads answered from a file');
 
 test.after(() => fs.rmSync(tempDir, { recursive: true, force: true }));
 
-for (const [digest, ioThreads] of IO_THREADS.flatMap((threads) => [[false, threads], [true, threads]] as const)) {
-  test(`reads of every size equal the file${digest ? ', with the digest on (nothing lent)' : ', long ones lent where the runtime sends from files'}${threadsLabel(ioThreads)}`, async () => {
+for (const [digest, threads] of THREAD_CASES.flatMap((each) => [[false, each], [true, each]] as const)) {
+  test(`reads of every size equal the file${digest ? ', with the digest on (nothing lent)' : ', long ones lent where the runtime sends from files'}${threads.label}`, async () => {
     const prng = new Prng(SEED + (digest ? 1 : 0));
-    const name = `sizes-${digest}-${ioThreads}.img`;
+    const name = `sizes-${digest}-${threads.server}-${threads.client}.img`;
     const bytes = seededFile(name, 8 * MiB, SEED ^ 0x5a5a);
-    const remote = await setup({ digest }, ioThreads);
+    const remote = await setup({ digest }, threads);
     try {
       const device = await remote.client.open(name, 'ro');
       let longReads = 0;
@@ -149,7 +147,8 @@ for (const [digest, ioThreads] of IO_THREADS.flatMap((threads) => [[false, threa
       }
       // Every IO connection (all but connection 0 of each path) on an IO thread, when asked for.
       const paths = remote.pair.server.sessionsInfo()[0]!.paths;
-      for (const each of paths) assert.is(each.threadedConnections, ioThreads > 0 ? each.connections - 1 : 0, 'connections served by IO threads');
+      for (const each of paths) assert.is(each.threadedConnections, threadedCount(threads.server, each.connections), 'server connections served by IO threads');
+      for (const each of remote.pair.client.paths) assert.is(each.threadedConnections, threadedCount(threads.client, each.links.length), 'client connections served by IO threads');
       const lent = remote.devices.get(name)!.lent;
       if (digest || !zeroCopy) assert.is(lent, 0, 'spans lent where they cannot be sent');
       else assert.ok(lent >= longReads, `${lent} spans lent for ${longReads} reads of 64 KiB or more`);
@@ -159,10 +158,10 @@ for (const [digest, ioThreads] of IO_THREADS.flatMap((threads) => [[false, threa
   });
 }
 
-for (const ioThreads of IO_THREADS) test(`a span that cannot be read fails that read with EIO, and the device goes on${threadsLabel(ioThreads)}`, async () => {
-  const name = `broken-${ioThreads}.img`;
+for (const threads of THREAD_CASES) test(`a span that cannot be read fails that read with EIO, and the device goes on${threads.label}`, async () => {
+  const name = `broken-${threads.server}-${threads.client}.img`;
   const bytes = seededFile(name, 4 * MiB, SEED ^ 0xbad);
-  const remote = await setup({}, ioThreads);
+  const remote = await setup({}, threads);
   try {
     const device = await remote.client.open(name, 'ro');
     const lending = remote.devices.get(name)!;

@@ -9,13 +9,13 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadAdapter } from '../runtime/adapter/index.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import type { RtrsClient } from '../runtime/transport/rtrs-client.ts';
 import { readBlock, rtrsPair, writeBlock, type Pair } from './support/rtrs-pair.ts';
 import { FRAME_HEADER_BYTES, HELLO_BYTES } from '../runtime/transport/rtrs-frame.ts';
 import { CONN_RSP_BYTES } from '../runtime/transport/rtrs-messages.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
+import { THREAD_CASES, threadedCount, type ThreadsCase } from './support/io-threads.ts';
 
 const SEED = seedFromEnv();
 const test = suite('rtrs failover');
@@ -28,23 +28,22 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
   }
 }
 
-async function proxiedPair(ioThreads = 0): Promise<{ pair: Pair; proxy: TcpProxy; client: RtrsClient }> {
-  const pair = await rtrsPair({ heartbeatIntervalMs: 100, ioThreads });
+async function proxiedPair(threads: ThreadsCase = THREAD_CASES[0]!): Promise<{ pair: Pair; proxy: TcpProxy; client: RtrsClient }> {
+  const pair = await rtrsPair({ heartbeatIntervalMs: 100, ioThreads: threads.server });
   const [host, port] = pair.addresses[0]!.split(':');
   const proxy = new TcpProxy({ host: host!, port: Number(port) });
   const through = await proxy.listen('127.0.0.1');
   const direct = pair.addresses[1]!;
   const hostPort = (text: string) => ({ host: text.split(':')[0]!, port: Number(text.split(':')[1]) });
-  const client = await pair.connect({ paths: [{ dst: hostPort(through) }, { dst: hostPort(direct) }], policy: 'round-robin', heartbeatIntervalMs: 100, connectTimeoutMs: 1000 });
+  const client = await pair.connect({
+    paths: [{ dst: hostPort(through) }, { dst: hostPort(direct) }], policy: 'round-robin', heartbeatIntervalMs: 100, connectTimeoutMs: 1000, ioThreads: threads.client,
+  });
   return { pair, proxy, client };
 }
 
-/** The server's IO connections on its own thread, and (where the runtime can) on two IO threads (rtrs-io-threads.ts). */
-const IO_THREADS = (await loadAdapter()).threadSockets !== null ? [0, 2] : [0];
-
-for (const [breakage, ioThreads] of IO_THREADS.flatMap((threads) => (['cut', 'reset', 'stall'] as const).map((each) => [each, threads] as const))) {
-  test(`${breakage} of one path mid-IO: every write applied exactly once, every read right, the path comes back${ioThreads > 0 ? `, server IO on ${ioThreads} threads` : ''}`, async () => {
-    const { pair, proxy, client } = await proxiedPair(ioThreads);
+for (const [breakage, threads] of THREAD_CASES.flatMap((each) => (['cut', 'reset', 'stall'] as const).map((breakage) => [breakage, each] as const))) {
+  test(`${breakage} of one path mid-IO: every write applied exactly once, every read right, the path comes back${threads.label}`, async () => {
+    const { pair, proxy, client } = await proxiedPair(threads);
     try {
       const prng = new Prng(SEED);
       pair.handler.delayMs = 3;
@@ -68,7 +67,8 @@ for (const [breakage, ioThreads] of IO_THREADS.flatMap((threads) => (['cut', 're
       assert.ok(client.pathsInfo()[0]!.stats.writeCount > before, 'the path takes IO again');
       // Both paths, the reconnected one too, with their IO connections on IO threads when asked for.
       const served = pair.server.sessionsInfo()[0]!.paths.map((path) => [path.state, path.connections, path.threadedConnections] as const);
-      assert.ok(served.length === 2 && served.every(([state, connections, threaded]) => state === 'CONNECTED' && threaded === (ioThreads > 0 ? connections - 1 : 0)), `server paths: ${JSON.stringify(served)}`);
+      assert.ok(served.length === 2 && served.every(([state, connections, threaded]) => state === 'CONNECTED' && threaded === threadedCount(threads.server, connections)), `server paths: ${JSON.stringify(served)}`);
+      for (const path of client.paths) assert.is(path.threadedConnections, threadedCount(threads.client, path.links.length), `client connections on IO threads (${path.name})`);
     } finally {
       await proxy.close();
       await pair.close();

@@ -20,7 +20,8 @@ import {
   clientAuth, type Crc32c, decodeHello, FRAME_OP, type FrameHeader, NONCE_BYTES, serverProofValid, MAC_BYTES,
 } from './rtrs-frame.ts';
 import { Heartbeat } from './rtrs-heartbeat.ts';
-import { connectLink, RtrsLink, type LinkHandlers } from './rtrs-link.ts';
+import { type IoThreads, ThreadLink } from './rtrs-io-threads.ts';
+import { connectLink, type FrameLink, RtrsLink, type LinkHandlers } from './rtrs-link.ts';
 import {
   CONN_RSP_BYTES, CONN_RSP_NEW_RKEY, type ConnRsp, decodeConnRsp, decodeInfoRsp, type Desc, encodeConnReq, encodeInfoReq, IMM_TYPE, imm, immType,
   RTRS_MAGIC, RTRS_VERSION, RTRS_VERSION_MAJOR,
@@ -63,6 +64,8 @@ export interface PathHost {
   readonly alwaysInvalidate: boolean;
   readonly crc32c: Crc32c;
   readonly timing: PathTiming;
+  /** Where the path's IO connections are served once connected (null: on this thread). */
+  readonly ioThreads: IoThreads | null;
   /** A path finished connecting: the session checks its geometry (a string refuses it). */
   pathConnected(path: ClientPath, rsp: ConnRsp, descs: Desc[]): string | null;
   pathStateChanged(path: ClientPath, from: ClientPathState, why: string | null): void;
@@ -77,7 +80,7 @@ export interface PathHost {
 
 export class ClientPath {
   state: ClientPathState = 'CONNECTING';
-  links: RtrsLink[] = [];
+  links: FrameLink[] = [];
   reconnectCount = 0;
   /** Requests in flight on this path (the session keeps it). */
   inflight = 0;
@@ -118,8 +121,13 @@ export class ClientPath {
     if (this.heartbeat !== null) this.heartbeat.latencyMs = 0;
   }
 
+  /** Of the path's connections, how many IO threads serve. */
+  get threadedConnections(): number {
+    return this.links.filter((link) => link instanceof ThreadLink).length;
+  }
+
   /** The connection for the next IO: connections 1.. in turn (0 carries control and heartbeats), 0 when it is the only one. */
-  ioLink(): RtrsLink {
+  ioLink(): FrameLink {
     if (this.links.length === 1) return this.links[0]!;
     this.nextLink = this.nextLink % (this.links.length - 1) + 1;
     return this.links[this.nextLink]!;
@@ -222,12 +230,13 @@ export class ClientPath {
   /** Opens every connection, INFO_REQ/INFO_RSP, then CONNECTED. Rejects on any failure. */
   private async establish(epoch: number): Promise<void> {
     const count = this.host.timing.connectionCount;
-    const links: RtrsLink[] = [];
+    const links: FrameLink[] = [];
     this.links = links;
     const first = await this.openLink(0, count, epoch);
     links[0] = first.link;
     const rest = await Promise.all(Array.from({ length: count - 1 }, (_, i) => this.openLink(i + 1, count, epoch)));
     for (const [i, opened] of rest.entries()) links[i + 1] = opened.link;
+    const control = first.link;
     const rsp = first.rsp;
     for (const other of rest) {
       if (other.rsp.queueDepth !== rsp.queueDepth || other.rsp.maxIoBytes !== rsp.maxIoBytes || other.rsp.maxHeaderBytes !== rsp.maxHeaderBytes) {
@@ -235,10 +244,13 @@ export class ClientPath {
       }
     }
     if (epoch !== this.epoch) throw new RemoteError(ERRNO.ECONNRESET, 'path closed while connecting');
-    const descs = await this.infoExchange(links[0]!, rsp, epoch);
+    const chunkBytes = rsp.maxIoBytes + rsp.maxHeaderBytes;
+    // The IO connections move to their IO threads now: the server sends nothing on them until
+    // answers to IO, which starts once the path is CONNECTED.
+    for (let cid = 1; cid < count; cid++) links[cid] = this.toThread(rest[cid - 1]!.link, cid, chunkBytes);
+    const descs = await this.infoExchange(control, rsp, epoch);
     const problem = this.host.pathConnected(this, rsp, descs);
     if (problem !== null) throw new RemoteError(ERRNO.EPROTO, problem);
-    const chunkBytes = rsp.maxIoBytes + rsp.maxHeaderBytes;
     for (const link of links) this.serve(link, chunkBytes);
     this.heartbeat = new Heartbeat(
       { intervalMs: this.host.timing.heartbeatIntervalMs, missedMax: this.host.timing.heartbeatMissedMax, failFastWhenBusy: true },
@@ -250,9 +262,32 @@ export class ClientPath {
     this.enter('CONNECTED', null);
   }
 
+  /** An IO connection, after its CON_RSP: served by an IO thread when the session has them and it can move; else as it is. */
+  private toThread(link: RtrsLink, cid: number, chunkBytes: number): FrameLink {
+    const moved = this.host.ioThreads?.takeOver(link, cid, { maxPayloadBytes: chunkBytes, sinkOp: FRAME_OP.WRITE, crc32c: this.host.crc32c, pool: null }) ?? null;
+    if (moved === null) return link;
+    this.handlers.delete(link);
+    if (this.links.includes(link)) this.links[this.links.indexOf(link)] = moved;
+    moved.start({
+      onFrame: (header, payload) => this.handlers.get(moved)?.onFrame(header, payload),
+      onClose: (why) => {
+        const handler = this.handlers.get(moved);
+        this.handlers.delete(moved);
+        handler?.onClose(why);
+      },
+    });
+    // Until serve(): a frame is a protocol error, and a close ends the connecting (connection 0,
+    // waiting for INFO_RSP, closes and the attempt fails as for any connection).
+    this.handlers.set(moved, {
+      onFrame: () => moved.close('a frame before the path was connected'),
+      onClose: (why) => this.links[0]?.close(`IO connection ${cid}: ${why ?? 'closed'}`),
+    });
+    return moved;
+  }
+
   /** After the handshake: frames of a connected path. */
-  private serve(link: RtrsLink, chunkBytes: number): void {
-    link.maxPayloadBytes = chunkBytes;
+  private serve(link: FrameLink, chunkBytes: number): void {
+    if (link instanceof RtrsLink) link.maxPayloadBytes = chunkBytes;
     this.handlers.set(link, {
       sinkFor: (header) => (header.op === FRAME_OP.WRITE ? this.host.readTarget(this, header) : null),
       onFrame: (header, payload) => {
@@ -271,7 +306,7 @@ export class ClientPath {
     });
   }
 
-  private readonly handlers = new Map<RtrsLink, LinkHandlers>();
+  private readonly handlers = new Map<FrameLink, LinkHandlers>();
 
   /** One connection through CON_REQ / CON_RSP. */
   private openLink(cid: number, count: number, epoch: number): Promise<{ link: RtrsLink; rsp: ConnRsp }> {

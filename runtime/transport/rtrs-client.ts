@@ -27,6 +27,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { BlockError } from '../errors.ts';
 import { ERRNO, RemoteError, type RtrsClientSession, type RtrsLinkEvent, type RtrsRequest } from './rtrs-api.ts';
 import { type HostPort } from './rtrs-address.ts';
+import { IO_THREADS_SUPPORTED, IoThreads } from './rtrs-io-threads.ts';
 import { ClientPath, type ClientPathState, type ClientPathStats, type PathTiming } from './rtrs-client-path.ts';
 import { type Crc32c, FRAME_OP, SEQ_ISSUE_BITS, type FrameHeader } from './rtrs-frame.ts';
 import {
@@ -64,6 +65,13 @@ export interface RtrsClientOptions {
   reconnectBackoffMs?: number;
   maxReconnectAttempts?: number;
   connectTimeoutMs?: number;
+  /**
+   * IO threads: each path's IO connections (all but connection 0) served by worker threads the
+   * process's sessions share (rtrs-io-threads.ts; the first session to ask sets how many); 0
+   * (default): all on this thread. Where the runtime cannot hand connections to threads, all stay
+   * here.
+   */
+  ioThreads?: number;
   log?: (line: string) => void;
 }
 
@@ -115,6 +123,7 @@ export class RtrsClient implements RtrsClientSession {
   readonly crc32c: Crc32c;
   readonly timing: PathTiming;
   readonly policy: Policy;
+  readonly ioThreads: IoThreads | null;
   private geometry: Geometry | null = null;
   private readonly free: number[] = [];
   private readonly permitWaiters: ((bufferId: number | null) => void)[] = [];
@@ -142,6 +151,8 @@ export class RtrsClient implements RtrsClientSession {
     this.crc32c = options.crc32c;
     this.policy = options.policy ?? 'min-inflight';
     this.log = options.log ?? ((line) => console.error(line));
+    const threads = options.ioThreads ?? 0;
+    this.ioThreads = threads > 0 && IO_THREADS_SUPPORTED ? IoThreads.forClients(threads, this.log) : null;
     this.timing = {
       connectionCount: options.connectionsPerPath ?? defaultConnections(),
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? HB_INTERVAL_MS,
@@ -160,6 +171,8 @@ export class RtrsClient implements RtrsClientSession {
     if (options.paths.length === 0 || options.paths.length > MAX_PATHS) throw new BlockError('EINVAL', `paths: 1..${MAX_PATHS} paths, got ${options.paths.length}`);
     const connections = options.connectionsPerPath ?? defaultConnections();
     if (!Number.isInteger(connections) || connections < 1 || connections > 64) throw new BlockError('EINVAL', `connectionsPerPath: 1..64, got ${connections}`);
+    const threads = options.ioThreads ?? 0;
+    if (!Number.isInteger(threads) || threads < 0 || threads > 64) throw new BlockError('EINVAL', `ioThreads: 0..64, got ${threads}`);
     const client = new RtrsClient(options.sessionName, options);
     const paths = options.paths.map((address) => client.newPath(address));
     try {

@@ -16,11 +16,11 @@ import { BufferPool } from '../net/buffer-pool.ts';
 import { FileFrame } from '../net/file-frame.ts';
 import { describeError, guarded } from '../net/fault-domain.ts';
 import { defaultKernels } from '../wasm/kernels.ts';
-import { FRAME_OP, type FrameHeader } from './rtrs-frame.ts';
+import type { FrameHeader } from './rtrs-frame.ts';
 import type { FromThread, ToThread } from './rtrs-io-threads.ts';
 import { attachLink, type RtrsLink } from './rtrs-link.ts';
 
-/** As the server's own connections (rtrs-server.ts): writes from this size up are received into memory of their own. */
+/** As a server's own connections (rtrs-server.ts): payloads from this size up are received into memory of their own. */
 const SINK_MIN_BYTES = 16 * 1024;
 
 const port = parentPort;
@@ -49,7 +49,7 @@ function attach(message: Extract<ToThread, { t: 'attach' }>): void {
   link.maxPayloadBytes = message.maxPayloadBytes;
   links.set(id, link);
   link.start({
-    sinkFor: (header) => (header.op === FRAME_OP.WRITE_IMM && header.lengthBytes >= SINK_MIN_BYTES ? new Uint8Array(header.lengthBytes) : null),
+    sinkFor: (header) => (header.op === message.sinkOp && header.lengthBytes >= SINK_MIN_BYTES ? new Uint8Array(header.lengthBytes) : null),
     onFrame: (header, payload) => postFrame(id, header, payload),
     onClose: (why) => {
       links.delete(id);

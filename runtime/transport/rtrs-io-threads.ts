@@ -1,25 +1,37 @@
 /**
- * IO threads for the RTRS server: a path's IO connections (cid >= 1) served by worker threads, so
- * the socket work of a session spreads over cores (the document's one connection per core; issue 9
- * item 9). One event loop moving every byte of every connection was the server's limit, as it is
- * the NBD server's.
+ * IO threads: a path's IO connections (cid >= 1) served by worker threads, on the server and on
+ * the client, so the socket work of a session spreads over cores (the document's one connection
+ * per core; issue 9 item 9). One event loop moving every byte of every connection is the limit
+ * of one thread, as it is the NBD server's.
  *
- * Who does what. The server's own thread keeps the listener, every handshake, connection 0
- * (INFO, heartbeats), and all of a session's state: chunks, keys, at-most-once, the RNBD server
- * and its devices. Nothing about a session is shared or split, so failover and key rotation are
- * exactly what they are without threads. An IO thread (rtrs-io-thread.ts) owns the sockets of the
- * connections it was given: it reads and checks frames (a large write's payload received
- * straight into memory of its own, which then moves to the server's thread without a copy: a
- * transfer) and writes what the session sends: frames encoded on the server's thread, and read
- * answers straight from the file (sendfile on the worker's socket: descriptors are the process's,
- * so the device's file is open there too).
+ * Who does what. The owning thread (the server's, the client session's) keeps every handshake,
+ * connection 0 (INFO, heartbeats), and all of a session's state: chunks, keys, at-most-once,
+ * permits and re-issues, the RNBD server and its devices. Nothing about a session is shared or
+ * split, so failover and key rotation are exactly what they are without threads. An IO thread
+ * (rtrs-io-thread.ts) owns the sockets of the connections it was given: it reads and checks
+ * frames (a large payload, a write on the server or read data on the client, received straight
+ * into memory of its own, which then moves to the owning thread without a copy: a transfer) and
+ * writes what the session sends: frames encoded on the owning thread, and (server) read answers
+ * straight from the file (sendfile on the worker's socket: descriptors are the process's, so the
+ * device's file is open there too). A server has its own IO threads; the client sessions of a
+ * process share one set (IoThreads.forClients).
  *
- * Hand-over. Once a connection's CON_REQ put it in a path (and before its CON_RSP goes out, so the
- * client sends nothing more on it yet), RtrsLink.handOff gives its descriptor (the adapter's
- * ThreadSockets: dup, the old socket closed without a FIN) and any bytes read and not parsed; the
- * IO thread (cid - 1) mod N makes its socket over it. A connection that cannot move (TLS, a frame
- * half in, a runtime without ThreadSockets) stays on the server's thread: threads are a speed-up,
- * never a condition.
+ * Hand-over. On the server once a connection's CON_REQ put it in a path (before its CON_RSP goes
+ * out, so the client sends nothing more on it yet), on the client once its CON_RSP came (the
+ * server sends nothing on an IO connection before IO starts): RtrsLink.handOff gives its
+ * descriptor (the adapter's ThreadSockets: dup, the old socket closed without a FIN) and any bytes
+ * read and not parsed; the IO thread (cid - 1) mod N makes its socket over it. A connection that
+ * cannot move (TLS, a frame half in, a runtime without ThreadSockets) stays where it is: threads
+ * are a speed-up, never a condition.
+ *
+ * Measured (bench transport, 'ours IO threads', 2 threads each end, on the 2-core VM): about half
+ * the one-thread throughput, both directions. Two processes with a main thread and two IO threads
+ * each share two cores, every frame now also crosses threads (a message each way, the payload
+ * moved or copied once more), and the main threads did not get lighter: most of their time is
+ * the session's own work and the file's pwrite, not the sockets. Threads pay where cores are
+ * idle, which this machine never has; so they are off by default (`ioThreads` 0,
+ * --rtrs-threads). Shared receive slots (SharedArrayBuffer) instead of transfers were tried and
+ * measured no better: V8 copies into shared memory byte-wise.
  *
  * Messages (structured clone; byte buffers are fresh and transferred, never views of shared
  * memory). To a thread: attach, send (a whole encoded frame), span (a frame header, the file
@@ -38,7 +50,7 @@ import type { Crc32c, FrameHeader } from './rtrs-frame.ts';
 import { frameBytes, frameHeader, type FrameLink, type RtrsLink, type SendFields } from './rtrs-link.ts';
 
 export type ToThread =
-  | { t: 'attach'; id: number; fd: number; unread: Uint8Array; digest: boolean; maxPayloadBytes: number }
+  | { t: 'attach'; id: number; fd: number; unread: Uint8Array; digest: boolean; maxPayloadBytes: number; sinkOp: number }
   | { t: 'send'; id: number; bytes: Uint8Array }
   | { t: 'span'; id: number; spanId: number; header: Uint8Array; fd: number; fileOffsetBytes: number; lengthBytes: number; trailer: Uint8Array; standIn: Uint8Array }
   | { t: 'close'; id: number; why: string | null };
@@ -70,7 +82,7 @@ export class ThreadLink implements FrameLink {
     readonly id: number,
     private readonly digest: boolean,
     private readonly crc32c: Crc32c,
-    private readonly pool: BufferPool,
+    private readonly pool: BufferPool | null,
   ) {}
 
   get isOpen(): boolean {
@@ -90,7 +102,7 @@ export class ThreadLink implements FrameLink {
     if (!this.open) return;
     const bytes = frameBytes(fields, pieces, this.digest, this.crc32c);
     // The pieces were copied: pooled memory (a read's answer) goes back now, as a socket write would give it.
-    for (const piece of pieces) this.pool.release(piece);
+    if (this.pool !== null) for (const piece of pieces) this.pool.release(piece);
     this.thread.post({ t: 'send', id: this.id, bytes }, [bytes.buffer as ArrayBuffer]);
   }
 
@@ -142,10 +154,11 @@ class IoThread {
     private readonly worker: Worker,
     private readonly log: (line: string) => void,
   ) {
-    worker.unref();
     worker.on('message', (message: FromThread) => guarded(() => this.receive(message), (error) => this.log(`rtrs: IO thread ${index}: ${describeError(error)}`)));
     worker.on('error', (error) => this.die(`failed: ${describeError(error)}`));
     worker.on('exit', (code) => this.die(`exited (${code})`));
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
   }
 
   add(link: ThreadLink): void {
@@ -200,15 +213,37 @@ class IoThread {
   }
 }
 
-/** The server's IO threads: `count` workers, started at once; connections spread by cid. */
+/** How a connection is served once moved (takeOver). */
+export interface TakeOverOptions {
+  /** The largest payload a frame may carry. */
+  maxPayloadBytes: number;
+  /** Frames of this op with large payloads are received into memory of their own (the server: WRITE_IMM, IO requests; the client: WRITE, read data). */
+  sinkOp: number;
+  crc32c: Crc32c;
+  /** Where pooled memory a sent frame carried goes back (the server's read answers); null: none is. */
+  pool: BufferPool | null;
+}
+
+/** The processes' clients' IO threads (shared by every session; see IoThreads.forClients). */
+let clientThreads: IoThreads | null = null;
+
+/** IO threads: `count` workers, started at once; connections spread by cid. A server has its own; clients share one set. */
 export class IoThreads {
   private readonly threads: IoThread[] = [];
   private nextLinkId = 1;
 
+  /**
+   * The IO threads every client session of this process shares (a process with many sessions
+   * should not start threads for each): made with `count` threads by the first session that asks,
+   * reused as they are by the rest; they never stop, and never keep the process alive.
+   */
+  static forClients(count: number, log: (line: string) => void): IoThreads {
+    clientThreads ??= new IoThreads(count, log);
+    return clientThreads;
+  }
+
   constructor(
     count: number,
-    private readonly crc32c: Crc32c,
-    private readonly pool: BufferPool,
     private readonly log: (line: string) => void,
   ) {
     if (threadSockets === null) return;
@@ -224,17 +259,20 @@ export class IoThreads {
    * Moves connection `cid` (>= 1) of a path to its IO thread: the link to use from now on, or null
    * when it stays where it is (see the design note).
    */
-  takeOver(link: RtrsLink, cid: number, maxPayloadBytes: number): ThreadLink | null {
+  takeOver(link: RtrsLink, cid: number, options: TakeOverOptions): ThreadLink | null {
     if (threadSockets === null || cid < 1 || this.threads.length === 0) return null;
     const thread = this.threads[(cid - 1) % this.threads.length]!;
     if (thread.dead) return null;
     const moved = link.handOff((socket) => threadSockets.detach(socket));
     if (moved === null) return null;
     const id = this.nextLinkId++;
-    const threadLink = new ThreadLink(thread, id, link.digest, this.crc32c, this.pool);
+    const threadLink = new ThreadLink(thread, id, link.digest, options.crc32c, options.pool);
     thread.add(threadLink);
     const unread = moved.unread;
-    thread.post({ t: 'attach', id, fd: moved.fd, unread, digest: link.digest, maxPayloadBytes }, unread.length > 0 ? [unread.buffer as ArrayBuffer] : []);
+    thread.post(
+      { t: 'attach', id, fd: moved.fd, unread, digest: link.digest, maxPayloadBytes: options.maxPayloadBytes, sinkOp: options.sinkOp },
+      unread.length > 0 ? [unread.buffer as ArrayBuffer] : [],
+    );
     return threadLink;
   }
 

@@ -157,7 +157,7 @@ export class RtrsServer {
       throw new Error(`refusing to listen for RTRS on ${host}, off loopback, without a key (give one with --rtrs-key-file)`);
     }
     const ioThreads = this.options.ioThreads ?? 0;
-    if (this.threads === null && ioThreads > 0 && IO_THREADS_SUPPORTED) this.threads = new IoThreads(ioThreads, this.options.crc32c, this.pool, this.log);
+    if (this.threads === null && ioThreads > 0 && IO_THREADS_SUPPORTED) this.threads = new IoThreads(ioThreads, this.log);
     const onSocket = (socket: Socket): void => guarded(() => this.accept(socket), (error) => {
       this.log(`rtrs: setting up a connection failed: ${describeError(error)}`);
       socket.destroy();
@@ -332,7 +332,8 @@ export class RtrsServer {
     link.maxPayloadBytes = this.chunkBytes;
     // An IO connection moves to its IO thread now, before its CON_RSP: the client sends nothing
     // more on it until it has that, so no frame is half read here.
-    const placed: FrameLink = (req.cid > 0 ? this.threads?.takeOver(link, req.cid, this.chunkBytes) : null) ?? link;
+    const moveTo = { maxPayloadBytes: this.chunkBytes, sinkOp: FRAME_OP.WRITE_IMM, crc32c: this.options.crc32c, pool: this.pool };
+    const placed: FrameLink = (req.cid > 0 ? this.threads?.takeOver(link, req.cid, moveTo) : null) ?? link;
     path.links[req.cid] = placed;
     const rsp = encodeConnRsp({
       magic: RTRS_MAGIC, version: RTRS_VERSION, errno: 0, queueDepth: this.queueDepth, maxIoBytes: this.chunkBytes - MAX_HEADER_BYTES,
@@ -344,6 +345,11 @@ export class RtrsServer {
   }
 
   private onPathFrame(session: ServerSession, path: ServerPath, cid: number, link: FrameLink, header: FrameHeader, payload: Uint8Array): void {
+    // Only an IO request's payload is kept (session.io gives it back); any other frame's goes back
+    // now: a large one lies in pooled memory. (A SEND's, INFO_REQ,
+    // is neither, and infoReq may keep it.)
+    const ioRequest = header.op === FRAME_OP.WRITE_IMM && path.state === 'CONNECTED' && immType(header.imm) === IMM_TYPE.IO_REQ;
+    if (!ioRequest && header.op !== FRAME_OP.SEND) this.pool.release(payload);
     if (path.state === 'CLOSING' || path.state === 'CLOSED') return;
     path.heartbeat?.heard();
     if (header.op === FRAME_OP.SEND && cid === 0 && path.state === 'CONNECTING') return this.infoReq(session, path, link, payload);
