@@ -3,8 +3,8 @@
  * devices over RTRS/RNBD on 127.0.0.1 and 127.0.0.2, service B opens a two-path session to A, maps
  * A's disk.img as remote:r1 and serves it over NBD, where nbdcopy reads and writes it (what it
  * writes lands in A's file). Sessions and mappings survive B's restart; A holds the file it
- * serves; bad input is a 4xx naming the field, an unreachable server a 502. A serves with
- * --rtrs-threads 2: its IO connections on IO threads where the runtime can.
+ * serves; bad input is a 4xx naming the field, an unreachable server a 502. Both serve with
+ * --rtrs-threads 2: their IO connections on IO threads where the runtime can.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -69,6 +69,7 @@ test('a remote device over two paths, exported over NBD: nbdcopy reads and write
   const threads = (await loadAdapter()).threadSockets !== null ? 2 : 0;
   assert.is(servedBy.ioThreads, threads, '--rtrs-threads 2, where the runtime can hand connections to threads');
   for (const path of servedBy.sessions[0].paths) assert.is(path.threadedConnections, threads > 0 ? path.connections - 1 : 0, 'IO connections on IO threads');
+  for (const path of stats) assert.ok(threads > 0 ? path.threadedConnections > 0 : path.threadedConnections === 0, `B's session's IO connections on IO threads: ${JSON.stringify(path)}`);
   const served = servedBy.sessions;
   assert.is(served.length, 1);
   assert.is(served[0].sessionName, 's1');

@@ -80,6 +80,8 @@ export interface PathInfo {
   dst: string;
   src: string | null;
   pathUuid: string;
+  /** Of the path's connections, how many IO threads serve (ioThreads). */
+  threadedConnections: number;
   stats: ClientPathStats;
 }
 
@@ -208,7 +210,7 @@ export class RtrsClient implements RtrsClientSession {
 
   pathsInfo(): PathInfo[] {
     return this.paths.map((path) => ({
-      name: path.name, dst: path.address, src: path.src, pathUuid: path.pathUuid, stats: path.snapshot(this.inflightOn(path)),
+      name: path.name, dst: path.address, src: path.src, pathUuid: path.pathUuid, threadedConnections: path.threadedConnections, stats: path.snapshot(this.inflightOn(path)),
     }));
   }
 

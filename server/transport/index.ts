@@ -32,7 +32,7 @@ export const transportEngine: EngineDefinition = {
     { flag: '--rtrs-key-file', env: 'BLOCKCORE_RTRS_KEY_FILE', valueName: 'FILE', defaultValue: null, summary: 'pre-shared key every RTRS client must prove (first line, >= 16 characters)' },
     {
       flag: '--rtrs-threads', env: 'BLOCKCORE_RTRS_THREADS', valueName: 'N', defaultValue: null,
-      summary: 'worker threads serving RTRS IO connections (0: all on the main thread; Node only, elsewhere ignored)',
+      summary: 'worker threads serving RTRS IO connections, of the listener and of sessions (0: all on the main thread; Node only, elsewhere ignored)',
       problem: (value) => (/^\d{1,2}$/.test(value) && Number(value) <= MAX_IO_THREADS ? null : `expected a whole number from 0 to ${MAX_IO_THREADS}`),
     },
   ],

@@ -54,7 +54,11 @@ export const Session = z
     error: z.string().nullable(),
     maxIoBytes: Count.nullable(),
     devices: z.array(Name),
-    pathStats: z.array(z.strictObject({ name: z.string(), dst: z.string(), src: z.string().nullable(), pathUuid: z.string(), stats: PathStats })),
+    pathStats: z.array(z.strictObject({
+      name: z.string(), dst: z.string(), src: z.string().nullable(), pathUuid: z.string(),
+      threadedConnections: Count.openapi({ description: 'Of the path\'s connections, those served by IO threads (--rtrs-threads).' }),
+      stats: PathStats,
+    })),
   })
   .openapi('Session');
 

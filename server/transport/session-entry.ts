@@ -89,6 +89,7 @@ export class SessionEntry {
       key,
       digest: record.digest,
       alwaysInvalidate: record.alwaysInvalidate,
+      ioThreads: Number(this.context.setting('--rtrs-threads') ?? 0), // checked by the flag's problem()
       log: (line) => this.context.log(line),
     });
     let rnbd: RnbdClient;

@@ -133,9 +133,10 @@ export interface ServicePair {
 export function useServicePair(tests: { before: { each(hook: () => Promise<void>): void }; after: { each(hook: () => Promise<void>): void } }, afterEach: () => void = () => {}): ServicePair {
   const current: { a?: TestServer; b?: TestServer } = {};
   tests.before.each(async () => {
-    // A serves its RTRS IO connections on two IO threads (where the runtime can: `ioThreads` in GET /v1/transport/server).
+    // Both serve their RTRS IO connections on two IO threads (where the runtime can): A those it
+    // accepts (`ioThreads` in GET /v1/transport/server), B those of the sessions it opens.
     current.a = await startTestServer({ settings: { '--rtrs': '127.0.0.1:0,127.0.0.2:0', '--rtrs-threads': '2' } });
-    current.b = await startTestServer();
+    current.b = await startTestServer({ settings: { '--rtrs-threads': '2' } });
   });
   tests.after.each(async () => {
     afterEach();
