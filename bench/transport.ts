@@ -269,7 +269,7 @@ for (const direction of ['read', 'write'] as const) {
   console.log(ratioLine(`seq-${direction} 2 paths/1 path (${runtime})`, rate('twoPaths'), rate('onePath')));
   console.log(ratioLine(`seq-${direction} invalidate off/on (${runtime})`, rate('invalidateOff'), rate('onePath')));
   console.log(ratioLine(`seq-${direction} digest off/on (${runtime})`, rate('onePath'), rate('digestOn')));
-  if (ioThreadsServe) console.log(ratioLine(`seq-${direction} server IO threads/one thread (${runtime})`, rate('ioThreads'), rate('onePath')));
+  if (ioThreadsServe) console.log(ratioLine(`seq-${direction} IO threads both ends/one thread (${runtime})`, rate('ioThreads'), rate('onePath')));
 }
 if (FIO_SECONDS > 0) console.log(ratioLine(`randread-4k-qd32 IOPS/nbdkit fio (${runtime})`, median(iops.ours), median(iops.nbdkit)));
 const silentMs = median(failover.stall.heldMs);

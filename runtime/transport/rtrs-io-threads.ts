@@ -24,14 +24,20 @@
  * cannot move (TLS, a frame half in, a runtime without ThreadSockets) stays where it is: threads
  * are a speed-up, never a condition.
  *
- * Measured (bench transport, 'ours IO threads', 2 threads each end, on the 2-core VM): about half
- * the one-thread throughput, both directions. Two processes with a main thread and two IO threads
- * each share two cores, every frame now also crosses threads (a message each way, the payload
- * moved or copied once more), and the main threads did not get lighter: most of their time is
- * the session's own work and the file's pwrite, not the sockets. Threads pay where cores are
- * idle, which this machine never has; so they are off by default (`ioThreads` 0,
- * --rtrs-threads). Shared receive slots (SharedArrayBuffer) instead of transfers were tried and
- * measured no better: V8 copies into shared memory byte-wise.
+ * Measured (bench transport, 'ours IO threads', 2 threads each end, on the 2-core VM): 0.34x the
+ * one-thread throughput reading, 0.33x writing (server CPU per GiB 0.99 vs 0.37 s reading, 1.96
+ * vs 0.42 writing). Two processes with a main thread and two IO threads each share two cores,
+ * every frame now also crosses threads (a message each way, the payload moved or copied once
+ * more), and the main threads did not get lighter: most of their time is the session's own work
+ * and the file's pwrite, not the sockets. Yet a profile of a threaded read run shows every thread
+ * of both processes mostly idle, which neither CPU nor latency explains yet (the hops do add
+ * latency: one read at queue depth 1 took 120-128 us with no threads, 221-312 us with the
+ * server's IO threads and 417-793 us with both ends', 4 KiB and 124 KiB; but 144 requests are in
+ * flight in the bench). To look at next: what a thread waits on between messages (a span's
+ * trailer waiting for a write callback, the output queue's setImmediate flush in a worker), and
+ * a hand-over without messages (Atomics.waitAsync over shared rings). Off by default (`ioThreads` 0, --rtrs-threads). Shared receive
+ * slots (SharedArrayBuffer) instead of transfers were tried and measured no better: V8 copies
+ * into shared memory byte-wise.
  *
  * Messages (structured clone; byte buffers are fresh and transferred, never views of shared
  * memory). To a thread: attach, send (a whole encoded frame), span (a frame header, the file
