@@ -76,6 +76,39 @@ for (const [breakage, threads] of THREAD_CASES.flatMap((each) => (['cut', 'reset
   });
 }
 
+if (THREAD_CASES.length > 1) {
+  test('an IO thread that dies mid-IO: its connections close, every write is applied once, and the paths come back with those connections on the server\'s thread', async () => {
+    const { pair, proxy, client } = await proxiedPair(THREAD_CASES[1]!);
+    try {
+      const prng = new Prng(SEED ^ 0x7d);
+      pair.handler.delayMs = 3;
+      const blocks = Array.from({ length: 200 }, () => prng.fill(new Uint8Array(4096 * prng.range(1, 8))));
+      const writes = blocks.map((data, i) => writeBlock(client, i * 64 * 1024, data));
+      await until('writes in flight', () => client.pathsInfo().some((path) => path.stats.inflight > 0));
+      const threads = pair.server.ioThreads!;
+      assert.is(pair.server.ioThreadCount, 2);
+      await threads.stopThread(0);
+      await Promise.all(writes);
+      assert.is(pair.handler.writesApplied, blocks.length, `each write applied once (seed ${SEED})`);
+      const reads = await Promise.all(blocks.map((data, i) => readBlock(client, i * 64 * 1024, data.length)));
+      for (const [i, data] of blocks.entries()) assert.equal(reads[i], data, `block ${i} (seed ${SEED})`);
+      assert.ok(pair.logs.some((line) => line.includes('IO thread 0 stopped')), pair.logs.join('\n'));
+      assert.is(pair.server.ioThreadCount, 1, 'one thread left');
+      await until('both paths connected again', () => client.pathsInfo().every((path) => path.stats.state === 'CONNECTED'));
+      await until('the server has both paths', () => pair.server.sessionsInfo()[0]?.paths.filter((path) => path.state === 'CONNECTED').length === 2);
+      // Connection cid goes to thread (cid - 1) mod 2: those of the dead thread 0 stay on the server's thread.
+      for (const path of pair.server.sessionsInfo()[0]!.paths) {
+        const expected = Array.from({ length: path.connections - 1 }, (_, i) => i + 1).filter((cid) => (cid - 1) % 2 === 1).length;
+        assert.is(path.threadedConnections, expected, `connections left on the living thread: ${JSON.stringify(path)}`);
+      }
+      for (let i = 0; i < 8; i++) await writeBlock(client, i * 4096, new Uint8Array(4096).fill(i));
+    } finally {
+      await proxy.close();
+      await pair.close();
+    }
+  });
+}
+
 test('a path that reconnects keeps the keys IO on other paths rotated while its INFO_RSP was on the way', async () => {
   const pair = await rtrsPair({ heartbeatIntervalMs: 100, queueDepth: 4 });
   const [host, port] = pair.addresses[0]!.split(':');

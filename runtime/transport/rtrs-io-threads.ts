@@ -213,8 +213,8 @@ class IoThread {
     this.spans.clear();
   }
 
-  async stop(): Promise<void> {
-    this.die('stopped', true);
+  async stop(quiet = true): Promise<void> {
+    this.die('stopped', quiet);
     await this.worker.terminate();
   }
 }
@@ -280,6 +280,19 @@ export class IoThreads {
       unread.length > 0 ? [unread.buffer as ArrayBuffer] : [],
     );
     return threadLink;
+  }
+
+  /** Alive threads (a dead one takes no new connection). */
+  get aliveCount(): number {
+    return this.threads.filter((thread) => !thread.dead).length;
+  }
+
+  /**
+   * Stops thread `index` as if it had died: its connections close (their paths close and the
+   * clients reconnect), and the connections it would have taken stay on the owning thread.
+   */
+  async stopThread(index: number): Promise<void> {
+    await this.threads[index]?.stop(false);
   }
 
   async stop(): Promise<void> {

@@ -148,7 +148,12 @@ export class RtrsServer {
 
   /** IO threads actually serving connections (0 where the runtime cannot, or none were asked for). */
   get ioThreadCount(): number {
-    return this.threads?.count ?? 0;
+    return this.threads?.aliveCount ?? 0;
+  }
+
+  /** The IO threads (null: none), for what an operator or a test does to one thread (IoThreads.stopThread). */
+  get ioThreads(): IoThreads | null {
+    return this.threads;
   }
 
   /** Starts listening; resolves with the bound address ("host:port"). */
