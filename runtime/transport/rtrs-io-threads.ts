@@ -35,7 +35,8 @@
  * server's IO threads and 417-793 us with both ends', 4 KiB and 124 KiB; but 144 requests are in
  * flight in the bench). To look at next: what a thread waits on between messages (a span's
  * trailer waiting for a write callback, the output queue's setImmediate flush in a worker), and
- * a hand-over without messages (Atomics.waitAsync over shared rings). Off by default (`ioThreads` 0, --rtrs-threads). Shared receive
+ * a hand-over without messages (Atomics.waitAsync over shared rings); batching the messages (one
+ * postMessage per event-loop turn each way) was tried and changed nothing clear. Off by default (`ioThreads` 0, --rtrs-threads). Shared receive
  * slots (SharedArrayBuffer) instead of transfers were tried and measured no better: V8 copies
  * into shared memory byte-wise.
  *
