@@ -267,7 +267,6 @@ export class ClientPath {
     const moved = this.host.ioThreads?.takeOver(link, cid, { maxPayloadBytes: chunkBytes, sinkOp: FRAME_OP.WRITE, crc32c: this.host.crc32c, pool: null }) ?? null;
     if (moved === null) return link;
     this.handlers.delete(link);
-    if (this.links.includes(link)) this.links[this.links.indexOf(link)] = moved;
     moved.start({
       onFrame: (header, payload) => this.handlers.get(moved)?.onFrame(header, payload),
       onClose: (why) => {

@@ -17,7 +17,7 @@ import { FileFrame } from '../net/file-frame.ts';
 import { describeError, guarded } from '../net/fault-domain.ts';
 import { defaultKernels } from '../wasm/kernels.ts';
 import type { FrameHeader } from './rtrs-frame.ts';
-import type { FromThread, ToThread } from './rtrs-io-threads.ts';
+import { type FromThread, ownsItsBuffer, type ToThread } from './rtrs-io-threads.ts';
 import { attachLink, type RtrsLink } from './rtrs-link.ts';
 
 /** As a server's own connections (rtrs-server.ts): payloads from this size up are received into memory of their own. */
@@ -36,8 +36,7 @@ const post = (message: FromThread, transfer: ArrayBuffer[] = []): void => port.p
 
 /** A payload the server's thread may keep: memory of its own, moved there. */
 function postFrame(id: number, header: FrameHeader, payload: Uint8Array): void {
-  const whole = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength && !(payload.buffer instanceof SharedArrayBuffer);
-  const own = whole && !pool.owns(payload) ? payload : new Uint8Array(payload);
+  const own = ownsItsBuffer(payload) && !pool.owns(payload) ? payload : new Uint8Array(payload);
   post({ t: 'frame', id, header, payload: own }, own.byteLength > 0 ? [own.buffer as ArrayBuffer] : []);
 }
 

@@ -51,6 +51,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { FileSpan } from '../devices/block-device.ts';
 import type { BufferPool } from '../net/buffer-pool.ts';
+import { assert } from '../assert.ts';
 import { guarded, describeError } from '../net/fault-domain.ts';
 import { loadAdapter } from '../adapter/index.ts';
 import type { Crc32c, FrameHeader } from './rtrs-frame.ts';
@@ -121,11 +122,11 @@ export class ThreadLink implements FrameLink {
     if (!this.open) return void span.release();
     const header = new Uint8Array(frameHeader(fields, span.lengthBytes, [], false, this.crc32c));
     const spanId = this.thread.lend(span, onFailed);
-    const own = (bytes: Uint8Array): Uint8Array => (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes));
-    const [ownTrailer, ownStandIn] = [own(trailer), own(standIn)];
+    // Both came from frameBytes (a buffer of their own each): they move to the thread.
+    assert(ownsItsBuffer(trailer) && ownsItsBuffer(standIn) && trailer.buffer !== standIn.buffer, 'rtrs io threads: a span\'s trailer that is a view of other memory');
     this.thread.post(
-      { t: 'span', id: this.id, spanId, header, fd: span.fd, fileOffsetBytes: span.fileOffsetBytes, lengthBytes: span.lengthBytes, trailer: ownTrailer, standIn: ownStandIn },
-      [header.buffer as ArrayBuffer, ownTrailer.buffer as ArrayBuffer, ownStandIn.buffer as ArrayBuffer],
+      { t: 'span', id: this.id, spanId, header, fd: span.fd, fileOffsetBytes: span.fileOffsetBytes, lengthBytes: span.lengthBytes, trailer, standIn },
+      [header.buffer as ArrayBuffer, trailer.buffer as ArrayBuffer, standIn.buffer as ArrayBuffer],
     );
   }
 
@@ -147,6 +148,11 @@ export class ThreadLink implements FrameLink {
   frame(header: FrameHeader, payload: Uint8Array): void {
     if (this.open) this.handlers?.onFrame(header, payload);
   }
+}
+
+/** True when `bytes` is the whole of a (non-shared) ArrayBuffer: it can be transferred. */
+export function ownsItsBuffer(bytes: Uint8Array): boolean {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer);
 }
 
 /** One worker thread and the connections it serves. */

@@ -82,24 +82,34 @@ const READ_BUFFER_BYTES = 256 * 1024;
 let sharedReadBuffer: Uint8Array | null = null;
 const readBuffer = (): Uint8Array => (sharedReadBuffer ??= new Uint8Array(READ_BUFFER_BYTES));
 
+type ReadInto = (buffer: Uint8Array, onBytes: (bytes: Uint8Array) => void) => Socket | null;
+
 /**
- * A link over a new TCP connection (net.connect `options`), reading through the shared buffer
- * where the runtime can. TLS connections are made by the caller and given to `new RtrsLink`.
+ * A link over the socket `readInto` makes to read through this thread's shared buffer (every read
+ * handed to the link), or null when it makes none; if the link cannot be built, that socket is
+ * destroyed. What connectLink, acceptLink and attachLink share.
  */
-export function connectLink(options: NetConnectOpts, crc32c: Crc32c): RtrsLink {
-  if (socketReads === null) {
-    return new RtrsLink(netConnect(options), crc32c);
-  }
+function readingLink(readInto: ReadInto, crc32c: Crc32c, pool: BufferPool): RtrsLink | null {
   let link: RtrsLink | null = null;
-  // No read comes before the link exists (the connection is not even up): `?.` only in case.
-  const socket = socketReads.connect(options, readBuffer(), (bytes) => link?.receive(bytes));
+  // No read comes before the link exists (the socket is new, or paused): `?.` only in case.
+  const socket = readInto(readBuffer(), (bytes) => link?.receive(bytes));
+  if (socket === null) return null;
   try {
-    link = new RtrsLink(socket, crc32c, new BufferPool(), true);
+    link = new RtrsLink(socket, crc32c, pool, true);
   } catch (error) {
     socket.destroy();
     throw error;
   }
   return link;
+}
+
+/**
+ * A link over a new TCP connection (net.connect `options`), reading through the shared buffer
+ * where the runtime can. TLS connections are made by the caller and given to `new RtrsLink`.
+ */
+export function connectLink(options: NetConnectOpts, crc32c: Crc32c): RtrsLink {
+  if (socketReads === null) return new RtrsLink(netConnect(options), crc32c);
+  return readingLink((buffer, onBytes) => socketReads.connect(options, buffer, onBytes), crc32c, new BufferPool())!;
 }
 
 /** Whether a listener should be made with `pauseOnConnect` so acceptLink can take its sockets over. */
@@ -110,31 +120,26 @@ export const ACCEPT_PAUSED = socketReads !== null;
  * through the shared buffer where the runtime can; a TLS socket is read as usual.
  */
 export function acceptLink(socket: Socket, crc32c: Crc32c, pool: BufferPool, tls: boolean): RtrsLink {
-  let link: RtrsLink | null = null;
-  const adopted = !tls && socketReads !== null ? socketReads.adopt(socket, readBuffer(), (bytes) => link?.receive(bytes)) : null;
+  const adopted = !tls && socketReads !== null ? readingLink((buffer, onBytes) => socketReads.adopt(socket, buffer, onBytes), crc32c, pool) : null;
+  if (adopted !== null) return adopted;
+  let link: RtrsLink;
   try {
-    link = adopted === null ? new RtrsLink(socket, crc32c, pool) : new RtrsLink(adopted, crc32c, pool, true);
+    link = new RtrsLink(socket, crc32c, pool);
   } catch (error) {
-    (adopted ?? socket).destroy();
+    socket.destroy();
     throw error;
   }
-  if (adopted === null) socket.resume();
+  socket.resume();
   return link;
 }
+
 /**
  * A link over a connection another thread accepted and handed over (ThreadSockets: `fd`), read
  * through this thread's shared buffer; `unread`, bytes the other thread read and did not parse,
  * come first.
  */
 export function attachLink(fd: number, unread: Uint8Array, crc32c: Crc32c, pool: BufferPool, attach: (fd: number, buffer: Uint8Array, onBytes: (bytes: Uint8Array) => void) => Socket): RtrsLink {
-  let link: RtrsLink | null = null;
-  const socket = attach(fd, readBuffer(), (bytes) => link?.receive(bytes));
-  try {
-    link = new RtrsLink(socket, crc32c, pool, true);
-  } catch (error) {
-    socket.destroy();
-    throw error;
-  }
+  const link = readingLink((buffer, onBytes) => attach(fd, buffer, onBytes), crc32c, pool)!;
   if (unread.length > 0) link.receive(unread);
   return link;
 }
