@@ -13,6 +13,8 @@ export const TOOL_PACKAGES = {
   fio: 'fio',
   wrk: 'wrk',
   script: 'bsdutils',
+  mdadm: 'mdadm',
+  losetup: 'mount',
 };
 
 function has(command) {

@@ -11,6 +11,7 @@ const PACKAGE_OF: Record<string, string> = {
   nbdcopy: 'libnbd-bin',
   'qemu-img': 'qemu-utils',
   'qemu-io': 'qemu-utils',
+  losetup: 'mount',
 };
 
 /** Throws naming the apt-get line when any of `commands` is not installed. */

@@ -1,0 +1,105 @@
+/**
+ * Creating a clustered array's legs (what `mdadm --create --bitmap=clustered` writes): the same
+ * array superblock on every leg but for its device number and uuid, and every node slot's bitmap
+ * area. Without assumeClean the array starts out of sync (resync_offset 0) and slot 0's bits are
+ * all set, as mdadm writes them, so the first node to assemble resyncs everything.
+ */
+import { assert } from '../assert.ts';
+import type { BlockDevice } from '../devices/block-device.ts';
+import { BlockError } from '../errors.ts';
+import { bitmapChunkCount, BITMAP_VERSION_CLUSTERED, CLUSTER_NAME_BYTES, DEFAULT_DAEMON_SLEEP_SECONDS } from './bitmap-superblock.ts';
+import { BITMAP_OFFSET_SECTORS, planLegLayout, RAID1_SIZE_ALIGN_SECTORS, type LegLayout } from './leg-layout.ts';
+import { writeBitmapArea, writeMdSuperblock, type NodeBitmap } from './leg-metadata.ts';
+import { MD_FEATURE, MD_ROLE_SPARE, MD_SB_OFFSET_SECTORS, raid10NearLayout, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
+
+export const MD_LEVEL = { raid1: 1, raid10: 10 } as const;
+export type RaidLevel = keyof typeof MD_LEVEL;
+export const DEFAULT_RAID10_CHUNK_BYTES = 512 * 1024;
+/** mdadm's default bitmap chunk for internal bitmaps. */
+export const DEFAULT_BITMAP_CHUNK_BYTES = 64 * 1024 * 1024;
+/** max_dev written: room for legs to be added later (mdadm leaves room the same way). */
+export const MAX_DEV_WRITTEN = 128;
+
+export interface ArrayCreateSpec {
+  name: string;
+  level: RaidLevel;
+  /** raid10 near copies (the n2 / n3 layouts). */
+  nearCopies?: number;
+  /** Active legs; devices beyond them are spares. */
+  raidDisks: number;
+  nodes: number;
+  clusterName: string;
+  bitmapChunkBytes: number;
+  raid10ChunkBytes?: number;
+  assumeClean: boolean;
+  uuid: Uint8Array;
+  nowSeconds: number;
+}
+
+export interface FormattedArray {
+  layout: LegLayout;
+  superblocks: MdSuperblock[];
+}
+
+export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): Promise<FormattedArray> {
+  assert(legs.length >= spec.raidDisks && spec.raidDisks >= 1, 'legs cover raidDisks');
+  assert(new TextEncoder().encode(spec.name).length <= 32, 'the name fits set_name (validated at the boundary)');
+  assert(new TextEncoder().encode(spec.clusterName).length < CLUSTER_NAME_BYTES, 'the cluster name fits (validated at the boundary)');
+  const raid10 = spec.level === 'raid10';
+  const chunkSectors = raid10 ? (spec.raid10ChunkBytes ?? DEFAULT_RAID10_CHUNK_BYTES) / SECTOR_BYTES : 0;
+  const smallest = Math.min(...legs.map((leg) => leg.sizeBytes));
+  const layout = planLegLayout(smallest, spec.nodes, spec.bitmapChunkBytes, raid10 ? chunkSectors : RAID1_SIZE_ALIGN_SECTORS);
+  if (typeof layout === 'string') throw new BlockError('EINVAL', layout);
+  const roles = legs.map((_, i) => (i < spec.raidDisks ? i : MD_ROLE_SPARE));
+  while (roles.length < MAX_DEV_WRITTEN) roles.push(MD_ROLE_SPARE);
+  const superblocks = legs.map((leg, devNumber): MdSuperblock => ({
+    featureMap: MD_FEATURE.BITMAP_OFFSET | MD_FEATURE.CLUSTERED,
+    setUuid: spec.uuid,
+    setName: spec.name,
+    ctimeSeconds: spec.nowSeconds,
+    level: MD_LEVEL[spec.level],
+    layout: raid10 ? raid10NearLayout(spec.nearCopies ?? 2) : 0,
+    sizeSectors: layout.sizeSectors,
+    chunkSectors,
+    raidDisks: spec.raidDisks,
+    bitmapOffsetSectors: BITMAP_OFFSET_SECTORS,
+    dataOffsetSectors: layout.dataOffsetSectors,
+    dataSizeSectors: Math.floor(leg.sizeBytes / SECTOR_BYTES) - layout.dataOffsetSectors,
+    superOffsetSectors: MD_SB_OFFSET_SECTORS,
+    recoveryOffsetSectors: 0,
+    devNumber,
+    deviceUuid: crypto.getRandomValues(new Uint8Array(16)),
+    devFlags: 0,
+    utimeSeconds: spec.nowSeconds,
+    events: 1,
+    resyncOffsetSectors: spec.assumeClean ? null : 0,
+    devRoles: roles,
+  }));
+  const chunks = bitmapChunkCount(layout.sizeSectors, layout.bitmapChunkBytes);
+  const bitmaps = Array.from({ length: spec.nodes }, (_, slot): NodeBitmap => {
+    const bits = new Uint8Array(Math.ceil(chunks / 8));
+    if (slot === 0 && !spec.assumeClean) setAll(bits, chunks);
+    return {
+      sb: {
+        version: BITMAP_VERSION_CLUSTERED, uuid: spec.uuid, events: 1, eventsCleared: 1, syncSizeSectors: layout.sizeSectors, state: 0,
+        chunkBytes: layout.bitmapChunkBytes, daemonSleepSeconds: DEFAULT_DAEMON_SLEEP_SECONDS, writeBehind: 0, sectorsReserved: 0,
+        nodes: spec.nodes, clusterName: spec.clusterName,
+      },
+      bits,
+    };
+  });
+  // Bitmaps first, the superblock last: a leg whose superblock reads back has its slots written.
+  await Promise.all(legs.map(async (leg, i) => {
+    for (let slot = 0; slot < spec.nodes; slot++) await writeBitmapArea(leg, layout, slot, bitmaps[slot]!);
+    await leg.flush();
+    await writeMdSuperblock(leg, superblocks[i]!);
+    await leg.flush();
+  }));
+  return { layout, superblocks };
+}
+
+/** Sets bits 0 .. count-1. */
+export function setAll(bits: Uint8Array, count: number): void {
+  bits.fill(0xff, 0, count >> 3);
+  if (count & 7) bits[count >> 3] = (1 << (count & 7)) - 1;
+}

@@ -1,0 +1,114 @@
+/**
+ * Reading and writing a leg's metadata (md v1.2 superblock and every node slot's bitmap area)
+ * through any BlockDevice. Every structure is checked before it is written (encoders assert)
+ * and after it is read (decoders: magic, version, checksum, self-location; then the bitmap must
+ * agree with the superblock: same array uuid, clustered, a size it covers). A leg that fails a
+ * check is refused with a coded error naming the leg; nothing is written to it.
+ */
+import { BlockError } from '../errors.ts';
+import type { BlockDevice } from '../devices/block-device.ts';
+import {
+  bitmapChunkCount, BITMAP_SB_BYTES, BITMAP_VERSION_CLUSTERED, decodeBitmapSuperblock, encodeBitmapSuperblock, type BitmapSuperblock,
+} from './bitmap-superblock.ts';
+import { bitmapAreaOffsetBytes, BITMAP_OFFSET_SECTORS, superblockOffsetBytes, type LegLayout } from './leg-layout.ts';
+import {
+  decodeMdSuperblock, encodeMdSuperblock, MD_FEATURE, MD_SB_AREA_BYTES, MD_SB_OFFSET_SECTORS, SECTOR_BYTES, type MdSuperblock,
+} from './md-superblock.ts';
+
+export const BITMAP_PAGE_BYTES = 4096;
+
+/** A node slot's bitmap: its superblock and one bit per chunk (bit i: byte i >> 3, bit i & 7). */
+export interface NodeBitmap {
+  sb: BitmapSuperblock;
+  bits: Uint8Array;
+}
+
+export async function writeMdSuperblock(device: BlockDevice, sb: MdSuperblock): Promise<void> {
+  const area = new Uint8Array(MD_SB_AREA_BYTES);
+  area.set(encodeMdSuperblock(sb));
+  await device.write(superblockOffsetBytes(), area);
+}
+
+export async function readMdSuperblock(device: BlockDevice): Promise<MdSuperblock> {
+  if (device.sizeBytes < superblockOffsetBytes() + MD_SB_AREA_BYTES) {
+    throw new BlockError('EINVAL', 'too small to hold an md superblock', { device: device.name });
+  }
+  const area = new Uint8Array(MD_SB_AREA_BYTES);
+  await device.read(superblockOffsetBytes(), area);
+  const sb = decodeMdSuperblock(area, MD_SB_OFFSET_SECTORS);
+  if (typeof sb === 'string') throw new BlockError('EINVAL', sb, { device: device.name, offsetBytes: superblockOffsetBytes() });
+  if ((sb.featureMap & MD_FEATURE.BITMAP_OFFSET) === 0 || sb.bitmapOffsetSectors !== BITMAP_OFFSET_SECTORS) {
+    throw new BlockError('EINVAL', `no internal bitmap ${BITMAP_OFFSET_SECTORS} sectors after the superblock`, { device: device.name });
+  }
+  if (sb.dataOffsetSectors * SECTOR_BYTES > device.sizeBytes || (sb.dataOffsetSectors + sb.sizeSectors) * SECTOR_BYTES > device.sizeBytes) {
+    throw new BlockError('EINVAL', `data_offset ${sb.dataOffsetSectors} + size ${sb.sizeSectors} sectors is beyond the leg`, { device: device.name });
+  }
+  return sb;
+}
+
+/** Encodes a whole slot area: superblock, bits, zero padding. */
+export function encodeBitmapArea(layout: LegLayout, bitmap: NodeBitmap): Uint8Array {
+  const area = new Uint8Array(layout.bitmapAreaBytes);
+  area.set(encodeBitmapSuperblock(bitmap.sb));
+  area.set(bitmap.bits.subarray(0, layout.bitmapAreaBytes - BITMAP_SB_BYTES), BITMAP_SB_BYTES);
+  return area;
+}
+
+export async function writeBitmapArea(device: BlockDevice, layout: LegLayout, slot: number, bitmap: NodeBitmap): Promise<void> {
+  await device.write(bitmapAreaOffsetBytes(layout, slot), encodeBitmapArea(layout, bitmap));
+}
+
+/** Reads slot `slot`'s area and checks it against the array's superblock. */
+export async function readBitmapArea(device: BlockDevice, layout: LegLayout, slot: number, md: MdSuperblock): Promise<NodeBitmap> {
+  const offsetBytes = bitmapAreaOffsetBytes(layout, slot);
+  const area = new Uint8Array(layout.bitmapAreaBytes);
+  await device.read(offsetBytes, area);
+  const sb = decodeBitmapSuperblock(area);
+  const fail = (why: string) => new BlockError('EINVAL', `bitmap slot ${slot}: ${why}`, { device: device.name, offsetBytes });
+  if (typeof sb === 'string') throw fail(sb);
+  if (sb.version !== BITMAP_VERSION_CLUSTERED) throw fail(`version ${sb.version}, expected ${BITMAP_VERSION_CLUSTERED} (clustered)`);
+  if (!equalBytes(sb.uuid, md.setUuid)) throw fail('its uuid is not the array uuid');
+  if (sb.syncSizeSectors !== md.sizeSectors) throw fail(`sync_size ${sb.syncSizeSectors} sectors, the array uses ${md.sizeSectors}`);
+  if (sb.chunkBytes !== layout.bitmapChunkBytes || sb.nodes !== layout.nodes) throw fail('chunk size or node count differs from slot 0');
+  const bits = area.slice(BITMAP_SB_BYTES, BITMAP_SB_BYTES + Math.ceil(bitmapChunkCount(sb.syncSizeSectors, sb.chunkBytes) / 8));
+  return { sb, bits };
+}
+
+/** The layout a leg's metadata describes, read from its superblock and slot 0's bitmap superblock. */
+export async function readLegLayout(device: BlockDevice, md: MdSuperblock): Promise<LegLayout> {
+  const offsetBytes = (MD_SB_OFFSET_SECTORS + BITMAP_OFFSET_SECTORS) * SECTOR_BYTES;
+  const head = new Uint8Array(BITMAP_PAGE_BYTES);
+  await device.read(offsetBytes, head);
+  const sb = decodeBitmapSuperblock(head);
+  if (typeof sb === 'string') throw new BlockError('EINVAL', `bitmap slot 0: ${sb}`, { device: device.name, offsetBytes });
+  if (sb.nodes < 1) throw new BlockError('EINVAL', 'bitmap slot 0 is not clustered (nodes 0)', { device: device.name, offsetBytes });
+  const areaBytes = Math.ceil((BITMAP_SB_BYTES + Math.ceil(bitmapChunkCount(sb.syncSizeSectors, sb.chunkBytes) / 8)) / BITMAP_PAGE_BYTES) * BITMAP_PAGE_BYTES;
+  const layout: LegLayout = {
+    nodes: sb.nodes, bitmapChunkBytes: sb.chunkBytes, sizeSectors: md.sizeSectors, dataOffsetSectors: md.dataOffsetSectors, bitmapAreaBytes: areaBytes,
+  };
+  if (bitmapAreaOffsetBytes(layout, sb.nodes) > md.dataOffsetSectors * SECTOR_BYTES) {
+    throw new BlockError('EINVAL', `${sb.nodes} bitmap slots reach past data_offset`, { device: device.name });
+  }
+  return layout;
+}
+
+/**
+ * The 4 KiB page of slot `slot`'s area that holds the bit of `chunk`, with its bytes taken from
+ * `bitmap` (the superblock shares the first page with the first bits).
+ */
+export function bitmapPage(layout: LegLayout, slot: number, bitmap: NodeBitmap, chunk: number): { offsetBytes: number; bytes: Uint8Array } {
+  const pageIndex = Math.floor((BITMAP_SB_BYTES + (chunk >> 3)) / BITMAP_PAGE_BYTES);
+  const page = new Uint8Array(BITMAP_PAGE_BYTES);
+  if (pageIndex === 0) {
+    page.set(encodeBitmapSuperblock(bitmap.sb));
+    page.set(bitmap.bits.subarray(0, BITMAP_PAGE_BYTES - BITMAP_SB_BYTES), BITMAP_SB_BYTES);
+  } else {
+    const first = pageIndex * BITMAP_PAGE_BYTES - BITMAP_SB_BYTES;
+    page.set(bitmap.bits.subarray(first, first + BITMAP_PAGE_BYTES));
+  }
+  return { offsetBytes: bitmapAreaOffsetBytes(layout, slot) + pageIndex * BITMAP_PAGE_BYTES, bytes: page };
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
