@@ -10,6 +10,7 @@ import { BlockError } from '../errors.ts';
 import { bitmapChunkCount, BITMAP_VERSION_CLUSTERED, CLUSTER_NAME_BYTES, DEFAULT_DAEMON_SLEEP_SECONDS } from './bitmap-superblock.ts';
 import { BITMAP_OFFSET_SECTORS, planLegLayout, RAID1_SIZE_ALIGN_SECTORS, type LegLayout } from './leg-layout.ts';
 import { writeBitmapArea, writeMdSuperblock, type NodeBitmap } from './leg-metadata.ts';
+import { raid10ArraySectors } from './raid-layout.ts';
 import { MD_FEATURE, MD_ROLE_SPARE, MD_SB_OFFSET_SECTORS, raid10NearLayout, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
 
 export const MD_LEVEL = { raid1: 1, raid10: 10 } as const;
@@ -48,8 +49,11 @@ export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): P
   const raid10 = spec.level === 'raid10';
   const chunkSectors = raid10 ? (spec.raid10ChunkBytes ?? DEFAULT_RAID10_CHUNK_BYTES) / SECTOR_BYTES : 0;
   const smallest = Math.min(...legs.map((leg) => leg.sizeBytes));
-  const layout = planLegLayout(smallest, spec.nodes, spec.bitmapChunkBytes, raid10 ? chunkSectors : RAID1_SIZE_ALIGN_SECTORS);
+  const nearCopies = spec.nearCopies ?? 2;
+  const bitmapSectorsOf = (sizeSectors: number) => (raid10 ? raid10ArraySectors(spec.raidDisks, nearCopies, chunkSectors, sizeSectors) : sizeSectors);
+  const layout = planLegLayout(smallest, spec.nodes, spec.bitmapChunkBytes, raid10 ? chunkSectors : RAID1_SIZE_ALIGN_SECTORS, bitmapSectorsOf);
   if (typeof layout === 'string') throw new BlockError('EINVAL', layout);
+  const syncSizeSectors = bitmapSectorsOf(layout.sizeSectors);
   const roles = legs.map((_, i) => (i < spec.raidDisks ? i : MD_ROLE_SPARE));
   while (roles.length < MAX_DEV_WRITTEN) roles.push(MD_ROLE_SPARE);
   const superblocks = legs.map((leg, devNumber): MdSuperblock => ({
@@ -58,7 +62,7 @@ export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): P
     setName: spec.name,
     ctimeSeconds: spec.nowSeconds,
     level: MD_LEVEL[spec.level],
-    layout: raid10 ? raid10NearLayout(spec.nearCopies ?? 2) : 0,
+    layout: raid10 ? raid10NearLayout(nearCopies) : 0,
     sizeSectors: layout.sizeSectors,
     chunkSectors,
     raidDisks: spec.raidDisks,
@@ -75,13 +79,13 @@ export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): P
     resyncOffsetSectors: spec.assumeClean ? null : 0,
     devRoles: roles,
   }));
-  const chunks = bitmapChunkCount(layout.sizeSectors, layout.bitmapChunkBytes);
+  const chunks = bitmapChunkCount(syncSizeSectors, layout.bitmapChunkBytes);
   const bitmaps = Array.from({ length: spec.nodes }, (_, slot): NodeBitmap => {
     const bits = new Uint8Array(Math.ceil(chunks / 8));
     if (slot === 0 && !spec.assumeClean) setAll(bits, chunks);
     return {
       sb: {
-        version: BITMAP_VERSION_CLUSTERED, uuid: spec.uuid, events: 1, eventsCleared: 1, syncSizeSectors: layout.sizeSectors, state: 0,
+        version: BITMAP_VERSION_CLUSTERED, uuid: spec.uuid, events: 1, eventsCleared: 1, syncSizeSectors, state: 0,
         chunkBytes: layout.bitmapChunkBytes, daemonSleepSeconds: DEFAULT_DAEMON_SLEEP_SECONDS, writeBehind: 0, sectorsReserved: 0,
         nodes: spec.nodes, clusterName: spec.clusterName,
       },

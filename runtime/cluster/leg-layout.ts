@@ -9,7 +9,8 @@
  *   data     data_offset: past every slot's area, rounded up to 1 MiB (at least 1 MiB, as mdadm)
  *
  * A leg's usable size (`size`, the same on every leg) is what the smallest leg has after
- * data_offset, rounded down to 4 KiB (raid1) or to the raid10 chunk.
+ * data_offset, rounded down to 4 KiB (raid1) or to the raid10 chunk. The bitmap covers the
+ * array's sectors (md's resync_max_sectors): a leg's for raid1, legs x near copies' share for raid10.
  */
 import { bitmapAreaBytes, BITMAP_CHUNK_BYTES_MIN } from './bitmap-superblock.ts';
 import { MD_SB_AREA_BYTES, MD_SB_OFFSET_SECTORS, SECTOR_BYTES } from './md-superblock.ts';
@@ -43,17 +44,23 @@ export function superblockOffsetBytes(): number {
  * Plans the layout for legs of which the smallest has `legBytes`; `sizeAlignSectors` is 8 for
  * raid1 or the raid10 chunk. A string says why it cannot be done.
  */
-export function planLegLayout(legBytes: number, nodes: number, bitmapChunkBytes: number, sizeAlignSectors: number): LegLayout | string {
+export function planLegLayout(
+  legBytes: number,
+  nodes: number,
+  bitmapChunkBytes: number,
+  sizeAlignSectors: number,
+  bitmapSectorsOf: (sizeSectors: number) => number = (sizeSectors) => sizeSectors,
+): LegLayout | string {
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > NODES_MAX) return `nodes must be 1 to ${NODES_MAX}`;
   if (bitmapChunkBytes < BITMAP_CHUNK_BYTES_MIN || (bitmapChunkBytes & (bitmapChunkBytes - 1)) !== 0 || bitmapChunkBytes > 2 ** 30) {
     return `the bitmap chunk must be a power of two from ${BITMAP_CHUNK_BYTES_MIN} bytes to 1 GiB`;
   }
   const legSectors = Math.floor(legBytes / SECTOR_BYTES);
-  // Reserve with the whole leg as the bitmap's reach: the real size is smaller, so its area fits.
-  const reservedAreaBytes = bitmapAreaBytes(legSectors, bitmapChunkBytes);
+  // Reserve as if the whole leg were data: the real size is smaller, so its area fits.
+  const reservedAreaBytes = bitmapAreaBytes(bitmapSectorsOf(legSectors), bitmapChunkBytes);
   const metadataSectors = MD_SB_OFFSET_SECTORS + BITMAP_OFFSET_SECTORS + (nodes * reservedAreaBytes) / SECTOR_BYTES;
   const dataOffsetSectors = Math.max(DATA_ALIGN_SECTORS, Math.ceil(metadataSectors / DATA_ALIGN_SECTORS) * DATA_ALIGN_SECTORS);
   const sizeSectors = Math.floor((legSectors - dataOffsetSectors) / sizeAlignSectors) * sizeAlignSectors;
   if (sizeSectors <= 0) return `a leg of ${legBytes} bytes has no room for data after ${dataOffsetSectors * SECTOR_BYTES} bytes of metadata`;
-  return { nodes, bitmapChunkBytes, sizeSectors, dataOffsetSectors, bitmapAreaBytes: bitmapAreaBytes(sizeSectors, bitmapChunkBytes) };
+  return { nodes, bitmapChunkBytes, sizeSectors, dataOffsetSectors, bitmapAreaBytes: bitmapAreaBytes(bitmapSectorsOf(sizeSectors), bitmapChunkBytes) };
 }

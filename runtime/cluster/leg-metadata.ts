@@ -11,6 +11,7 @@ import {
   bitmapChunkCount, BITMAP_SB_BYTES, BITMAP_VERSION_CLUSTERED, decodeBitmapSuperblock, encodeBitmapSuperblock, type BitmapSuperblock,
 } from './bitmap-superblock.ts';
 import { bitmapAreaOffsetBytes, BITMAP_OFFSET_SECTORS, superblockOffsetBytes, type LegLayout } from './leg-layout.ts';
+import { raid10ArraySectors } from './raid-layout.ts';
 import {
   decodeMdSuperblock, encodeMdSuperblock, MD_FEATURE, MD_SB_AREA_BYTES, MD_SB_OFFSET_SECTORS, SECTOR_BYTES, type MdSuperblock,
 } from './md-superblock.ts';
@@ -59,7 +60,7 @@ export async function writeBitmapArea(device: BlockDevice, layout: LegLayout, sl
 }
 
 /** Reads slot `slot`'s area and checks it against the array's superblock. */
-export async function readBitmapArea(device: BlockDevice, layout: LegLayout, slot: number, md: MdSuperblock): Promise<NodeBitmap> {
+export async function readBitmapArea(device: BlockDevice, layout: LegLayout, slot: number, md: MdSuperblock, syncSizeSectors = bitmapSectorsOf(md)): Promise<NodeBitmap> {
   const offsetBytes = bitmapAreaOffsetBytes(layout, slot);
   const area = new Uint8Array(layout.bitmapAreaBytes);
   await device.read(offsetBytes, area);
@@ -68,10 +69,16 @@ export async function readBitmapArea(device: BlockDevice, layout: LegLayout, slo
   if (typeof sb === 'string') throw fail(sb);
   if (sb.version !== BITMAP_VERSION_CLUSTERED) throw fail(`version ${sb.version}, expected ${BITMAP_VERSION_CLUSTERED} (clustered)`);
   if (!equalBytes(sb.uuid, md.setUuid)) throw fail('its uuid is not the array uuid');
-  if (sb.syncSizeSectors !== md.sizeSectors) throw fail(`sync_size ${sb.syncSizeSectors} sectors, the array uses ${md.sizeSectors}`);
+  if (sb.syncSizeSectors !== syncSizeSectors) throw fail(`sync_size ${sb.syncSizeSectors} sectors, the array has ${syncSizeSectors}`);
   if (sb.chunkBytes !== layout.bitmapChunkBytes || sb.nodes !== layout.nodes) throw fail('chunk size or node count differs from slot 0');
   const bits = area.slice(BITMAP_SB_BYTES, BITMAP_SB_BYTES + Math.ceil(bitmapChunkCount(sb.syncSizeSectors, sb.chunkBytes) / 8));
   return { sb, bits };
+}
+
+/** The sectors a bitmap covers: the array's (raid10: legs x size / near copies, whole chunks). */
+export function bitmapSectorsOf(md: MdSuperblock): number {
+  if (md.level !== 10) return md.sizeSectors;
+  return raid10ArraySectors(md.raidDisks, md.layout & 0xff, md.chunkSectors, md.sizeSectors);
 }
 
 /** The layout a leg's metadata describes, read from its superblock and slot 0's bitmap superblock. */
@@ -92,21 +99,28 @@ export async function readLegLayout(device: BlockDevice, md: MdSuperblock): Prom
   return layout;
 }
 
-/**
- * The 4 KiB page of slot `slot`'s area that holds the bit of `chunk`, with its bytes taken from
- * `bitmap` (the superblock shares the first page with the first bits).
- */
-export function bitmapPage(layout: LegLayout, slot: number, bitmap: NodeBitmap, chunk: number): { offsetBytes: number; bytes: Uint8Array } {
-  const pageIndex = Math.floor((BITMAP_SB_BYTES + (chunk >> 3)) / BITMAP_PAGE_BYTES);
-  const page = new Uint8Array(BITMAP_PAGE_BYTES);
-  if (pageIndex === 0) {
-    page.set(encodeBitmapSuperblock(bitmap.sb));
-    page.set(bitmap.bits.subarray(0, BITMAP_PAGE_BYTES - BITMAP_SB_BYTES), BITMAP_SB_BYTES);
+/** Which 4 KiB page of a slot area holds the bit of `chunk` (the superblock shares page 0). */
+export function bitmapPageOf(chunk: number): number {
+  return Math.floor((BITMAP_SB_BYTES + (chunk >> 3)) / BITMAP_PAGE_BYTES);
+}
+
+/** Page `page` of a slot area, built from the superblock and the bits as they are now. */
+export function bitmapPageBytes(bitmap: NodeBitmap, page: number): Uint8Array {
+  const bytes = new Uint8Array(BITMAP_PAGE_BYTES);
+  if (page === 0) {
+    bytes.set(encodeBitmapSuperblock(bitmap.sb));
+    bytes.set(bitmap.bits.subarray(0, BITMAP_PAGE_BYTES - BITMAP_SB_BYTES), BITMAP_SB_BYTES);
   } else {
-    const first = pageIndex * BITMAP_PAGE_BYTES - BITMAP_SB_BYTES;
-    page.set(bitmap.bits.subarray(first, first + BITMAP_PAGE_BYTES));
+    const first = page * BITMAP_PAGE_BYTES - BITMAP_SB_BYTES;
+    bytes.set(bitmap.bits.subarray(first, first + BITMAP_PAGE_BYTES));
   }
-  return { offsetBytes: bitmapAreaOffsetBytes(layout, slot) + pageIndex * BITMAP_PAGE_BYTES, bytes: page };
+  return bytes;
+}
+
+/** The page of slot `slot`'s area holding `chunk`'s bit: where it goes and its bytes. */
+export function bitmapPage(layout: LegLayout, slot: number, bitmap: NodeBitmap, chunk: number): { offsetBytes: number; bytes: Uint8Array } {
+  const page = bitmapPageOf(chunk);
+  return { offsetBytes: bitmapAreaOffsetBytes(layout, slot) + page * BITMAP_PAGE_BYTES, bytes: bitmapPageBytes(bitmap, page) };
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

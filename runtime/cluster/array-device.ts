@@ -1,0 +1,569 @@
+/**
+ * A clustered md array (raid1, or raid10 with the near layout) as a BlockDevice, one node of it:
+ * the md core's side of md-cluster.rst, talking to the cluster part through ClusterOperations.
+ *
+ * Design note
+ * - On-disk: md v1.2 superblocks and a clustered bitmap on every leg (md-superblock.ts,
+ *   bitmap-superblock.ts, leg-layout.ts); Linux md and mdadm read the legs.
+ * - Assemble: every leg's superblock checked (checksum, same array uuid); the highest event count
+ *   is the array's state and legs behind it are not used; join the cluster (md-cluster.ts) for a
+ *   slot; load our slot's bits (set ones are writes that may not have reached every leg: a crash
+ *   of ours, resynced); load every other slot (absent nodes' bits merged and resynced).
+ * - Write: wait while the range is suspended by another node's resync (area_resyncing) and while
+ *   our resync copies its chunks; set the chunks' bits, durable on every leg (write-intent.ts),
+ *   before the data goes to every copy; a leg that fails a write is marked faulty in every
+ *   superblock and the other nodes are told (METADATA_UPDATED) before the write is acknowledged,
+ *   so no node takes that leg as a source again. Bits are cleared lazily (daemon_sleep).
+ * - Read: balanced round-robin over in-sync copies, except where the data may differ between
+ *   legs: a range some node resyncs, chunks our resync has not reached, anything past
+ *   resync_offset of an array never synced, and all reads while a node recovery runs; those read
+ *   the source copy (the lowest in-sync role), which resync copies from, so every node reads the
+ *   same bytes.
+ * - Flush: every active leg flushed (a volatile write cache per leg); FUA writes are FUA on every
+ *   leg. Durable when acknowledged: bits before data; data after flush/FUA.
+ * - Stop: resync stopped, dirty bits kept (another node is asked to take the resync over),
+ *   the cluster left; the legs closed only when the array owns them.
+ */
+import { assert } from '../assert.ts';
+import type { BlockDevice, DiscardOutcome, WriteOptions } from '../devices/block-device.ts';
+import { OpGate } from '../devices/op-gate.ts';
+import { EMPTY_DISCARD_OUTCOME, validateRequest } from '../devices/validate.ts';
+import { BlockError } from '../errors.ts';
+import type { LockManager } from '../locks/lock-manager.ts';
+import { LocalMutex } from '../locks/local-mutex.ts';
+import type { RegionBitmap } from '../bitmap.ts';
+import { RegionOps } from '../regions/region-ops.ts';
+import { formatArray, type ArrayCreateSpec } from './array-format.ts';
+import { legFromSuperblock, slotPicture, writeArrayMetadata, type Leg } from './array-legs.ts';
+import { ArrayResync } from './array-resync.ts';
+import { bitmapChunkCount } from './bitmap-superblock.ts';
+import type { ClusterHost, SectorRange } from './cluster-operations.ts';
+import type { LegLayout } from './leg-layout.ts';
+import { bitmapSectorsOf, readBitmapArea, readLegLayout, readMdSuperblock, writeBitmapArea } from './leg-metadata.ts';
+import { MdCluster } from './md-cluster.ts';
+import { MD_ROLE_FAULTY, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
+import { raid10NearLayout, raid1Layout, type RaidLayout, type Segment } from './raid-layout.ts';
+import { WriteIntent } from './write-intent.ts';
+
+export interface AssembleOptions {
+  /** For errors and status: `array:<name>`. */
+  name: string;
+  /** Every leg this node has (active, spare, failed), in any order. */
+  legs: BlockDevice[];
+  manager: LockManager;
+  /** This node's name in the lockspace. */
+  memberName: string;
+  /** Lazy bit clearing period; default the bitmap's daemon_sleep. */
+  daemonSleepMs?: number;
+  /** Events (leg failed, resync started...) for logs and the service's event stream. */
+  onEvent?: (event: string) => void;
+  /** Close the leg devices when the array stops (default: their owner does). */
+  ownsLegs?: boolean;
+}
+
+export interface ArrayStatus {
+  name: string;
+  level: 'raid1' | 'raid10';
+  /** /proc/mdstat's picture: "[UU]", "[U_]". */
+  picture: string;
+  /** 0-based node slot. */
+  slot: number;
+  nodes: number;
+  sizeBytes: number;
+  events: number;
+  legs: { device: string; devNumber: number; role: number | null; state: Leg['state'] }[];
+  resync: { state: ArrayResync['state']; doneChunks: number; totalChunks: number };
+  suspended: SectorRange[];
+  dirtyChunks: number;
+  chunkBytes: number;
+  bitmapCommits: number;
+  messages: { sent: number; received: number; refused: number };
+}
+
+export class ClusterArray implements BlockDevice, ClusterHost {
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly logicalBlockBytes: number;
+  readonly canWrite = true;
+  readonly canDiscard = false;
+  readonly discardZeroes = false;
+  readonly regionOps = new RegionOps();
+  readonly chunkBytes: number;
+  readonly chunkCount: number;
+  readonly cluster!: MdCluster;
+  private intent!: WriteIntent;
+  private resync!: ArrayResync;
+  private readonly gate = new OpGate();
+  private readonly userIo = new OpGate();
+  private readonly writesInFlight = new Set<SectorRange>();
+  private waiters: (() => void)[] = [];
+  private readonly metadataMutex = new LocalMutex();
+  private readonly failing = new Map<Leg, Promise<void>>();
+  private sweepTimer: ReturnType<typeof setInterval> | null = null;
+  private readCursor = 0;
+  private stopped = false;
+
+  private constructor(
+    private readonly options: AssembleOptions,
+    private readonly legs: Leg[],
+    private md: MdSuperblock,
+    readonly layout: LegLayout,
+    private raid: RaidLayout,
+  ) {
+    this.name = options.name;
+    this.sizeBytes = raid.arraySizeBytes;
+    this.logicalBlockBytes = Math.max(SECTOR_BYTES, ...legs.map((leg) => leg.device.logicalBlockBytes));
+    this.chunkBytes = layout.bitmapChunkBytes;
+    this.chunkCount = bitmapChunkCount(bitmapSectorsOf(md), this.chunkBytes);
+  }
+
+  /** mdadm --create: formats the legs, then assembles on this node. */
+  static async create(options: AssembleOptions, spec: ArrayCreateSpec): Promise<ClusterArray> {
+    await formatArray(options.legs, spec);
+    return ClusterArray.assemble(options);
+  }
+
+  /** mdadm --assemble: see the design note. Refuses (EINVAL) legs it cannot use, writing nothing. */
+  static async assemble(options: AssembleOptions): Promise<ClusterArray> {
+    if (options.legs.length === 0) throw new BlockError('EINVAL', 'an array needs at least one leg');
+    const superblocks = await Promise.all(options.legs.map((device) => readMdSuperblock(device)));
+    const uuid = superblocks[0]!.setUuid;
+    superblocks.forEach((sb, i) => {
+      if (!equalBytes(sb.setUuid, uuid)) throw new BlockError('EINVAL', 'leg belongs to another array (array uuid differs)', { device: options.legs[i]!.name });
+    });
+    const numbers = new Set(superblocks.map((sb) => sb.devNumber));
+    if (numbers.size !== superblocks.length) throw new BlockError('EINVAL', 'two legs carry the same device number');
+    const md = superblocks.reduce((a, b) => (b.events > a.events ? b : a));
+    const legs = options.legs.map((device, i) => {
+      const leg = legFromSuperblock(device, superblocks[i]!, md.devRoles);
+      if (superblocks[i]!.events < md.events && leg.state === 'active') {
+        options.onEvent?.(`leg ${device.name} is behind (events ${superblocks[i]!.events} < ${md.events}): not used`);
+        leg.state = 'faulty';
+      }
+      return leg;
+    });
+    const first = legs.find((leg) => leg.state === 'active');
+    if (first === undefined) throw new BlockError('EINVAL', 'no active leg to assemble from');
+    const layout = await readLegLayout(first.device, md);
+    const raid = md.level === 10
+      ? raid10NearLayout(md.raidDisks, md.layout & 0xff, md.chunkSectors, md.sizeSectors)
+      : raid1Layout(md.raidDisks, md.sizeSectors);
+    if (md.level !== 1 && md.level !== 10) throw new BlockError('EINVAL', `raid level ${md.level} is not raid1 or raid10`);
+    const array = new ClusterArray(options, legs, md, layout, raid);
+    await array.start();
+    return array;
+  }
+
+  private async start(): Promise<void> {
+    const first = this.activeLegs()[0]!;
+    (this as { cluster: MdCluster }).cluster = await MdCluster.join({
+      manager: this.options.manager, arrayUuid: this.md.setUuid, nodes: this.layout.nodes, memberName: this.options.memberName, host: this,
+    });
+    try {
+      const own = await readBitmapArea(first.device, this.layout, this.cluster.slotNumber(), this.md);
+      const daemonSleepMs = this.options.daemonSleepMs ?? own.sb.daemonSleepSeconds * 1000;
+      this.intent = new WriteIntent({
+        layout: this.layout, slot: this.cluster.slotNumber(), sb: own.sb, bits: own.bits, chunkCount: this.chunkCount,
+        legs: () => this.writableLegs().map((leg) => leg.device),
+        legFailed: (device, error) => void this.failDevice(device, error),
+        degraded: () => this.degraded,
+        daemonSleepMs,
+      });
+      this.resync = await ArrayResync.create(this);
+      // Our own set bits: writes of ours that may not have reached every leg (we stopped or crashed).
+      this.addBitsToResync(own.bits);
+      await this.cluster.loadBitmaps();
+      this.sweepTimer = setInterval(() => void this.intent.sweep().catch((error: unknown) => this.note(`bitmap clear failed: ${String(error)}`)), Math.max(10, daemonSleepMs / 2));
+      (this.sweepTimer as { unref?: () => void }).unref?.();
+      if (this.md.resyncOffsetSectors !== null || !this.resync.todo.isEmpty()) this.resync.kick();
+    } catch (error) {
+      await this.cluster.leave().catch(() => {});
+      throw error;
+    }
+  }
+
+  // ---- BlockDevice ----
+
+  async read(offsetBytes: number, target: Uint8Array): Promise<void> {
+    const length = validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
+    if (length === 0) return;
+    await this.gate.track(async () => {
+      for (const segment of this.raid.segments(offsetBytes, length)) {
+        const piece = target.subarray(segment.arrayOffsetBytes - offsetBytes, segment.arrayOffsetBytes - offsetBytes + segment.lengthBytes);
+        await this.readSegment(segment, piece);
+      }
+    });
+  }
+
+  async write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    const length = validateRequest(this, this.gate.isOpen, 'write', offsetBytes, data);
+    if (length === 0) return;
+    await this.gate.track(() => this.userIo.track(async () => {
+      const range = { lowSectors: offsetBytes / SECTOR_BYTES, highSectors: (offsetBytes + length) / SECTOR_BYTES };
+      const first = Math.floor(offsetBytes / this.chunkBytes);
+      const end = Math.ceil((offsetBytes + length) / this.chunkBytes);
+      await this.waitWritable(range, first, end);
+      this.writesInFlight.add(range);
+      try {
+        await this.intent.startWrite(first, end);
+        try {
+          const failures: Leg[] = [];
+          await Promise.all(this.raid.segments(offsetBytes, length).map((segment) => this.writeSegment(segment, data.subarray(segment.arrayOffsetBytes - offsetBytes, segment.arrayOffsetBytes - offsetBytes + segment.lengthBytes), options, failures)));
+          for (const leg of failures) void this.failLeg(leg, 'write failed');
+          // Acknowledged only once every leg that failed (here or in the bitmap commit) is
+          // recorded as faulty on the others and every node was told.
+          await this.failuresRecorded();
+        } finally {
+          this.intent.endWrite(first, end);
+        }
+      } finally {
+        this.writesInFlight.delete(range);
+        this.wake();
+      }
+    }));
+  }
+
+  async flush(): Promise<void> {
+    if (!this.gate.isOpen) throw new BlockError('EBADF', 'array is stopped', { device: this.name });
+    await this.gate.track(async () => {
+      const legs = this.writableLegs();
+      const failed: Leg[] = [];
+      await Promise.all(legs.map((leg) => leg.device.flush().catch(() => failed.push(leg))));
+      if (failed.length === legs.length) throw new BlockError('EIO', 'no leg could flush', { device: this.name });
+      for (const leg of failed) void this.failLeg(leg, 'flush failed');
+      await this.failuresRecorded();
+    });
+  }
+
+  async discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> {
+    if (validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes) === 0) return EMPTY_DISCARD_OUTCOME;
+    throw new BlockError('ENOTSUP', 'a clustered array does not discard', { device: this.name, offsetBytes, lengthBytes });
+  }
+
+  /** Stops this node's part of the array (mdadm --stop): see the design note. */
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.gate.close(async () => {
+      if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+      await this.resync.stop();
+      await this.intent.settle().catch(() => {});
+      await this.cluster.leave();
+      if (this.options.ownsLegs) await Promise.all(this.legs.map((leg) => leg.device.close()));
+    });
+  }
+
+  /**
+   * This node stops at once as if its machine died (simulation and tests): no message, no bitmap
+   * clear, nothing more written; the caller kills its lockspace membership so the others recover.
+   */
+  abandon(): void {
+    this.stopped = true;
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    void this.resync.stop();
+  }
+
+  // ---- I/O paths ----
+
+  private async readSegment(segment: Segment, target: Uint8Array): Promise<void> {
+    for (;;) {
+      const candidates = segment.copies
+        .map((copy) => ({ copy, leg: this.legInRole(copy.role) }))
+        .filter((c): c is { copy: typeof c.copy; leg: Leg } => c.leg !== undefined);
+      if (candidates.length === 0) throw new BlockError('EIO', 'no in-sync copy left to read', { device: this.name, offsetBytes: segment.arrayOffsetBytes, lengthBytes: segment.lengthBytes });
+      const pick = this.mayDiffer(segment) ? candidates[0]! : candidates[this.readCursor++ % candidates.length]!;
+      try {
+        await pick.leg.device.read(this.legOffset(pick.copy.legOffsetBytes), target);
+        return;
+      } catch (error) {
+        await this.failLeg(pick.leg, `read failed: ${String(error)}`);
+      }
+    }
+  }
+
+  private async writeSegment(segment: Segment, data: Uint8Array, options: WriteOptions | undefined, failures: Leg[]): Promise<void> {
+    let written = 0;
+    await Promise.all(segment.copies.map(async (copy) => {
+      const leg = this.legInRole(copy.role);
+      if (leg === undefined) return;
+      try {
+        await leg.device.write(this.legOffset(copy.legOffsetBytes), data, options);
+        written += 1;
+      } catch {
+        failures.push(leg);
+      }
+    }));
+    if (written === 0) throw new BlockError('EIO', 'no copy could be written', { device: this.name, offsetBytes: segment.arrayOffsetBytes, lengthBytes: segment.lengthBytes });
+  }
+
+  /** True where copies may hold different bytes: read the source copy then. */
+  private mayDiffer(segment: Segment): boolean {
+    const low = segment.arrayOffsetBytes / SECTOR_BYTES;
+    const high = (segment.arrayOffsetBytes + segment.lengthBytes) / SECTOR_BYTES;
+    if (this.cluster.recoveryRunning || this.cluster.areaResyncing('read', low, high)) return true;
+    if (this.md.resyncOffsetSectors !== null && high > this.md.resyncOffsetSectors) return true;
+    const first = Math.floor(segment.arrayOffsetBytes / this.chunkBytes);
+    const end = Math.ceil((segment.arrayOffsetBytes + segment.lengthBytes) / this.chunkBytes);
+    for (let chunk = first; chunk < end; chunk++) if (this.resync.todo.get(chunk)) return true;
+    return false;
+  }
+
+  /** Waits until no node's resync window covers the range and our resync is not copying its chunks. */
+  private async waitWritable(range: SectorRange, first: number, end: number): Promise<void> {
+    for (;;) {
+      if (this.cluster.areaResyncing('write', range.lowSectors, range.highSectors)) {
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+        continue;
+      }
+      const busy = this.regionOps.firstBusy(first, end);
+      if (busy >= 0) {
+        await this.regionOps.get(busy)!.done;
+        continue;
+      }
+      return;
+    }
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private legOffset(offsetBytes: number): number {
+    return this.md.dataOffsetSectors * SECTOR_BYTES + offsetBytes;
+  }
+
+  private legInRole(role: number): Leg | undefined {
+    return this.legs.find((leg) => leg.state === 'active' && leg.role === role);
+  }
+
+  private activeLegs(): Leg[] {
+    return this.legs.filter((leg) => leg.state === 'active').sort((a, b) => a.role! - b.role!);
+  }
+
+  /** Legs that take writes and bitmap pages: active ones (spares hold no data yet). */
+  private writableLegs(): Leg[] {
+    return this.activeLegs();
+  }
+
+  get degraded(): boolean {
+    return this.activeLegs().length < this.md.raidDisks;
+  }
+
+  // ---- leg failure and metadata ----
+
+  private failDevice(device: BlockDevice, error: unknown): Promise<void> {
+    const leg = this.legs.find((l) => l.device === device);
+    assert(leg !== undefined, 'a failed device is one of our legs');
+    return this.failLeg(leg, String(error));
+  }
+
+  /** Marks `leg` faulty here at once, then in every superblock, then tells the other nodes. */
+  failLeg(leg: Leg, why: string): Promise<void> {
+    const existing = this.failing.get(leg);
+    if (existing !== undefined) return existing;
+    if (leg.state === 'faulty') return Promise.resolve();
+    leg.state = 'faulty';
+    this.note(`leg ${leg.device.name} (role ${leg.role}) failed: ${why}`);
+    const done = this.updateMetadata((md) => {
+      md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
+    });
+    this.failing.set(leg, done);
+    return done;
+  }
+
+  private async failuresRecorded(): Promise<void> {
+    while ([...this.failing.values()].length > 0) {
+      const pending = [...this.failing];
+      await Promise.all(pending.map(([, done]) => done));
+      for (const [leg] of pending) this.failing.delete(leg);
+    }
+  }
+
+  /** metadata_update_start, change, every leg's superblock written, metadata_update_finish. */
+  async updateMetadata(change: (md: MdSuperblock) => void): Promise<void> {
+    await this.metadataMutex.run(async () => {
+      await this.cluster.metadataUpdateStart();
+      try {
+        const md: MdSuperblock = { ...this.md, devRoles: [...this.md.devRoles] };
+        change(md);
+        md.events += 1;
+        md.utimeSeconds = Math.floor(Date.now() / 1000);
+        const failed = await writeArrayMetadata(this.legs, md);
+        this.md = md;
+        for (const leg of failed) if (leg.state !== 'faulty') {
+          leg.state = 'faulty';
+          this.md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
+        }
+        if (failed.length > 0) await writeArrayMetadata(this.legs, this.md);
+      } catch (error) {
+        await this.cluster.metadataUpdateCancel();
+        throw error;
+      }
+      const good = this.activeLegs()[0];
+      if (good === undefined) await this.cluster.metadataUpdateCancel();
+      else await this.cluster.metadataUpdateFinish(good.sb.devNumber);
+    });
+  }
+
+  // ---- ClusterHost ----
+
+  async copyBitmapFromSlot(slot: number, clear: boolean): Promise<SectorRange> {
+    const source = this.activeLegs()[0];
+    if (source === undefined) return { lowSectors: 0, highSectors: 0 };
+    const other = await readBitmapArea(source.device, this.layout, slot, this.md);
+    const range = this.addBitsToResync(other.bits);
+    if (range.highSectors > 0) {
+      for (let chunk = 0; chunk < this.chunkCount; chunk++) {
+        if ((other.bits[chunk >> 3]! & (1 << (chunk & 7))) !== 0) await this.intent.markDirty(chunk, chunk + 1);
+      }
+    }
+    if (clear && range.highSectors > 0) {
+      const cleared = { sb: other.sb, bits: new Uint8Array(other.bits.length) };
+      await Promise.all(this.writableLegs().map(async (leg) => {
+        await writeBitmapArea(leg.device, this.layout, slot, cleared);
+        await leg.device.flush();
+      }));
+    }
+    return range;
+  }
+
+  /** Adds the set bits of `bits` to the resync; their sector range. */
+  private addBitsToResync(bits: Uint8Array): SectorRange {
+    let low = -1;
+    let high = 0;
+    for (let chunk = 0; chunk < this.chunkCount; chunk++) {
+      if ((bits[chunk >> 3]! & (1 << (chunk & 7))) === 0) continue;
+      this.resync.add(chunk, chunk + 1);
+      if (low < 0) low = chunk;
+      high = chunk + 1;
+    }
+    const sectorsPerChunk = this.chunkBytes / SECTOR_BYTES;
+    return low < 0 ? { lowSectors: 0, highSectors: 0 } : { lowSectors: low * sectorsPerChunk, highSectors: high * sectorsPerChunk };
+  }
+
+  async reloadSuperblock(goodDevice: number): Promise<void> {
+    const leg = this.legs.find((l) => l.sb.devNumber === goodDevice && l.state !== 'faulty') ?? this.activeLegs()[0];
+    if (leg === undefined) return;
+    const md = await readMdSuperblock(leg.device);
+    this.md = { ...this.md, events: md.events, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors, utimeSeconds: md.utimeSeconds };
+    for (const l of this.legs) {
+      const role = md.devRoles[l.sb.devNumber];
+      if (role === MD_ROLE_FAULTY && l.state !== 'faulty') {
+        l.state = 'faulty';
+        this.note(`leg ${l.device.name} failed on another node`);
+      }
+      l.sb = { ...l.sb, events: md.events, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors };
+    }
+  }
+
+  resyncNeeded(fromSectors: number): void {
+    if (fromSectors !== Number.MAX_SAFE_INTEGER || !this.resync.todo.isEmpty() || this.md.resyncOffsetSectors !== null) this.resync.kick();
+  }
+
+  suspendChanged(): void {
+    this.wake();
+  }
+
+  async quiesce(range: SectorRange): Promise<void> {
+    const overlaps = () => [...this.writesInFlight].some((w) => w.highSectors > range.lowSectors && w.lowSectors < range.highSectors);
+    while (overlaps()) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  async newDiskSeen(): Promise<boolean> {
+    return false; // adding legs lands with the manage operations
+  }
+
+  async removeDisk(): Promise<void> {}
+
+  async readdDisk(): Promise<void> {}
+
+  async capacityChanged(): Promise<void> {}
+
+  needsSync(): boolean {
+    return !this.resync.todo.isEmpty() || this.md.resyncOffsetSectors !== null;
+  }
+
+  note(event: string): void {
+    this.options.onEvent?.(`${this.name}: ${event}`);
+  }
+
+  // ---- what the resync needs (ResyncHost) ----
+
+  userBusy(): boolean {
+    return this.userIo.inFlight > 0;
+  }
+
+  userIdle(): Promise<void> {
+    return this.userIo.idle();
+  }
+
+  get arraySizeBytes(): number {
+    return this.sizeBytes;
+  }
+
+  canRun(): boolean {
+    return !this.stopped && this.activeLegs().length > 1;
+  }
+
+  async copyChunks(start: number, end: number): Promise<void> {
+    const offset = start * this.chunkBytes;
+    const length = Math.min(end * this.chunkBytes, this.sizeBytes) - offset;
+    if (length <= 0) return;
+    for (const segment of this.raid.segments(offset, length)) {
+      const copies = segment.copies.map((copy) => ({ copy, leg: this.legInRole(copy.role) })).filter((c) => c.leg !== undefined);
+      if (copies.length < 2) continue;
+      const bytes = new Uint8Array(segment.lengthBytes);
+      await copies[0]!.leg!.device.read(this.legOffset(copies[0]!.copy.legOffsetBytes), bytes);
+      await Promise.all(copies.slice(1).map((c) => c.leg!.device.write(this.legOffset(c.copy.legOffsetBytes), bytes)));
+    }
+    await Promise.all(this.writableLegs().map((leg) => leg.device.flush()));
+  }
+
+  chunksInSync(start: number, end: number): void {
+    if (!this.degraded) this.intent.clearNow(start, end);
+  }
+
+  async allInSync(): Promise<void> {
+    if (this.md.resyncOffsetSectors === null) return;
+    await this.updateMetadata((md) => {
+      md.resyncOffsetSectors = null;
+    });
+  }
+
+  collect(todo: RegionBitmap): void {
+    const from = this.md.resyncOffsetSectors;
+    if (from !== null) todo.setRange(Math.floor((from * SECTOR_BYTES) / this.chunkBytes), this.chunkCount);
+  }
+
+  // ---- status ----
+
+  status(): ArrayStatus {
+    return {
+      name: this.name,
+      level: this.raid.level,
+      picture: slotPicture(this.legs, this.md.raidDisks),
+      slot: this.cluster.slotNumber(),
+      nodes: this.layout.nodes,
+      sizeBytes: this.sizeBytes,
+      events: this.md.events,
+      legs: this.legs.map((leg) => ({ device: leg.device.name, devNumber: leg.sb.devNumber, role: leg.role, state: leg.state })),
+      resync: { state: this.resync.state, doneChunks: this.resync.doneChunks, totalChunks: this.resync.totalChunks },
+      suspended: this.cluster.suspendList.map(({ lowSectors, highSectors }) => ({ lowSectors, highSectors })),
+      dirtyChunks: this.intent.dirtyCount,
+      chunkBytes: this.chunkBytes,
+      bitmapCommits: this.intent.commits,
+      messages: this.cluster.messageCounts,
+    };
+  }
+
+  /** Resolves when no resync is pending or running. */
+  async resyncIdle(): Promise<void> {
+    while (this.resync.state !== 'idle') await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}

@@ -1,0 +1,158 @@
+/**
+ * Resync of a clustered array: the chunks still to bring in sync (bits merged from a dead or
+ * stopped node's slot, everything from resync_offset on a new array, our own bits after a crash)
+ * copied from the source leg to the others by the shared region walker.
+ *
+ * State machine: idle -> pending (waiting for the cluster's resync lock: another node resyncs;
+ * /proc/mdstat's PENDING) -> running (the walker copies; each copy first makes sure the window
+ * it is in was announced to the other nodes with RESYNCING, which suspends their writes there
+ * and sends their reads to the source leg) -> idle, after RESYNCING 0..0 (and, when everything
+ * is done, the superblocks' resync_offset marked in sync). Stopping mid-way leaves the undone
+ * chunks' bits set in our slot; leaving with them asks another node to take over.
+ */
+import { RegionBitmap } from '../bitmap.ts';
+import { RegionOps } from '../regions/region-ops.ts';
+import { RegionWalker, type CopyResult } from '../regions/region-walker.ts';
+import { LocalMutex } from '../locks/local-mutex.ts';
+import type { MdCluster } from './md-cluster.ts';
+import { SECTOR_BYTES } from './md-superblock.ts';
+
+export type ResyncState = 'idle' | 'pending' | 'running';
+
+/** Chunks announced at a time (the window other nodes keep their writes out of). */
+export const RESYNC_WINDOW_CHUNKS = 64;
+const MAX_CONSECUTIVE_FAILURES = 3;
+
+export interface ResyncHost {
+  readonly chunkCount: number;
+  readonly chunkBytes: number;
+  readonly arraySizeBytes: number;
+  readonly cluster: MdCluster;
+  readonly regionOps: RegionOps;
+  userBusy(): boolean;
+  userIdle(): Promise<void>;
+  /** Makes chunks [start, end) equal on every active leg (copied from the source leg). */
+  copyChunks(start: number, end: number): Promise<void>;
+  /** Chunks [start, end) are in sync: their write-intent bits may go. */
+  chunksInSync(start: number, end: number): void;
+  /** Everything is in sync: the superblocks say so (resync_offset cleared). */
+  allInSync(): Promise<void>;
+  /** Chunks still to do, taken when the resync lock is granted (resync_offset may have moved meanwhile). */
+  collect(todo: RegionBitmap): void;
+  canRun(): boolean;
+  note(event: string): void;
+}
+
+export class ArrayResync {
+  state: ResyncState = 'idle';
+  /** Chunks done and in all by the current or last run. */
+  doneChunks = 0;
+  totalChunks = 0;
+  private running: Promise<void> | null = null;
+  private windowLowSectors = 0;
+  private windowHighSectors = 0;
+  private readonly announce = new LocalMutex();
+  private walkDone: ((complete: boolean) => void) | null = null;
+  private readonly walker: RegionWalker;
+  private abort = new AbortController();
+
+  private constructor(private readonly host: ResyncHost, readonly todo: RegionBitmap) {
+    this.walker = new RegionWalker({
+      regionCount: host.chunkCount,
+      regionOps: host.regionOps,
+      bitmap: () => this.todo,
+      canRun: () => this.state === 'running' && host.canRun(),
+      threshold: () => 4,
+      batchSize: () => 4,
+      userIdle: () => host.userIdle(),
+      userBusy: () => host.userBusy(),
+      copy: (start, end) => this.copy(start, end),
+      complete: () => this.walkDone?.(true),
+      stopped: (error) => {
+        host.note(`resync stopped: ${String(error)}`);
+        this.walkDone?.(false);
+      },
+    }, MAX_CONSECUTIVE_FAILURES, true);
+  }
+
+  static async create(host: ResyncHost): Promise<ArrayResync> {
+    return new ArrayResync(host, await RegionBitmap.create(host.chunkCount));
+  }
+
+  /** Chunks [start, end) need a resync. */
+  add(start: number, end: number): void {
+    this.todo.setRange(start, end);
+  }
+
+  /** Runs a resync unless one runs or waits already. */
+  kick(): void {
+    if (this.running !== null || !this.host.canRun()) return;
+    this.running = this.run().catch((error: unknown) => this.host.note(`resync failed: ${String(error)}`)).finally(() => {
+      this.running = null;
+      this.state = 'idle';
+    });
+  }
+
+  /** Stops a pending or running resync (the node stops); undone chunks keep their bits. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.walkDone?.(false);
+    await this.running;
+    await this.walker.idle();
+  }
+
+  private async run(): Promise<void> {
+    this.state = 'pending';
+    await this.host.cluster.resyncStart(this.abort.signal);
+    this.host.collect(this.todo);
+    this.totalChunks = this.todo.setCount;
+    this.doneChunks = 0;
+    this.state = 'running';
+    let complete = true;
+    if (!this.todo.isEmpty()) {
+      this.host.note(`resync of ${this.totalChunks} chunks started`);
+      complete = await new Promise<boolean>((resolve) => {
+        this.walkDone = resolve;
+        this.walker.kick();
+      });
+      this.walkDone = null;
+      await this.walker.idle();
+    }
+    complete = complete && this.todo.isEmpty();
+    this.windowLowSectors = this.windowHighSectors = 0;
+    // In sync on disk before the resync lock goes: the next node to take it must see it.
+    if (complete) await this.host.allInSync();
+    await this.host.cluster.resyncFinish(complete);
+    this.host.note(complete ? 'resync done' : 'resync stopped with chunks left');
+  }
+
+  private async copy(start: number, end: number): Promise<CopyResult> {
+    const op = this.host.regionOps.begin(start, end);
+    try {
+      await this.announced(start, end);
+      await this.host.copyChunks(start, end);
+      this.todo.clearRange(start, end);
+      this.host.chunksInSync(start, end);
+      this.doneChunks += end - start;
+      op.settle(true);
+      return 'done';
+    } catch (error) {
+      op.settle(false);
+      return { error };
+    }
+  }
+
+  /** Makes sure [start, end) lies in the window announced to the other nodes. */
+  private async announced(start: number, end: number): Promise<void> {
+    const sectorsPerChunk = this.host.chunkBytes / SECTOR_BYTES;
+    await this.announce.run(async () => {
+      if (start * sectorsPerChunk >= this.windowLowSectors && end * sectorsPerChunk <= this.windowHighSectors) return;
+      const arraySectors = this.host.arraySizeBytes / SECTOR_BYTES;
+      const low = start * sectorsPerChunk;
+      const high = Math.min(arraySectors, Math.max(end, start + RESYNC_WINDOW_CHUNKS) * sectorsPerChunk);
+      await this.host.cluster.announceResync(low, high);
+      this.windowLowSectors = low;
+      this.windowHighSectors = high;
+    });
+  }
+}

@@ -1,0 +1,252 @@
+/**
+ * The clustered array (runtime/cluster/array-device.ts) with several nodes in one process on the
+ * in-process lock manager, over real leg files: the device conformance suite (raid1 and raid10
+ * near=2), nodes reading each other's writes, lazy bit clearing, a new array resynced by one node
+ * while the next shows PENDING, a node dying with a mirror write half done (the survivor merges
+ * its bits and resyncs), a leg failing (every node stops using it; mdadm sees it), a node stopping
+ * mid-resync (another takes over), and refusals that write nothing.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { ArrayCreateSpec } from '../runtime/cluster/array-format.ts';
+import { ClusterArray } from '../runtime/cluster/array-device.ts';
+import { FaultDevice } from '../runtime/devices/fault-device.ts';
+import { FileDevice } from '../runtime/devices/file-device.ts';
+import type { BlockDevice } from '../runtime/devices/block-device.ts';
+import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
+import { deviceConformance } from './conformance/device-suite.ts';
+import { expectCode } from './support/expect-code.ts';
+import { mdadmExamine } from './support/mdadm.ts';
+
+const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-cluster-array-'));
+const MIB = 1024 * 1024;
+const DATA_OFFSET_BYTES = MIB;
+let fileCount = 0;
+
+function legFiles(count: number, dataBytes: number): string[] {
+  return Array.from({ length: count }, () => {
+    const file = path.join(tempDir, `leg-${++fileCount}.img`);
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, DATA_OFFSET_BYTES + dataBytes);
+    return file;
+  });
+}
+
+const openLegs = (files: string[], logicalBlockBytes = 512) => Promise.all(files.map((file) => FileDevice.open(file, { logicalBlockBytes })));
+const spec = (over: Partial<ArrayCreateSpec> = {}): ArrayCreateSpec => ({
+  name: 'c1', level: 'raid1', raidDisks: 2, nodes: 3, clusterName: 'blockcore-test', bitmapChunkBytes: 64 * 1024,
+  assumeClean: true, uuid: crypto.getRandomValues(new Uint8Array(16)), nowSeconds: 1764900000, ...over,
+});
+
+// ---- the device contract, single node ----
+
+deviceConformance('cluster array raid1 (2 legs)', async ({ sizeBytes, logicalBlockBytes, initial }) => {
+  const legs = await openLegs(legFiles(2, sizeBytes), logicalBlockBytes);
+  const array = await ClusterArray.create({ name: 'array:conf', legs, manager: new InProcessLockManager(), memberName: 'n1', ownsLegs: true }, spec({ nodes: 2 }));
+  if (initial) await array.write(0, initial);
+  return array;
+}, { readOnly: false });
+
+deviceConformance('cluster array raid10 near=2 (4 legs)', async ({ sizeBytes, logicalBlockBytes, initial }) => {
+  const legs = await openLegs(legFiles(4, sizeBytes / 2), logicalBlockBytes);
+  const array = await ClusterArray.create(
+    { name: 'array:conf10', legs, manager: new InProcessLockManager(), memberName: 'n1', ownsLegs: true },
+    spec({ level: 'raid10', raidDisks: 4, nearCopies: 2, raid10ChunkBytes: 16 * 1024, nodes: 2 }),
+  );
+  if (initial) await array.write(0, initial);
+  return array;
+}, { readOnly: false });
+
+// ---- several nodes ----
+
+const test = suite('cluster array: nodes');
+
+interface Node {
+  array: ClusterArray;
+  legs: BlockDevice[];
+  events: string[];
+}
+
+async function node(manager: InProcessLockManager, files: string[], member: string, options: { create?: ArrayCreateSpec; wrap?: (legs: FileDevice[]) => BlockDevice[]; daemonSleepMs?: number } = {}): Promise<Node> {
+  const opened = await openLegs(files);
+  const legs = options.wrap ? options.wrap(opened) : opened;
+  const events: string[] = [];
+  const assemble = { name: 'array:c1', legs, manager, memberName: member, daemonSleepMs: options.daemonSleepMs ?? 60_000, onEvent: (e: string) => events.push(e), ownsLegs: true };
+  const array = options.create ? await ClusterArray.create(assemble, options.create) : await ClusterArray.assemble(assemble);
+  return { array, legs, events };
+}
+
+function legData(file: string): Buffer {
+  return fs.readFileSync(file).subarray(DATA_OFFSET_BYTES);
+}
+
+function assertLegsEqual(files: string[], why: string): void {
+  const first = legData(files[0]!);
+  for (const file of files.slice(1)) assert.ok(first.equals(legData(file)), `${why}: legs differ`);
+}
+
+const pattern = (length: number, seed: number) => Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('two nodes read each other\'s writes; bits set while writing are cleared after daemon_sleep', async () => {
+  const files = legFiles(2, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const a = await node(manager, files, 'A', { create: spec(), daemonSleepMs: 40 });
+  const b = await node(manager, files, 'B', { daemonSleepMs: 40 });
+  try {
+    assert.is(a.array.status().slot, 0);
+    assert.is(b.array.status().slot, 1);
+    await a.array.write(MIB, pattern(128 * 1024, 1));
+    await b.array.write(2 * MIB + 4096, pattern(8192, 2));
+    assert.ok(a.array.status().dirtyChunks >= 2, 'bits of A\'s write are set');
+    const back = new Uint8Array(8192);
+    await a.array.read(2 * MIB + 4096, back);
+    assert.equal(back, pattern(8192, 2));
+    const big = new Uint8Array(128 * 1024);
+    await b.array.read(MIB, big);
+    assert.equal(big, pattern(128 * 1024, 1));
+    for (let i = 0; i < 100 && (a.array.status().dirtyChunks > 0 || b.array.status().dirtyChunks > 0); i++) await sleep(20);
+    assert.is(a.array.status().dirtyChunks, 0, 'A cleared its bits lazily');
+    assert.is(b.array.status().dirtyChunks, 0, 'B cleared its bits lazily');
+    await a.array.flush();
+    assertLegsEqual(files, 'after both nodes wrote');
+  } finally {
+    await a.array.close();
+    await b.array.close();
+  }
+});
+
+test('a new array: the first node resyncs it, the second shows PENDING, then nothing is left to do', async () => {
+  const files = legFiles(2, 4 * MIB);
+  fs.writeFileSync(files[0]!, pattern(4 * MIB, 9), { flag: 'r+', encoding: null } as fs.WriteFileOptions);
+  const manager = new InProcessLockManager();
+  const slow = (legs: FileDevice[]) => legs.map((leg) => new FaultDevice(leg, { seed: 1, rules: [{ op: 'read', probability: 1, action: 'delay', delayMs: 15 }] }));
+  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), wrap: slow });
+  const b = await node(manager, files, 'B');
+  try {
+    assert.is(a.array.status().resync.state, 'running');
+    assert.is(b.array.status().resync.state, 'pending', 'the second node waits for the resync lock');
+    assert.ok(b.array.status().suspended.length > 0, 'B keeps out of A\'s resync window');
+    await a.array.resyncIdle();
+    await b.array.resyncIdle();
+    assert.is(a.array.status().resync.doneChunks, a.array.status().resync.totalChunks);
+    assert.ok(a.array.status().resync.totalChunks > 0);
+    assert.is(b.array.status().resync.totalChunks, 0, 'B found the array in sync when its turn came');
+    assertLegsEqual(files, 'after the resync');
+    const examined = await mdadmExamine(files[1]!);
+    assert.is(examined['State'], 'clean');
+  } finally {
+    await a.array.close();
+    await b.array.close();
+  }
+});
+
+test('a node dies with a mirror write half done: the survivor merges its bits and resyncs the chunk', async () => {
+  const files = legFiles(2, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const a = await node(manager, files, 'A', { create: spec() });
+  const b = await node(manager, files, 'B');
+  try {
+    await a.array.write(3 * MIB, pattern(64 * 1024, 3));
+    await a.array.flush();
+    assert.ok(a.array.status().dirtyChunks > 0);
+    // A's last write reached leg 0 only before A's machine died.
+    const fd = fs.openSync(files[1]!, 'r+');
+    fs.writeSync(fd, pattern(64 * 1024, 99), 0, 64 * 1024, DATA_OFFSET_BYTES + 3 * MIB);
+    fs.closeSync(fd);
+    a.array.abandon();
+    manager.kill(a.array.cluster.lockspace);
+    for (let i = 0; i < 200 && !legData(files[0]!).equals(legData(files[1]!)); i++) await sleep(10);
+    await b.array.resyncIdle();
+    assertLegsEqual(files, 'after recovery');
+    assert.ok(b.events.some((e) => /resync of 1 chunks started/.test(e)), b.events.join('\n'));
+    const back = new Uint8Array(64 * 1024);
+    await b.array.read(3 * MIB, back);
+    assert.equal(back, pattern(64 * 1024, 3), 'the source copy won');
+  } finally {
+    await b.array.close();
+  }
+});
+
+test('a leg that fails a write is marked faulty in every superblock and every node stops using it', async () => {
+  const files = legFiles(2, 4 * MIB);
+  const manager = new InProcessLockManager();
+  let broken: FaultDevice | null = null;
+  const a = await node(manager, files, 'A', {
+    create: spec(),
+    wrap: (legs) => legs.map((leg, i) => (i === 1 ? (broken = new FaultDevice(leg, { seed: 1 })) : leg)),
+  });
+  const b = await node(manager, files, 'B');
+  try {
+    broken!.addRule({ op: 'write', probability: 1, action: 'fail' });
+    await a.array.write(0, pattern(4096, 5));
+    assert.is(a.array.status().picture, '[U_]');
+    assert.is(b.array.status().picture, '[U_]', 'B learnt it from METADATA_UPDATED before A\'s write was acknowledged');
+    assert.ok(a.events.some((e) => /leg .* \(role 1\) failed/.test(e)), a.events.join('\n'));
+    const examined = await mdadmExamine(files[0]!);
+    assert.match(examined['Array State']!, /^A\. /);
+    await b.array.write(4096, pattern(4096, 6));
+    const back = new Uint8Array(8192);
+    await a.array.read(0, back);
+    assert.equal(back.subarray(4096), pattern(4096, 6));
+    await sleep(50);
+    assert.ok(a.array.status().dirtyChunks > 0, 'degraded: bits stay set for the leg\'s return');
+  } finally {
+    await a.array.close();
+    await b.array.close();
+  }
+});
+
+test('a node stopping mid-resync hands it over: another node finishes and the array ends clean', async () => {
+  const files = legFiles(2, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const slow = (legs: FileDevice[]) => legs.map((leg) => new FaultDevice(leg, { seed: 1, rules: [{ op: 'read', probability: 1, action: 'delay', delayMs: 10 }] }));
+  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), wrap: slow });
+  const b = await node(manager, files, 'B');
+  try {
+    for (let i = 0; i < 100 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
+    await a.array.close(); // sends RESYNCING 0..0 and BITMAP_NEEDS_SYNC
+    await sleep(20);
+    await b.array.resyncIdle();
+    for (let i = 0; i < 100 && b.array.status().resync.state !== 'idle'; i++) await sleep(10);
+    assertLegsEqual(files, 'after the takeover');
+    assert.is((await mdadmExamine(files[0]!))['State'], 'clean');
+  } finally {
+    await b.array.close();
+  }
+});
+
+test('refused: legs of another array, a slot above nodes, a bad checksum; nothing is written', async () => {
+  const manager = new InProcessLockManager();
+  const one = legFiles(2, 2 * MIB);
+  const other = legFiles(2, 2 * MIB);
+  const a = await node(manager, one, 'A', { create: spec({ nodes: 1 }) });
+  const stranger = await node(new InProcessLockManager(), other, 'X', { create: spec({ nodes: 1 }) });
+  await stranger.array.close();
+  const otherBefore = fs.readFileSync(other[0]!);
+  try {
+    const mixed = await openLegs([one[0]!, other[0]!]);
+    await expectCode(ClusterArray.assemble({ name: 'array:mix', legs: mixed, manager, memberName: 'M' }), 'EINVAL', /another array/);
+    await Promise.all(mixed.map((leg) => leg.close()));
+    const second = await openLegs(one);
+    await expectCode(ClusterArray.assemble({ name: 'array:c1', legs: second, manager, memberName: 'B' }), 'ERANGE', /above the array's 1 nodes/);
+    await Promise.all(second.map((leg) => leg.close()));
+  } finally {
+    await a.array.close();
+  }
+  assert.ok(fs.readFileSync(other[0]!).equals(otherBefore), 'the refused assembly wrote nothing to the stranger leg');
+  const bad = Buffer.from(fs.readFileSync(one[1]!));
+  bad[4096 + 100]! ^= 1;
+  fs.writeFileSync(one[1]!, bad);
+  const before = one.map((file) => fs.readFileSync(file));
+  const corrupt = await openLegs(one);
+  await expectCode(ClusterArray.assemble({ name: 'array:c1', legs: corrupt, manager, memberName: 'C' }), 'EINVAL', /checksum/);
+  await Promise.all(corrupt.map((leg) => leg.close()));
+  one.forEach((file, i) => assert.ok(fs.readFileSync(file).equals(before[i]!), `leg ${i} untouched by the refused assembly`));
+});
+
+test.after(() => fs.rmSync(tempDir, { recursive: true, force: true }));
+test.run();
