@@ -165,7 +165,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       this.intent = new WriteIntent({
         layout: this.layout, slot: this.cluster.slotNumber(), sb: own.sb, bits: own.bits, chunkCount: this.chunkCount,
         legs: () => this.writableLegs().map((leg) => leg.device),
-        legFailed: (device, error) => void this.failDevice(device, error),
+        legFailed: (device, error) => void this.failDevice(device, error).catch(() => {}), // awaited by the write
         degraded: () => this.degraded,
         daemonSleepMs,
       });
@@ -202,14 +202,13 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       const range = { lowSectors: offsetBytes / SECTOR_BYTES, highSectors: (offsetBytes + length) / SECTOR_BYTES };
       const first = Math.floor(offsetBytes / this.chunkBytes);
       const end = Math.ceil((offsetBytes + length) / this.chunkBytes);
-      await this.waitWritable(range, first, end);
-      this.writesInFlight.add(range);
+      await this.waitWritable(range, first, end); // registers the range in writesInFlight
       try {
         await this.intent.startWrite(first, end);
         try {
           const failures: Leg[] = [];
           await Promise.all(this.raid.segments(offsetBytes, length).map((segment) => this.writeSegment(segment, data.subarray(segment.arrayOffsetBytes - offsetBytes, segment.arrayOffsetBytes - offsetBytes + segment.lengthBytes), options, failures)));
-          for (const leg of failures) void this.failLeg(leg, 'write failed');
+          for (const leg of failures) void this.failLeg(leg, 'write failed').catch(() => {}); // awaited just below
           // Acknowledged only once every leg that failed (here or in the bitmap commit) is
           // recorded as faulty on the others and every node was told.
           await this.failuresRecorded();
@@ -230,7 +229,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       const failed: Leg[] = [];
       await Promise.all(legs.map((leg) => leg.device.flush().catch(() => failed.push(leg))));
       if (failed.length === legs.length) throw new BlockError('EIO', 'no leg could flush', { device: this.name });
-      for (const leg of failed) void this.failLeg(leg, 'flush failed');
+      for (const leg of failed) void this.failLeg(leg, 'flush failed').catch(() => {}); // awaited just below
       await this.failuresRecorded();
     });
   }
@@ -251,6 +250,14 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       await this.cluster.leave();
       if (this.options.ownsLegs) await Promise.all(this.legs.map((leg) => leg.device.close()));
     });
+  }
+
+  /**
+   * Runs the bitmap daemon now: clears the bits of chunks with no write for `idleForMs` (default
+   * daemon_sleep), after flushing every leg. Returns how many it cleared.
+   */
+  clearIdleBits(idleForMs?: number): Promise<number> {
+    return this.intent.sweep(idleForMs);
   }
 
   /**
@@ -276,6 +283,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
         await pick.leg.device.read(this.legOffset(pick.copy.legOffsetBytes), target);
         return;
       } catch (error) {
+        if (!this.gate.isOpen || this.stopped) throw error;
         await this.failLeg(pick.leg, `read failed: ${String(error)}`);
       }
     }
@@ -308,10 +316,16 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     return false;
   }
 
-  /** Waits until no node's resync window covers the range and our resync is not copying its chunks. */
+  /**
+   * Waits until no node's resync window covers the range, our resync is not copying its chunks,
+   * and no write of ours to an overlapping range is in flight: overlapping writes go to the legs
+   * one after the other, so every leg ends with the same one (two at once could land in a
+   * different order on each leg, and the mirror would differ where its bit is then cleared).
+   * Registers `range` as in flight before it returns; the caller removes it.
+   */
   private async waitWritable(range: SectorRange, first: number, end: number): Promise<void> {
     for (;;) {
-      if (this.cluster.areaResyncing('write', range.lowSectors, range.highSectors)) {
+      if (this.cluster.areaResyncing('write', range.lowSectors, range.highSectors) || this.overlapsWriteInFlight(range)) {
         await new Promise<void>((resolve) => this.waiters.push(resolve));
         continue;
       }
@@ -320,6 +334,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
         await this.regionOps.get(busy)!.done;
         continue;
       }
+      // In the same turn as the checks: a write arriving after this one sees it.
+      this.writesInFlight.add(range);
       return;
     }
   }
@@ -373,11 +389,14 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     return done;
   }
 
+  /** Waits for every leg failure being recorded; EIO when one could not be. */
   private async failuresRecorded(): Promise<void> {
-    while ([...this.failing.values()].length > 0) {
+    while (this.failing.size > 0) {
       const pending = [...this.failing];
-      await Promise.all(pending.map(([, done]) => done));
+      const results = await Promise.allSettled(pending.map(([, done]) => done));
       for (const [leg] of pending) this.failing.delete(leg);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw new BlockError('EIO', `a leg failure could not be recorded: ${String(failed.reason)}`, { device: this.name, cause: failed.reason });
     }
   }
 
@@ -467,19 +486,39 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   async quiesce(range: SectorRange): Promise<void> {
-    const overlaps = () => [...this.writesInFlight].some((w) => w.highSectors > range.lowSectors && w.lowSectors < range.highSectors);
-    while (overlaps()) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    while (this.overlapsWriteInFlight(range)) await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
-  async newDiskSeen(): Promise<boolean> {
-    return false; // adding legs lands with the manage operations
+  private overlapsWriteInFlight(range: SectorRange): boolean {
+    for (const w of this.writesInFlight) if (w.highSectors > range.lowSectors && w.lowSectors < range.highSectors) return true;
+    return false;
   }
 
-  async removeDisk(): Promise<void> {}
+  async newDiskSeen(deviceUuid: Uint8Array, raidSlot: number): Promise<boolean> {
+    // Not seeing a disk is the protocol's refusal: the adder's no-new-dev EX fails (ENOENT).
+    // This node binds new legs once the manage operations land; until then it refuses every add.
+    this.note(`NEWDISK for device number ${raidSlot} refused: this node does not add legs yet`);
+    void deviceUuid;
+    return false;
+  }
 
-  async readdDisk(): Promise<void> {}
+  async removeDisk(raidSlot: number): Promise<void> {
+    const leg = this.legs.find((l) => l.sb.devNumber === raidSlot);
+    if (leg === undefined || leg.state === 'active') {
+      this.note(`REMOVE of device number ${raidSlot} ignored: ${leg === undefined ? 'no such leg here' : 'it is active'}`);
+      return;
+    }
+    this.legs.splice(this.legs.indexOf(leg), 1);
+    this.note(`leg ${leg.device.name} (device number ${raidSlot}) removed by another node`);
+  }
 
-  async capacityChanged(): Promise<void> {}
+  async readdDisk(raidSlot: number): Promise<void> {
+    this.note(`RE_ADD of device number ${raidSlot}: the leg stays out here until the superblock says it is active`);
+  }
+
+  async capacityChanged(): Promise<void> {
+    this.note('CHANGE_CAPACITY: this node resizes once online resize lands; the size stays');
+  }
 
   needsSync(): boolean {
     return !this.resync.todo.isEmpty() || this.md.resyncOffsetSectors !== null;
@@ -560,7 +599,16 @@ export class ClusterArray implements BlockDevice, ClusterHost {
 
   /** Resolves when no resync is pending or running. */
   async resyncIdle(): Promise<void> {
-    while (this.resync.state !== 'idle') await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.resync.idle();
+  }
+
+  /** Resolves once no node recovery and no resync is left to run (a recovery may start a resync). */
+  async quiet(): Promise<void> {
+    for (;;) {
+      await this.cluster.recoveryIdle();
+      await this.resync.idle();
+      if (!this.cluster.recoveryRunning && this.resync.state === 'idle') return;
+    }
   }
 }
 

@@ -84,6 +84,11 @@ export class ArrayResync {
     this.todo.setRange(start, end);
   }
 
+  /** Resolves when no resync is pending or running. */
+  async idle(): Promise<void> {
+    while (this.running !== null) await this.running;
+  }
+
   /** Runs a resync unless one runs or waits already. */
   kick(): void {
     if (this.running !== null || !this.host.canRun()) return;

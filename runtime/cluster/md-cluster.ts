@@ -386,6 +386,11 @@ export class MdCluster implements ClusterOperations {
     if (this.recovering === null) this.recovering = this.recoverBitmaps().finally(() => (this.recovering = null));
   }
 
+  /** Resolves once no node recovery is queued or running. */
+  async recoveryIdle(): Promise<void> {
+    while (this.recovering !== null) await this.recovering;
+  }
+
   /** Whether a node recovery is queued or running (reads stay off balancing meanwhile). */
   get recoveryRunning(): boolean {
     return this.recovering !== null || this.readBalancingSuspended;

@@ -42,6 +42,9 @@ export class WriteIntent {
   readonly chunkCount: number;
   private readonly writers = new Map<number, number>();
   private readonly idleSince = new Map<number, number>();
+  /** Per chunk, the sequence number of its last write's end; a sweep's flush covers ends before its own number. */
+  private readonly lastEnd = new Map<number, number>();
+  private endSequence = 0;
   private readonly pageGeneration = new Map<number, number>();
   private generation = 0;
   private durableGeneration = 0;
@@ -93,6 +96,7 @@ export class WriteIntent {
     for (let chunk = first; chunk < end; chunk++) {
       const count = this.writers.get(chunk);
       assert(count !== undefined && count > 0, `chunk ${chunk} had a write in flight`);
+      this.lastEnd.set(chunk, ++this.endSequence);
       if (count === 1) {
         this.writers.delete(chunk);
         this.idleSince.set(chunk, now);
@@ -121,16 +125,21 @@ export class WriteIntent {
   }
 
   /** Lazy clear (the bitmap daemon): see the design note. Returns how many bits it cleared. */
-  async sweep(): Promise<number> {
+  async sweep(idleForMs = this.options.daemonSleepMs): Promise<number> {
     if (this.options.degraded()) return 0;
-    const cutoff = this.now() - this.options.daemonSleepMs;
+    const cutoff = this.now() - idleForMs;
     const candidates = [...this.idleSince].filter(([, since]) => since <= cutoff).map(([chunk]) => chunk);
     if (candidates.length === 0) return 0;
+    // Only writes that ended before this flush began are made durable by it.
+    const flushedBefore = ++this.endSequence;
     await this.flushLegs();
     let cleared = 0;
     for (const chunk of candidates) {
-      if (this.writers.has(chunk) || this.idleSince.get(chunk) === undefined || this.options.degraded()) continue;
+      if (this.writers.has(chunk) || this.options.degraded()) continue;
+      const ended = this.lastEnd.get(chunk);
+      if (ended === undefined || ended > flushedBefore || this.idleSince.get(chunk) === undefined) continue;
       this.idleSince.delete(chunk);
+      this.lastEnd.delete(chunk);
       if (!this.isSet(chunk)) continue;
       this.bits[chunk >> 3]! &= ~(1 << (chunk & 7));
       this.touch(bitmapPageOf(chunk));
