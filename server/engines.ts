@@ -3,12 +3,13 @@
  * Order is the state file's and the restore order: an engine may export-reference only engines
  * before it.
  */
+import { arrayEngine } from './array/index.ts';
 import { cloneEngine } from './clone/index.ts';
 import type { EngineDefinition } from './engine.ts';
 import { transportEngine } from './transport/index.ts';
 
-/** Transport first: a clone may stack on a remote device (`remote:r1` as its source). */
-export const ENGINES: readonly EngineDefinition[] = [transportEngine, cloneEngine];
+/** Transport first: a clone may stack on a remote device (`remote:r1` as its source); arrays before clones. */
+export const ENGINES: readonly EngineDefinition[] = [transportEngine, arrayEngine, cloneEngine];
 
 /** The kinds of `<kind>:<name>` device references. */
 export const ENGINE_KINDS: readonly string[] = ENGINES.map((engine) => engine.kind);

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ArrayCreateSpec } from '../runtime/cluster/array-format.ts';
-import { ClusterArray } from '../runtime/cluster/array-device.ts';
+import { ClusterArray, type ArrayEvent } from '../runtime/cluster/array-device.ts';
 import { FaultDevice } from '../runtime/devices/fault-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import type { BlockDevice } from '../runtime/devices/block-device.ts';
@@ -74,7 +74,7 @@ async function node(manager: InProcessLockManager, files: string[], member: stri
   const opened = await openLegs(files);
   const legs = options.wrap ? options.wrap(opened) : opened;
   const events: string[] = [];
-  const assemble = { name: 'array:c1', legs, manager, memberName: member, daemonSleepMs: options.daemonSleepMs ?? 60_000, onEvent: (e: string) => events.push(e), ownsLegs: true };
+  const assemble = { name: 'array:c1', legs, manager, memberName: member, daemonSleepMs: options.daemonSleepMs ?? 60_000, onEvent: (e: ArrayEvent) => events.push(e.message), ownsLegs: true };
   const array = options.create ? await ClusterArray.create(assemble, options.create) : await ClusterArray.assemble(assemble);
   return { array, legs, events };
 }

@@ -56,10 +56,17 @@ export interface AssembleOptions {
   /** Lazy bit clearing period; default the bitmap's daemon_sleep. */
   daemonSleepMs?: number;
   /** Events (leg failed, resync started...) for logs and the service's event stream. */
-  onEvent?: (event: string) => void;
+  onEvent?: (event: ArrayEvent) => void;
   /** Close the leg devices when the array stops (default: their owner does). */
   ownsLegs?: boolean;
 }
+
+/** What the array reports as it goes: `message` reads alone; `type` is for filtering. */
+export interface ArrayEvent {
+  type: ArrayEventType;
+  message: string;
+}
+export type ArrayEventType = 'leg-failed' | 'resync-started' | 'resync-done' | 'resync-stopped' | 'note';
 
 export interface ArrayStatus {
   name: string;
@@ -69,6 +76,9 @@ export interface ArrayStatus {
   /** 0-based node slot. */
   slot: number;
   nodes: number;
+  /** Slots of the nodes in the cluster at the last membership change (ours included). */
+  nodesSeen: number[];
+  raidDisks: number;
   sizeBytes: number;
   events: number;
   legs: { device: string; devNumber: number; role: number | null; state: Leg['state'] }[];
@@ -137,7 +147,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const legs = options.legs.map((device, i) => {
       const leg = legFromSuperblock(device, superblocks[i]!, md.devRoles);
       if (superblocks[i]!.events < md.events && leg.state === 'active') {
-        options.onEvent?.(`leg ${device.name} is behind (events ${superblocks[i]!.events} < ${md.events}): not used`);
+        options.onEvent?.({ type: 'leg-failed', message: `${options.name}: leg ${device.name} is behind (events ${superblocks[i]!.events} < ${md.events}): not used` });
         leg.state = 'faulty';
       }
       return leg;
@@ -381,7 +391,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     if (existing !== undefined) return existing;
     if (leg.state === 'faulty') return Promise.resolve();
     leg.state = 'faulty';
-    this.note(`leg ${leg.device.name} (role ${leg.role}) failed: ${why}`);
+    this.note(`leg ${leg.device.name} (role ${leg.role}) failed: ${why}`, 'leg-failed');
     const done = this.updateMetadata((md) => {
       md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
     });
@@ -471,7 +481,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       const role = md.devRoles[l.sb.devNumber];
       if (role === MD_ROLE_FAULTY && l.state !== 'faulty') {
         l.state = 'faulty';
-        this.note(`leg ${l.device.name} failed on another node`);
+        this.note(`leg ${l.device.name} failed on another node`, 'leg-failed');
       }
       l.sb = { ...l.sb, events: md.events, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors };
     }
@@ -524,8 +534,17 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     return !this.resync.todo.isEmpty() || this.md.resyncOffsetSectors !== null;
   }
 
-  note(event: string): void {
-    this.options.onEvent?.(`${this.name}: ${event}`);
+  note(message: string, type: ArrayEventType = 'note'): void {
+    this.options.onEvent?.({ type, message: `${this.name}: ${message}` });
+  }
+
+  /** mdadm --fail: the leg with device number `devNumber` is failed on every node; false when there is none. */
+  async failByNumber(devNumber: number): Promise<boolean> {
+    const leg = this.legs.find((l) => l.sb.devNumber === devNumber);
+    if (leg === undefined) return false;
+    await this.failLeg(leg, 'failed by request');
+    await this.failuresRecorded();
+    return true;
   }
 
   // ---- what the resync needs (ResyncHost) ----
@@ -585,6 +604,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       picture: slotPicture(this.legs, this.md.raidDisks),
       slot: this.cluster.slotNumber(),
       nodes: this.layout.nodes,
+      nodesSeen: [...this.cluster.nodesSeen],
+      raidDisks: this.md.raidDisks,
       sizeBytes: this.sizeBytes,
       events: this.md.events,
       legs: this.legs.map((leg) => ({ device: leg.device.name, devNumber: leg.sb.devNumber, role: leg.role, state: leg.state })),

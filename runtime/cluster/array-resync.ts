@@ -40,7 +40,7 @@ export interface ResyncHost {
   /** Chunks still to do, taken when the resync lock is granted (resync_offset may have moved meanwhile). */
   collect(todo: RegionBitmap): void;
   canRun(): boolean;
-  note(event: string): void;
+  note(message: string, type?: 'resync-started' | 'resync-done' | 'resync-stopped' | 'note'): void;
 }
 
 export class ArrayResync {
@@ -69,7 +69,7 @@ export class ArrayResync {
       copy: (start, end) => this.copy(start, end),
       complete: () => this.walkDone?.(true),
       stopped: (error) => {
-        host.note(`resync stopped: ${String(error)}`);
+        host.note(`resync stopped: ${String(error)}`, 'resync-stopped');
         this.walkDone?.(false);
       },
     }, MAX_CONSECUTIVE_FAILURES, true);
@@ -115,7 +115,7 @@ export class ArrayResync {
     this.state = 'running';
     let complete = true;
     if (!this.todo.isEmpty()) {
-      this.host.note(`resync of ${this.totalChunks} chunks started`);
+      this.host.note(`resync of ${this.totalChunks} chunks started`, 'resync-started');
       complete = await new Promise<boolean>((resolve) => {
         this.walkDone = resolve;
         this.walker.kick();
@@ -128,7 +128,7 @@ export class ArrayResync {
     // In sync on disk before the resync lock goes: the next node to take it must see it.
     if (complete) await this.host.allInSync();
     await this.host.cluster.resyncFinish(complete);
-    this.host.note(complete ? 'resync done' : 'resync stopped with chunks left');
+    if (this.totalChunks > 0) this.host.note(complete ? 'resync done' : 'resync stopped with chunks left', complete ? 'resync-done' : 'resync-stopped');
   }
 
   private async copy(start: number, end: number): Promise<CopyResult> {

@@ -69,6 +69,8 @@ export class MdCluster implements ClusterOperations {
   readonly suspendList: SuspendEntry[] = [];
   /** True while waiting for the resync lock: another node resyncs (PENDING). */
   pending = false;
+  /** 0-based slots of the nodes in the lockspace at the last recovery (ours included). */
+  nodesSeen: number[] = [];
   /** The node is about to be told whether it sees a new disk (NEWDISK received, no answer yet). */
   private waitingForNewDisk = false;
 
@@ -82,7 +84,7 @@ export class MdCluster implements ClusterOperations {
       callbacks: {
         recoverPrep: () => cluster.recoverPrep(),
         recoverSlot: (member) => cluster.queueRecovery(member.slot - 1),
-        recoverDone: () => cluster.recoverDone(),
+        recoverDone: (slots) => cluster.recoverDone(slots),
       },
     });
     try {
@@ -375,7 +377,8 @@ export class MdCluster implements ClusterOperations {
     this.readBalancingSuspended = true;
   }
 
-  private recoverDone(): void {
+  private recoverDone(slots: readonly number[]): void {
+    this.nodesSeen = slots.map((slot) => slot - 1);
     this.readBalancingSuspended = false;
     this.options.host.suspendChanged();
   }

@@ -1,0 +1,100 @@
+/** `blockcore array ...`: the array engine's commands in mdadm's words, over the API (/v1/arrays). */
+import { UsageError, takePositionals } from '../cli/args.ts';
+import { pathOf, type Command } from '../cli/command.ts';
+import { formatTable } from '../cli/format.ts';
+import type { ArrayInfo } from './registry.ts';
+
+function numberFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,12}$/.test(value)) throw new UsageError(`${flag} "${value}" must be a whole number`);
+  return Number(value);
+}
+
+export const ARRAY_COMMANDS: Record<string, Command> = {
+  'array create': {
+    usage: 'array create NAME --level raid1|raid10 [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap-chunk-bytes N] [--spares N] [--assume-clean] LEG...',
+    summary: 'create a clustered array on device files (mdadm --create --bitmap=clustered) and assemble it here',
+    flags: { '--level': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--assume-clean': 'switch' },
+    async run(context, args) {
+      const [name, ...legs] = args.positional;
+      if (name === undefined || legs.length === 0) throw new UsageError(`expected NAME LEG... (usage: ${this.usage})`);
+      const level = args.values.get('--level');
+      if (level === undefined) throw new UsageError(`--level is required (usage: ${this.usage})`);
+      const body: Record<string, unknown> = { name, legs, level };
+      const layout = args.values.get('--layout');
+      if (layout !== undefined) body.layout = layout;
+      const clusterName = args.values.get('--cluster-name');
+      if (clusterName !== undefined) body.clusterName = clusterName;
+      for (const [flag, field] of [['--nodes', 'nodes'], ['--chunk-bytes', 'chunkSizeBytes'], ['--bitmap-chunk-bytes', 'bitmapChunkBytes'], ['--spares', 'spares']] as const) {
+        const value = numberFlag(args.values.get(flag), flag);
+        if (value !== undefined) body[field] = value;
+      }
+      if (args.switches.has('--assume-clean')) body.assumeClean = true;
+      const array = await context.client().request<ArrayInfo>('POST', '/v1/arrays', body);
+      context.out(array.state ?? `${array.name}: ${array.error}`);
+    },
+  },
+  'array assemble': {
+    usage: 'array assemble NAME LEG...',
+    summary: 'assemble the array its legs hold, as one more node of it (mdadm --assemble)',
+    flags: {},
+    async run(context, args) {
+      const [name, ...legs] = args.positional;
+      if (name === undefined || legs.length === 0) throw new UsageError(`expected NAME LEG... (usage: ${this.usage})`);
+      const array = await context.client().request<ArrayInfo>('POST', '/v1/arrays', { name, legs, assemble: true });
+      context.out(array.state ?? `${array.name}: ${array.error}`);
+    },
+  },
+  'array ls': {
+    usage: 'array ls',
+    summary: 'list arrays (like /proc/mdstat, one line each)',
+    flags: {},
+    async run(context, args) {
+      takePositionals(args, [], this.usage);
+      const { arrays } = await context.client().request<{ arrays: ArrayInfo[] }>('GET', '/v1/arrays');
+      context.out(formatTable(['NAME', 'LEVEL', 'LEGS', 'SIZE', 'RESYNC', 'EXPORTS'], arrays.map((a) => [
+        a.name,
+        a.level ?? `not assembled: ${a.error}`,
+        a.picture ?? '-',
+        a.sizeBytes === undefined ? '-' : String(a.sizeBytes),
+        a.resync === undefined ? '-' : a.resync.state === 'running' ? `${a.resync.doneChunks}/${a.resync.totalChunks}` : a.resync.state,
+        a.exports.join(',') || '-',
+      ])));
+    },
+  },
+  'array detail': {
+    usage: 'array detail NAME',
+    summary: 'show an array as /proc/mdstat does, with its legs (mdadm --detail)',
+    flags: {},
+    async run(context, args) {
+      const [name] = takePositionals(args, ['NAME'], this.usage);
+      const array = await context.client().request<ArrayInfo>('GET', `/v1/arrays/${pathOf(name!)}`);
+      if (array.state === null) {
+        context.out(`${array.name}: not assembled: ${array.error}`);
+        return 1;
+      }
+      context.out(array.state);
+      context.out(formatTable(['SLOT', 'ROLE', 'STATE', 'DEVICE'], array.legs.map((leg) => [String(leg.slot), leg.role === null ? '-' : String(leg.role), leg.state, leg.device])));
+    },
+  },
+  'array fail': {
+    usage: 'array fail NAME SLOT',
+    summary: 'mark a leg faulty on every node (mdadm --fail)',
+    flags: {},
+    async run(context, args) {
+      const [name, slot] = takePositionals(args, ['NAME', 'SLOT'], this.usage);
+      const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/legs/${pathOf(slot!)}/fail`);
+      context.out(array.state ?? array.name);
+    },
+  },
+  'array stop': {
+    usage: 'array stop NAME',
+    summary: 'stop the array on this node (mdadm --stop); its legs keep it',
+    flags: {},
+    async run(context, args) {
+      const [name] = takePositionals(args, ['NAME'], this.usage);
+      await context.client().request('POST', `/v1/arrays/${pathOf(name!)}/stop`);
+      context.out(`stopped array ${name}`);
+    },
+  },
+};

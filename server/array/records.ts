@@ -1,0 +1,28 @@
+/**
+ * An array as the state file keeps it: `{ name, legs }`, the device files of its legs in the data
+ * directory; a restart assembles it again from them (its superblocks say the rest). Checked after
+ * every read and before every write of the state file.
+ */
+import { checkDeviceFileName, checkObjectName } from '../names.ts';
+
+export const LEGS_MAX = 64;
+
+export interface ArrayRecord {
+  name: string;
+  legs: string[];
+}
+
+/** Why `value` is not an array record (`field what`), or null. */
+export function arrayRecordProblem(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'is not an object';
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) if (!['name', 'legs'].includes(key)) return `.${key.slice(0, 40)} is not an array field`;
+  try {
+    checkObjectName(record.name, 'name');
+    if (!Array.isArray(record.legs) || record.legs.length === 0 || record.legs.length > LEGS_MAX) return `.legs must list 1 to ${LEGS_MAX} devices`;
+    record.legs.forEach((leg, i) => checkDeviceFileName(leg, `legs[${i}]`));
+  } catch (error) {
+    return `.${(error as Error).message}`;
+  }
+  return null;
+}

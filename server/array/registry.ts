@@ -1,0 +1,231 @@
+/**
+ * The array engine in the service: clustered md arrays by name over device files of the data
+ * directory, this service being one node of each (the in-process lock manager: a cluster of one
+ * node per service until the etcd lock manager lets several services share an array). Create
+ * (format and assemble) or assemble, inspect, fail a leg, stop. Each change is saved in the state
+ * file before it answers and published as an `array.*` event; a stopped array's legs keep
+ * everything (assemble brings it back). A restart assembles every array again from its legs.
+ */
+import os from 'node:os';
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { ClusterArray, type ArrayEvent, type ArrayStatus } from '../../runtime/cluster/array-device.ts';
+import { DEFAULT_BITMAP_CHUNK_BYTES, DEFAULT_RAID10_CHUNK_BYTES, type ArrayCreateSpec } from '../../runtime/cluster/array-format.ts';
+import { mdstatText } from '../../runtime/cluster/mdstat.ts';
+import { FileDevice } from '../../runtime/devices/file-device.ts';
+import { BlockError } from '../../runtime/errors.ts';
+import { InProcessLockManager } from '../../runtime/locks/in-process/in-process-lock-manager.ts';
+import { devicePath, statDevice } from '../device-files.ts';
+import { checkCanHold, type Hold } from '../device-holders.ts';
+import type { Engine, EngineContext } from '../engine.ts';
+import { invalid, ServiceError } from '../errors.ts';
+import type { PromText } from '../prometheus.ts';
+import { arrayMetrics } from './metrics.ts';
+import type { ArrayRecord } from './records.ts';
+import { arrayRoutes } from './routes.ts';
+import type { z } from '@hono/zod-openapi';
+import type { NewArray } from './schemas.ts';
+
+export interface ArrayInfo extends Partial<Omit<ArrayStatus, 'name' | 'legs'>> {
+  name: string;
+  legs: { device: string; slot: number; role: number | null; state: 'active' | 'spare' | 'faulty' }[];
+  error: string | null;
+  exports: string[];
+  state: string | null;
+}
+
+interface ArrayEntry {
+  record: ArrayRecord;
+  array: ClusterArray | null;
+  error: string | null;
+  holds: Hold[];
+}
+
+const CREATE_ONLY = ['level', 'layout', 'nodes', 'clusterName', 'chunkSizeBytes', 'bitmapChunkBytes', 'assumeClean', 'spares'] as const;
+
+export class ArrayRegistry implements Engine {
+  readonly kind = 'array';
+  private readonly entries = new Map<string, ArrayEntry>();
+  /** This service is one node of every array: one lockspace member each. */
+  private readonly locks = new InProcessLockManager();
+  private readonly memberName = os.hostname() || 'blockcore';
+
+  constructor(private readonly service: EngineContext) {}
+
+  routes(app: OpenAPIHono): void {
+    arrayRoutes(app, this, this.service);
+  }
+
+  metrics(out: PromText): void {
+    arrayMetrics(out, this.list());
+  }
+
+  async restore(records: readonly unknown[]): Promise<void> {
+    for (const record of records as ArrayRecord[]) {
+      const holds = this.holdsOf(record);
+      try {
+        const array = await this.open(record, null);
+        this.entries.set(record.name, { record, array, error: null, holds });
+      } catch (error) {
+        const message = (error as Error).message ?? String(error);
+        this.service.log(`array ${record.name} not assembled: ${message}`);
+        this.entries.set(record.name, { record, array: null, error: message, holds });
+      }
+    }
+  }
+
+  records(): ArrayRecord[] {
+    return [...this.entries.values()].map((entry) => ({ name: entry.record.name, legs: [...entry.record.legs] }));
+  }
+
+  holds(): Hold[] {
+    return [...this.entries.values()].flatMap((entry) => entry.holds);
+  }
+
+  deviceOf(name: string, field: string): ClusterArray {
+    const entry = this.entry(name, field);
+    if (entry.array === null) throw new ServiceError('EBUSY', `array "${name}" is not assembled: ${entry.error}`, field);
+    return entry.array;
+  }
+
+  list(): ArrayInfo[] {
+    return [...this.entries.values()].map((entry) => this.info(entry));
+  }
+
+  get(name: string): ArrayInfo {
+    return this.info(this.entry(name));
+  }
+
+  /** POST /v1/arrays: create (format the legs) or, with `assemble`, join the array they hold. */
+  async create(body: z.infer<typeof NewArray>): Promise<ArrayInfo> {
+    const { name, legs } = body;
+    if (this.entries.has(name)) throw new ServiceError('EEXIST', `array "${name}" exists already`, 'name');
+    const record: ArrayRecord = { name, legs: [...legs] };
+    const seen = new Set<string>();
+    legs.forEach((leg, i) => {
+      if (seen.has(leg)) throw invalid(`legs[${i}]`, `"${leg}" is listed twice`);
+      seen.add(leg);
+    });
+    const sizes = legs.map((leg, i) => statDevice(this.service.dataDir, leg, `legs[${i}]`).sizeBytes);
+    const holds = this.holdsOf(record);
+    holds.forEach((hold, i) => checkCanHold(this.service.holds(), hold, `legs[${i}]`));
+    let spec: ArrayCreateSpec | null = null;
+    if (body.assemble) {
+      for (const field of CREATE_ONLY) if (body[field] !== undefined) throw invalid(field, 'is not taken with assemble: true (the legs say it)');
+    } else {
+      spec = this.createSpec(body, sizes);
+    }
+    const array = await this.open(record, spec);
+    const entry: ArrayEntry = { record, array, error: null, holds };
+    this.entries.set(name, entry);
+    await this.service.saveOrUndo(async () => {
+      this.entries.delete(name);
+      await array.close().catch((error) => this.service.log(`stopping array ${name}: ${error}`));
+    });
+    this.service.events.publish(body.assemble ? 'array.assembled' : 'array.created', { array: name, legs });
+    return this.info(entry);
+  }
+
+  /** mdadm --fail: the leg whose device number is `slot`. */
+  async fail(name: string, slot: number): Promise<ArrayInfo> {
+    const entry = this.entry(name);
+    const array = this.deviceOf(name, 'name');
+    if (!(await array.failByNumber(slot))) throw new ServiceError('ENOENT', `array "${name}" has no leg in slot ${slot}`, 'slot');
+    return this.info(entry);
+  }
+
+  /** mdadm --stop: this node leaves the array; its legs keep it (assemble brings it back). */
+  async stop(name: string): Promise<void> {
+    const entry = this.entry(name);
+    const exports = this.service.exportsOf(`array:${name}`);
+    if (exports.length > 0) throw new ServiceError('EBUSY', `array "${name}" is exported as ${exports.join(', ')}; delete the export first`, 'name');
+    const users = this.service.usersOf(`array:${name}`).filter((user) => !user.startsWith('export:'));
+    if (users.length > 0) throw new ServiceError('EBUSY', `array "${name}" is in use by ${users.join(', ')}`, 'name');
+    this.entries.delete(name);
+    await this.service.saveOrUndo(async () => void this.entries.set(name, entry));
+    await entry.array?.close().catch((error) => this.service.log(`stopping array ${name}: ${error}`));
+    this.service.events.publish('array.stopped', { array: name });
+  }
+
+  async closeAll(): Promise<void> {
+    for (const entry of this.entries.values()) await entry.array?.close().catch((error) => this.service.log(`stopping array ${entry.record.name}: ${error}`));
+    this.entries.clear();
+    await this.locks.close();
+  }
+
+  private createSpec(body: z.infer<typeof NewArray>, sizes: number[]): ArrayCreateSpec {
+    if (body.level === undefined) throw invalid('level', 'is required to create an array (or give assemble: true)');
+    const spares = body.spares ?? 0;
+    const raidDisks = body.legs.length - spares;
+    if (raidDisks < 1) throw invalid('spares', `${spares} spares leave no active leg of ${body.legs.length}`);
+    if (new Set(sizes).size > 1) {
+      throw invalid('legs', `legs differ in size (${body.legs.map((leg, i) => `${leg}: ${sizes[i]} bytes`).join(', ')}); give legs of one size`);
+    }
+    const nearCopies = body.layout === 'n3' ? 3 : 2;
+    if (body.level === 'raid10') {
+      if (raidDisks < nearCopies) throw invalid('legs', `raid10 ${body.layout ?? 'n2'} needs at least ${nearCopies} active legs, got ${raidDisks}`);
+    } else {
+      if (body.layout !== undefined) throw invalid('layout', 'is for raid10 only');
+      if (body.chunkSizeBytes !== undefined) throw invalid('chunkSizeBytes', 'is for raid10 only');
+    }
+    const powerOfTwo = (value: number | undefined, field: string) => {
+      if (value !== undefined && (value & (value - 1)) !== 0) throw invalid(field, `${value} is not a power of two`);
+    };
+    powerOfTwo(body.chunkSizeBytes, 'chunkSizeBytes');
+    powerOfTwo(body.bitmapChunkBytes, 'bitmapChunkBytes');
+    if (body.clusterName !== undefined && body.clusterName.length > 63) throw invalid('clusterName', 'is longer than 63 bytes');
+    return {
+      name: body.name.slice(0, 32),
+      level: body.level,
+      nearCopies,
+      raidDisks,
+      nodes: body.nodes ?? 2,
+      clusterName: body.clusterName ?? 'blockcore',
+      bitmapChunkBytes: body.bitmapChunkBytes ?? DEFAULT_BITMAP_CHUNK_BYTES,
+      raid10ChunkBytes: body.chunkSizeBytes ?? DEFAULT_RAID10_CHUNK_BYTES,
+      assumeClean: body.assumeClean ?? false,
+      uuid: crypto.getRandomValues(new Uint8Array(16)),
+      nowSeconds: Math.floor(Date.now() / 1000),
+    };
+  }
+
+  /** Opens the legs and creates or assembles; refusals name `legs`, and nothing stays open. */
+  private async open(record: ArrayRecord, spec: ArrayCreateSpec | null): Promise<ClusterArray> {
+    const devices: FileDevice[] = [];
+    try {
+      for (const [i, leg] of record.legs.entries()) devices.push(await FileDevice.open(devicePath(this.service.dataDir, leg, `legs[${i}]`)));
+      const options = {
+        name: `array:${record.name}`, legs: devices, manager: this.locks, memberName: this.memberName, ownsLegs: true,
+        onEvent: (event: ArrayEvent) => this.service.events.publish(`array.${event.type}`, { array: record.name, message: event.message }),
+      };
+      return spec === null ? await ClusterArray.assemble(options) : await ClusterArray.create(options, spec);
+    } catch (error) {
+      await Promise.all(devices.map((device) => device.close().catch(() => {})));
+      if (error instanceof BlockError && error.code === 'EINVAL') throw invalid('legs', error.message.replace(/^EINVAL: /, ''));
+      if (error instanceof BlockError && error.code === 'ERANGE') throw new ServiceError('EBUSY', error.message.replace(/^ERANGE: /, ''), 'legs');
+      throw error;
+    }
+  }
+
+  private holdsOf(record: ArrayRecord): Hold[] {
+    return record.legs.map((leg, i) => ({ path: devicePath(this.service.dataDir, leg, `legs[${i}]`), name: leg, access: 'write' as const, holder: `array:${record.name}` }));
+  }
+
+  private entry(name: string, field = 'name'): ArrayEntry {
+    const entry = this.entries.get(name);
+    if (!entry) throw new ServiceError('ENOENT', `no array "${name}"`, field);
+    return entry;
+  }
+
+  private info(entry: ArrayEntry): ArrayInfo {
+    const { record } = entry;
+    const exports = this.service.exportsOf(`array:${record.name}`);
+    if (entry.array === null) {
+      return { name: record.name, legs: record.legs.map((device, slot) => ({ device, slot, role: null, state: 'faulty' as const })), error: entry.error, exports, state: null };
+    }
+    const status = entry.array.status();
+    const nameOf = new Map(entry.holds.map((hold) => [hold.path, hold.name]));
+    const legs = status.legs.map((leg) => ({ device: nameOf.get(leg.device) ?? leg.device, slot: leg.devNumber, role: leg.role, state: leg.state }));
+    const { name: _name, legs: _legs, raidDisks: _raidDisks, ...fields } = status;
+    return { name: record.name, legs, error: null, exports, state: mdstatText(record.name, { ...status, legs: status.legs.map((leg, i) => ({ ...leg, device: legs[i]!.device })) }), ...fields };
+  }
+}

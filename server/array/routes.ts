@@ -1,0 +1,55 @@
+/** Arrays over HTTP: create or assemble, list, inspect, fail a leg, stop. */
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
+import type { EngineContext } from '../engine.ts';
+import { addRoute } from '../http/route.ts';
+import { jsonAnswer, Name, nameParams, NoBody } from '../http/schemas.ts';
+import type { ArrayRegistry } from './registry.ts';
+import { ArrayInfo, ArrayList, NewArray } from './schemas.ts';
+
+const ARRAY_NAME = nameParams('array');
+const LEG_PARAMS = z.strictObject({
+  name: Name.openapi({ param: { name: 'name', in: 'path' }, description: "The array's name." }),
+  slot: z.string().regex(/^\d{1,5}$/).openapi({ param: { name: 'slot', in: 'path' }, description: "The leg's slot (device number) as GET lists it." }),
+});
+
+export function arrayRoutes(app: OpenAPIHono, arrays: ArrayRegistry, context: EngineContext): void {
+  addRoute(app, { method: 'get', path: '/v1/arrays', summary: 'Arrays, each with its mdstat-like state.', responses: { 200: jsonAnswer('Arrays.', ArrayList) }, errors: [401] }, (c) =>
+    c.json({ arrays: arrays.list() }),
+  );
+  addRoute(
+    app,
+    {
+      method: 'post', path: '/v1/arrays',
+      summary: 'Create a clustered raid1/raid10 array on device files (formats them: md v1.2 superblock, clustered bitmap) and assemble it on this node; with assemble: true, assemble the array the legs hold.',
+      body: NewArray, responses: { 201: jsonAnswer('Created or assembled.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
+    },
+    async (c, { body }) => c.json(await context.exclusive(() => arrays.create(body)), 201),
+  );
+  addRoute(
+    app,
+    { method: 'get', path: '/v1/arrays/{name}', summary: 'One array: legs, state as /proc/mdstat prints it, resync, suspended ranges, bitmap.', params: ARRAY_NAME, responses: { 200: jsonAnswer('The array.', ArrayInfo) }, errors: [400, 401, 404] },
+    (c, { params }) => c.json(arrays.get(params.name)),
+  );
+  addRoute(
+    app,
+    {
+      method: 'post', path: '/v1/arrays/{name}/legs/{slot}/fail',
+      summary: 'Fail a leg (mdadm --fail): no node writes it again; every node is told before this answers.',
+      params: LEG_PARAMS, body: NoBody, bodyOptional: true, responses: { 200: jsonAnswer('Failed.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
+    },
+    async (c, { params }) => c.json(await context.exclusive(() => arrays.fail(params.name, Number(params.slot)))),
+  );
+  addRoute(
+    app,
+    {
+      method: 'post', path: '/v1/arrays/{name}/stop',
+      summary: 'Stop the array on this node (mdadm --stop): dirty bits stay for the next node or assembly; 409 while exported.',
+      params: ARRAY_NAME, body: NoBody, bodyOptional: true, responses: { 204: { description: 'Stopped.' } }, errors: [400, 401, 404, 409, 413, 503],
+    },
+    async (c, { params }) => {
+      await context.exclusive(() => arrays.stop(params.name));
+      return c.body(null, 204);
+    },
+  );
+}

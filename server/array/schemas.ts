@@ -1,0 +1,57 @@
+/** The array routes' schemas: what they take and answer, validated and documented from here. */
+import { z } from '@hono/zod-openapi';
+import { NODES_MAX } from '../../runtime/cluster/leg-layout.ts';
+import { Count, DeviceName, Name } from '../http/schemas.ts';
+import { LEGS_MAX } from './records.ts';
+
+const Legs = z.array(DeviceName).min(1).max(LEGS_MAX).openapi({ description: 'Device files of the data directory, one per leg, in slot order (spares last).' });
+
+export const NewArray = z
+  .strictObject({
+    name: Name,
+    legs: Legs,
+    assemble: z.boolean().optional().openapi({ description: 'true: assemble the array the legs already hold (join it as one more node); the fields below are not taken then.' }),
+    level: z.enum(['raid1', 'raid10']).optional().openapi({ description: 'Required to create.' }),
+    layout: z.enum(['n2', 'n3']).optional().openapi({ description: 'raid10: near copies (default n2).' }),
+    nodes: z.number().int().min(1).max(NODES_MAX).optional().openapi({ description: 'Node slots of the clustered bitmap (default 2, as mdadm needs at least two).' }),
+    clusterName: z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/).optional().openapi({ description: 'The bitmap\'s cluster name (default "blockcore").' }),
+    chunkSizeBytes: z.number().int().min(4096).max(64 * 1024 * 1024).optional().openapi({ description: 'raid10 chunk (mdadm --chunk; default 512 KiB), a power of two.' }),
+    bitmapChunkBytes: z.number().int().min(4096).max(2 ** 30).optional().openapi({ description: 'Write-intent bitmap chunk (mdadm --bitmap-chunk; default 64 MiB), a power of two.' }),
+    assumeClean: z.boolean().optional().openapi({ description: 'Skip the initial resync (mdadm --assume-clean).' }),
+    spares: z.number().int().min(0).max(LEGS_MAX - 1).optional().openapi({ description: 'How many of the last legs are spares (default 0).' }),
+  })
+  .openapi('NewArray');
+
+const Leg = z.strictObject({
+  device: DeviceName,
+  slot: Count.openapi({ description: "The leg's device number (md's dev_number): what /legs/{slot} names." }),
+  role: Count.nullable().openapi({ description: 'Its place in the array while active; null for spares and failed legs.' }),
+  state: z.enum(['active', 'spare', 'faulty']),
+});
+
+const Range = z.strictObject({ lowSectors: Count, highSectors: Count });
+
+export const ArrayInfo = z
+  .strictObject({
+    name: Name,
+    legs: z.array(Leg),
+    error: z.string().nullable().openapi({ description: 'Why the array could not be assembled after a restart.' }),
+    exports: z.array(Name),
+    state: z.string().nullable().openapi({ description: 'The array as /proc/mdstat prints it (level, legs with their slots, size, [n/m] [UU], resync progress or PENDING, bitmap).' }),
+    level: z.enum(['raid1', 'raid10']).optional(),
+    picture: z.string().optional().openapi({ description: '[UU], [U_]: one letter per slot, U in use.' }),
+    slot: Count.optional().openapi({ description: "This node's slot in the clustered bitmap (0-based)." }),
+    nodes: Count.optional(),
+    nodesSeen: z.array(Count).optional().openapi({ description: 'Slots of the nodes this node knows to be in the cluster (itself included).' }),
+    sizeBytes: Count.optional(),
+    events: Count.optional(),
+    resync: z.strictObject({ state: z.enum(['idle', 'pending', 'running']), doneChunks: Count, totalChunks: Count }).optional(),
+    suspended: z.array(Range).optional().openapi({ description: "Ranges other nodes are resyncing: this node's writes there wait." }),
+    dirtyChunks: Count.optional().openapi({ description: "Bits set in this node's write-intent bitmap." }),
+    chunkBytes: Count.optional(),
+    bitmapCommits: Count.optional(),
+    messages: z.strictObject({ sent: Count, received: Count, refused: Count }).optional(),
+  })
+  .openapi('Array');
+
+export const ArrayList = z.strictObject({ arrays: z.array(ArrayInfo) });

@@ -1,0 +1,144 @@
+/**
+ * Arrays over the API: create a clustered raid1 on two device files (mdadm reads the legs), the
+ * mdstat-like view, export `array:a1` over NBD and copy through it with nbdcopy (both legs end
+ * equal), fail a leg ([U_], every superblock says so), stop and assemble again, a restart
+ * assembling it again, raid10, events, and bad input answered 4xx naming the field.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startTestServer, until, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { mdadmExamine } from './support/mdadm.ts';
+import { requireTools, runTool } from './support/tools.ts';
+
+const test = suite('api: arrays');
+const MIB = 1024 * 1024;
+let server: TestServer;
+
+test.before.each(async () => {
+  server = await startTestServer();
+  for (const name of ['l0.img', 'l1.img', 'l2.img', 'l3.img']) assert.is((await server.call('POST', '/v1/devices', { name, sizeBytes: 9 * MIB })).status, 201);
+});
+test.after.each(async () => {
+  await server.dispose();
+});
+
+function expectError(answer: Answer, status: number, code: string, field?: string): void {
+  assert.is(answer.status, status, answer.text);
+  assert.is(answer.json.code, code, answer.text);
+  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
+}
+
+const RAID1 = { name: 'a1', level: 'raid1', legs: ['l0.img', 'l1.img'], nodes: 4, clusterName: 'lab', bitmapChunkBytes: MIB, assumeClean: true };
+
+test('create a raid1: mdstat-like state, legs, slot; mdadm reads the legs', async () => {
+  const created = await server.call('POST', '/v1/arrays', RAID1);
+  assert.is(created.status, 201, created.text);
+  const a = created.json;
+  assert.is(a.level, 'raid1');
+  assert.is(a.picture, '[UU]');
+  assert.is(a.slot, 0);
+  assert.is(a.nodes, 4);
+  assert.equal(a.nodesSeen, [0]);
+  assert.is(a.sizeBytes, 8 * MIB);
+  assert.equal(a.legs.map((leg: { device: string; slot: number; role: number; state: string }) => [leg.device, leg.slot, leg.role, leg.state]), [['l0.img', 0, 0, 'active'], ['l1.img', 1, 1, 'active']]);
+  assert.match(a.state, /^a1 : active raid1 l1\.img\[1\] l0\.img\[0\]\n/);
+  assert.match(a.state, /8192 blocks super 1\.2 \[2\/2\] \[UU\]/);
+  assert.match(a.state, /bitmap: 0 dirty chunks, 1024KB chunk, clustered, node slot 0 of 4/);
+  assert.equal((await server.call('GET', '/v1/arrays')).json.arrays.map((x: { name: string }) => x.name), ['a1']);
+  const examined = await mdadmExamine(join(server.dataDir, 'l1.img'));
+  assert.is(examined['Raid Level'], 'raid1');
+  assert.is(examined['Cluster Name']?.trim(), 'lab');
+  assert.match(examined['Array State']!, /^AA /);
+});
+
+test('export array:a1 over NBD: nbdcopy writes through it, both legs hold the bytes, reads come back', async () => {
+  requireTools(['nbdcopy']);
+  assert.is((await server.call('POST', '/v1/arrays', RAID1)).status, 201);
+  const exported = await server.call('POST', '/v1/exports', { name: 'a', device: 'array:a1' });
+  assert.is(exported.status, 201, exported.text);
+  const image = Uint8Array.from({ length: 8 * MIB }, (_, i) => (i * 7 + 3) & 0xff);
+  const source = join(server.root, 'image.bin');
+  writeFileSync(source, image);
+  const uri = `nbd://127.0.0.1:${(server.running.nbd as { port: number }).port}/a`;
+  const write = await runTool('nbdcopy', [source, uri]);
+  assert.is(write.code, 0, write.stderr);
+  for (const leg of ['l0.img', 'l1.img']) {
+    const data = new Uint8Array(readFileSync(join(server.dataDir, leg))).subarray(MIB);
+    assert.equal(data, image, `${leg} holds what nbdcopy wrote`);
+  }
+  const back = join(server.root, 'back.bin');
+  const read = await runTool('nbdcopy', [uri, back]);
+  assert.is(read.code, 0, read.stderr);
+  assert.equal(new Uint8Array(readFileSync(back)), image);
+  expectError(await server.call('POST', '/v1/arrays/a1/stop'), 409, 'EBUSY', 'name');
+});
+
+test('fail a leg: [U_] on this node and in the superblocks; stop, then assemble again from the legs', async () => {
+  assert.is((await server.call('POST', '/v1/arrays', RAID1)).status, 201);
+  const failed = await server.call('POST', '/v1/arrays/a1/legs/1/fail');
+  assert.is(failed.status, 200, failed.text);
+  assert.is(failed.json.picture, '[U_]');
+  assert.equal(failed.json.legs[1].state, 'faulty');
+  assert.match(failed.json.state, /l1\.img\[1\]\(F\)/);
+  assert.match((await mdadmExamine(join(server.dataDir, 'l0.img')))['Array State']!, /^A\. /);
+  expectError(await server.call('POST', '/v1/arrays/a1/legs/7/fail'), 404, 'ENOENT', 'slot');
+  assert.is((await server.call('POST', '/v1/arrays/a1/stop')).status, 204);
+  expectError(await server.call('GET', '/v1/arrays/a1'), 404, 'ENOENT', 'name');
+  const again = await server.call('POST', '/v1/arrays', { name: 'a1', legs: ['l0.img', 'l1.img'], assemble: true });
+  assert.is(again.status, 201, again.text);
+  assert.is(again.json.picture, '[U_]', 'the legs remember the failure');
+});
+
+test('a restart assembles the array again; raid10 near=2 over four legs; events', async () => {
+  const events: string[] = [];
+  const controller = new AbortController();
+  const stream = fetch(`${server.url}/v1/events`, { signal: controller.signal }).then(async (response) => {
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      events.push(decoder.decode(value));
+    }
+  }).catch(() => {});
+  const r10 = await server.call('POST', '/v1/arrays', { name: 'r10', level: 'raid10', layout: 'n2', legs: ['l0.img', 'l1.img', 'l2.img', 'l3.img'], chunkSizeBytes: 65536, bitmapChunkBytes: MIB });
+  assert.is(r10.status, 201, r10.text);
+  assert.is(r10.json.level, 'raid10');
+  assert.is(r10.json.sizeBytes, 16 * MIB);
+  await until(async () => (await server.call('GET', '/v1/arrays/r10')).json.resync.state === 'idle', 'initial resync done');
+  await until(() => events.join('').includes('array.resync-done'), 'resync-done event');
+  assert.ok(events.join('').includes('array.created'));
+  controller.abort();
+  await stream;
+  await server.restart();
+  const back = await server.call('GET', '/v1/arrays/r10');
+  assert.is(back.status, 200, back.text);
+  assert.is(back.json.error, null);
+  assert.is(back.json.picture, '[UUUU]');
+  assert.is((await mdadmExamine(join(server.dataDir, 'l2.img')))['State'], 'clean');
+});
+
+test('bad input: 4xx naming the field, nothing created', async () => {
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, level: undefined }), 400, 'EINVAL', 'level');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, level: 'raid5' }), 400, 'EINVAL', 'level');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, legs: ['l0.img', 'l0.img'] }), 400, 'EINVAL', 'legs[1]');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, legs: ['l0.img', 'nope.img'] }), 404, 'ENOENT', 'legs[1]');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, legs: ['l0.img', '../x.img'] }), 400, 'EINVAL', 'legs.1');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, bitmapChunkBytes: 5000 }), 400, 'EINVAL', 'bitmapChunkBytes');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, layout: 'n2' }), 400, 'EINVAL', 'layout');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, spares: 2 }), 400, 'EINVAL', 'spares');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, nodes: 99 }), 400, 'EINVAL', 'nodes');
+  expectError(await server.call('POST', '/v1/arrays', { name: 'x', legs: ['l0.img'], assemble: true, level: 'raid1' }), 400, 'EINVAL', 'level');
+  expectError(await server.call('POST', '/v1/arrays', { name: 'x', legs: ['l2.img'], assemble: true }), 400, 'EINVAL', 'legs');
+  assert.is((await server.call('POST', '/v1/devices', { name: 'small.img', sizeBytes: 4 * MIB })).status, 201);
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, legs: ['l0.img', 'small.img'] }), 400, 'EINVAL', 'legs');
+  assert.equal((await server.call('GET', '/v1/arrays')).json.arrays, []);
+  assert.is((await server.call('POST', '/v1/arrays', RAID1)).status, 201);
+  expectError(await server.call('POST', '/v1/arrays', RAID1), 409, 'EEXIST', 'name');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, name: 'a2' }), 409, 'EBUSY', 'legs[0]');
+  expectError(await server.call('POST', '/v1/exports', { name: 'raw', device: 'l0.img' }), 409, 'EBUSY', 'device');
+});
+
+test.run();
