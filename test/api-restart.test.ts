@@ -96,7 +96,7 @@ restart('the state file is written whole (no temporary left), checked on read, a
   const stateDir = join(server.dataDir, '.blockcore');
   assert.equal(readdirSync(stateDir).sort(), ['lock', 'state.json']);
   const state = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8'));
-  assert.equal(state, { format: 'blockcore-state', version: 2, engines: { remote: [], clone: [] }, exports: [{ name: 'e1', device: 'disk.img', readOnly: false }] });
+  assert.equal(state, { format: 'blockcore-state', version: 2, engines: { remote: [], array: [], clone: [] }, exports: [{ name: 'e1', device: 'disk.img', readOnly: false }] });
   assert.is(stateProblem(state, ENGINES), null);
   assert.equal(readState(server.dataDir, ENGINES).exports, state.exports);
   await server.stop();
