@@ -11,7 +11,8 @@ export type BlockErrorCode =
   | 'EBADF' // the device is closed
   | 'ENOTSUP' // the operation is not supported by this device
   | 'ENOENT' // a named thing does not exist
-  | 'EEXIST'; // a named thing exists already
+  | 'EEXIST' // a named thing exists already
+  | 'EBUSY'; // the thing is in a state that refuses this now (an active leg to remove)
 
 export interface BlockErrorDetail {
   offsetBytes?: number;

@@ -91,6 +91,36 @@ test('fail a leg: [U_] on this node and in the superblocks; stop, then assemble 
   assert.is(again.json.picture, '[U_]', 'the legs remember the failure');
 });
 
+test('manage: add a spare, remove it (its file is free again), re-add a failed leg, add into a vacant role', async () => {
+  assert.is((await server.call('POST', '/v1/arrays', RAID1)).status, 201);
+  const added = await server.call('POST', '/v1/arrays/a1/legs', { device: 'l2.img', spare: true });
+  assert.is(added.status, 200, added.text);
+  assert.equal(added.json.legs.map((leg: { device: string; state: string }) => `${leg.device}:${leg.state}`), ['l0.img:active', 'l1.img:active', 'l2.img:spare']);
+  expectError(await server.call('DELETE', '/v1/arrays/a1/legs/0'), 409, 'EBUSY', 'slot');
+  const removed = await server.call('DELETE', '/v1/arrays/a1/legs/2');
+  assert.is(removed.status, 200, removed.text);
+  assert.is(removed.json.legs.length, 2);
+  assert.is((await server.call('POST', '/v1/exports', { name: 'free', device: 'l2.img' })).status, 201, 'the removed leg is an ordinary file again');
+  assert.is((await server.call('DELETE', '/v1/exports/free')).status, 204);
+  assert.is((await server.call('POST', '/v1/arrays/a1/legs/1/fail')).status, 200);
+  const readded = await server.call('POST', '/v1/arrays/a1/legs/1/re-add');
+  assert.is(readded.status, 200, readded.text);
+  await until(async () => (await server.call('GET', '/v1/arrays/a1')).json.picture === '[UU]', 're-added leg in sync');
+  expectError(await server.call('POST', '/v1/arrays/a1/legs/1/re-add'), 409, 'EBUSY', 'slot');
+  assert.is((await server.call('POST', '/v1/arrays/a1/legs/0/fail')).status, 200);
+  const vacant = await server.call('POST', '/v1/arrays/a1/legs', { device: 'l3.img' });
+  assert.is(vacant.status, 200, vacant.text);
+  await until(async () => (await server.call('GET', '/v1/arrays/a1')).json.picture === '[UU]', 'new leg recovered into role 0');
+  const after = (await server.call('GET', '/v1/arrays/a1')).json;
+  assert.equal(after.legs.map((leg: { device: string; state: string; role: number | null }) => `${leg.device}:${leg.state}:${leg.role}`), ['l0.img:faulty:null', 'l1.img:active:1', 'l3.img:active:0']);
+  expectError(await server.call('POST', '/v1/arrays/a1/legs', { device: 'l1.img' }), 400, 'EINVAL', 'device');
+  expectError(await server.call('POST', '/v1/arrays/a1/legs', { device: 'nope.img' }), 404, 'ENOENT', 'device');
+  await server.restart();
+  const back = (await server.call('GET', '/v1/arrays/a1')).json;
+  assert.is(back.error, null, back.error);
+  assert.is(back.picture, '[UU]', 'the added leg is assembled after a restart');
+});
+
 test('a restart assembles the array again; raid10 near=2 over four legs; events', async () => {
   const events: string[] = [];
   const controller = new AbortController();

@@ -17,7 +17,9 @@ import { FaultDevice } from '../runtime/devices/fault-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import type { BlockDevice } from '../runtime/devices/block-device.ts';
 import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
+import { readMdSuperblock } from '../runtime/cluster/leg-metadata.ts';
 import { deviceConformance } from './conformance/device-suite.ts';
+import { PassThroughDevice } from './support/pass-through-device.ts';
 import { expectCode } from './support/expect-code.ts';
 import { mdadmExamine } from './support/mdadm.ts';
 
@@ -70,11 +72,19 @@ interface Node {
   events: string[];
 }
 
-async function node(manager: InProcessLockManager, files: string[], member: string, options: { create?: ArrayCreateSpec; wrap?: (legs: FileDevice[]) => BlockDevice[]; daemonSleepMs?: number } = {}): Promise<Node> {
+async function node(
+  manager: InProcessLockManager,
+  files: string[],
+  member: string,
+  options: { create?: ArrayCreateSpec; wrap?: (legs: FileDevice[]) => BlockDevice[]; daemonSleepMs?: number; findDevice?: (uuid: Uint8Array) => Promise<BlockDevice | null> } = {},
+): Promise<Node> {
   const opened = await openLegs(files);
   const legs = options.wrap ? options.wrap(opened) : opened;
   const events: string[] = [];
-  const assemble = { name: 'array:c1', legs, manager, memberName: member, daemonSleepMs: options.daemonSleepMs ?? 60_000, onEvent: (e: ArrayEvent) => events.push(e.message), ownsLegs: true };
+  const assemble = {
+    name: 'array:c1', legs, manager, memberName: member, daemonSleepMs: options.daemonSleepMs ?? 60_000, onEvent: (e: ArrayEvent) => events.push(e.message), ownsLegs: true,
+    ...(options.findDevice ? { findDevice: options.findDevice } : {}),
+  };
   const array = options.create ? await ClusterArray.create(assemble, options.create) : await ClusterArray.assemble(assemble);
   return { array, legs, events };
 }
@@ -86,6 +96,40 @@ function legData(file: string): Buffer {
 function assertLegsEqual(files: string[], why: string): void {
   const first = legData(files[0]!);
   for (const file of files.slice(1)) assert.ok(first.equals(legData(file)), `${why}: legs differ`);
+}
+
+/** Reads of the data area wait at a gate (metadata reads pass): a resync held where a test wants it. */
+class GatedDevice extends PassThroughDevice {
+  private allowance = 0;
+  private opened = false;
+  private waiters: (() => void)[] = [];
+  allow(reads: number): void {
+    this.allowance += reads;
+    this.release();
+  }
+  openFully(): void {
+    this.opened = true;
+    this.release();
+  }
+  override async read(offsetBytes: number, target: Uint8Array): Promise<void> {
+    if (offsetBytes >= DATA_OFFSET_BYTES) {
+      while (!this.opened && this.allowance <= 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
+      if (!this.opened) this.allowance -= 1;
+    }
+    return super.read(offsetBytes, target);
+  }
+  private release(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+/** Waits until `survivor` has seen slot `deadSlot` leave and finished recovering it (and any resync). */
+async function recoveredFrom(survivor: ClusterArray, deadSlot: number): Promise<void> {
+  for (let i = 0; i < 500 && survivor.status().nodesSeen.includes(deadSlot); i++) await sleep(2);
+  assert.not.ok(survivor.status().nodesSeen.includes(deadSlot), `slot ${deadSlot} left`);
+  await survivor.quiet();
 }
 
 const pattern = (length: number, seed: number) => Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
@@ -123,13 +167,15 @@ test('a new array: the first node resyncs it, the second shows PENDING, then not
   const files = legFiles(2, 4 * MIB);
   fs.writeFileSync(files[0]!, pattern(4 * MIB, 9), { flag: 'r+', encoding: null } as fs.WriteFileOptions);
   const manager = new InProcessLockManager();
-  const slow = (legs: FileDevice[]) => legs.map((leg) => new FaultDevice(leg, { seed: 1, rules: [{ op: 'read', probability: 1, action: 'delay', delayMs: 15 }] }));
-  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), wrap: slow });
+  const gates: GatedDevice[] = [];
+  const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
+  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), wrap: gated });
   const b = await node(manager, files, 'B');
   try {
-    assert.is(a.array.status().resync.state, 'running');
+    assert.is(a.array.status().resync.state, 'running', 'A holds the resync lock; its copies wait at the gate');
     assert.is(b.array.status().resync.state, 'pending', 'the second node waits for the resync lock');
     assert.ok(b.array.status().suspended.length > 0, 'B keeps out of A\'s resync window');
+    for (const gate of gates) gate.openFully();
     await a.array.resyncIdle();
     await b.array.resyncIdle();
     assert.is(a.array.status().resync.doneChunks, a.array.status().resync.totalChunks);
@@ -139,6 +185,7 @@ test('a new array: the first node resyncs it, the second shows PENDING, then not
     const examined = await mdadmExamine(files[1]!);
     assert.is(examined['State'], 'clean');
   } finally {
+    for (const gate of gates) gate.openFully();
     await a.array.close();
     await b.array.close();
   }
@@ -159,8 +206,7 @@ test('a node dies with a mirror write half done: the survivor merges its bits an
     fs.closeSync(fd);
     a.array.abandon();
     manager.kill(a.array.cluster.lockspace);
-    for (let i = 0; i < 200 && !legData(files[0]!).equals(legData(files[1]!)); i++) await sleep(10);
-    await b.array.resyncIdle();
+    await recoveredFrom(b.array, 0);
     assertLegsEqual(files, 'after recovery');
     assert.ok(b.events.some((e) => /resync of 1 chunks started/.test(e)), b.events.join('\n'));
     const back = new Uint8Array(64 * 1024);
@@ -203,18 +249,110 @@ test('a leg that fails a write is marked faulty in every superblock and every no
 test('a node stopping mid-resync hands it over: another node finishes and the array ends clean', async () => {
   const files = legFiles(2, 4 * MIB);
   const manager = new InProcessLockManager();
-  const slow = (legs: FileDevice[]) => legs.map((leg) => new FaultDevice(leg, { seed: 1, rules: [{ op: 'read', probability: 1, action: 'delay', delayMs: 10 }] }));
-  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), wrap: slow });
+  const gates: GatedDevice[] = [];
+  const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
+  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), wrap: gated });
   const b = await node(manager, files, 'B');
   try {
-    for (let i = 0; i < 100 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
-    await a.array.close(); // sends RESYNCING 0..0 and BITMAP_NEEDS_SYNC
-    await sleep(20);
-    await b.array.resyncIdle();
-    for (let i = 0; i < 100 && b.array.status().resync.state !== 'idle'; i++) await sleep(10);
+    for (const gate of gates) gate.allow(2);
+    for (let i = 0; i < 200 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
+    assert.ok(a.array.status().resync.doneChunks > 0, 'A copied some chunks');
+    const closing = a.array.close(); // sends RESYNCING 0..0 and BITMAP_NEEDS_SYNC
+    for (const gate of gates) gate.openFully();
+    await closing;
+    await b.array.quiet();
+    for (let i = 0; i < 200 && b.array.status().resync.state !== 'idle'; i++) await sleep(10);
     assertLegsEqual(files, 'after the takeover');
     assert.is((await mdadmExamine(files[0]!))['State'], 'clean');
   } finally {
+    for (const gate of gates) gate.openFully();
+    await b.array.close();
+  }
+});
+
+test('add a spare (every node binds it), remove it; add to a degraded array: recovered in the vacant role', async () => {
+  const files = legFiles(3, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const byUuid = (node: string) => async (uuid: Uint8Array) => {
+    for (const file of files) {
+      const device = await FileDevice.open(file);
+      const sb = await readMdSuperblock(device).catch(() => null);
+      if (sb !== null && sb.deviceUuid.every((b, i) => b === uuid[i])) return device;
+      await device.close();
+    }
+    void node;
+    return null;
+  };
+  const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), findDevice: byUuid('A') });
+  const b = await node(manager, files.slice(0, 2), 'B', { findDevice: byUuid('B') });
+  try {
+    await a.array.write(0, pattern(256 * 1024, 4));
+    const spare = await FileDevice.open(files[2]!);
+    const number = await a.array.addLeg(spare, true);
+    assert.is(number, 2);
+    for (const n of [a, b]) assert.equal(n.array.status().legs.map((leg) => leg.state), ['active', 'active', 'spare'], 'both nodes see the spare');
+    const removed = await a.array.removeLeg(2);
+    await removed.close();
+    for (const n of [a, b]) assert.is(n.array.status().legs.length, 2, 'both nodes dropped it');
+    assert.ok(b.events.some((e) => /removed by another node/.test(e)));
+    // Degraded: leg 1 fails, a new device takes its role and is recovered whole.
+    await a.array.failByNumber(1);
+    assert.is(b.array.status().picture, '[U_]');
+    await a.array.write(MIB, pattern(64 * 1024, 5));
+    const fresh = await FileDevice.open(files[2]!);
+    await a.array.addLeg(fresh, false);
+    await a.array.quiet();
+    for (const n of [a, b]) assert.is(n.array.status().picture, '[UU]', 'in sync on every node');
+    const l0 = legData(files[0]!);
+    assert.ok(l0.equals(legData(files[2]!)), 'the new leg holds what leg 0 holds');
+    const back = new Uint8Array(64 * 1024);
+    await b.array.read(MIB, back);
+    assert.equal(back, pattern(64 * 1024, 5));
+    assert.match((await mdadmExamine(files[2]!))['Array State']!, /^AA /);
+  } finally {
+    await a.array.close();
+    await b.array.close();
+  }
+});
+
+test('re-add a failed leg: only the chunks written while it was out are recovered', async () => {
+  const files = legFiles(2, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const a = await node(manager, files, 'A', { create: spec({ bitmapChunkBytes: 64 * 1024 }) });
+  const b = await node(manager, files, 'B');
+  try {
+    await a.array.failByNumber(1);
+    await a.array.write(0, pattern(64 * 1024, 6));
+    await b.array.write(2 * MIB, pattern(128 * 1024, 7));
+    await a.array.readdLeg(1);
+    await a.array.quiet();
+    const resync = a.array.status().resync;
+    assert.is(resync.totalChunks, 3, 'one chunk of A\'s write and two of B\'s');
+    assert.is(a.array.status().picture, '[UU]');
+    assert.is(b.array.status().picture, '[UU]');
+    assertLegsEqual(files, 'after the re-add');
+  } finally {
+    await a.array.close();
+    await b.array.close();
+  }
+});
+
+test('an add some node cannot see is refused (ENOENT) and changes nothing', async () => {
+  const files = legFiles(3, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const a = await node(manager, files.slice(0, 2), 'A', { create: spec() });
+  const b = await node(manager, files.slice(0, 2), 'B'); // no findDevice: sees no new disk
+  try {
+    const events = a.array.status().events;
+    const device = await FileDevice.open(files[2]!);
+    await expectCode(a.array.addLeg(device, true), 'ENOENT', /cannot see/);
+    await device.close();
+    assert.is(a.array.status().legs.length, 2);
+    assert.is(b.array.status().legs.length, 2);
+    assert.is(a.array.status().events, events, 'no metadata change');
+    await a.array.write(0, pattern(4096, 1)); // the channel is free again
+  } finally {
+    await a.array.close();
     await b.array.close();
   }
 });

@@ -86,6 +86,9 @@ async function trial(seed: number): Promise<void> {
   await domain.cut();
   a.abandon();
   manager.kill(a.cluster.lockspace);
+  // Recovery starts when B hears that A's slot left (recoverSlot comes before recoverDone).
+  for (let i = 0; i < 1000 && b.status().nodesSeen.includes(1); i++) await new Promise((resolve) => setTimeout(resolve, 1));
+  if (b.status().nodesSeen.includes(1)) throw new Error('B never saw A leave');
   await b.quiet();
 
   const legBytes = files.map((file) => fs.readFileSync(file).subarray(MIB));

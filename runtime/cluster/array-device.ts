@@ -35,13 +35,14 @@ import type { RegionBitmap } from '../bitmap.ts';
 import { RegionOps } from '../regions/region-ops.ts';
 import { formatArray, type ArrayCreateSpec } from './array-format.ts';
 import { legFromSuperblock, slotPicture, writeArrayMetadata, type Leg } from './array-legs.ts';
+import { addLeg, bindNewDisk, readdLeg, removeLeg } from './array-manage.ts';
 import { ArrayResync } from './array-resync.ts';
 import { bitmapChunkCount } from './bitmap-superblock.ts';
 import type { ClusterHost, SectorRange } from './cluster-operations.ts';
 import type { LegLayout } from './leg-layout.ts';
 import { bitmapSectorsOf, readBitmapArea, readLegLayout, readMdSuperblock, writeBitmapArea } from './leg-metadata.ts';
 import { MdCluster } from './md-cluster.ts';
-import { MD_ROLE_FAULTY, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
+import { MD_FEATURE, MD_ROLE_FAULTY, MD_ROLE_MAX, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
 import { raid10NearLayout, raid1Layout, type RaidLayout, type Segment } from './raid-layout.ts';
 import { WriteIntent } from './write-intent.ts';
 
@@ -59,6 +60,11 @@ export interface AssembleOptions {
   onEvent?: (event: ArrayEvent) => void;
   /** Close the leg devices when the array stops (default: their owner does). */
   ownsLegs?: boolean;
+  /**
+   * Finds the device holding a leg with this device uuid (a NEWDISK from another node: blkid's
+   * job in the kernel's design); none: this node refuses every add (the adder gets ENOENT).
+   */
+  findDevice?: (deviceUuid: Uint8Array) => Promise<BlockDevice | null>;
 }
 
 /** What the array reports as it goes: `message` reads alone; `type` is for filtering. */
@@ -81,7 +87,7 @@ export interface ArrayStatus {
   raidDisks: number;
   sizeBytes: number;
   events: number;
-  legs: { device: string; devNumber: number; role: number | null; state: Leg['state'] }[];
+  legs: { device: string; devNumber: number; role: number | null; state: Leg['state']; recovering: boolean }[];
   resync: { state: ArrayResync['state']; doneChunks: number; totalChunks: number };
   suspended: SectorRange[];
   dirtyChunks: number;
@@ -165,7 +171,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   private async start(): Promise<void> {
-    const first = this.activeLegs()[0]!;
+    const first = this.inSyncLegs()[0] ?? this.activeLegs()[0]!;
     (this as { cluster: MdCluster }).cluster = await MdCluster.join({
       manager: this.options.manager, arrayUuid: this.md.setUuid, nodes: this.layout.nodes, memberName: this.options.memberName, host: this,
     });
@@ -182,6 +188,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       this.resync = await ArrayResync.create(this);
       // Our own set bits: writes of ours that may not have reached every leg (we stopped or crashed).
       this.addBitsToResync(own.bits);
+      // A leg left recovering (stopped or crashed mid-recovery) is recovered whole again.
+      if (this.legs.some((leg) => leg.state === 'active' && leg.recovering)) this.resync.add(0, this.chunkCount);
       await this.cluster.loadBitmaps();
       this.sweepTimer = setInterval(() => void this.intent.sweep().catch((error: unknown) => this.note(`bitmap clear failed: ${String(error)}`)), Math.max(10, daemonSleepMs / 2));
       (this.sweepTimer as { unref?: () => void }).unref?.();
@@ -285,7 +293,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   private async readSegment(segment: Segment, target: Uint8Array): Promise<void> {
     for (;;) {
       const candidates = segment.copies
-        .map((copy) => ({ copy, leg: this.legInRole(copy.role) }))
+        .map((copy) => ({ copy, leg: this.readableInRole(copy.role) }))
         .filter((c): c is { copy: typeof c.copy; leg: Leg } => c.leg !== undefined);
       if (candidates.length === 0) throw new BlockError('EIO', 'no in-sync copy left to read', { device: this.name, offsetBytes: segment.arrayOffsetBytes, lengthBytes: segment.lengthBytes });
       const pick = this.mayDiffer(segment) ? candidates[0]! : candidates[this.readCursor++ % candidates.length]!;
@@ -360,12 +368,24 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     return this.md.dataOffsetSectors * SECTOR_BYTES + offsetBytes;
   }
 
+  /** The leg written in `role` (in sync or recovering). */
   private legInRole(role: number): Leg | undefined {
     return this.legs.find((leg) => leg.state === 'active' && leg.role === role);
   }
 
-  private activeLegs(): Leg[] {
+  /** The leg read in `role`: in sync only. */
+  private readableInRole(role: number): Leg | undefined {
+    return this.legs.find((leg) => leg.state === 'active' && !leg.recovering && leg.role === role);
+  }
+
+  /** Active legs, in sync or recovering, by role. */
+  activeLegs(): Leg[] {
     return this.legs.filter((leg) => leg.state === 'active').sort((a, b) => a.role! - b.role!);
+  }
+
+  /** Active legs in sync, by role: the first is the source copy. */
+  inSyncLegs(): Leg[] {
+    return this.activeLegs().filter((leg) => !leg.recovering);
   }
 
   /** Legs that take writes and bitmap pages: active ones (spares hold no data yet). */
@@ -374,7 +394,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   get degraded(): boolean {
-    return this.activeLegs().length < this.md.raidDisks;
+    return this.inSyncLegs().length < this.md.raidDisks;
   }
 
   // ---- leg failure and metadata ----
@@ -390,8 +410,10 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const existing = this.failing.get(leg);
     if (existing !== undefined) return existing;
     if (leg.state === 'faulty') return Promise.resolve();
-    leg.state = 'faulty';
     this.note(`leg ${leg.device.name} (role ${leg.role}) failed: ${why}`, 'leg-failed');
+    leg.state = 'faulty';
+    leg.role = null;
+    leg.recovering = false;
     const done = this.updateMetadata((md) => {
       md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
     });
@@ -415,31 +437,58 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     await this.metadataMutex.run(async () => {
       await this.cluster.metadataUpdateStart();
       try {
-        const md: MdSuperblock = { ...this.md, devRoles: [...this.md.devRoles] };
-        change(md);
-        md.events += 1;
-        md.utimeSeconds = Math.floor(Date.now() / 1000);
-        const failed = await writeArrayMetadata(this.legs, md);
-        this.md = md;
-        for (const leg of failed) if (leg.state !== 'faulty') {
-          leg.state = 'faulty';
-          this.md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
-        }
-        if (failed.length > 0) await writeArrayMetadata(this.legs, this.md);
+        await this.writeMetadataHolding(change);
       } catch (error) {
         await this.cluster.metadataUpdateCancel();
         throw error;
       }
-      const good = this.activeLegs()[0];
-      if (good === undefined) await this.cluster.metadataUpdateCancel();
-      else await this.cluster.metadataUpdateFinish(good.sb.devNumber);
+      await this.finishMetadataUpdate();
     });
+  }
+
+  /** With the channel held: the array fields changed, events bumped, written to every leg not faulty. */
+  async writeMetadataHolding(change: (md: MdSuperblock) => void): Promise<void> {
+    const md: MdSuperblock = { ...this.md, devRoles: [...this.md.devRoles] };
+    change(md);
+    md.events += 1;
+    md.utimeSeconds = Math.floor(Date.now() / 1000);
+    const failed = await writeArrayMetadata(this.legs, md);
+    this.md = md;
+    for (const leg of failed) if (leg.state !== 'faulty') {
+      leg.state = 'faulty';
+      leg.role = null;
+      leg.recovering = false;
+      this.md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
+    }
+    if (failed.length > 0) await writeArrayMetadata(this.legs, this.md);
+  }
+
+  /** metadata_update_finish naming a good device (cancel when none is left). */
+  async finishMetadataUpdate(): Promise<void> {
+    const good = this.inSyncLegs()[0];
+    if (good === undefined) await this.cluster.metadataUpdateCancel();
+    else await this.cluster.metadataUpdateFinish(good.sb.devNumber);
+  }
+
+  /** The array's superblock fields as this node has them. */
+  get superblock(): MdSuperblock {
+    return this.md;
+  }
+
+  /** Every leg this node knows (for the manage operations). */
+  get legList(): Leg[] {
+    return this.legs;
+  }
+
+  /** Serializes metadata changes of this node. */
+  withMetadataLock<T>(work: () => Promise<T>): Promise<T> {
+    return this.metadataMutex.run(work);
   }
 
   // ---- ClusterHost ----
 
   async copyBitmapFromSlot(slot: number, clear: boolean): Promise<SectorRange> {
-    const source = this.activeLegs()[0];
+    const source = this.inSyncLegs()[0];
     if (source === undefined) return { lowSectors: 0, highSectors: 0 };
     const other = await readBitmapArea(source.device, this.layout, slot, this.md);
     const range = this.addBitsToResync(other.bits);
@@ -459,7 +508,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   /** Adds the set bits of `bits` to the resync; their sector range. */
-  private addBitsToResync(bits: Uint8Array): SectorRange {
+  addBitsToResync(bits: Uint8Array): SectorRange {
     let low = -1;
     let high = 0;
     for (let chunk = 0; chunk < this.chunkCount; chunk++) {
@@ -473,15 +522,27 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   async reloadSuperblock(goodDevice: number): Promise<void> {
-    const leg = this.legs.find((l) => l.sb.devNumber === goodDevice && l.state !== 'faulty') ?? this.activeLegs()[0];
+    const leg = this.legs.find((l) => l.sb.devNumber === goodDevice && l.state !== 'faulty') ?? this.inSyncLegs()[0];
     if (leg === undefined) return;
     const md = await readMdSuperblock(leg.device);
     this.md = { ...this.md, events: md.events, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors, utimeSeconds: md.utimeSeconds };
     for (const l of this.legs) {
-      const role = md.devRoles[l.sb.devNumber];
-      if (role === MD_ROLE_FAULTY && l.state !== 'faulty') {
+      const role = md.devRoles[l.sb.devNumber] ?? MD_ROLE_FAULTY;
+      if (role === MD_ROLE_FAULTY) {
+        if (l.state !== 'faulty') this.note(`leg ${l.device.name} failed on another node`, 'leg-failed');
         l.state = 'faulty';
-        this.note(`leg ${l.device.name} failed on another node`, 'leg-failed');
+        l.role = null;
+      } else if (role >= MD_ROLE_MAX) {
+        l.state = 'spare';
+        l.role = null;
+      } else {
+        // Active: in sync unless its own superblock says it is being recovered.
+        if (l.state !== 'active' || l.recovering) {
+          const own = await readMdSuperblock(l.device).catch(() => null);
+          l.recovering = own === null || (own.featureMap & MD_FEATURE.RECOVERY_OFFSET) !== 0;
+        }
+        l.state = 'active';
+        l.role = role;
       }
       l.sb = { ...l.sb, events: md.events, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors };
     }
@@ -506,10 +567,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
 
   async newDiskSeen(deviceUuid: Uint8Array, raidSlot: number): Promise<boolean> {
     // Not seeing a disk is the protocol's refusal: the adder's no-new-dev EX fails (ENOENT).
-    // This node binds new legs once the manage operations land; until then it refuses every add.
-    this.note(`NEWDISK for device number ${raidSlot} refused: this node does not add legs yet`);
-    void deviceUuid;
-    return false;
+    const seen = await bindNewDisk(this, deviceUuid, raidSlot, this.options.findDevice);
+    this.note(seen ? `new leg, device number ${raidSlot}, bound as a spare` : `NEWDISK for device number ${raidSlot}: no such device here`);
+    return seen;
   }
 
   async removeDisk(raidSlot: number): Promise<void> {
@@ -519,11 +579,39 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       return;
     }
     this.legs.splice(this.legs.indexOf(leg), 1);
+    if (this.options.ownsLegs) await leg.device.close().catch(() => {});
     this.note(`leg ${leg.device.name} (device number ${raidSlot}) removed by another node`);
   }
 
   async readdDisk(raidSlot: number): Promise<void> {
-    this.note(`RE_ADD of device number ${raidSlot}: the leg stays out here until the superblock says it is active`);
+    // The leg comes back: no longer failed here; the METADATA_UPDATED that follows makes it active (recovering).
+    const leg = this.legs.find((l) => l.sb.devNumber === raidSlot && l.state === 'faulty');
+    if (leg !== undefined) leg.state = 'spare';
+    this.note(`RE_ADD of device number ${raidSlot}`);
+  }
+
+  // ---- manage (array-manage.ts) ----
+
+  /** mdadm --add: returns the new leg's device number. */
+  addLeg(device: BlockDevice, spare = false): Promise<number> {
+    return addLeg(this, device, spare);
+  }
+
+  /** mdadm --remove of a spare or failed leg; returns its device for the caller to close. */
+  removeLeg(devNumber: number): Promise<BlockDevice> {
+    return removeLeg(this, devNumber);
+  }
+
+  /** mdadm --re-add of a failed leg. */
+  readdLeg(devNumber: number): Promise<void> {
+    return readdLeg(this, devNumber);
+  }
+
+  /** Starts recovering the recovering legs: every chunk (`null`), or the chunks our bits mark ('bits'). */
+  recoverLegs(what: null | 'bits'): void {
+    if (what === null) this.resync.add(0, this.chunkCount);
+    else this.addBitsToResync(this.intent.bits);
+    this.resync.kick();
   }
 
   async capacityChanged(): Promise<void> {
@@ -562,7 +650,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   canRun(): boolean {
-    return !this.stopped && this.activeLegs().length > 1;
+    return !this.stopped && this.inSyncLegs().length > 0 && this.activeLegs().length > 1;
   }
 
   async copyChunks(start: number, end: number): Promise<void> {
@@ -571,10 +659,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     if (length <= 0) return;
     for (const segment of this.raid.segments(offset, length)) {
       const copies = segment.copies.map((copy) => ({ copy, leg: this.legInRole(copy.role) })).filter((c) => c.leg !== undefined);
-      if (copies.length < 2) continue;
+      const source = copies.find((c) => !c.leg!.recovering);
+      if (source === undefined || copies.length < 2) continue;
       const bytes = new Uint8Array(segment.lengthBytes);
-      await copies[0]!.leg!.device.read(this.legOffset(copies[0]!.copy.legOffsetBytes), bytes);
-      await Promise.all(copies.slice(1).map((c) => c.leg!.device.write(this.legOffset(c.copy.legOffsetBytes), bytes)));
+      await source.leg!.device.read(this.legOffset(source.copy.legOffsetBytes), bytes);
+      await Promise.all(copies.filter((c) => c !== source).map((c) => c.leg!.device.write(this.legOffset(c.copy.legOffsetBytes), bytes)));
     }
     await Promise.all(this.writableLegs().map((leg) => leg.device.flush()));
   }
@@ -584,10 +673,17 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   async allInSync(): Promise<void> {
-    if (this.md.resyncOffsetSectors === null) return;
+    const recovered = this.activeLegs().filter((leg) => leg.recovering);
+    if (this.md.resyncOffsetSectors === null && recovered.length === 0) return;
     await this.updateMetadata((md) => {
       md.resyncOffsetSectors = null;
+      // Recovered legs are in sync: their own superblocks drop the recovery flag with this write.
+      for (const leg of recovered) leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap & ~MD_FEATURE.RECOVERY_OFFSET, recoveryOffsetSectors: 0 };
     });
+    for (const leg of recovered) {
+      leg.recovering = false;
+      this.note(`leg ${leg.device.name} recovered: in sync in role ${leg.role}`);
+    }
   }
 
   collect(todo: RegionBitmap): void {
@@ -608,7 +704,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       raidDisks: this.md.raidDisks,
       sizeBytes: this.sizeBytes,
       events: this.md.events,
-      legs: this.legs.map((leg) => ({ device: leg.device.name, devNumber: leg.sb.devNumber, role: leg.role, state: leg.state })),
+      legs: this.legs.map((leg) => ({ device: leg.device.name, devNumber: leg.sb.devNumber, role: leg.role, state: leg.state, recovering: leg.recovering })),
       resync: { state: this.resync.state, doneChunks: this.resync.doneChunks, totalChunks: this.resync.totalChunks },
       suspended: this.cluster.suspendList.map(({ lowSectors, highSectors }) => ({ lowSectors, highSectors })),
       dirtyChunks: this.intent.dirtyCount,

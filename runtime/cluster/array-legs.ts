@@ -7,7 +7,7 @@
  */
 import type { BlockDevice } from '../devices/block-device.ts';
 import { writeMdSuperblock } from './leg-metadata.ts';
-import { MD_ROLE_FAULTY, MD_ROLE_MAX, MD_ROLE_SPARE, type MdSuperblock } from './md-superblock.ts';
+import { MD_FEATURE, MD_ROLE_FAULTY, MD_ROLE_MAX, MD_ROLE_SPARE, type MdSuperblock } from './md-superblock.ts';
 
 export type LegState = 'active' | 'spare' | 'faulty';
 
@@ -17,20 +17,22 @@ export interface Leg {
   state: LegState;
   /** Array slot while active. */
   role: number | null;
+  /** Active but not in sync yet (a new or re-added leg being recovered): written, never read. */
+  recovering: boolean;
 }
 
 export function legFromSuperblock(device: BlockDevice, sb: MdSuperblock, roles: number[]): Leg {
   const role = roles[sb.devNumber] ?? MD_ROLE_SPARE;
-  if (role === MD_ROLE_FAULTY) return { device, sb, state: 'faulty', role: null };
-  if (role >= MD_ROLE_MAX) return { device, sb, state: 'spare', role: null };
-  return { device, sb, state: 'active', role };
+  if (role === MD_ROLE_FAULTY) return { device, sb, state: 'faulty', role: null, recovering: false };
+  if (role >= MD_ROLE_MAX) return { device, sb, state: 'spare', role: null, recovering: false };
+  return { device, sb, state: 'active', role, recovering: (sb.featureMap & MD_FEATURE.RECOVERY_OFFSET) !== 0 };
 }
 
-/** The array fields every leg's superblock shares, taken from `from`. */
+/** The array fields every leg's superblock shares, taken from `from` (the leg keeps its recovery flag). */
 export function withArrayFields(leg: MdSuperblock, from: MdSuperblock): MdSuperblock {
   return {
     ...leg,
-    featureMap: from.featureMap, level: from.level, layout: from.layout, sizeSectors: from.sizeSectors,
+    featureMap: (from.featureMap & ~MD_FEATURE.RECOVERY_OFFSET) | (leg.featureMap & MD_FEATURE.RECOVERY_OFFSET), level: from.level, layout: from.layout, sizeSectors: from.sizeSectors,
     chunkSectors: from.chunkSectors, raidDisks: from.raidDisks, utimeSeconds: from.utimeSeconds, events: from.events,
     resyncOffsetSectors: from.resyncOffsetSectors, devRoles: [...from.devRoles],
   };
@@ -55,6 +57,6 @@ export async function writeArrayMetadata(legs: Leg[], array: MdSuperblock): Prom
 /** "[UU_]" as /proc/mdstat prints it: one letter per array slot, U in use, _ missing or failed. */
 export function slotPicture(legs: Leg[], raidDisks: number): string {
   let picture = '';
-  for (let role = 0; role < raidDisks; role++) picture += legs.some((leg) => leg.state === 'active' && leg.role === role) ? 'U' : '_';
+  for (let role = 0; role < raidDisks; role++) picture += legs.some((leg) => leg.state === 'active' && !leg.recovering && leg.role === role) ? 'U' : '_';
   return `[${picture}]`;
 }

@@ -114,8 +114,10 @@ export class ArrayResync {
     this.doneChunks = 0;
     this.state = 'running';
     let complete = true;
-    if (!this.todo.isEmpty()) {
-      this.host.note(`resync of ${this.totalChunks} chunks started`, 'resync-started');
+    if (!this.todo.isEmpty()) this.host.note(`resync of ${this.totalChunks} chunks started`, 'resync-started');
+    // Chunks added while we run (a recovery asked for meanwhile) are walked before the lock goes.
+    while (complete && !this.todo.isEmpty() && !this.abort.signal.aborted) {
+      this.totalChunks = Math.max(this.totalChunks, this.doneChunks + this.todo.setCount);
       complete = await new Promise<boolean>((resolve) => {
         this.walkDone = resolve;
         this.walker.kick();

@@ -10,6 +10,20 @@ function numberFlag(value: string | undefined, flag: string): number | undefined
   return Number(value);
 }
 
+/** `array VERB NAME SLOT`: one request on a leg, then the array's state. */
+function slotCommand(verb: string, method: 'POST' | 'DELETE', suffix: string, summary: string): Command {
+  return {
+    usage: `array ${verb} NAME SLOT`,
+    summary,
+    flags: {},
+    async run(context, args) {
+      const [name, slot] = takePositionals(args, ['NAME', 'SLOT'], this.usage);
+      const array = await context.client().request<ArrayInfo>(method, `/v1/arrays/${pathOf(name!)}/legs/${pathOf(slot!)}${suffix}`);
+      context.out(array.state ?? array.name);
+    },
+  };
+}
+
 export const ARRAY_COMMANDS: Record<string, Command> = {
   'array create': {
     usage: 'array create NAME --level raid1|raid10 [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap-chunk-bytes N] [--spares N] [--assume-clean] LEG...',
@@ -77,16 +91,19 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
       context.out(formatTable(['SLOT', 'ROLE', 'STATE', 'DEVICE'], array.legs.map((leg) => [String(leg.slot), leg.role === null ? '-' : String(leg.role), leg.state, leg.device])));
     },
   },
-  'array fail': {
-    usage: 'array fail NAME SLOT',
-    summary: 'mark a leg faulty on every node (mdadm --fail)',
-    flags: {},
+  'array add': {
+    usage: 'array add NAME DEVICE [--spare]',
+    summary: 'add a leg (mdadm --add; --spare: mdadm --add-spare)',
+    flags: { '--spare': 'switch' },
     async run(context, args) {
-      const [name, slot] = takePositionals(args, ['NAME', 'SLOT'], this.usage);
-      const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/legs/${pathOf(slot!)}/fail`);
+      const [name, device] = takePositionals(args, ['NAME', 'DEVICE'], this.usage);
+      const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/legs`, { device, spare: args.switches.has('--spare') });
       context.out(array.state ?? array.name);
     },
   },
+  'array remove': slotCommand('remove', 'DELETE', '', 'remove a spare or failed leg (mdadm --remove)'),
+  'array fail': slotCommand('fail', 'POST', '/fail', 'mark a leg faulty on every node (mdadm --fail)'),
+  'array re-add': slotCommand('re-add', 'POST', '/re-add', 'bring a failed leg back (mdadm --re-add): only what it missed is recovered'),
   'array stop': {
     usage: 'array stop NAME',
     summary: 'stop the array on this node (mdadm --stop); its legs keep it',

@@ -27,7 +27,7 @@ import type { NewArray } from './schemas.ts';
 
 export interface ArrayInfo extends Partial<Omit<ArrayStatus, 'name' | 'legs'>> {
   name: string;
-  legs: { device: string; slot: number; role: number | null; state: 'active' | 'spare' | 'faulty' }[];
+  legs: { device: string; slot: number; role: number | null; state: 'active' | 'spare' | 'faulty'; recovering: boolean }[];
   error: string | null;
   exports: string[];
   state: string | null;
@@ -127,9 +127,61 @@ export class ArrayRegistry implements Engine {
 
   /** mdadm --fail: the leg whose device number is `slot`. */
   async fail(name: string, slot: number): Promise<ArrayInfo> {
+    const { entry, array } = this.legAt(name, slot);
+    await array.failByNumber(slot);
+    return this.info(entry);
+  }
+
+  /** mdadm --add: a device file of the data directory joins as a leg (a spare, or recovered into a vacant role). */
+  async addLeg(name: string, device: string, spare: boolean): Promise<ArrayInfo> {
     const entry = this.entry(name);
     const array = this.deviceOf(name, 'name');
-    if (!(await array.failByNumber(slot))) throw new ServiceError('ENOENT', `array "${name}" has no leg in slot ${slot}`, 'slot');
+    const hold: Hold = { path: devicePath(this.service.dataDir, device, 'device'), name: device, access: 'write', holder: `array:${name}` };
+    if (entry.holds.some((h) => h.path === hold.path)) throw invalid('device', `"${device}" is a leg of array "${name}" already`);
+    statDevice(this.service.dataDir, device, 'device');
+    checkCanHold(this.service.holds(), hold, 'device');
+    const file = await FileDevice.open(hold.path);
+    try {
+      await array.addLeg(file, spare);
+    } catch (error) {
+      await file.close().catch(() => {});
+      if (error instanceof BlockError && error.code === 'EINVAL') throw invalid('device', error.message.replace(/^EINVAL: /, ''));
+      if (error instanceof BlockError && error.code === 'ENOENT') throw new ServiceError('EBUSY', error.message.replace(/^ENOENT: /, ''), 'device');
+      throw error;
+    }
+    entry.record.legs.push(device);
+    entry.holds.push(hold);
+    await this.service.saveApplied(`adding ${device} to array "${name}"`);
+    this.service.events.publish('array.leg-added', { array: name, device, spare });
+    return this.info(entry);
+  }
+
+  /** mdadm --remove: a spare or failed leg leaves the array; its file is free again. */
+  async removeLeg(name: string, slot: number): Promise<ArrayInfo> {
+    const { entry, array, leg } = this.legAt(name, slot);
+    if (leg.state === 'active') throw new ServiceError('EBUSY', `the leg in slot ${slot} is active: fail it first`, 'slot');
+    const device = await array.removeLeg(slot);
+    await device.close().catch((error) => this.service.log(`closing removed leg ${device.name}: ${error}`));
+    const index = entry.holds.findIndex((hold) => hold.path === device.name);
+    const fileName = index >= 0 ? entry.holds[index]!.name : null;
+    if (index >= 0) entry.holds.splice(index, 1);
+    if (fileName !== null) entry.record.legs.splice(entry.record.legs.indexOf(fileName), 1);
+    await this.service.saveApplied(`removing slot ${slot} from array "${name}"`);
+    this.service.events.publish('array.leg-removed', { array: name, slot, device: fileName });
+    return this.info(entry);
+  }
+
+  /** mdadm --re-add: a failed leg returns; only the chunks it missed are recovered. */
+  async readdLeg(name: string, slot: number): Promise<ArrayInfo> {
+    const { entry, array, leg } = this.legAt(name, slot);
+    if (leg.state !== 'faulty') throw new ServiceError('EBUSY', `the leg in slot ${slot} is ${leg.state}, not failed`, 'slot');
+    try {
+      await array.readdLeg(slot);
+    } catch (error) {
+      if (error instanceof BlockError && (error.code === 'EINVAL' || error.code === 'EBUSY')) throw new ServiceError('EBUSY', error.message.replace(/^E[A-Z]+: /, ''), 'slot');
+      throw error;
+    }
+    this.service.events.publish('array.leg-readded', { array: name, slot });
     return this.info(entry);
   }
 
@@ -210,6 +262,15 @@ export class ArrayRegistry implements Engine {
     return record.legs.map((leg, i) => ({ path: devicePath(this.service.dataDir, leg, `legs[${i}]`), name: leg, access: 'write' as const, holder: `array:${record.name}` }));
   }
 
+  /** The array `name` and its leg in `slot` (device number); 404 naming `slot` when there is none. */
+  private legAt(name: string, slot: number): { entry: ArrayEntry; array: ClusterArray; leg: ArrayStatus['legs'][number] } {
+    const entry = this.entry(name);
+    const array = this.deviceOf(name, 'name');
+    const leg = array.status().legs.find((l) => l.devNumber === slot);
+    if (leg === undefined) throw new ServiceError('ENOENT', `array "${name}" has no leg in slot ${slot}`, 'slot');
+    return { entry, array, leg };
+  }
+
   private entry(name: string, field = 'name'): ArrayEntry {
     const entry = this.entries.get(name);
     if (!entry) throw new ServiceError('ENOENT', `no array "${name}"`, field);
@@ -220,11 +281,11 @@ export class ArrayRegistry implements Engine {
     const { record } = entry;
     const exports = this.service.exportsOf(`array:${record.name}`);
     if (entry.array === null) {
-      return { name: record.name, legs: record.legs.map((device, slot) => ({ device, slot, role: null, state: 'faulty' as const })), error: entry.error, exports, state: null };
+      return { name: record.name, legs: record.legs.map((device, slot) => ({ device, slot, role: null, state: 'faulty' as const, recovering: false })), error: entry.error, exports, state: null };
     }
     const status = entry.array.status();
     const nameOf = new Map(entry.holds.map((hold) => [hold.path, hold.name]));
-    const legs = status.legs.map((leg) => ({ device: nameOf.get(leg.device) ?? leg.device, slot: leg.devNumber, role: leg.role, state: leg.state }));
+    const legs = status.legs.map((leg) => ({ device: nameOf.get(leg.device) ?? leg.device, slot: leg.devNumber, role: leg.role, state: leg.state, recovering: leg.recovering }));
     const { name: _name, legs: _legs, raidDisks: _raidDisks, ...fields } = status;
     return { name: record.name, legs, error: null, exports, state: mdstatText(record.name, { ...status, legs: status.legs.map((leg, i) => ({ ...leg, device: legs[i]!.device })) }), ...fields };
   }

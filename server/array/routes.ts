@@ -5,7 +5,7 @@ import type { EngineContext } from '../engine.ts';
 import { addRoute } from '../http/route.ts';
 import { jsonAnswer, Name, nameParams, NoBody } from '../http/schemas.ts';
 import type { ArrayRegistry } from './registry.ts';
-import { ArrayInfo, ArrayList, NewArray } from './schemas.ts';
+import { ArrayInfo, ArrayList, NewArray, NewLeg } from './schemas.ts';
 
 const ARRAY_NAME = nameParams('array');
 const LEG_PARAMS = z.strictObject({
@@ -39,6 +39,33 @@ export function arrayRoutes(app: OpenAPIHono, arrays: ArrayRegistry, context: En
       params: LEG_PARAMS, body: NoBody, bodyOptional: true, responses: { 200: jsonAnswer('Failed.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
     },
     async (c, { params }) => c.json(await context.exclusive(() => arrays.fail(params.name, Number(params.slot)))),
+  );
+  addRoute(
+    app,
+    {
+      method: 'post', path: '/v1/arrays/{name}/legs',
+      summary: 'Add a leg (mdadm --add): a device file of the data directory; it takes a vacant role and is recovered, or stays a spare. Every node must see it (else 409).',
+      params: ARRAY_NAME, body: NewLeg, responses: { 200: jsonAnswer('Added.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
+    },
+    async (c, { params, body }) => c.json(await context.exclusive(() => arrays.addLeg(params.name, body.device, body.spare ?? false))),
+  );
+  addRoute(
+    app,
+    {
+      method: 'delete', path: '/v1/arrays/{name}/legs/{slot}',
+      summary: 'Remove a spare or failed leg (mdadm --remove); 409 for an active one.',
+      params: LEG_PARAMS, responses: { 200: jsonAnswer('Removed.', ArrayInfo) }, errors: [400, 401, 404, 409, 503],
+    },
+    async (c, { params }) => c.json(await context.exclusive(() => arrays.removeLeg(params.name, Number(params.slot)))),
+  );
+  addRoute(
+    app,
+    {
+      method: 'post', path: '/v1/arrays/{name}/legs/{slot}/re-add',
+      summary: 'Re-add a failed leg (mdadm --re-add): back in its role, only the chunks written meanwhile recovered.',
+      params: LEG_PARAMS, body: NoBody, bodyOptional: true, responses: { 200: jsonAnswer('Re-added.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
+    },
+    async (c, { params }) => c.json(await context.exclusive(() => arrays.readdLeg(params.name, Number(params.slot)))),
   );
   addRoute(
     app,

@@ -27,7 +27,15 @@ const Leg = z.strictObject({
   slot: Count.openapi({ description: "The leg's device number (md's dev_number): what /legs/{slot} names." }),
   role: Count.nullable().openapi({ description: 'Its place in the array while active; null for spares and failed legs.' }),
   state: z.enum(['active', 'spare', 'faulty']),
+  recovering: z.boolean().openapi({ description: 'Active but still being recovered: written, not read.' }),
 });
+
+export const NewLeg = z
+  .strictObject({
+    device: DeviceName,
+    spare: z.boolean().optional().openapi({ description: 'Keep it a spare even when a role is vacant (mdadm --add-spare).' }),
+  })
+  .openapi('NewLeg');
 
 const Range = z.strictObject({ lowSectors: Count, highSectors: Count });
 

@@ -1,0 +1,138 @@
+/**
+ * Changing a clustered array's legs, as mdadm --manage does, and what the other nodes do when told:
+ *
+ * - add (mdadm --add): the new device gets our superblock (a new device number and uuid, role
+ *   spare) and a copy of every node slot's bitmap area, then NEWDISK goes out holding the channel:
+ *   each node looks for a device with that uuid (`findDevice`, blkid's job in the kernel's
+ *   design), binds it as a spare and drops its no-new-dev CR; our no-new-dev EX without queueing
+ *   then fails (ENOENT) if some node did not. On success, still holding the channel, the leg takes
+ *   a vacant role when there is one (unless added as a spare) with the recovery flag in its own
+ *   superblock, the superblocks are written and METADATA_UPDATED tells the others. Recovery copies
+ *   every chunk to it; in sync at the end.
+ * - remove (mdadm --remove): a spare or failed leg only; its role entry is cleared in every
+ *   superblock, then REMOVE makes the other nodes drop it.
+ * - re-add (mdadm --re-add): a failed leg comes back in its old role; RE_ADD, then every other
+ *   slot's bits merged with ours (they were not cleared while degraded) are the chunks it missed,
+ *   and only those are recovered.
+ */
+import { assert } from '../assert.ts';
+import type { BlockDevice } from '../devices/block-device.ts';
+import { BlockError } from '../errors.ts';
+import type { ClusterArray } from './array-device.ts';
+import { withArrayFields, type Leg } from './array-legs.ts';
+import { bitmapAreaOffsetBytes } from './leg-layout.ts';
+import { readMdSuperblock, writeMdSuperblock } from './leg-metadata.ts';
+import { MD_FEATURE, MD_MAX_DEV_LIMIT, MD_ROLE_FAULTY, MD_ROLE_MAX, MD_ROLE_SPARE, SECTOR_BYTES } from './md-superblock.ts';
+
+/** mdadm --add: see the design note. Returns the new leg's device number. */
+export async function addLeg(array: ClusterArray, device: BlockDevice, spare: boolean): Promise<number> {
+  const md = array.superblock;
+  const neededBytes = (md.dataOffsetSectors + md.sizeSectors) * SECTOR_BYTES;
+  if (device.sizeBytes < neededBytes) throw new BlockError('EINVAL', `${device.sizeBytes} bytes is smaller than a leg of this array (${neededBytes})`, { device: device.name });
+  if (array.legList.some((leg) => leg.device === device)) throw new BlockError('EEXIST', 'already a leg of the array', { device: device.name });
+  const used = new Set(array.legList.map((leg) => leg.sb.devNumber));
+  let devNumber = 0;
+  while (used.has(devNumber)) devNumber += 1;
+  if (devNumber >= MD_MAX_DEV_LIMIT) throw new BlockError('EINVAL', `the array has ${MD_MAX_DEV_LIMIT} device numbers in use`, { device: device.name });
+  const source = array.inSyncLegs()[0];
+  if (source === undefined) throw new BlockError('EIO', 'no leg in sync to copy the metadata from', { device: device.name });
+  // The new leg's metadata: every slot's bitmap area, then its superblock (spare, for now).
+  const areaStart = bitmapAreaOffsetBytes(array.layout, 0);
+  const areas = new Uint8Array(bitmapAreaOffsetBytes(array.layout, array.layout.nodes) - areaStart);
+  await source.device.read(areaStart, areas);
+  await device.write(areaStart, areas);
+  const roles = [...md.devRoles];
+  while (roles.length <= devNumber) roles.push(MD_ROLE_FAULTY);
+  roles[devNumber] = MD_ROLE_SPARE;
+  const sb = withArrayFields({
+    ...source.sb, devNumber, deviceUuid: crypto.getRandomValues(new Uint8Array(16)),
+    dataSizeSectors: Math.floor(device.sizeBytes / SECTOR_BYTES) - md.dataOffsetSectors, recoveryOffsetSectors: 0,
+  }, { ...md, devRoles: roles });
+  await writeMdSuperblock(device, sb);
+  await device.flush();
+  const leg: Leg = { device, sb, state: 'spare', role: null, recovering: false };
+  await array.withMetadataLock(async () => {
+    await array.cluster.addNewDiskStart(sb.deviceUuid, devNumber);
+    try {
+      array.legList.push(leg);
+      const role = spare ? null : vacantRole(array);
+      await array.writeMetadataHolding((next) => {
+        while (next.devRoles.length <= devNumber) next.devRoles.push(MD_ROLE_FAULTY);
+        next.devRoles[devNumber] = role ?? MD_ROLE_SPARE;
+        if (role !== null) {
+          leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET, recoveryOffsetSectors: 0 };
+          leg.state = 'active';
+          leg.role = role;
+          leg.recovering = true;
+        }
+      });
+    } catch (error) {
+      array.legList.splice(array.legList.indexOf(leg), 1);
+      await array.cluster.metadataUpdateCancel();
+      throw error;
+    }
+    await array.finishMetadataUpdate();
+  });
+  array.note(leg.recovering ? `leg ${device.name} added in role ${leg.role}: recovering` : `leg ${device.name} added as a spare`);
+  if (leg.recovering) array.recoverLegs(null);
+  return devNumber;
+}
+
+/** mdadm --remove: a spare or failed leg leaves; returns its device (the caller closes it). */
+export async function removeLeg(array: ClusterArray, devNumber: number): Promise<BlockDevice> {
+  const leg = array.legList.find((l) => l.sb.devNumber === devNumber);
+  if (leg === undefined) throw new BlockError('ENOENT', `no leg numbered ${devNumber}`);
+  if (leg.state === 'active') throw new BlockError('EBUSY', `leg ${devNumber} is active: fail it first`, { device: leg.device.name });
+  await array.updateMetadata((md) => {
+    if (devNumber < md.devRoles.length) md.devRoles[devNumber] = MD_ROLE_FAULTY;
+  });
+  array.legList.splice(array.legList.indexOf(leg), 1);
+  await array.cluster.removeDisk(devNumber);
+  array.note(`leg ${leg.device.name} (device number ${devNumber}) removed`);
+  return leg.device;
+}
+
+/** mdadm --re-add: a failed leg returns in its old role; only the chunks it missed are recovered. */
+export async function readdLeg(array: ClusterArray, devNumber: number): Promise<void> {
+  const leg = array.legList.find((l) => l.sb.devNumber === devNumber);
+  if (leg === undefined) throw new BlockError('ENOENT', `no leg numbered ${devNumber}`);
+  if (leg.state !== 'faulty') throw new BlockError('EBUSY', `leg ${devNumber} is ${leg.state}, not failed`, { device: leg.device.name });
+  const own = await readMdSuperblock(leg.device);
+  if (!sameBytes(own.setUuid, array.superblock.setUuid)) throw new BlockError('EINVAL', 'the device no longer holds this array', { device: leg.device.name });
+  const role = own.devRoles[devNumber] ?? MD_ROLE_FAULTY;
+  if (role >= MD_ROLE_MAX) throw new BlockError('EINVAL', 'the device was not active in the array: add it instead', { device: leg.device.name });
+  if (array.activeLegs().some((l) => l.role === role)) throw new BlockError('EBUSY', `role ${role} is taken by another leg: add it instead`, { device: leg.device.name });
+  const missed = await array.cluster.gatherBitmaps(devNumber);
+  await array.updateMetadata((md) => {
+    md.devRoles[devNumber] = role;
+    leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET, recoveryOffsetSectors: 0 };
+    leg.state = 'active';
+    leg.role = role;
+    leg.recovering = true;
+  });
+  array.note(`leg ${leg.device.name} re-added in role ${role}: recovering the chunks it missed`);
+  void missed; // merged into our bits and the resync by gatherBitmaps
+  array.recoverLegs('bits');
+}
+
+/** The first array role no active leg holds, or null. */
+function vacantRole(array: ClusterArray): number | null {
+  for (let role = 0; role < array.superblock.raidDisks; role++) if (!array.activeLegs().some((leg) => leg.role === role)) return role;
+  return null;
+}
+
+/** NEWDISK on a receiving node: binds the device with that uuid as a spare, if this node can find it. */
+export async function bindNewDisk(array: ClusterArray, deviceUuid: Uint8Array, devNumber: number, findDevice: ((uuid: Uint8Array) => Promise<BlockDevice | null>) | undefined): Promise<boolean> {
+  if (findDevice === undefined) return false;
+  const device = await findDevice(deviceUuid).catch(() => null);
+  if (device === null) return false;
+  const sb = await readMdSuperblock(device).catch(() => null);
+  if (sb === null || !sameBytes(sb.setUuid, array.superblock.setUuid) || !sameBytes(sb.deviceUuid, deviceUuid) || sb.devNumber !== devNumber) return false;
+  assert(!array.legList.some((leg) => leg.sb.devNumber === devNumber && leg.state !== 'faulty'), 'a new disk takes a free device number');
+  array.legList.push({ device, sb, state: 'spare', role: null, recovering: false });
+  return true;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
