@@ -115,6 +115,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   private waiters: (() => void)[] = [];
   private readonly metadataMutex = new LocalMutex();
   private readonly failing = new Map<Leg, Promise<void>>();
+  /** Set when a leg failure could not be written to any superblock: the array acknowledges nothing more. */
+  private unrecordedFailure: unknown = null;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   private readCursor = 0;
   private stopped = false;
@@ -416,6 +418,10 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     leg.recovering = false;
     const done = this.updateMetadata((md) => {
       md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
+    }).catch((error: unknown) => {
+      // Unrecorded, the failure could be forgotten by a crash: no write is acknowledged from now on.
+      this.unrecordedFailure ??= error;
+      throw error;
     });
     this.failing.set(leg, done);
     return done;
@@ -425,10 +431,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   private async failuresRecorded(): Promise<void> {
     while (this.failing.size > 0) {
       const pending = [...this.failing];
-      const results = await Promise.allSettled(pending.map(([, done]) => done));
+      await Promise.allSettled(pending.map(([, done]) => done));
       for (const [leg] of pending) this.failing.delete(leg);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw new BlockError('EIO', `a leg failure could not be recorded: ${String(failed.reason)}`, { device: this.name, cause: failed.reason });
+    }
+    if (this.unrecordedFailure !== null) {
+      throw new BlockError('EIO', `a leg failure could not be recorded: ${String(this.unrecordedFailure)}`, { device: this.name, cause: this.unrecordedFailure });
     }
   }
 
@@ -461,6 +468,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       this.md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
     }
     if (failed.length > 0) await writeArrayMetadata(this.legs, this.md);
+    // A change no leg holds is not made: a write whose leg failure went unrecorded must not be
+    // acknowledged (after a crash that leg could be taken as the source again).
+    if (this.legs.every((leg) => leg.state === 'faulty')) throw new BlockError('EIO', 'no leg took the metadata update', { device: this.name });
   }
 
   /** metadata_update_finish naming a good device (cancel when none is left). */

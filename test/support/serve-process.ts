@@ -66,15 +66,27 @@ export function servicePid(served: ServeChild): number {
   return printed === null ? served.pid : Number(printed[1]);
 }
 
-/** A port nobody listens on right now (the kernel's pick, released at once). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A port nobody listens on right now, for a child to bind a moment later. Drawn below the kernel's
+ * ephemeral range (32768-60999 by default): a port the kernel picked and released is handed out
+ * again to the next outgoing connection of any process, which took it from a child once
+ * (EADDRINUSE in serve-start); ports below that range are only ever taken by an explicit bind.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = FREE_PORT_LOW + Math.floor(Math.random() * (FREE_PORT_HIGH - FREE_PORT_LOW));
+    if (await canListen(port)) return port;
+  }
+}
+
+const FREE_PORT_LOW = 20000;
+const FREE_PORT_HIGH = 32000;
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 
