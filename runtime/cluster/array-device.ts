@@ -266,6 +266,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     await this.gate.close(async () => {
       if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
       await this.resync.stop();
+      // A clean stop leaves no bit set that need not be (md's bitmap flush on stop): every leg
+      // flushed, then the bits of chunks with no write in flight cleared and written.
+      await this.intent.sweep(0).catch((error: unknown) => this.note(`bitmap clear at stop failed: ${String(error)}`));
       await this.intent.settle().catch(() => {});
       await this.cluster.leave();
       if (this.options.ownsLegs) await Promise.all(this.legs.map((leg) => leg.device.close()));
@@ -675,16 +678,17 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       await source.leg!.device.read(this.legOffset(source.copy.legOffsetBytes), bytes);
       await Promise.all(copies.filter((c) => c !== source).map((c) => c.leg!.device.write(this.legOffset(c.copy.legOffsetBytes), bytes)));
     }
-    await Promise.all(this.writableLegs().map((leg) => leg.device.flush()));
   }
 
   chunksInSync(start: number, end: number): void {
-    if (!this.degraded) this.intent.clearNow(start, end);
+    this.intent.synced(start, end); // cleared by the bitmap daemon after its flush (never while degraded)
   }
 
   async allInSync(): Promise<void> {
     const recovered = this.activeLegs().filter((leg) => leg.recovering);
     if (this.md.resyncOffsetSectors === null && recovered.length === 0) return;
+    // The copies durable before a superblock says they are done.
+    await Promise.all(this.writableLegs().map((leg) => leg.device.flush()));
     await this.updateMetadata((md) => {
       md.resyncOffsetSectors = null;
       // Recovered legs are in sync: their own superblocks drop the recovery flag with this write.

@@ -114,13 +114,16 @@ export class WriteIntent {
     await this.durable(this.generation);
   }
 
-  /** Clears chunk bits now (a resync made them in sync on every leg); written lazily with the next commit. */
-  clearNow(first: number, end: number): void {
+  /**
+   * Chunks a resync just copied to every leg: their bits go like a finished write's, by the next
+   * sweep, after the flush that makes the copies durable (the copy itself flushes nothing).
+   */
+  synced(first: number, end: number): void {
+    const now = this.now();
     for (let chunk = first; chunk < end; chunk++) {
       if (!this.isSet(chunk) || this.writers.has(chunk)) continue;
-      this.bits[chunk >> 3]! &= ~(1 << (chunk & 7));
-      this.idleSince.delete(chunk);
-      this.touch(bitmapPageOf(chunk));
+      this.lastEnd.set(chunk, ++this.endSequence);
+      this.idleSince.set(chunk, now);
     }
   }
 
