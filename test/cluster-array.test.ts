@@ -111,6 +111,10 @@ class GatedDevice extends PassThroughDevice {
     this.opened = true;
     this.release();
   }
+  closeAgain(): void {
+    this.opened = false;
+    this.allowance = 0;
+  }
   override async read(offsetBytes: number, target: Uint8Array): Promise<void> {
     if (offsetBytes >= DATA_OFFSET_BYTES) {
       while (!this.opened && this.allowance <= 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
@@ -333,6 +337,68 @@ test('re-add a failed leg: only the chunks written while it was out are recovere
     assertLegsEqual(files, 'after the re-add');
   } finally {
     await a.array.close();
+    await b.array.close();
+  }
+});
+
+test('switch-recovery: the node rebuilding a new leg stops mid-way; another node finishes the recovery', async () => {
+  const files = legFiles(3, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const finder = async (uuid: Uint8Array) => {
+    const device = await FileDevice.open(files[2]!);
+    const sb = await readMdSuperblock(device).catch(() => null);
+    if (sb !== null && sb.deviceUuid.every((b, i) => b === uuid[i])) return device;
+    await device.close();
+    return null;
+  };
+  const gates: GatedDevice[] = [];
+  const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
+  const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), wrap: gated, findDevice: finder });
+  const b = await node(manager, files.slice(0, 2), 'B', { findDevice: finder });
+  try {
+    for (const gate of gates) gate.openFully();
+    await a.array.write(0, pattern(4 * MIB, 8));
+    await a.array.failByNumber(1);
+    // A's reads of leg 0 (the recovery's source) now wait at the gate: its recovery stalls after two copies.
+    const leg0Gate = gates[0]!;
+    leg0Gate.closeAgain();
+    leg0Gate.allow(2);
+    await a.array.addLeg(await FileDevice.open(files[2]!), false);
+    for (let i = 0; i < 200 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
+    assert.ok(a.array.status().resync.state === 'running', 'A is recovering the new leg');
+    const closing = a.array.close();
+    leg0Gate.openFully();
+    await closing;
+    await b.array.quiet();
+    for (let i = 0; i < 300 && b.array.status().picture !== '[UU]'; i++) await sleep(10);
+    assert.is(b.array.status().picture, '[UU]', 'B finished the recovery');
+    assert.ok(legData(files[0]!).equals(legData(files[2]!)), 'the new leg holds everything');
+  } finally {
+    for (const gate of gates) gate.openFully();
+    await b.array.close();
+  }
+});
+
+test('raid10 near=2: a node dies with a write half done on one copy; the survivor resyncs it', async () => {
+  const files = legFiles(4, 2 * MIB);
+  const manager = new InProcessLockManager();
+  const raid10 = spec({ level: 'raid10', raidDisks: 4, nearCopies: 2, raid10ChunkBytes: 64 * 1024 });
+  const a = await node(manager, files, 'A', { create: raid10 });
+  const b = await node(manager, files, 'B');
+  try {
+    await a.array.write(0, pattern(128 * 1024, 11)); // array chunks 0 and 1: legs 0+1, then 2+3
+    await a.array.flush();
+    const fd = fs.openSync(files[3]!, 'r+');
+    fs.writeSync(fd, pattern(64 * 1024, 77), 0, 64 * 1024, DATA_OFFSET_BYTES);
+    fs.closeSync(fd);
+    a.array.abandon();
+    manager.kill(a.array.cluster.lockspace);
+    await recoveredFrom(b.array, 0);
+    assert.ok(legData(files[2]!).equals(legData(files[3]!)), 'the copies of array chunk 1 agree again');
+    const back = new Uint8Array(128 * 1024);
+    await b.array.read(0, back);
+    assert.equal(back, pattern(128 * 1024, 11));
+  } finally {
     await b.array.close();
   }
 });

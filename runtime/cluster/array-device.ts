@@ -34,7 +34,7 @@ import { LocalMutex } from '../locks/local-mutex.ts';
 import type { RegionBitmap } from '../bitmap.ts';
 import { RegionOps } from '../regions/region-ops.ts';
 import { formatArray, type ArrayCreateSpec } from './array-format.ts';
-import { legFromSuperblock, slotPicture, writeArrayMetadata, type Leg } from './array-legs.ts';
+import { legFromSuperblock, recoversWhole, slotPicture, writeArrayMetadata, type Leg } from './array-legs.ts';
 import { addLeg, bindNewDisk, readdLeg, removeLeg } from './array-manage.ts';
 import { ArrayResync } from './array-resync.ts';
 import { bitmapChunkCount } from './bitmap-superblock.ts';
@@ -42,7 +42,7 @@ import type { ClusterHost, SectorRange } from './cluster-operations.ts';
 import type { LegLayout } from './leg-layout.ts';
 import { bitmapSectorsOf, readBitmapArea, readLegLayout, readMdSuperblock, writeBitmapArea } from './leg-metadata.ts';
 import { MdCluster } from './md-cluster.ts';
-import { MD_FEATURE, MD_ROLE_FAULTY, MD_ROLE_MAX, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
+import { MD_FEATURE, MD_FEATURE_PER_LEG, MD_ROLE_FAULTY, MD_ROLE_MAX, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
 import { raid10NearLayout, raid1Layout, type RaidLayout, type Segment } from './raid-layout.ts';
 import { WriteIntent } from './write-intent.ts';
 
@@ -190,8 +190,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       this.resync = await ArrayResync.create(this);
       // Our own set bits: writes of ours that may not have reached every leg (we stopped or crashed).
       this.addBitsToResync(own.bits);
-      // A leg left recovering (stopped or crashed mid-recovery) is recovered whole again.
-      if (this.legs.some((leg) => leg.state === 'active' && leg.recovering)) this.resync.add(0, this.chunkCount);
+      // A new leg left recovering (stopped or crashed mid-recovery) is recovered whole again; a
+      // re-added one from the bits (ours, gathered from every slot when it was re-added).
+      if (this.legs.some(recoversWhole)) this.resync.add(0, this.chunkCount);
       await this.cluster.loadBitmaps();
       this.sweepTimer = setInterval(() => void this.intent.sweep().catch((error: unknown) => this.note(`bitmap clear failed: ${String(error)}`)), Math.max(10, daemonSleepMs / 2));
       (this.sweepTimer as { unref?: () => void }).unref?.();
@@ -553,6 +554,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
         if (l.state !== 'active' || l.recovering) {
           const own = await readMdSuperblock(l.device).catch(() => null);
           l.recovering = own === null || (own.featureMap & MD_FEATURE.RECOVERY_OFFSET) !== 0;
+          if (own !== null) l.sb = { ...l.sb, featureMap: (l.sb.featureMap & ~MD_FEATURE_PER_LEG) | (own.featureMap & MD_FEATURE_PER_LEG) };
         }
         l.state = 'active';
         l.role = role;
@@ -562,7 +564,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   resyncNeeded(fromSectors: number): void {
-    if (fromSectors !== Number.MAX_SAFE_INTEGER || !this.resync.todo.isEmpty() || this.md.resyncOffsetSectors !== null) this.resync.kick();
+    if (fromSectors !== Number.MAX_SAFE_INTEGER || this.needsSync()) this.resync.kick();
+  }
+
+  private get recoveringLeg(): boolean {
+    return this.legs.some((leg) => leg.state === 'active' && leg.recovering);
   }
 
   suspendChanged(): void {
@@ -632,7 +638,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   needsSync(): boolean {
-    return !this.resync.todo.isEmpty() || this.md.resyncOffsetSectors !== null;
+    return !this.resync.todo.isEmpty() || this.md.resyncOffsetSectors !== null || this.recoveringLeg;
   }
 
   note(message: string, type: ArrayEventType = 'note'): void {
@@ -692,7 +698,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     await this.updateMetadata((md) => {
       md.resyncOffsetSectors = null;
       // Recovered legs are in sync: their own superblocks drop the recovery flag with this write.
-      for (const leg of recovered) leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap & ~MD_FEATURE.RECOVERY_OFFSET, recoveryOffsetSectors: 0 };
+      for (const leg of recovered) leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap & ~MD_FEATURE_PER_LEG, recoveryOffsetSectors: 0 };
     });
     for (const leg of recovered) {
       leg.recovering = false;
@@ -703,6 +709,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   collect(todo: RegionBitmap): void {
     const from = this.md.resyncOffsetSectors;
     if (from !== null) todo.setRange(Math.floor((from * SECTOR_BYTES) / this.chunkBytes), this.chunkCount);
+    // A new leg left recovering by a node that stopped (switch-recovery) is recovered whole here;
+    // a re-added one from the bits this node merged from the stopped node's slot.
+    if (this.legs.some(recoversWhole)) todo.setRange(0, this.chunkCount);
   }
 
   // ---- status ----

@@ -7,7 +7,7 @@
  */
 import type { BlockDevice } from '../devices/block-device.ts';
 import { writeMdSuperblock } from './leg-metadata.ts';
-import { MD_FEATURE, MD_ROLE_FAULTY, MD_ROLE_MAX, MD_ROLE_SPARE, type MdSuperblock } from './md-superblock.ts';
+import { MD_FEATURE, MD_FEATURE_PER_LEG, MD_ROLE_FAULTY, MD_ROLE_MAX, MD_ROLE_SPARE, type MdSuperblock } from './md-superblock.ts';
 
 export type LegState = 'active' | 'spare' | 'faulty';
 
@@ -32,7 +32,7 @@ export function legFromSuperblock(device: BlockDevice, sb: MdSuperblock, roles: 
 export function withArrayFields(leg: MdSuperblock, from: MdSuperblock): MdSuperblock {
   return {
     ...leg,
-    featureMap: (from.featureMap & ~MD_FEATURE.RECOVERY_OFFSET) | (leg.featureMap & MD_FEATURE.RECOVERY_OFFSET), level: from.level, layout: from.layout, sizeSectors: from.sizeSectors,
+    featureMap: (from.featureMap & ~MD_FEATURE_PER_LEG) | (leg.featureMap & MD_FEATURE_PER_LEG), level: from.level, layout: from.layout, sizeSectors: from.sizeSectors,
     chunkSectors: from.chunkSectors, raidDisks: from.raidDisks, utimeSeconds: from.utimeSeconds, events: from.events,
     resyncOffsetSectors: from.resyncOffsetSectors, devRoles: [...from.devRoles],
   };
@@ -52,6 +52,11 @@ export async function writeArrayMetadata(legs: Leg[], array: MdSuperblock): Prom
     }
   }));
   return failed;
+}
+
+/** A recovering leg that needs every chunk (a new leg), not only the bitmap's (a re-added one). */
+export function recoversWhole(leg: Leg): boolean {
+  return leg.state === 'active' && leg.recovering && (leg.sb.featureMap & MD_FEATURE.RECOVERY_BITMAP) === 0;
 }
 
 /** "[UU_]" as /proc/mdstat prints it: one letter per array slot, U in use, _ missing or failed. */

@@ -105,7 +105,7 @@ export async function readdLeg(array: ClusterArray, devNumber: number): Promise<
   const missed = await array.cluster.gatherBitmaps(devNumber);
   await array.updateMetadata((md) => {
     md.devRoles[devNumber] = role;
-    leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET, recoveryOffsetSectors: 0 };
+    leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET | MD_FEATURE.RECOVERY_BITMAP, recoveryOffsetSectors: 0 };
     leg.state = 'active';
     leg.role = role;
     leg.recovering = true;

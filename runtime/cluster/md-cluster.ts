@@ -407,7 +407,8 @@ export class MdCluster implements ClusterOperations {
         try {
           const range = await this.options.host.copyBitmapFromSlot(slot, true);
           this.dropSuspended(slot);
-          if (range.highSectors > 0) this.options.host.resyncNeeded(range.lowSectors);
+          // Its bits, or (clean bits) whatever else it left: a resync or recovery to take over.
+          this.options.host.resyncNeeded(range.highSectors > 0 ? range.lowSectors : Number.MAX_SAFE_INTEGER);
         } finally {
           await lock.unlock();
         }

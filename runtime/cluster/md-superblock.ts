@@ -31,8 +31,12 @@ export const SECTOR_BYTES = 512;
 export const MD_FEATURE = {
   BITMAP_OFFSET: 1,
   RECOVERY_OFFSET: 2,
+  /** The recovery under way is guided by the bitmap (a re-added leg: only dirty chunks). */
+  RECOVERY_BITMAP: 128,
   CLUSTERED: 256,
 } as const;
+/** Per-leg flags: each leg's own, not copied between legs with the array fields. */
+export const MD_FEATURE_PER_LEG = MD_FEATURE.RECOVERY_OFFSET | MD_FEATURE.RECOVERY_BITMAP;
 
 export const MD_ROLE_SPARE = 0xffff;
 export const MD_ROLE_FAULTY = 0xfffe;
