@@ -114,11 +114,15 @@ test('manage: add a spare, remove it (its file is free again), re-add a failed l
   const after = (await server.call('GET', '/v1/arrays/a1')).json;
   assert.equal(after.legs.map((leg: { device: string; state: string; role: number | null }) => `${leg.device}:${leg.state}:${leg.role}`), ['l0.img:faulty:null', 'l1.img:active:1', 'l3.img:active:0']);
   expectError(await server.call('POST', '/v1/arrays/a1/legs', { device: 'l1.img' }), 400, 'EINVAL', 'device');
+  expectError(await server.call('POST', '/v1/arrays/a1/legs', { device: 'l2.img', spare: true, grow: true }), 400, 'EINVAL', 'grow');
+  const grown = await server.call('POST', '/v1/arrays/a1/legs', { device: 'l2.img', grow: true });
+  assert.is(grown.status, 200, grown.text);
+  await until(async () => (await server.call('GET', '/v1/arrays/a1')).json.picture === '[UUU]', 'grown to three legs');
   expectError(await server.call('POST', '/v1/arrays/a1/legs', { device: 'nope.img' }), 404, 'ENOENT', 'device');
   await server.restart();
   const back = (await server.call('GET', '/v1/arrays/a1')).json;
   assert.is(back.error, null, back.error);
-  assert.is(back.picture, '[UU]', 'the added leg is assembled after a restart');
+  assert.is(back.picture, '[UUU]', 'the added and the grown legs are assembled after a restart');
 });
 
 test('a restart assembles the array again; raid10 near=2 over four legs; events', async () => {

@@ -403,6 +403,36 @@ test('raid10 near=2: a node dies with a write half done on one copy; the survivo
   }
 });
 
+test('grow add (raid1 2 -> 3 legs): every node writes the new leg, which is rebuilt; mdadm sees three devices', async () => {
+  const files = legFiles(3, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const finder = async (uuid: Uint8Array) => {
+    const device = await FileDevice.open(files[2]!);
+    const sb = await readMdSuperblock(device).catch(() => null);
+    if (sb !== null && sb.deviceUuid.every((b, i) => b === uuid[i])) return device;
+    await device.close();
+    return null;
+  };
+  const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), findDevice: finder });
+  const b = await node(manager, files.slice(0, 2), 'B', { findDevice: finder });
+  try {
+    await a.array.write(0, pattern(2 * MIB, 12));
+    await a.array.growWith(await FileDevice.open(files[2]!));
+    await b.array.write(3 * MIB, pattern(64 * 1024, 13)); // goes to all three legs
+    await a.array.quiet();
+    for (const n of [a, b]) assert.is(n.array.status().picture, '[UUU]');
+    await b.array.flush();
+    assert.ok(legData(files[0]!).equals(legData(files[2]!)), 'the new leg holds everything');
+    assert.ok(legData(files[1]!).equals(legData(files[2]!)));
+    const examined = await mdadmExamine(files[2]!);
+    assert.is(examined['Raid Devices'], '3');
+    assert.match(examined['Array State']!, /^AAA /);
+  } finally {
+    await a.array.close();
+    await b.array.close();
+  }
+});
+
 test('an add some node cannot see is refused (ENOENT) and changes nothing', async () => {
   const files = legFiles(3, 4 * MIB);
   const manager = new InProcessLockManager();

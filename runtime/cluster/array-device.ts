@@ -539,7 +539,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const leg = this.legs.find((l) => l.sb.devNumber === goodDevice && l.state !== 'faulty') ?? this.inSyncLegs()[0];
     if (leg === undefined) return;
     const md = await readMdSuperblock(leg.device);
-    this.md = { ...this.md, events: md.events, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors, utimeSeconds: md.utimeSeconds };
+    if (md.raidDisks !== this.md.raidDisks && this.raid.level === 'raid1') this.raid = raid1Layout(md.raidDisks, this.md.sizeSectors);
+    this.md = { ...this.md, events: md.events, raidDisks: md.raidDisks, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors, utimeSeconds: md.utimeSeconds };
     for (const l of this.legs) {
       const role = md.devRoles[l.sb.devNumber] ?? MD_ROLE_FAULTY;
       if (role === MD_ROLE_FAULTY) {
@@ -614,6 +615,25 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   /** mdadm --add: returns the new leg's device number. */
   addLeg(device: BlockDevice, spare = false): Promise<number> {
     return addLeg(this, device, spare);
+  }
+
+  /** mdadm --grow --raid-devices=N+1 --add (raid1): one more active slot, rebuilt on `device`. */
+  async growWith(device: BlockDevice): Promise<number> {
+    if (this.raid.level !== 'raid1') throw new BlockError('ENOTSUP', 'only raid1 grows by a leg (md-cluster does not reshape raid10)', { device: this.name });
+    const devNumber = await addLeg(this, device, true);
+    const leg = this.legs.find((l) => l.sb.devNumber === devNumber)!;
+    await this.updateMetadata((md) => {
+      md.raidDisks += 1;
+      md.devRoles[devNumber] = md.raidDisks - 1;
+      leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET, recoveryOffsetSectors: 0 };
+      leg.state = 'active';
+      leg.role = md.raidDisks - 1;
+      leg.recovering = true;
+    });
+    this.raid = raid1Layout(this.md.raidDisks, this.md.sizeSectors);
+    this.note(`grown to ${this.md.raidDisks} legs: ${device.name} recovering in role ${leg.role}`);
+    this.recoverLegs(null);
+    return devNumber;
   }
 
   /** mdadm --remove of a spare or failed leg; returns its device for the caller to close. */

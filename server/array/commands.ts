@@ -92,12 +92,12 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
     },
   },
   'array add': {
-    usage: 'array add NAME DEVICE [--spare]',
-    summary: 'add a leg (mdadm --add; --spare: mdadm --add-spare)',
-    flags: { '--spare': 'switch' },
+    usage: 'array add NAME DEVICE [--spare | --grow]',
+    summary: 'add a leg (mdadm --add; --spare: --add-spare; --grow: raid1 one more active leg, --grow --raid-devices=N+1)',
+    flags: { '--spare': 'switch', '--grow': 'switch' },
     async run(context, args) {
       const [name, device] = takePositionals(args, ['NAME', 'DEVICE'], this.usage);
-      const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/legs`, { device, spare: args.switches.has('--spare') });
+      const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/legs`, { device, spare: args.switches.has('--spare'), grow: args.switches.has('--grow') });
       context.out(array.state ?? array.name);
     },
   },

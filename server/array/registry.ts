@@ -133,7 +133,8 @@ export class ArrayRegistry implements Engine {
   }
 
   /** mdadm --add: a device file of the data directory joins as a leg (a spare, or recovered into a vacant role). */
-  async addLeg(name: string, device: string, spare: boolean): Promise<ArrayInfo> {
+  async addLeg(name: string, device: string, spare: boolean, grow = false): Promise<ArrayInfo> {
+    if (spare && grow) throw invalid('grow', 'a leg added to grow the array cannot be a spare');
     const entry = this.entry(name);
     const array = this.deviceOf(name, 'name');
     const hold: Hold = { path: devicePath(this.service.dataDir, device, 'device'), name: device, access: 'write', holder: `array:${name}` };
@@ -142,17 +143,19 @@ export class ArrayRegistry implements Engine {
     checkCanHold(this.service.holds(), hold, 'device');
     const file = await FileDevice.open(hold.path);
     try {
-      await array.addLeg(file, spare);
+      if (grow) await array.growWith(file);
+      else await array.addLeg(file, spare);
     } catch (error) {
       await file.close().catch(() => {});
       if (error instanceof BlockError && error.code === 'EINVAL') throw invalid('device', error.message.replace(/^EINVAL: /, ''));
       if (error instanceof BlockError && error.code === 'ENOENT') throw new ServiceError('EBUSY', error.message.replace(/^ENOENT: /, ''), 'device');
+      if (error instanceof BlockError && error.code === 'ENOTSUP') throw invalid('grow', error.message.replace(/^ENOTSUP: /, ''));
       throw error;
     }
     entry.record.legs.push(device);
     entry.holds.push(hold);
     await this.service.saveApplied(`adding ${device} to array "${name}"`);
-    this.service.events.publish('array.leg-added', { array: name, device, spare });
+    this.service.events.publish('array.leg-added', { array: name, device, spare, grow });
     return this.info(entry);
   }
 

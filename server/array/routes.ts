@@ -47,7 +47,7 @@ export function arrayRoutes(app: OpenAPIHono, arrays: ArrayRegistry, context: En
       summary: 'Add a leg (mdadm --add): a device file of the data directory; it takes a vacant role and is recovered, or stays a spare. Every node must see it (else 409).',
       params: ARRAY_NAME, body: NewLeg, responses: { 200: jsonAnswer('Added.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
     },
-    async (c, { params, body }) => c.json(await context.exclusive(() => arrays.addLeg(params.name, body.device, body.spare ?? false))),
+    async (c, { params, body }) => c.json(await context.exclusive(() => arrays.addLeg(params.name, body.device, body.spare ?? false, body.grow ?? false))),
   );
   addRoute(
     app,
