@@ -129,6 +129,19 @@ class GatedDevice extends PassThroughDevice {
   }
 }
 
+/** A node's device finder (blkid's job): opens the file among `files` whose superblock has that device uuid. */
+function findIn(files: string[]): (uuid: Uint8Array) => Promise<BlockDevice | null> {
+  return async (uuid) => {
+    for (const file of files) {
+      const device = await FileDevice.open(file);
+      const sb = await readMdSuperblock(device).catch(() => null);
+      if (sb !== null && sb.deviceUuid.every((b, i) => b === uuid[i])) return device;
+      await device.close();
+    }
+    return null;
+  };
+}
+
 /** Waits until `survivor` has seen slot `deadSlot` leave and finished recovering it (and any resync). */
 async function recoveredFrom(survivor: ClusterArray, deadSlot: number): Promise<void> {
   for (let i = 0; i < 500 && survivor.status().nodesSeen.includes(deadSlot); i++) await sleep(2);
@@ -277,18 +290,8 @@ test('a node stopping mid-resync hands it over: another node finishes and the ar
 test('add a spare (every node binds it), remove it; add to a degraded array: recovered in the vacant role', async () => {
   const files = legFiles(3, 4 * MIB);
   const manager = new InProcessLockManager();
-  const byUuid = (node: string) => async (uuid: Uint8Array) => {
-    for (const file of files) {
-      const device = await FileDevice.open(file);
-      const sb = await readMdSuperblock(device).catch(() => null);
-      if (sb !== null && sb.deviceUuid.every((b, i) => b === uuid[i])) return device;
-      await device.close();
-    }
-    void node;
-    return null;
-  };
-  const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), findDevice: byUuid('A') });
-  const b = await node(manager, files.slice(0, 2), 'B', { findDevice: byUuid('B') });
+  const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), findDevice: findIn(files) });
+  const b = await node(manager, files.slice(0, 2), 'B', { findDevice: findIn(files) });
   try {
     await a.array.write(0, pattern(256 * 1024, 4));
     const spare = await FileDevice.open(files[2]!);
@@ -344,13 +347,7 @@ test('re-add a failed leg: only the chunks written while it was out are recovere
 test('switch-recovery: the node rebuilding a new leg stops mid-way; another node finishes the recovery', async () => {
   const files = legFiles(3, 4 * MIB);
   const manager = new InProcessLockManager();
-  const finder = async (uuid: Uint8Array) => {
-    const device = await FileDevice.open(files[2]!);
-    const sb = await readMdSuperblock(device).catch(() => null);
-    if (sb !== null && sb.deviceUuid.every((b, i) => b === uuid[i])) return device;
-    await device.close();
-    return null;
-  };
+  const finder = findIn([files[2]!]);
   const gates: GatedDevice[] = [];
   const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
   const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), wrap: gated, findDevice: finder });
@@ -406,13 +403,7 @@ test('raid10 near=2: a node dies with a write half done on one copy; the survivo
 test('grow add (raid1 2 -> 3 legs): every node writes the new leg, which is rebuilt; mdadm sees three devices', async () => {
   const files = legFiles(3, 4 * MIB);
   const manager = new InProcessLockManager();
-  const finder = async (uuid: Uint8Array) => {
-    const device = await FileDevice.open(files[2]!);
-    const sb = await readMdSuperblock(device).catch(() => null);
-    if (sb !== null && sb.deviceUuid.every((b, i) => b === uuid[i])) return device;
-    await device.close();
-    return null;
-  };
+  const finder = findIn([files[2]!]);
   const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), findDevice: finder });
   const b = await node(manager, files.slice(0, 2), 'B', { findDevice: finder });
   try {
