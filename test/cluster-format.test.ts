@@ -14,7 +14,9 @@ import { bitmapChunkCount, decodeBitmapSuperblock, encodeBitmapSuperblock } from
 import { planLegLayout } from '../runtime/cluster/leg-layout.ts';
 import { bitmapPage, readBitmapArea, readLegLayout, readMdSuperblock, writeMdSuperblock } from '../runtime/cluster/leg-metadata.ts';
 import { decodeMdSuperblock, encodeMdSuperblock, MD_ROLE_FAULTY, type MdSuperblock } from '../runtime/cluster/md-superblock.ts';
+import { ClusterArray } from '../runtime/cluster/array-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
+import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { VECTOR_BITMAP_SB, VECTOR_BITMAP_SB_HEX, VECTOR_MD_SB, VECTOR_MD_SB_HEX } from './fixtures/cluster-vectors.ts';
@@ -223,6 +225,47 @@ test('a leg with a bad checksum, a foreign bitmap or too little room is refused 
   } finally {
     await tiny.close();
   }
+});
+
+test('the v1 fixture (frozen legs of a node that died with three dirty chunks) still reads, mdadm agrees, and it assembles and resyncs', async () => {
+  const fixture = new Uint8Array(fs.readFileSync(new URL('./fixtures/md-legs-v1.bin', import.meta.url)));
+  const LEG_BYTES = 2 * MIB;
+  const META = 32 * 1024;
+  assert.is(fixture.length, 2 * META);
+  const dir = fs.mkdtempSync(path.join(tempDir, 'fixture-'));
+  const paths = [0, 1].map((i) => {
+    const file = path.join(dir, `leg${i}.img`);
+    const bytes = new Uint8Array(LEG_BYTES);
+    bytes.set(fixture.subarray(i * META, (i + 1) * META));
+    fs.writeFileSync(file, bytes);
+    return file;
+  });
+  const devices = await Promise.all(paths.map((p) => FileDevice.open(p)));
+  const md = await readMdSuperblock(devices[1]!);
+  assert.is(md.setName, 'fixture-v1');
+  assert.equal([md.level, md.raidDisks, md.devNumber, md.dataOffsetSectors, md.sizeSectors, md.resyncOffsetSectors], [1, 2, 1, 2048, 2048, null]);
+  assert.equal(md.setUuid, Uint8Array.from({ length: 16 }, (_, i) => 0xf0 ^ i));
+  const layout = await readLegLayout(devices[1]!, md);
+  assert.equal([layout.nodes, layout.bitmapChunkBytes, layout.bitmapAreaBytes], [3, 64 * 1024, 4096]);
+  const slot0 = await readBitmapArea(devices[1]!, layout, 0, md);
+  const dirty = Array.from({ length: 16 }, (_, chunk) => chunk).filter((chunk) => (slot0.bits[chunk >> 3]! & (1 << (chunk & 7))) !== 0);
+  assert.equal(dirty, [0, 5, 14]);
+  assert.is(slot0.sb.clusterName, 'blockcore-fixture');
+  await Promise.all(devices.map((d) => d.close()));
+  const examined = await mdadmExamine(paths[0]!);
+  assert.is(examined['Name'], 'fixture-v1');
+  assert.is(examined['Raid Devices'], '2');
+  assert.is(examined['Cluster Name']?.trim(), 'blockcore-fixture');
+  assert.match(examined['Checksum']!, / - correct$/);
+  const bitmap = await mdadmExamineBitmap(paths[1]!);
+  assert.equal(bitmap.slots.map((slot) => slot['Bitmap']), ['16 bits (chunks), 3 dirty (18.8%)', '16 bits (chunks), 0 dirty (0.0%)', '16 bits (chunks), 0 dirty (0.0%)']);
+  const legs = await Promise.all(paths.map((p) => FileDevice.open(p)));
+  const events: string[] = [];
+  const array = await ClusterArray.assemble({ name: 'array:fixture', legs, manager: new InProcessLockManager(), memberName: 'n', ownsLegs: true, onEvent: (e) => events.push(e.message) });
+  await array.quiet();
+  assert.is(array.status().slot, 0, 'the new node takes slot 0 and finds its bits');
+  assert.ok(events.some((e) => /resync of 3 chunks started/.test(e)), events.join('\n'));
+  await array.close();
 });
 
 test.after(() => fs.rmSync(tempDir, { recursive: true, force: true }));
