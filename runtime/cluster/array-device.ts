@@ -228,8 +228,16 @@ export class ClusterArray implements BlockDevice, ClusterHost {
         await this.intent.startWrite(first, end);
         try {
           const failures: Leg[] = [];
-          await Promise.all(this.raid.segments(offsetBytes, length).map((segment) => this.writeSegment(segment, data.subarray(segment.arrayOffsetBytes - offsetBytes, segment.arrayOffsetBytes - offsetBytes + segment.lengthBytes), options, failures)));
+          const results = await Promise.allSettled(this.raid.segments(offsetBytes, length).map((segment) => this.writeSegment(segment, data.subarray(segment.arrayOffsetBytes - offsetBytes, segment.arrayOffsetBytes - offsetBytes + segment.lengthBytes), options, failures)));
           for (const leg of failures) void this.failLeg(leg, 'write failed').catch(() => {}); // awaited just below
+          // The data I/O is over: a resync window may close over this range while the failure is recorded.
+          this.writesInFlight.delete(range);
+          this.wake();
+          const lost = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (lost) {
+            await this.failuresRecorded().catch(() => {});
+            throw lost.reason;
+          }
           // Acknowledged only once every leg that failed (here or in the bitmap commit) is
           // recorded as faulty on the others and every node was told.
           await this.failuresRecorded();
@@ -463,15 +471,17 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     change(md);
     md.events += 1;
     md.utimeSeconds = Math.floor(Date.now() / 1000);
-    const failed = await writeArrayMetadata(this.legs, md);
     this.md = md;
-    for (const leg of failed) if (leg.state !== 'faulty') {
-      leg.state = 'faulty';
-      leg.role = null;
-      leg.recovering = false;
-      this.md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
+    // Until a round adds no new failure: each leg that refused the update is failed in the next.
+    for (let failed = await writeArrayMetadata(this.legs, md); failed.length > 0; failed = await writeArrayMetadata(this.legs, this.md)) {
+      for (const leg of failed) {
+        leg.state = 'faulty';
+        leg.role = null;
+        leg.recovering = false;
+        this.md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
+      }
+      if (this.legs.every((leg) => leg.state === 'faulty')) break;
     }
-    if (failed.length > 0) await writeArrayMetadata(this.legs, this.md);
     // A change no leg holds is not made: a write whose leg failure went unrecorded must not be
     // acknowledged (after a crash that leg could be taken as the source again).
     if (this.legs.every((leg) => leg.state === 'faulty')) throw new BlockError('EIO', 'no leg took the metadata update', { device: this.name });
@@ -550,6 +560,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       } else if (role >= MD_ROLE_MAX) {
         l.state = 'spare';
         l.role = null;
+      } else if (l.state === 'faulty') {
+        // Failed here (maybe our own update is still on its way): only RE_ADD, which makes it a
+        // spare first, brings a failed leg back.
       } else {
         // Active: in sync unless its own superblock says it is being recovered.
         if (l.state !== 'active' || l.recovering) {

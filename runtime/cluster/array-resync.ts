@@ -121,15 +121,21 @@ export class ArrayResync {
       complete = await new Promise<boolean>((resolve) => {
         this.walkDone = resolve;
         this.walker.kick();
+        // The walker may not run (stopped, no leg to copy to) or stop without a word: then this
+        // run ends too, rather than hold the resync lock and its window forever.
+        void this.walker.idle().then(() => resolve(this.todo.isEmpty()));
       });
       this.walkDone = null;
       await this.walker.idle();
     }
     complete = complete && this.todo.isEmpty();
     this.windowLowSectors = this.windowHighSectors = 0;
-    // In sync on disk before the resync lock goes: the next node to take it must see it.
-    if (complete) await this.host.allInSync();
-    await this.host.cluster.resyncFinish(complete);
+    try {
+      // In sync on disk before the resync lock goes: the next node to take it must see it.
+      if (complete) await this.host.allInSync();
+    } finally {
+      await this.host.cluster.resyncFinish(complete);
+    }
     if (this.totalChunks > 0) this.host.note(complete ? 'resync done' : 'resync stopped with chunks left', complete ? 'resync-done' : 'resync-stopped');
   }
 
@@ -149,17 +155,24 @@ export class ArrayResync {
     }
   }
 
-  /** Makes sure [start, end) lies in the window announced to the other nodes. */
+  /**
+   * Makes sure [start, end) lies in the range announced to the other nodes: from the lowest chunk
+   * still to do (or being copied) to the end of the array, as resync_start reports it. The low end
+   * moves up in steps of RESYNC_WINDOW_CHUNKS, and never past a chunk not yet in sync, so no other
+   * node writes a chunk a copy of ours may still overwrite with what it read before.
+   */
   private async announced(start: number, end: number): Promise<void> {
     const sectorsPerChunk = this.host.chunkBytes / SECTOR_BYTES;
+    const arraySectors = this.host.arraySizeBytes / SECTOR_BYTES;
     await this.announce.run(async () => {
-      if (start * sectorsPerChunk >= this.windowLowSectors && end * sectorsPerChunk <= this.windowHighSectors) return;
-      const arraySectors = this.host.arraySizeBytes / SECTOR_BYTES;
-      const low = start * sectorsPerChunk;
-      const high = Math.min(arraySectors, Math.max(end, start + RESYNC_WINDOW_CHUNKS) * sectorsPerChunk);
-      await this.host.cluster.announceResync(low, high);
+      const pending = this.todo.nextSet(0);
+      const low = Math.min(start, pending < 0 ? start : pending) * sectorsPerChunk;
+      const covered = this.windowHighSectors === arraySectors && low >= this.windowLowSectors;
+      if (covered && low < this.windowLowSectors + RESYNC_WINDOW_CHUNKS * sectorsPerChunk) return;
+      await this.host.cluster.announceResync(low, arraySectors);
       this.windowLowSectors = low;
-      this.windowHighSectors = high;
+      this.windowHighSectors = arraySectors;
     });
+    void end;
   }
 }

@@ -165,7 +165,10 @@ export class MdCluster implements ClusterOperations {
     if (this.resyncLock.mode !== NL) await this.resyncLock.convert(NL);
     await this.resyncInfoUpdate(0, 0);
     await this.messenger.send(clusterMsg(MSG_TYPE.RESYNCING, { lowSectors: 0, highSectors: 0 }));
-    if (!complete) await this.messenger.send(clusterMsg(MSG_TYPE.BITMAP_NEEDS_SYNC));
+    // An unfinished resync stays ours while we run (its bits stay set); leave() hands it over
+    // with BITMAP_NEEDS_SYNC, as the kernel does: a node told earlier would wait for our bitmap
+    // lock, which we hold for life.
+    void complete;
   }
 
   // ---- 6.5 metadata updates ----
@@ -405,8 +408,7 @@ export class MdCluster implements ClusterOperations {
       try {
         const lock = await this.space.lock(bitmapResource(slot), PW);
         try {
-          const range = await this.options.host.copyBitmapFromSlot(slot, true);
-          this.dropSuspended(slot);
+          const range = await this.options.host.copyBitmapFromSlot(slot, true).finally(() => this.dropSuspended(slot));
           // Its bits, or (clean bits) whatever else it left: a resync or recovery to take over.
           this.options.host.resyncNeeded(range.highSectors > 0 ? range.lowSectors : Number.MAX_SAFE_INTEGER);
         } finally {

@@ -145,7 +145,7 @@ export class Messenger {
   private wake(): void {
     if (this.stopped) return;
     this.wakeups += 1;
-    if (this.receiving === null) this.receiving = this.receiveLoop().finally(() => (this.receiving = null));
+    if (this.receiving === null) this.receiving = this.receiveLoop();
   }
 
   private async receiveLoop(): Promise<void> {
@@ -160,6 +160,8 @@ export class Messenger {
         await this.backToIdle().catch(() => {});
       }
     }
+    // In the same turn as the last check: a wakeup from here on starts a new loop.
+    this.receiving = null;
   }
 
   private async backToIdle(): Promise<void> {
@@ -184,8 +186,15 @@ export class Messenger {
         this.refused += 1;
         this.handlers.onRefused?.(why ?? 'malformed');
       } else {
-        await this.handlers.onMessage(msg);
-        this.received += 1;
+        try {
+          await this.handlers.onMessage(msg);
+          this.received += 1;
+        } catch (error) {
+          // Acknowledged all the same: a failed handler must not hold the sender (and the
+          // whole cluster's messaging) forever; the failure is reported here.
+          this.refused += 1;
+          this.handlers.onError?.(error);
+        }
       }
     }
     await this.ack.convert(NL);

@@ -107,6 +107,9 @@ export class WriteIntent {
   /** Sets chunks [first, end) (a merge from another slot, a resync still to do); durable on return. */
   async markDirty(first: number, end: number): Promise<void> {
     for (let chunk = first; chunk < end; chunk++) {
+      // No longer an idle write's bit: it stays until a resync hands the chunk back (synced).
+      this.idleSince.delete(chunk);
+      this.lastEnd.delete(chunk);
       if (this.isSet(chunk)) continue;
       this.bits[chunk >> 3]! |= 1 << (chunk & 7);
       this.touch(bitmapPageOf(chunk));
