@@ -424,20 +424,26 @@ test('grow add (raid1 2 -> 3 legs): every node writes the new leg, which is rebu
   }
 });
 
-test('an add some node cannot see is refused (ENOENT) and changes nothing', async () => {
+test('an add some node cannot see is refused (ENOENT): METADATA_UPDATED makes the nodes that saw it drop it; nothing changes', async () => {
   const files = legFiles(3, 4 * MIB);
   const manager = new InProcessLockManager();
-  const a = await node(manager, files.slice(0, 2), 'A', { create: spec() });
-  const b = await node(manager, files.slice(0, 2), 'B'); // no findDevice: sees no new disk
+  const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), findDevice: findIn(files) });
+  const b = await node(manager, files.slice(0, 2), 'B', { findDevice: findIn(files) });
+  const c = await node(manager, files.slice(0, 2), 'C'); // no findDevice: sees no new disk
   try {
     const events = a.array.status().events;
     const device = await FileDevice.open(files[2]!);
     await expectCode(a.array.addLeg(device, true), 'ENOENT', /cannot see/);
     await device.close();
-    assert.is(a.array.status().legs.length, 2);
-    assert.is(b.array.status().legs.length, 2);
-    assert.is(a.array.status().events, events, 'no metadata change');
+    for (const n of [a, b, c]) assert.is(n.array.status().legs.length, 2, 'no node keeps the disk');
+    assert.ok(b.events.some((e) => /was not added .*dropped/.test(e)), b.events.join('\n'));
+    assert.is(a.array.status().events, events, 'no superblock change');
     await a.array.write(0, pattern(4096, 1)); // the channel is free again
+    // B took no-new-dev CR again: a later add that every node can see goes through.
+    await c.array.close();
+    const again = await FileDevice.open(files[2]!);
+    assert.is(await a.array.addLeg(again, true), 2);
+    assert.equal(b.array.status().legs.map((leg) => leg.state), ['active', 'active', 'spare']);
   } finally {
     await a.array.close();
     await b.array.close();

@@ -115,6 +115,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   private waiters: (() => void)[] = [];
   private readonly metadataMutex = new LocalMutex();
   private readonly failing = new Map<Leg, Promise<void>>();
+  /**
+   * Legs bound on another node's NEWDISK, with the event count then, until a METADATA_UPDATED says
+   * whether they were added: an add writes new superblocks (events move on), a refusal does not.
+   */
+  readonly unconfirmedLegs = new Map<Leg, number>();
   /** Set when a leg failure could not be written to any superblock: the array acknowledges nothing more. */
   private unrecordedFailure: unknown = null;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
@@ -551,6 +556,15 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const md = await readMdSuperblock(leg.device);
     if (md.raidDisks !== this.md.raidDisks && this.raid.level === 'raid1') this.raid = raid1Layout(md.raidDisks, this.md.sizeSectors);
     this.md = { ...this.md, events: md.events, raidDisks: md.raidDisks, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors, utimeSeconds: md.utimeSeconds };
+    // A disk bound on NEWDISK that the superblocks do not list was refused: drop it.
+    for (const [l, boundAtEvents] of [...this.unconfirmedLegs]) {
+      this.unconfirmedLegs.delete(l);
+      const role = md.devRoles[l.sb.devNumber];
+      if (md.events > boundAtEvents && role !== undefined && role !== MD_ROLE_FAULTY) continue;
+      this.legs.splice(this.legs.indexOf(l), 1);
+      if (this.options.ownsLegs) await l.device.close().catch(() => {});
+      this.note(`new leg ${l.device.name} was not added (some node could not see it): dropped`);
+    }
     for (const l of this.legs) {
       const role = md.devRoles[l.sb.devNumber] ?? MD_ROLE_FAULTY;
       if (role === MD_ROLE_FAULTY) {

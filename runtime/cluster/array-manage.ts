@@ -52,7 +52,7 @@ export async function addLeg(array: ClusterArray, device: BlockDevice, spare: bo
   await device.flush();
   const leg: Leg = { device, sb, state: 'spare', role: null, recovering: false };
   await array.withMetadataLock(async () => {
-    await array.cluster.addNewDiskStart(sb.deviceUuid, devNumber);
+    await array.cluster.addNewDiskStart(sb.deviceUuid, devNumber, source.sb.devNumber);
     try {
       array.legList.push(leg);
       const role = spare ? null : vacantRole(array);
@@ -129,7 +129,9 @@ export async function bindNewDisk(array: ClusterArray, deviceUuid: Uint8Array, d
   const sb = await readMdSuperblock(device).catch(() => null);
   if (sb === null || !sameBytes(sb.setUuid, array.superblock.setUuid) || !sameBytes(sb.deviceUuid, deviceUuid) || sb.devNumber !== devNumber) return false;
   assert(!array.legList.some((leg) => leg.sb.devNumber === devNumber && leg.state !== 'faulty'), 'a new disk takes a free device number');
-  array.legList.push({ device, sb, state: 'spare', role: null, recovering: false });
+  const leg: Leg = { device, sb, state: 'spare', role: null, recovering: false };
+  array.legList.push(leg);
+  array.unconfirmedLegs.set(leg, array.superblock.events);
   return true;
 }
 

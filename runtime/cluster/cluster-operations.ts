@@ -42,8 +42,11 @@ export interface ClusterOperations {
   /** Some node resyncs part of [low, high), or (reads) a node recovery is running. */
   areaResyncing(direction: IoDirection, lowSectors: number, highSectors: number): boolean;
   // 6.7
-  /** NEWDISK, then no-new-dev EX without queueing: ENOENT when some node cannot see the disk. Holds the channel on success. */
-  addNewDiskStart(deviceUuid: Uint8Array, raidSlot: number): Promise<void>;
+  /**
+   * NEWDISK, then no-new-dev EX without queueing: ENOENT when some node cannot see the disk (then
+   * METADATA_UPDATED naming `goodDevice` tells the others it was not added). Holds the channel on success.
+   */
+  addNewDiskStart(deviceUuid: Uint8Array, raidSlot: number, goodDevice: number): Promise<void>;
   /** Ends an add that succeeded: METADATA_UPDATED, channel released. */
   addNewDiskFinish(goodDevice: number): Promise<void>;
   /** A receiver's answer to NEWDISK: true drops its no-new-dev CR (it sees the disk). */

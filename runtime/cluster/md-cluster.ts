@@ -213,10 +213,12 @@ export class MdCluster implements ClusterOperations {
 
   // ---- 6.7 new disks ----
 
-  async addNewDiskStart(deviceUuid: Uint8Array, raidSlot: number): Promise<void> {
+  async addNewDiskStart(deviceUuid: Uint8Array, raidSlot: number, goodDevice: number): Promise<void> {
     await this.metadataUpdateStart();
+    let sent = false;
     try {
       await this.channel!.send(clusterMsg(MSG_TYPE.NEWDISK, { uuid: deviceUuid, raidSlot }));
+      sent = true;
       try {
         await this.noNewDev.convert(EX, { noQueue: true });
       } catch (error) {
@@ -227,7 +229,10 @@ export class MdCluster implements ClusterOperations {
       }
       await this.noNewDev.convert(CR);
     } catch (error) {
-      await this.metadataUpdateCancel();
+      // Refused (md-cluster.rst 5, step 9): METADATA_UPDATED all the same, so the nodes that saw
+      // the disk take no-new-dev CR again and drop the spare they bound for nothing.
+      if (sent) await this.metadataUpdateFinish(goodDevice).catch(() => {});
+      else await this.metadataUpdateCancel();
       throw error;
     }
   }
