@@ -521,11 +521,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     if (source === undefined) return { lowSectors: 0, highSectors: 0 };
     const other = await readBitmapArea(source.device, this.layout, slot, this.md);
     const range = this.addBitsToResync(other.bits);
-    if (range.highSectors > 0) {
-      for (let chunk = 0; chunk < this.chunkCount; chunk++) {
-        if ((other.bits[chunk >> 3]! & (1 << (chunk & 7))) !== 0) await this.intent.markDirty(chunk, chunk + 1);
-      }
-    }
+    if (range.highSectors > 0) await this.intent.markDirtyBits(other.bits);
     if (clear && range.highSectors > 0) {
       const cleared = { sb: other.sb, bits: new Uint8Array(other.bits.length) };
       await Promise.all(this.writableLegs().map(async (leg) => {

@@ -102,7 +102,7 @@ export async function readdLeg(array: ClusterArray, devNumber: number): Promise<
   const role = own.devRoles[devNumber] ?? MD_ROLE_FAULTY;
   if (role >= MD_ROLE_MAX) throw new BlockError('EINVAL', 'the device was not active in the array: add it instead', { device: leg.device.name });
   if (array.activeLegs().some((l) => l.role === role)) throw new BlockError('EBUSY', `role ${role} is taken by another leg: add it instead`, { device: leg.device.name });
-  const missed = await array.cluster.gatherBitmaps(devNumber);
+  await array.cluster.gatherBitmaps(devNumber); // RE_ADD; every slot's bits merged into ours and the resync
   await array.updateMetadata((md) => {
     md.devRoles[devNumber] = role;
     leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET | MD_FEATURE.RECOVERY_BITMAP, recoveryOffsetSectors: 0 };
@@ -111,7 +111,6 @@ export async function readdLeg(array: ClusterArray, devNumber: number): Promise<
     leg.recovering = true;
   });
   array.note(`leg ${leg.device.name} re-added in role ${role}: recovering the chunks it missed`);
-  void missed; // merged into our bits and the resync by gatherBitmaps
   array.recoverLegs('bits');
 }
 

@@ -3,7 +3,7 @@
  * device) makes to the cluster part, one method each, in the document's order, so the cluster
  * part reads against the document line by line. Implemented by MdCluster (md-cluster.ts).
  * Beyond the document, as later kernels: loadBitmaps (gather every slot's resync state once the
- * node's own bitmap is loaded) and updateSize (CHANGE_CAPACITY: an online resize).
+ * node's own bitmap is loaded); the size change (CHANGE_CAPACITY) comes with online resize.
  *
  * And the other direction: ClusterHost, what the cluster part asks of the array when a message
  * arrives or a node is recovered (the kernel calls into md and md-bitmap for these).

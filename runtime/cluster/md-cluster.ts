@@ -198,12 +198,6 @@ export class MdCluster implements ClusterOperations {
     return channel;
   }
 
-  /** Sends one message on the held channel (a size change sends two under one hold). */
-  async sendHolding(msg: ClusterMsg): Promise<void> {
-    assert(this.channel !== null, 'the channel is held');
-    await this.channel.send(msg);
-  }
-
   // ---- 6.6 area_resyncing ----
 
   areaResyncing(direction: IoDirection, lowSectors: number, highSectors: number): boolean {
@@ -282,7 +276,7 @@ export class MdCluster implements ClusterOperations {
     for (const lock of locks) if (lock.held) await lock.unlock();
   }
 
-  // ---- beyond the document: load_bitmaps, update_size ----
+  // ---- beyond the document: load_bitmaps ----
 
   /** gather_all_resync_info: see the design note (join). */
   async loadBitmaps(): Promise<void> {
@@ -306,17 +300,6 @@ export class MdCluster implements ClusterOperations {
       } finally {
         await probe.unlock();
       }
-    }
-  }
-
-  /** The size changed on this node (superblocks written): METADATA_UPDATED, then CHANGE_CAPACITY. */
-  async updateSize(goodDevice: number): Promise<void> {
-    const channel = await this.messenger.lockComm();
-    try {
-      await channel.send(clusterMsg(MSG_TYPE.METADATA_UPDATED, { raidSlot: goodDevice }));
-      await channel.send(clusterMsg(MSG_TYPE.CHANGE_CAPACITY));
-    } finally {
-      await channel.release();
     }
   }
 

@@ -104,9 +104,10 @@ export class WriteIntent {
     }
   }
 
-  /** Sets chunks [first, end) (a merge from another slot, a resync still to do); durable on return. */
-  async markDirty(first: number, end: number): Promise<void> {
-    for (let chunk = first; chunk < end; chunk++) {
+  /** Sets every chunk whose bit is set in `bits` (another slot's bitmap): one commit for all of them. */
+  async markDirtyBits(bits: Uint8Array): Promise<void> {
+    for (let chunk = 0; chunk < this.chunkCount; chunk++) {
+      if ((bits[chunk >> 3]! & (1 << (chunk & 7))) === 0) continue;
       // No longer an idle write's bit: it stays until a resync hands the chunk back (synced).
       this.idleSince.delete(chunk);
       this.lastEnd.delete(chunk);
