@@ -7,43 +7,19 @@
  * mid-resync (another takes over), and refusals that write nothing.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ArrayCreateSpec } from '../runtime/cluster/array-format.ts';
-import { ClusterArray, type ArrayEvent } from '../runtime/cluster/array-device.ts';
+import { ClusterArray } from '../runtime/cluster/array-device.ts';
 import { FaultDevice } from '../runtime/devices/fault-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
-import type { BlockDevice } from '../runtime/devices/block-device.ts';
 import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
 import { readMdSuperblock } from '../runtime/cluster/leg-metadata.ts';
 import { deviceConformance } from './conformance/device-suite.ts';
-import { PassThroughDevice } from './support/pass-through-device.ts';
 import { expectCode } from './support/expect-code.ts';
 import { mdadmExamine } from './support/mdadm.ts';
-
-const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-cluster-array-'));
-const MIB = 1024 * 1024;
-const DATA_OFFSET_BYTES = MIB;
-let fileCount = 0;
-
-function legFiles(count: number, dataBytes: number): string[] {
-  return Array.from({ length: count }, () => {
-    const file = path.join(tempDir, `leg-${++fileCount}.img`);
-    fs.writeFileSync(file, '');
-    fs.truncateSync(file, DATA_OFFSET_BYTES + dataBytes);
-    return file;
-  });
-}
-
-const openLegs = (files: string[], logicalBlockBytes = 512) => Promise.all(files.map((file) => FileDevice.open(file, { logicalBlockBytes })));
-const spec = (over: Partial<ArrayCreateSpec> = {}): ArrayCreateSpec => ({
-  name: 'c1', level: 'raid1', raidDisks: 2, nodes: 3, clusterName: 'blockcore-test', bitmapChunkBytes: 64 * 1024,
-  assumeClean: true, uuid: crypto.getRandomValues(new Uint8Array(16)), nowSeconds: 1764900000, ...over,
-});
-
-// ---- the device contract, single node ----
+import {
+  assertLegsEqual, DATA_OFFSET_BYTES, findIn, GatedDevice, legData, legFiles, MIB, node, openLegs, pattern, recoveredFrom, removeTempDir, sleep, spec,
+} from './support/cluster-nodes.ts';
 
 deviceConformance('cluster array raid1 (2 legs)', async ({ sizeBytes, logicalBlockBytes, initial }) => {
   const legs = await openLegs(legFiles(2, sizeBytes), logicalBlockBytes);
@@ -65,92 +41,6 @@ deviceConformance('cluster array raid10 near=2 (4 legs)', async ({ sizeBytes, lo
 // ---- several nodes ----
 
 const test = suite('cluster array: nodes');
-
-interface Node {
-  array: ClusterArray;
-  legs: BlockDevice[];
-  events: string[];
-}
-
-async function node(
-  manager: InProcessLockManager,
-  files: string[],
-  member: string,
-  options: { create?: ArrayCreateSpec; wrap?: (legs: FileDevice[]) => BlockDevice[]; daemonSleepMs?: number; findDevice?: (uuid: Uint8Array) => Promise<BlockDevice | null> } = {},
-): Promise<Node> {
-  const opened = await openLegs(files);
-  const legs = options.wrap ? options.wrap(opened) : opened;
-  const events: string[] = [];
-  const assemble = {
-    name: 'array:c1', legs, manager, memberName: member, daemonSleepMs: options.daemonSleepMs ?? 60_000, onEvent: (e: ArrayEvent) => events.push(e.message), ownsLegs: true,
-    ...(options.findDevice ? { findDevice: options.findDevice } : {}),
-  };
-  const array = options.create ? await ClusterArray.create(assemble, options.create) : await ClusterArray.assemble(assemble);
-  return { array, legs, events };
-}
-
-function legData(file: string): Buffer {
-  return fs.readFileSync(file).subarray(DATA_OFFSET_BYTES);
-}
-
-function assertLegsEqual(files: string[], why: string): void {
-  const first = legData(files[0]!);
-  for (const file of files.slice(1)) assert.ok(first.equals(legData(file)), `${why}: legs differ`);
-}
-
-/** Reads of the data area wait at a gate (metadata reads pass): a resync held where a test wants it. */
-class GatedDevice extends PassThroughDevice {
-  private allowance = 0;
-  private opened = false;
-  private waiters: (() => void)[] = [];
-  allow(reads: number): void {
-    this.allowance += reads;
-    this.release();
-  }
-  openFully(): void {
-    this.opened = true;
-    this.release();
-  }
-  closeAgain(): void {
-    this.opened = false;
-    this.allowance = 0;
-  }
-  override async read(offsetBytes: number, target: Uint8Array): Promise<void> {
-    if (offsetBytes >= DATA_OFFSET_BYTES) {
-      while (!this.opened && this.allowance <= 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
-      if (!this.opened) this.allowance -= 1;
-    }
-    return super.read(offsetBytes, target);
-  }
-  private release(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
-  }
-}
-
-/** A node's device finder (blkid's job): opens the file among `files` whose superblock has that device uuid. */
-function findIn(files: string[]): (uuid: Uint8Array) => Promise<BlockDevice | null> {
-  return async (uuid) => {
-    for (const file of files) {
-      const device = await FileDevice.open(file);
-      const sb = await readMdSuperblock(device).catch(() => null);
-      if (sb !== null && sb.deviceUuid.every((b, i) => b === uuid[i])) return device;
-      await device.close();
-    }
-    return null;
-  };
-}
-
-/** Waits until `survivor` has seen slot `deadSlot` leave and finished recovering it (and any resync). */
-async function recoveredFrom(survivor: ClusterArray, deadSlot: number): Promise<void> {
-  for (let i = 0; i < 500 && survivor.status().nodesSeen.includes(deadSlot); i++) await sleep(2);
-  assert.not.ok(survivor.status().nodesSeen.includes(deadSlot), `slot ${deadSlot} left`);
-  await survivor.quiet();
-}
-
-const pattern = (length: number, seed: number) => Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('two nodes read each other\'s writes; bits set while writing are cleared after daemon_sleep', async () => {
   const files = legFiles(2, 4 * MIB);
@@ -479,5 +369,5 @@ test('refused: legs of another array, a slot above nodes, a bad checksum; nothin
   one.forEach((file, i) => assert.ok(fs.readFileSync(file).equals(before[i]!), `leg ${i} untouched by the refused assembly`));
 });
 
-test.after(() => fs.rmSync(tempDir, { recursive: true, force: true }));
+test.after(removeTempDir);
 test.run();

@@ -202,7 +202,7 @@ test('mdadm --examine reads a clustered raid10 near=2 of four legs', async () =>
   }
 });
 
-test('a leg with a bad checksum, a foreign bitmap or too little room is refused with EINVAL', async () => {
+test('a leg with a bad checksum, a foreign bitmap, slots of another size or too little room is refused with EINVAL', async () => {
   const legs = await makeLegs(2, 16 * MIB);
   try {
     await formatArray(legs.devices, spec({ nodes: 2 }));
@@ -215,7 +215,11 @@ test('a leg with a bad checksum, a foreign bitmap or too little room is refused 
     const md = await readMdSuperblock(legs.devices[1]!);
     const layout = await readLegLayout(legs.devices[1]!, md);
     await expectCode(readBitmapArea(legs.devices[1]!, layout, 1, { ...md, setUuid: new Uint8Array(16) }), 'EINVAL', /uuid/);
-    await expectCode(readBitmapArea(legs.devices[1]!, layout, 1, { ...md, sizeSectors: md.sizeSectors - 8 }), 'EINVAL', /sync_size/);
+    // Another size whose slot areas have another length: the slots are not where this size puts them.
+    await expectCode(readBitmapArea(legs.devices[1]!, layout, 1, { ...md, sizeSectors: md.sizeSectors * 4096 }), 'EINVAL', /sync_size/);
+    // The same length (a resize cut short between the superblock and the slots): read, cut to the size.
+    const cut = await readBitmapArea(legs.devices[1]!, layout, 1, { ...md, sizeSectors: md.sizeSectors - 1024 });
+    assert.is(cut.sb.syncSizeSectors, md.sizeSectors - 1024);
   } finally {
     await legs.close();
   }

@@ -160,7 +160,7 @@ test('a block that is not a message we act on is acknowledged and refused, never
     const token = await space.lock('token', EX);
     const message = await space.lock('message', EX);
     const ack = await space.lock('ack', CR).catch(() => null);
-    for (const [type, why] of [[9, /unknown cluster message type 9/], [MSG_TYPE.BITMAP_RESIZE, /BITMAP_RESIZE is not handled/]] as const) {
+    for (const [type, why] of [[9, /unknown cluster message type 9/], [MSG_TYPE.RESYNCING_START, /RESYNCING_START is not handled/]] as const) {
       const block = encodeClusterMsg(clusterMsg(MSG_TYPE.RESYNCING, { slot: 0 }));
       new DataView(block.buffer).setUint32(0, type, true);
       block[48] = type; // a fresh sequence number

@@ -21,6 +21,9 @@
  *   same bytes.
  * - Flush: every active leg flushed (a volatile write cache per leg); FUA writes are FUA on every
  *   leg. Durable when acknowledged: bits before data; data after flush/FUA.
+ * - Resize (array-resize.ts): writes and bitmap changes pause on every node while the size changes;
+ *   the slot areas never move, so the write-intent bits and the resync bitmap are sized for the most
+ *   chunks a slot area holds (chunkCapacity) and only the count changes.
  * - Stop: resync stopped, dirty bits kept (another node is asked to take the resync over),
  *   the cluster left; the legs closed only when the array owns them.
  */
@@ -36,10 +39,12 @@ import { RegionOps } from '../regions/region-ops.ts';
 import { formatArray, type ArrayCreateSpec } from './array-format.ts';
 import { legFromSuperblock, recoversWhole, slotPicture, writeArrayMetadata, type Leg } from './array-legs.ts';
 import { addLeg, bindNewDisk, readdLeg, removeLeg } from './array-manage.ts';
+import { resizeArray, type ResizeRequest, type ResizeResult } from './array-resize.ts';
+import type { SizeShape } from './array-size.ts';
 import { ArrayResync } from './array-resync.ts';
 import { bitmapChunkCount } from './bitmap-superblock.ts';
 import type { ClusterHost, SectorRange } from './cluster-operations.ts';
-import type { LegLayout } from './leg-layout.ts';
+import { slotChunkCapacity, type LegLayout } from './leg-layout.ts';
 import { bitmapSectorsOf, readBitmapArea, readLegLayout, readMdSuperblock, writeBitmapArea } from './leg-metadata.ts';
 import { MdCluster } from './md-cluster.ts';
 import { MD_FEATURE, MD_FEATURE_PER_LEG, MD_ROLE_FAULTY, MD_ROLE_MAX, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
@@ -98,14 +103,15 @@ export interface ArrayStatus {
 
 export class ClusterArray implements BlockDevice, ClusterHost {
   readonly name: string;
-  readonly sizeBytes: number;
   readonly logicalBlockBytes: number;
   readonly canWrite = true;
   readonly canDiscard = false;
   readonly discardZeroes = false;
   readonly regionOps = new RegionOps();
   readonly chunkBytes: number;
-  readonly chunkCount: number;
+  /** Chunks the slot areas can hold: how far an online resize can take chunkCount. */
+  readonly chunkCapacity: number;
+  private chunks: number;
   readonly cluster!: MdCluster;
   private intent!: WriteIntent;
   private resync!: ArrayResync;
@@ -123,6 +129,13 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   /** Set when a leg failure could not be written to any superblock: the array acknowledges nothing more. */
   private unrecordedFailure: unknown = null;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
+  /** Sweeps and slot merges in flight: a resize waits for them (they write bitmap pages). */
+  private readonly bitmapJobs = new OpGate();
+  /** Writes and bitmap changes stopped for a resize started by node slot `bySlot`, until `resume`. */
+  private paused: { bySlot: number; resumed: Promise<void>; resume: () => void } | null = null;
+  /** A resize of ours runs (no resync starts meanwhile). */
+  resizeRunning = false;
+  private started!: Promise<void>;
   private readCursor = 0;
   private stopped = false;
 
@@ -134,10 +147,19 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     private raid: RaidLayout,
   ) {
     this.name = options.name;
-    this.sizeBytes = raid.arraySizeBytes;
     this.logicalBlockBytes = Math.max(SECTOR_BYTES, ...legs.map((leg) => leg.device.logicalBlockBytes));
     this.chunkBytes = layout.bitmapChunkBytes;
-    this.chunkCount = bitmapChunkCount(bitmapSectorsOf(md), this.chunkBytes);
+    this.chunks = bitmapChunkCount(bitmapSectorsOf(md), this.chunkBytes);
+    this.chunkCapacity = slotChunkCapacity(layout);
+  }
+
+  get sizeBytes(): number {
+    return this.raid.arraySizeBytes;
+  }
+
+  /** Chunks of the bitmap (the array's sectors / chunk, rounded up). */
+  get chunkCount(): number {
+    return this.chunks;
   }
 
   /** mdadm --create: formats the legs, then assembles on this node. */
@@ -168,25 +190,35 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const first = legs.find((leg) => leg.state === 'active');
     if (first === undefined) throw new BlockError('EINVAL', 'no active leg to assemble from');
     const layout = await readLegLayout(first.device, md);
-    const raid = md.level === 10
-      ? raid10NearLayout(md.raidDisks, md.layout & 0xff, md.chunkSectors, md.sizeSectors)
-      : raid1Layout(md.raidDisks, md.sizeSectors);
     if (md.level !== 1 && md.level !== 10) throw new BlockError('EINVAL', `raid level ${md.level} is not raid1 or raid10`);
-    const array = new ClusterArray(options, legs, md, layout, raid);
+    const array = new ClusterArray(options, legs, md, layout, raidLayoutOf(md));
     await array.start();
     return array;
   }
 
   private async start(): Promise<void> {
+    let startedNow!: () => void;
+    this.started = new Promise<void>((resolve) => (startedNow = resolve));
+    try {
+      await this.startInCluster();
+    } finally {
+      startedNow();
+    }
+  }
+
+  private async startInCluster(): Promise<void> {
     const first = this.inSyncLegs()[0] ?? this.activeLegs()[0]!;
     (this as { cluster: MdCluster }).cluster = await MdCluster.join({
       manager: this.options.manager, arrayUuid: this.md.setUuid, nodes: this.layout.nodes, memberName: this.options.memberName, host: this,
     });
     try {
+      // Read before we joined: a change made meanwhile (a resize, a failed leg) is taken now.
+      const fresh = await readMdSuperblock(first.device);
+      if (fresh.events !== this.md.events) await this.reloadSuperblock(first.sb.devNumber);
       const own = await readBitmapArea(first.device, this.layout, this.cluster.slotNumber(), this.md);
       const daemonSleepMs = this.options.daemonSleepMs ?? own.sb.daemonSleepSeconds * 1000;
       this.intent = new WriteIntent({
-        layout: this.layout, slot: this.cluster.slotNumber(), sb: own.sb, bits: own.bits, chunkCount: this.chunkCount,
+        layout: this.layout, slot: this.cluster.slotNumber(), sb: own.sb, bits: own.bits, chunkCount: this.chunkCount, capacityChunks: this.chunkCapacity,
         legs: () => this.writableLegs().map((leg) => leg.device),
         legFailed: (device, error) => void this.failDevice(device, error).catch(() => {}), // awaited by the write
         degraded: () => this.degraded,
@@ -199,7 +231,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       // re-added one from the bits (ours, gathered from every slot when it was re-added).
       if (this.legs.some(recoversWhole)) this.resync.add(0, this.chunkCount);
       await this.cluster.loadBitmaps();
-      this.sweepTimer = setInterval(() => void this.intent.sweep().catch((error: unknown) => this.note(`bitmap clear failed: ${String(error)}`)), Math.max(10, daemonSleepMs / 2));
+      this.sweepTimer = setInterval(() => void this.clearIdleBits().catch((error: unknown) => this.note(`bitmap clear failed: ${String(error)}`)), Math.max(10, daemonSleepMs / 2));
       (this.sweepTimer as { unref?: () => void }).unref?.();
       if (this.md.resyncOffsetSectors !== null || !this.resync.todo.isEmpty()) this.resync.kick();
     } catch (error) {
@@ -294,7 +326,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
    * daemon_sleep), after flushing every leg. Returns how many it cleared.
    */
   clearIdleBits(idleForMs?: number): Promise<number> {
-    return this.intent.sweep(idleForMs);
+    if (this.paused !== null) return Promise.resolve(0);
+    return this.bitmapJobs.track(() => this.intent.sweep(idleForMs));
   }
 
   /**
@@ -362,6 +395,13 @@ export class ClusterArray implements BlockDevice, ClusterHost {
    */
   private async waitWritable(range: SectorRange, first: number, end: number): Promise<void> {
     for (;;) {
+      if (this.paused !== null) {
+        await this.paused.resumed;
+        continue;
+      }
+      if (range.highSectors * SECTOR_BYTES > this.sizeBytes) {
+        throw new BlockError('ERANGE', `the array shrank to ${this.sizeBytes} bytes while this write waited`, { device: this.name, offsetBytes: range.lowSectors * SECTOR_BYTES });
+      }
       if (this.cluster.areaResyncing('write', range.lowSectors, range.highSectors) || this.overlapsWriteInFlight(range)) {
         await new Promise<void>((resolve) => this.waiters.push(resolve));
         continue;
@@ -517,6 +557,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   // ---- ClusterHost ----
 
   async copyBitmapFromSlot(slot: number, clear: boolean): Promise<SectorRange> {
+    while (this.paused !== null) await this.paused.resumed;
+    return this.bitmapJobs.track(() => this.mergeSlot(slot, clear));
+  }
+
+  private async mergeSlot(slot: number, clear: boolean): Promise<SectorRange> {
     const source = this.inSyncLegs()[0];
     if (source === undefined) return { lowSectors: 0, highSectors: 0 };
     const other = await readBitmapArea(source.device, this.layout, slot, this.md);
@@ -550,8 +595,12 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const leg = this.legs.find((l) => l.sb.devNumber === goodDevice && l.state !== 'faulty') ?? this.inSyncLegs()[0];
     if (leg === undefined) return;
     const md = await readMdSuperblock(leg.device);
-    if (md.raidDisks !== this.md.raidDisks && this.raid.level === 'raid1') this.raid = raid1Layout(md.raidDisks, this.md.sizeSectors);
-    this.md = { ...this.md, events: md.events, raidDisks: md.raidDisks, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors, utimeSeconds: md.utimeSeconds };
+    const resized = md.sizeSectors !== this.md.sizeSectors;
+    this.md = {
+      ...this.md, events: md.events, raidDisks: md.raidDisks, sizeSectors: md.sizeSectors, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors, utimeSeconds: md.utimeSeconds,
+    };
+    if (resized) this.applySize();
+    else if (md.raidDisks !== this.raid.raidDisks) this.raid = raidLayoutOf(this.md);
     // A disk bound on NEWDISK that the superblocks do not list was refused: drop it.
     for (const [l, boundAtEvents] of [...this.unconfirmedLegs]) {
       this.unconfirmedLegs.delete(l);
@@ -583,7 +632,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
         l.state = 'active';
         l.role = role;
       }
-      l.sb = { ...l.sb, events: md.events, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors };
+      l.sb = { ...l.sb, events: md.events, sizeSectors: md.sizeSectors, devRoles: [...md.devRoles], resyncOffsetSectors: md.resyncOffsetSectors };
     }
   }
 
@@ -653,7 +702,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       leg.role = md.raidDisks - 1;
       leg.recovering = true;
     });
-    this.raid = raid1Layout(this.md.raidDisks, this.md.sizeSectors);
+    this.raid = raidLayoutOf(this.md);
     this.note(`grown to ${this.md.raidDisks} legs: ${device.name} recovering in role ${leg.role}`);
     this.recoverLegs(null);
     return devNumber;
@@ -676,8 +725,88 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     this.resync.kick();
   }
 
-  async capacityChanged(): Promise<void> {
-    this.note('CHANGE_CAPACITY: this node resizes once online resize lands; the size stays');
+  // ---- online resize (array-resize.ts) ----
+
+  /** mdadm --grow --size: every node takes the new size; a grow resyncs the new part only. */
+  resize(request: ResizeRequest): Promise<ResizeResult> {
+    return resizeArray(this, request);
+  }
+
+  /** raid level and shape, for size arithmetic (array-size.ts). */
+  get sizeShape(): SizeShape {
+    return { level: this.raid.level, raidDisks: this.md.raidDisks, nearCopies: this.md.layout & 0xff, chunkSectors: this.md.chunkSectors };
+  }
+
+  /**
+   * Stops new writes and bitmap changes for a resize by node slot `bySlot` and resolves once the
+   * writes in flight are over, no sweep or slot merge runs and every bitmap change is durable.
+   */
+  async pauseForResize(bySlot: number): Promise<void> {
+    if (this.paused === null) {
+      let resume!: () => void;
+      const resumed = new Promise<void>((resolve) => (resume = resolve));
+      this.paused = { bySlot, resumed, resume };
+    }
+    while (this.writesInFlight.size > 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    await this.bitmapJobs.idle();
+    await this.intent.settle();
+  }
+
+  /** Writes and bitmap changes go again. */
+  resumeAfterResize(): void {
+    const paused = this.paused;
+    this.paused = null;
+    paused?.resume();
+  }
+
+  /**
+   * The size in this.md was just changed (our resize, or another node's read from disk): the
+   * layout, chunk count, write-intent bits and resync follow it.
+   */
+  applySize(): void {
+    const before = this.raid.arraySizeBytes;
+    const syncSectors = bitmapSectorsOf(this.md);
+    const chunks = bitmapChunkCount(syncSectors, this.chunkBytes);
+    if (chunks > this.chunkCapacity) throw new BlockError('EINVAL', `a size of ${syncSectors} sectors needs ${chunks} bitmap chunks; the slot areas hold ${this.chunkCapacity}`, { device: this.name });
+    this.raid = raidLayoutOf(this.md);
+    this.chunks = chunks;
+    this.intent?.resize(chunks, syncSectors);
+    this.resync?.shrinkTo(chunks);
+    this.note(`resized from ${before} to ${this.raid.arraySizeBytes} bytes`);
+  }
+
+  async resizePrepare(slot: number): Promise<void> {
+    await this.started;
+    await this.pauseForResize(slot);
+  }
+
+  async capacityChanged(goodDevice: number): Promise<void> {
+    await this.started;
+    try {
+      await this.reloadSuperblock(goodDevice);
+    } catch (error) {
+      this.note(`CHANGE_CAPACITY: the superblock could not be read: ${String(error)}`);
+    } finally {
+      this.resumeAfterResize();
+    }
+  }
+
+  nodeGone(slot: number): void {
+    if (this.paused === null || this.paused.bySlot !== slot || slot === this.cluster.slotNumber()) return;
+    // Its resize ends here: the size is what the superblocks say; our slot is written whole again
+    // (the resizing node may have died between rewriting slots).
+    this.note(`the node resizing the array (slot ${slot}) died: the size on disk is taken`);
+    const source = this.inSyncLegs()[0];
+    void (async () => {
+      try {
+        if (source !== undefined) await this.reloadSuperblock(source.sb.devNumber);
+        await this.intent.writeAll();
+      } catch (error) {
+        this.note(`taking the size after a dead node's resize failed: ${String(error)}`);
+      } finally {
+        this.resumeAfterResize();
+      }
+    })();
   }
 
   needsSync(): boolean {
@@ -712,7 +841,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   canRun(): boolean {
-    return !this.stopped && this.inSyncLegs().length > 0 && this.activeLegs().length > 1;
+    return !this.stopped && !this.resizeRunning && this.paused === null && this.inSyncLegs().length > 0 && this.activeLegs().length > 1;
   }
 
   async copyChunks(start: number, end: number): Promise<void> {
@@ -793,6 +922,10 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       if (!this.cluster.recoveryRunning && this.resync.state === 'idle') return;
     }
   }
+}
+
+function raidLayoutOf(md: MdSuperblock): RaidLayout {
+  return md.level === 10 ? raid10NearLayout(md.raidDisks, md.layout & 0xff, md.chunkSectors, md.sizeSectors) : raid1Layout(md.raidDisks, md.sizeSectors);
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -7,7 +7,8 @@
 import { assert } from '../assert.ts';
 import type { BlockDevice } from '../devices/block-device.ts';
 import { BlockError } from '../errors.ts';
-import { bitmapChunkCount, BITMAP_VERSION_CLUSTERED, CLUSTER_NAME_BYTES, DEFAULT_DAEMON_SLEEP_SECONDS } from './bitmap-superblock.ts';
+import { arraySectorsOf, legSectorsFor, type SizeShape } from './array-size.ts';
+import { bitmapAreaBytes, bitmapChunkCount, BITMAP_VERSION_CLUSTERED, CLUSTER_NAME_BYTES, DEFAULT_DAEMON_SLEEP_SECONDS } from './bitmap-superblock.ts';
 import { BITMAP_OFFSET_SECTORS, planLegLayout, RAID1_SIZE_ALIGN_SECTORS, type LegLayout } from './leg-layout.ts';
 import { writeBitmapArea, writeMdSuperblock, type NodeBitmap } from './leg-metadata.ts';
 import { raid10ArraySectors } from './raid-layout.ts';
@@ -32,6 +33,8 @@ export interface ArrayCreateSpec {
   clusterName: string;
   bitmapChunkBytes: number;
   raid10ChunkBytes?: number;
+  /** The array's size (mdadm --size, here in array bytes); default: what the smallest leg holds. */
+  sizeBytes?: number;
   assumeClean: boolean;
   uuid: Uint8Array;
   nowSeconds: number;
@@ -51,8 +54,9 @@ export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): P
   const smallest = Math.min(...legs.map((leg) => leg.sizeBytes));
   const nearCopies = spec.nearCopies ?? 2;
   const bitmapSectorsOf = (sizeSectors: number) => (raid10 ? raid10ArraySectors(spec.raidDisks, nearCopies, chunkSectors, sizeSectors) : sizeSectors);
-  const layout = planLegLayout(smallest, spec.nodes, spec.bitmapChunkBytes, raid10 ? chunkSectors : RAID1_SIZE_ALIGN_SECTORS, bitmapSectorsOf);
-  if (typeof layout === 'string') throw new BlockError('EINVAL', layout);
+  const planned = planLegLayout(smallest, spec.nodes, spec.bitmapChunkBytes, raid10 ? chunkSectors : RAID1_SIZE_ALIGN_SECTORS, bitmapSectorsOf);
+  if (typeof planned === 'string') throw new BlockError('EINVAL', planned);
+  const layout = spec.sizeBytes === undefined ? planned : withSize(planned, spec, { level: spec.level, raidDisks: spec.raidDisks, nearCopies, chunkSectors });
   const syncSizeSectors = bitmapSectorsOf(layout.sizeSectors);
   const roles = legs.map((_, i) => (i < spec.raidDisks ? i : MD_ROLE_SPARE));
   while (roles.length < MAX_DEV_WRITTEN) roles.push(MD_ROLE_SPARE);
@@ -100,6 +104,17 @@ export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): P
     await leg.flush();
   }));
   return { layout, superblocks };
+}
+
+/** The planned layout cut to the requested size (the slot areas as long as that size needs). */
+function withSize(planned: LegLayout, spec: ArrayCreateSpec, shape: SizeShape): LegLayout {
+  const legSectors = legSectorsFor(shape, spec.sizeBytes!);
+  if (typeof legSectors === 'string') throw new BlockError('EINVAL', legSectors);
+  if (legSectors <= 0) throw new BlockError('EINVAL', `sizeBytes must be above 0, got ${spec.sizeBytes}`);
+  if (legSectors > planned.sizeSectors) {
+    throw new BlockError('ERANGE', `sizeBytes ${spec.sizeBytes} is more than the legs hold (${arraySectorsOf(shape, planned.sizeSectors) * SECTOR_BYTES})`);
+  }
+  return { ...planned, sizeSectors: legSectors, bitmapAreaBytes: bitmapAreaBytes(arraySectorsOf(shape, legSectors), planned.bitmapChunkBytes) };
 }
 
 /** Sets bits 0 .. count-1. */

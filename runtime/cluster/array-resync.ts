@@ -24,7 +24,8 @@ export const RESYNC_WINDOW_CHUNKS = 64;
 const MAX_CONSECUTIVE_FAILURES = 3;
 
 export interface ResyncHost {
-  readonly chunkCount: number;
+  /** Chunks the array may have (an online resize moves chunkCount up to here): the todo bitmap's size. */
+  readonly chunkCapacity: number;
   readonly chunkBytes: number;
   readonly arraySizeBytes: number;
   readonly cluster: MdCluster;
@@ -58,7 +59,7 @@ export class ArrayResync {
 
   private constructor(private readonly host: ResyncHost, readonly todo: RegionBitmap) {
     this.walker = new RegionWalker({
-      regionCount: host.chunkCount,
+      regionCount: host.chunkCapacity,
       regionOps: host.regionOps,
       bitmap: () => this.todo,
       canRun: () => this.state === 'running' && host.canRun(),
@@ -76,12 +77,17 @@ export class ArrayResync {
   }
 
   static async create(host: ResyncHost): Promise<ArrayResync> {
-    return new ArrayResync(host, await RegionBitmap.create(host.chunkCount));
+    return new ArrayResync(host, await RegionBitmap.create(host.chunkCapacity));
   }
 
   /** Chunks [start, end) need a resync. */
   add(start: number, end: number): void {
     this.todo.setRange(start, end);
+  }
+
+  /** The array shrank to `chunkCount` chunks: the chunks past it are not to do any more. */
+  shrinkTo(chunkCount: number): void {
+    if (chunkCount < this.todo.bitCount) this.todo.clearRange(chunkCount, this.todo.bitCount);
   }
 
   /** Resolves when no resync is pending or running. */

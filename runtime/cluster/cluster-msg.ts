@@ -5,10 +5,12 @@
  *   0  type u32, slot u32 (the sender's 0-based md slot)
  *   8  low u64, high u64 (sectors: RESYNCING's range; high 0 means the resync ended)
  *   24 uuid[16] (NEWDISK: the new device's uuid)
- *   40 raid_slot u32 (NEWDISK, REMOVE, RE_ADD, METADATA_UPDATED: a device number), pad u32
+ *   40 raid_slot u32 (NEWDISK, REMOVE, RE_ADD, METADATA_UPDATED, CHANGE_CAPACITY: a device number), pad u32
  *
- * Types 0-6 as the kernel numbers them; 7 and 8 exist in later kernels (BITMAP_RESIZE,
- * RESYNCING_START) and are decoded so a receiver can refuse them by name.
+ * Types 0-7 as the kernel numbers them (8, RESYNCING_START of later kernels, is decoded so a
+ * receiver can refuse it by name). BITMAP_RESIZE (low: the bitmap's sectors now, high: after) is
+ * our online resize's first step: every node stops writing until CHANGE_CAPACITY (array-resize.ts).
+ * CHANGE_CAPACITY names a good device in raid_slot, from which the receivers read the new size.
  */
 import { VALUE_BLOCK_BYTES } from '../locks/modes.ts';
 import { getU64, setU64 } from './md-superblock.ts';
@@ -29,7 +31,7 @@ export const MSG_TYPE = {
 export type MsgType = (typeof MSG_TYPE)[keyof typeof MSG_TYPE];
 export const MSG_TYPE_NAMES: readonly string[] = Object.keys(MSG_TYPE);
 /** The types this implementation acts on; the rest are refused (acknowledged, not applied). */
-export const MSG_TYPE_HANDLED_MAX = MSG_TYPE.CHANGE_CAPACITY;
+export const MSG_TYPE_HANDLED_MAX = MSG_TYPE.BITMAP_RESIZE;
 
 export interface ClusterMsg {
   type: number;

@@ -3,7 +3,8 @@
  * device) makes to the cluster part, one method each, in the document's order, so the cluster
  * part reads against the document line by line. Implemented by MdCluster (md-cluster.ts).
  * Beyond the document, as later kernels: loadBitmaps (gather every slot's resync state once the
- * node's own bitmap is loaded); the size change (CHANGE_CAPACITY) comes with online resize.
+ * node's own bitmap is loaded); resizeStart / resizeFinish (online resize, which the document lists
+ * as unsupported: array-resize.ts).
  *
  * And the other direction: ClusterHost, what the cluster part asks of the array when a message
  * arrives or a node is recovered (the kernel calls into md and md-bitmap for these).
@@ -60,6 +61,14 @@ export interface ClusterOperations {
   /** Every other slot's bitmap lock PW without queueing: true when all were free (no other node runs). */
   lockAllBitmaps(): Promise<boolean>;
   unlockAllBitmaps(): Promise<void>;
+  // beyond the document: online resize
+  /**
+   * The resync lock EX without queueing (EBUSY when some node resyncs), the channel held, then
+   * BITMAP_RESIZE: every node has stopped writing when it resolves.
+   */
+  resizeStart(oldSectors: number, newSectors: number): Promise<void>;
+  /** CHANGE_CAPACITY naming `goodDevice` (null: none left), METADATA_UPDATED, the channel and the resync lock released. */
+  resizeFinish(goodDevice: number | null): Promise<void>;
 }
 
 export interface ClusterHost {
@@ -79,8 +88,12 @@ export interface ClusterHost {
   removeDisk(raidSlot: number): Promise<void>;
   /** RE_ADD: the failed leg `raidSlot` comes back. */
   readdDisk(raidSlot: number): Promise<void>;
-  /** CHANGE_CAPACITY: every node now has the new size. */
-  capacityChanged(): Promise<void>;
+  /** BITMAP_RESIZE from node slot `slot`: stop new writes, wait for those in flight and for bitmap commits. */
+  resizePrepare(slot: number): Promise<void>;
+  /** CHANGE_CAPACITY: take the size the superblock on `goodDevice` holds, and write again. */
+  capacityChanged(goodDevice: number): Promise<void>;
+  /** Node slot `slot` died (before its bitmap is recovered): a resize it started ends here. */
+  nodeGone(slot: number): void;
   /** This node holds dirty bits or an unfinished resync (recovery_cp is not MaxSector). */
   needsSync(): boolean;
   /** One line for the log / events. */

@@ -12,7 +12,7 @@
  * data_offset, rounded down to 4 KiB (raid1) or to the raid10 chunk. The bitmap covers the
  * array's sectors (md's resync_max_sectors): a leg's for raid1, legs x near copies' share for raid10.
  */
-import { bitmapAreaBytes, BITMAP_CHUNK_BYTES_MIN } from './bitmap-superblock.ts';
+import { bitmapAreaBytes, BITMAP_CHUNK_BYTES_MIN, BITMAP_SB_BYTES } from './bitmap-superblock.ts';
 import { MD_SB_AREA_BYTES, MD_SB_OFFSET_SECTORS, SECTOR_BYTES } from './md-superblock.ts';
 
 export const BITMAP_OFFSET_SECTORS = MD_SB_AREA_BYTES / SECTOR_BYTES;
@@ -34,6 +34,11 @@ export interface LegLayout {
 /** Byte offset of node slot `slot` (0-based)'s bitmap superblock. */
 export function bitmapAreaOffsetBytes(layout: LegLayout, slot: number): number {
   return (MD_SB_OFFSET_SECTORS + BITMAP_OFFSET_SECTORS) * SECTOR_BYTES + slot * layout.bitmapAreaBytes;
+}
+
+/** Chunks a slot area of this layout can hold without growing (a resize that needs more would move every slot). */
+export function slotChunkCapacity(layout: LegLayout): number {
+  return (layout.bitmapAreaBytes - BITMAP_SB_BYTES) * 8;
 }
 
 export function superblockOffsetBytes(): number {

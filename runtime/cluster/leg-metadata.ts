@@ -8,7 +8,7 @@
 import { BlockError } from '../errors.ts';
 import type { BlockDevice } from '../devices/block-device.ts';
 import {
-  bitmapChunkCount, BITMAP_SB_BYTES, BITMAP_VERSION_CLUSTERED, decodeBitmapSuperblock, encodeBitmapSuperblock, type BitmapSuperblock,
+  bitmapAreaBytes, bitmapChunkCount, BITMAP_SB_BYTES, BITMAP_VERSION_CLUSTERED, decodeBitmapSuperblock, encodeBitmapSuperblock, type BitmapSuperblock,
 } from './bitmap-superblock.ts';
 import { bitmapAreaOffsetBytes, BITMAP_OFFSET_SECTORS, superblockOffsetBytes, type LegLayout } from './leg-layout.ts';
 import { raid10ArraySectors } from './raid-layout.ts';
@@ -69,10 +69,18 @@ export async function readBitmapArea(device: BlockDevice, layout: LegLayout, slo
   if (typeof sb === 'string') throw fail(sb);
   if (sb.version !== BITMAP_VERSION_CLUSTERED) throw fail(`version ${sb.version}, expected ${BITMAP_VERSION_CLUSTERED} (clustered)`);
   if (!equalBytes(sb.uuid, md.setUuid)) throw fail('its uuid is not the array uuid');
-  if (sb.syncSizeSectors !== syncSizeSectors) throw fail(`sync_size ${sb.syncSizeSectors} sectors, the array has ${syncSizeSectors}`);
   if (sb.chunkBytes !== layout.bitmapChunkBytes || sb.nodes !== layout.nodes) throw fail('chunk size or node count differs from slot 0');
-  const bits = area.slice(BITMAP_SB_BYTES, BITMAP_SB_BYTES + Math.ceil(bitmapChunkCount(sb.syncSizeSectors, sb.chunkBytes) / 8));
-  return { sb, bits };
+  // A resize commits the superblock's size first and each slot's sync_size after it (array-resize.ts):
+  // a slot left with the other size is read as long as its area has the same length (it sits where
+  // the layout puts it); its bits are taken for the chunks the array has.
+  const sameArea = (sectors: number) => bitmapAreaBytes(sectors, sb.chunkBytes) === layout.bitmapAreaBytes;
+  if (sb.syncSizeSectors !== syncSizeSectors && !(sameArea(sb.syncSizeSectors) && sameArea(syncSizeSectors))) {
+    throw fail(`sync_size ${sb.syncSizeSectors} sectors, the array has ${syncSizeSectors}`);
+  }
+  const chunks = bitmapChunkCount(syncSizeSectors, sb.chunkBytes);
+  const bits = area.slice(BITMAP_SB_BYTES, BITMAP_SB_BYTES + Math.ceil(chunks / 8));
+  if (chunks & 7) bits[bits.length - 1]! &= (1 << (chunks & 7)) - 1;
+  return { sb: { ...sb, syncSizeSectors }, bits };
 }
 
 /** The sectors a bitmap covers: the array's (raid10: legs x size / near copies, whole chunks). */
@@ -89,7 +97,11 @@ export async function readLegLayout(device: BlockDevice, md: MdSuperblock): Prom
   const sb = decodeBitmapSuperblock(head);
   if (typeof sb === 'string') throw new BlockError('EINVAL', `bitmap slot 0: ${sb}`, { device: device.name, offsetBytes });
   if (sb.nodes < 1) throw new BlockError('EINVAL', 'bitmap slot 0 is not clustered (nodes 0)', { device: device.name, offsetBytes });
-  const areaBytes = Math.ceil((BITMAP_SB_BYTES + Math.ceil(bitmapChunkCount(sb.syncSizeSectors, sb.chunkBytes) / 8)) / BITMAP_PAGE_BYTES) * BITMAP_PAGE_BYTES;
+  // Where the slots sit follows from the array's size (as mdadm computes it); slot 0 must agree.
+  const areaBytes = bitmapAreaBytes(bitmapSectorsOf(md), sb.chunkBytes);
+  if (bitmapAreaBytes(sb.syncSizeSectors, sb.chunkBytes) !== areaBytes) {
+    throw new BlockError('EINVAL', `bitmap slot 0 covers ${sb.syncSizeSectors} sectors in areas of another length than the array's ${bitmapSectorsOf(md)} need`, { device: device.name, offsetBytes });
+  }
   const layout: LegLayout = {
     nodes: sb.nodes, bitmapChunkBytes: sb.chunkBytes, sizeSectors: md.sizeSectors, dataOffsetSectors: md.dataOffsetSectors, bitmapAreaBytes: areaBytes,
   };

@@ -83,7 +83,10 @@ export class MdCluster implements ClusterOperations {
       memberName: options.memberName,
       callbacks: {
         recoverPrep: () => cluster.recoverPrep(),
-        recoverSlot: (member) => cluster.queueRecovery(member.slot - 1),
+        recoverSlot: (member) => {
+          options.host.nodeGone(member.slot - 1);
+          cluster.queueRecovery(member.slot - 1);
+        },
         recoverDone: (slots) => cluster.recoverDone(slots),
       },
     });
@@ -276,6 +279,39 @@ export class MdCluster implements ClusterOperations {
     for (const lock of locks) if (lock.held) await lock.unlock();
   }
 
+  // ---- beyond the document: online resize ----
+
+  async resizeStart(oldSectors: number, newSectors: number): Promise<void> {
+    try {
+      await this.resyncLock.convert(EX, { noQueue: true });
+    } catch (error) {
+      if (error instanceof LockError && error.code === 'EAGAIN') throw new BlockError('EBUSY', 'another node is resyncing the array');
+      throw error;
+    }
+    try {
+      await this.metadataUpdateStart();
+      try {
+        await this.channel!.send(clusterMsg(MSG_TYPE.BITMAP_RESIZE, { lowSectors: oldSectors, highSectors: newSectors }));
+      } catch (error) {
+        await this.metadataUpdateCancel();
+        throw error;
+      }
+    } catch (error) {
+      await this.resyncLock.convert(NL).catch(() => {});
+      throw error;
+    }
+  }
+
+  async resizeFinish(goodDevice: number | null): Promise<void> {
+    try {
+      await this.channel!.send(clusterMsg(MSG_TYPE.CHANGE_CAPACITY, { raidSlot: goodDevice ?? 0 }));
+    } finally {
+      if (goodDevice === null) await this.metadataUpdateCancel();
+      else await this.metadataUpdateFinish(goodDevice);
+      await this.resyncLock.convert(NL);
+    }
+  }
+
   // ---- beyond the document: load_bitmaps ----
 
   /** gather_all_resync_info: see the design note (join). */
@@ -312,8 +348,11 @@ export class MdCluster implements ClusterOperations {
         if (this.noNewDev.mode !== CR) await this.noNewDev.convert(CR);
         await host.reloadSuperblock(msg.raidSlot);
         break;
+      case MSG_TYPE.BITMAP_RESIZE:
+        await host.resizePrepare(msg.slot);
+        break;
       case MSG_TYPE.CHANGE_CAPACITY:
-        await host.capacityChanged();
+        await host.capacityChanged(msg.raidSlot);
         break;
       case MSG_TYPE.RESYNCING:
         if (msg.highSectors === 0) {

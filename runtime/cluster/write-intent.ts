@@ -28,6 +28,8 @@ export interface WriteIntentOptions {
   sb: BitmapSuperblock;
   bits: Uint8Array;
   chunkCount: number;
+  /** Chunks the slot area can hold: the most a resize may take the count to (default chunkCount). */
+  capacityChunks?: number;
   /** The legs a commit writes to (active, not failed), asked at each commit. */
   legs(): BlockDevice[];
   /** A leg failed a bitmap write or flush; the commit goes on with the others. */
@@ -38,8 +40,10 @@ export interface WriteIntentOptions {
 }
 
 export class WriteIntent {
+  /** One bit per chunk, room for `capacityChunks`; the bits past chunkCount are zero. */
   readonly bits: Uint8Array;
-  readonly chunkCount: number;
+  private count: number;
+  private sb: BitmapSuperblock;
   private readonly writers = new Map<number, number>();
   private readonly idleSince = new Map<number, number>();
   /** Per chunk, the sequence number of its last write's end; a sweep's flush covers ends before its own number. */
@@ -54,9 +58,35 @@ export class WriteIntent {
   pageWrites = 0;
 
   constructor(private readonly options: WriteIntentOptions) {
-    this.bits = options.bits;
-    this.chunkCount = options.chunkCount;
-    assert(this.bits.length >= Math.ceil(this.chunkCount / 8), 'bits cover every chunk');
+    const capacity = options.capacityChunks ?? options.chunkCount;
+    assert(capacity >= options.chunkCount && options.bits.length >= Math.ceil(options.chunkCount / 8), 'bits cover every chunk');
+    this.bits = new Uint8Array(Math.ceil(capacity / 8));
+    this.bits.set(options.bits.subarray(0, Math.ceil(options.chunkCount / 8)));
+    this.count = options.chunkCount;
+    this.sb = options.sb;
+  }
+
+  get chunkCount(): number {
+    return this.count;
+  }
+
+  /**
+   * The array was resized to `chunkCount` chunks (online resize, every write stopped and every
+   * commit settled): the bits past the new end go. Nothing is written: the node that resized wrote
+   * every slot's area already (writeAll makes ours whole again where it could not).
+   */
+  resize(chunkCount: number, syncSizeSectors: number): void {
+    assert(chunkCount <= this.bits.length * 8, 'a resize stays within the slot area');
+    for (const map of [this.writers, this.idleSince, this.lastEnd]) {
+      for (const chunk of [...map.keys()]) {
+        if (chunk < chunkCount) continue;
+        assert(map !== this.writers, 'no write is in flight past the new end');
+        map.delete(chunk);
+      }
+    }
+    for (let chunk = chunkCount; chunk < this.count; chunk++) this.bits[chunk >> 3]! &= ~(1 << (chunk & 7));
+    this.count = chunkCount;
+    this.sb = { ...this.sb, syncSizeSectors };
   }
 
   isSet(chunk: number): boolean {
@@ -188,7 +218,7 @@ export class WriteIntent {
     await Promise.all(legs.map(async (leg) => {
       try {
         for (const page of pages) {
-          await leg.write(bitmapAreaOffsetBytes(this.options.layout, this.options.slot) + page * BITMAP_PAGE_BYTES, bitmapPageBytes({ sb: this.options.sb, bits: this.bits }, page));
+          await leg.write(bitmapAreaOffsetBytes(this.options.layout, this.options.slot) + page * BITMAP_PAGE_BYTES, bitmapPageBytes({ sb: this.sb, bits: this.bits }, page));
           this.pageWrites += 1;
         }
         await leg.flush();
