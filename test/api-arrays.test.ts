@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { runCli } from '../server/cli/main.ts';
 import { startTestServer, until, type Answer, type TestServer } from './support/blockcore-server.ts';
 import { mdadmExamine } from './support/mdadm.ts';
 import { requireTools, runTool } from './support/tools.ts';
@@ -152,6 +153,36 @@ test('a restart assembles the array again; raid10 near=2 over four legs; events'
   assert.is(back.json.error, null);
   assert.is(back.json.picture, '[UUUU]');
   assert.is((await mdadmExamine(join(server.dataDir, 'l2.img')))['State'], 'clean');
+});
+
+test('resize: shrink and grow back (only the new part resyncs), refused while exported or past what fits; the CLI grows too', async () => {
+  const created = await server.call('POST', '/v1/arrays', { ...RAID1, sizeBytes: 4 * MIB });
+  assert.is(created.status, 201, created.text);
+  assert.is(created.json.sizeBytes, 4 * MIB);
+  expectError(await server.call('POST', '/v1/arrays/a1/resize', { sizeBytes: 4 * MIB + 512 }), 400, 'EINVAL', 'sizeBytes');
+  expectError(await server.call('POST', '/v1/arrays/a1/resize', { sizeBytes: 64 * MIB }), 400, 'EINVAL', 'sizeBytes');
+  expectError(await server.call('POST', '/v1/arrays/a1/resize', { sizeBytes: 'most' }), 400, 'EINVAL', 'sizeBytes');
+  expectError(await server.call('POST', '/v1/arrays/nope/resize', { sizeBytes: MIB }), 404, 'ENOENT', 'name');
+  const grown = await server.call('POST', '/v1/arrays/a1/resize', { sizeBytes: 'max' });
+  assert.is(grown.status, 200, grown.text);
+  assert.is(grown.json.sizeBytes, 8 * MIB);
+  await until(async () => (await server.call('GET', '/v1/arrays/a1')).json.resync.state === 'idle', 'the new part resynced');
+  const after = (await server.call('GET', '/v1/arrays/a1')).json;
+  assert.is(after.resync.totalChunks, 4, 'four 1 MiB chunks: the new part only');
+  assert.match((await mdadmExamine(join(server.dataDir, 'l1.img')))['Array Size']!, /^8192 KiB/);
+  assert.is((await server.call('POST', '/v1/exports', { name: 'a1', device: 'array:a1' })).status, 201);
+  expectError(await server.call('POST', '/v1/arrays/a1/resize', { sizeBytes: 4 * MIB }), 409, 'EBUSY', 'name');
+  assert.is((await server.call('DELETE', '/v1/exports/a1')).status, 204);
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(['array', 'grow', 'a1', '--size', String(6 * MIB), '--assume-clean'], { BLOCKCORE_URL: server.url }, {
+    out: (line) => (stdout += `${line}\n`), err: (line) => (stderr += `${line}\n`), write: (text) => (stdout += text), isTty: false,
+  });
+  assert.is(code, 0, stderr);
+  assert.match(stdout, /6144 blocks/);
+  assert.is((await server.call('GET', '/v1/arrays/a1')).json.sizeBytes, 6 * MIB);
+  await server.restart();
+  assert.is((await server.call('GET', '/v1/arrays/a1')).json.sizeBytes, 6 * MIB, 'the size is on the legs');
 });
 
 test('bad input: 4xx naming the field, nothing created', async () => {

@@ -26,9 +26,9 @@ function slotCommand(verb: string, method: 'POST' | 'DELETE', suffix: string, su
 
 export const ARRAY_COMMANDS: Record<string, Command> = {
   'array create': {
-    usage: 'array create NAME --level raid1|raid10 [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap-chunk-bytes N] [--spares N] [--assume-clean] LEG...',
+    usage: 'array create NAME --level raid1|raid10 [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap-chunk-bytes N] [--spares N] [--size BYTES] [--assume-clean] LEG...',
     summary: 'create a clustered array on device files (mdadm --create --bitmap=clustered) and assemble it here',
-    flags: { '--level': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--assume-clean': 'switch' },
+    flags: { '--level': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--size': 'value', '--assume-clean': 'switch' },
     async run(context, args) {
       const [name, ...legs] = args.positional;
       if (name === undefined || legs.length === 0) throw new UsageError(`expected NAME LEG... (usage: ${this.usage})`);
@@ -39,7 +39,7 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
       if (layout !== undefined) body.layout = layout;
       const clusterName = args.values.get('--cluster-name');
       if (clusterName !== undefined) body.clusterName = clusterName;
-      for (const [flag, field] of [['--nodes', 'nodes'], ['--chunk-bytes', 'chunkSizeBytes'], ['--bitmap-chunk-bytes', 'bitmapChunkBytes'], ['--spares', 'spares']] as const) {
+      for (const [flag, field] of [['--nodes', 'nodes'], ['--chunk-bytes', 'chunkSizeBytes'], ['--bitmap-chunk-bytes', 'bitmapChunkBytes'], ['--spares', 'spares'], ['--size', 'sizeBytes']] as const) {
         const value = numberFlag(args.values.get(flag), flag);
         if (value !== undefined) body[field] = value;
       }
@@ -98,6 +98,21 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
     async run(context, args) {
       const [name, device] = takePositionals(args, ['NAME', 'DEVICE'], this.usage);
       const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/legs`, { device, spare: args.switches.has('--spare'), grow: args.switches.has('--grow') });
+      context.out(array.state ?? array.name);
+    },
+  },
+  'array grow': {
+    usage: 'array grow NAME --size BYTES|max [--assume-clean]',
+    summary: "change the array's size on every node (mdadm --grow --size); a grow resyncs only the new part",
+    flags: { '--size': 'value', '--assume-clean': 'switch' },
+    async run(context, args) {
+      const [name] = takePositionals(args, ['NAME'], this.usage);
+      const size = args.values.get('--size');
+      if (size === undefined) throw new UsageError(`--size is required (usage: ${this.usage})`);
+      const sizeBytes = size === 'max' ? 'max' : numberFlag(size, '--size');
+      const body: Record<string, unknown> = { sizeBytes };
+      if (args.switches.has('--assume-clean')) body.assumeClean = true;
+      const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/resize`, body);
       context.out(array.state ?? array.name);
     },
   },

@@ -40,7 +40,7 @@ interface ArrayEntry {
   holds: Hold[];
 }
 
-const CREATE_ONLY = ['level', 'layout', 'nodes', 'clusterName', 'chunkSizeBytes', 'bitmapChunkBytes', 'assumeClean', 'spares'] as const;
+const CREATE_ONLY = ['level', 'layout', 'nodes', 'clusterName', 'chunkSizeBytes', 'bitmapChunkBytes', 'assumeClean', 'spares', 'sizeBytes'] as const;
 
 export class ArrayRegistry implements Engine {
   readonly kind = 'array';
@@ -188,6 +188,25 @@ export class ArrayRegistry implements Engine {
     return this.info(entry);
   }
 
+  /** mdadm --grow --size: every node of the array takes the new size; a grow resyncs the new part. */
+  async resize(name: string, sizeBytes: number | 'max', assumeClean: boolean): Promise<ArrayInfo> {
+    const entry = this.entry(name);
+    const array = this.deviceOf(name, 'name');
+    // Exports and clones took the size when they opened it: they would read past a shrink or miss a grow.
+    const users = this.service.usersOf(`array:${name}`);
+    if (users.length > 0) throw new ServiceError('EBUSY', `array "${name}" is in use by ${users.join(', ')}; its size is fixed while it is`, 'name');
+    let result;
+    try {
+      result = await array.resize({ sizeBytes, assumeClean });
+    } catch (error) {
+      if (error instanceof BlockError && (error.code === 'EINVAL' || error.code === 'ERANGE')) throw invalid('sizeBytes', error.message.replace(/^E[A-Z]+: /, ''));
+      if (error instanceof BlockError && error.code === 'EBUSY') throw new ServiceError('EBUSY', error.message.replace(/^EBUSY: /, ''), 'name');
+      throw error;
+    }
+    this.service.events.publish('array.resized', { array: name, ...result });
+    return this.info(entry);
+  }
+
   /** mdadm --stop: this node leaves the array; its legs keep it (assemble brings it back). */
   async stop(name: string): Promise<void> {
     const entry = this.entry(name);
@@ -238,6 +257,7 @@ export class ArrayRegistry implements Engine {
       bitmapChunkBytes: body.bitmapChunkBytes ?? DEFAULT_BITMAP_CHUNK_BYTES,
       raid10ChunkBytes: body.chunkSizeBytes ?? DEFAULT_RAID10_CHUNK_BYTES,
       assumeClean: body.assumeClean ?? false,
+      ...(body.sizeBytes === undefined ? {} : { sizeBytes: body.sizeBytes }),
       uuid: crypto.getRandomValues(new Uint8Array(16)),
       nowSeconds: Math.floor(Date.now() / 1000),
     };

@@ -1,11 +1,11 @@
-/** Arrays over HTTP: create or assemble, list, inspect, fail a leg, stop. */
+/** Arrays over HTTP: create or assemble, list, inspect, manage legs, resize, stop. */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import type { EngineContext } from '../engine.ts';
 import { addRoute } from '../http/route.ts';
 import { jsonAnswer, Name, nameParams, NoBody } from '../http/schemas.ts';
 import type { ArrayRegistry } from './registry.ts';
-import { ArrayInfo, ArrayList, NewArray, NewLeg } from './schemas.ts';
+import { ArrayInfo, ArrayList, NewArray, NewLeg, ResizeArray } from './schemas.ts';
 
 const ARRAY_NAME = nameParams('array');
 const LEG_PARAMS = z.strictObject({
@@ -66,6 +66,15 @@ export function arrayRoutes(app: OpenAPIHono, arrays: ArrayRegistry, context: En
       params: LEG_PARAMS, body: NoBody, bodyOptional: true, responses: { 200: jsonAnswer('Re-added.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
     },
     async (c, { params }) => c.json(await context.exclusive(() => arrays.readdLeg(params.name, Number(params.slot)))),
+  );
+  addRoute(
+    app,
+    {
+      method: 'post', path: '/v1/arrays/{name}/resize',
+      summary: "Change the array's size on every node (mdadm --grow --size): a grow resyncs only the new part; 409 while exported or in use, or while a resync runs.",
+      params: ARRAY_NAME, body: ResizeArray, responses: { 200: jsonAnswer('Resized.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
+    },
+    async (c, { params, body }) => c.json(await context.exclusive(() => arrays.resize(params.name, body.sizeBytes, body.assumeClean ?? false))),
   );
   addRoute(
     app,

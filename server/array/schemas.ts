@@ -19,8 +19,18 @@ export const NewArray = z
     bitmapChunkBytes: z.number().int().min(4096).max(2 ** 30).optional().openapi({ description: 'Write-intent bitmap chunk (mdadm --bitmap-chunk; default 64 MiB), a power of two.' }),
     assumeClean: z.boolean().optional().openapi({ description: 'Skip the initial resync (mdadm --assume-clean).' }),
     spares: z.number().int().min(0).max(LEGS_MAX - 1).optional().openapi({ description: 'How many of the last legs are spares (default 0).' }),
+    sizeBytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional().openapi({ description: "The array's size (mdadm --size, here in bytes of array); default: all the smallest leg holds. Growing later (POST /resize) needs no new legs." }),
   })
   .openapi('NewArray');
+
+export const ResizeArray = z
+  .strictObject({
+    sizeBytes: z.union([z.number().int().min(1).max(Number.MAX_SAFE_INTEGER), z.literal('max')]).openapi({
+      description: "The array's new size in bytes (raid1: a multiple of 4096; raid10: a size of its layout), or \"max\": the most the legs and the bitmap's node slots hold.",
+    }),
+    assumeClean: z.boolean().optional().openapi({ description: 'Growing: take the new part as in sync, no resync (mdadm --assume-clean).' }),
+  })
+  .openapi('ResizeArray');
 
 const Leg = z.strictObject({
   device: DeviceName,
