@@ -4,7 +4,9 @@
  * surviving node recovers it: merges the dead slot's bits and resyncs. Then every leg must hold
  * the same bytes (a chunk written to one leg but not the other must have had its bit durable
  * first), and every sector must be what the durability model allows: each acknowledged, flushed
- * write there (or a later one in flight). Seeded; a failing trial names its seed.
+ * write there (or a later one in flight). Now and then the node resizes the array (online resize:
+ * the cut may fall between its superblock commit and its slot rewrite); what is judged is the
+ * array as the survivor sees it. Seeded; a failing trial names its seed.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -35,10 +37,12 @@ async function trial(seed: number): Promise<void> {
   }
   const manager = new InProcessLockManager();
   const uuid = new Prng(seed ^ 0x5a5a).fill(new Uint8Array(16));
+  const events: string[] = [];
   const base = { name: 'array:p', manager };
+  const log = (who: string) => (event: { message: string }) => events.push(`${who} ${event.message}`);
   // B: another machine (plain files, no power to lose), which will recover A.
   const bLegs = await Promise.all(files.map((file) => FileDevice.open(file)));
-  const b = await ClusterArray.create({ ...base, legs: bLegs, memberName: 'B', ownsLegs: true, daemonSleepMs: 60_000 }, {
+  const b = await ClusterArray.create({ ...base, legs: bLegs, memberName: 'B', ownsLegs: true, daemonSleepMs: 60_000, onEvent: log('B') }, {
     name: 'p', level: 'raid1', raidDisks: 2, nodes: 2, clusterName: 'power', bitmapChunkBytes: CHUNK_BYTES, assumeClean: true, uuid, nowSeconds: 1,
   });
   // A: its legs behind one power domain.
@@ -46,12 +50,18 @@ async function trial(seed: number): Promise<void> {
   const aBacking = await Promise.all(files.map((file) => FileDevice.open(file)));
   const aLegs = aBacking.map((leg, i) => domain.attach(leg, `A-leg${i}`));
   // The bitmap daemon runs at seeded points of the workload (clearIdleBits), not on a timer: a trial replays.
-  const a = await ClusterArray.assemble({ ...base, legs: aLegs, memberName: 'A', daemonSleepMs: 60_000 });
+  const a = await ClusterArray.assemble({ ...base, legs: aLegs, memberName: 'A', daemonSleepMs: 60_000, onEvent: log('A') });
   domain.cutAtEvent(prng.range(20, 1500));
 
   const contentSeed = seed >>> 0;
   const trace = new DurabilityTrace(DATA_BYTES / 512);
   let id = 0;
+  const write = async (offset: number, sectors: number, fua: boolean): Promise<void> => {
+    const index = ++id;
+    const op = trace.issue('write', index, offset, sectors * 512, fua);
+    await a.write(offset, writeData(contentSeed, index, offset, sectors * 512), { fua });
+    trace.done(op);
+  };
   const one = async (): Promise<void> => {
     const roll = prng.below(10);
     try {
@@ -61,6 +71,16 @@ async function trial(seed: number): Promise<void> {
         trace.flushDone(issued);
         return;
       }
+      if (roll === 8 && prng.chance(0.5)) {
+        // Shrink or grow (the regrown part resynced from the old end), B pausing meanwhile. A
+        // shrink often follows an unflushed write past its new end, and the cut often falls in
+        // it: the bits of such a write must stay until the superblocks no longer hold its chunk.
+        const target = MIB + prng.below(MIB / 4096 + 1) * 4096;
+        if (target < a.sizeBytes - 64 * 512 && prng.chance(0.5)) await write(target + prng.below((a.sizeBytes - target) / 512 - 64) * 512, 64, false);
+        if (prng.chance(0.4)) domain.cutAtEvent(domain.events + prng.range(1, 16));
+        await a.resize({ sizeBytes: target });
+        return;
+      }
       if (roll === 9) {
         // Now and then the cut falls inside the bitmap daemon's flush-then-clear.
         if (prng.chance(0.25)) domain.cutAtEvent(domain.events + prng.range(1, 12));
@@ -68,12 +88,7 @@ async function trial(seed: number): Promise<void> {
         return;
       }
       const sectors = prng.range(1, 128);
-      const offset = prng.below(DATA_BYTES / 512 - sectors) * 512;
-      const fua = roll === 2;
-      const index = ++id;
-      const op = trace.issue('write', index, offset, sectors * 512, fua);
-      await a.write(offset, writeData(contentSeed, index, offset, sectors * 512), { fua });
-      trace.done(op);
+      await write(prng.below(a.sizeBytes / 512 - sectors) * 512, sectors, roll === 2);
     } catch {
       // the power went: this op is not acknowledged
     }
@@ -91,14 +106,14 @@ async function trial(seed: number): Promise<void> {
   if (b.status().nodesSeen.includes(1)) throw new Error('B never saw A leave');
   await b.quiet();
 
-  const legBytes = files.map((file) => fs.readFileSync(file).subarray(MIB));
+  const legBytes = files.map((file) => fs.readFileSync(file).subarray(MIB, MIB + b.sizeBytes));
   if (!legBytes[0]!.equals(legBytes[1]!)) {
     const first = legBytes[0]!.findIndex((byte, i) => byte !== legBytes[1]![i]);
-    throw new Error(`legs differ after recovery, first at data byte ${first} (chunk ${Math.floor(first / CHUNK_BYTES)}); B: ${b.status().resync.doneChunks} chunks resynced`);
+    throw new Error(`legs differ after recovery, first at data byte ${first} (chunk ${Math.floor(first / CHUNK_BYTES)}); B: ${b.status().resync.doneChunks} chunks resynced; events:\n${events.join('\n')}`);
   }
   const zero = new Uint8Array(512);
   const sector = new Uint8Array(512);
-  for (let s = 0; s < DATA_BYTES / 512; s++) {
+  for (let s = 0; s < b.sizeBytes / 512; s++) {
     await b.read(s * 512, sector);
     const why = judgeSector({ trace, contentSeed }, s, sector, zero);
     if (why !== null) throw new Error(why);

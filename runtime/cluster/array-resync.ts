@@ -50,6 +50,8 @@ export class ArrayResync {
   doneChunks = 0;
   totalChunks = 0;
   private running: Promise<void> | null = null;
+  /** Kicked while running: run once more. */
+  private again = false;
   private windowLowSectors = 0;
   private windowHighSectors = 0;
   private readonly announce = new LocalMutex();
@@ -95,12 +97,22 @@ export class ArrayResync {
     while (this.running !== null) await this.running;
   }
 
-  /** Runs a resync unless one runs or waits already. */
+  /**
+   * Runs a resync unless one runs or waits already; then that one runs again when it ends (chunks
+   * added after its last look at the todo, while it marks the array in sync or releases the lock,
+   * would otherwise wait for the next kick, which may never come: a dead node's merged bits).
+   */
   kick(): void {
-    if (this.running !== null || !this.host.canRun()) return;
+    if (this.running !== null) {
+      this.again = true;
+      return;
+    }
+    if (!this.host.canRun()) return;
+    this.again = false;
     this.running = this.run().catch((error: unknown) => this.host.note(`resync failed: ${String(error)}`)).finally(() => {
       this.running = null;
       this.state = 'idle';
+      if (this.again && !this.abort.signal.aborted) this.kick();
     });
   }
 
