@@ -40,11 +40,15 @@ import { formatArray, type ArrayCreateSpec } from './array-format.ts';
 import { legFromSuperblock, recoversWhole, slotPicture, writeArrayMetadata, type Leg } from './array-legs.ts';
 import { addLeg, bindNewDisk, readdLeg, removeLeg } from './array-manage.ts';
 import { resizeArray, type ResizeRequest, type ResizeResult } from './array-resize.ts';
+import { switchBitmap, type BitmapSwitchRequest } from './array-bitmap-switch.ts';
 import type { SizeShape } from './array-size.ts';
 import { ArrayResync } from './array-resync.ts';
 import { bitmapChunkCount } from './bitmap-superblock.ts';
 import type { ClusterHost, SectorRange } from './cluster-operations.ts';
-import { slotChunkCapacity, type LegLayout } from './leg-layout.ts';
+import { slotChunkCapacity, type BitmapMode, type LegLayout } from './leg-layout.ts';
+import { DEFAULT_DAEMON_SLEEP_SECONDS } from './bitmap-superblock.ts';
+import { DirtyFlag } from './dirty-flag.ts';
+import type { IntentLog } from './intent-log.ts';
 import { bitmapSectorsOf, readBitmapArea, readLegLayout, readMdSuperblock, writeBitmapArea } from './leg-metadata.ts';
 import { MdCluster } from './md-cluster.ts';
 import { MD_FEATURE, MD_FEATURE_PER_LEG, MD_ROLE_FAULTY, MD_ROLE_MAX, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
@@ -87,6 +91,7 @@ export interface ArrayStatus {
   /** 0-based node slot. */
   slot: number;
   nodes: number;
+  bitmap: BitmapMode;
   /** Slots of the nodes in the cluster at the last membership change (ours included). */
   nodesSeen: number[];
   raidDisks: number;
@@ -113,7 +118,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   readonly chunkCapacity: number;
   private chunks: number;
   readonly cluster!: MdCluster;
-  private intent!: WriteIntent;
+  private intent!: IntentLog;
+  /** Bitmap none: the superblocks say dirty (resync_offset 0) while writes may be under way. */
+  private dirtyOnDisk = false;
   private resync!: ArrayResync;
   private readonly gate = new OpGate();
   private readonly userIo = new OpGate();
@@ -133,8 +140,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   private readonly bitmapJobs = new OpGate();
   /** Writes and bitmap changes stopped for a resize started by node slot `bySlot`, until `resume`. */
   private paused: { bySlot: number; resumed: Promise<void>; resume: () => void } | null = null;
-  /** A resize of ours runs (no resync starts meanwhile). */
-  resizeRunning = false;
+  /** A resize or bitmap switch of ours runs (no resync starts meanwhile). */
+  layoutChangeRunning = false;
   private started!: Promise<void>;
   private readCursor = 0;
   private stopped = false;
@@ -150,7 +157,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     this.logicalBlockBytes = Math.max(SECTOR_BYTES, ...legs.map((leg) => leg.device.logicalBlockBytes));
     this.chunkBytes = layout.bitmapChunkBytes;
     this.chunks = bitmapChunkCount(bitmapSectorsOf(md), this.chunkBytes);
-    this.chunkCapacity = slotChunkCapacity(layout);
+    // No bitmap: nothing bounds a resize but the legs.
+    const legMaxSectors = Math.min(...legs.filter((leg) => leg.state !== 'faulty').map((leg) => Math.floor(leg.device.sizeBytes / SECTOR_BYTES))) - md.dataOffsetSectors;
+    this.chunkCapacity = layout.bitmap === 'none'
+      ? Math.max(this.chunks, bitmapChunkCount(bitmapSectorsOf({ ...md, sizeSectors: legMaxSectors }), this.chunkBytes))
+      : slotChunkCapacity(layout);
   }
 
   get sizeBytes(): number {
@@ -208,25 +219,39 @@ export class ClusterArray implements BlockDevice, ClusterHost {
 
   private async startInCluster(): Promise<void> {
     const first = this.inSyncLegs()[0] ?? this.activeLegs()[0]!;
-    (this as { cluster: MdCluster }).cluster = await MdCluster.join({
-      manager: this.options.manager, arrayUuid: this.md.setUuid, nodes: this.layout.nodes, memberName: this.options.memberName, host: this,
-    });
+    try {
+      (this as { cluster: MdCluster }).cluster = await MdCluster.join({
+        manager: this.options.manager, arrayUuid: this.md.setUuid, nodes: this.layout.nodes, memberName: this.options.memberName, host: this,
+      });
+    } catch (error) {
+      if (error instanceof BlockError && error.code === 'ERANGE' && this.layout.bitmap !== 'clustered') {
+        throw new BlockError('EBUSY', `the array is not clustered (bitmap ${this.layout.bitmap}): another node has it assembled`, { device: this.name });
+      }
+      throw error;
+    }
     try {
       // Read before we joined: a change made meanwhile (a resize, a failed leg) is taken now.
       const fresh = await readMdSuperblock(first.device);
+      if (bitmapFeatureBits(fresh) !== bitmapFeatureBits(this.md)) throw new BlockError('EBUSY', 'the bitmap was switched while this node assembled: assemble again', { device: this.name });
       if (fresh.events !== this.md.events) await this.reloadSuperblock(first.sb.devNumber);
-      const own = await readBitmapArea(first.device, this.layout, this.cluster.slotNumber(), this.md);
-      const daemonSleepMs = this.options.daemonSleepMs ?? own.sb.daemonSleepSeconds * 1000;
-      this.intent = new WriteIntent({
-        layout: this.layout, slot: this.cluster.slotNumber(), sb: own.sb, bits: own.bits, chunkCount: this.chunkCount, capacityChunks: this.chunkCapacity,
-        legs: () => this.writableLegs().map((leg) => leg.device),
-        legFailed: (device, error) => void this.failDevice(device, error).catch(() => {}), // awaited by the write
-        degraded: () => this.degraded,
-        daemonSleepMs,
-      });
+      const legs = () => this.writableLegs().map((leg) => leg.device);
+      const legFailed = (device: BlockDevice, error: unknown) => void this.failDevice(device, error).catch(() => {}); // awaited by the write
+      let daemonSleepMs = this.options.daemonSleepMs ?? DEFAULT_DAEMON_SLEEP_SECONDS * 1000;
+      if (this.layout.bitmap === 'none') {
+        this.intent = new DirtyFlag({
+          chunkCount: this.chunkCount, capacityChunks: this.chunkCapacity, legs, legFailed, daemonSleepMs, setDirty: (dirty) => this.setDirtyOnDisk(dirty),
+        });
+      } else {
+        const own = await readBitmapArea(first.device, this.layout, this.cluster.slotNumber(), this.md);
+        daemonSleepMs = this.options.daemonSleepMs ?? own.sb.daemonSleepSeconds * 1000;
+        this.intent = new WriteIntent({
+          layout: this.layout, slot: this.cluster.slotNumber(), sb: own.sb, bits: own.bits, chunkCount: this.chunkCount, capacityChunks: this.chunkCapacity,
+          legs, legFailed, degraded: () => this.degraded, daemonSleepMs,
+        });
+      }
       this.resync = await ArrayResync.create(this);
       // Our own set bits: writes of ours that may not have reached every leg (we stopped or crashed).
-      this.addBitsToResync(own.bits);
+      this.addBitsToResync(this.intent.bits);
       // A new leg left recovering (stopped or crashed mid-recovery) is recovered whole again; a
       // re-added one from the bits (ours, gathered from every slot when it was re-added).
       if (this.legs.some(recoversWhole)) this.resync.add(0, this.chunkCount);
@@ -303,6 +328,25 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   async discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> {
     if (validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes) === 0) return EMPTY_DISCARD_OUTCOME;
     throw new BlockError('ENOTSUP', 'a clustered array does not discard', { device: this.name, offsetBytes, lengthBytes });
+  }
+
+  /**
+   * Ends this array object after a bitmap switch rewrote the metadata (array-bitmap-switch.ts):
+   * waiting writes fail (EBADF), the resync stops, the cluster is left; the old bitmap is not
+   * touched and the legs stay open for the array assembled next.
+   */
+  private async stopForSwitch(): Promise<void> {
+    this.stopped = true;
+    this.resumeAfterResize();
+    await this.gate.close(async () => {
+      if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+      await this.resync.stop();
+      await this.cluster.leave();
+    });
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
   }
 
   /** Stops this node's part of the array (mdadm --stop): see the design note. */
@@ -399,6 +443,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
         await this.paused.resumed;
         continue;
       }
+      if (this.stopped) throw new BlockError('EBADF', 'array is stopped', { device: this.name });
       if (range.highSectors * SECTOR_BYTES > this.sizeBytes) {
         throw new BlockError('ERANGE', `the array shrank to ${this.sizeBytes} bytes while this write waited`, { device: this.name, offsetBytes: range.lowSectors * SECTOR_BYTES });
       }
@@ -517,8 +562,10 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     md.events += 1;
     md.utimeSeconds = Math.floor(Date.now() / 1000);
     this.md = md;
+    // While dirty (no bitmap) the superblocks say resync_offset 0: a crash resyncs everything.
+    const onDisk = () => (this.dirtyOnDisk ? { ...this.md, resyncOffsetSectors: 0 } : this.md);
     // Until a round adds no new failure: each leg that refused the update is failed in the next.
-    for (let failed = await writeArrayMetadata(this.legs, md); failed.length > 0; failed = await writeArrayMetadata(this.legs, this.md)) {
+    for (let failed = await writeArrayMetadata(this.legs, onDisk()); failed.length > 0; failed = await writeArrayMetadata(this.legs, onDisk())) {
       for (const leg of failed) {
         leg.state = 'faulty';
         leg.role = null;
@@ -537,6 +584,21 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const good = this.inSyncLegs()[0];
     if (good === undefined) await this.cluster.metadataUpdateCancel();
     else await this.cluster.metadataUpdateFinish(good.sb.devNumber);
+  }
+
+  /** Bitmap none: every leg's superblock marked dirty (or clean again), flushed (dirty-flag.ts). */
+  private async setDirtyOnDisk(dirty: boolean): Promise<void> {
+    await this.metadataMutex.run(async () => {
+      const before = this.dirtyOnDisk;
+      this.dirtyOnDisk = dirty;
+      try {
+        await this.writeMetadataHolding(() => {});
+      } catch (error) {
+        // Not marked dirty: the write must not go. Not marked clean: it stays dirty (a resync too many).
+        this.dirtyOnDisk = dirty ? before : true;
+        throw error;
+      }
+    });
   }
 
   /** The array's superblock fields as this node has them. */
@@ -727,6 +789,16 @@ export class ClusterArray implements BlockDevice, ClusterHost {
 
   // ---- online resize (array-resize.ts) ----
 
+  /**
+   * mdadm --grow --bitmap: another kind of bitmap (array-bitmap-switch.ts). This array object ends;
+   * the one returned runs on the same legs with the new bitmap.
+   */
+  async switchBitmap(request: BitmapSwitchRequest): Promise<ClusterArray> {
+    await switchBitmap(this, request);
+    await this.stopForSwitch();
+    return ClusterArray.assemble(this.options);
+  }
+
   /** mdadm --grow --size: every node takes the new size; a grow resyncs the new part only. */
   resize(request: ResizeRequest): Promise<ResizeResult> {
     return resizeArray(this, request);
@@ -749,6 +821,13 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     }
     while (this.writesInFlight.size > 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
     await this.bitmapJobs.idle();
+    await this.intent.settle();
+  }
+
+  /** While paused: every leg flushed, then every bit cleared (no bitmap: the array marked clean). */
+  async cleanWhilePaused(): Promise<void> {
+    assert(this.paused !== null, 'writes are paused');
+    await this.intent.sweep(0);
     await this.intent.settle();
   }
 
@@ -841,7 +920,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   canRun(): boolean {
-    return !this.stopped && !this.resizeRunning && this.paused === null && this.inSyncLegs().length > 0 && this.activeLegs().length > 1;
+    return !this.stopped && !this.layoutChangeRunning && this.paused === null && this.inSyncLegs().length > 0 && this.activeLegs().length > 1;
   }
 
   async copyChunks(start: number, end: number): Promise<void> {
@@ -895,6 +974,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       picture: slotPicture(this.legs, this.md.raidDisks),
       slot: this.cluster.slotNumber(),
       nodes: this.layout.nodes,
+      bitmap: this.layout.bitmap,
       nodesSeen: [...this.cluster.nodesSeen],
       raidDisks: this.md.raidDisks,
       sizeBytes: this.sizeBytes,
@@ -922,6 +1002,10 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       if (!this.cluster.recoveryRunning && this.resync.state === 'idle') return;
     }
   }
+}
+
+function bitmapFeatureBits(md: MdSuperblock): number {
+  return md.featureMap & (MD_FEATURE.BITMAP_OFFSET | MD_FEATURE.CLUSTERED);
 }
 
 function raidLayoutOf(md: MdSuperblock): RaidLayout {

@@ -8,9 +8,9 @@ import { assert } from '../assert.ts';
 import type { BlockDevice } from '../devices/block-device.ts';
 import { BlockError } from '../errors.ts';
 import { arraySectorsOf, legSectorsFor, type SizeShape } from './array-size.ts';
-import { bitmapAreaBytes, bitmapChunkCount, BITMAP_VERSION_CLUSTERED, CLUSTER_NAME_BYTES, DEFAULT_DAEMON_SLEEP_SECONDS } from './bitmap-superblock.ts';
-import { BITMAP_OFFSET_SECTORS, planLegLayout, RAID1_SIZE_ALIGN_SECTORS, type LegLayout } from './leg-layout.ts';
-import { writeBitmapArea, writeMdSuperblock, type NodeBitmap } from './leg-metadata.ts';
+import { bitmapAreaBytes, bitmapChunkCount, CLUSTER_NAME_BYTES, DEFAULT_DAEMON_SLEEP_SECONDS } from './bitmap-superblock.ts';
+import { BITMAP_OFFSET_SECTORS, NO_BITMAP_CHUNK_BYTES, planLegLayout, RAID1_SIZE_ALIGN_SECTORS, type BitmapMode, type LegLayout } from './leg-layout.ts';
+import { bitmapVersionOf, writeBitmapArea, writeMdSuperblock, type NodeBitmap } from './leg-metadata.ts';
 import { raid10ArraySectors } from './raid-layout.ts';
 import { MD_FEATURE, MD_ROLE_SPARE, MD_SB_OFFSET_SECTORS, raid10NearLayout, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
 
@@ -36,6 +36,8 @@ export interface ArrayCreateSpec {
   /** The array's size (mdadm --size, here in array bytes); default: what the smallest leg holds. */
   sizeBytes?: number;
   assumeClean: boolean;
+  /** The bitmap (mdadm --bitmap): clustered (default), internal (one node) or none. `nodes` still sizes the room kept for a clustered one. */
+  bitmap?: BitmapMode;
   uuid: Uint8Array;
   nowSeconds: number;
 }
@@ -56,12 +58,13 @@ export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): P
   const bitmapSectorsOf = (sizeSectors: number) => (raid10 ? raid10ArraySectors(spec.raidDisks, nearCopies, chunkSectors, sizeSectors) : sizeSectors);
   const planned = planLegLayout(smallest, spec.nodes, spec.bitmapChunkBytes, raid10 ? chunkSectors : RAID1_SIZE_ALIGN_SECTORS, bitmapSectorsOf);
   if (typeof planned === 'string') throw new BlockError('EINVAL', planned);
-  const layout = spec.sizeBytes === undefined ? planned : withSize(planned, spec, { level: spec.level, raidDisks: spec.raidDisks, nearCopies, chunkSectors });
+  const sized = spec.sizeBytes === undefined ? planned : withSize(planned, spec, { level: spec.level, raidDisks: spec.raidDisks, nearCopies, chunkSectors });
+  const layout = withBitmap(sized, spec.bitmap ?? 'clustered', spec.nodes, bitmapSectorsOf(sized.sizeSectors));
   const syncSizeSectors = bitmapSectorsOf(layout.sizeSectors);
   const roles = legs.map((_, i) => (i < spec.raidDisks ? i : MD_ROLE_SPARE));
   while (roles.length < MAX_DEV_WRITTEN) roles.push(MD_ROLE_SPARE);
   const superblocks = legs.map((leg, devNumber): MdSuperblock => ({
-    featureMap: MD_FEATURE.BITMAP_OFFSET | MD_FEATURE.CLUSTERED,
+    featureMap: bitmapFeatures(layout.bitmap),
     setUuid: spec.uuid,
     setName: spec.name,
     ctimeSeconds: spec.nowSeconds,
@@ -70,7 +73,7 @@ export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): P
     sizeSectors: layout.sizeSectors,
     chunkSectors,
     raidDisks: spec.raidDisks,
-    bitmapOffsetSectors: BITMAP_OFFSET_SECTORS,
+    bitmapOffsetSectors: layout.bitmap === 'none' ? 0 : BITMAP_OFFSET_SECTORS,
     dataOffsetSectors: layout.dataOffsetSectors,
     dataSizeSectors: Math.floor(leg.sizeBytes / SECTOR_BYTES) - layout.dataOffsetSectors,
     superOffsetSectors: MD_SB_OFFSET_SECTORS,
@@ -83,22 +86,10 @@ export async function formatArray(legs: BlockDevice[], spec: ArrayCreateSpec): P
     resyncOffsetSectors: spec.assumeClean ? null : 0,
     devRoles: roles,
   }));
-  const chunks = bitmapChunkCount(syncSizeSectors, layout.bitmapChunkBytes);
-  const bitmaps = Array.from({ length: spec.nodes }, (_, slot): NodeBitmap => {
-    const bits = new Uint8Array(Math.ceil(chunks / 8));
-    if (slot === 0 && !spec.assumeClean) setAll(bits, chunks);
-    return {
-      sb: {
-        version: BITMAP_VERSION_CLUSTERED, uuid: spec.uuid, events: 1, eventsCleared: 1, syncSizeSectors, state: 0,
-        chunkBytes: layout.bitmapChunkBytes, daemonSleepSeconds: DEFAULT_DAEMON_SLEEP_SECONDS, writeBehind: 0, sectorsReserved: 0,
-        nodes: spec.nodes, clusterName: spec.clusterName,
-      },
-      bits,
-    };
-  });
+  const bitmaps = freshBitmaps(layout, spec.uuid, syncSizeSectors, spec.clusterName, !spec.assumeClean);
   // Bitmaps first, the superblock last: a leg whose superblock reads back has its slots written.
   await Promise.all(legs.map(async (leg, i) => {
-    for (let slot = 0; slot < spec.nodes; slot++) await writeBitmapArea(leg, layout, slot, bitmaps[slot]!);
+    for (const [slot, bitmap] of bitmaps.entries()) await writeBitmapArea(leg, layout, slot, bitmap);
     await leg.flush();
     await writeMdSuperblock(leg, superblocks[i]!);
     await leg.flush();
@@ -115,6 +106,37 @@ function withSize(planned: LegLayout, spec: ArrayCreateSpec, shape: SizeShape): 
     throw new BlockError('ERANGE', `sizeBytes ${spec.sizeBytes} is more than the legs hold (${arraySectorsOf(shape, planned.sizeSectors) * SECTOR_BYTES})`);
   }
   return { ...planned, sizeSectors: legSectors, bitmapAreaBytes: bitmapAreaBytes(arraySectorsOf(shape, legSectors), planned.bitmapChunkBytes) };
+}
+
+/** The layout with bitmap `mode` (the room before data_offset stays planned for `nodes` clustered slots). */
+export function withBitmap(layout: LegLayout, mode: BitmapMode, nodes: number, syncSizeSectors: number, bitmapChunkBytes?: number): LegLayout {
+  if (mode === 'none') return { ...layout, bitmap: mode, nodes: 1, bitmapChunkBytes: NO_BITMAP_CHUNK_BYTES, bitmapAreaBytes: 0 };
+  const chunkBytes = bitmapChunkBytes ?? (layout.bitmap === 'none' ? DEFAULT_BITMAP_CHUNK_BYTES : layout.bitmapChunkBytes);
+  return { ...layout, bitmap: mode, nodes: mode === 'clustered' ? nodes : 1, bitmapChunkBytes: chunkBytes, bitmapAreaBytes: bitmapAreaBytes(syncSizeSectors, chunkBytes) };
+}
+
+/** The superblock feature bits of a bitmap kind. */
+export function bitmapFeatures(mode: BitmapMode): number {
+  return mode === 'none' ? 0 : mode === 'internal' ? MD_FEATURE.BITMAP_OFFSET : MD_FEATURE.BITMAP_OFFSET | MD_FEATURE.CLUSTERED;
+}
+
+/** Every slot's bitmap of a new bitmap (none: no slot); slot 0 all dirty when `dirty` (a new array to resync). */
+export function freshBitmaps(layout: LegLayout, uuid: Uint8Array, syncSizeSectors: number, clusterName: string, dirty: boolean): NodeBitmap[] {
+  if (layout.bitmap === 'none') return [];
+  const chunks = bitmapChunkCount(syncSizeSectors, layout.bitmapChunkBytes);
+  const clustered = layout.bitmap === 'clustered';
+  return Array.from({ length: layout.nodes }, (_, slot): NodeBitmap => {
+    const bits = new Uint8Array(Math.ceil(chunks / 8));
+    if (slot === 0 && dirty) setAll(bits, chunks);
+    return {
+      sb: {
+        version: bitmapVersionOf(layout.bitmap), uuid, events: 1, eventsCleared: 1, syncSizeSectors, state: 0,
+        chunkBytes: layout.bitmapChunkBytes, daemonSleepSeconds: DEFAULT_DAEMON_SLEEP_SECONDS, writeBehind: 0, sectorsReserved: 0,
+        nodes: clustered ? layout.nodes : 0, clusterName: clustered ? clusterName : '',
+      },
+      bits,
+    };
+  });
 }
 
 /** Sets bits 0 .. count-1. */

@@ -33,7 +33,7 @@ export function withArrayFields(leg: MdSuperblock, from: MdSuperblock): MdSuperb
   return {
     ...leg,
     featureMap: (from.featureMap & ~MD_FEATURE_PER_LEG) | (leg.featureMap & MD_FEATURE_PER_LEG), level: from.level, layout: from.layout, sizeSectors: from.sizeSectors,
-    chunkSectors: from.chunkSectors, raidDisks: from.raidDisks, utimeSeconds: from.utimeSeconds, events: from.events,
+    chunkSectors: from.chunkSectors, raidDisks: from.raidDisks, utimeSeconds: from.utimeSeconds, events: from.events, bitmapOffsetSectors: from.bitmapOffsetSectors,
     resyncOffsetSectors: from.resyncOffsetSectors, devRoles: [...from.devRoles],
   };
 }

@@ -97,6 +97,7 @@ export async function readdLeg(array: ClusterArray, devNumber: number): Promise<
   const leg = array.legList.find((l) => l.sb.devNumber === devNumber);
   if (leg === undefined) throw new BlockError('ENOENT', `no leg numbered ${devNumber}`);
   if (leg.state !== 'faulty') throw new BlockError('EBUSY', `leg ${devNumber} is ${leg.state}, not failed`, { device: leg.device.name });
+  if (array.layout.bitmap === 'none') throw new BlockError('EINVAL', 'a re-add needs a bitmap to know what the leg missed (bitmap none): remove it and add it, to recover it whole', { device: leg.device.name });
   const own = await readMdSuperblock(leg.device);
   if (!sameBytes(own.setUuid, array.superblock.setUuid)) throw new BlockError('EINVAL', 'the device no longer holds this array', { device: leg.device.name });
   const role = own.devRoles[devNumber] ?? MD_ROLE_FAULTY;

@@ -5,12 +5,12 @@
  * 1. Checked here first (nothing sent, nothing written): the size is one the layout can have, the
  *    legs hold it, the slot areas hold its bitmap (a resize never moves them: mdadm finds slot k at
  *    k x the area length, which follows from the size; more 4 KiB pages per slot would move every
- *    slot, and is refused with ERANGE naming the largest size that fits). EBUSY while a resync or a
- *    node recovery runs here.
- * 2. The resync lock EX without queueing (EBUSY: another node resyncs) and the message channel held
- *    for the whole change (MdCluster.resizeStart), then BITMAP_RESIZE: every node stops new writes,
- *    waits for those in flight, for a sweep or slot merge in progress and for its bitmap commits,
- *    and acknowledges. This node does the same.
+ *    slot, and is refused with ERANGE naming the largest size that fits). EBUSY while a resync
+ *    runs here (a node recovery running is waited for: it takes a moment).
+ * 2. This node stops new writes, waits for those in flight, for a sweep or slot merge in progress
+ *    and for its bitmap commits. Then the resync lock EX without queueing (EBUSY: another node
+ *    resyncs) and the message channel held for the whole change (MdCluster.resizeStart), and
+ *    BITMAP_RESIZE: every other node does the same before it acknowledges.
  * 3. Every leg's superblock: the new size, events + 1, and when growing (unless assumeClean)
  *    resync_offset at the old end, as md's raid1_resize sets recovery_cp; a shrink below
  *    resync_offset marks the array in sync. Written and flushed: the commit point.
@@ -53,18 +53,21 @@ export async function resizeArray(array: ClusterArray, request: ResizeRequest): 
   const legSectors = targetLegSectors(array, request.sizeBytes);
   const oldSizeBytes = array.sizeBytes;
   if (legSectors === md.sizeSectors) return { oldSizeBytes, sizeBytes: oldSizeBytes, resyncChunks: 0 };
-  if (array.resizeRunning) throw new BlockError('EBUSY', 'a resize of this array is running', { device: array.name });
-  if (array.status().resync.state !== 'idle' || array.cluster.recoveryRunning) {
-    throw new BlockError('EBUSY', 'a resync or node recovery is running: resize once it is over', { device: array.name });
+  if (array.layoutChangeRunning) throw new BlockError('EBUSY', 'a resize of this array is running', { device: array.name });
+  await array.cluster.recoveryIdle(); // a node that just left is recovered first (a moment)
+  if (array.status().resync.state !== 'idle') {
+    throw new BlockError('EBUSY', 'a resync is running: resize once it is over', { device: array.name });
   }
-  array.resizeRunning = true;
+  array.layoutChangeRunning = true;
   try {
+    // Our writes stop before the metadata lock is taken: with no bitmap a write may wait for that
+    // lock to mark the array dirty, and it must end for the pause to end.
+    await array.pauseForResize(array.cluster.slotNumber());
     return await array.withMetadataLock(async () => {
       const oldSectors = bitmapSectorsOf(md);
       const newSectors = arraySectorsOf(shape, legSectors);
       await array.cluster.resizeStart(oldSectors, newSectors);
       try {
-        await array.pauseForResize(array.cluster.slotNumber());
         await array.writeMetadataHolding((next) => {
           next.sizeSectors = legSectors;
           if (newSectors > oldSectors && request.assumeClean !== true) next.resyncOffsetSectors = Math.min(next.resyncOffsetSectors ?? oldSectors, oldSectors);
@@ -85,7 +88,8 @@ export async function resizeArray(array: ClusterArray, request: ResizeRequest): 
       return { oldSizeBytes, sizeBytes: array.sizeBytes, resyncChunks };
     });
   } finally {
-    array.resizeRunning = false;
+    array.resumeAfterResize();
+    array.layoutChangeRunning = false;
     if (array.needsSync()) array.resyncNeeded(0);
   }
 }

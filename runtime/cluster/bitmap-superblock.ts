@@ -16,6 +16,8 @@ import { cString, getU64, setU64 } from './md-superblock.ts';
 
 export const BITMAP_MAGIC = 0x6d746962;
 export const BITMAP_VERSION_CLUSTERED = 5;
+/** An internal bitmap of one node (md's BITMAP_MAJOR_HI). */
+export const BITMAP_VERSION_INTERNAL = 4;
 export const BITMAP_SB_BYTES = 256;
 export const BITMAP_AREA_ALIGN_BYTES = 4096;
 export const CLUSTER_NAME_BYTES = 64;

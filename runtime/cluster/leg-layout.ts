@@ -11,6 +11,11 @@
  * A leg's usable size (`size`, the same on every leg) is what the smallest leg has after
  * data_offset, rounded down to 4 KiB (raid1) or to the raid10 chunk. The bitmap covers the
  * array's sectors (md's resync_max_sectors): a leg's for raid1, legs x near copies' share for raid10.
+ *
+ * The bitmap, as md has it (`bitmap`): clustered (version 5, one area per node slot), internal
+ * (version 4, one area: one node), or none (no area referenced: md marks the array dirty in its
+ * superblock while writing, and a crash resyncs all of it). data_offset keeps room for the
+ * clustered bitmap of `nodes` slots whatever the bitmap is now, so a switch back fits.
  */
 import { bitmapAreaBytes, BITMAP_CHUNK_BYTES_MIN, BITMAP_SB_BYTES } from './bitmap-superblock.ts';
 import { MD_SB_AREA_BYTES, MD_SB_OFFSET_SECTORS, SECTOR_BYTES } from './md-superblock.ts';
@@ -21,7 +26,14 @@ export const RAID1_SIZE_ALIGN_SECTORS = 8;
 /** The kernel's MD_CLUSTER slots are few; a bound that keeps data_offset sane. */
 export const NODES_MAX = 32;
 
+export type BitmapMode = 'clustered' | 'internal' | 'none';
+
+/** Without a bitmap, the chunk the resync walks (and the unit of a resync's progress). */
+export const NO_BITMAP_CHUNK_BYTES = 1024 * 1024;
+
 export interface LegLayout {
+  bitmap: BitmapMode;
+  /** Node slots of the bitmap (1 for internal and none). */
   nodes: number;
   bitmapChunkBytes: number;
   /** Sectors of each leg the array uses (md's `size`), from data_offset. */
@@ -67,5 +79,5 @@ export function planLegLayout(
   const dataOffsetSectors = Math.max(DATA_ALIGN_SECTORS, Math.ceil(metadataSectors / DATA_ALIGN_SECTORS) * DATA_ALIGN_SECTORS);
   const sizeSectors = Math.floor((legSectors - dataOffsetSectors) / sizeAlignSectors) * sizeAlignSectors;
   if (sizeSectors <= 0) return `a leg of ${legBytes} bytes has no room for data after ${dataOffsetSectors * SECTOR_BYTES} bytes of metadata`;
-  return { nodes, bitmapChunkBytes, sizeSectors, dataOffsetSectors, bitmapAreaBytes: bitmapAreaBytes(bitmapSectorsOf(sizeSectors), bitmapChunkBytes) };
+  return { bitmap: 'clustered', nodes, bitmapChunkBytes, sizeSectors, dataOffsetSectors, bitmapAreaBytes: bitmapAreaBytes(bitmapSectorsOf(sizeSectors), bitmapChunkBytes) };
 }

@@ -8,9 +8,9 @@
 import { BlockError } from '../errors.ts';
 import type { BlockDevice } from '../devices/block-device.ts';
 import {
-  bitmapAreaBytes, bitmapChunkCount, BITMAP_SB_BYTES, BITMAP_VERSION_CLUSTERED, decodeBitmapSuperblock, encodeBitmapSuperblock, type BitmapSuperblock,
+  bitmapAreaBytes, bitmapChunkCount, BITMAP_SB_BYTES, BITMAP_VERSION_CLUSTERED, BITMAP_VERSION_INTERNAL, decodeBitmapSuperblock, encodeBitmapSuperblock, type BitmapSuperblock,
 } from './bitmap-superblock.ts';
-import { bitmapAreaOffsetBytes, BITMAP_OFFSET_SECTORS, superblockOffsetBytes, type LegLayout } from './leg-layout.ts';
+import { bitmapAreaOffsetBytes, BITMAP_OFFSET_SECTORS, NO_BITMAP_CHUNK_BYTES, superblockOffsetBytes, type BitmapMode, type LegLayout } from './leg-layout.ts';
 import { raid10ArraySectors } from './raid-layout.ts';
 import {
   decodeMdSuperblock, encodeMdSuperblock, MD_FEATURE, MD_SB_AREA_BYTES, MD_SB_OFFSET_SECTORS, SECTOR_BYTES, type MdSuperblock,
@@ -38,8 +38,11 @@ export async function readMdSuperblock(device: BlockDevice): Promise<MdSuperbloc
   await device.read(superblockOffsetBytes(), area);
   const sb = decodeMdSuperblock(area, MD_SB_OFFSET_SECTORS);
   if (typeof sb === 'string') throw new BlockError('EINVAL', sb, { device: device.name, offsetBytes: superblockOffsetBytes() });
-  if ((sb.featureMap & MD_FEATURE.BITMAP_OFFSET) === 0 || sb.bitmapOffsetSectors !== BITMAP_OFFSET_SECTORS) {
-    throw new BlockError('EINVAL', `no internal bitmap ${BITMAP_OFFSET_SECTORS} sectors after the superblock`, { device: device.name });
+  if ((sb.featureMap & MD_FEATURE.BITMAP_OFFSET) !== 0 && sb.bitmapOffsetSectors !== BITMAP_OFFSET_SECTORS) {
+    throw new BlockError('EINVAL', `the bitmap is ${sb.bitmapOffsetSectors} sectors after the superblock, not ${BITMAP_OFFSET_SECTORS}`, { device: device.name });
+  }
+  if ((sb.featureMap & MD_FEATURE.CLUSTERED) !== 0 && (sb.featureMap & MD_FEATURE.BITMAP_OFFSET) === 0) {
+    throw new BlockError('EINVAL', 'clustered without a bitmap', { device: device.name });
   }
   if (sb.dataOffsetSectors * SECTOR_BYTES > device.sizeBytes || (sb.dataOffsetSectors + sb.sizeSectors) * SECTOR_BYTES > device.sizeBytes) {
     throw new BlockError('EINVAL', `data_offset ${sb.dataOffsetSectors} + size ${sb.sizeSectors} sectors is beyond the leg`, { device: device.name });
@@ -67,9 +70,10 @@ export async function readBitmapArea(device: BlockDevice, layout: LegLayout, slo
   const sb = decodeBitmapSuperblock(area);
   const fail = (why: string) => new BlockError('EINVAL', `bitmap slot ${slot}: ${why}`, { device: device.name, offsetBytes });
   if (typeof sb === 'string') throw fail(sb);
-  if (sb.version !== BITMAP_VERSION_CLUSTERED) throw fail(`version ${sb.version}, expected ${BITMAP_VERSION_CLUSTERED} (clustered)`);
+  const version = bitmapVersionOf(layout.bitmap);
+  if (sb.version !== version) throw fail(`version ${sb.version}, expected ${version} (${layout.bitmap})`);
   if (!equalBytes(sb.uuid, md.setUuid)) throw fail('its uuid is not the array uuid');
-  if (sb.chunkBytes !== layout.bitmapChunkBytes || sb.nodes !== layout.nodes) throw fail('chunk size or node count differs from slot 0');
+  if (sb.chunkBytes !== layout.bitmapChunkBytes || (layout.bitmap === 'clustered' && sb.nodes !== layout.nodes)) throw fail('chunk size or node count differs from slot 0');
   // A resize commits the superblock's size first and each slot's sync_size after it (array-resize.ts):
   // a slot left with the other size is read as long as its area has the same length (it sits where
   // the layout puts it); its bits are taken for the chunks the array has.
@@ -89,24 +93,37 @@ export function bitmapSectorsOf(md: MdSuperblock): number {
   return raid10ArraySectors(md.raidDisks, md.layout & 0xff, md.chunkSectors, md.sizeSectors);
 }
 
+/** The bitmap superblock version of each kind (md's BITMAP_MAJOR_HI and BITMAP_MAJOR_CLUSTERED). */
+export function bitmapVersionOf(mode: BitmapMode): number {
+  return mode === 'clustered' ? BITMAP_VERSION_CLUSTERED : BITMAP_VERSION_INTERNAL;
+}
+
 /** The layout a leg's metadata describes, read from its superblock and slot 0's bitmap superblock. */
 export async function readLegLayout(device: BlockDevice, md: MdSuperblock): Promise<LegLayout> {
+  if ((md.featureMap & MD_FEATURE.BITMAP_OFFSET) === 0) {
+    return { bitmap: 'none', nodes: 1, bitmapChunkBytes: NO_BITMAP_CHUNK_BYTES, sizeSectors: md.sizeSectors, dataOffsetSectors: md.dataOffsetSectors, bitmapAreaBytes: 0 };
+  }
+  const clustered = (md.featureMap & MD_FEATURE.CLUSTERED) !== 0;
   const offsetBytes = (MD_SB_OFFSET_SECTORS + BITMAP_OFFSET_SECTORS) * SECTOR_BYTES;
   const head = new Uint8Array(BITMAP_PAGE_BYTES);
   await device.read(offsetBytes, head);
   const sb = decodeBitmapSuperblock(head);
   if (typeof sb === 'string') throw new BlockError('EINVAL', `bitmap slot 0: ${sb}`, { device: device.name, offsetBytes });
-  if (sb.nodes < 1) throw new BlockError('EINVAL', 'bitmap slot 0 is not clustered (nodes 0)', { device: device.name, offsetBytes });
+  if (sb.version !== bitmapVersionOf(clustered ? 'clustered' : 'internal')) {
+    throw new BlockError('EINVAL', `bitmap version ${sb.version} on a${clustered ? ' clustered' : 'n unclustered'} array`, { device: device.name, offsetBytes });
+  }
+  if (clustered && sb.nodes < 1) throw new BlockError('EINVAL', 'bitmap slot 0 is not clustered (nodes 0)', { device: device.name, offsetBytes });
   // Where the slots sit follows from the array's size (as mdadm computes it); slot 0 must agree.
   const areaBytes = bitmapAreaBytes(bitmapSectorsOf(md), sb.chunkBytes);
   if (bitmapAreaBytes(sb.syncSizeSectors, sb.chunkBytes) !== areaBytes) {
     throw new BlockError('EINVAL', `bitmap slot 0 covers ${sb.syncSizeSectors} sectors in areas of another length than the array's ${bitmapSectorsOf(md)} need`, { device: device.name, offsetBytes });
   }
   const layout: LegLayout = {
-    nodes: sb.nodes, bitmapChunkBytes: sb.chunkBytes, sizeSectors: md.sizeSectors, dataOffsetSectors: md.dataOffsetSectors, bitmapAreaBytes: areaBytes,
+    bitmap: clustered ? 'clustered' : 'internal',
+    nodes: clustered ? sb.nodes : 1, bitmapChunkBytes: sb.chunkBytes, sizeSectors: md.sizeSectors, dataOffsetSectors: md.dataOffsetSectors, bitmapAreaBytes: areaBytes,
   };
-  if (bitmapAreaOffsetBytes(layout, sb.nodes) > md.dataOffsetSectors * SECTOR_BYTES) {
-    throw new BlockError('EINVAL', `${sb.nodes} bitmap slots reach past data_offset`, { device: device.name });
+  if (bitmapAreaOffsetBytes(layout, layout.nodes) > md.dataOffsetSectors * SECTOR_BYTES) {
+    throw new BlockError('EINVAL', `${layout.nodes} bitmap slots reach past data_offset`, { device: device.name });
   }
   return layout;
 }

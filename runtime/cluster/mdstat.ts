@@ -28,6 +28,8 @@ export function mdstatText(name: string, status: ArrayStatus): string {
     const done = Math.min(BAR_CELLS - 1, Math.floor(fraction * BAR_CELLS));
     lines.push(`      [${'='.repeat(done)}>${'.'.repeat(BAR_CELLS - 1 - done)}]  ${what} = ${(fraction * 100).toFixed(1)}% (${resync.doneChunks}/${resync.totalChunks} chunks)`);
   }
-  lines.push(`      bitmap: ${status.dirtyChunks} dirty chunks, ${status.chunkBytes / 1024}KB chunk, clustered, node slot ${status.slot} of ${status.nodes}`);
+  if (status.bitmap === 'clustered') lines.push(`      bitmap: ${status.dirtyChunks} dirty chunks, ${status.chunkBytes / 1024}KB chunk, clustered, node slot ${status.slot} of ${status.nodes}`);
+  else if (status.bitmap === 'internal') lines.push(`      bitmap: ${status.dirtyChunks} dirty chunks, ${status.chunkBytes / 1024}KB chunk, internal`);
+  else lines.push(`      bitmap: none (${status.dirtyChunks > 0 ? 'dirty: a crash resyncs all' : 'clean'})`);
   return lines.join('\n');
 }

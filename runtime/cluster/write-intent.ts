@@ -18,6 +18,7 @@
 import { assert } from '../assert.ts';
 import type { BlockDevice } from '../devices/block-device.ts';
 import { BITMAP_SB_BYTES, type BitmapSuperblock } from './bitmap-superblock.ts';
+import type { IntentLog } from './intent-log.ts';
 import { bitmapAreaOffsetBytes, type LegLayout } from './leg-layout.ts';
 import { BITMAP_PAGE_BYTES, bitmapPageBytes, bitmapPageOf } from './leg-metadata.ts';
 
@@ -39,7 +40,7 @@ export interface WriteIntentOptions {
   nowMs?: () => number;
 }
 
-export class WriteIntent {
+export class WriteIntent implements IntentLog {
   /** One bit per chunk, room for `capacityChunks`; the bits past chunkCount are zero. */
   readonly bits: Uint8Array;
   private count: number;
