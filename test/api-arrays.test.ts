@@ -185,6 +185,37 @@ test('resize: shrink and grow back (only the new part resyncs), refused while ex
   assert.is((await server.call('GET', '/v1/arrays/a1')).json.sizeBytes, 6 * MIB, 'the size is on the legs');
 });
 
+test('bitmap switch: clustered -> none -> internal (kept over a restart) -> none -> clustered; refused while exported; the CLI switches too', async () => {
+  assert.is((await server.call('POST', '/v1/arrays', RAID1)).status, 201);
+  expectError(await server.call('POST', '/v1/arrays/a1/bitmap', { bitmap: 'internal' }), 400, 'EINVAL', 'bitmap');
+  expectError(await server.call('POST', '/v1/arrays/a1/bitmap', { bitmap: 'none', nodes: 2 }), 400, 'EINVAL', 'nodes');
+  expectError(await server.call('POST', '/v1/arrays/a1/bitmap', { bitmap: 'sometimes' }), 400, 'EINVAL', 'bitmap');
+  const none = await server.call('POST', '/v1/arrays/a1/bitmap', { bitmap: 'none' });
+  assert.is(none.status, 200, none.text);
+  assert.is(none.json.bitmap, 'none');
+  assert.match(none.json.state, /bitmap: none/);
+  assert.is((await mdadmExamine(join(server.dataDir, 'l0.img')))['Feature Map'], '0x0');
+  const internal = await server.call('POST', '/v1/arrays/a1/bitmap', { bitmap: 'internal', bitmapChunkBytes: MIB });
+  assert.is(internal.status, 200, internal.text);
+  assert.match(internal.json.state, /bitmap: 0 dirty chunks, 1024KB chunk, internal/);
+  await server.restart();
+  assert.is((await server.call('GET', '/v1/arrays/a1')).json.bitmap, 'internal', 'the legs say so');
+  assert.is((await server.call('POST', '/v1/exports', { name: 'a1', device: 'array:a1' })).status, 201);
+  expectError(await server.call('POST', '/v1/arrays/a1/bitmap', { bitmap: 'none' }), 409, 'EBUSY', 'name');
+  assert.is((await server.call('DELETE', '/v1/exports/a1')).status, 204);
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(['array', 'grow', 'a1', '--bitmap', 'none'], { BLOCKCORE_URL: server.url }, {
+    out: (line) => (stdout += `${line}\n`), err: (line) => (stderr += `${line}\n`), write: (text) => (stdout += text), isTty: false,
+  });
+  assert.is(code, 0, stderr);
+  assert.match(stdout, /bitmap: none/);
+  const clustered = await server.call('POST', '/v1/arrays/a1/bitmap', { bitmap: 'clustered', nodes: 3, clusterName: 'lab2', bitmapChunkBytes: MIB });
+  assert.is(clustered.status, 200, clustered.text);
+  assert.equal([clustered.json.bitmap, clustered.json.nodes], ['clustered', 3]);
+  assert.is((await mdadmExamine(join(server.dataDir, 'l1.img')))['Cluster Name']?.trim(), 'lab2');
+});
+
 test('bad input: 4xx naming the field, nothing created', async () => {
   expectError(await server.call('POST', '/v1/arrays', { ...RAID1, level: undefined }), 400, 'EINVAL', 'level');
   expectError(await server.call('POST', '/v1/arrays', { ...RAID1, level: 'raid5' }), 400, 'EINVAL', 'level');

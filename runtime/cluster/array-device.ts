@@ -6,7 +6,7 @@
  * - On-disk: md v1.2 superblocks and a clustered bitmap on every leg (md-superblock.ts,
  *   bitmap-superblock.ts, leg-layout.ts); Linux md and mdadm read the legs.
  * - Assemble: every leg's superblock checked (checksum, same array uuid); the highest event count
- *   is the array's state and legs behind it are not used; join the cluster (md-cluster.ts) for a
+ *   is the array's state and legs more than one event behind it are not used (mdadm's margin); join the cluster (md-cluster.ts) for a
  *   slot; load our slot's bits (set ones are writes that may not have reached every leg: a crash
  *   of ours, resynced); load every other slot (absent nodes' bits merged and resynced).
  * - Write: wait while the range is suspended by another node's resync (area_resyncing) and while
@@ -54,6 +54,9 @@ import { MdCluster } from './md-cluster.ts';
 import { MD_FEATURE, MD_FEATURE_PER_LEG, MD_ROLE_FAULTY, MD_ROLE_MAX, SECTOR_BYTES, type MdSuperblock } from './md-superblock.ts';
 import { raid10NearLayout, raid1Layout, type RaidLayout, type Segment } from './raid-layout.ts';
 import { WriteIntent } from './write-intent.ts';
+
+/** mdadm --assemble's event_margin: legs this many events behind the newest are still fresh. */
+const EVENT_MARGIN = 1;
 
 export interface AssembleOptions {
   /** For errors and status: `array:<name>`. */
@@ -192,8 +195,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const md = superblocks.reduce((a, b) => (b.events > a.events ? b : a));
     const legs = options.legs.map((device, i) => {
       const leg = legFromSuperblock(device, superblocks[i]!, md.devRoles);
-      if (superblocks[i]!.events < md.events && leg.state === 'active') {
-        options.onEvent?.({ type: 'leg-failed', message: `${options.name}: leg ${device.name} is behind (events ${superblocks[i]!.events} < ${md.events}): not used` });
+      // One event behind is fresh, as mdadm --assemble's event_margin: a crash between the legs'
+      // writes of one update (a dirty/clean mark, a resize commit) leaves them one apart, and the
+      // newest superblock (the array's state here) already says what that update did.
+      if (superblocks[i]!.events + EVENT_MARGIN < md.events && leg.state === 'active') {
+        options.onEvent?.({ type: 'leg-failed', message: `${options.name}: leg ${device.name} is behind (events ${superblocks[i]!.events} < ${md.events - EVENT_MARGIN}): not used` });
         leg.state = 'faulty';
       }
       return leg;

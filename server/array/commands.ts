@@ -26,9 +26,9 @@ function slotCommand(verb: string, method: 'POST' | 'DELETE', suffix: string, su
 
 export const ARRAY_COMMANDS: Record<string, Command> = {
   'array create': {
-    usage: 'array create NAME --level raid1|raid10 [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap-chunk-bytes N] [--spares N] [--size BYTES] [--assume-clean] LEG...',
+    usage: 'array create NAME --level raid1|raid10 [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap clustered|internal|none] [--bitmap-chunk-bytes N] [--spares N] [--size BYTES] [--assume-clean] LEG...',
     summary: 'create a clustered array on device files (mdadm --create --bitmap=clustered) and assemble it here',
-    flags: { '--level': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--size': 'value', '--assume-clean': 'switch' },
+    flags: { '--level': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--size': 'value', '--bitmap': 'value', '--assume-clean': 'switch' },
     async run(context, args) {
       const [name, ...legs] = args.positional;
       if (name === undefined || legs.length === 0) throw new UsageError(`expected NAME LEG... (usage: ${this.usage})`);
@@ -39,6 +39,8 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
       if (layout !== undefined) body.layout = layout;
       const clusterName = args.values.get('--cluster-name');
       if (clusterName !== undefined) body.clusterName = clusterName;
+      const bitmap = args.values.get('--bitmap');
+      if (bitmap !== undefined) body.bitmap = bitmap;
       for (const [flag, field] of [['--nodes', 'nodes'], ['--chunk-bytes', 'chunkSizeBytes'], ['--bitmap-chunk-bytes', 'bitmapChunkBytes'], ['--spares', 'spares'], ['--size', 'sizeBytes']] as const) {
         const value = numberFlag(args.values.get(flag), flag);
         if (value !== undefined) body[field] = value;
@@ -102,17 +104,29 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
     },
   },
   'array grow': {
-    usage: 'array grow NAME --size BYTES|max [--assume-clean]',
-    summary: "change the array's size on every node (mdadm --grow --size); a grow resyncs only the new part",
-    flags: { '--size': 'value', '--assume-clean': 'switch' },
+    usage: 'array grow NAME (--size BYTES|max [--assume-clean] | --bitmap clustered|internal|none [--nodes N] [--bitmap-chunk-bytes N] [--cluster-name NAME])',
+    summary: "change the array's size on every node, or switch its bitmap (mdadm --grow --size / --bitmap)",
+    flags: { '--size': 'value', '--assume-clean': 'switch', '--bitmap': 'value', '--nodes': 'value', '--bitmap-chunk-bytes': 'value', '--cluster-name': 'value' },
     async run(context, args) {
       const [name] = takePositionals(args, ['NAME'], this.usage);
       const size = args.values.get('--size');
-      if (size === undefined) throw new UsageError(`--size is required (usage: ${this.usage})`);
-      const sizeBytes = size === 'max' ? 'max' : numberFlag(size, '--size');
-      const body: Record<string, unknown> = { sizeBytes };
-      if (args.switches.has('--assume-clean')) body.assumeClean = true;
-      const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/resize`, body);
+      const bitmap = args.values.get('--bitmap');
+      if ((size === undefined) === (bitmap === undefined)) throw new UsageError(`give --size or --bitmap (usage: ${this.usage})`);
+      let array: ArrayInfo;
+      if (size !== undefined) {
+        const body: Record<string, unknown> = { sizeBytes: size === 'max' ? 'max' : numberFlag(size, '--size') };
+        if (args.switches.has('--assume-clean')) body.assumeClean = true;
+        array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/resize`, body);
+      } else {
+        const body: Record<string, unknown> = { bitmap };
+        for (const [flag, field] of [['--nodes', 'nodes'], ['--bitmap-chunk-bytes', 'bitmapChunkBytes']] as const) {
+          const value = numberFlag(args.values.get(flag), flag);
+          if (value !== undefined) body[field] = value;
+        }
+        const clusterName = args.values.get('--cluster-name');
+        if (clusterName !== undefined) body.clusterName = clusterName;
+        array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/bitmap`, body);
+      }
       context.out(array.state ?? array.name);
     },
   },

@@ -23,7 +23,7 @@ import { arrayMetrics } from './metrics.ts';
 import type { ArrayRecord } from './records.ts';
 import { arrayRoutes } from './routes.ts';
 import type { z } from '@hono/zod-openapi';
-import type { NewArray } from './schemas.ts';
+import type { NewArray, SwitchBitmap } from './schemas.ts';
 
 export interface ArrayInfo extends Partial<Omit<ArrayStatus, 'name' | 'legs'>> {
   name: string;
@@ -40,7 +40,7 @@ interface ArrayEntry {
   holds: Hold[];
 }
 
-const CREATE_ONLY = ['level', 'layout', 'nodes', 'clusterName', 'chunkSizeBytes', 'bitmapChunkBytes', 'assumeClean', 'spares', 'sizeBytes'] as const;
+const CREATE_ONLY = ['level', 'layout', 'nodes', 'clusterName', 'chunkSizeBytes', 'bitmapChunkBytes', 'assumeClean', 'spares', 'sizeBytes', 'bitmap'] as const;
 
 export class ArrayRegistry implements Engine {
   readonly kind = 'array';
@@ -207,6 +207,36 @@ export class ArrayRegistry implements Engine {
     return this.info(entry);
   }
 
+  /** mdadm --grow --bitmap: another bitmap; the array is assembled again with it. */
+  async switchBitmap(name: string, body: z.infer<typeof SwitchBitmap>): Promise<ArrayInfo> {
+    const entry = this.entry(name);
+    const array = this.deviceOf(name, 'name');
+    const users = this.service.usersOf(`array:${name}`);
+    if (users.length > 0) throw new ServiceError('EBUSY', `array "${name}" is in use by ${users.join(', ')}; it is assembled again with the new bitmap`, 'name');
+    for (const field of ['nodes', 'clusterName'] as const) if (body[field] !== undefined && body.bitmap !== 'clustered') throw invalid(field, 'is for a clustered bitmap');
+    if (body.bitmapChunkBytes !== undefined && body.bitmap === 'none') throw invalid('bitmapChunkBytes', 'is for a bitmap (not none)');
+    if (body.bitmapChunkBytes !== undefined && (body.bitmapChunkBytes & (body.bitmapChunkBytes - 1)) !== 0) throw invalid('bitmapChunkBytes', `${body.bitmapChunkBytes} is not a power of two`);
+    try {
+      entry.array = await array.switchBitmap({
+        bitmap: body.bitmap,
+        ...(body.nodes === undefined ? {} : { nodes: body.nodes }),
+        ...(body.bitmapChunkBytes === undefined ? {} : { chunkBytes: body.bitmapChunkBytes }),
+        ...(body.clusterName === undefined ? {} : { clusterName: body.clusterName }),
+      });
+    } catch (error) {
+      if (array.isStopped) {
+        // Switched on disk, not assembled again: the array says why, as after a failed restart.
+        entry.array = null;
+        entry.error = String(error);
+      }
+      if (error instanceof BlockError && error.code === 'EINVAL') throw invalid(/node/.test(error.message) ? 'nodes' : 'bitmap', error.message.replace(/^EINVAL: /, ''));
+      if (error instanceof BlockError && error.code === 'EBUSY') throw new ServiceError('EBUSY', error.message.replace(/^EBUSY: /, ''), 'name');
+      throw error;
+    }
+    this.service.events.publish('array.bitmap-switched', { array: name, bitmap: body.bitmap });
+    return this.info(entry);
+  }
+
   /** mdadm --stop: this node leaves the array; its legs keep it (assemble brings it back). */
   async stop(name: string): Promise<void> {
     const entry = this.entry(name);
@@ -258,6 +288,7 @@ export class ArrayRegistry implements Engine {
       raid10ChunkBytes: body.chunkSizeBytes ?? DEFAULT_RAID10_CHUNK_BYTES,
       assumeClean: body.assumeClean ?? false,
       ...(body.sizeBytes === undefined ? {} : { sizeBytes: body.sizeBytes }),
+      ...(body.bitmap === undefined ? {} : { bitmap: body.bitmap }),
       uuid: crypto.getRandomValues(new Uint8Array(16)),
       nowSeconds: Math.floor(Date.now() / 1000),
     };

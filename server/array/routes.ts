@@ -5,7 +5,7 @@ import type { EngineContext } from '../engine.ts';
 import { addRoute } from '../http/route.ts';
 import { jsonAnswer, Name, nameParams, NoBody } from '../http/schemas.ts';
 import type { ArrayRegistry } from './registry.ts';
-import { ArrayInfo, ArrayList, NewArray, NewLeg, ResizeArray } from './schemas.ts';
+import { ArrayInfo, ArrayList, NewArray, NewLeg, ResizeArray, SwitchBitmap } from './schemas.ts';
 
 const ARRAY_NAME = nameParams('array');
 const LEG_PARAMS = z.strictObject({
@@ -75,6 +75,15 @@ export function arrayRoutes(app: OpenAPIHono, arrays: ArrayRegistry, context: En
       params: ARRAY_NAME, body: ResizeArray, responses: { 200: jsonAnswer('Resized.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
     },
     async (c, { params, body }) => c.json(await context.exclusive(() => arrays.resize(params.name, body.sizeBytes, body.assumeClean ?? false))),
+  );
+  addRoute(
+    app,
+    {
+      method: 'post', path: '/v1/arrays/{name}/bitmap',
+      summary: "Switch the array's bitmap (mdadm --grow --bitmap): clustered, internal or none, removing one before making another; the array must be whole and in sync, and only this node may have it; it is assembled again with the new bitmap. 409 while exported or in use.",
+      params: ARRAY_NAME, body: SwitchBitmap, responses: { 200: jsonAnswer('Switched.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
+    },
+    async (c, { params, body }) => c.json(await context.exclusive(() => arrays.switchBitmap(params.name, body))),
   );
   addRoute(
     app,

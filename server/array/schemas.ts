@@ -4,6 +4,10 @@ import { NODES_MAX } from '../../runtime/cluster/leg-layout.ts';
 import { Count, DeviceName, Name } from '../http/schemas.ts';
 import { LEGS_MAX } from './records.ts';
 
+const BitmapKind = z.enum(['clustered', 'internal', 'none']).openapi({
+  description: 'clustered: a write-intent bitmap per node slot (several nodes); internal: one bitmap, one node; none: no bitmap, a crash resyncs everything.',
+});
+
 const Legs = z.array(DeviceName).min(1).max(LEGS_MAX).openapi({ description: 'Device files of the data directory, one per leg, in slot order (spares last).' });
 
 export const NewArray = z
@@ -20,8 +24,18 @@ export const NewArray = z
     assumeClean: z.boolean().optional().openapi({ description: 'Skip the initial resync (mdadm --assume-clean).' }),
     spares: z.number().int().min(0).max(LEGS_MAX - 1).optional().openapi({ description: 'How many of the last legs are spares (default 0).' }),
     sizeBytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional().openapi({ description: "The array's size (mdadm --size, here in bytes of array); default: all the smallest leg holds. Growing later (POST /resize) needs no new legs." }),
+    bitmap: BitmapKind.optional().openapi({ description: 'The bitmap (mdadm --bitmap; default clustered). internal and none take one node at a time; room for a clustered bitmap of `nodes` slots is kept.' }),
   })
   .openapi('NewArray');
+
+export const SwitchBitmap = z
+  .strictObject({
+    bitmap: BitmapKind,
+    nodes: z.number().int().min(1).max(NODES_MAX).optional().openapi({ description: 'clustered: node slots (default 2).' }),
+    bitmapChunkBytes: z.number().int().min(4096).max(2 ** 30).optional().openapi({ description: 'clustered or internal: the bitmap chunk (default 64 MiB), a power of two.' }),
+    clusterName: z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/).optional().openapi({ description: 'clustered: the cluster name (default "blockcore").' }),
+  })
+  .openapi('SwitchBitmap');
 
 export const ResizeArray = z
   .strictObject({
@@ -61,6 +75,7 @@ export const ArrayInfo = z
     picture: z.string().optional().openapi({ description: '[UU], [U_]: one letter per slot, U in use.' }),
     slot: Count.optional().openapi({ description: "This node's slot in the clustered bitmap (0-based)." }),
     nodes: Count.optional(),
+    bitmap: z.enum(['clustered', 'internal', 'none']).optional(),
     nodesSeen: z.array(Count).optional().openapi({ description: 'Slots of the nodes this node knows to be in the cluster (itself included).' }),
     sizeBytes: Count.optional(),
     events: Count.optional(),
