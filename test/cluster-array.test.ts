@@ -3,8 +3,10 @@
  * in-process lock manager, over real leg files: the device conformance suite (raid1 and raid10
  * near=2), nodes reading each other's writes, lazy bit clearing, a new array resynced by one node
  * while the next shows PENDING, a node dying with a mirror write half done (the survivor merges
- * its bits and resyncs), a leg failing (every node stops using it; mdadm sees it), a node stopping
- * mid-resync (another takes over), and refusals that write nothing.
+ * its bits and resyncs), a leg failing (every node stops using it; mdadm sees it), and refusals
+ * that write nothing; on raid1 and raid10 as clustermd_tests: a node stopping mid-resync
+ * (switch-resync: another takes over), manage add / add-spare / remove / re-add, and the node
+ * rebuilding a new leg stopping mid-way (switch-recovery).
  */
 import fs from 'node:fs';
 import { suite } from 'uvu';
@@ -41,6 +43,10 @@ deviceConformance('cluster array raid10 near=2 (4 legs)', async ({ sizeBytes, lo
 // ---- several nodes ----
 
 const test = suite('cluster array: nodes');
+
+/** mdadm's clustermd_tests run these on raid1 and on raid10 (near=2 over two legs). */
+const LEVELS = ['raid1', 'raid10'] as const;
+const shape = (level: (typeof LEVELS)[number]) => (level === 'raid10' ? { level, nearCopies: 2, raid10ChunkBytes: 64 * 1024 } : { level });
 
 test('two nodes read each other\'s writes; bits set while writing are cleared after daemon_sleep', async () => {
   const files = legFiles(2, 4 * MIB);
@@ -153,118 +159,126 @@ test('a leg that fails a write is marked faulty in every superblock and every no
   }
 });
 
-test('a node stopping mid-resync hands it over: another node finishes and the array ends clean', async () => {
-  const files = legFiles(2, 4 * MIB);
-  const manager = new InProcessLockManager();
-  const gates: GatedDevice[] = [];
-  const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
-  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), wrap: gated });
-  const b = await node(manager, files, 'B');
-  try {
-    for (const gate of gates) gate.allow(2);
-    for (let i = 0; i < 200 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
-    assert.ok(a.array.status().resync.doneChunks > 0, 'A copied some chunks');
-    const closing = a.array.close(); // sends RESYNCING 0..0 and BITMAP_NEEDS_SYNC
-    for (const gate of gates) gate.openFully();
-    await closing;
-    await b.array.quiet();
-    for (let i = 0; i < 200 && b.array.status().resync.state !== 'idle'; i++) await sleep(10);
-    assertLegsEqual(files, 'after the takeover');
-    assert.is((await mdadmExamine(files[0]!))['State'], 'clean');
-  } finally {
-    for (const gate of gates) gate.openFully();
-    await b.array.close();
-  }
-});
+for (const level of LEVELS) {
+  test(`${level}: a node stopping mid-resync hands it over: another node finishes and the array ends clean`, async () => {
+    const files = legFiles(2, 4 * MIB);
+    const manager = new InProcessLockManager();
+    const gates: GatedDevice[] = [];
+    const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
+    const a = await node(manager, files, 'A', { create: spec({ ...shape(level), assumeClean: false }), wrap: gated });
+    const b = await node(manager, files, 'B');
+    try {
+      for (const gate of gates) gate.allow(level === 'raid10' ? 8 : 2); // raid10 reads a copy's chunks one raid chunk at a time
+      for (let i = 0; i < 200 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
+      assert.ok(a.array.status().resync.doneChunks > 0, 'A copied some chunks');
+      const closing = a.array.close(); // sends RESYNCING 0..0 and BITMAP_NEEDS_SYNC
+      for (const gate of gates) gate.openFully();
+      await closing;
+      await b.array.quiet();
+      for (let i = 0; i < 200 && b.array.status().resync.state !== 'idle'; i++) await sleep(10);
+      assertLegsEqual(files, 'after the takeover');
+      assert.is((await mdadmExamine(files[0]!))['State'], 'clean');
+    } finally {
+      for (const gate of gates) gate.openFully();
+      await b.array.close();
+    }
+  });
+}
 
-test('add a spare (every node binds it), remove it; add to a degraded array: recovered in the vacant role', async () => {
-  const files = legFiles(3, 4 * MIB);
-  const manager = new InProcessLockManager();
-  const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), findDevice: findIn(files) });
-  const b = await node(manager, files.slice(0, 2), 'B', { findDevice: findIn(files) });
-  try {
-    await a.array.write(0, pattern(256 * 1024, 4));
-    const spare = await FileDevice.open(files[2]!);
-    const number = await a.array.addLeg(spare, true);
-    assert.is(number, 2);
-    for (const n of [a, b]) assert.equal(n.array.status().legs.map((leg) => leg.state), ['active', 'active', 'spare'], 'both nodes see the spare');
-    const removed = await a.array.removeLeg(2);
-    await removed.close();
-    for (const n of [a, b]) assert.is(n.array.status().legs.length, 2, 'both nodes dropped it');
-    assert.ok(b.events.some((e) => /removed by another node/.test(e)));
-    // Degraded: leg 1 fails, a new device takes its role and is recovered whole.
-    await a.array.failByNumber(1);
-    assert.is(b.array.status().picture, '[U_]');
-    await a.array.write(MIB, pattern(64 * 1024, 5));
-    const fresh = await FileDevice.open(files[2]!);
-    await a.array.addLeg(fresh, false);
-    await a.array.quiet();
-    for (const n of [a, b]) assert.is(n.array.status().picture, '[UU]', 'in sync on every node');
-    const l0 = legData(files[0]!);
-    assert.ok(l0.equals(legData(files[2]!)), 'the new leg holds what leg 0 holds');
-    const back = new Uint8Array(64 * 1024);
-    await b.array.read(MIB, back);
-    assert.equal(back, pattern(64 * 1024, 5));
-    assert.match((await mdadmExamine(files[2]!))['Array State']!, /^AA /);
-  } finally {
-    await a.array.close();
-    await b.array.close();
-  }
-});
+for (const level of LEVELS) {
+  test(`${level}: add a spare (every node binds it), remove it; add to a degraded array: recovered in the vacant role`, async () => {
+    const files = legFiles(3, 4 * MIB);
+    const manager = new InProcessLockManager();
+    const a = await node(manager, files.slice(0, 2), 'A', { create: spec(shape(level)), findDevice: findIn(files) });
+    const b = await node(manager, files.slice(0, 2), 'B', { findDevice: findIn(files) });
+    try {
+      await a.array.write(0, pattern(256 * 1024, 4));
+      const spare = await FileDevice.open(files[2]!);
+      const number = await a.array.addLeg(spare, true);
+      assert.is(number, 2);
+      for (const n of [a, b]) assert.equal(n.array.status().legs.map((leg) => leg.state), ['active', 'active', 'spare'], 'both nodes see the spare');
+      const removed = await a.array.removeLeg(2);
+      await removed.close();
+      for (const n of [a, b]) assert.is(n.array.status().legs.length, 2, 'both nodes dropped it');
+      assert.ok(b.events.some((e) => /removed by another node/.test(e)));
+      // Degraded: leg 1 fails, a new device takes its role and is recovered whole.
+      await a.array.failByNumber(1);
+      assert.is(b.array.status().picture, '[U_]');
+      await a.array.write(MIB, pattern(64 * 1024, 5));
+      const fresh = await FileDevice.open(files[2]!);
+      await a.array.addLeg(fresh, false);
+      await a.array.quiet();
+      for (const n of [a, b]) assert.is(n.array.status().picture, '[UU]', 'in sync on every node');
+      const l0 = legData(files[0]!);
+      assert.ok(l0.equals(legData(files[2]!)), 'the new leg holds what leg 0 holds');
+      const back = new Uint8Array(64 * 1024);
+      await b.array.read(MIB, back);
+      assert.equal(back, pattern(64 * 1024, 5));
+      assert.match((await mdadmExamine(files[2]!))['Array State']!, /^AA /);
+    } finally {
+      await a.array.close();
+      await b.array.close();
+    }
+  });
+}
 
-test('re-add a failed leg: only the chunks written while it was out are recovered', async () => {
-  const files = legFiles(2, 4 * MIB);
-  const manager = new InProcessLockManager();
-  const a = await node(manager, files, 'A', { create: spec({ bitmapChunkBytes: 64 * 1024 }) });
-  const b = await node(manager, files, 'B');
-  try {
-    await a.array.failByNumber(1);
-    await a.array.write(0, pattern(64 * 1024, 6));
-    await b.array.write(2 * MIB, pattern(128 * 1024, 7));
-    await a.array.readdLeg(1);
-    await a.array.quiet();
-    const resync = a.array.status().resync;
-    assert.is(resync.totalChunks, 3, 'one chunk of A\'s write and two of B\'s');
-    assert.is(a.array.status().picture, '[UU]');
-    assert.is(b.array.status().picture, '[UU]');
-    assertLegsEqual(files, 'after the re-add');
-  } finally {
-    await a.array.close();
-    await b.array.close();
-  }
-});
+for (const level of LEVELS) {
+  test(`${level}: re-add a failed leg: only the chunks written while it was out are recovered`, async () => {
+    const files = legFiles(2, 4 * MIB);
+    const manager = new InProcessLockManager();
+    const a = await node(manager, files, 'A', { create: spec({ ...shape(level), bitmapChunkBytes: 64 * 1024 }) });
+    const b = await node(manager, files, 'B');
+    try {
+      await a.array.failByNumber(1);
+      await a.array.write(0, pattern(64 * 1024, 6));
+      await b.array.write(2 * MIB, pattern(128 * 1024, 7));
+      await a.array.readdLeg(1);
+      await a.array.quiet();
+      const resync = a.array.status().resync;
+      assert.is(resync.totalChunks, 3, 'one chunk of A\'s write and two of B\'s');
+      assert.is(a.array.status().picture, '[UU]');
+      assert.is(b.array.status().picture, '[UU]');
+      assertLegsEqual(files, 'after the re-add');
+    } finally {
+      await a.array.close();
+      await b.array.close();
+    }
+  });
+}
 
-test('switch-recovery: the node rebuilding a new leg stops mid-way; another node finishes the recovery', async () => {
-  const files = legFiles(3, 4 * MIB);
-  const manager = new InProcessLockManager();
-  const finder = findIn([files[2]!]);
-  const gates: GatedDevice[] = [];
-  const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
-  const a = await node(manager, files.slice(0, 2), 'A', { create: spec(), wrap: gated, findDevice: finder });
-  const b = await node(manager, files.slice(0, 2), 'B', { findDevice: finder });
-  try {
-    for (const gate of gates) gate.openFully();
-    await a.array.write(0, pattern(4 * MIB, 8));
-    await a.array.failByNumber(1);
-    // A's reads of leg 0 (the recovery's source) now wait at the gate: its recovery stalls after two copies.
-    const leg0Gate = gates[0]!;
-    leg0Gate.closeAgain();
-    leg0Gate.allow(2);
-    await a.array.addLeg(await FileDevice.open(files[2]!), false);
-    for (let i = 0; i < 200 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
-    assert.ok(a.array.status().resync.state === 'running', 'A is recovering the new leg');
-    const closing = a.array.close();
-    leg0Gate.openFully();
-    await closing;
-    await b.array.quiet();
-    for (let i = 0; i < 300 && b.array.status().picture !== '[UU]'; i++) await sleep(10);
-    assert.is(b.array.status().picture, '[UU]', 'B finished the recovery');
-    assert.ok(legData(files[0]!).equals(legData(files[2]!)), 'the new leg holds everything');
-  } finally {
-    for (const gate of gates) gate.openFully();
-    await b.array.close();
-  }
-});
+for (const level of LEVELS) {
+  test(`${level}: switch-recovery: the node rebuilding a new leg stops mid-way; another node finishes the recovery`, async () => {
+    const files = legFiles(3, 4 * MIB);
+    const manager = new InProcessLockManager();
+    const finder = findIn([files[2]!]);
+    const gates: GatedDevice[] = [];
+    const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
+    const a = await node(manager, files.slice(0, 2), 'A', { create: spec(shape(level)), wrap: gated, findDevice: finder });
+    const b = await node(manager, files.slice(0, 2), 'B', { findDevice: finder });
+    try {
+      for (const gate of gates) gate.openFully();
+      await a.array.write(0, pattern(4 * MIB, 8));
+      await a.array.failByNumber(1);
+      // A's reads of leg 0 (the recovery's source) now wait at the gate: its recovery stalls after two copies.
+      const leg0Gate = gates[0]!;
+      leg0Gate.closeAgain();
+      leg0Gate.allow(level === 'raid10' ? 8 : 2);
+      await a.array.addLeg(await FileDevice.open(files[2]!), false);
+      for (let i = 0; i < 200 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
+      assert.ok(a.array.status().resync.state === 'running', 'A is recovering the new leg');
+      const closing = a.array.close();
+      leg0Gate.openFully();
+      await closing;
+      await b.array.quiet();
+      for (let i = 0; i < 300 && b.array.status().picture !== '[UU]'; i++) await sleep(10);
+      assert.is(b.array.status().picture, '[UU]', 'B finished the recovery');
+      assert.ok(legData(files[0]!).equals(legData(files[2]!)), 'the new leg holds everything');
+    } finally {
+      for (const gate of gates) gate.openFully();
+      await b.array.close();
+    }
+  });
+}
 
 test('raid10 near=2: a node dies with a write half done on one copy; the survivor resyncs it', async () => {
   const files = legFiles(4, 2 * MIB);
