@@ -16,6 +16,7 @@ import { FaultDevice } from '../runtime/devices/fault-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
 import { readMdSuperblock } from '../runtime/cluster/leg-metadata.ts';
+import { clusterMsg, MSG_TYPE } from '../runtime/cluster/cluster-msg.ts';
 import { deviceConformance } from './conformance/device-suite.ts';
 import { expectCode } from './support/expect-code.ts';
 import { mdadmExamine } from './support/mdadm.ts';
@@ -350,6 +351,23 @@ test('an add some node cannot see is refused (ENOENT): METADATA_UPDATED makes th
     assert.equal(b.array.status().legs.map((leg) => leg.state), ['active', 'active', 'spare']);
   } finally {
     await a.array.close();
+    await b.array.close();
+  }
+});
+
+test('a node stops while it waits to recover a slot whose node has not left yet: the wait is cancelled, the stop ends', async () => {
+  const files = legFiles(2, 4 * MIB);
+  const manager = new InProcessLockManager();
+  const a = await node(manager, files, 'A', { create: spec() });
+  const b = await node(manager, files, 'B');
+  try {
+    // B asks for its bits to be taken over but stays: A's recovery waits for B's bitmap lock.
+    await (b.array.cluster as unknown as { messenger: { send(msg: unknown): Promise<void> } }).messenger.send(clusterMsg(MSG_TYPE.BITMAP_NEEDS_SYNC));
+    for (let i = 0; i < 200 && !a.array.cluster.recoveryRunning; i++) await sleep(2);
+    assert.ok(a.array.cluster.recoveryRunning, 'A waits to recover B\'s slot');
+    const stopped = await Promise.race([a.array.close().then(() => true), sleep(2000).then(() => false)]);
+    assert.ok(stopped, 'A stopped');
+  } finally {
     await b.array.close();
   }
 });

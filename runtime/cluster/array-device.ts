@@ -362,6 +362,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     await this.gate.close(async () => {
       if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
       await this.resync.stop();
+      await this.bitmapJobs.idle(); // a sweep the timer started, or a slot merge, ends first
       // A clean stop leaves no bit set that need not be (md's bitmap flush on stop): every leg
       // flushed, then the bits of chunks with no write in flight cleared and written.
       await this.intent.sweep(0).catch((error: unknown) => this.note(`bitmap clear at stop failed: ${String(error)}`));

@@ -63,6 +63,8 @@ export class MdCluster implements ClusterOperations {
   private otherBitmaps: Lock[] = [];
   private readonly recoveryQueue = new Set<number>();
   private recovering: Promise<void> | null = null;
+  /** Aborted by leave(): a recovery waiting for a slot's bitmap lock gives up. */
+  private readonly recoveryAbort = new AbortController();
   private readBalancingSuspended = false;
   private left = false;
   /** Ranges other nodes are resyncing (RESYNCING messages, or read from their bitmap locks at join). */
@@ -129,6 +131,9 @@ export class MdCluster implements ClusterOperations {
     if (this.left) return;
     if (this.options.host.needsSync()) await this.messenger.send(clusterMsg(MSG_TYPE.BITMAP_NEEDS_SYNC));
     this.left = true;
+    // A recovery may wait for the bitmap lock of a node that stops only after we do (its
+    // BITMAP_NEEDS_SYNC): it is cancelled, and that slot is the next recovering node's.
+    this.recoveryAbort.abort();
     await this.recovering;
     await this.messenger.stop();
     await this.unlockAllBitmaps();
@@ -433,7 +438,7 @@ export class MdCluster implements ClusterOperations {
     while (this.recoveryQueue.size > 0 && !this.left) {
       const slot = Math.max(...this.recoveryQueue);
       try {
-        const lock = await this.space.lock(bitmapResource(slot), PW);
+        const lock = await this.space.lock(bitmapResource(slot), PW, { signal: this.recoveryAbort.signal });
         try {
           const range = await this.options.host.copyBitmapFromSlot(slot, true).finally(() => this.dropSuspended(slot));
           // Its bits, or (clean bits) whatever else it left: a resync or recovery to take over.
@@ -442,7 +447,7 @@ export class MdCluster implements ClusterOperations {
           await lock.unlock();
         }
       } catch (error) {
-        this.options.host.note(`recovery of slot ${slot} failed: ${String(error)}`);
+        if (!this.left) this.options.host.note(`recovery of slot ${slot} failed: ${String(error)}`);
       }
       this.recoveryQueue.delete(slot);
     }
