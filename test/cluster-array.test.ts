@@ -77,33 +77,35 @@ test('two nodes read each other\'s writes; bits set while writing are cleared af
   }
 });
 
-test('a new array: the first node resyncs it, the second shows PENDING, then nothing is left to do', async () => {
-  const files = legFiles(2, 4 * MIB);
-  fs.writeFileSync(files[0]!, pattern(4 * MIB, 9), { flag: 'r+', encoding: null } as fs.WriteFileOptions);
-  const manager = new InProcessLockManager();
-  const gates: GatedDevice[] = [];
-  const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
-  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), wrap: gated });
-  const b = await node(manager, files, 'B');
-  try {
-    assert.is(a.array.status().resync.state, 'running', 'A holds the resync lock; its copies wait at the gate');
-    assert.is(b.array.status().resync.state, 'pending', 'the second node waits for the resync lock');
-    assert.ok(b.array.status().suspended.length > 0, 'B keeps out of A\'s resync window');
-    for (const gate of gates) gate.openFully();
-    await a.array.resyncIdle();
-    await b.array.resyncIdle();
-    assert.is(a.array.status().resync.doneChunks, a.array.status().resync.totalChunks);
-    assert.ok(a.array.status().resync.totalChunks > 0);
-    assert.is(b.array.status().resync.totalChunks, 0, 'B found the array in sync when its turn came');
-    assertLegsEqual(files, 'after the resync');
-    const examined = await mdadmExamine(files[1]!);
-    assert.is(examined['State'], 'clean');
-  } finally {
-    for (const gate of gates) gate.openFully();
-    await a.array.close();
-    await b.array.close();
-  }
-});
+for (const level of LEVELS) {
+  test(`${level}: a new array: the first node resyncs it, the second shows PENDING, then nothing is left to do (clustermd_tests 00${level === 'raid1' ? 'r1' : 'r10'}_Create)`, async () => {
+    const files = legFiles(2, 4 * MIB);
+    fs.writeFileSync(files[0]!, pattern(4 * MIB, 9), { flag: 'r+', encoding: null } as fs.WriteFileOptions);
+    const manager = new InProcessLockManager();
+    const gates: GatedDevice[] = [];
+    const gated = (legs: FileDevice[]) => legs.map((leg) => (gates[gates.length] = new GatedDevice(leg)));
+    const a = await node(manager, files, 'A', { create: spec({ ...shape(level), assumeClean: false }), wrap: gated });
+    const b = await node(manager, files, 'B');
+    try {
+      assert.is(a.array.status().resync.state, 'running', 'A holds the resync lock; its copies wait at the gate');
+      assert.is(b.array.status().resync.state, 'pending', 'the second node waits for the resync lock');
+      assert.ok(b.array.status().suspended.length > 0, 'B keeps out of A\'s resync window');
+      for (const gate of gates) gate.openFully();
+      await a.array.resyncIdle();
+      await b.array.resyncIdle();
+      assert.is(a.array.status().resync.doneChunks, a.array.status().resync.totalChunks);
+      assert.ok(a.array.status().resync.totalChunks > 0);
+      assert.is(b.array.status().resync.totalChunks, 0, 'B found the array in sync when its turn came');
+      assertLegsEqual(files, 'after the resync');
+      const examined = await mdadmExamine(files[1]!);
+      assert.is(examined['State'], 'clean');
+    } finally {
+      for (const gate of gates) gate.openFully();
+      await a.array.close();
+      await b.array.close();
+    }
+  });
+}
 
 test('a node dies with a mirror write half done: the survivor merges its bits and resyncs the chunk', async () => {
   const files = legFiles(2, 4 * MIB);

@@ -111,7 +111,7 @@ function targetLegSectors(array: ClusterArray, sizeBytes: number | 'max'): numbe
     throw new BlockError('ERANGE', `the legs hold at most ${arraySectorsOf(shape, legMaxSectors) * SECTOR_BYTES} bytes of array`, details);
   }
   if (legSectors > largest) {
-    throw new BlockError('ERANGE', `${sizeBytes} bytes needs more bitmap pages per node than the slot areas have (it would move every slot); at most ${arraySectorsOf(shape, largest) * SECTOR_BYTES} bytes with ${array.chunkBytes}-byte bitmap chunks`, details);
+    throw new BlockError('ERANGE', `${sizeBytes} bytes needs more bitmap pages per node than the slot areas have (it would move every slot); at most ${arraySectorsOf(shape, largest) * SECTOR_BYTES} bytes with ${array.chunkBytes}-byte bitmap chunks. To go further: stop the other nodes, switch the bitmap to none, resize, switch it back (a larger chunk fits more)`, details);
   }
   return legSectors;
 }
