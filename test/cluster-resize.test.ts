@@ -149,6 +149,65 @@ test('refused, nothing written: not a size of the layout, beyond the legs, more 
   }
 });
 
+test('two nodes resize at once: one goes through, the other gets EBUSY and its writes wait for the winner; every node ends at the winner\'s size', async () => {
+  const files = legFiles(2, 8 * MIB);
+  const manager = new InProcessLockManager();
+  const a = await node(manager, files, 'A', { create: spec({ sizeBytes: 4 * MIB }) });
+  const b = await node(manager, files, 'B');
+  try {
+    const results = await Promise.allSettled([a.array.resize({ sizeBytes: 6 * MIB, assumeClean: true }), b.array.resize({ sizeBytes: 5 * MIB, assumeClean: true })]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    assert.is(won.length, 1, JSON.stringify(results.map((r) => (r.status === 'rejected' ? String(r.reason) : r.value))));
+    const lost = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
+    assert.match(String(lost.reason), /EBUSY/);
+    const size = (won[0] as PromiseFulfilledResult<{ sizeBytes: number }>).value.sizeBytes;
+    assert.is(a.array.sizeBytes, size);
+    assert.is(b.array.sizeBytes, size);
+    await b.array.write(0, pattern(64 * KIB, 1)); // both write again
+    await a.array.write(64 * KIB, pattern(64 * KIB, 2));
+    await a.array.flush();
+    await b.array.flush();
+    assertLegsEqual(files, 'after both resizes');
+  } finally {
+    await a.array.close();
+    await b.array.close();
+  }
+});
+
+test('a shrink whose bitmap needs fewer pages per node slot is refused too (it would move the slots), naming the smallest size', async () => {
+  const files = legFiles(2, 200 * MIB);
+  const a = await node(new InProcessLockManager(), files, 'A', { create: spec({ sizeBytes: 160 * MIB, bitmapChunkBytes: 4 * KIB }), daemonSleepMs: 60_000 });
+  try {
+    const refused = await a.array.resize({ sizeBytes: 100 * MIB }).then(() => null, (error: unknown) => error as Error);
+    assert.ok(refused !== null && /fewer bitmap pages per node.*at least 125833216 bytes/.test(refused.message), String(refused));
+    assert.is((await a.array.resize({ sizeBytes: 125833216 })).sizeBytes, 125833216);
+  } finally {
+    await a.array.close();
+  }
+});
+
+test('no bitmap: grow and shrink (nothing to move; the dirty flag stays right)', async () => {
+  const files = legFiles(2, 8 * MIB);
+  const a = await node(new InProcessLockManager(), files, 'A', { create: spec({ bitmap: 'none', sizeBytes: 4 * MIB }), daemonSleepMs: 60_000 });
+  try {
+    await a.array.write(0, pattern(64 * KIB, 3));
+    const grown = await a.array.resize({ sizeBytes: 'max' });
+    assert.equal([grown.sizeBytes, grown.resyncChunks], [8 * MIB, 4]);
+    await a.array.quiet();
+    assertLegsEqual(files, 'after the grow');
+    assert.is((await a.array.resize({ sizeBytes: 2 * MIB })).sizeBytes, 2 * MIB);
+    assert.equal(await readAt(a.array, 0, 64 * KIB), pattern(64 * KIB, 3));
+  } finally {
+    await a.array.close();
+  }
+});
+
+async function readAt(array: ClusterArray, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(lengthBytes);
+  await array.read(offsetBytes, bytes);
+  return bytes;
+}
+
 /** Holds superblock writes (the resize's commit) once armed. */
 class HeldSuperblock extends PassThroughDevice {
   armed = false;

@@ -23,7 +23,7 @@ import type { ClusterArray } from './array-device.ts';
 import { bitmapFeatures, freshBitmaps, withBitmap } from './array-format.ts';
 import { BITMAP_CHUNK_BYTES_MIN, CLUSTER_NAME_BYTES } from './bitmap-superblock.ts';
 import { bitmapAreaOffsetBytes, BITMAP_OFFSET_SECTORS, NODES_MAX, type BitmapMode } from './leg-layout.ts';
-import { BITMAP_PAGE_BYTES, bitmapSectorsOf, writeBitmapArea } from './leg-metadata.ts';
+import { BITMAP_PAGE_BYTES, bitmapSectorsOf, readBitmapArea, writeBitmapArea } from './leg-metadata.ts';
 import { MD_FEATURE, SECTOR_BYTES } from './md-superblock.ts';
 
 export interface BitmapSwitchRequest {
@@ -70,9 +70,11 @@ export async function switchBitmap(array: ClusterArray, request: BitmapSwitchReq
     // Clean before the lock (no bitmap: marking clean writes the superblocks under it).
     await array.cleanWhilePaused();
     await array.withMetadataLock(async () => {
-      if (from === 'clustered' && !(await array.cluster.lockAllBitmaps())) {
-        await array.cluster.unlockAllBitmaps();
-        throw new BlockError('EBUSY', 'other nodes have the array assembled: stop it there first', details);
+      if (from === 'clustered') {
+        if (!(await array.cluster.lockAllBitmaps())) throw new BlockError('EBUSY', 'other nodes have the array assembled: stop it there first', details);
+        // A node that died just before we took its lock left bits that its recovery (ours, now
+        // waiting for that lock) would have resynced: they must not be dropped with the bitmap.
+        await assertOtherSlotsClean(array);
       }
       const legs = array.legList.filter((leg) => leg.state !== 'faulty');
       await Promise.all(legs.map((leg) => leg.device.flush()));
@@ -96,11 +98,22 @@ export async function switchBitmap(array: ClusterArray, request: BitmapSwitchReq
   } catch (error) {
     if (!committed) {
       await array.cluster.unlockAllBitmaps().catch(() => {});
-      array.resumeAfterResize();
+      array.resumeAfterResize(array.cluster.slotNumber());
       array.layoutChangeRunning = false;
       throw error;
     }
     array.note(`the ${to} bitmap is on the superblocks but cleaning the old one failed: ${String(error)}`);
   }
   array.note(`bitmap switched from ${from} to ${to}: assembling again`);
+}
+
+async function assertOtherSlotsClean(array: ClusterArray): Promise<void> {
+  const source = array.inSyncLegs()[0]!;
+  for (let slot = 0; slot < array.layout.nodes; slot++) {
+    if (slot === array.cluster.slotNumber()) continue;
+    const bitmap = await readBitmapArea(source.device, array.layout, slot, array.superblock);
+    if (bitmap.bits.some((byte) => byte !== 0)) {
+      throw new BlockError('EBUSY', `node slot ${slot} has chunks to resync (a node died): switch once its recovery is done`, { device: array.name });
+    }
+  }
 }

@@ -142,7 +142,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   /** Sweeps and slot merges in flight: a resize waits for them (they write bitmap pages). */
   private readonly bitmapJobs = new OpGate();
   /** Writes and bitmap changes stopped for a resize started by node slot `bySlot`, until `resume`. */
-  private paused: { bySlot: number; resumed: Promise<void>; resume: () => void } | null = null;
+  private paused: { bySlots: Set<number>; resumed: Promise<void>; resume: () => void } | null = null;
   /** A resize or bitmap switch of ours runs (no resync starts meanwhile). */
   layoutChangeRunning = false;
   private started!: Promise<void>;
@@ -236,10 +236,13 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       throw error;
     }
     try {
-      // Read before we joined: a change made meanwhile (a resize, a failed leg) is taken now.
-      const fresh = await readMdSuperblock(first.device);
-      if (bitmapFeatureBits(fresh) !== bitmapFeatureBits(this.md)) throw new BlockError('EBUSY', 'the bitmap was switched while this node assembled: assemble again', { device: this.name });
-      if (fresh.events !== this.md.events) await this.reloadSuperblock(first.sb.devNumber);
+      // Read before we joined: a change made meanwhile (a resize, a failed leg) is taken now, from
+      // the newest superblock of any leg (the one in role 0 may be one event behind).
+      const fresh = await this.newestSuperblock();
+      if (fresh !== null && fresh.md.events > this.md.events) {
+        if (bitmapFeatureBits(fresh.md) !== bitmapFeatureBits(this.md)) throw new BlockError('EBUSY', 'the bitmap was switched while this node assembled: assemble again', { device: this.name });
+        await this.reloadSuperblock(fresh.leg.sb.devNumber);
+      }
       const legs = () => this.writableLegs().map((leg) => leg.device);
       const legFailed = (device: BlockDevice, error: unknown) => void this.failDevice(device, error).catch(() => {}); // awaited by the write
       let daemonSleepMs = this.options.daemonSleepMs ?? DEFAULT_DAEMON_SLEEP_SECONDS * 1000;
@@ -269,6 +272,15 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       await this.cluster.leave().catch(() => {});
       throw error;
     }
+  }
+
+  private async newestSuperblock(): Promise<{ leg: Leg; md: MdSuperblock } | null> {
+    let newest: { leg: Leg; md: MdSuperblock } | null = null;
+    for (const leg of this.legs.filter((l) => l.state !== 'faulty')) {
+      const md = await readMdSuperblock(leg.device).catch(() => null);
+      if (md !== null && (newest === null || md.events > newest.md.events)) newest = { leg, md };
+    }
+    return newest;
   }
 
   // ---- BlockDevice ----
@@ -343,7 +355,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
    */
   private async stopForSwitch(): Promise<void> {
     this.stopped = true;
-    this.resumeAfterResize();
+    this.resumeAfterResize(this.cluster.slotNumber());
     await this.gate.close(async () => {
       if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
       await this.resync.stop();
@@ -821,14 +833,21 @@ export class ClusterArray implements BlockDevice, ClusterHost {
    * writes in flight are over, no sweep or slot merge runs and every bitmap change is durable.
    */
   async pauseForResize(bySlot: number): Promise<void> {
-    if (this.paused === null) {
-      let resume!: () => void;
-      const resumed = new Promise<void>((resolve) => (resume = resolve));
-      this.paused = { bySlot, resumed, resume };
-    }
+    this.holdWrites(bySlot);
+    await this.started;
     while (this.writesInFlight.size > 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
     await this.bitmapJobs.idle();
     await this.intent.settle();
+  }
+
+  /** New writes and bitmap changes wait until every node that held them (`bySlot`) lets go. */
+  private holdWrites(bySlot: number): void {
+    if (this.paused === null) {
+      let resume!: () => void;
+      const resumed = new Promise<void>((resolve) => (resume = resolve));
+      this.paused = { bySlots: new Set(), resumed, resume };
+    }
+    this.paused.bySlots.add(bySlot);
   }
 
   /** While paused: every leg flushed, then every bit cleared (no bitmap: the array marked clean). */
@@ -838,11 +857,12 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     await this.intent.settle();
   }
 
-  /** Writes and bitmap changes go again. */
-  resumeAfterResize(): void {
+  /** Node slot `bySlot` lets writes and bitmap changes go; they go once no node holds them. */
+  resumeAfterResize(bySlot: number): void {
     const paused = this.paused;
+    if (paused === null || !paused.bySlots.delete(bySlot) || paused.bySlots.size > 0) return;
     this.paused = null;
-    paused?.resume();
+    paused.resume();
   }
 
   /**
@@ -853,6 +873,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const before = this.raid.arraySizeBytes;
     const syncSectors = bitmapSectorsOf(this.md);
     const chunks = bitmapChunkCount(syncSectors, this.chunkBytes);
+    // Checked before anything changes (the bits cannot go past the slot areas).
     if (chunks > this.chunkCapacity) throw new BlockError('EINVAL', `a size of ${syncSectors} sectors needs ${chunks} bitmap chunks; the slot areas hold ${this.chunkCapacity}`, { device: this.name });
     this.raid = raidLayoutOf(this.md);
     this.chunks = chunks;
@@ -862,23 +883,22 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   async resizePrepare(slot: number): Promise<void> {
-    await this.started;
-    await this.pauseForResize(slot);
+    await this.pauseForResize(slot); // held at once, before a node death (nodeGone) can look
   }
 
-  async capacityChanged(goodDevice: number): Promise<void> {
+  async capacityChanged(slot: number, goodDevice: number): Promise<void> {
     await this.started;
     try {
       await this.reloadSuperblock(goodDevice);
     } catch (error) {
       this.note(`CHANGE_CAPACITY: the superblock could not be read: ${String(error)}`);
     } finally {
-      this.resumeAfterResize();
+      this.resumeAfterResize(slot);
     }
   }
 
   nodeGone(slot: number): void {
-    if (this.paused === null || this.paused.bySlot !== slot || slot === this.cluster.slotNumber()) return;
+    if (this.paused === null || !this.paused.bySlots.has(slot) || slot === this.cluster.slotNumber()) return;
     // Its resize ends here: the size is what the superblocks say; our slot is written whole again
     // (the resizing node may have died between rewriting slots).
     this.note(`the node resizing the array (slot ${slot}) died: the size on disk is taken`);
@@ -890,7 +910,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       } catch (error) {
         this.note(`taking the size after a dead node's resize failed: ${String(error)}`);
       } finally {
-        this.resumeAfterResize();
+        this.resumeAfterResize(slot);
       }
     })();
   }

@@ -28,7 +28,8 @@
  */
 import { BlockError } from '../errors.ts';
 import type { ClusterArray } from './array-device.ts';
-import { arraySectorsOf, largestLegSectors, legAlignSectors, legSectorsFor } from './array-size.ts';
+import { arraySectorsOf, largestLegSectors, legAlignSectors, legSectorsFor, smallestLegSectors } from './array-size.ts';
+import { bitmapAreaBytes } from './bitmap-superblock.ts';
 import { bitmapSectorsOf, readBitmapArea, writeBitmapArea } from './leg-metadata.ts';
 import { SECTOR_BYTES } from './md-superblock.ts';
 
@@ -53,16 +54,18 @@ export async function resizeArray(array: ClusterArray, request: ResizeRequest): 
   const legSectors = targetLegSectors(array, request.sizeBytes);
   const oldSizeBytes = array.sizeBytes;
   if (legSectors === md.sizeSectors) return { oldSizeBytes, sizeBytes: oldSizeBytes, resyncChunks: 0 };
-  if (array.layoutChangeRunning) throw new BlockError('EBUSY', 'a resize of this array is running', { device: array.name });
   await array.cluster.recoveryIdle(); // a node that just left is recovered first (a moment)
+  // Checked and set after the last wait: two resizes of this node never both start.
+  if (array.layoutChangeRunning) throw new BlockError('EBUSY', 'a resize or bitmap switch of this array is running', { device: array.name });
   if (array.status().resync.state !== 'idle') {
     throw new BlockError('EBUSY', 'a resync is running: resize once it is over', { device: array.name });
   }
   array.layoutChangeRunning = true;
+  const self = array.cluster.slotNumber();
   try {
     // Our writes stop before the metadata lock is taken: with no bitmap a write may wait for that
     // lock to mark the array dirty, and it must end for the pause to end.
-    await array.pauseForResize(array.cluster.slotNumber());
+    await array.pauseForResize(self);
     return await array.withMetadataLock(async () => {
       const oldSectors = bitmapSectorsOf(md);
       const newSectors = arraySectorsOf(shape, legSectors);
@@ -74,21 +77,23 @@ export async function resizeArray(array: ClusterArray, request: ResizeRequest): 
           else if (next.resyncOffsetSectors !== null && next.resyncOffsetSectors >= newSectors) next.resyncOffsetSectors = null;
         });
         array.applySize();
-        await rewriteSlots(array);
+        if (array.layout.bitmap !== 'none') await rewriteSlots(array);
       } catch (error) {
         // Whatever reached the superblocks is the size: take it back from disk.
         const good = array.inSyncLegs()[0];
         if (good !== undefined) await array.reloadSuperblock(good.sb.devNumber).catch(() => {});
         throw error;
       } finally {
-        await array.cluster.resizeFinish(array.inSyncLegs()[0]?.sb.devNumber ?? null).finally(() => array.resumeAfterResize());
+        // Never masks the resize's own outcome: a failure here is noted (the others resume when
+        // CHANGE_CAPACITY reaches them, or when this node's slot is recovered).
+        await array.cluster.resizeFinish(array.inSyncLegs()[0]?.sb.devNumber ?? null).catch((error: unknown) => array.note(`ending the resize failed: ${String(error)}`));
       }
       const from = array.superblock.resyncOffsetSectors;
       const resyncChunks = from === null || newSectors <= oldSectors ? 0 : array.chunkCount - Math.floor((from * SECTOR_BYTES) / array.chunkBytes);
       return { oldSizeBytes, sizeBytes: array.sizeBytes, resyncChunks };
     });
   } finally {
-    array.resumeAfterResize();
+    array.resumeAfterResize(self);
     array.layoutChangeRunning = false;
     if (array.needsSync()) array.resyncNeeded(0);
   }
@@ -109,6 +114,10 @@ function targetLegSectors(array: ClusterArray, sizeBytes: number | 'max'): numbe
   if (typeof legSectors === 'string') throw new BlockError('EINVAL', legSectors, details);
   if (legSectors > legMaxSectors) {
     throw new BlockError('ERANGE', `the legs hold at most ${arraySectorsOf(shape, legMaxSectors) * SECTOR_BYTES} bytes of array`, details);
+  }
+  if (array.layout.bitmap !== 'none' && bitmapAreaBytes(arraySectorsOf(shape, legSectors), array.chunkBytes) < array.layout.bitmapAreaBytes) {
+    const smallest = smallestLegSectors(shape, legMaxSectors, array.chunkBytes, array.layout.bitmapAreaBytes);
+    throw new BlockError('ERANGE', `${sizeBytes} bytes needs fewer bitmap pages per node than the slot areas have (it would move every slot); at least ${arraySectorsOf(shape, smallest) * SECTOR_BYTES} bytes with ${array.chunkBytes}-byte bitmap chunks. To go further: stop the other nodes, switch the bitmap to none, resize, switch it back`, details);
   }
   if (legSectors > largest) {
     throw new BlockError('ERANGE', `${sizeBytes} bytes needs more bitmap pages per node than the slot areas have (it would move every slot); at most ${arraySectorsOf(shape, largest) * SECTOR_BYTES} bytes with ${array.chunkBytes}-byte bitmap chunks. To go further: stop the other nodes, switch the bitmap to none, resize, switch it back (a larger chunk fits more)`, details);

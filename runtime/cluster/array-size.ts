@@ -5,7 +5,7 @@
  * down to whole chunks (raid-layout.ts), so not every byte count is a raid10 size: a request that
  * is not one is refused naming the two nearest.
  */
-import { bitmapChunkCount } from './bitmap-superblock.ts';
+import { bitmapAreaBytes, bitmapChunkCount } from './bitmap-superblock.ts';
 import { RAID1_SIZE_ALIGN_SECTORS } from './leg-layout.ts';
 import { raid10ArraySectors } from './raid-layout.ts';
 import { SECTOR_BYTES } from './md-superblock.ts';
@@ -38,8 +38,7 @@ export function legSectorsFor(shape: SizeShape, arrayBytes: number): number | st
   }
   const arraySectors = arrayBytes / SECTOR_BYTES;
   // The smallest leg size reaching the request, and the one below it.
-  let legChunks = Math.ceil((Math.ceil(arraySectors / shape.chunkSectors) * shape.nearCopies) / shape.raidDisks);
-  while (legChunks > 0 && arraySectorsOf(shape, (legChunks - 1) * align) >= arraySectors) legChunks -= 1;
+  const legChunks = Math.ceil((Math.ceil(arraySectors / shape.chunkSectors) * shape.nearCopies) / shape.raidDisks);
   if (Number.isInteger(arraySectors) && arraySectorsOf(shape, legChunks * align) === arraySectors) return legChunks * align;
   const below = arraySectorsOf(shape, (legChunks - 1) * align) * SECTOR_BYTES;
   const above = arraySectorsOf(shape, legChunks * align) * SECTOR_BYTES;
@@ -59,6 +58,20 @@ export function largestLegSectors(shape: SizeShape, legMaxSectors: number, bitma
     const mid = Math.ceil((low + high) / 2);
     if (fits(mid)) low = mid;
     else high = mid - 1;
+  }
+  return low * align;
+}
+
+/** The smallest leg size whose bitmap still needs slot areas of `areaBytes` (a smaller one would move the slots). */
+export function smallestLegSectors(shape: SizeShape, legMaxSectors: number, bitmapChunkBytes: number, areaBytes: number): number {
+  const align = legAlignSectors(shape);
+  const fits = (steps: number) => bitmapAreaBytes(arraySectorsOf(shape, steps * align), bitmapChunkBytes) >= areaBytes;
+  let low = 1;
+  let high = Math.floor(legMaxSectors / align);
+  while (low < high) {
+    const mid = Math.floor((low + high) / 2);
+    if (fits(mid)) high = mid;
+    else low = mid + 1;
   }
   return low * align;
 }

@@ -90,8 +90,8 @@ export interface ClusterHost {
   readdDisk(raidSlot: number): Promise<void>;
   /** BITMAP_RESIZE from node slot `slot`: stop new writes, wait for those in flight and for bitmap commits. */
   resizePrepare(slot: number): Promise<void>;
-  /** CHANGE_CAPACITY: take the size the superblock on `goodDevice` holds, and write again. */
-  capacityChanged(goodDevice: number): Promise<void>;
+  /** CHANGE_CAPACITY from node slot `slot`: take the size the superblock on `goodDevice` holds; that node lets writes go. */
+  capacityChanged(slot: number, goodDevice: number): Promise<void>;
   /** Node slot `slot` died (before its bitmap is recovered): a resize it started ends here. */
   nodeGone(slot: number): void;
   /** This node holds dirty bits or an unfinished resync (recovery_cp is not MaxSector). */

@@ -311,9 +311,12 @@ export class MdCluster implements ClusterOperations {
     try {
       await this.channel!.send(clusterMsg(MSG_TYPE.CHANGE_CAPACITY, { raidSlot: goodDevice ?? 0 }));
     } finally {
-      if (goodDevice === null) await this.metadataUpdateCancel();
-      else await this.metadataUpdateFinish(goodDevice);
-      await this.resyncLock.convert(NL);
+      try {
+        if (goodDevice === null) await this.metadataUpdateCancel();
+        else await this.metadataUpdateFinish(goodDevice);
+      } finally {
+        await this.resyncLock.convert(NL);
+      }
     }
   }
 
@@ -357,7 +360,7 @@ export class MdCluster implements ClusterOperations {
         await host.resizePrepare(msg.slot);
         break;
       case MSG_TYPE.CHANGE_CAPACITY:
-        await host.capacityChanged(msg.raidSlot);
+        await host.capacityChanged(msg.slot, msg.raidSlot);
         break;
       case MSG_TYPE.RESYNCING:
         if (msg.highSectors === 0) {

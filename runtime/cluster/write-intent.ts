@@ -78,12 +78,10 @@ export class WriteIntent implements IntentLog {
    */
   resize(chunkCount: number, syncSizeSectors: number): void {
     assert(chunkCount <= this.bits.length * 8, 'a resize stays within the slot area');
-    for (const map of [this.writers, this.idleSince, this.lastEnd]) {
-      for (const chunk of [...map.keys()]) {
-        if (chunk < chunkCount) continue;
-        assert(map !== this.writers, 'no write is in flight past the new end');
-        map.delete(chunk);
-      }
+    // A write past the new end may still be recording a leg failure (its data is done): its
+    // count stays for its endWrite; its bit goes with the others.
+    for (const map of [this.idleSince, this.lastEnd]) {
+      for (const chunk of [...map.keys()]) if (chunk >= chunkCount) map.delete(chunk);
     }
     for (let chunk = chunkCount; chunk < this.count; chunk++) this.bits[chunk >> 3]! &= ~(1 << (chunk & 7));
     this.count = chunkCount;
