@@ -159,6 +159,31 @@ test('discard punches a hole on this host: the range reads as zeros and space is
   await device.close();
 });
 
+test('a FUA write goes through an O_DSYNC descriptor of its own: no fdatasync of the whole file; the bytes read back', async () => {
+  const filePath = tempPath('fua');
+  const writeFds: number[] = [];
+  let datasyncs = 0;
+  const device = await FileDevice.open(filePath, {
+    create: { sizeBytes: MiB },
+    syscalls: {
+      write: (fd, data, lengthBytes, positionBytes) => (writeFds.push(fd), nodeWrite(fd, data, lengthBytes, positionBytes)),
+      fdatasync: async () => void (datasyncs += 1),
+    },
+  });
+  const data = new Prng(5).fill(new Uint8Array(8192));
+  await device.write(4096, data, { fua: true });
+  await device.write(65536, data, { fua: true });
+  assert.is(datasyncs, 0, 'no whole-file sync');
+  assert.is(writeFds.length, 2);
+  assert.is(writeFds[0], writeFds[1], 'one O_DSYNC descriptor, opened once');
+  const back = new Uint8Array(8192);
+  await device.read(4096, back);
+  assert.ok(sameBytes(back, data));
+  await device.close();
+  assert.ok(sameBytes(fs.readFileSync(filePath).subarray(65536, 65536 + 8192), data));
+  await expectCode(device.write(0, data, { fua: true }), 'EBADF');
+});
+
 test('discard writes zeros in bounded chunks when the host cannot punch', async () => {
   const filePath = tempPath('zeroed');
   const writeLengths: number[] = [];

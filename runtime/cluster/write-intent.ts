@@ -5,7 +5,7 @@
  * - One bit per chunk of `chunkBytes` of the array; the bits live in memory (md's on-disk byte
  *   order) and go to every active leg's slot area one 4 KiB page at a time.
  * - Before a write is issued, `startWrite` sets its chunks' bits and waits until the pages
- *   holding them are durable on every active leg (written, then each leg flushed). Pages changed
+ *   holding them are durable on every active leg (each page written FUA). Pages changed
  *   by many writers go in one commit: every writer waiting when a commit starts is served by it;
  *   those who come later by the next one (one commit at a time, each writing the pages' bytes as
  *   they are in memory then, so the last write of a page always carries its latest bits).
@@ -40,6 +40,8 @@ export interface WriteIntentOptions {
   nowMs?: () => number;
 }
 
+const FUA = { fua: true } as const;
+
 export class WriteIntent implements IntentLog {
   /** One bit per chunk, room for `capacityChunks`; the bits past chunkCount are zero. */
   readonly bits: Uint8Array;
@@ -54,7 +56,7 @@ export class WriteIntent implements IntentLog {
   private generation = 0;
   private durableGeneration = 0;
   private committing: Promise<void> | null = null;
-  /** Bitmap page commits done (each one write per leg and page, one flush per leg). */
+  /** Bitmap page commits done (each one FUA write per leg and page). */
   commits = 0;
   pageWrites = 0;
 
@@ -216,11 +218,13 @@ export class WriteIntent implements IntentLog {
     if (legs.length === 0) throw new Error('no leg left to hold the bitmap');
     await Promise.all(legs.map(async (leg) => {
       try {
-        for (const page of pages) {
-          await leg.write(bitmapAreaOffsetBytes(this.options.layout, this.options.slot) + page * BITMAP_PAGE_BYTES, bitmapPageBytes({ sb: this.sb, bits: this.bits }, page));
+        // FUA: each page durable when its write resolves, without waiting for the leg's other
+        // dirty data (a flush would write all of it back first: a sequential writer paid that at
+        // every new chunk). The data the bit protects is written only after this.
+        await Promise.all(pages.map(async (page) => {
+          await leg.write(bitmapAreaOffsetBytes(this.options.layout, this.options.slot) + page * BITMAP_PAGE_BYTES, bitmapPageBytes({ sb: this.sb, bits: this.bits }, page), FUA);
           this.pageWrites += 1;
-        }
-        await leg.flush();
+        }));
       } catch (error) {
         this.options.legFailed(leg, error);
       }
