@@ -3,7 +3,7 @@
 // stops with the exact install line. Used by scripts/test.mjs and bench/run.mjs.
 import { spawnSync } from 'node:child_process';
 
-/** Command → Debian package. */
+/** Command → Debian package (or packages). */
 export const TOOL_PACKAGES = {
   nbdinfo: 'libnbd-bin',
   nbdcopy: 'libnbd-bin',
@@ -15,6 +15,8 @@ export const TOOL_PACKAGES = {
   script: 'bsdutils',
   mdadm: 'mdadm',
   losetup: 'mount',
+  // The dm-log-userspace layout judge is C (test/fixtures/ulog/ulog-judge.c): the compiler and libc headers.
+  cc: ['gcc', 'libc6-dev'],
 };
 
 function has(command) {
@@ -24,7 +26,7 @@ function has(command) {
 export function ensureTools(commands) {
   const missing = commands.filter((command) => !has(command));
   if (missing.length === 0) return;
-  const packages = [...new Set(missing.map((command) => TOOL_PACKAGES[command]))];
+  const packages = [...new Set(missing.flatMap((command) => TOOL_PACKAGES[command]))];
   const line = `apt-get install -y ${packages.join(' ')}`;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!isRoot) {

@@ -19,6 +19,7 @@
  * as 0) summed in 64 bits, then the high half folded onto the low one (mdadm's calc_sb_1_csum).
  */
 import { assert } from '../assert.ts';
+import { getU64, setU64 } from '../le64.ts';
 
 export const MD_SB_MAGIC = 0xa92b4efc;
 export const MD_SB_FIXED_BYTES = 256;
@@ -194,18 +195,7 @@ export function mdSuperblockChecksum(bytes: Uint8Array): number {
   return (low + high) % 2 ** 32;
 }
 
-export function setU64(v: DataView, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 field at ${offset} is a non-negative safe integer`);
-  v.setUint32(offset, value % 2 ** 32, true);
-  v.setUint32(offset + 4, Math.floor(value / 2 ** 32), true);
-}
-
-/** The u64 at `offset`, or null when it does not fit a safe integer. */
-export function getU64(v: DataView, offset: number): number | null {
-  const high = v.getUint32(offset + 4, true);
-  if (high >= 2 ** 21) return null;
-  return high * 2 ** 32 + v.getUint32(offset, true);
-}
+export { getU64, setU64 } from '../le64.ts';
 
 /** md's time fields: seconds in the low 40 bits (microseconds, when written, above them). */
 function seconds40(v: DataView, offset: number): number {

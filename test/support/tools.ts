@@ -12,6 +12,7 @@ const PACKAGE_OF: Record<string, string> = {
   'qemu-img': 'qemu-utils',
   'qemu-io': 'qemu-utils',
   losetup: 'mount',
+  cc: 'gcc libc6-dev',
 };
 
 /** Throws naming the apt-get line when any of `commands` is not installed. */
