@@ -14,16 +14,10 @@ import { FileDevice } from '../runtime/devices/file-device.ts';
 import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
 import { expectCode } from './support/expect-code.ts';
 import { mdadmExamine, mdadmExamineBitmap } from './support/mdadm.ts';
-import { assertLegsEqual, legFiles, MIB, node, pattern, removeTempDir, spec } from './support/cluster-nodes.ts';
+import { assertLegsEqual, legFiles, MIB, node, pattern, readBytes, removeTempDir, spec } from './support/cluster-nodes.ts';
 
 const test = suite('cluster array: bitmaps');
 const KIB = 1024;
-
-async function readBack(array: ClusterArray, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
-  const bytes = new Uint8Array(lengthBytes);
-  await array.read(offsetBytes, bytes);
-  return bytes;
-}
 
 async function hasBitmap(file: string): Promise<boolean> {
   return mdadmExamineBitmap(file).then(() => true, () => false);
@@ -50,7 +44,7 @@ for (const level of ['raid1', 'raid10'] as const) {
       }
       await expectCode(ClusterArray.assemble({ name: 'array:c1', legs: await Promise.all(files.map((f) => FileDevice.open(f))), manager, memberName: 'B', ownsLegs: true }), 'EBUSY');
       await array.write(256 * KIB, pattern(64 * KIB, 2));
-      assert.equal(await readBack(array, 0, 256 * KIB), pattern(256 * KIB, 1), 'the data stayed');
+      assert.equal(await readBytes(array, 0, 256 * KIB), pattern(256 * KIB, 1), 'the data stayed');
 
       await expectCode(array.switchBitmap({ bitmap: 'none' }), 'EINVAL');
       array = await array.switchBitmap({ bitmap: 'internal', chunkBytes: 64 * KIB });
@@ -73,9 +67,9 @@ for (const level of ['raid1', 'raid10'] as const) {
         }
         assert.is((await readMdSuperblock(c.legs[0]!)).featureMap & MD_FEATURE.CLUSTERED, MD_FEATURE.CLUSTERED);
         await c.array.write(768 * KIB, pattern(64 * KIB, 4));
-        assert.equal(await readBack(array, 768 * KIB, 64 * KIB), pattern(64 * KIB, 4));
-        assert.equal(await readBack(c.array, 256 * KIB, 64 * KIB), pattern(64 * KIB, 2));
-        assert.equal(await readBack(c.array, 512 * KIB, 64 * KIB), pattern(64 * KIB, 3));
+        assert.equal(await readBytes(array, 768 * KIB, 64 * KIB), pattern(64 * KIB, 4));
+        assert.equal(await readBytes(c.array, 256 * KIB, 64 * KIB), pattern(64 * KIB, 2));
+        assert.equal(await readBytes(c.array, 512 * KIB, 64 * KIB), pattern(64 * KIB, 3));
       } finally {
         await c.array.close();
       }

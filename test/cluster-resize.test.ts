@@ -9,7 +9,6 @@
 import fs from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ClusterArray } from '../runtime/cluster/array-device.ts';
 import { decodeBitmapSuperblock } from '../runtime/cluster/bitmap-superblock.ts';
 import { bitmapAreaOffsetBytes, superblockOffsetBytes } from '../runtime/cluster/leg-layout.ts';
 import { readMdSuperblock, writeMdSuperblock } from '../runtime/cluster/leg-metadata.ts';
@@ -19,7 +18,7 @@ import { InProcessLockManager } from '../runtime/locks/in-process/in-process-loc
 import { expectCode } from './support/expect-code.ts';
 import { mdadmExamine, mdadmExamineBitmap } from './support/mdadm.ts';
 import { PassThroughDevice } from './support/pass-through-device.ts';
-import { assertLegsEqual, GatedDevice, legFiles, MIB, node, pattern, removeTempDir, sleep, spec } from './support/cluster-nodes.ts';
+import { assertLegsEqual, GatedDevice, legFiles, MIB, node, pattern, readBytes, removeTempDir, sleep, spec } from './support/cluster-nodes.ts';
 
 const test = suite('cluster array: online resize');
 
@@ -196,17 +195,11 @@ test('no bitmap: grow and shrink (nothing to move; the dirty flag stays right)',
     await a.array.quiet();
     assertLegsEqual(files, 'after the grow');
     assert.is((await a.array.resize({ sizeBytes: 2 * MIB })).sizeBytes, 2 * MIB);
-    assert.equal(await readAt(a.array, 0, 64 * KIB), pattern(64 * KIB, 3));
+    assert.equal(await readBytes(a.array, 0, 64 * KIB), pattern(64 * KIB, 3));
   } finally {
     await a.array.close();
   }
 });
-
-async function readAt(array: ClusterArray, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
-  const bytes = new Uint8Array(lengthBytes);
-  await array.read(offsetBytes, bytes);
-  return bytes;
-}
 
 /** Holds superblock writes (the resize's commit) once armed. */
 class HeldSuperblock extends PassThroughDevice {

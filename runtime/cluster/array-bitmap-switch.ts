@@ -59,7 +59,7 @@ export async function switchBitmap(array: ClusterArray, request: BitmapSwitchReq
   await array.cluster.recoveryIdle(); // a node that just left is recovered first (a moment)
   const whole = array.activeLegs().length === md.raidDisks && array.inSyncLegs().length === md.raidDisks && !array.legList.some((leg) => leg.state === 'faulty');
   const why = !whole ? 'a leg is missing, failed or recovering'
-    : array.status().resync.state !== 'idle' ? `a resync is ${array.status().resync.state}`
+    : array.resyncState !== 'idle' ? `a resync is ${array.resyncState}`
     : array.needsSync() ? 'a resync is still to run' : null;
   if (why !== null) throw new BlockError('EBUSY', `the array must be whole and in sync to switch its bitmap: ${why}`, details);
   if (array.layoutChangeRunning) throw new BlockError('EBUSY', 'a resize or bitmap switch of this array is running', details);

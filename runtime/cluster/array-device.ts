@@ -3,12 +3,14 @@
  * the md core's side of md-cluster.rst, talking to the cluster part through ClusterOperations.
  *
  * Design note
- * - On-disk: md v1.2 superblocks and a clustered bitmap on every leg (md-superblock.ts,
- *   bitmap-superblock.ts, leg-layout.ts); Linux md and mdadm read the legs.
+ * - On-disk: md v1.2 superblocks and a bitmap (clustered, internal or none: leg-layout.ts) on
+ *   every leg (md-superblock.ts, bitmap-superblock.ts); Linux md and mdadm read the legs.
  * - Assemble: every leg's superblock checked (checksum, same array uuid); the highest event count
- *   is the array's state and legs more than one event behind it are not used (mdadm's margin); join the cluster (md-cluster.ts) for a
- *   slot; load our slot's bits (set ones are writes that may not have reached every leg: a crash
- *   of ours, resynced); load every other slot (absent nodes' bits merged and resynced).
+ *   is the array's state and legs more than one event behind it are not used (mdadm's margin);
+ *   join the cluster (md-cluster.ts) for a slot; load our slot's bits (set ones are writes that
+ *   may not have reached every leg: a crash of ours, resynced), or with no bitmap the dirty flag
+ *   (dirty-flag.ts: resync everything); load every other slot (absent nodes' bits merged and
+ *   resynced).
  * - Write: wait while the range is suspended by another node's resync (area_resyncing) and while
  *   our resync copies its chunks; set the chunks' bits, durable on every leg (write-intent.ts),
  *   before the data goes to every copy; a leg that fails a write is marked faulty in every
@@ -1014,6 +1016,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       bitmapCommits: this.intent.commits,
       messages: this.cluster.messageCounts,
     };
+  }
+
+  /** The resync's state alone (status() also counts every dirty bit). */
+  get resyncState(): ArrayResync['state'] {
+    return this.resync.state;
   }
 
   /** Resolves when no resync is pending or running. */

@@ -57,7 +57,7 @@ export async function resizeArray(array: ClusterArray, request: ResizeRequest): 
   await array.cluster.recoveryIdle(); // a node that just left is recovered first (a moment)
   // Checked and set after the last wait: two resizes of this node never both start.
   if (array.layoutChangeRunning) throw new BlockError('EBUSY', 'a resize or bitmap switch of this array is running', { device: array.name });
-  if (array.status().resync.state !== 'idle') {
+  if (array.resyncState !== 'idle') {
     throw new BlockError('EBUSY', 'a resync is running: resize once it is over', { device: array.name });
   }
   array.layoutChangeRunning = true;

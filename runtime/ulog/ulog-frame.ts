@@ -29,6 +29,7 @@
  * regions beyond 2^53.
  */
 import { getU64, setU64 } from '../le64.ts';
+import { strictUtf8 } from '../net/strict-utf8.ts';
 
 export const ULOG_HEADER_BYTES = 160;
 export const ULOG_UUID_BYTES = 129;
@@ -84,7 +85,7 @@ export function invalidHeader(bytes: Uint8Array, maxDataBytes = ULOG_MAX_DATA_BY
   if (getU64(v, 0) === null) return 'luid beyond 2^53';
   const nul = bytes.subarray(8, 8 + ULOG_UUID_BYTES).indexOf(0);
   if (nul < 0) return 'uuid has no NUL inside its 129 bytes';
-  if (!isUtf8(bytes.subarray(8, 8 + nul))) return 'uuid is not UTF-8';
+  if (strictUtf8(bytes.subarray(8, 8 + nul)) === null) return 'uuid is not UTF-8';
   const version = v.getUint32(140, true);
   if (version !== 0 && version !== ULOG_VERSION) return `version ${version} (0 or ${ULOG_VERSION} are served)`;
   const type = v.getUint32(152, true) & ULOG_REQUEST_MASK;
@@ -101,7 +102,7 @@ export function decodeHeader(bytes: Uint8Array): UlogHeader {
   const requestType = v.getUint32(152, true);
   return {
     luid: getU64(v, 0)!,
-    uuid: new TextDecoder().decode(bytes.subarray(8, 8 + nul)),
+    uuid: strictUtf8(bytes.subarray(8, 8 + nul))!,
     version: v.getUint32(140, true),
     error: v.getInt32(144, true),
     seq: v.getUint32(148, true),
@@ -124,8 +125,7 @@ export function encodeString(text: string): Uint8Array {
 /** The string of a payload: up to its first NUL (the kernel's strings end there), UTF-8; null if not. */
 export function decodeString(data: Uint8Array): string | null {
   const nul = data.indexOf(0);
-  const text = nul < 0 ? data : data.subarray(0, nul);
-  return isUtf8(text) ? new TextDecoder().decode(text) : null;
+  return strictUtf8(nul < 0 ? data : data.subarray(0, nul));
 }
 
 /** u64 regions (MARK_REGION, CLEAR_REGION), or why the payload is not a list of them. */
@@ -203,14 +203,5 @@ export function invalidRequestPayload(type: UlogType, data: Uint8Array): string 
       return decodeString(data) === null ? `${ulogTypeName(type)}: the arguments are not UTF-8` : null;
     default:
       return data.length === 0 ? null : `${ulogTypeName(type)} carries no payload, got ${data.length} bytes`;
-  }
-}
-
-function isUtf8(bytes: Uint8Array): boolean {
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-    return true;
-  } catch {
-    return false;
   }
 }

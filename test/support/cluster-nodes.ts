@@ -126,3 +126,10 @@ export async function recoveredFrom(survivor: ClusterArray, deadSlot: number): P
 
 export const pattern = (length: number, seed: number) => Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `lengthBytes` read from `array` at `offsetBytes`. */
+export async function readBytes(array: ClusterArray, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(lengthBytes);
+  await array.read(offsetBytes, bytes);
+  return bytes;
+}
