@@ -20,14 +20,33 @@ const RUNTIMES = {
   deno: [bin('deno'), ['run', ...DENO_PERMISSIONS, 'test/driver.ts', ...filters]],
 };
 
+// A test that hangs must fail the run, not stall it past CI's limit: a runtime's driver that prints
+// nothing for this long (uvu prints a dot per test; the slowest test takes about a minute) is
+// killed with everything it started, and counted as one failure naming the file it was in.
+const SILENCE_MS = Number(process.env.BLOCKCORE_TEST_SILENCE_MS ?? 5 * 60_000);
+
 function runStreaming(command, args, env = {}) {
   return new Promise((resolve) => {
     let output = '';
-    const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (chunk) => { output += chunk; process.stdout.write(chunk); });
-    child.stderr.on('data', (chunk) => { output += chunk; process.stderr.write(chunk); });
-    child.on('error', (error) => resolve({ code: 127, output: `${output}\n${error.message}` }));
-    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), output }));
+    let hung = false;
+    const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let watchdog;
+    const arm = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => {
+        hung = true;
+        const note = `\n!! no output for ${SILENCE_MS / 1000} s: a test hangs; killing the run (it was in the last file named above)\n`;
+        output += note;
+        process.stderr.write(note);
+        try { process.kill(-child.pid, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
+      }, SILENCE_MS);
+    };
+    arm();
+    const take = (sink) => (chunk) => { output += chunk; sink.write(chunk); arm(); };
+    child.stdout.on('data', take(process.stdout));
+    child.stderr.on('data', take(process.stderr));
+    child.on('error', (error) => { clearTimeout(watchdog); resolve({ code: 127, output: `${output}\n${error.message}`, hung }); });
+    child.on('close', (code, signal) => { clearTimeout(watchdog); resolve({ code: code ?? (signal ? 128 : 1), output, hung }); });
   });
 }
 
@@ -67,12 +86,12 @@ for (const name of chosen) {
     process.exit(2);
   }
   process.stdout.write(`\n== ${name}\n`);
-  const { code, output } = await runStreaming(command, args, { BLOCKCORE_TEST_RUNTIME: name, FORCE_COLOR: '0' });
+  const { code, output, hung } = await runStreaming(command, args, { BLOCKCORE_TEST_RUNTIME: name, FORCE_COLOR: '0' });
   const counts = summary(output);
   // A crash before uvu's summary, a non-zero exit or zero tests are all failures of the run.
   let passed = counts ? counts.passed : 0;
   let failed = counts ? counts.total - counts.passed - counts.skipped : 0;
-  if (code !== 0 && failed === 0) failed = 1;
+  if ((code !== 0 || hung) && failed === 0) failed = 1;
   if (!counts || counts.total === 0) failed = Math.max(failed, 1);
   passedAll += passed;
   failedAll += failed;

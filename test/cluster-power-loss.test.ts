@@ -22,6 +22,7 @@ import { PowerDomain } from '../runtime/devices/power-domain.ts';
 import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { writeData } from './support/clone-crash-records.ts';
+import { withDeadline } from './support/deadline.ts';
 import { DurabilityTrace, judgeSector } from './support/durability-model.ts';
 
 const test = suite('cluster array power loss');
@@ -31,6 +32,8 @@ const DATA_BYTES = 2 * MIB;
 const CHUNK_BYTES = 64 * 1024;
 const TRIALS = Number(process.env.BLOCKCORE_CLUSTER_POWER_TRIALS ?? 40);
 const OPS = 48;
+/** A trial takes well under a second; one that has not settled in this long hangs. */
+const TRIAL_TIMEOUT_MS = Number(process.env.BLOCKCORE_TRIAL_TIMEOUT_MS ?? 60_000);
 
 /** clustered: B, another node, recovers A while running; internal and none: B assembles after A's crash (one node at a time). */
 async function trial(seed: number, bitmap: BitmapMode): Promise<void> {
@@ -148,7 +151,7 @@ for (const [bitmap, trials] of [['clustered', TRIALS], ['internal', Math.ceil(TR
     for (let t = 0; t < trials; t++) {
       const seed = (first + t) >>> 0;
       try {
-        await trial(seed, bitmap);
+        await withDeadline(trial(seed, bitmap), TRIAL_TIMEOUT_MS, 'the trial');
       } catch (error) {
         if (error instanceof Error) error.message += ` [bitmap ${bitmap}, trial seed ${seed}; replay with BLOCKCORE_SEED=${seed}]`;
         throw error;

@@ -13,6 +13,7 @@ import { decodeBitmapSuperblock } from '../runtime/cluster/bitmap-superblock.ts'
 import { bitmapAreaOffsetBytes, superblockOffsetBytes } from '../runtime/cluster/leg-layout.ts';
 import { readMdSuperblock, writeMdSuperblock } from '../runtime/cluster/leg-metadata.ts';
 import type { BlockDevice } from '../runtime/devices/block-device.ts';
+import { FaultDevice } from '../runtime/devices/fault-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
 import { expectCode } from './support/expect-code.ts';
@@ -198,6 +199,25 @@ test('no bitmap: grow and shrink (nothing to move; the dirty flag stays right)',
     assert.equal(await readBytes(a.array, 0, 64 * KIB), pattern(64 * KIB, 3));
   } finally {
     await a.array.close();
+  }
+});
+
+test('every leg failed (power gone): a resize is refused with EIO at once (it used to search for a size forever)', async () => {
+  const files = legFiles(2, 4 * MIB);
+  let faults: FaultDevice[] = [];
+  const a = await node(new InProcessLockManager(), files, 'A', {
+    create: spec({ bitmap: 'none', sizeBytes: 2 * MIB }), daemonSleepMs: 60_000,
+    wrap: (legs) => (faults = legs.map((leg) => new FaultDevice(leg, { seed: 1 }))),
+  });
+  try {
+    for (const fault of faults) fault.crash();
+    await a.array.write(0, pattern(4096, 1)).catch(() => {});
+    assert.ok(a.array.status().legs.every((leg) => leg.state === 'faulty'), JSON.stringify(a.array.status().legs));
+    const refused = await expectCode(a.array.resize({ sizeBytes: 'max' }), 'EIO');
+    assert.match(refused.message, /every leg has failed/);
+  } finally {
+    a.array.abandon();
+    await Promise.all(faults.map((fault) => fault.close()));
   }
 });
 

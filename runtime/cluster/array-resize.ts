@@ -105,6 +105,8 @@ function targetLegSectors(array: ClusterArray, sizeBytes: number | 'max'): numbe
   const shape = array.sizeShape;
   const align = legAlignSectors(shape);
   const legs = array.legList.filter((leg) => leg.state !== 'faulty');
+  // With every leg failed there is no size to take (and no smallest leg to bound the search).
+  if (legs.length === 0) throw new BlockError('EIO', 'every leg has failed: the array cannot be resized', { device: array.name });
   const legMaxSectors = Math.floor(Math.min(...legs.map((leg) => Math.floor(leg.device.sizeBytes / SECTOR_BYTES) - md.dataOffsetSectors)) / align) * align;
   const largest = largestLegSectors(shape, legMaxSectors, array.chunkBytes, array.chunkCapacity);
   if (sizeBytes === 'max') return largest;

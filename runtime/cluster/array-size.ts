@@ -9,6 +9,7 @@ import { bitmapAreaBytes, bitmapChunkCount } from './bitmap-superblock.ts';
 import { RAID1_SIZE_ALIGN_SECTORS } from './leg-layout.ts';
 import { raid10ArraySectors } from './raid-layout.ts';
 import { SECTOR_BYTES } from './md-superblock.ts';
+import { assert } from '../assert.ts';
 
 export interface SizeShape {
   level: 'raid1' | 'raid10';
@@ -50,6 +51,7 @@ export function legSectorsFor(shape: SizeShape, arrayBytes: number): number | st
  * `bitmapChunkBytes` (md's size is monotone in it, so a binary search over the steps).
  */
 export function largestLegSectors(shape: SizeShape, legMaxSectors: number, bitmapChunkBytes: number, chunkCapacity: number): number {
+  assert(Number.isSafeInteger(legMaxSectors) && legMaxSectors >= 0, `leg size bound ${legMaxSectors} is not a sector count`);
   const align = legAlignSectors(shape);
   const fits = (steps: number) => bitmapChunkCount(arraySectorsOf(shape, steps * align), bitmapChunkBytes) <= chunkCapacity;
   let low = 0;
@@ -64,6 +66,7 @@ export function largestLegSectors(shape: SizeShape, legMaxSectors: number, bitma
 
 /** The smallest leg size whose bitmap still needs slot areas of `areaBytes` (a smaller one would move the slots). */
 export function smallestLegSectors(shape: SizeShape, legMaxSectors: number, bitmapChunkBytes: number, areaBytes: number): number {
+  assert(Number.isSafeInteger(legMaxSectors) && legMaxSectors >= 0, `leg size bound ${legMaxSectors} is not a sector count`);
   const align = legAlignSectors(shape);
   const fits = (steps: number) => bitmapAreaBytes(arraySectorsOf(shape, steps * align), bitmapChunkBytes) >= areaBytes;
   let low = 1;
