@@ -107,7 +107,9 @@ test('refused with a reason: short, another version, an unknown type, a uuid wit
   assert.match(invalidRequestPayload(ULOG.IN_SYNC, new Uint8Array(16))!, /8 bytes/);
   assert.match(invalidRequestPayload(ULOG.SET_REGION_SYNC, new Uint8Array(8))!, /16 bytes/);
   assert.match(invalidRequestPayload(ULOG.SET_REGION_SYNC, encodePair(-1, 1))!, /negative region/);
-  assert.match(invalidRequestPayload(ULOG.FLUSH, new Uint8Array(1))!, /no payload/);
+  assert.match(invalidRequestPayload(ULOG.FLUSH, new Uint8Array(1))!, /multiple of 8/);
+  assert.is(invalidRequestPayload(ULOG.FLUSH, new Uint8Array(16)), null); // integrated_flush: the marks ride on FLUSH
+  assert.match(invalidRequestPayload(ULOG.RESUME, new Uint8Array(1))!, /no payload/);
   assert.match(invalidRequestPayload(ULOG.CTR, Uint8Array.from([0xc3, 0x28]))!, /UTF-8/);
   assert.is(invalidRequestPayload(ULOG.CTR, encodeString('core 1024 nosync')), null);
   assert.is(invalidRequestPayload(ULOG.MARK_REGION, encodeRegions([])), null);

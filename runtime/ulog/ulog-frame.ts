@@ -20,7 +20,8 @@
  *   GET_RESYNC_WORK reply {i64 has_work, u64 region}; SET_REGION_SYNC request {u64 region, i64 in_sync}
  *   GET_SYNC_COUNT reply u64; STATUS_INFO / STATUS_TABLE reply string
  *   IS_REMOTE_RECOVERING request u64 region, reply {i64 recovering, u64 in_sync_hint}
- *   DTR, PRESUSPEND, POSTSUSPEND, RESUME, FLUSH: none (DTR may carry the CTR string; it is kept).
+ *   FLUSH request: none, or u64[] regions to mark first (the kernel's integrated_flush)
+ *   DTR, PRESUSPEND, POSTSUSPEND, RESUME: none (DTR may carry the CTR string; it is kept).
  *
  * Codecs (STYLE 13): `invalidHeader(bytes)` says why bytes are not a header (or null),
  * `decodeHeader` reads one it accepted, `encodeHeader` writes one; payloads likewise per shape.
@@ -189,7 +190,8 @@ export function invalidRequestPayload(type: UlogType, data: Uint8Array): string 
       return typeof region === 'string' ? `${ulogTypeName(type)}: ${region}` : null;
     }
     case ULOG.MARK_REGION:
-    case ULOG.CLEAR_REGION: {
+    case ULOG.CLEAR_REGION:
+    case ULOG.FLUSH: {
       const regions = decodeRegions(data);
       return typeof regions === 'string' ? `${ulogTypeName(type)}: ${regions}` : null;
     }

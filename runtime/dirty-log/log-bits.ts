@@ -1,0 +1,114 @@
+/**
+ * The state every dirty log keeps in memory (dm-log.c's log_c): per region a clean bit (1: no
+ * write may be in flight there, the legs agree unless it is out of sync) and a sync bit (1: the
+ * legs hold the same bytes), the regions being recovered now, the count of in-sync regions and
+ * where the resync search goes on from. Clean and sync bits are RegionBitmaps (WASM scans: the
+ * next region to resync is a nextZero, not a loop over bits).
+ *
+ *   mark(r)            clean[r] = 0           (before a write to r; durable at the next flush)
+ *   clear(r)           clean[r] = 1           (after the writes to r completed and were flushed)
+ *   resyncWork()       the first region from the search point not in sync and not recovering,
+ *                      now recovering; null when none is left (the search point only moves on,
+ *                      so a region put out of sync behind it waits for `restartSearch`)
+ *   setSync(r, ok)     r no longer recovering; in sync or not
+ *
+ * `touchedDirtied` / `touchedCleaned` say whether a flush has anything to write (a disk log).
+ */
+import { RegionBitmap } from '../bitmap.ts';
+import { BlockError } from '../errors.ts';
+
+export class LogBits {
+  touchedDirtied = false;
+  touchedCleaned = false;
+  private readonly recovering = new Set<number>();
+  private searchFrom = 0;
+
+  private constructor(
+    readonly regionCount: number,
+    readonly clean: RegionBitmap,
+    readonly sync: RegionBitmap,
+  ) {}
+
+  /** Every region clean; in sync when `inSync` (nosync), else every region to resync. */
+  static async create(regionCount: number, inSync: boolean): Promise<LogBits> {
+    const clean = await RegionBitmap.create(regionCount);
+    const sync = await RegionBitmap.create(regionCount);
+    clean.setRange(0, regionCount);
+    if (inSync) sync.setRange(0, regionCount);
+    return new LogBits(regionCount, clean, sync);
+  }
+
+  get syncCount(): number {
+    return this.sync.setCount;
+  }
+
+  get recoveringCount(): number {
+    return this.recovering.size;
+  }
+
+  isClean(region: number): boolean {
+    return this.clean.get(this.check(region));
+  }
+
+  inSync(region: number): boolean {
+    return this.sync.get(this.check(region));
+  }
+
+  isRecovering(region: number): boolean {
+    return this.recovering.has(this.check(region));
+  }
+
+  mark(region: number): void {
+    this.clean.clear(this.check(region));
+    this.touchedDirtied = true;
+  }
+
+  clear(region: number): void {
+    this.clean.set(this.check(region));
+    this.touchedCleaned = true;
+  }
+
+  /** The next region to resync (now recovering), or null. */
+  resyncWork(): number | null {
+    while (this.searchFrom < this.regionCount) {
+      const region = this.sync.nextZero(this.searchFrom);
+      if (region < 0) {
+        this.searchFrom = this.regionCount;
+        return null;
+      }
+      this.searchFrom = region + 1;
+      if (this.recovering.has(region)) continue;
+      this.recovering.add(region);
+      return region;
+    }
+    return null;
+  }
+
+  /** Takes `region` for resync now (a region someone waits to write: cmirrord's recovery requests). */
+  takeForResync(region: number): boolean {
+    if (this.inSync(region) || this.recovering.has(region)) return false;
+    this.recovering.add(region);
+    return true;
+  }
+
+  setSync(region: number, inSync: boolean): void {
+    this.recovering.delete(this.check(region));
+    if (inSync) this.sync.set(region);
+    else this.sync.clear(region);
+  }
+
+  /** The resync search starts over (a resume; regions put out of sync behind the search point). */
+  restartSearch(): void {
+    this.searchFrom = 0;
+  }
+
+  release(): void {
+    this.clean.release();
+    this.sync.release();
+  }
+
+  private check(region: number): number {
+    if (Number.isSafeInteger(region) && region >= 0 && region < this.regionCount) return region;
+    throw new BlockError('ERANGE', `region ${region} is outside the log's ${this.regionCount} regions`);
+  }
+}
