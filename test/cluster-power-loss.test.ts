@@ -135,7 +135,7 @@ async function trial(seed: number, bitmap: BitmapMode): Promise<void> {
   for (let s = 0; s < b.sizeBytes / 512; s++) {
     await b.read(s * 512, sector);
     const why = judgeSector({ trace, contentSeed }, s, sector, zero);
-    if (why !== null) throw new Error(why);
+    if (why !== null) throw new Error(`${why}; B: ${b.status().resync.doneChunks} chunks resynced; events:\n${events.join('\n')}`);
   }
   await b.close();
   await Promise.all(aBacking.map((leg) => leg.close()));

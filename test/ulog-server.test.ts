@@ -237,6 +237,13 @@ test('framing: a bad frame is answered -EINVAL and the connection goes on; an un
     const refused = await raw.reply();
     assert.is(new DataView(refused!.data.buffer).byteLength, 0);
     assert.is((await raw.request(ULOG.GET_SYNC_COUNT, 'LVM-f', 1)).header.error, 0, 'still served');
+    // Many frames in one write (one socket chunk, maybe a view into a pooled Buffer): each read at its own offset.
+    const batch = Array.from({ length: 24 }, (_, i) => i % 2 === 0 ? raw.frame(ULOG.IS_CLEAN, 'LVM-f', 1, encodeU64(i)) : raw.frame(ULOG.GET_REGION_SIZE, 'LVM-f', 1));
+    raw.send(Buffer.concat(batch));
+    for (let i = 0; i < batch.length; i++) {
+      const reply = (await raw.reply())!;
+      assert.equal([reply.header.error, reply.header.type, decodeU64(reply.data)], [0, i % 2 === 0 ? ULOG.IS_CLEAN : ULOG.GET_REGION_SIZE, i % 2 === 0 ? 1 : 8], `frame ${i} of the batch`);
+    }
     // A frame split in single bytes is one frame.
     const split = raw.frame(ULOG.GET_REGION_SIZE, 'LVM-f', 1);
     for (const byte of split) raw.send(Uint8Array.of(byte));

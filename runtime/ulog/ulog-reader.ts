@@ -41,7 +41,8 @@ export class UlogReader {
     if (this.stopped || this.input.length < ULOG_HEADER_BYTES) return null;
     const chunk = this.input.contiguous(ULOG_HEADER_BYTES);
     const at = this.input.front;
-    const headerBytes = chunk.slice(at, at + ULOG_HEADER_BYTES);
+    // A copy of its own, at offset 0 of its own buffer (a socket chunk may be a Buffer, whose slice is a view).
+    const headerBytes = Uint8Array.prototype.slice.call(chunk, at, at + ULOG_HEADER_BYTES);
     const view = new DataView(headerBytes.buffer);
     const version = view.getUint32(140, true);
     const dataBytes = view.getUint32(156, true);
@@ -49,7 +50,7 @@ export class UlogReader {
     if (dataBytes > this.maxDataBytes) return this.stop(`data_size ${dataBytes} is above ${this.maxDataBytes}`, headerBytes);
     if (this.input.length < ULOG_HEADER_BYTES + dataBytes) return null;
     this.input.consume(ULOG_HEADER_BYTES);
-    const data = dataBytes === 0 ? new Uint8Array(0) : this.input.take(dataBytes).slice();
+    const data = dataBytes === 0 ? new Uint8Array(0) : Uint8Array.prototype.slice.call(this.input.take(dataBytes));
     const why = invalidHeader(headerBytes, this.maxDataBytes);
     if (why !== null) return { kind: 'refused', why, headerBytes };
     return { kind: 'frame', header: decodeHeader(headerBytes), headerBytes, data };
