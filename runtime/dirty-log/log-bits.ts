@@ -9,8 +9,9 @@
  *   clear(r)           clean[r] = 1           (after the writes to r completed and were flushed)
  *   resyncWork()       the first region from the search point not in sync and not recovering,
  *                      now recovering; null when none is left (the search point only moves on,
- *                      so a region put out of sync behind it waits for `restartSearch`)
- *   setSync(r, ok)     r no longer recovering; in sync or not
+ *                      and resume restarts it)
+ *   setSync(r, ok)     r no longer recovering; in sync or not (out of sync behind the search
+ *                      point: the search goes back to it)
  *
  * `touchedDirtied` / `touchedCleaned` say whether a flush has anything to write (a disk log).
  */
@@ -94,7 +95,12 @@ export class LogBits {
   setSync(region: number, inSync: boolean): void {
     this.recovering.delete(this.check(region));
     if (inSync) this.sync.set(region);
-    else this.sync.clear(region);
+    else {
+      this.sync.clear(region);
+      // Out of sync behind the search point (a leg's write failed there): the search comes back
+      // for it now, not at the next resume as dm-log.c's would.
+      if (region < this.searchFrom) this.searchFrom = region;
+    }
   }
 
   /** The resync search starts over (a resume; regions put out of sync behind the search point). */

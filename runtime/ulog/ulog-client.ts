@@ -181,6 +181,11 @@ export class UlogClient {
     return decodeString(await this.request(ULOG.STATUS_INFO, new Uint8Array(0))) ?? '';
   }
 
+  /** The log's own table words from its server (STATUS_TABLE: `core 1 1024 `, `disk 2 <dev> 1024 `). */
+  async statusTableFromServer(): Promise<string> {
+    return decodeString(await this.request(ULOG.STATUS_TABLE, new Uint8Array(0))) ?? '';
+  }
+
   /** The userspace log's table arguments as dm prints them: `userspace <#args> <uuid> <log args> `. */
   statusTable(): string {
     const words = [this.options.uuid, ...(this.options.integratedFlush ? ['integrated_flush'] : []), ...this.options.logArgs.trim().split(/\s+/)];

@@ -1,0 +1,517 @@
+/**
+ * A mirror (dm-raid1's role): N legs holding the same bytes, a dirty log saying which regions may
+ * differ after a crash, and a resync that makes them agree. A BlockDevice over BlockDevices, so a
+ * mirror of `remote:` legs or an NBD export of a mirror needs nothing new.
+ *
+ * Table and log: mirror-table.ts (dm's table line), mirror-log.ts (the log is always reached as a
+ * dm-log-userspace client: core and disk logs in a log server of the mirror's own, userspace ones
+ * in the service's). Regions are the log's region_size.
+ *
+ * Writes: wait while their regions are being resynced; mark the regions (region-marks.ts: the mark
+ * durable in the log before the data goes out); write every leg that is not failed, in parallel
+ * (FUA passed on); count down, the region cleared later, after a leg flush. A write that fails on
+ * some legs: with handle_errors those legs fail (policy below) and the write succeeds on the rest;
+ * without, dm's way: the error is counted on the leg (its health letter), its region put out of
+ * sync (SET_REGION_SYNC 0: resynced later) and the write succeeds if any leg took it. No leg took
+ * it: EIO.
+ *
+ * Reads: a region in sync is read from the legs in turn (the next good leg each read); a region
+ * out of sync only from the default leg (the one resync copies from). A read error fails that leg
+ * (handle_errors) and the read goes to the next good leg when the region is in sync.
+ *
+ * Leg failure (handle_errors), LVM's mirror_image_fault_policy: `remove` drops the leg (the table
+ * loses it; one leg left is a linear device), `replace` takes a spare from the host and adds it
+ * as a new leg, with the log constructed again forcing a resync of every region (dm's `sync`), so
+ * the spare is copied whole. The default leg moves to the first good one.
+ * Log failure (a log request that fails: a disk log's device died, the server is gone for good):
+ * the mirror goes on with a core log (`core <region> nosync` when every region was known in sync
+ * and nothing was marked, else `core <region>`: everything resyncs), writes waiting on the failed
+ * log marked again in the new one.
+ *
+ * Durability: flush() flushes every good leg (a leg whose flush fails fails, F), then clears the
+ * regions idle since, in the log. A write acknowledged before flush() was called is on every
+ * good leg durably when flush resolves. After a crash: the regions dirty in a disk log (marked,
+ * not cleared) are out of sync at the next resume and resynced; a core log resyncs everything.
+ *
+ * Status (dm's mirror_status): info `<#legs> <leg>... <in sync>/<regions> 1 <health> <log info>`,
+ * table `<log table><#legs> <leg> <offset>... [<#features> <features>]`; health letters per leg:
+ * A alive, D write error, R read error, S resync error, F flush error.
+ */
+import { BlockError } from '../errors.ts';
+import { RegionBitmap } from '../bitmap.ts';
+import type { BlockDevice, DiscardOutcome, WriteOptions } from '../devices/block-device.ts';
+import { OpGate } from '../devices/op-gate.ts';
+import { EMPTY_DISCARD_OUTCOME, validateOpen, validateRequest } from '../devices/validate.ts';
+import { WindowDevice } from '../devices/window-device.ts';
+import { RegionOps } from '../regions/region-ops.ts';
+import { openMirrorLog, type MirrorLog, type MirrorLogHost } from './mirror-log.ts';
+import { MirrorResync, type ResyncLeg } from './mirror-resync.ts';
+import { RegionMarks } from './region-marks.ts';
+import { formatMirrorTable, MIRROR_MAX_LEGS, parseMirrorTable, type MirrorLeg, type MirrorTable } from './mirror-table.ts';
+
+export type LegHealth = 'A' | 'D' | 'R' | 'S' | 'F';
+export type LegFaultPolicy = 'remove' | 'replace';
+export type MirrorEventType = 'leg-failed' | 'leg-removed' | 'leg-added' | 'log-failed' | 'resync-done' | 'note';
+
+export interface MirrorEvent {
+  type: MirrorEventType;
+  message: string;
+}
+
+export interface MirrorOptions extends MirrorLogHost {
+  name: string;
+  table: string;
+  /** Opens a leg (and a spare) by the name the table gives. */
+  openLeg(name: string): Promise<BlockDevice>;
+  /** The mirror's size; default: the smallest leg past its offset. */
+  sizeBytes?: number;
+  legFaultPolicy?: LegFaultPolicy;
+  /** For `replace`: the next spare device's name, or null when none is left. */
+  spare?: () => string | null;
+  /** Idle regions are cleared in the log this long after their last write (dm clears at its next worker pass). */
+  clearDelayMs?: number;
+  onEvent?: (event: MirrorEvent) => void;
+}
+
+interface Leg extends ResyncLeg {
+  readonly table: MirrorLeg;
+  readonly device: WindowDevice;
+  health: LegHealth;
+  errors: number;
+  failed: boolean;
+  /** Added by `replace`: copied whole by the resync under way. */
+  recovering: boolean;
+}
+
+export interface MirrorLegStatus {
+  device: string;
+  offsetSectors: number;
+  health: LegHealth;
+  state: 'in-sync' | 'recovering' | 'failed';
+  errors: number;
+  isDefault: boolean;
+}
+
+export interface MirrorStatus {
+  name: string;
+  table: string;
+  statusInfo: string;
+  regionSectors: number;
+  regionCount: number;
+  inSyncRegions: number;
+  resyncing: boolean;
+  legs: MirrorLegStatus[];
+  log: { type: string; failed: boolean };
+  markedRegions: number;
+  logCommits: number;
+  bytesResynced: number;
+}
+
+export class MirrorDevice implements BlockDevice {
+  readonly name: string;
+  readonly logicalBlockBytes: number;
+  readonly canWrite = true;
+  readonly canDiscard: boolean;
+  readonly discardZeroes: boolean;
+  readonly regionBytes: number;
+  readonly regionCount: number;
+  private legs: Leg[];
+  private defaultLeg: Leg;
+  private readLeg = 0;
+  private readonly gate = new OpGate();
+  private readonly userIo = new OpGate();
+  readonly regionOps = new RegionOps();
+  readonly marks: RegionMarks;
+  private readonly resync: MirrorResync;
+  /** Regions known in sync (set when the log said so or our resync made them); the log is the authority. */
+  private readonly synced: RegionBitmap;
+  private logFailures = 0;
+  private switchingLog: Promise<boolean> | null = null;
+  private clearTimer: ReturnType<typeof setTimeout> | null = null;
+  private suspended = false;
+
+  private constructor(
+    private readonly options: MirrorOptions,
+    private table: MirrorTable,
+    legs: Leg[],
+    readonly sizeBytes: number,
+    private mirrorLog: MirrorLog,
+    synced: RegionBitmap,
+  ) {
+    this.name = `mirror:${options.name}`;
+    this.legs = legs;
+    this.defaultLeg = legs[0]!;
+    this.logicalBlockBytes = Math.max(...legs.map((leg) => leg.device.logicalBlockBytes));
+    this.canDiscard = legs.every((leg) => leg.device.canDiscard);
+    this.discardZeroes = legs.every((leg) => leg.device.discardZeroes);
+    this.regionBytes = mirrorLog.client.regionSectors * 512;
+    this.regionCount = mirrorLog.client.regionCount;
+    this.synced = synced;
+    this.marks = new RegionMarks({
+      log: () => this.mirrorLog.client,
+      flushLegs: () => this.flushLegs(),
+      logFailed: (error) => this.logFailed(error),
+    });
+    this.resync = new MirrorResync({
+      log: () => this.mirrorLog.client,
+      regionBytes: this.regionBytes,
+      sizeBytes,
+      regionOps: this.regionOps,
+      marks: this.marks,
+      copyPlan: () => {
+        const targets = this.legs.filter((leg) => !leg.failed && leg !== this.defaultLeg);
+        return this.defaultLeg.failed ? null : { source: this.defaultLeg, targets };
+      },
+      canRun: () => this.gate.isOpen && !this.suspended,
+      regionSynced: (region) => this.synced.set(region),
+      legFailed: (leg, error, reading) => this.legFailed(leg as Leg, reading ? 'R' : 'S', error),
+      complete: () => {
+        for (const leg of this.legs) leg.recovering = false;
+        this.event('resync-done', `in sync: ${this.regionCount} regions`);
+      },
+      note: (message) => this.event('note', message),
+    });
+  }
+
+  /** Opens the legs and the log the table names, resumes the log and starts the resync. */
+  static async open(options: MirrorOptions): Promise<MirrorDevice> {
+    const table = parseMirrorTable(options.table);
+    if (typeof table === 'string') throw new BlockError('EINVAL', `table: ${table}`);
+    const opened: BlockDevice[] = [];
+    try {
+      for (const leg of table.legs) opened.push(await options.openLeg(leg.device));
+      const room = Math.min(...table.legs.map((leg, i) => opened[i]!.sizeBytes - leg.offsetSectors * 512));
+      const sizeBytes = options.sizeBytes ?? room;
+      if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % 512 !== 0) throw new BlockError('EINVAL', `sizeBytes must be a positive multiple of 512, got ${sizeBytes}`);
+      if (sizeBytes > room) throw new BlockError('ERANGE', `the legs hold ${room} bytes past their offsets; ${sizeBytes} asked`);
+      const legs = table.legs.map((leg, i) => newLeg(leg, opened[i]!, sizeBytes));
+      const log = await openMirrorLog(options.name, table, sizeBytes / 512, options);
+      const synced = await RegionBitmap.create(log.client.regionCount);
+      const mirror = new MirrorDevice(options, table, legs, sizeBytes, log, synced);
+      await mirror.resumeLog();
+      return mirror;
+    } catch (error) {
+      await Promise.allSettled(opened.map((device) => device.close()));
+      throw error;
+    }
+  }
+
+  // ---- BlockDevice ----
+
+  async read(offsetBytes: number, target: Uint8Array): Promise<void> {
+    const lengthBytes = validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
+    if (lengthBytes === 0) return;
+    await this.gate.track(async () => {
+      const inSync = await this.rangeInSync(offsetBytes, lengthBytes);
+      for (;;) {
+        const leg = inSync ? this.nextReadLeg() : this.defaultLeg;
+        if (leg === null || leg.failed) throw new BlockError('EIO', 'no leg to read from', { device: this.name, offsetBytes });
+        try {
+          await leg.device.read(offsetBytes, target);
+          return;
+        } catch (error) {
+          await this.legFailed(leg, 'R', error);
+          if (!inSync || !this.table.handleErrors) throw new BlockError('EIO', `read failed on ${leg.table.device}: ${String(error)}`, { device: this.name, offsetBytes });
+        }
+      }
+    });
+  }
+
+  async write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    const lengthBytes = validateRequest(this, this.gate.isOpen, 'write', offsetBytes, data);
+    if (lengthBytes === 0) return;
+    await this.gate.track(() => this.userIo.track(() => this.update(offsetBytes, lengthBytes, (leg) => leg.device.write(offsetBytes, data, options))));
+  }
+
+  async discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> {
+    if (validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes) === 0) return EMPTY_DISCARD_OUTCOME;
+    // The weakest outcome of the legs: a hint taken by one leg is a hint for the mirror.
+    let outcome: DiscardOutcome = 'punched';
+    await this.gate.track(() => this.userIo.track(() => this.update(offsetBytes, lengthBytes, async (leg) => {
+      const got = await leg.device.discard(offsetBytes, lengthBytes);
+      if (got === 'ignored' || (got === 'zeroed' && outcome === 'punched')) outcome = got;
+    })));
+    return outcome;
+  }
+
+  async flush(): Promise<void> {
+    validateOpen(this, this.gate.isOpen, 'flush');
+    await this.gate.track(async () => {
+      await this.marks.clearIdle(); // flushes every good leg first
+      if (this.liveLegs().length === 0) throw new BlockError('EIO', 'every leg has failed', { device: this.name });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.gate.close(async () => {
+      this.cancelClearTimer();
+      await this.resync.idle();
+      await this.marks.clearIdle().catch(() => {});
+      await this.mirrorLog.close().catch(() => {});
+      await Promise.allSettled(this.legs.map((leg) => leg.device.close()));
+      this.synced.release();
+    });
+  }
+
+  // ---- control ----
+
+  status(): MirrorStatus {
+    return {
+      name: this.options.name,
+      table: formatMirrorTable(this.table),
+      statusInfo: '',
+      regionSectors: this.regionBytes / 512,
+      regionCount: this.regionCount,
+      inSyncRegions: this.synced.setCount,
+      resyncing: this.resync.active,
+      legs: this.legs.map((leg) => ({
+        device: leg.table.device, offsetSectors: leg.table.offsetSectors, health: leg.health, errors: leg.errors,
+        state: leg.failed ? 'failed' : leg.recovering ? 'recovering' : 'in-sync', isDefault: leg === this.defaultLeg,
+      })),
+      log: { type: this.table.logType, failed: this.logFailures > 0 },
+      markedRegions: this.marks.markedCount,
+      logCommits: this.marks.commits,
+      bytesResynced: this.resync.bytesCopied,
+    };
+  }
+
+  /** dm's STATUSTYPE_INFO: `2 a b 1024/1024 1 AA 1 core`. */
+  async statusInfo(): Promise<string> {
+    const inSync = await this.mirrorLog.client.syncCount().catch(() => this.synced.setCount);
+    const logInfo = await this.mirrorLog.client.statusInfo().catch(() => `${this.table.logType} 1 COM_FAILURE`);
+    return `${this.legs.length} ${this.legs.map((leg) => leg.table.device).join(' ')} ${inSync}/${this.regionCount} 1 ${this.legs.map((leg) => leg.health).join('')} ${logInfo}`;
+  }
+
+  /** dm's STATUSTYPE_TABLE: `core 1 1024 2 a 0 b 0 1 handle_errors`. */
+  async statusTable(): Promise<string> {
+    const features = [...(this.table.handleErrors ? ['handle_errors'] : []), ...(this.table.keepLog ? ['keep_log'] : [])];
+    const legs = this.legs.map((leg) => ` ${leg.table.device} ${leg.table.offsetSectors}`).join('');
+    return `${await this.mirrorLog.table()}${this.legs.length}${legs}${features.length > 0 ? ` ${features.length} ${features.join(' ')}` : ''}`;
+  }
+
+  /** Fails a leg by request (as a write error would), then applies the policy. */
+  async failLeg(device: string): Promise<boolean> {
+    const leg = this.legs.find((candidate) => candidate.table.device === device && !candidate.failed);
+    if (leg === undefined) return false;
+    await this.legFailed(leg, 'D', new Error('failed by request'), true);
+    return true;
+  }
+
+  /** Resolves when the resync has nothing left to do (or stopped) and idle regions are cleared. */
+  async quiet(): Promise<void> {
+    await this.resync.idle();
+    await this.marks.clearIdle();
+  }
+
+  /** Starts the resync again (after a suspend, or to pick up regions put out of sync). */
+  startResync(): void {
+    this.resync.kick();
+  }
+
+  // ---- internals ----
+
+  private async resumeLog(): Promise<void> {
+    await this.mirrorLog.client.resume();
+    const count = await this.mirrorLog.client.syncCount();
+    this.synced.clearRange(0, this.regionCount);
+    if (count === this.regionCount) this.synced.setRange(0, this.regionCount);
+    this.resync.kick();
+  }
+
+  /** A write or discard: marks, every live leg, failures by policy. */
+  private async update(offsetBytes: number, lengthBytes: number, apply: (leg: Leg) => Promise<void>): Promise<void> {
+    const first = Math.floor(offsetBytes / this.regionBytes);
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes);
+    const regions: number[] = [];
+    for (let region = first; region <= last; region++) regions.push(region);
+    // A region being resynced holds its writes (dm's RH_RECOVERING); checked again after each wait.
+    for (let busy = this.regionOps.firstBusy(first, last + 1); busy >= 0; busy = this.regionOps.firstBusy(first, last + 1)) await this.regionOps.get(busy)!.done;
+    const marked = this.marks.begin(regions); // counted now, in the turn the check passed
+    try {
+      await marked;
+      const legs = this.liveLegs();
+      const results = await Promise.allSettled(legs.map((leg) => apply(leg)));
+      let wrote = 0;
+      for (let i = 0; i < legs.length; i++) {
+        const result = results[i]!;
+        if (result.status === 'fulfilled') wrote += 1;
+        else await this.legFailed(legs[i]!, 'D', result.reason, false, regions);
+      }
+      if (wrote === 0) throw new BlockError('EIO', 'the write failed on every leg', { device: this.name, offsetBytes, lengthBytes });
+    } finally {
+      this.marks.end(regions);
+      this.scheduleClear();
+    }
+  }
+
+  private liveLegs(): Leg[] {
+    return this.legs.filter((leg) => !leg.failed);
+  }
+
+  private nextReadLeg(): Leg | null {
+    const live = this.liveLegs().filter((leg) => !leg.recovering);
+    if (live.length === 0) return null;
+    this.readLeg = (this.readLeg + 1) % live.length;
+    return live[this.readLeg]!;
+  }
+
+  private async rangeInSync(offsetBytes: number, lengthBytes: number): Promise<boolean> {
+    const first = Math.floor(offsetBytes / this.regionBytes);
+    const last = Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes);
+    for (let region = first; region <= last; region++) {
+      if (this.synced.get(region)) continue;
+      const inSync = await this.mirrorLog.client.inSync(region).catch(() => false);
+      if (!inSync) return false;
+      this.synced.set(region);
+    }
+    return true;
+  }
+
+  private async flushLegs(): Promise<void> {
+    const legs = this.liveLegs();
+    const results = await Promise.allSettled(legs.map((leg) => leg.device.flush()));
+    for (let i = 0; i < legs.length; i++) {
+      const result = results[i]!;
+      if (result.status === 'rejected') await this.legFailed(legs[i]!, 'F', result.reason);
+    }
+  }
+
+  /**
+   * A leg's request failed. Its health letter and count record it. With handle_errors (or by
+   * request) the leg leaves the mirror by policy; without, the regions written are put out of
+   * sync, to be resynced from the default leg.
+   */
+  private async legFailed(leg: Leg, health: LegHealth, error: unknown, byRequest = false, regions: number[] = []): Promise<void> {
+    leg.errors += 1;
+    if (leg.health === 'A' || health === 'F') leg.health = health;
+    if (!this.table.handleErrors && !byRequest) {
+      for (const region of regions) {
+        this.synced.clear(region);
+        this.marks.keepDirty(region);
+        await this.mirrorLog.client.setRegionSync(region, false).catch(() => {});
+      }
+      this.event('leg-failed', `leg ${leg.table.device}: ${describe(error)} (error ${leg.errors}; not handled: its regions resync)`);
+      this.resync.kick();
+      return;
+    }
+    if (leg.failed) return;
+    leg.failed = true;
+    this.event('leg-failed', `leg ${leg.table.device} failed (${health}): ${describe(error)}`);
+    if (leg === this.defaultLeg) {
+      const next = this.liveLegs().find((candidate) => !candidate.recovering) ?? this.liveLegs()[0];
+      if (next !== undefined) this.defaultLeg = next;
+    }
+    await this.applyPolicy(leg);
+  }
+
+  private async applyPolicy(failed: Leg): Promise<void> {
+    // The failed leg leaves the table (what LVM's repair does in both policies).
+    this.legs = this.legs.filter((leg) => leg !== failed);
+    this.table = { ...this.table, legs: this.legs.map((leg) => leg.table) };
+    void failed.device.close().catch(() => {});
+    this.event('leg-removed', `leg ${failed.table.device} removed; ${this.legs.length === 1 ? 'one leg left: linear' : `${this.legs.length} legs left`}`);
+    if (this.options.legFaultPolicy !== 'replace') return;
+    const spareName = this.options.spare?.() ?? null;
+    if (spareName === null) {
+      this.event('note', 'no spare to replace the failed leg with');
+      return;
+    }
+    try {
+      await this.addLeg(spareName);
+    } catch (error) {
+      this.event('note', `replacing the leg with ${spareName} failed: ${describe(error)}`);
+    }
+  }
+
+  /**
+   * Adds a leg (lvconvert -m+1; a spare replacing a failed leg): opened by name at offset 0, and
+   * the log constructed again with `sync`, so every region is resynced and the new leg copied
+   * whole from the default leg; until then it is read from never.
+   */
+  async addLeg(deviceName: string, offsetSectors = 0): Promise<void> {
+    validateOpen(this, this.gate.isOpen, 'addLeg');
+    if (this.legs.length >= MIRROR_MAX_LEGS) throw new BlockError('ERANGE', `a mirror has at most ${MIRROR_MAX_LEGS} legs`, { device: this.name });
+    if (this.legs.some((leg) => leg.table.device === deviceName)) throw new BlockError('EEXIST', `${deviceName} is a leg already`, { device: this.name });
+    const device = await this.options.openLeg(deviceName);
+    let leg: Leg;
+    try {
+      leg = newLeg({ device: deviceName, offsetSectors }, device, this.sizeBytes);
+    } catch (error) {
+      await device.close();
+      throw error;
+    }
+    leg.recovering = true;
+    this.legs = [...this.legs, leg];
+    this.table = { ...this.table, legs: this.legs.map((one) => one.table) };
+    this.event('leg-added', `leg ${deviceName} added; every region resyncs to it`);
+    await this.replaceLog({ ...this.table, logArgs: withSyncWord(this.table, 'sync') });
+  }
+
+  /** A log request failed: the mirror goes on with a core log. */
+  private logFailed(error: unknown): Promise<boolean> {
+    this.switchingLog ??= (async () => {
+      this.logFailures += 1;
+      this.event('log-failed', `the ${this.table.logType} log failed: ${describe(error)}; going on with a core log`);
+      const allInSync = this.synced.setCount === this.regionCount && this.marks.markedCount === 0;
+      const core: MirrorTable = { ...this.table, logType: 'core', logArgs: [String(this.regionBytes / 512), ...(allInSync ? ['nosync'] : [])] };
+      this.mirrorLog.abandon();
+      try {
+        await this.replaceLog(core);
+        return true;
+      } catch (failure) {
+        this.event('note', `no core log either: ${describe(failure)}`);
+        return false;
+      } finally {
+        this.switchingLog = null;
+      }
+    })();
+    return this.switchingLog;
+  }
+
+  /** Constructs `table`'s log, resumes it, marks the marked regions there; the old log goes. */
+  private async replaceLog(table: MirrorTable): Promise<void> {
+    const next = await openMirrorLog(`${this.options.name}-${this.logFailures}-${Date.now()}`, table, this.sizeBytes / 512, this.options);
+    const old = this.mirrorLog;
+    this.mirrorLog = next;
+    this.table = table;
+    await old.close().catch(() => {});
+    await this.resumeLog();
+    this.marks.remarkAll();
+  }
+
+  private scheduleClear(): void {
+    if (this.clearTimer !== null || this.marks.idleCount === 0 || !this.gate.isOpen) return;
+    this.clearTimer = setTimeout(() => {
+      this.clearTimer = null;
+      void this.marks.clearIdle().catch((error: unknown) => this.event('note', `clearing idle regions failed: ${describe(error)}`));
+    }, this.options.clearDelayMs ?? 1000);
+    (this.clearTimer as { unref?: () => void }).unref?.();
+  }
+
+  private cancelClearTimer(): void {
+    if (this.clearTimer !== null) clearTimeout(this.clearTimer);
+    this.clearTimer = null;
+  }
+
+  private event(type: MirrorEventType, message: string): void {
+    try {
+      this.options.onEvent?.({ type, message: `${this.name}: ${message}` });
+    } catch {
+      // an event sink that throws loses its event
+    }
+  }
+}
+
+function newLeg(table: MirrorLeg, device: BlockDevice, sizeBytes: number): Leg {
+  return { table, device: new WindowDevice(device, table.offsetSectors * 512, sizeBytes, true), health: 'A', errors: 0, failed: false, recovering: false };
+}
+
+/** The table's log arguments with its sync word set to `word`. */
+function withSyncWord(table: MirrorTable, word: 'sync' | 'nosync'): string[] {
+  const args = table.logArgs.filter((arg) => arg !== 'sync' && arg !== 'nosync');
+  return [...args, word];
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,140 @@
+/**
+ * The mirror's resync (dm-raid1's do_recovery): regions the log says are out of sync are copied
+ * from the default leg to every other leg, one region at a time, in the order the log hands them
+ * out (GET_RESYNC_WORK: a clustered log puts regions other nodes wait to write first). The log
+ * picks, so this is a loop over GET_RESYNC_WORK rather than the region walker's bitmap scan; it
+ * shares the walker's parts: RegionOps (a region being copied holds its writes back, as dm delays
+ * writes to a RECOVERING region) and RangeCopier (copy_file_range between file legs).
+ *
+ * Per region: wait until no write to it is in flight, hold it (new writes wait), copy, then
+ * SET_REGION_SYNC(in sync) and queue its clear (sent after the legs are flushed). A copy that
+ * fails leaves the region out of sync (SET_REGION_SYNC 0) and reports the leg (S); the loop goes
+ * on with the next region. Nothing here is durable by itself: the region's clear is.
+ */
+import type { BlockDevice } from '../devices/block-device.ts';
+import { RangeCopier } from '../regions/range-copy.ts';
+import type { RegionOps } from '../regions/region-ops.ts';
+import { nextMacrotask } from '../regions/time-slice.ts';
+import type { UlogClient } from '../ulog/ulog-client.ts';
+import type { RegionMarks } from './region-marks.ts';
+
+export interface ResyncLeg {
+  readonly device: BlockDevice;
+}
+
+export interface ResyncHost {
+  log(): UlogClient;
+  readonly regionBytes: number;
+  readonly sizeBytes: number;
+  readonly regionOps: RegionOps;
+  readonly marks: RegionMarks;
+  /** The leg copied from, and the legs copied to (null: nothing to copy with, stop). */
+  copyPlan(): { source: ResyncLeg; targets: ResyncLeg[] } | null;
+  canRun(): boolean;
+  regionSynced(region: number): void;
+  /** A copy failed on `leg` (read: the source; write: a target). */
+  legFailed(leg: ResyncLeg, error: unknown, reading: boolean): Promise<void>;
+  /** Every region the log holds is in sync. */
+  complete(): void;
+  note(message: string): void;
+}
+
+export class MirrorResync {
+  private running: Promise<void> | null = null;
+  private readonly copiers = new Map<string, RangeCopier>();
+  regionsCopied = 0;
+  bytesCopied = 0;
+  failures = 0;
+
+  constructor(private readonly host: ResyncHost) {}
+
+  get active(): boolean {
+    return this.running !== null;
+  }
+
+  /** Starts the loop unless it runs. */
+  kick(): void {
+    if (this.running !== null || !this.host.canRun()) return;
+    this.running = this.loop().catch((error: unknown) => {
+      this.host.note(`resync stopped: ${error instanceof Error ? error.message : String(error)}`);
+    }).finally(() => {
+      this.running = null;
+    });
+  }
+
+  /** Resolves when the loop has stopped (it stops when canRun turns false or nothing is left). */
+  async idle(): Promise<void> {
+    while (this.running !== null) await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.host.canRun()) {
+      // The log may be replaced under the loop (a leg added, the log failed): whatever the old
+      // one said is dropped and the new one asked again.
+      const log = this.host.log();
+      let region: number | null;
+      try {
+        region = await log.resyncWork();
+      } catch (error) {
+        if (this.host.log() !== log) continue;
+        throw error;
+      }
+      if (this.host.log() !== log) continue;
+      if (region === null) {
+        this.host.complete();
+        return;
+      }
+      await this.host.marks.whenIdle(region);
+      while (this.host.regionOps.has(region)) await this.host.regionOps.get(region)!.done;
+      // Held from here, in the same turn as the idle check: a write to the region waits for us.
+      const op = this.host.regionOps.begin(region, region + 1);
+      let synced = false;
+      try {
+        synced = await this.copyRegion(region);
+      } finally {
+        op.settle(synced);
+      }
+      if (this.host.log() !== log) continue; // copied for the old legs: the new log hands it out again
+      try {
+        await log.setRegionSync(region, synced);
+      } catch (error) {
+        if (this.host.log() !== log) continue;
+        throw error;
+      }
+      if (synced) {
+        this.host.regionSynced(region);
+        this.host.marks.clearLater(region);
+      }
+      await nextMacrotask();
+    }
+  }
+
+  private async copyRegion(region: number): Promise<boolean> {
+    const plan = this.host.copyPlan();
+    if (plan === null) return false;
+    const offsetBytes = region * this.host.regionBytes;
+    const lengthBytes = Math.min(this.host.regionBytes, this.host.sizeBytes - offsetBytes);
+    let ok = true;
+    await Promise.all(plan.targets.map(async (target) => {
+      try {
+        await this.copier(plan.source, target).copy(offsetBytes, lengthBytes);
+        this.bytesCopied += lengthBytes;
+      } catch (error) {
+        ok = false;
+        this.failures += 1;
+        // Which side failed: read the source again; if it reads, the target's write failed.
+        const reading = await plan.source.device.read(offsetBytes, new Uint8Array(plan.source.device.logicalBlockBytes)).then(() => false, () => true);
+        await this.host.legFailed(reading ? plan.source : target, error, reading);
+      }
+    }));
+    if (ok) this.regionsCopied += 1;
+    return ok; // one leg left: in sync with itself
+  }
+
+  private copier(source: ResyncLeg, target: ResyncLeg): RangeCopier {
+    const key = `${source.device.name}\u0000${target.device.name}`;
+    let copier = this.copiers.get(key);
+    if (copier === undefined) this.copiers.set(key, (copier = new RangeCopier(source.device, target.device)));
+    return copier;
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Which regions the mirror's writes have marked dirty in the log (dm-region-hash's role for
+ * writes). A region is marked in the log before the first write to it is issued and cleared once
+ * no write to it is in flight and the legs hold its writes durably:
+ *
+ *   clean ──write──► marked (mark queued, FLUSH answered before the write goes out)
+ *   marked ──last write done──► idle ──legs flushed, CLEAR queued, FLUSH──► clean
+ *   idle ──write──► marked (no new mark: the log still has it dirty)
+ *
+ * Durable when: a write's data is issued only after the FLUSH that carries its region's mark is
+ * answered (a disk log has it on disk then); a clear is sent only after every leg was flushed
+ * following the region's last write, so a clean region never hides legs that differ. Commits
+ * are shared: marks queued while a FLUSH is out go in the next one, which all their writers wait
+ * for (one FLUSH serves many writes).
+ *
+ * The log is whatever `host.log()` is now: when a commit fails, the host may replace the log
+ * (a core log after the disk log failed); `begin` then marks its regions in the new one.
+ */
+import type { UlogClient } from '../ulog/ulog-client.ts';
+
+export interface RegionMarksHost {
+  log(): UlogClient;
+  flushLegs(): Promise<void>;
+  /** A log request failed: true when the host replaced the log (marks go to the new one), false to give up. */
+  logFailed(error: unknown): Promise<boolean>;
+}
+
+export class RegionMarks {
+  private readonly pending = new Map<number, number>();
+  private readonly marked = new Set<number>();
+  private readonly idle = new Set<number>();
+  /** Out of sync (a leg missed a write): kept dirty in the log until resynced. */
+  private readonly unsynced = new Set<number>();
+  private readonly idleWaiters = new Map<number, Array<() => void>>();
+  private running: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
+  private clearing: Promise<void> | null = null;
+  commits = 0;
+
+  constructor(private readonly host: RegionMarksHost) {}
+
+  /** Regions marked in the log (dirty there). */
+  get markedCount(): number {
+    return this.marked.size;
+  }
+
+  /** Regions whose writes are done and that wait for their clear. */
+  get idleCount(): number {
+    return this.idle.size;
+  }
+
+  writesIn(region: number): number {
+    return this.pending.get(region) ?? 0;
+  }
+
+  /**
+   * Counts a write to `regions` (at once, in the calling turn) and resolves when their marks are
+   * durable in the log. Pair with `end`.
+   */
+  begin(regions: readonly number[]): Promise<void> {
+    let fresh = false;
+    for (const region of regions) {
+      this.pending.set(region, (this.pending.get(region) ?? 0) + 1);
+      this.idle.delete(region);
+      if (!this.marked.has(region)) {
+        this.marked.add(region);
+        this.host.log().mark(region);
+        fresh = true;
+      }
+    }
+    // A region marked by another write whose commit is still out is waited for too: the next
+    // commit covers it (marks already sent are in the FLUSH that runs, or in the next).
+    return fresh || this.running !== null ? this.durable() : Promise.resolve();
+  }
+
+  end(regions: readonly number[]): void {
+    for (const region of regions) {
+      const left = (this.pending.get(region) ?? 1) - 1;
+      if (left > 0) {
+        this.pending.set(region, left);
+        continue;
+      }
+      this.pending.delete(region);
+      if (!this.unsynced.has(region)) this.idle.add(region);
+      const waiters = this.idleWaiters.get(region);
+      if (waiters !== undefined) {
+        this.idleWaiters.delete(region);
+        for (const wake of waiters) wake();
+      }
+    }
+  }
+
+  /** Resolves when no write to `region` is in flight. */
+  whenIdle(region: number): Promise<void> {
+    if (this.writesIn(region) === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiters = this.idleWaiters.get(region) ?? [];
+      waiters.push(resolve);
+      this.idleWaiters.set(region, waiters);
+    });
+  }
+
+  /** A region that needs its clear without a write (resynced: in sync now, and clean once cleared). */
+  clearLater(region: number): void {
+    this.unsynced.delete(region);
+    if (this.writesIn(region) === 0) this.idle.add(region);
+  }
+
+  /** `region` is out of sync (a leg missed a write to it): it stays dirty in the log until it is resynced. */
+  keepDirty(region: number): void {
+    this.unsynced.add(region);
+    this.idle.delete(region);
+  }
+
+  /**
+   * Clears the idle regions: flushes every leg (their writes durable), then queues the clears
+   * and commits. Regions written again meanwhile stay marked.
+   */
+  clearIdle(): Promise<void> {
+    this.clearing ??= (async () => {
+      try {
+        const regions = [...this.idle];
+        await this.host.flushLegs();
+        if (regions.length === 0) return;
+        const log = this.host.log();
+        for (const region of regions) {
+          if (!this.idle.has(region)) continue; // written again since: still dirty
+          this.idle.delete(region);
+          this.marked.delete(region);
+          log.clear(region);
+        }
+        await this.durable();
+      } finally {
+        this.clearing = null;
+      }
+    })();
+    return this.clearing;
+  }
+
+  /** The log was replaced: every region still marked is marked in the new one. */
+  remarkAll(): void {
+    for (const region of this.idle) this.marked.add(region);
+    const log = this.host.log();
+    for (const region of this.marked) log.mark(region);
+  }
+
+  /** Resolves once a FLUSH started after this call is answered; a failed one goes to the host. */
+  private async durable(): Promise<void> {
+    for (;;) {
+      try {
+        await this.commit();
+        return;
+      } catch (error) {
+        if (!(await this.host.logFailed(error))) throw error;
+        // the host put a new log in place and marked every marked region there: commit that
+      }
+    }
+  }
+
+  private commit(): Promise<void> {
+    if (this.next !== null) return this.next;
+    if (this.running === null) {
+      const run = this.host.log().flush().finally(() => {
+        if (this.running === run) this.running = null;
+      });
+      this.running = run;
+      this.commits += 1;
+      return run;
+    }
+    const after = this.running.catch(() => {}).then(() => {
+      this.next = null;
+      return this.commit();
+    });
+    this.next = after;
+    return after;
+  }
+}
