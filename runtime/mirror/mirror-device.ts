@@ -7,7 +7,7 @@
  * dm-log-userspace client: core and disk logs in a log server of the mirror's own, userspace ones
  * in the service's). Regions are the log's region_size.
  *
- * Writes: wait while their regions are being resynced; mark the regions (region-marks.ts: the mark
+ * Writes: wait while their regions are being resynced or an overlapping write is in flight; mark the regions (region-marks.ts: the mark
  * durable in the log before the data goes out); write every leg that is not failed, in parallel
  * (FUA passed on); count down, the region cleared later, after a leg flush. A write that fails on
  * some legs: with handle_errors those legs fail (policy below) and the write succeeds on the rest;
@@ -129,6 +129,8 @@ export class MirrorDevice implements BlockDevice {
   private switchingLog: Promise<boolean> | null = null;
   private clearTimer: ReturnType<typeof setTimeout> | null = null;
   private suspended = false;
+  /** Byte ranges of the writes and discards in flight. */
+  private readonly writing: Array<{ start: number; end: number; done: Promise<void> }> = [];
 
   private constructor(
     private readonly options: MirrorOptions,
@@ -324,9 +326,23 @@ export class MirrorDevice implements BlockDevice {
     const last = Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes);
     const regions: number[] = [];
     for (let region = first; region <= last; region++) regions.push(region);
-    // A region being resynced holds its writes (dm's RH_RECOVERING); checked again after each wait.
-    for (let busy = this.regionOps.firstBusy(first, last + 1); busy >= 0; busy = this.regionOps.firstBusy(first, last + 1)) await this.regionOps.get(busy)!.done;
-    const marked = this.marks.begin(regions); // counted now, in the turn the check passed
+    // A region being resynced holds its writes (dm's RH_RECOVERING), and a write overlapping one
+    // in flight waits for it: issued together, the legs could apply the two in different orders
+    // and end up different. Both checked again after each wait, and passed in one turn.
+    for (;;) {
+      const busy = this.regionOps.firstBusy(first, last + 1);
+      if (busy >= 0) {
+        await this.regionOps.get(busy)!.done;
+        continue;
+      }
+      const overlapping = this.writing.find((other) => other.start < offsetBytes + lengthBytes && offsetBytes < other.end);
+      if (overlapping === undefined) break;
+      await overlapping.done;
+    }
+    let finished!: () => void;
+    const entry = { start: offsetBytes, end: offsetBytes + lengthBytes, done: new Promise<void>((resolve) => (finished = resolve)) };
+    this.writing.push(entry);
+    const marked = this.marks.begin(regions); // counted now, in the turn the checks passed
     try {
       await marked;
       const legs = this.liveLegs();
@@ -339,6 +355,8 @@ export class MirrorDevice implements BlockDevice {
       }
       if (wrote === 0) throw new BlockError('EIO', 'the write failed on every leg', { device: this.name, offsetBytes, lengthBytes });
     } finally {
+      this.writing.splice(this.writing.indexOf(entry), 1);
+      finished();
       this.marks.end(regions);
       this.scheduleClear();
     }
@@ -367,12 +385,26 @@ export class MirrorDevice implements BlockDevice {
     return true;
   }
 
+  /**
+   * Flushes every live leg. A leg whose flush fails fails (F); with handle_errors it leaves the
+   * mirror and the flush stands on the others, without it (dm's -EIO) the flush fails: a write
+   * on that leg may not be durable, so neither may the mirror say so nor its regions be cleared.
+   */
   private async flushLegs(): Promise<void> {
     const legs = this.liveLegs();
     const results = await Promise.allSettled(legs.map((leg) => leg.device.flush()));
+    let failed: unknown = null;
+    let flushed = 0;
     for (let i = 0; i < legs.length; i++) {
       const result = results[i]!;
-      if (result.status === 'rejected') await this.legFailed(legs[i]!, 'F', result.reason);
+      if (result.status === 'fulfilled') flushed += 1;
+      else {
+        failed ??= result.reason;
+        await this.legFailed(legs[i]!, 'F', result.reason);
+      }
+    }
+    if (failed !== null && (!this.table.handleErrors || flushed === 0)) {
+      throw new BlockError('EIO', `flush failed on a leg: ${describe(failed)}`, { device: this.name });
     }
   }
 

@@ -29,12 +29,13 @@ export class RegionMarks {
   private readonly pending = new Map<number, number>();
   private readonly marked = new Set<number>();
   private readonly idle = new Set<number>();
+  /** Writes begun per region, ever: a region idle before a leg flush and idle after it was written meanwhile if this moved. */
+  private readonly begun = new Map<number, number>();
   /** Out of sync (a leg missed a write): kept dirty in the log until resynced. */
   private readonly unsynced = new Set<number>();
   private readonly idleWaiters = new Map<number, Array<() => void>>();
   private running: Promise<void> | null = null;
   private next: Promise<void> | null = null;
-  private clearing: Promise<void> | null = null;
   commits = 0;
 
   constructor(private readonly host: RegionMarksHost) {}
@@ -61,6 +62,7 @@ export class RegionMarks {
     let fresh = false;
     for (const region of regions) {
       this.pending.set(region, (this.pending.get(region) ?? 0) + 1);
+      this.begun.set(region, (this.begun.get(region) ?? 0) + 1);
       this.idle.delete(region);
       if (!this.marked.has(region)) {
         this.marked.add(region);
@@ -113,28 +115,28 @@ export class RegionMarks {
   }
 
   /**
-   * Clears the idle regions: flushes every leg (their writes durable), then queues the clears
-   * and commits. Regions written again meanwhile stay marked.
+   * Clears the idle regions: flushes every leg (their writes durable), then queues the clears of
+   * the regions idle before that flush began and commits. Regions written again meanwhile stay
+   * marked. Every call flushes the legs itself: a flush that began before a write completed does
+   * not cover it (sharing one with a caller that came later would lose that caller's writes).
    */
-  clearIdle(): Promise<void> {
-    this.clearing ??= (async () => {
-      try {
-        const regions = [...this.idle];
-        await this.host.flushLegs();
-        if (regions.length === 0) return;
-        const log = this.host.log();
-        for (const region of regions) {
-          if (!this.idle.has(region)) continue; // written again since: still dirty
-          this.idle.delete(region);
-          this.marked.delete(region);
-          log.clear(region);
-        }
-        await this.durable();
-      } finally {
-        this.clearing = null;
-      }
-    })();
-    return this.clearing;
+  async clearIdle(): Promise<void> {
+    const regions = [...this.idle].map((region) => [region, this.begun.get(region) ?? 0] as const);
+    await this.host.flushLegs();
+    if (regions.length === 0) return;
+    const log = this.host.log();
+    let queued = 0;
+    for (const [region, begun] of regions) {
+      // Written again since the snapshot (even if idle again: that write may not be covered by
+      // the flush), or cleared by another call: stays.
+      if (!this.idle.has(region) || (this.begun.get(region) ?? 0) !== begun) continue;
+      this.idle.delete(region);
+      this.marked.delete(region);
+      this.begun.delete(region);
+      log.clear(region);
+      queued += 1;
+    }
+    if (queued > 0) await this.durable();
   }
 
   /** The log was replaced: every region still marked is marked in the new one. */
