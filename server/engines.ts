@@ -5,11 +5,12 @@
  */
 import { arrayEngine } from './array/index.ts';
 import { cloneEngine } from './clone/index.ts';
+import { mirrorEngine } from './mirror/index.ts';
 import type { EngineDefinition } from './engine.ts';
 import { transportEngine } from './transport/index.ts';
 
-/** Transport first: a clone may stack on a remote device (`remote:r1` as its source); arrays before clones. */
-export const ENGINES: readonly EngineDefinition[] = [transportEngine, arrayEngine, cloneEngine];
+/** Transport first: a clone may stack on a remote device (`remote:r1` as its source); arrays and mirrors before clones. */
+export const ENGINES: readonly EngineDefinition[] = [transportEngine, arrayEngine, mirrorEngine, cloneEngine];
 
 /** The kinds of `<kind>:<name>` device references. */
 export const ENGINE_KINDS: readonly string[] = ENGINES.map((engine) => engine.kind);

@@ -42,7 +42,7 @@ auth('tokens compare in full', () => {
 
 auth('config: defaults, environment, flags win', () => {
   const defaults = parseServeArgs([], {});
-  assert.equal(defaults, { dataDir: './data', http: { host: '127.0.0.1', port: 8420 }, nbd: { host: '127.0.0.1', port: 10809 }, token: null, settings: { '--rtrs': '127.0.0.1:10900,127.0.0.2:10900' }, warnings: [] });
+  assert.equal(defaults, { dataDir: './data', http: { host: '127.0.0.1', port: 8420 }, nbd: { host: '127.0.0.1', port: 10809 }, token: null, settings: { '--rtrs': '127.0.0.1:10900,127.0.0.2:10900', '--ulog': 'default' }, warnings: [] });
   assert.is(DEFAULT_HTTP, '127.0.0.1:8420');
   const env = { BLOCKCORE_DATA: '/srv/a', BLOCKCORE_HTTP: '127.0.0.2:1', BLOCKCORE_NBD: '/run/nbd.sock', BLOCKCORE_TOKEN: TOKEN };
   const fromEnv = parseServeArgs([], env);
@@ -50,8 +50,8 @@ auth('config: defaults, environment, flags win', () => {
   const flags = parseServeArgs(['--data', '/srv/b', '--http=[::1]:9000', '--nbd', 'unix:nbd.sock'], env);
   assert.equal([flags.dataDir, flags.http, flags.nbd], ['/srv/b', { host: '::1', port: 9000 }, { path: 'nbd.sock' }]);
   // An engine's own flags (transport: --rtrs, --rtrs-key-file): flag over variable over default, checked by the engine.
-  assert.equal(parseServeArgs([], { BLOCKCORE_RTRS: '127.0.0.3:1' }).settings, { '--rtrs': '127.0.0.3:1' });
-  assert.equal(parseServeArgs(['--rtrs', 'off', '--rtrs-key-file', '/k'], { BLOCKCORE_RTRS: '127.0.0.3:1' }).settings, { '--rtrs': 'off', '--rtrs-key-file': '/k' });
+  assert.equal(parseServeArgs([], { BLOCKCORE_RTRS: '127.0.0.3:1' }).settings, { '--rtrs': '127.0.0.3:1', '--ulog': 'default' });
+  assert.equal(parseServeArgs(['--rtrs', 'off', '--rtrs-key-file', '/k', '--ulog', 'off'], { BLOCKCORE_RTRS: '127.0.0.3:1' }).settings, { '--rtrs': 'off', '--rtrs-key-file': '/k', '--ulog': 'off' });
   assert.throws(() => parseServeArgs(['--rtrs', '127.0.0.1'], {}), /--rtrs: expected HOST:PORT/);
   assert.throws(() => parseServeArgs([], { BLOCKCORE_RTRS: '127.0.0.1:99999' }), /BLOCKCORE_RTRS: port 99999 is not 0..65535/);
   for (const argv of [['--http', 'localhost'], ['--http', '1.2.3.4:70000'], ['--http', '[nothex]:1'], ['--nbd', 'x:y'], ['--port', '1'], ['--data'], ['serve'], ['--rtrs', 'x']]) {

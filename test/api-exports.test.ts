@@ -74,7 +74,7 @@ exports('bad input is 400 naming the field', async () => {
     [{ name: 'e', device: '/etc/passwd' }, 'device'],
     [{ name: 'e', device: 'clone:' }, 'device'],
     [{ name: 'e', device: 'clone:../x' }, 'device'],
-    [{ name: 'e', device: 'mirror:m1' }, 'device'],
+    [{ name: 'e', device: 'tape:m1' }, 'device'],
     [{ name: 'e', device: 42 }, 'device'],
     [{ name: 'e', device: '.blockcore/state.json' }, 'device'],
     [{ name: 'e', device: 'disk.img', readOnly: 'yes' }, 'readOnly'],

@@ -96,16 +96,16 @@ restart('the state file is written whole (no temporary left), checked on read, a
   const stateDir = join(server.dataDir, '.blockcore');
   assert.equal(readdirSync(stateDir).sort(), ['lock', 'state.json']);
   const state = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8'));
-  assert.equal(state, { format: 'blockcore-state', version: 2, engines: { remote: [], array: [], clone: [] }, exports: [{ name: 'e1', device: 'disk.img', readOnly: false }] });
+  assert.equal(state, { format: 'blockcore-state', version: 2, engines: { remote: [], array: [], mirror: [], clone: [] }, exports: [{ name: 'e1', device: 'disk.img', readOnly: false }] });
   assert.is(stateProblem(state, ENGINES), null);
   assert.equal(readState(server.dataDir, ENGINES).exports, state.exports);
   await server.stop();
   assert.equal(readdirSync(stateDir), ['state.json'], 'the lock is released');
   for (const [bad, reason] of [
     ['{"format":"blockcore-state","version":3,"engines":{},"exports":[]}', /version 3 is not 1 or 2/],
-    ['{"format":"blockcore-state","version":2,"engines":{"mirror":[{"name":"m"}]},"exports":[]}', /no "mirror" engine .*refusing to start rather than drop its records/],
+    ['{"format":"blockcore-state","version":2,"engines":{"tape":[{"name":"m"}]},"exports":[]}', /no "tape" engine .*refusing to start rather than drop its records/],
     ['{"format":"blockcore-state","version":2,"engines":{"clone":[{"name":"a","table":"t"}]},"exports":[]}', /engines\.clone\[0\]\.suspended must be a boolean/],
-    ['{"format":"blockcore-state","version":2,"engines":{},"exports":[{"name":"e","device":"mirror:m","readOnly":false}]}', /exports\[0\]\.device: unknown device kind "mirror"/],
+    ['{"format":"blockcore-state","version":2,"engines":{},"exports":[{"name":"e","device":"tape:m","readOnly":false}]}', /exports\[0\]\.device: unknown device kind "tape"/],
     ['{"format":"blockcore-state","version":1,"exports":[]}', /version "v1 without a clones array"/],
     ['{"format":"blockcore-state","version":1,"clones":[],"exports":[{"name":"../x","device":"disk.img","readOnly":false}]}', /exports\[0\]\.name/],
     ['{"format":"blockcore-state","version":1,"clones":[{"name":"a","table":"t","suspended":false},{"name":"a","table":"t","suspended":false}],"exports":[]}', /appears twice/],

@@ -71,6 +71,8 @@ export interface MirrorOptions extends MirrorLogHost {
   /** Idle regions are cleared in the log this long after their last write (dm clears at its next worker pass). */
   clearDelayMs?: number;
   onEvent?: (event: MirrorEvent) => void;
+  /** Load the table without resuming it (dm's inactive table): the log is constructed, not resumed; `activate` resumes it. */
+  inactive?: boolean;
 }
 
 interface Leg extends ResyncLeg {
@@ -129,6 +131,8 @@ export class MirrorDevice implements BlockDevice {
   private switchingLog: Promise<boolean> | null = null;
   private clearTimer: ReturnType<typeof setTimeout> | null = null;
   private suspended = false;
+  private resumed: Promise<void> = Promise.resolve();
+  private releaseSuspended: (() => void) | null = null;
   /** Byte ranges of the writes and discards in flight. */
   private readonly writing: Array<{ start: number; end: number; done: Promise<void> }> = [];
 
@@ -190,7 +194,8 @@ export class MirrorDevice implements BlockDevice {
       const log = await openMirrorLog(options.name, table, sizeBytes / 512, options);
       const synced = await RegionBitmap.create(log.client.regionCount);
       const mirror = new MirrorDevice(options, table, legs, sizeBytes, log, synced);
-      await mirror.resumeLog();
+      if (options.inactive) mirror.holdIo();
+      else await mirror.resumeLog();
       return mirror;
     } catch (error) {
       await Promise.allSettled(opened.map((device) => device.close()));
@@ -204,6 +209,7 @@ export class MirrorDevice implements BlockDevice {
     const lengthBytes = validateRequest(this, this.gate.isOpen, 'read', offsetBytes, target);
     if (lengthBytes === 0) return;
     await this.gate.track(async () => {
+      while (this.suspended) await this.resumed;
       const inSync = await this.rangeInSync(offsetBytes, lengthBytes);
       for (;;) {
         const leg = inSync ? this.nextReadLeg() : this.defaultLeg;
@@ -222,17 +228,23 @@ export class MirrorDevice implements BlockDevice {
   async write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     const lengthBytes = validateRequest(this, this.gate.isOpen, 'write', offsetBytes, data);
     if (lengthBytes === 0) return;
-    await this.gate.track(() => this.userIo.track(() => this.update(offsetBytes, lengthBytes, (leg) => leg.device.write(offsetBytes, data, options))));
+    await this.gate.track(async () => {
+      while (this.suspended) await this.resumed;
+      await this.userIo.track(() => this.update(offsetBytes, lengthBytes, (leg) => leg.device.write(offsetBytes, data, options)));
+    });
   }
 
   async discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> {
     if (validateRequest(this, this.gate.isOpen, 'discard', offsetBytes, lengthBytes) === 0) return EMPTY_DISCARD_OUTCOME;
     // The weakest outcome of the legs: a hint taken by one leg is a hint for the mirror.
     let outcome: DiscardOutcome = 'punched';
-    await this.gate.track(() => this.userIo.track(() => this.update(offsetBytes, lengthBytes, async (leg) => {
-      const got = await leg.device.discard(offsetBytes, lengthBytes);
-      if (got === 'ignored' || (got === 'zeroed' && outcome === 'punched')) outcome = got;
-    })));
+    await this.gate.track(async () => {
+      while (this.suspended) await this.resumed;
+      await this.userIo.track(() => this.update(offsetBytes, lengthBytes, async (leg) => {
+        const got = await leg.device.discard(offsetBytes, lengthBytes);
+        if (got === 'ignored' || (got === 'zeroed' && outcome === 'punched')) outcome = got;
+      }));
+    });
     return outcome;
   }
 
@@ -245,6 +257,9 @@ export class MirrorDevice implements BlockDevice {
   }
 
   async close(): Promise<void> {
+    // I/O held by a suspend goes on to the end (the gate waits for it) rather than waiting forever.
+    this.suspended = false;
+    this.releaseSuspended?.();
     await this.gate.close(async () => {
       this.cancelClearTimer();
       await this.resync.idle();
@@ -308,6 +323,53 @@ export class MirrorDevice implements BlockDevice {
   /** Starts the resync again (after a suspend, or to pick up regions put out of sync). */
   startResync(): void {
     this.resync.kick();
+  }
+
+  get isSuspended(): boolean {
+    return this.suspended;
+  }
+
+  /**
+   * dm suspend: new I/O waits; I/O in flight, the resync and the clearing of idle regions finish;
+   * then the log's PRESUSPEND and POSTSUSPEND (a disk log is flushed). Idempotent.
+   */
+  async suspend(): Promise<void> {
+    validateOpen(this, this.gate.isOpen, 'suspend');
+    if (this.suspended) return;
+    this.holdIo();
+    await this.userIo.idle();
+    await this.resync.idle();
+    await this.marks.clearIdle();
+    await this.mirrorLog.client.presuspend();
+    await this.mirrorLog.client.postsuspend();
+  }
+
+  /** dm resume: the log's RESUME (an inactive table's log becomes the live instance of its uuid), I/O goes on, the resync starts. */
+  async resume(): Promise<void> {
+    validateOpen(this, this.gate.isOpen, 'resume');
+    if (!this.suspended) return;
+    await this.resumeLog();
+    this.suspended = false;
+    this.releaseSuspended?.();
+    this.releaseSuspended = null;
+    this.resync.kick();
+  }
+
+  /** From now on reads and writes wait for `resume`. */
+  private holdIo(): void {
+    this.suspended = true;
+    this.resumed = new Promise((resolve) => (this.releaseSuspended = resolve));
+  }
+
+  /** lvchange --resync: the log constructed again with `sync`, so every region is copied from the default leg. */
+  async resyncAll(): Promise<void> {
+    validateOpen(this, this.gate.isOpen, 'resync');
+    await this.replaceLog({ ...this.table, logArgs: withSyncWord(this.table, 'sync') });
+  }
+
+  /** The table as loaded now (legs removed or added since, the log's sync word), in dm's words. */
+  get tableLine(): string {
+    return formatMirrorTable(this.table);
   }
 
   // ---- internals ----
@@ -475,8 +537,8 @@ export class MirrorDevice implements BlockDevice {
     leg.recovering = true;
     this.legs = [...this.legs, leg];
     this.table = { ...this.table, legs: this.legs.map((one) => one.table) };
-    this.event('leg-added', `leg ${deviceName} added; every region resyncs to it`);
     await this.replaceLog({ ...this.table, logArgs: withSyncWord(this.table, 'sync') });
+    this.event('leg-added', `leg ${deviceName} added; every region resyncs to it`);
   }
 
   /** A log request failed: the mirror goes on with a core log. */

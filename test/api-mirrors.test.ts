@@ -1,0 +1,203 @@
+/**
+ * Mirrors and dirty logs over the API and CLI: create from a table line, the dm status lines,
+ * export `mirror:m1` over NBD and copy through it with nbdcopy (legs equal), a disk log resyncing
+ * to 100%, a userspace log in the service's log server (GET /v1/logs), the luid swap through
+ * replace-table + resume under an open export, fail a leg with policy replace (a spare), a restart
+ * opening the mirror again, a log server process killed (SIGKILL) and started again mid-I/O while
+ * a mirror of ours uses it over its socket (the client's ESRCH path), and bad input answered 4xx
+ * naming the field.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { FileDevice } from '../runtime/devices/file-device.ts';
+import { MirrorDevice } from '../runtime/mirror/mirror-device.ts';
+import { socketLink } from '../runtime/ulog/ulog-link.ts';
+import { runCli } from '../server/cli/main.ts';
+import { callApi, startTestServer, until, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { killServeChildren, launchers, servicePid, startServe } from './support/serve-process.ts';
+import { requireTools, runTool } from './support/tools.ts';
+
+const test = suite('api: mirrors');
+const MIB = 1024 * 1024;
+let server: TestServer;
+
+test.before.each(async () => {
+  server = await startTestServer({ settings: { '--ulog': 'default' } });
+  for (const name of ['a.img', 'b.img', 'c.img', 'spare.img']) assert.is((await server.call('POST', '/v1/devices', { name, sizeBytes: 8 * MIB })).status, 201);
+  assert.is((await server.call('POST', '/v1/devices', { name: 'log.img', sizeBytes: MIB })).status, 201);
+});
+test.after.each(async () => {
+  await server.dispose();
+});
+
+function expectError(answer: Answer, status: number, code: string, field?: string): void {
+  assert.is(answer.status, status, answer.text);
+  assert.is(answer.json.code, code, answer.text);
+  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
+}
+
+const legsEqual = (names: string[]) => {
+  const first = readFileSync(join(server.dataDir, names[0]!));
+  return names.slice(1).every((name) => readFileSync(join(server.dataDir, name)).equals(first));
+};
+
+test('create with a core log (nosync): dm status lines; export over NBD, nbdcopy writes both legs; in use: 409', async () => {
+  requireTools(['nbdcopy']);
+  const created = await server.call('POST', '/v1/mirrors', { name: 'm1', table: 'mirror core 2 1024 nosync 2 a.img 0 b.img 0 1 handle_errors' });
+  assert.is(created.status, 201, created.text);
+  assert.is(created.json.statusInfo, '2 a.img b.img 16/16 1 AA 1 core');
+  assert.is(created.json.statusTable, 'core 2 1024 nosync 2 a.img 0 b.img 0 1 handle_errors');
+  assert.is(created.json.syncPercent, 100);
+  assert.is((await server.call('POST', '/v1/exports', { name: 'm', device: 'mirror:m1' })).status, 201);
+  const image = Uint8Array.from({ length: 8 * MIB }, (_, i) => (i * 13 + 5) & 0xff);
+  const source = join(server.root, 'image.bin');
+  writeFileSync(source, image);
+  const uri = `nbd://127.0.0.1:${(server.running.nbd as { port: number }).port}/m`;
+  const copied = await runTool('nbdcopy', [source, uri]);
+  assert.is(copied.code, 0, copied.stderr);
+  for (const leg of ['a.img', 'b.img']) assert.equal(new Uint8Array(readFileSync(join(server.dataDir, leg))), image, leg);
+  expectError(await server.call('DELETE', '/v1/mirrors/m1'), 409, 'EBUSY', 'name');
+  expectError(await server.call('POST', '/v1/mirrors', { name: 'm2', table: 'mirror core 1 1024 2 a.img 0 c.img 0' }), 409, 'EBUSY', 'table');
+});
+
+test('a disk log on a new device resyncs everything to 100%; a userspace log lives in the log server (GET /v1/logs, blockcore log ls)', async () => {
+  writeFileSync(join(server.dataDir, 'a.img'), Buffer.alloc(8 * MIB, 0x3c));
+  const disk = await server.call('POST', '/v1/mirrors', { name: 'd1', table: 'mirror disk 2 log.img 256 2 a.img 0 b.img 0' });
+  assert.is(disk.status, 201, disk.text);
+  await until(async () => (await server.call('GET', '/v1/mirrors/d1')).json.syncPercent === 100, 'resynced');
+  assert.is((await server.call('GET', '/v1/mirrors/d1')).json.statusInfo, '2 a.img b.img 64/64 1 AA 3 disk log.img A');
+  assert.ok(legsEqual(['a.img', 'b.img']));
+  const user = await server.call('POST', '/v1/mirrors', { name: 'u1', table: 'mirror userspace 4 LVM-u1 core 1024 nosync 2 c.img 0 spare.img 0' });
+  assert.is(user.status, 201, user.text);
+  assert.is(user.json.statusTable, 'userspace 4 LVM-u1 core 1024 nosync 2 c.img 0 spare.img 0');
+  const logs = (await server.call('GET', '/v1/logs')).json;
+  assert.is(logs.socket, join(server.dataDir, '.blockcore', 'ulog.sock'));
+  assert.equal(logs.logs.map((log: { uuid: string; type: string; state: string; regionCount: number }) => [log.uuid, log.type, log.state, log.regionCount]), [['LVM-u1', 'core', 'live', 16]]);
+  const out: string[] = [];
+  assert.is(await runCli(['log', 'ls'], { BLOCKCORE_URL: server.url }, { out: (line: string) => void out.push(line), err: (line: string) => void out.push(line), write: (text: string) => void out.push(text), isTty: false }), 0, out.join('\n'));
+  assert.match(out.join('\n'), /LVM-u1 +\d+ +core +16 +16 +0 +live/);
+  out.length = 0;
+  assert.is(await runCli(['mirror', 'ls'], { BLOCKCORE_URL: server.url }, { out: (line: string) => void out.push(line), err: (line: string) => void out.push(line), write: (text: string) => void out.push(text), isTty: false }), 0, out.join('\n'));
+  assert.match(out.join('\n'), /d1 +a\.img,b\.img +AA +100%/);
+});
+
+test('replace-table then resume: the luid swap of a userspace log under an open export; the old instance destroyed alone', async () => {
+  const table = (region: number) => `mirror userspace 4 LVM-swap core ${region} nosync 2 a.img 0 b.img 0`;
+  assert.is((await server.call('POST', '/v1/mirrors', { name: 's1', table: table(1024) })).status, 201);
+  assert.is((await server.call('POST', '/v1/exports', { name: 's', device: 'mirror:s1' })).status, 201);
+  const loaded = await server.call('POST', '/v1/mirrors/s1/replace-table', { table: table(2048) });
+  assert.is(loaded.status, 200, loaded.text);
+  assert.is(loaded.json.pendingTable, table(2048));
+  const both = (await server.call('GET', '/v1/logs')).json.logs as Array<{ luid: number; state: string; regionSectors: number }>;
+  assert.equal(both.map((log) => [log.state, log.regionSectors]), [['live', 1024], ['inactive', 2048]]);
+  const swapped = await server.call('POST', '/v1/mirrors/s1/resume');
+  assert.is(swapped.status, 200, swapped.text);
+  assert.is(swapped.json.table, table(2048));
+  assert.is(swapped.json.pendingTable, null);
+  const after = (await server.call('GET', '/v1/logs')).json.logs as Array<{ luid: number; state: string; regionSectors: number }>;
+  assert.equal(after.map((log) => [log.state, log.regionSectors]), [['live', 2048]]);
+  assert.is(after[0]!.luid, both[1]!.luid, 'the new instance stayed; only the old one was destroyed');
+  // The export goes on over the new table.
+  requireTools(['nbdcopy']);
+  const source = join(server.root, 'small.bin');
+  writeFileSync(source, Buffer.alloc(MIB, 0x77));
+  const copied = await runTool('nbdcopy', ['--destination-is-zero', source, `nbd://127.0.0.1:${(server.running.nbd as { port: number }).port}/s`]);
+  assert.is(copied.code, 0, copied.stderr);
+  assert.is(readFileSync(join(server.dataDir, 'b.img'))[MIB - 1], 0x77);
+});
+
+test('fail a leg with policy replace: the spare takes its place and is resynced; the table is saved; a restart opens it again', async () => {
+  writeFileSync(join(server.dataDir, 'a.img'), Buffer.alloc(8 * MIB, 0x42));
+  const created = await server.call('POST', '/v1/mirrors', { name: 'r1', table: 'mirror disk 3 log.img 256 nosync 2 a.img 0 b.img 0 1 handle_errors', legFaultPolicy: 'replace', spares: ['spare.img'] });
+  assert.is(created.status, 201, created.text);
+  const failed = await server.call('POST', '/v1/mirrors/r1/legs/b.img/fail');
+  assert.is(failed.status, 200, failed.text);
+  assert.is(failed.json.table, 'mirror disk 3 log.img 256 sync 2 a.img 0 spare.img 0 1 handle_errors');
+  assert.equal(failed.json.spares, []);
+  await until(async () => (await server.call('GET', '/v1/mirrors/r1')).json.syncPercent === 100, 'spare resynced');
+  assert.ok(legsEqual(['a.img', 'spare.img']));
+  assert.is((await server.call('POST', '/v1/exports', { name: 'free', device: 'b.img' })).status, 201, 'the failed leg is free');
+  expectError(await server.call('POST', '/v1/mirrors/r1/legs/b.img/fail'), 404, 'ENOENT', 'leg');
+  await server.restart();
+  const back = await server.call('GET', '/v1/mirrors/r1');
+  assert.is(back.status, 200, back.text);
+  assert.is(back.json.table, 'mirror disk 3 log.img 256 sync 2 a.img 0 spare.img 0 1 handle_errors');
+  assert.equal(back.json.legs.map((leg: { device: string }) => leg.device), ['a.img', 'spare.img']);
+  assert.is((await server.call('POST', '/v1/mirrors/r1/suspend')).json.suspended, true);
+  assert.is((await server.call('POST', '/v1/mirrors/r1/resume')).json.suspended, false);
+  assert.is((await server.call('DELETE', '/v1/mirrors/r1')).status, 204);
+});
+
+test('bad input: 4xx naming the field, nothing opened', async () => {
+  for (const [table, status, code, why] of [
+    ['mirror core 1 1024 2 a.img 0', 400, 'EINVAL', /too few leg arguments/],
+    ['mirror core 1 1000 2 a.img 0 b.img 0', 400, 'EINVAL', /power of two/],
+    ['mirror core 1 1024 2 a.img 0 ../x 0', 400, 'EINVAL', /table/],
+    ['mirror core 1 1024 2 a.img 0 none.img 0', 404, 'ENOENT', /none\.img/],
+    ['mirror disk 2 a.img 1024 2 b.img 0 c.img 0', 400, 'EINVAL', /not a dirty log|log refused/],
+    ['mirror core 1 1024 1 a.img 0', 400, 'EINVAL', /at least 2 legs/],
+    ['mirror core 1 1024 2 a.img 0 b.img 0 1 keep_log', 400, 'EINVAL', /keep_log needs handle_errors/],
+    ['mirror userspace 3 LVM-x core 1000 2 a.img 0 b.img 0', 400, 'EINVAL', /region_size 1000/],
+  ] as const) {
+    if (table.includes('disk 2 a.img')) writeFileSync(join(server.dataDir, 'a.img'), Buffer.alloc(4096, 0x99), { flag: 'r+' });
+    const answer = await server.call('POST', '/v1/mirrors', { name: 'bad', table });
+    expectError(answer, status, code, 'table');
+    assert.match(answer.json.error, why, `${table}: ${answer.json.error}`);
+  }
+  expectError(await server.call('POST', '/v1/mirrors', { name: 'x', table: 'mirror core 1 1024 2 a.img 0 b.img 0', legFaultPolicy: 'eject' }), 400, 'EINVAL', 'legFaultPolicy');
+  expectError(await server.call('GET', '/v1/mirrors/nope'), 404, 'ENOENT', 'name');
+  assert.equal((await server.call('GET', '/v1/mirrors')).json.mirrors, []);
+  assert.equal((await server.call('GET', '/v1/logs')).json.logs, []);
+  assert.equal(readFileSync(join(server.dataDir, 'a.img')).subarray(0, 4096), Buffer.alloc(4096, 0x99), 'the device refused as a disk log is untouched');
+});
+
+test('the log server, a process of its own, is killed (SIGKILL) and started again mid-I/O: the mirror\'s log client constructs the log again and the mirror goes on', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'blockcore-ulog-kill-'));
+  const launcher = launchers().filter((candidate) => candidate.name !== 'npm start').at(-1)!;
+  const socketPath = join(root, 'ulog.sock');
+  const args = ['--data', join(root, 'data'), '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', '--rtrs', 'off', '--ulog', socketPath];
+  const events: string[] = [];
+  let served = await startServe(launcher, args, { cwd: root });
+  const open = (name: string) => FileDevice.open(join(server.dataDir, name));
+  const mirror = await MirrorDevice.open({
+    name: 'k', table: 'mirror userspace 4 LVM-kill core 256 nosync 2 a.img 0 b.img 0', openLeg: open,
+    userspaceLink: socketLink({ path: socketPath }), retryMs: 100, timeoutMs: 2000, clearDelayMs: 5, log: (line) => events.push(line),
+  });
+  try {
+    const listed = await callApi(served.url, 'GET', '/v1/logs');
+    assert.equal((listed.json as { logs: Array<{ uuid: string; state: string }> }).logs.map((log) => [log.uuid, log.state]), [['LVM-kill', 'live']]);
+    let writes = 0;
+    let stop = false;
+    const writer = (async () => {
+      for (let block = 0; !stop; block = (block + 37) % 2048) {
+        await mirror.write(block * 4096, new Uint8Array(4096).fill(1 + (writes % 250)));
+        writes += 1;
+        if (writes % 20 === 0) await mirror.flush();
+      }
+    })();
+    await until(async () => writes > 50, 'writes under way');
+    process.kill(servicePid(served), 'SIGKILL');
+    await served.exited;
+    const before = writes;
+    served = await startServe(launcher, args, { cwd: root });
+    await until(async () => writes > before + 100, 'writes go on after the restart');
+    stop = true;
+    await writer;
+    await mirror.flush();
+    assert.match(events.join('\n'), /constructed and resumed again on the server/);
+    const relisted = await callApi(served.url, 'GET', '/v1/logs');
+    assert.equal((relisted.json as { logs: Array<{ uuid: string; state: string }> }).logs.map((log) => [log.uuid, log.state]), [['LVM-kill', 'live']]);
+    await mirror.close();
+    assert.ok(legsEqual(['a.img', 'b.img']));
+  } finally {
+    await mirror.close().catch(() => {});
+    killServeChildren();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test.run();
