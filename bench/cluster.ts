@@ -24,6 +24,7 @@ import { Messenger } from '../runtime/cluster/messenger.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { InProcessLockManager } from '../runtime/locks/in-process/in-process-lock-manager.ts';
 import { Prng } from '../runtime/prng.ts';
+import { pipelined, randomBothLegs, sequentialBothLegs } from './leg-writes.ts';
 import { interleave, median, ratioLine } from './stats.ts';
 
 const MIB = 1024 * 1024;
@@ -58,32 +59,18 @@ async function openArray(): Promise<{ array: ClusterArray; legs: FileDevice[] }>
   return { array, legs };
 }
 
-/** Runs `count` writes through `write` with QUEUE_DEPTH in flight. */
-async function pipelined(count: number, write: (index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: QUEUE_DEPTH }, async () => {
-    while (next < count) await write(next++);
-  }));
-}
-
 async function seqOurs(): Promise<number> {
   const { array } = await openArray();
   const start = performance.now();
-  await pipelined(SIZE_BYTES / WRITE_BYTES, (i) => array.write(i * WRITE_BYTES, data));
+  await pipelined(SIZE_BYTES / WRITE_BYTES, QUEUE_DEPTH, (i) => array.write(i * WRITE_BYTES, data));
   await array.flush();
   const seconds = (performance.now() - start) / 1000;
   await array.close();
   return SIZE_BYTES / seconds;
 }
 
-async function seqPeer(): Promise<number> {
-  const legs = await Promise.all(legFiles.map((file) => FileDevice.open(file)));
-  const start = performance.now();
-  await pipelined(SIZE_BYTES / WRITE_BYTES, (i) => Promise.all(legs.map((leg) => leg.write(DATA_OFFSET_BYTES + i * WRITE_BYTES, data))).then(() => {}));
-  await Promise.all(legs.map((leg) => leg.flush()));
-  const seconds = (performance.now() - start) / 1000;
-  await Promise.all(legs.map((leg) => leg.close()));
-  return SIZE_BYTES / seconds;
+function seqPeer(): Promise<number> {
+  return sequentialBothLegs(legFiles, DATA_OFFSET_BYTES, SIZE_BYTES, data, QUEUE_DEPTH);
 }
 
 const small = data.subarray(0, 4096);
@@ -105,19 +92,8 @@ async function randomOurs(): Promise<number> {
   return RANDOM_WRITES / seconds;
 }
 
-async function randomPeer(): Promise<number> {
-  const legs = await Promise.all(legFiles.map((file) => FileDevice.open(file)));
-  const prng = new Prng(0x4a4d);
-  const start = performance.now();
-  for (let i = 0; i < RANDOM_WRITES; i++) {
-    const offset = DATA_OFFSET_BYTES + prng.below(SIZE_BYTES / 4096) * 4096;
-    await Promise.all(legs.map((leg) => leg.write(offset, small)));
-    if ((i + 1) % FLUSH_EVERY === 0) await Promise.all(legs.map((leg) => leg.flush()));
-  }
-  await Promise.all(legs.map((leg) => leg.flush()));
-  const seconds = (performance.now() - start) / 1000;
-  await Promise.all(legs.map((leg) => leg.close()));
-  return RANDOM_WRITES / seconds;
+function randomPeer(): Promise<number> {
+  return randomBothLegs(legFiles, DATA_OFFSET_BYTES, SIZE_BYTES, small, RANDOM_WRITES, FLUSH_EVERY, 0x4a4d);
 }
 
 async function messageRoundTrip(nodes: number): Promise<number> {
@@ -155,7 +131,7 @@ async function recovery(): Promise<{ startMs: number; oursRate: number; copyRate
   });
   const a = await ClusterArray.assemble({ ...base, legs: await Promise.all(files.map((f) => FileDevice.open(f))), memberName: 'A' });
   const dirtyBytes = SIZE_BYTES / 2;
-  await pipelined(dirtyBytes / WRITE_BYTES, (i) => a.write(i * WRITE_BYTES, data));
+  await pipelined(dirtyBytes / WRITE_BYTES, QUEUE_DEPTH, (i) => a.write(i * WRITE_BYTES, data));
   await a.flush();
   a.abandon();
   const died = performance.now();

@@ -18,6 +18,7 @@ import { FileDevice } from '../runtime/devices/file-device.ts';
 import { MirrorDevice, type MirrorOptions } from '../runtime/mirror/mirror-device.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { deviceConformance } from './conformance/device-suite.ts';
+import { expectCode } from './support/expect-code.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-mirror-'));
 const MIB = 1024 * 1024;
@@ -229,13 +230,14 @@ test('a leg added while the mirror resyncs: the new leg is copied whole, the wri
   }
 });
 
-test('without handle_errors a failing leg only counts errors (D) and its regions resync; reads go on from the others', async () => {
+test('without handle_errors a failing leg only counts errors (D): the write that missed it fails (EIO) and its region resyncs', async () => {
   const folder = files({ a: 2 * MIB, b: 2 * MIB });
   const faults = new Map<string, FaultDevice>();
   const mirror = await MirrorDevice.open(mirrorOptions(folder, 'mirror core 2 128 nosync 2 a 0 b 0', {}, faults, ['b']));
   try {
     faults.get('b')!.addRule({ op: 'write', action: 'fail', nth: 1 });
-    await mirror.write(0, new Uint8Array(4096).fill(5));
+    await expectCode(mirror.write(0, new Uint8Array(4096).fill(5)), 'EIO');
+    await mirror.write(8192, new Uint8Array(4096).fill(6)); // the leg takes writes again
     assert.match(await mirror.statusInfo(), /^2 a b \d+\/32 1 AD 1 core$/);
     await mirror.quiet(); // the region written while b failed is resynced from a
     assertLegsEqual(folder, ['a', 'b'], 2 * MIB, 'after the resync of the failed region');

@@ -91,6 +91,16 @@ export class DiskLog implements RegionLog {
     this.bits.touchedDirtied = false;
   }
 
+  /** Writes the whole log as the bits hold it now, and flushes (a clustered log's new server: its image may be stale). */
+  async writeWhole(): Promise<void> {
+    const next = new Uint8Array(this.image.length);
+    encodeDiskLogHeader(this.args.regionCount, next);
+    next.set(this.bits.clean.toBytes().subarray(0, bitsetBytes(this.args.regionCount)), DISK_LOG_BITS_OFFSET);
+    this.bits.touchedCleaned = false;
+    this.bits.touchedDirtied = false;
+    await this.writeRuns(next, [[0, next.length]]);
+  }
+
   async presuspend(): Promise<void> {}
 
   async postsuspend(): Promise<void> {

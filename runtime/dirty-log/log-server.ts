@@ -27,7 +27,9 @@ import { decodePair, decodeRegions, decodeString, decodeU64, encodePair, encodeS
 import type { UlogHandler, UlogReply, UlogRequest } from '../ulog/ulog-handler.ts';
 import { CoreLog } from './core-log.ts';
 import { DiskLog } from './disk-log.ts';
-import { parseLogArgs, type LogArgs } from './log-args.ts';
+import { ClusteredLog, ORDERED_TYPES } from './clustered-log.ts';
+import { parseLogArgs } from './log-args.ts';
+import type { Ordering } from './ordering.ts';
 import type { RegionLog } from './region-log.ts';
 
 export type LogInstanceState = 'inactive' | 'live' | 'suspended';
@@ -35,8 +37,8 @@ export type LogInstanceState = 'inactive' | 'live' | 'suspended';
 export interface LogServerOptions {
   /** Opens the device a disk log names (resolved where the service keeps devices); ENOENT when there is none. */
   openDevice?: (name: string) => Promise<BlockDevice>;
-  /** Makes a clustered log (the ordering group's member); absent: clustered types are refused. */
-  clustered?: (uuid: string, args: LogArgs, device: BlockDevice | null) => Promise<RegionLog>;
+  /** The ordering clustered logs go through (one group per uuid); absent: clustered types are refused. */
+  ordering?: Ordering;
   log?: (line: string) => void;
 }
 
@@ -123,6 +125,8 @@ export class LogServer implements UlogHandler {
     if (NEEDS_LIVE.has(header.type) && instance.state !== 'live') {
       throw new Refusal(ULOG_ERRNO.EINVAL, `the log is ${instance.state}, not live (RESUME it first)`);
     }
+    // A clustered log's state changes (and the reads that must see them in order) go through its group.
+    if (log instanceof ClusteredLog && ORDERED_TYPES.has(header.type)) return log.ordered(header.type, data);
     const bits = log.bits;
     switch (header.type) {
       case ULOG.DTR:
@@ -198,8 +202,11 @@ export class LogServer implements UlogHandler {
     try {
       if (args.type === 'core') log = await CoreLog.create(args);
       else if (args.type === 'disk') log = await DiskLog.create(args, device!, args.device!);
-      else if (this.options.clustered !== undefined) log = await this.options.clustered(uuid, args, device);
-      else throw new Refusal(ULOG_ERRNO.EINVAL, `${args.type} logs need a cluster group, and this server has none`);
+      else if (this.options.ordering === undefined) throw new Refusal(ULOG_ERRNO.EINVAL, `${args.type} logs need a cluster group, and this server has none`);
+      else {
+        const store = args.type === 'clustered-core' ? await CoreLog.create(args) : await DiskLog.create(args, device!, args.device!);
+        log = new ClusteredLog(uuid, store, this.options.ordering);
+      }
     } catch (error) {
       await device?.close().catch(() => {});
       throw error;

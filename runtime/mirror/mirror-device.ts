@@ -10,10 +10,10 @@
  * Writes: wait while their regions are being resynced or an overlapping write is in flight; mark the regions (region-marks.ts: the mark
  * durable in the log before the data goes out); write every leg that is not failed, in parallel
  * (FUA passed on); count down, the region cleared later, after a leg flush. A write that fails on
- * some legs: with handle_errors those legs fail (policy below) and the write succeeds on the rest;
- * without, dm's way: the error is counted on the leg (its health letter), its region put out of
- * sync (SET_REGION_SYNC 0: resynced later) and the write succeeds if any leg took it. No leg took
- * it: EIO.
+ * some legs: with handle_errors those legs fail (policy below, the new table recorded through
+ * `tableChanged`) and then the write succeeds on the rest; without, the error is counted on the
+ * leg (its health letter), its region put out of sync (resynced later) and the write fails with
+ * EIO: dm would acknowledge it, and lose it when the resync copies from the leg that missed it.
  *
  * Reads: a region in sync is read from the legs in turn (the next good leg each read); a region
  * out of sync only from the default leg (the one resync copies from). A read error fails that leg
@@ -28,8 +28,9 @@
  * and nothing was marked, else `core <region>`: everything resyncs), writes waiting on the failed
  * log marked again in the new one.
  *
- * Durability: flush() flushes every good leg (a leg whose flush fails fails, F), then clears the
- * regions idle since, in the log. A write acknowledged before flush() was called is on every
+ * Durability: flush() flushes every good leg (a leg whose flush fails fails, F). Regions idle for
+ * clearDelayMs are cleared in the log by a timer (legs flushed first), so a region written again
+ * soon costs no new mark. A write acknowledged before flush() was called is on every
  * good leg durably when flush resolves. After a crash: the regions dirty in a disk log (marked,
  * not cleared) are out of sync at the next resume and resynced; a core log resyncs everything.
  *
@@ -50,6 +51,8 @@ import { RegionMarks } from './region-marks.ts';
 import { formatMirrorTable, MIRROR_MAX_LEGS, parseMirrorTable, type MirrorLeg, type MirrorTable } from './mirror-table.ts';
 
 export type LegHealth = 'A' | 'D' | 'R' | 'S' | 'F';
+/** How long a region stays marked after its last write (md's daemon_sleep is 5 s): one written again within it costs no new mark. */
+export const CLEAR_DELAY_MS = 2000;
 export type LegFaultPolicy = 'remove' | 'replace';
 export type MirrorEventType = 'leg-failed' | 'leg-removed' | 'leg-added' | 'log-failed' | 'resync-done' | 'note';
 
@@ -68,7 +71,12 @@ export interface MirrorOptions extends MirrorLogHost {
   legFaultPolicy?: LegFaultPolicy;
   /** For `replace`: the next spare device's name, or null when none is left. */
   spare?: () => string | null;
-  /** Idle regions are cleared in the log this long after their last write (dm clears at its next worker pass). */
+  /**
+   * Records the table after a failure policy changed it (the service saves its state file); a
+   * write that failed on a leg is acknowledged only after this resolves.
+   */
+  tableChanged?: (line: string) => Promise<void>;
+  /** Idle regions are cleared in the log this long after their last write (CLEAR_DELAY_MS). */
   clearDelayMs?: number;
   onEvent?: (event: MirrorEvent) => void;
   /** Load the table without resuming it (dm's inactive table): the log is constructed, not resumed; `activate` resumes it. */
@@ -129,6 +137,8 @@ export class MirrorDevice implements BlockDevice {
   private readonly synced: RegionBitmap;
   private logFailures = 0;
   private switchingLog: Promise<boolean> | null = null;
+  private replacing: Promise<void> = Promise.resolve();
+  private logGeneration = 0;
   private clearTimer: ReturnType<typeof setTimeout> | null = null;
   private suspended = false;
   private resumed: Promise<void> = Promise.resolve();
@@ -156,7 +166,7 @@ export class MirrorDevice implements BlockDevice {
     this.marks = new RegionMarks({
       log: () => this.mirrorLog.client,
       flushLegs: () => this.flushLegs(),
-      logFailed: (error) => this.logFailed(error),
+      logFailed: (error, log) => this.logFailed(error, log),
     });
     this.resync = new MirrorResync({
       log: () => this.mirrorLog.client,
@@ -251,7 +261,8 @@ export class MirrorDevice implements BlockDevice {
   async flush(): Promise<void> {
     validateOpen(this, this.gate.isOpen, 'flush');
     await this.gate.track(async () => {
-      await this.marks.clearIdle(); // flushes every good leg first
+      // The data only: idle regions are cleared later, once idle for clearDelayMs.
+      await this.flushLegs();
       if (this.liveLegs().length === 0) throw new BlockError('EIO', 'every leg has failed', { device: this.name });
     });
   }
@@ -410,12 +421,22 @@ export class MirrorDevice implements BlockDevice {
       const legs = this.liveLegs();
       const results = await Promise.allSettled(legs.map((leg) => apply(leg)));
       let wrote = 0;
+      let failure: unknown = null;
       for (let i = 0; i < legs.length; i++) {
         const result = results[i]!;
         if (result.status === 'fulfilled') wrote += 1;
-        else await this.legFailed(legs[i]!, 'D', result.reason, false, regions);
+        else {
+          failure ??= result.reason;
+          await this.legFailed(legs[i]!, 'D', result.reason, false, regions);
+        }
       }
       if (wrote === 0) throw new BlockError('EIO', 'the write failed on every leg', { device: this.name, offsetBytes, lengthBytes });
+      // Acknowledged only when every leg that stays in the mirror holds it: without handle_errors
+      // the failed leg stays (its region out of sync, resynced from the default leg, which may be
+      // the one that missed it), so the write is not safely mirrored and the caller hears so.
+      if (failure !== null && !this.table.handleErrors) {
+        throw new BlockError('EIO', `the write failed on a leg (its region resyncs): ${describe(failure)}`, { device: this.name, offsetBytes, lengthBytes });
+      }
     } finally {
       this.writing.splice(this.writing.indexOf(entry), 1);
       finished();
@@ -504,6 +525,9 @@ export class MirrorDevice implements BlockDevice {
     this.table = { ...this.table, legs: this.legs.map((leg) => leg.table) };
     void failed.device.close().catch(() => {});
     this.event('leg-removed', `leg ${failed.table.device} removed; ${this.legs.length === 1 ? 'one leg left: linear' : `${this.legs.length} legs left`}`);
+    // The table without the leg is recorded before the write that failed is acknowledged (dm
+    // holds it until the table is reloaded): after a crash the leg must not come back as a copy.
+    await this.options.tableChanged?.(this.tableLine);
     if (this.options.legFaultPolicy !== 'replace') return;
     const spareName = this.options.spare?.() ?? null;
     if (spareName === null) {
@@ -538,17 +562,22 @@ export class MirrorDevice implements BlockDevice {
     this.legs = [...this.legs, leg];
     this.table = { ...this.table, legs: this.legs.map((one) => one.table) };
     await this.replaceLog({ ...this.table, logArgs: withSyncWord(this.table, 'sync') });
+    await this.options.tableChanged?.(this.tableLine);
     this.event('leg-added', `leg ${deviceName} added; every region resyncs to it`);
   }
 
-  /** A log request failed: the mirror goes on with a core log. */
-  private logFailed(error: unknown): Promise<boolean> {
+  /**
+   * A log request failed: the mirror goes on with a core log. A failure of a log that was being
+   * replaced (or is replaced now) is not one: the commit goes again to the new log.
+   */
+  private async logFailed(error: unknown, failedLog: MirrorLog['client']): Promise<boolean> {
+    await this.logSettled();
+    if (failedLog !== this.mirrorLog.client) return true;
     this.switchingLog ??= (async () => {
       this.logFailures += 1;
       this.event('log-failed', `the ${this.table.logType} log failed: ${describe(error)}; going on with a core log`);
       const allInSync = this.synced.setCount === this.regionCount && this.marks.markedCount === 0;
       const core: MirrorTable = { ...this.table, logType: 'core', logArgs: [String(this.regionBytes / 512), ...(allInSync ? ['nosync'] : [])] };
-      this.mirrorLog.abandon();
       try {
         await this.replaceLog(core);
         return true;
@@ -563,22 +592,48 @@ export class MirrorDevice implements BlockDevice {
   }
 
   /** Constructs `table`'s log, resumes it, marks the marked regions there; the old log goes. */
+  /**
+   * Puts `table`'s log in place of the current one. The old log is destroyed first (its requests
+   * in flight finish before its DTR): a disk log's device must not be written by both. Commits
+   * that fail on it meanwhile wait for the switch (logSettled) and go to the new log, where every
+   * marked region is marked again. While the new log is constructed nothing reaches either.
+   */
   private async replaceLog(table: MirrorTable): Promise<void> {
-    const next = await openMirrorLog(`${this.options.name}-${this.logFailures}-${Date.now()}`, table, this.sizeBytes / 512, this.options);
-    const old = this.mirrorLog;
-    this.mirrorLog = next;
-    this.table = table;
-    await old.close().catch(() => {});
-    await this.resumeLog();
-    this.marks.remarkAll();
+    let done!: () => void;
+    const previous = this.replacing;
+    this.replacing = new Promise<void>((resolve) => (done = resolve));
+    try {
+      await previous;
+      const old = this.mirrorLog;
+      await old.close().catch(() => {});
+      const next = await openMirrorLog(`${this.options.name}-${++this.logGeneration}`, table, this.sizeBytes / 512, this.options);
+      this.mirrorLog = next;
+      this.table = table;
+      await this.resumeLog();
+      this.marks.remarkAll();
+    } finally {
+      done();
+    }
+  }
+
+  /** Resolves once no log replacement is under way. */
+  private async logSettled(): Promise<void> {
+    for (let current = this.replacing; ; current = this.replacing) {
+      await current;
+      if (current === this.replacing) return;
+    }
   }
 
   private scheduleClear(): void {
     if (this.clearTimer !== null || this.marks.idleCount === 0 || !this.gate.isOpen) return;
+    const delayMs = this.options.clearDelayMs ?? CLEAR_DELAY_MS;
     this.clearTimer = setTimeout(() => {
       this.clearTimer = null;
-      void this.marks.clearIdle().catch((error: unknown) => this.event('note', `clearing idle regions failed: ${describe(error)}`));
-    }, this.options.clearDelayMs ?? 1000);
+      void this.marks.clearIdle(delayMs).then(
+        () => this.scheduleClear(), // regions that went idle meanwhile
+        (error: unknown) => this.event('note', `clearing idle regions failed: ${describe(error)}`),
+      );
+    }, delayMs);
     (this.clearTimer as { unref?: () => void }).unref?.();
   }
 

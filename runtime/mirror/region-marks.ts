@@ -4,7 +4,7 @@
  * no write to it is in flight and the legs hold its writes durably:
  *
  *   clean ──write──► marked (mark queued, FLUSH answered before the write goes out)
- *   marked ──last write done──► idle ──legs flushed, CLEAR queued, FLUSH──► clean
+ *   marked ──last write done──► idle ──(idle long enough) legs flushed, CLEAR queued, FLUSH──► clean
  *   idle ──write──► marked (no new mark: the log still has it dirty)
  *
  * Durable when: a write's data is issued only after the FLUSH that carries its region's mark is
@@ -21,14 +21,15 @@ import type { UlogClient } from '../ulog/ulog-client.ts';
 export interface RegionMarksHost {
   log(): UlogClient;
   flushLegs(): Promise<void>;
-  /** A log request failed: true when the host replaced the log (marks go to the new one), false to give up. */
-  logFailed(error: unknown): Promise<boolean>;
+  /** A request to `log` failed: true when the log in place now takes the marks (the host replaced it), false to give up. */
+  logFailed(error: unknown, log: UlogClient): Promise<boolean>;
 }
 
 export class RegionMarks {
   private readonly pending = new Map<number, number>();
   private readonly marked = new Set<number>();
-  private readonly idle = new Set<number>();
+  /** Idle regions and since when (ms): cleared once idle long enough (md's daemon_sleep), so a region written again soon is not marked again. */
+  private readonly idle = new Map<number, number>();
   /** Writes begun per region, ever: a region idle before a leg flush and idle after it was written meanwhile if this moved. */
   private readonly begun = new Map<number, number>();
   /** Out of sync (a leg missed a write): kept dirty in the log until resynced. */
@@ -83,7 +84,7 @@ export class RegionMarks {
         continue;
       }
       this.pending.delete(region);
-      if (!this.unsynced.has(region)) this.idle.add(region);
+      if (!this.unsynced.has(region)) this.idle.set(region, Date.now());
       const waiters = this.idleWaiters.get(region);
       if (waiters !== undefined) {
         this.idleWaiters.delete(region);
@@ -105,7 +106,7 @@ export class RegionMarks {
   /** A region that needs its clear without a write (resynced: in sync now, and clean once cleared). */
   clearLater(region: number): void {
     this.unsynced.delete(region);
-    if (this.writesIn(region) === 0) this.idle.add(region);
+    if (this.writesIn(region) === 0) this.idle.set(region, Date.now());
   }
 
   /** `region` is out of sync (a leg missed a write to it): it stays dirty in the log until it is resynced. */
@@ -115,13 +116,16 @@ export class RegionMarks {
   }
 
   /**
-   * Clears the idle regions: flushes every leg (their writes durable), then queues the clears of
-   * the regions idle before that flush began and commits. Regions written again meanwhile stay
-   * marked. Every call flushes the legs itself: a flush that began before a write completed does
-   * not cover it (sharing one with a caller that came later would lose that caller's writes).
+   * Clears the regions idle for at least `idleForMs`: flushes every leg (their writes durable),
+   * then queues the clears of the regions idle before that flush began and commits. Regions
+   * written again meanwhile stay marked. Every call flushes the legs itself: a flush that began
+   * before a write completed does not cover it (sharing one with a caller that came later would
+   * lose that caller's writes).
    */
-  async clearIdle(): Promise<void> {
-    const regions = [...this.idle].map((region) => [region, this.begun.get(region) ?? 0] as const);
+  async clearIdle(idleForMs = 0): Promise<void> {
+    const before = Date.now() - idleForMs;
+    const regions = [...this.idle].filter(([, since]) => since <= before).map(([region]) => [region, this.begun.get(region) ?? 0] as const);
+    if (regions.length === 0 && idleForMs > 0) return;
     await this.host.flushLegs();
     if (regions.length === 0) return;
     const log = this.host.log();
@@ -141,7 +145,7 @@ export class RegionMarks {
 
   /** The log was replaced: every region still marked is marked in the new one. */
   remarkAll(): void {
-    for (const region of this.idle) this.marked.add(region);
+    for (const region of this.idle.keys()) this.marked.add(region);
     const log = this.host.log();
     for (const region of this.marked) log.mark(region);
   }
@@ -149,12 +153,13 @@ export class RegionMarks {
   /** Resolves once a FLUSH started after this call is answered; a failed one goes to the host. */
   private async durable(): Promise<void> {
     for (;;) {
+      const log = this.host.log();
       try {
         await this.commit();
         return;
       } catch (error) {
-        if (!(await this.host.logFailed(error))) throw error;
-        // the host put a new log in place and marked every marked region there: commit that
+        if (!(await this.host.logFailed(error, log))) throw error;
+        // a new log is in place with every marked region marked there: commit that
       }
     }
   }

@@ -17,6 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { OpenAPIHono, z } from '@hono/zod-openapi';
+import { InProcessOrdering } from '../../runtime/dirty-log/in-process-ordering.ts';
 import { parseLogArgs } from '../../runtime/dirty-log/log-args.ts';
 import { LogServer } from '../../runtime/dirty-log/log-server.ts';
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
@@ -59,6 +60,8 @@ export class MirrorRegistry implements Engine {
 
   constructor(private readonly service: EngineContext) {
     this.logs = new LogServer({
+      // Clustered logs: a group of one per service until the etcd ordering lets several share one.
+      ordering: new InProcessOrdering(),
       openDevice: (name) => this.openFile(name, 'table'),
       log: (line) => service.log(line),
     });
@@ -254,6 +257,11 @@ export class MirrorRegistry implements Engine {
           return next;
         },
         onEvent: (event) => this.mirrorEvent(entry, event),
+        tableChanged: async (line) => {
+          entry.record = { ...entry.record, table: line };
+          entry.holds = this.holdsOf(entry.record);
+          await this.service.saveApplied(`mirror ${name}'s table`);
+        },
         log: (line) => this.service.log(line),
       });
     } catch (error) {
@@ -265,7 +273,7 @@ export class MirrorRegistry implements Engine {
 
   private mirrorEvent(entry: MirrorEntry, event: MirrorEvent): void {
     this.service.events.publish(`mirror.${event.type}`, { mirror: entry.record.name, message: event.message });
-    if (event.type === 'leg-removed' || event.type === 'leg-added' || event.type === 'log-failed') void this.tableChanged(entry);
+    if (event.type === 'log-failed') void this.tableChanged(entry);
   }
 
   /** A policy changed the table: the record follows, and is saved. */
