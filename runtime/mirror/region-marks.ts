@@ -35,7 +35,12 @@ export class RegionMarks {
   /** Out of sync (a leg missed a write): kept dirty in the log until resynced. */
   private readonly unsynced = new Set<number>();
   private readonly idleWaiters = new Map<number, Array<() => void>>();
-  private running: Promise<void> | null = null;
+  /** Commits are numbered: a mark queued now goes out with commit `queuedGen`; every commit up to `doneGen` is answered. */
+  private queuedGen = 1;
+  private doneGen = 0;
+  /** Regions whose mark is not known durable yet, with the commit that carries it. */
+  private readonly markGen = new Map<number, number>();
+  private running: { gen: number; done: Promise<void> } | null = null;
   private next: Promise<void> | null = null;
   commits = 0;
 
@@ -57,23 +62,25 @@ export class RegionMarks {
 
   /**
    * Counts a write to `regions` (at once, in the calling turn) and resolves when their marks are
-   * durable in the log. Pair with `end`.
+   * durable in the log. Pair with `end`. `ahead`: regions to mark too, not written (yet).
    */
-  begin(regions: readonly number[]): Promise<void> {
-    let fresh = false;
+  begin(regions: readonly number[], ahead: readonly number[] = []): Promise<void> {
+    // Regions a sequential writer will reach next, marked in the same commit (idle from the
+    // start: cleared like any idle region if no write comes).
+    for (const region of ahead) {
+      if (this.marked.has(region) || this.pending.has(region)) continue;
+      this.idle.set(region, Date.now());
+      this.markInLog(region);
+    }
     for (const region of regions) {
       this.pending.set(region, (this.pending.get(region) ?? 0) + 1);
       this.begun.set(region, (this.begun.get(region) ?? 0) + 1);
       this.idle.delete(region);
-      if (!this.marked.has(region)) {
-        this.marked.add(region);
-        this.host.log().mark(region);
-        fresh = true;
-      }
+      if (!this.marked.has(region)) this.markInLog(region);
     }
-    // A region marked by another write whose commit is still out is waited for too: the next
-    // commit covers it (marks already sent are in the FLUSH that runs, or in the next).
-    return fresh || this.running !== null ? this.durable() : Promise.resolve();
+    // A region whose mark (this write's or another's) is not answered yet waits for the commit
+    // that carries it, and no longer.
+    return this.pendingGen(regions) === 0 ? Promise.resolve() : this.durable(regions);
   }
 
   end(regions: readonly number[]): void {
@@ -137,6 +144,7 @@ export class RegionMarks {
       this.idle.delete(region);
       this.marked.delete(region);
       this.begun.delete(region);
+      this.markGen.delete(region);
       log.clear(region);
       queued += 1;
     }
@@ -146,39 +154,69 @@ export class RegionMarks {
   /** The log was replaced: every region still marked is marked in the new one. */
   remarkAll(): void {
     for (const region of this.idle.keys()) this.marked.add(region);
-    const log = this.host.log();
-    for (const region of this.marked) log.mark(region);
+    for (const region of [...this.marked]) this.markInLog(region);
   }
 
-  /** Resolves once a FLUSH started after this call is answered; a failed one goes to the host. */
-  private async durable(): Promise<void> {
+  private markInLog(region: number): void {
+    this.marked.add(region);
+    this.host.log().mark(region);
+    this.markGen.set(region, this.queuedGen);
+  }
+
+  /** The highest commit `regions` still wait for (0: none). */
+  private pendingGen(regions: readonly number[]): number {
+    let need = 0;
+    for (const region of regions) {
+      const gen = this.markGen.get(region);
+      if (gen === undefined) continue;
+      if (gen <= this.doneGen) this.markGen.delete(region);
+      else if (gen > need) need = gen;
+    }
+    return need;
+  }
+
+  /**
+   * Resolves once the marks of `regions` (or, with none given, everything queued now) are
+   * answered; a failed commit goes to the host, and after a log replacement the regions' marks
+   * are waited for in the new log.
+   */
+  private async durable(regions?: readonly number[]): Promise<void> {
+    let fixed = regions === undefined ? this.queuedGen : 0;
     for (;;) {
+      const need = regions === undefined ? fixed : this.pendingGen(regions);
+      if (need === 0 || need <= this.doneGen) return;
       const log = this.host.log();
       try {
-        await this.commit();
-        return;
+        await this.commitFor(need);
       } catch (error) {
         if (!(await this.host.logFailed(error, log))) throw error;
-        // a new log is in place with every marked region marked there: commit that
+        // a new log is in place with every marked region marked there: wait for that
+        if (regions === undefined) fixed = this.queuedGen;
       }
     }
   }
 
-  private commit(): Promise<void> {
-    if (this.next !== null) return this.next;
-    if (this.running === null) {
-      const run = this.host.log().flush().finally(() => {
-        if (this.running === run) this.running = null;
-      });
-      this.running = run;
-      this.commits += 1;
-      return run;
-    }
-    const after = this.running.catch(() => {}).then(() => {
+  /** Resolves when a commit numbered `gen` or later is answered (starting one if need be). */
+  private commitFor(gen: number): Promise<void> {
+    if (this.running !== null && this.running.gen >= gen) return this.running.done;
+    if (this.running === null) return this.start();
+    // The running commit left before this mark was queued: the next one carries it.
+    this.next ??= this.running.done.catch(() => {}).then(() => {
       this.next = null;
-      return this.commit();
+      return this.commitFor(gen);
     });
-    this.next = after;
-    return after;
+    return this.next;
+  }
+
+  private start(): Promise<void> {
+    const gen = this.queuedGen++;
+    const done = this.host.log().flush().then(() => {
+      if (gen > this.doneGen) this.doneGen = gen;
+    }).finally(() => {
+      if (this.running?.gen === gen) this.running = null;
+    });
+    this.running = { gen, done };
+    this.commits += 1;
+    return done;
   }
 }
