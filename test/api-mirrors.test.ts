@@ -110,6 +110,29 @@ test('replace-table then resume: the luid swap of a userspace log under an open 
   assert.is(readFileSync(join(server.dataDir, 'b.img'))[MIB - 1], 0x77);
 });
 
+test('suspend holds I/O in the export; replace-table and resume send it to the new table; a log uuid belongs to one mirror', async () => {
+  requireTools(['nbdcopy']);
+  const table = (region: number) => `mirror userspace 4 LVM-held core ${region} nosync 2 a.img 0 b.img 0`;
+  assert.is((await server.call('POST', '/v1/mirrors', { name: 'h1', table: table(1024) })).status, 201);
+  expectError(await server.call('POST', '/v1/mirrors', { name: 'h2', table: 'mirror userspace 4 LVM-held core 1024 nosync 2 c.img 0 spare.img 0' }), 409, 'EEXIST', 'table');
+  assert.is((await server.call('POST', '/v1/exports', { name: 'h', device: 'mirror:h1' })).status, 201);
+  assert.is((await server.call('POST', '/v1/mirrors/h1/suspend')).json.suspended, true);
+  const source = join(server.root, 'held.bin');
+  writeFileSync(source, Buffer.alloc(MIB, 0x5d));
+  const copy = runTool('nbdcopy', ['--destination-is-zero', source, `nbd://127.0.0.1:${(server.running.nbd as { port: number }).port}/h`]);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.is(readFileSync(join(server.dataDir, 'a.img'))[0], 0, 'held while suspended');
+  assert.is((await server.call('POST', '/v1/mirrors/h1/replace-table', { table: table(2048) })).status, 200);
+  const resumed = await server.call('POST', '/v1/mirrors/h1/resume');
+  assert.is(resumed.status, 200, resumed.text);
+  assert.is(resumed.json.table, table(2048));
+  const done = await copy;
+  assert.is(done.code, 0, done.stderr);
+  for (const leg of ['a.img', 'b.img']) assert.is(readFileSync(join(server.dataDir, leg))[MIB - 1], 0x5d, leg);
+  const logs = (await server.call('GET', '/v1/logs')).json.logs as Array<{ state: string; regionSectors: number; dirtyRegions: number }>;
+  assert.equal(logs.map((log) => [log.state, log.regionSectors]), [['live', 2048]]);
+});
+
 test('fail a leg with policy replace: the spare takes its place and is resynced; the table is saved; a restart opens it again', async () => {
   writeFileSync(join(server.dataDir, 'a.img'), Buffer.alloc(8 * MIB, 0x42));
   const created = await server.call('POST', '/v1/mirrors', { name: 'r1', table: 'mirror disk 3 log.img 256 nosync 2 a.img 0 b.img 0 1 handle_errors', legFaultPolicy: 'replace', spares: ['spare.img'] });
@@ -142,6 +165,8 @@ test('bad input: 4xx naming the field, nothing opened', async () => {
     ['mirror core 1 1024 1 a.img 0', 400, 'EINVAL', /at least 2 legs/],
     ['mirror core 1 1024 2 a.img 0 b.img 0 1 keep_log', 400, 'EINVAL', /keep_log needs handle_errors/],
     ['mirror userspace 3 LVM-x core 1000 2 a.img 0 b.img 0', 400, 'EINVAL', /region_size 1000/],
+    ['mirror core 1 1024 2 a.img 0 a.img 0', 400, 'EINVAL', /"a\.img" is named twice/],
+    ['mirror disk 2 b.img 1024 2 b.img 0 c.img 0', 400, 'EINVAL', /"b\.img" is named twice/],
   ] as const) {
     if (table.includes('disk 2 a.img')) writeFileSync(join(server.dataDir, 'a.img'), Buffer.alloc(4096, 0x99), { flag: 'r+' });
     const answer = await server.call('POST', '/v1/mirrors', { name: 'bad', table });

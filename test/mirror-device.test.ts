@@ -246,5 +246,49 @@ test('without handle_errors a failing leg only counts errors (D): the write that
   }
 });
 
+test('writes overlapping one another while their regions resync: afterwards the legs agree and hold the last write', async () => {
+  const folder = files({ a: 2 * MIB, b: 2 * MIB }, { a: 0x10 });
+  const mirror = await MirrorDevice.open(mirrorOptions(folder, 'mirror core 1 16 2 a 0 b 0'));
+  const prng = new Prng(seedFromEnv() ^ 0x77);
+  try {
+    for (let round = 0; round < 20; round++) {
+      const base = prng.below(2 * MIB / 8192 - 2) * 8192;
+      await Promise.all(Array.from({ length: 4 }, (_, i) => mirror.write(base + (i % 2) * 4096, new Uint8Array(8192).fill(20 + round * 4 + i))));
+    }
+    await mirror.quiet();
+    assertLegsEqual(folder, ['a', 'b'], 2 * MIB, 'after overlapping writes during the resync');
+  } finally {
+    await mirror.close();
+  }
+});
+
+test('the last leg is never failed away: by request EBUSY; by an error it stays in the table', async () => {
+  const folder = files({ a: 2 * MIB, b: 2 * MIB });
+  const faults = new Map<string, FaultDevice>();
+  const mirror = await MirrorDevice.open(mirrorOptions(folder, 'mirror core 2 128 nosync 2 a 0 b 0 1 handle_errors', {}, faults, ['a', 'b']));
+  try {
+    assert.ok(await mirror.failLeg('b'));
+    await expectCode(mirror.failLeg('a'), 'EBUSY');
+    faults.get('a')!.crash();
+    await expectCode(mirror.write(0, new Uint8Array(4096)), 'EIO');
+    assert.is(await mirror.statusTable(), 'core 2 128 nosync 1 a 0 1 handle_errors');
+  } finally {
+    await mirror.close();
+  }
+});
+
+test('a region whose copy keeps failing is left out of sync, and the resync ends (no spin); the leg shows S', async () => {
+  const folder = files({ a: MIB, b: MIB });
+  const faults = new Map<string, FaultDevice>();
+  const mirror = await MirrorDevice.open(mirrorOptions(folder, 'mirror core 1 64 2 a 0 b 0', {}, faults, ['b']));
+  faults.get('b')!.addRule({ op: 'write', action: 'fail', probability: 1 });
+  try {
+    await mirror.quiet(); // every copy to b fails: each region once, then the resync is done
+    assert.match(await mirror.statusInfo(), /^2 a b 0\/32 1 AS 1 core$/);
+  } finally {
+    await mirror.close();
+  }
+});
+
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 test.run();

@@ -176,6 +176,33 @@ test('the server restarts mid-I/O and forgets its logs: requests wait, the clien
   }
 });
 
+test('the server forgets the log between a MARK and its FLUSH: after the recovery the whole batch goes again, so the mark is in the new instance', async () => {
+  let logs = new LogServer();
+  let restartOnFlush = true;
+  const handler: UlogHandler = {
+    async handle(request) {
+      if (restartOnFlush && request.header.type === ULOG.FLUSH) {
+        restartOnFlush = false;
+        await logs.close();
+        logs = new LogServer(); // a restart: the MARK it answered is gone with it
+        return { error: -ULOG_ERRNO.ESRCH };
+      }
+      return logs.handle(request);
+    },
+  };
+  const client = await UlogClient.open({ link: localLink(handler), uuid: 'LVM-batch-again', logArgs: 'core 8 nosync', targetSectors: 800, retryMs: 10 });
+  try {
+    await client.resume();
+    client.mark(5);
+    await client.flush();
+    assert.is(client.counters.recoveries, 1);
+    assert.not.ok(await client.isClean(5), 'the mark reached the new instance');
+  } finally {
+    await client.destroy();
+    await logs.close();
+  }
+});
+
 test('a client whose server never comes back fails its waiting requests when it is shut, not before', async () => {
   const socketPath = path.join(dir, 'gone.sock');
   const logs = new LogServer();

@@ -62,6 +62,7 @@ export class ClusteredLog implements RegionLog {
   private handle: OrderingHandle | null = null;
   private members: number[] = [];
   private valid = false;
+  private loading = false;
   private validWaiters: Array<() => void> = [];
   private buffered: Array<{ message?: OrderedMessage; change?: MembershipChange }> = [];
   private readonly marks = new Map<number, Set<number>>();
@@ -181,10 +182,12 @@ export class ClusteredLog implements RegionLog {
         for (const next of later) this.event(next);
         return;
       }
-      if (event.change !== undefined) this.members = event.change.members;
-      if (event.change !== undefined && event.change.members[0] === this.handle.memberId) {
-        // First member, or every member that had state left: load the log itself.
+      if (!this.loading && event.change !== undefined && event.change.members[0] === this.handle.memberId) {
+        // First member, or every member that had state left: load the log itself. What comes
+        // meanwhile (a joiner) waits and is applied once it holds the state.
+        this.members = event.change.members;
         this.buffered = [];
+        this.loading = true;
         void this.loadOwn();
         return;
       }
@@ -199,8 +202,18 @@ export class ClusteredLog implements RegionLog {
   private async loadOwn(): Promise<void> {
     try {
       await this.store.resume();
+    } catch (error) {
+      // A disk log that cannot be read or written: every region out of sync (the store's bits
+      // say so), the device marked failed in the status line; the members go on.
+      this.bits.sync.clearRange(0, this.args.regionCount);
+      this.bits.restartSearch();
+      void error;
     } finally {
+      this.loading = false;
       this.becomeValid();
+      const later = this.buffered;
+      this.buffered = [];
+      for (const next of later) this.event(next);
     }
   }
 

@@ -67,10 +67,15 @@ export class DiskLog implements RegionLog {
     try {
       await this.device.read(0, buffer);
       const header = decodeDiskLogHeader(buffer);
-      if (header.kind === 'foreign') this.fail('D');
-      else if (header.kind === 'log' && this.args.sync === 'default') held = Math.min(header.nrRegions, regionCount);
-    } catch {
-      this.fail('D');
+      if (header.kind === 'foreign') {
+        // Something else took the device since CTR checked it: never write over it.
+        this.fail('D');
+        throw new BlockError('EIO', `log device ${this.deviceName}: ${header.why}; not resumed`);
+      }
+      if (header.kind === 'log' && this.args.sync === 'default') held = Math.min(header.nrRegions, regionCount);
+    } catch (error) {
+      if (error instanceof BlockError && error.code === 'EIO' && this.deviceState === 'D') throw error;
+      this.fail('D'); // unreadable: every region out of sync, the log written anew (dm-log.c's way)
     }
     const { clean, sync } = this.bits;
     // The bits the log held, then the rest: out of sync (or in sync with nosync).

@@ -13,6 +13,12 @@
  * (a core log starts out of sync). regions = ceil(target / region_size). Unknown words are refused,
  * each refusal naming the word.
  */
+/**
+ * Regions one log may have: 2^27 (32 MiB of bits in memory per kind, and a 16 MiB disk log), so
+ * one CTR cannot take the server's memory; at LVM's 512 KiB regions that is 64 TiB.
+ */
+export const LOG_MAX_REGIONS = 2 ** 27;
+
 export type LogType = 'core' | 'disk' | 'clustered-core' | 'clustered-disk';
 export type SyncMode = 'default' | 'sync' | 'nosync';
 
@@ -63,6 +69,6 @@ export function parseLogArgs(ctr: string): LogArgs | string {
     else return `unrecognised ${type} argument "${word}"`;
   }
   const regionCount = Math.ceil(targetSectors / regionSectors);
-  if (regionCount > 2 ** 32) return `${regionCount} regions; at most 2^32 (a larger region_size)`;
+  if (regionCount > LOG_MAX_REGIONS) return `${regionCount} regions; at most ${LOG_MAX_REGIONS} (a larger region_size)`;
   return { type, targetSectors, device, regionSectors, sync, blockOnError, regionCount, text: [typeWord, ...args].join(' ') };
 }

@@ -10,8 +10,8 @@
  *   resyncWork()       the first region from the search point not in sync and not recovering,
  *                      now recovering; null when none is left (the search point only moves on,
  *                      and resume restarts it)
- *   setSync(r, ok)     r no longer recovering; in sync or not (out of sync behind the search
- *                      point: the search goes back to it)
+ *   setSync(r, ok)     r no longer recovering; in sync or not (a region in sync going out of
+ *                      sync behind the search point: the search goes back to it)
  *
  * `touchedDirtied` / `touchedCleaned` say whether a flush has anything to write (a disk log).
  */
@@ -96,10 +96,11 @@ export class LogBits {
     this.recovering.delete(this.check(region));
     if (inSync) this.sync.set(region);
     else {
-      this.sync.clear(region);
-      // Out of sync behind the search point (a leg's write failed there): the search comes back
-      // for it now, not at the next resume as dm-log.c's would.
-      if (region < this.searchFrom) this.searchFrom = region;
+      // A region in sync going out of sync behind the search point (a leg's write failed there):
+      // the search comes back for it now, not at the next resume as dm-log.c's would. One that
+      // was out of sync already (its resync failed) waits for the next resume: handing it out
+      // again at once would retry a failing copy forever.
+      if (this.sync.clear(region) && region < this.searchFrom) this.searchFrom = region;
     }
   }
 

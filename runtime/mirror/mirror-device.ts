@@ -93,6 +93,8 @@ interface Leg extends ResyncLeg {
   failed: boolean;
   /** Added by `replace`: copied whole by the resync under way. */
   recovering: boolean;
+  /** Set when the leg failed (handle_errors): settles once the table without it is recorded. */
+  removal: Promise<void> | null;
 }
 
 export interface MirrorLegStatus {
@@ -140,6 +142,11 @@ export class MirrorDevice implements BlockDevice {
   private logFailures = 0;
   private switchingLog: Promise<boolean> | null = null;
   private replacing: Promise<void> = Promise.resolve();
+  /** Leg removals and additions by policy, one after another; settles when the last is recorded. */
+  private legChanges: Promise<void> = Promise.resolve();
+  /** The clear the timer started, if it runs. */
+  private timerClear: Promise<void> | null = null;
+  private closing = false;
   private logGeneration = 0;
   private clearTimer: ReturnType<typeof setTimeout> | null = null;
   private suspended = false;
@@ -173,6 +180,7 @@ export class MirrorDevice implements BlockDevice {
       logFailed: (error, log) => this.logFailed(error, log),
     });
     this.resync = new MirrorResync({
+      clustered: () => clusteredLog(this.table),
       log: () => this.mirrorLog.client,
       regionBytes: this.regionBytes,
       sizeBytes,
@@ -206,11 +214,16 @@ export class MirrorDevice implements BlockDevice {
       if (sizeBytes > room) throw new BlockError('ERANGE', `the legs hold ${room} bytes past their offsets; ${sizeBytes} asked`);
       const legs = table.legs.map((leg, i) => newLeg(leg, opened[i]!, sizeBytes));
       const log = await openMirrorLog(options.name, table, sizeBytes / 512, options);
-      const synced = await RegionBitmap.create(log.client.regionCount);
-      const mirror = new MirrorDevice(options, table, legs, sizeBytes, log, synced);
-      if (options.inactive) mirror.holdIo();
-      else await mirror.resumeLog();
-      return mirror;
+      try {
+        const synced = await RegionBitmap.create(log.client.regionCount);
+        const mirror = new MirrorDevice(options, table, legs, sizeBytes, log, synced);
+        if (options.inactive) mirror.holdIo();
+        else await mirror.resumeLog();
+        return mirror;
+      } catch (error) {
+        await log.close().catch(() => {});
+        throw error;
+      }
     } catch (error) {
       await Promise.allSettled(opened.map((device) => device.close()));
       throw error;
@@ -224,6 +237,7 @@ export class MirrorDevice implements BlockDevice {
     if (lengthBytes === 0) return;
     await this.gate.track(async () => {
       while (this.suspended) await this.resumed;
+      if (this.closing) throw new BlockError('EBADF', 'the mirror closed while this read waited for its resume', { device: this.name, offsetBytes });
       const inSync = await this.rangeInSync(offsetBytes, lengthBytes);
       for (;;) {
         const leg = inSync ? this.nextReadLeg() : this.defaultLeg;
@@ -244,6 +258,7 @@ export class MirrorDevice implements BlockDevice {
     if (lengthBytes === 0) return;
     await this.gate.track(async () => {
       while (this.suspended) await this.resumed;
+      if (this.closing) throw new BlockError('EBADF', 'the mirror closed while this write waited for its resume', { device: this.name, offsetBytes });
       await this.userIo.track(() => this.update(offsetBytes, lengthBytes, (leg) => leg.device.write(offsetBytes, data, options)));
     });
   }
@@ -254,6 +269,7 @@ export class MirrorDevice implements BlockDevice {
     let outcome: DiscardOutcome = 'punched';
     await this.gate.track(async () => {
       while (this.suspended) await this.resumed;
+      if (this.closing) throw new BlockError('EBADF', 'the mirror closed while this discard waited for its resume', { device: this.name, offsetBytes });
       await this.userIo.track(() => this.update(offsetBytes, lengthBytes, async (leg) => {
         const got = await leg.device.discard(offsetBytes, lengthBytes);
         if (got === 'ignored' || (got === 'zeroed' && outcome === 'punched')) outcome = got;
@@ -267,17 +283,25 @@ export class MirrorDevice implements BlockDevice {
     await this.gate.track(async () => {
       // The data only: idle regions are cleared later, once idle for clearDelayMs.
       await this.flushLegs();
+      await this.legChanges;
       if (this.liveLegs().length === 0) throw new BlockError('EIO', 'every leg has failed', { device: this.name });
     });
   }
 
   async close(): Promise<void> {
-    // I/O held by a suspend goes on to the end (the gate waits for it) rather than waiting forever.
+    // I/O held by a suspend fails (EBADF) rather than reach legs this mirror no longer owns a
+    // log for (after a table swap its writes would be marked nowhere).
+    this.closing = true;
     this.suspended = false;
     this.releaseSuspended?.();
     await this.gate.close(async () => {
       this.cancelClearTimer();
+      // A log whose server is gone for good would hold every request in its recovery: let go.
+      if (this.mirrorLog.client.isRecovering) this.mirrorLog.abandon();
+      await this.timerClear;
       await this.resync.idle();
+      await this.legChanges;
+      await this.logSettled();
       await this.marks.clearIdle().catch(() => {});
       await this.mirrorLog.close().catch(() => {});
       await Promise.allSettled(this.legs.map((leg) => leg.device.close()));
@@ -325,6 +349,7 @@ export class MirrorDevice implements BlockDevice {
   async failLeg(device: string): Promise<boolean> {
     const leg = this.legs.find((candidate) => candidate.table.device === device && !candidate.failed);
     if (leg === undefined) return false;
+    if (this.liveLegs().length === 1) throw new BlockError('EBUSY', `${device} is the mirror's last leg`, { device: this.name });
     await this.legFailed(leg, 'D', new Error('failed by request'), true);
     return true;
   }
@@ -352,6 +377,8 @@ export class MirrorDevice implements BlockDevice {
     validateOpen(this, this.gate.isOpen, 'suspend');
     if (this.suspended) return;
     this.holdIo();
+    this.cancelClearTimer();
+    await this.timerClear;
     await this.userIo.idle();
     await this.resync.idle();
     await this.marks.clearIdle();
@@ -440,6 +467,7 @@ export class MirrorDevice implements BlockDevice {
         }
       }
       if (wrote === 0) throw new BlockError('EIO', 'the write failed on every leg', { device: this.name, offsetBytes, lengthBytes });
+      await this.legChanges; // a leg removed meanwhile: recorded before this write is acknowledged
       // Acknowledged only when every leg that stays in the mirror holds it: without handle_errors
       // the failed leg stays (its region out of sync, resynced from the default leg, which may be
       // the one that missed it), so the write is not safely mirrored and the caller hears so.
@@ -518,14 +546,24 @@ export class MirrorDevice implements BlockDevice {
       this.resync.kick();
       return;
     }
-    if (leg.failed) return;
+    if (leg.removal !== null) return leg.removal;
+    if (this.liveLegs().length === 1 && !leg.failed) {
+      // The last leg stays in the table, failed or not (LVM keeps it too): with none, the table
+      // would say nothing of where the data is. Its I/O fails on its own.
+      this.event('leg-failed', `leg ${leg.table.device}, the last one, failed (${health}): ${describe(error)}; it stays`);
+      return;
+    }
     leg.failed = true;
     this.event('leg-failed', `leg ${leg.table.device} failed (${health}): ${describe(error)}`);
     if (leg === this.defaultLeg) {
       const next = this.liveLegs().find((candidate) => !candidate.recovering) ?? this.liveLegs()[0];
       if (next !== undefined) this.defaultLeg = next;
     }
-    await this.applyPolicy(leg);
+    // One change of the legs at a time; every write acknowledged from now on waits for it
+    // (legChanges), so none is acknowledged on the legs left before the table says so.
+    leg.removal = this.legChanges.then(() => this.applyPolicy(leg));
+    this.legChanges = leg.removal.catch(() => {});
+    return leg.removal;
   }
 
   private async applyPolicy(failed: Leg): Promise<void> {
@@ -570,7 +608,14 @@ export class MirrorDevice implements BlockDevice {
     leg.recovering = true;
     this.legs = [...this.legs, leg];
     this.table = { ...this.table, legs: this.legs.map((one) => one.table) };
-    await this.replaceLog({ ...this.table, logArgs: withSyncWord(this.table, 'sync') });
+    try {
+      await this.replaceLog({ ...this.table, logArgs: withSyncWord(this.table, 'sync') });
+    } catch (error) {
+      this.legs = this.legs.filter((one) => one !== leg);
+      this.table = { ...this.table, legs: this.legs.map((one) => one.table) };
+      await leg.device.close().catch(() => {});
+      throw error;
+    }
     await this.options.tableChanged?.(this.tableLine);
     this.event('leg-added', `leg ${deviceName} added; every region resyncs to it`);
   }
@@ -617,7 +662,8 @@ export class MirrorDevice implements BlockDevice {
       await old.close().catch(() => {});
       const next = await openMirrorLog(`${this.options.name}-${++this.logGeneration}`, table, this.sizeBytes / 512, this.options);
       this.mirrorLog = next;
-      this.table = table;
+      // The log only: the legs are whatever they are now (a policy may have changed them meanwhile).
+      this.table = { ...this.table, logType: table.logType, logArgs: table.logArgs };
       await this.resumeLog();
       this.marks.remarkAll();
     } finally {
@@ -634,14 +680,17 @@ export class MirrorDevice implements BlockDevice {
   }
 
   private scheduleClear(): void {
-    if (this.clearTimer !== null || this.marks.idleCount === 0 || !this.gate.isOpen) return;
+    if (this.clearTimer !== null || this.marks.idleCount === 0 || !this.gate.isOpen || this.suspended) return;
     const delayMs = this.options.clearDelayMs ?? CLEAR_DELAY_MS;
     this.clearTimer = setTimeout(() => {
       this.clearTimer = null;
-      void this.marks.clearIdle(delayMs).then(
+      const run = this.marks.clearIdle(delayMs).then(
         () => this.scheduleClear(), // regions that went idle meanwhile
         (error: unknown) => this.event('note', `clearing idle regions failed: ${describe(error)}`),
-      );
+      ).finally(() => {
+        if (this.timerClear === run) this.timerClear = null;
+      });
+      this.timerClear = run;
     }, delayMs);
     (this.clearTimer as { unref?: () => void }).unref?.();
   }
@@ -661,13 +710,18 @@ export class MirrorDevice implements BlockDevice {
 }
 
 function newLeg(table: MirrorLeg, device: BlockDevice, sizeBytes: number): Leg {
-  return { table, device: new WindowDevice(device, table.offsetSectors * 512, sizeBytes, true), health: 'A', errors: 0, failed: false, recovering: false };
+  return { table, device: new WindowDevice(device, table.offsetSectors * 512, sizeBytes, true), health: 'A', errors: 0, failed: false, recovering: false, removal: null };
 }
 
 /** The table's log arguments with its sync word set to `word`. */
 function withSyncWord(table: MirrorTable, word: 'sync' | 'nosync'): string[] {
   const args = table.logArgs.filter((arg) => arg !== 'sync' && arg !== 'nosync');
   return [...args, word];
+}
+
+/** A userspace log of a clustered type: other members may hold resync work. */
+function clusteredLog(table: MirrorTable): boolean {
+  return table.logType === 'userspace' && table.logArgs.some((arg) => arg.startsWith('clustered-'));
 }
 
 function describe(error: unknown): string {

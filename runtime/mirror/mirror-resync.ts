@@ -22,7 +22,14 @@ export interface ResyncLeg {
   readonly device: BlockDevice;
 }
 
+/** How often a clustered mirror asks again for resync work while another member recovers. */
+const CLUSTERED_POLL_MS = 200;
+/** Copies of one region tried in a row while legs keep leaving (at most the mirror's legs). */
+const MAX_LEGS_FOR_RETRY = 9;
+
 export interface ResyncHost {
+  /** The log is clustered: "no work" may mean another member recovers a region now. */
+  clustered(): boolean;
   log(): UlogClient;
   readonly regionBytes: number;
   readonly sizeBytes: number;
@@ -81,16 +88,33 @@ export class MirrorResync {
       }
       if (this.host.log() !== log) continue;
       if (region === null) {
+        // A clustered log answers "no work" while another member recovers a region: come back
+        // until every region is in sync (a local log's answer is final).
+        if (this.host.clustered() && (await log.syncCount()) < log.regionCount) {
+          await new Promise((resolve) => setTimeout(resolve, CLUSTERED_POLL_MS));
+          continue;
+        }
         this.host.complete();
         return;
       }
-      await this.host.marks.whenIdle(region);
-      while (this.host.regionOps.has(region)) await this.host.regionOps.get(region)!.done;
-      // Held from here, in the same turn as the idle check: a write to the region waits for us.
+      // No write to the region in flight and no other operation on it, both seen in one turn
+      // (a write woken before us may have started meanwhile: look again after every wait).
+      for (;;) {
+        if (this.host.marks.writesIn(region) > 0) await this.host.marks.whenIdle(region);
+        else if (this.host.regionOps.has(region)) await this.host.regionOps.get(region)!.done;
+        else break;
+      }
+      // Held from here, in the same turn as the checks: a write to the region waits for us.
       const op = this.host.regionOps.begin(region, region + 1);
       let synced = false;
       try {
-        synced = await this.copyRegion(region);
+        // A copy that failed because a leg failed and left the mirror (handle_errors) is done
+        // again with the legs left; one that fails on legs that stay is left out of sync.
+        for (let attempt = 0; attempt < MAX_LEGS_FOR_RETRY && !synced; attempt++) {
+          const before = this.planKey();
+          synced = await this.copyRegion(region);
+          if (synced || this.planKey() === before) break;
+        }
       } finally {
         op.settle(synced);
       }
@@ -129,6 +153,12 @@ export class MirrorResync {
     }));
     if (ok) this.regionsCopied += 1;
     return ok; // one leg left: in sync with itself
+  }
+
+  /** Which legs a copy goes from and to now (changes when a leg leaves or joins). */
+  private planKey(): string {
+    const plan = this.host.copyPlan();
+    return plan === null ? '' : [plan.source, ...plan.targets].map((leg) => leg.device.name).join('\u0000');
   }
 
   private copier(source: ResyncLeg, target: ResyncLeg): RangeCopier {

@@ -15,7 +15,7 @@
  * flush resolves once FLUSH is answered, so a mark is durable in a disk log when it does.
  */
 import { ULOG_ERRNO, ulogErrorName } from './ulog-errno.ts';
-import { decodePair, decodeString, decodeU64, encodePair, encodeRegions, encodeString, encodeU64, ULOG, ULOG_VERSION, ulogTypeName, type UlogHeader, type UlogType } from './ulog-frame.ts';
+import { decodePair, decodeString, decodeU64, encodePair, encodeRegions, encodeString, encodeU64, ULOG, ULOG_UUID_BYTES, ULOG_VERSION, ulogTypeName, type UlogHeader, type UlogType } from './ulog-frame.ts';
 import type { UlogLink, UlogLinkFactory } from './ulog-link.ts';
 
 export const ULOG_RETRY_TIMEOUT_MS = 15_000;
@@ -75,11 +75,18 @@ export class UlogClient {
 
   /** Constructs the log on the server (CTR, then GET_REGION_SIZE), as the kernel's ctr does. Inactive until `resume`. */
   static async open(options: UlogClientOptions): Promise<UlogClient> {
+    if (new TextEncoder().encode(options.uuid).length >= ULOG_UUID_BYTES) throw new UlogError(ULOG_ERRNO.EINVAL, `uuid "${options.uuid.slice(0, 40)}..." is longer than ${ULOG_UUID_BYTES - 1} bytes`);
     const client = new UlogClient(options);
     try {
       await client.connect();
-      await client.request(ULOG.CTR, client.ctrString(), true);
-      client.regionSectors = decodeU64(await client.request(ULOG.GET_REGION_SIZE, new Uint8Array(0), true)) as number;
+      try {
+        await client.request(ULOG.CTR, client.ctrString(), true);
+      } catch (error) {
+        // A CTR resent after a timeout finds the first one's instance: ours, so constructed.
+        if (!(error instanceof UlogError && error.errno === ULOG_ERRNO.EEXIST && client.counters.timeouts > 0)) throw error;
+      }
+      client.regionSectors = replyU64(await client.request(ULOG.GET_REGION_SIZE, new Uint8Array(0), true), 'GET_REGION_SIZE');
+      if (client.regionSectors < 1) throw new UlogError(ULOG_ERRNO.EPROTO, `the server gave region size ${client.regionSectors}`);
       client.regionCount = Math.ceil(options.targetSectors / client.regionSectors);
     } catch (error) {
       client.shut();
@@ -127,11 +134,11 @@ export class UlogClient {
   }
 
   async isClean(region: number): Promise<boolean> {
-    return decodeU64(await this.request(ULOG.IS_CLEAN, encodeU64(region))) === 1;
+    return replyU64(await this.request(ULOG.IS_CLEAN, encodeU64(region)), 'IS_CLEAN') === 1;
   }
 
   async inSync(region: number): Promise<boolean> {
-    return decodeU64(await this.request(ULOG.IN_SYNC, encodeU64(region))) === 1;
+    return replyU64(await this.request(ULOG.IN_SYNC, encodeU64(region)), 'IN_SYNC') === 1;
   }
 
   mark(region: number): void {
@@ -148,6 +155,16 @@ export class UlogClient {
     const marks = this.marks;
     this.clears = [];
     this.marks = [];
+    // A server that restarted meanwhile lost what it was sent before (its new instance was
+    // constructed and resumed from the disk log alone): the whole batch goes again.
+    for (;;) {
+      const recoveries = this.counters.recoveries;
+      await this.sendBatch(clears, marks);
+      if (this.counters.recoveries === recoveries) return;
+    }
+  }
+
+  private async sendBatch(clears: readonly number[], marks: readonly number[]): Promise<void> {
     for (let at = 0; at < clears.length; at += ULOG_FLUSH_GROUP) await this.request(ULOG.CLEAR_REGION, encodeRegions(clears.slice(at, at + ULOG_FLUSH_GROUP)));
     if (this.options.integratedFlush) {
       if (marks.length === 0) await this.request(ULOG.FLUSH, new Uint8Array(0));
@@ -158,9 +175,15 @@ export class UlogClient {
     await this.request(ULOG.FLUSH, new Uint8Array(0));
   }
 
+  /** True while the log is being constructed again on a server that lost it (requests wait). */
+  get isRecovering(): boolean {
+    return this.recovering !== null;
+  }
+
   /** The next region to resync (now recovering on the server), or null. */
   async resyncWork(): Promise<number | null> {
-    const [has, region] = decodePair(await this.request(ULOG.GET_RESYNC_WORK, new Uint8Array(0))) as [number, number];
+    const [has, region] = replyPair(await this.request(ULOG.GET_RESYNC_WORK, new Uint8Array(0)), 'GET_RESYNC_WORK');
+    if (has !== 0 && (region < 0 || region >= this.regionCount)) throw new UlogError(ULOG_ERRNO.EPROTO, `GET_RESYNC_WORK gave region ${region} of ${this.regionCount}`);
     return has === 0 ? null : region;
   }
 
@@ -169,11 +192,11 @@ export class UlogClient {
   }
 
   async syncCount(): Promise<number> {
-    return decodeU64(await this.request(ULOG.GET_SYNC_COUNT, new Uint8Array(0))) as number;
+    return replyU64(await this.request(ULOG.GET_SYNC_COUNT, new Uint8Array(0)), 'GET_SYNC_COUNT');
   }
 
   async isRemoteRecovering(region: number): Promise<{ recovering: boolean; inSyncHint: number }> {
-    const [recovering, hint] = decodePair(await this.request(ULOG.IS_REMOTE_RECOVERING, encodeU64(region))) as [number, number];
+    const [recovering, hint] = replyPair(await this.request(ULOG.IS_REMOTE_RECOVERING, encodeU64(region)), 'IS_REMOTE_RECOVERING');
     return { recovering: recovering !== 0, inSyncHint: hint };
   }
 
@@ -226,7 +249,7 @@ export class UlogClient {
       this.counters.timeouts += 1;
       this.say(`request timed out: [${ulogTypeName(pending.type)}/${pending.seq}] - retrying`);
       this.send(pending);
-    }, timeoutMs);
+    }, timeoutMs); // not unref'd: a request waiting for its reply keeps the process alive
     const header: UlogHeader = { luid: this.luid, uuid: this.options.uuid, version: ULOG_VERSION, error: 0, seq: pending.seq, type: pending.type, typeFlags: 0, dataBytes: pending.data.length };
     if (this.link === null) {
       // No link (it went down): the request waits for the recovery that makes one.
@@ -331,4 +354,17 @@ export class UlogClient {
       // a log sink that throws loses its line
     }
   }
+}
+
+/** A u64 reply, or EPROTO: a server's malformed reply is its fault, never a NaN of ours. */
+function replyU64(data: Uint8Array, what: string): number {
+  const value = decodeU64(data);
+  if (typeof value === 'string') throw new UlogError(ULOG_ERRNO.EPROTO, `${what} reply: ${value}`);
+  return value;
+}
+
+function replyPair(data: Uint8Array, what: string): [number, number] {
+  const pair = decodePair(data);
+  if (typeof pair === 'string') throw new UlogError(ULOG_ERRNO.EPROTO, `${what} reply: ${pair}`);
+  return pair;
 }

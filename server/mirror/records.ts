@@ -37,9 +37,15 @@ export function mirrorRecordProblem(value: unknown): string | null {
   return null;
 }
 
-/** The device files a table names: legs, and a disk log's device (a userspace log's disk is the log server's). */
+/** The device files a table names: legs, and a disk log's device (also a userspace log's of a disk type). */
 export function tableFiles(line: string): string[] {
   const table = parseMirrorTable(line);
   if (typeof table === 'string') return [];
-  return [...table.legs.map((leg) => leg.device), ...(table.logType === 'disk' ? [table.logArgs[0]!] : [])];
+  const legs = table.legs.map((leg) => leg.device);
+  if (table.logType === 'disk') return [...legs, table.logArgs[0]!];
+  if (table.logType === 'userspace') {
+    const words = table.logArgs.slice(table.logArgs[1]?.toLowerCase() === 'integrated_flush' ? 2 : 1);
+    if ((words[0] === 'disk' || words[0] === 'clustered-disk') && words[1] !== undefined) return [...legs, words[1]];
+  }
+  return legs;
 }

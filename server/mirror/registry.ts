@@ -49,6 +49,11 @@ interface MirrorEntry {
   error: string | null;
   holds: Hold[];
   pending: { table: string; mirror: MirrorDevice } | null;
+  /**
+   * Suspended: I/O is held in the SwitchDevice (a switch under way), so on resume it goes to the
+   * table in place then, the new one after a replace-table.
+   */
+  held: { release(target: () => Promise<MirrorDevice>): void; switching: Promise<unknown> } | null;
 }
 
 export class MirrorRegistry implements Engine {
@@ -129,7 +134,7 @@ export class MirrorRegistry implements Engine {
   async create(body: z.infer<typeof NewMirror>): Promise<MirrorInfo> {
     if (this.entries.has(body.name)) throw new ServiceError('EEXIST', `mirror "${body.name}" exists already`, 'name');
     const record: MirrorRecord = { name: body.name, table: body.table, ...(body.legFaultPolicy ? { legFaultPolicy: body.legFaultPolicy } : {}), ...(body.spares ? { spares: [...body.spares] } : {}) };
-    const table = this.checkTable(body.table, 'table');
+    const table = this.checkTable(body.table, 'table', body.name);
     if (table.legs.length < 2) throw invalid('table', 'a new mirror needs at least 2 legs');
     (body.spares ?? []).forEach((spare, i) => statDevice(this.service.dataDir, spare, `spares[${i}]`));
     const entry = this.newEntry(record);
@@ -161,25 +166,66 @@ export class MirrorRegistry implements Engine {
 
   async suspend(name: string): Promise<MirrorInfo> {
     const { entry, mirror } = this.opened(name);
-    await mirror.suspend();
+    if (entry.held !== null) return this.info(entry);
+    let suspended!: () => void;
+    let failed!: (error: unknown) => void;
+    const done = new Promise<void>((resolve, reject) => {
+      suspended = resolve;
+      failed = reject;
+    });
+    let release!: (target: () => Promise<MirrorDevice>) => void;
+    const released = new Promise<() => Promise<MirrorDevice>>((resolve) => (release = resolve));
+    const switching = entry.served!.replace(async () => {
+      try {
+        await mirror.suspend();
+        suspended();
+      } catch (error) {
+        failed(error);
+        throw error;
+      }
+      return (await released)();
+    });
+    switching.catch(() => {});
+    await done;
+    entry.held = { release, switching };
     this.service.events.publish('mirror.suspended', { mirror: name });
     return this.info(entry);
   }
 
-  /** Resumes the mirror; with a table loaded by replace-table, swaps it in first. */
+  /** Resumes the mirror; with a table loaded by replace-table, swaps it in: the held I/O goes to it. */
   async resume(name: string): Promise<MirrorInfo> {
     const { entry, mirror } = this.opened(name);
     const pending = entry.pending;
-    if (pending === null) {
+    const target = async (): Promise<MirrorDevice> => {
+      if (pending === null) {
+        await mirror.resume();
+        return mirror;
+      }
+      try {
+        await pending.mirror.resume(); // its log instance becomes the live one of the uuid
+        return pending.mirror;
+      } catch (error) {
+        await mirror.resume(); // the old table goes on
+        throw error;
+      }
+    };
+    if (entry.held !== null) {
+      const held = entry.held;
+      entry.held = null;
+      held.release(target);
+      await held.switching;
+    } else if (pending !== null) {
+      await entry.served!.replace(async () => {
+        await mirror.suspend();
+        return target();
+      });
+    } else {
       await mirror.resume();
+    }
+    if (pending === null) {
       this.service.events.publish('mirror.resumed', { mirror: name });
       return this.info(entry);
     }
-    await entry.served!.replace(async () => {
-      await mirror.suspend();
-      await pending.mirror.resume(); // its log instance becomes the live one of the uuid
-      return pending.mirror;
-    });
     entry.pending = null;
     entry.mirror = pending.mirror;
     const previous = entry.record.table;
@@ -194,7 +240,7 @@ export class MirrorRegistry implements Engine {
   /** Loads `table` beside the live one (its log constructed, inactive); the next resume swaps them. */
   async replaceTable(name: string, table: string): Promise<MirrorInfo> {
     const { entry, mirror } = this.opened(name);
-    const parsed = this.checkTable(table, 'table');
+    const parsed = this.checkTable(table, 'table', name);
     if (parsed.legs.length < 1) throw invalid('table', 'a mirror needs a leg');
     const own = new Set(entry.holds.map((hold) => hold.path));
     for (const hold of this.holdsOf({ ...entry.record, table })) if (!own.has(hold.path)) checkCanHold(this.service.holds(), hold, 'table');
@@ -212,26 +258,32 @@ export class MirrorRegistry implements Engine {
     if (users.length > 0) throw new ServiceError('EBUSY', `mirror "${name}" is in use by ${users.join(', ')}`, 'name');
     this.entries.delete(name);
     await this.service.saveOrUndo(async () => void this.entries.set(name, entry));
-    await entry.pending?.mirror.close().catch(() => {});
-    await entry.served?.close().catch(() => {});
-    await entry.mirror?.close().catch((error: unknown) => this.service.log(`closing mirror ${name}: ${String(error)}`));
+    await this.shut(entry);
     this.service.events.publish('mirror.removed', { mirror: name });
   }
 
   async closeAll(): Promise<void> {
-    for (const entry of this.entries.values()) {
-      await entry.pending?.mirror.close().catch(() => {});
-      await entry.served?.close().catch(() => {});
-      await entry.mirror?.close().catch((error: unknown) => this.service.log(`closing mirror ${entry.record.name}: ${String(error)}`));
-    }
+    for (const entry of this.entries.values()) await this.shut(entry);
     await this.listener?.close();
     await this.logs.close();
   }
 
   // ---- internals ----
 
+  /** Closes a mirror and whatever it has loaded; I/O held by a suspend is let go to it and fails there (closed). */
+  private async shut(entry: MirrorEntry): Promise<void> {
+    const mirror = entry.mirror;
+    if (entry.held !== null && mirror !== null) {
+      entry.held.release(async () => mirror);
+      entry.held = null;
+    }
+    await entry.pending?.mirror.close().catch(() => {});
+    await entry.served?.close().catch(() => {});
+    await mirror?.close().catch((error: unknown) => this.service.log(`closing mirror ${entry.record.name}: ${String(error)}`));
+  }
+
   private newEntry(record: MirrorRecord): MirrorEntry {
-    return { record, mirror: null, served: null, error: null, holds: this.holdsOf(record), pending: null };
+    return { record, mirror: null, served: null, error: null, holds: this.holdsOf(record), pending: null, held: null };
   }
 
   private async open(entry: MirrorEntry, table: string): Promise<void> {
@@ -285,10 +337,18 @@ export class MirrorRegistry implements Engine {
     await this.service.saveApplied(`mirror ${entry.record.name}'s table`).catch((error: unknown) => this.service.log(String(error)));
   }
 
-  private checkTable(line: string, field: string): ReturnType<typeof parseMirrorTable> & object {
+  private checkTable(line: string, field: string, mirrorName: string): ReturnType<typeof parseMirrorTable> & object {
     const table = parseMirrorTable(line);
     if (typeof table === 'string') throw invalid(field, table);
-    if (table.logType === 'userspace' && table.logArgs.length > 0 && /[^\x21-\x7e]/.test(table.logArgs[0]!)) throw invalid(field, 'the uuid must be printable ASCII');
+    const files = tableFiles(line);
+    const twice = files.find((file, i) => files.indexOf(file) !== i);
+    if (twice !== undefined) throw invalid(field, `"${twice}" is named twice (a leg twice, or a log on a leg)`);
+    if (table.logType === 'userspace') {
+      const uuid = table.logArgs[0]!;
+      if (!/^[\x21-\x7e]{1,128}$/.test(uuid)) throw invalid(field, 'the log uuid must be 1 to 128 printable ASCII characters');
+      const other = [...this.entries.values()].find((entry) => entry.record.name !== mirrorName && logUuid(entry.record.table) === uuid);
+      if (other !== undefined) throw new ServiceError('EEXIST', `log uuid "${uuid}" is mirror ${other.record.name}'s`, field);
+    }
     const sizes = new Map(tableFiles(line).map((file) => [file, statDevice(this.service.dataDir, file, field).sizeBytes]));
     // The log's arguments as its server will take them, checked here so the refusal says why
     // (a log server answers only an errno).
@@ -347,4 +407,10 @@ export class MirrorRegistry implements Engine {
       error: entry.error,
     };
   }
+}
+
+/** The uuid of a table's userspace log, or null. */
+function logUuid(line: string): string | null {
+  const table = parseMirrorTable(line);
+  return typeof table === 'object' && table.logType === 'userspace' ? table.logArgs[0]! : null;
 }
