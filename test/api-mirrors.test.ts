@@ -225,4 +225,28 @@ test('the log server, a process of its own, is killed (SIGKILL) and started agai
   }
 });
 
+test('a userspace log whose server never comes back: the mirror gives up after logGiveUpMs and goes on with a core log', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'blockcore-ulog-gone-'));
+  const launcher = launchers().filter((candidate) => candidate.name !== 'npm start').at(-1)!;
+  const socketPath = join(root, 'ulog.sock');
+  const served = await startServe(launcher, ['--data', join(root, 'data'), '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', '--rtrs', 'off', '--ulog', socketPath], { cwd: root });
+  const events: string[] = [];
+  const open = (name: string) => FileDevice.open(join(server.dataDir, name));
+  const mirror = await MirrorDevice.open({
+    name: 'g', table: 'mirror userspace 4 LVM-gone core 256 nosync 2 a.img 0 b.img 0 1 handle_errors', openLeg: open,
+    userspaceLink: socketLink({ path: socketPath }), retryMs: 50, logGiveUpMs: 500, onEvent: (event) => events.push(event.message),
+  });
+  try {
+    process.kill(servicePid(served), 'SIGKILL');
+    await served.exited;
+    await mirror.write(0, new Uint8Array(4096).fill(9)); // a fresh region: its mark needs the log
+    assert.match(events.join('\n'), /the userspace log failed: .*no log server for 500 ms.*going on with a core log/);
+    assert.match(await mirror.statusTable(), /^core 1 256 2 a\.img 0 b\.img 0 1 handle_errors$/);
+  } finally {
+    await mirror.close();
+    killServeChildren();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -10,6 +10,9 @@ import { UlogClient } from '../ulog/ulog-client.ts';
 import { localLink, type UlogLinkFactory } from '../ulog/ulog-link.ts';
 import type { MirrorTable } from './mirror-table.ts';
 
+/** A userspace log whose server has not come back in this long has failed (the mirror goes on with a core log). */
+export const LOG_GIVE_UP_MS = 60_000;
+
 export interface MirrorLogHost {
   /** Opens a disk log's device (core and disk logs of the mirror's own server). */
   openDevice?: (name: string) => Promise<BlockDevice>;
@@ -18,6 +21,8 @@ export interface MirrorLogHost {
   /** Resend timeout of the log client (15 s; tests use less). */
   timeoutMs?: number;
   retryMs?: number;
+  /** How long the log client tries to construct a lost log again before the mirror calls the log failed (60 s). */
+  logGiveUpMs?: number;
   log?: (line: string) => void;
 }
 
@@ -37,7 +42,7 @@ export async function openMirrorLog(name: string, table: Pick<MirrorTable, 'logT
     const [uuid, ...rest] = table.logArgs as [string, ...string[]];
     const integratedFlush = rest[0]?.toLowerCase() === 'integrated_flush';
     const client = await UlogClient.open({
-      link: host.userspaceLink, uuid, logArgs: (integratedFlush ? rest.slice(1) : rest).join(' '), targetSectors, integratedFlush,
+      link: host.userspaceLink, uuid, logArgs: (integratedFlush ? rest.slice(1) : rest).join(' '), targetSectors, integratedFlush, giveUpMs: host.logGiveUpMs ?? LOG_GIVE_UP_MS,
       ...(host.timeoutMs !== undefined ? { timeoutMs: host.timeoutMs } : {}), ...(host.retryMs !== undefined ? { retryMs: host.retryMs } : {}), ...(host.log ? { log: host.log } : {}),
     });
     return {

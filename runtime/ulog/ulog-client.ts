@@ -32,6 +32,11 @@ export interface UlogClientOptions {
   luid?: number;
   timeoutMs?: number;
   retryMs?: number;
+  /**
+   * Give up a recovery after this long (the waiting requests fail with ESRCH); absent: retry for
+   * ever, as the kernel does. A mirror gives up after a minute and goes on with a core log.
+   */
+  giveUpMs?: number;
   integratedFlush?: boolean;
   log?: (line: string) => void;
 }
@@ -295,9 +300,14 @@ export class UlogClient {
   private async recover(): Promise<void> {
     this.counters.recoveries += 1;
     const retryMs = this.options.retryMs ?? ULOG_ESRCH_RETRY_MS;
+    const startedMs = Date.now();
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, retryMs));
       if (this.closed) throw new UlogError(ULOG_ERRNO.EIO, 'the log client closed');
+      if (this.options.giveUpMs !== undefined && Date.now() - startedMs > this.options.giveUpMs) {
+        this.say(`log ${this.options.uuid} unreachable for ${this.options.giveUpMs} ms: giving up`);
+        throw new UlogError(ULOG_ERRNO.ESRCH, `log ${this.options.uuid}: no log server for ${this.options.giveUpMs} ms`);
+      }
       try {
         if (this.link === null) await this.connect();
         try {
