@@ -247,6 +247,10 @@ export class MirrorRegistry implements Engine {
     if (entry.pending !== null) await entry.pending.mirror.close().catch(() => {});
     entry.pending = null;
     const next = await this.openMirror(entry, table, true, mirror.sizeBytes);
+    if (mirror.logicalBlockBytes % next.logicalBlockBytes !== 0) {
+      await next.close().catch(() => {});
+      throw invalid('table', `its legs need ${next.logicalBlockBytes}-byte blocks; the mirror's users use ${mirror.logicalBlockBytes}`);
+    }
     entry.pending = { table, mirror: next };
     this.service.events.publish('mirror.table-loaded', { mirror: name, table });
     return this.info(entry);
