@@ -17,6 +17,8 @@ export const TOOL_PACKAGES = {
   losetup: 'mount',
   // The dm-log-userspace layout judge is C (test/fixtures/ulog/ulog-judge.c): the compiler and libc headers.
   cc: ['gcc', 'libc6-dev'],
+  // The distributed lock manager's store (runtime/locks/etcd/): tests start their own etcd.
+  etcd: 'etcd-server',
 };
 
 function has(command) {

@@ -13,6 +13,7 @@ const PACKAGE_OF: Record<string, string> = {
   'qemu-io': 'qemu-utils',
   losetup: 'mount',
   cc: 'gcc libc6-dev',
+  etcd: 'etcd-server',
 };
 
 /** Throws naming the apt-get line when any of `commands` is not installed. */
