@@ -7,8 +7,8 @@
  *
  *   mark(r)            clean[r] = 0           (before a write to r; durable at the next flush)
  *   clear(r)           clean[r] = 1           (after the writes to r completed and were flushed)
- *   resyncWork()       the first region from the search point not in sync and not recovering,
- *                      now recovering; null when none is left (the search point only moves on,
+ *   resyncWork()       a region still recovering (asked again), else the first region from the
+ *                      search point not in sync and not recovering, now recovering; null when none is left (the search point only moves on,
  *                      and resume restarts it)
  *   setSync(r, ok)     r no longer recovering; in sync or not (a region in sync going out of
  *                      sync behind the search point: the search goes back to it)
@@ -69,8 +69,15 @@ export class LogBits {
     this.touchedCleaned = true;
   }
 
-  /** The next region to resync (now recovering), or null. */
+  /**
+   * The next region to resync (now recovering), or null. A region handed out and not yet settled
+   * by setSync is handed out again first: a client asks for new work only after settling the last
+   * (one recovery at a time, as dm-raid1 runs them), so a second ask is its resend of the first
+   * (no reply in 15 s), and answering it with another region would leave the first recovering
+   * until the next resume.
+   */
   resyncWork(): number | null {
+    for (const region of this.recovering) return region;
     while (this.searchFrom < this.regionCount) {
       const region = this.sync.nextZero(this.searchFrom);
       if (region < 0) {
