@@ -109,10 +109,10 @@ export interface MirrorLegStatus {
 export interface MirrorStatus {
   name: string;
   table: string;
-  statusInfo: string;
   regionSectors: number;
   regionCount: number;
-  inSyncRegions: number;
+  /** Regions this mirror knows are in sync (its cache; the log's count is in statusInfo()). */
+  knownInSyncRegions: number;
   resyncing: boolean;
   legs: MirrorLegStatus[];
   log: { type: string; failed: boolean };
@@ -315,10 +315,9 @@ export class MirrorDevice implements BlockDevice {
     return {
       name: this.options.name,
       table: formatMirrorTable(this.table),
-      statusInfo: '',
       regionSectors: this.regionBytes / 512,
       regionCount: this.regionCount,
-      inSyncRegions: this.synced.setCount,
+      knownInSyncRegions: this.synced.setCount,
       resyncing: this.resync.active,
       legs: this.legs.map((leg) => ({
         device: leg.table.device, offsetSectors: leg.table.offsetSectors, health: leg.health, errors: leg.errors,
