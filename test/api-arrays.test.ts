@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runCli } from '../server/cli/main.ts';
-import { startTestServer, until, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { type Answer, expectError, startTestServer, type TestServer, until } from './support/blockcore-server.ts';
 import { mdadmExamine } from './support/mdadm.ts';
 import { requireTools, runTool } from './support/tools.ts';
 
@@ -25,11 +25,6 @@ test.after.each(async () => {
   await server.dispose();
 });
 
-function expectError(answer: Answer, status: number, code: string, field?: string): void {
-  assert.is(answer.status, status, answer.text);
-  assert.is(answer.json.code, code, answer.text);
-  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
-}
 
 const RAID1 = { name: 'a1', level: 'raid1', legs: ['l0.img', 'l1.img'], nodes: 4, clusterName: 'lab', bitmapChunkBytes: MIB, assumeClean: true };
 

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseStatusLine } from '../runtime/clone/status.ts';
-import { makeCloneDevices, startTestServer, until, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { type Answer, expectError, makeCloneDevices, startTestServer, type TestServer, until } from './support/blockcore-server.ts';
 import { RangeServer } from './support/range-server.ts';
 
 const clones = suite('api: clones');
@@ -20,11 +20,6 @@ clones.after.each(async () => {
   await server.dispose();
 });
 
-function expectError(answer: Answer, status: number, code: string, field?: string): void {
-  assert.is(answer.status, status, answer.text);
-  assert.is(answer.json.code, code, answer.text);
-  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
-}
 
 async function create(table = TABLE, name = 'c1'): Promise<Answer> {
   const answer = await server.call('POST', '/v1/clones', { name, table });

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEVICE_BYTES_MAX } from '../server/device-files.ts';
-import { makeCloneDevices, startTestServer, type TestServer } from './support/blockcore-server.ts';
+import { expectError, makeCloneDevices, startTestServer, type TestServer } from './support/blockcore-server.ts';
 
 const devices = suite('api: devices');
 let server: TestServer;
@@ -19,12 +19,6 @@ devices.after.each(async () => {
   rmSync(outside, { recursive: true, force: true });
 });
 
-function expectError(answer: { status: number; json: { code?: string; field?: string; error?: string } }, status: number, code: string, field?: string): void {
-  assert.is(answer.status, status, JSON.stringify(answer.json));
-  assert.is(answer.json.code, code);
-  assert.type(answer.json.error, 'string');
-  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
-}
 
 devices('create makes a sparse file; list shows size, allocation and use', async () => {
   const created = await server.call('POST', '/v1/devices', { name: 'disk.img', sizeBytes: 1 << 30 });

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlockError } from '../runtime/errors.ts';
-import { makeCloneDevices, startTestServer, until, writeImage, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { type Answer, expectError, makeCloneDevices, startTestServer, type TestServer, until, writeImage } from './support/blockcore-server.ts';
 import { attachNbd } from './support/nbd-attach.ts';
 
 const exports = suite('api: exports');
@@ -17,11 +17,6 @@ exports.after.each(async () => {
   await server.dispose();
 });
 
-function expectError(answer: Answer, status: number, code: string, field?: string): void {
-  assert.is(answer.status, status, answer.text);
-  assert.is(answer.json.code, code, answer.text);
-  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
-}
 
 async function clients(name: string): Promise<unknown[]> {
   const list = (await server.call('GET', '/v1/exports')).json.exports;

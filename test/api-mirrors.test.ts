@@ -17,7 +17,7 @@ import { FileDevice } from '../runtime/devices/file-device.ts';
 import { MirrorDevice } from '../runtime/mirror/mirror-device.ts';
 import { socketLink } from '../runtime/ulog/ulog-link.ts';
 import { runCli } from '../server/cli/main.ts';
-import { callApi, startTestServer, until, type Answer, type TestServer } from './support/blockcore-server.ts';
+import { type Answer, callApi, expectError, startTestServer, type TestServer, until } from './support/blockcore-server.ts';
 import { killServeChildren, launchers, servicePid, startServe } from './support/serve-process.ts';
 import { requireTools, runTool } from './support/tools.ts';
 
@@ -34,11 +34,6 @@ test.after.each(async () => {
   await server.dispose();
 });
 
-function expectError(answer: Answer, status: number, code: string, field?: string): void {
-  assert.is(answer.status, status, answer.text);
-  assert.is(answer.json.code, code, answer.text);
-  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
-}
 
 const legsEqual = (names: string[]) => {
   const first = readFileSync(join(server.dataDir, names[0]!));

@@ -12,7 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadAdapter } from '../runtime/adapter/index.ts';
 import { Prng } from '../runtime/prng.ts';
-import { type Answer, until, useServicePair, writeImage } from './support/blockcore-server.ts';
+import { type Answer, expectError, until, useServicePair, writeImage } from './support/blockcore-server.ts';
 import { threadedCount } from './support/io-threads.ts';
 import { openEvents } from './support/sse-reader.ts';
 import { killRunningTools, requireTools, runTool } from './support/tools.ts';
@@ -21,11 +21,6 @@ const test = suite('api: transport');
 const MiB = 1024 * 1024;
 const services = useServicePair(test, killRunningTools);
 
-function expectError(answer: Answer, status: number, code: string, field?: string): void {
-  assert.is(answer.status, status, answer.text);
-  assert.is(answer.json.code, code, answer.text);
-  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
-}
 
 async function openSession(name = 's1'): Promise<Answer> {
   const server = (await services.a.call('GET', '/v1/transport/server')).json;

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBlockcore, type Running } from '../../server/main.ts';
 import { Prng } from '../../runtime/prng.ts';
+import * as assert from 'uvu/assert';
 
 export interface Answer {
   status: number;
@@ -151,4 +152,12 @@ export function useServicePair(tests: { before: { each(hook: () => Promise<void>
       return current.b!;
     },
   };
+}
+
+/** An API refusal: `status`, the JSON `{error, code}` with `code`, and the `field` it names when given. */
+export function expectError(answer: Answer, status: number, code: string, field?: string): void {
+  assert.is(answer.status, status, answer.text);
+  assert.is(answer.json.code, code, answer.text);
+  assert.type(answer.json.error, 'string', answer.text);
+  if (field !== undefined) assert.is(answer.json.field, field, answer.json.error);
 }
