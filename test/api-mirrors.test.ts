@@ -28,7 +28,7 @@ let server: TestServer;
 test.before.each(async () => {
   server = await startTestServer({ settings: { '--ulog': 'default' } });
   for (const name of ['a.img', 'b.img', 'c.img', 'spare.img']) assert.is((await server.call('POST', '/v1/devices', { name, sizeBytes: 8 * MIB })).status, 201);
-  assert.is((await server.call('POST', '/v1/devices', { name: 'log.img', sizeBytes: MIB })).status, 201);
+  for (const name of ['log.img', 'd.img', 'e.img']) assert.is((await server.call('POST', '/v1/devices', { name, sizeBytes: MIB })).status, 201);
 });
 test.after.each(async () => {
   await server.dispose();
@@ -69,6 +69,11 @@ test('a disk log on a new device resyncs everything to 100%; a userspace log liv
   const user = await server.call('POST', '/v1/mirrors', { name: 'u1', table: 'mirror userspace 4 LVM-u1 core 1024 nosync 2 c.img 0 spare.img 0' });
   assert.is(user.status, 201, user.text);
   assert.is(user.json.statusTable, 'userspace 4 LVM-u1 core 1024 nosync 2 c.img 0 spare.img 0');
+  // A clustered log (a group of one in this service, until etcd orders several).
+  const clustered = await server.call('POST', '/v1/mirrors', { name: 'c1', table: 'mirror userspace 4 LVM-c1 clustered-core 1024 nosync 2 e.img 0 d.img 0' });
+  assert.is(clustered.status, 201, clustered.text);
+  assert.match(clustered.json.statusInfo, /^2 e\.img d\.img 2\/2 1 AA 1 clustered-core$/);
+  assert.is((await server.call('DELETE', '/v1/mirrors/c1')).status, 204);
   const logs = (await server.call('GET', '/v1/logs')).json;
   assert.is(logs.socket, join(server.dataDir, '.blockcore', 'ulog.sock'));
   assert.equal(logs.logs.map((log: { uuid: string; type: string; state: string; regionCount: number }) => [log.uuid, log.type, log.state, log.regionCount]), [['LVM-u1', 'core', 'live', 16]]);
