@@ -23,6 +23,7 @@ import { InProcessLockManager } from '../runtime/locks/in-process/in-process-loc
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { writeData } from './support/clone-crash-records.ts';
 import { withDeadline } from './support/deadline.ts';
+import { batchesUntilCut } from './support/power-batches.ts';
 import { DurabilityTrace, judgeSector } from './support/durability-model.ts';
 
 const test = suite('cluster array power loss');
@@ -108,11 +109,7 @@ async function trial(seed: number, bitmap: BitmapMode): Promise<void> {
       // the power went: this op is not acknowledged
     }
   };
-  for (let done = 0; done < OPS && !domain.isCut; ) {
-    const batch = prng.range(1, 4);
-    await Promise.all(Array.from({ length: batch }, one));
-    done += batch;
-  }
+  await batchesUntilCut(prng, domain, OPS, one);
   await domain.cut();
   a.abandon();
   manager.kill(a.cluster.lockspace);

@@ -19,6 +19,7 @@ import { MARK_AHEAD_REGIONS, MirrorDevice } from '../runtime/mirror/mirror-devic
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { writeData } from './support/clone-crash-records.ts';
 import { withDeadline } from './support/deadline.ts';
+import { batchesUntilCut } from './support/power-batches.ts';
 import { DurabilityTrace, judgeSector } from './support/durability-model.ts';
 
 const test = suite('mirror power loss');
@@ -64,11 +65,7 @@ async function trial(seed: number, logType: 'disk' | 'core'): Promise<{ resynced
       // the power went: not acknowledged
     }
   };
-  for (let done = 0; done < OPS && !domain.isCut; ) {
-    const batch = prng.range(1, 4);
-    await Promise.all(Array.from({ length: batch }, one));
-    done += batch;
-  }
+  await batchesUntilCut(prng, domain, OPS, one);
   await domain.cut();
   await mirror.close().catch(() => {});
 
