@@ -8,7 +8,8 @@ export type LockErrorCode =
   | 'EDEADLK' // a conversion would wait on a conversion that waits on it
   | 'EBUSY' // the lock has a conversion in flight (unlock or convert again refused)
   | 'EINVAL' // a malformed argument: not a mode, an empty or overlong name, a slot out of range
-  | 'ENOTCONN'; // the lockspace member left or died; its locks are gone
+  | 'ENOTCONN' // the lockspace member left or died; its locks are gone
+  | 'EPROTO'; // the lock state kept elsewhere (etcd) does not decode: a key naming what is wrong
 
 export class LockError extends Error {
   override name = 'LockError';

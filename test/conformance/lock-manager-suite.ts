@@ -13,8 +13,10 @@ import { lockModelCases } from './lock-model.ts';
 
 const { NL, CR, CW, PR, PW, EX } = LockMode;
 
-export function lockManagerConformance(label: string, factory: LockManagerFactory): void {
+/** `after` runs once the cases are done (stopping what the factory shares between harnesses). */
+export function lockManagerConformance(label: string, factory: LockManagerFactory, after?: () => Promise<void>): void {
   const test = suite(`lock manager conformance: ${label}`);
+  if (after !== undefined) test.after(after);
   let lockspaceCount = 0;
 
   /** Runs `body` with a fresh harness and `count` nodes joined to a fresh lockspace. */

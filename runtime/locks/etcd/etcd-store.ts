@@ -37,9 +37,10 @@ export interface EtcdKeyValue {
   lease: string;
 }
 
+/** `prefix`: the compare must hold for every key under `key` (an empty range compares as a key that is absent). */
 export type EtcdCompare =
-  | { key: string; target: 'version' | 'createRevision' | 'modRevision'; op: '==' | '<' | '>' | '!='; value: string }
-  | { key: string; target: 'value'; op: '==' | '!='; value: Uint8Array };
+  | { key: string; prefix?: boolean; target: 'version' | 'createRevision' | 'modRevision'; op: '==' | '<' | '>' | '!='; value: string }
+  | { key: string; prefix?: boolean; target: 'value'; op: '==' | '!='; value: Uint8Array };
 
 export type EtcdOp =
   | { put: { key: string; value: Uint8Array; lease?: string } }
@@ -118,6 +119,7 @@ export class EtcdStore {
     const response = await this.client.kv.txn({
       compare: compare.map((term) => ({
         key: Buffer.from(term.key),
+        ...(term.prefix ? { range_end: prefixEnd(term.key) } : {}),
         result: RESULTS[term.op],
         target: TARGETS[term.target],
         ...(term.target === 'value' ? { value: Buffer.from(term.value) } : { [FIELDS[term.target]]: term.value }),
@@ -144,9 +146,19 @@ export class EtcdStore {
     };
   }
 
-  /** Events under `prefix` from `startRevision` on, in revision order; resolves once watching. */
-  async watchPrefix(prefix: string, startRevision: string, onEvents: (events: EtcdWatchEvent[], revision: string) => void): Promise<{ cancel(): Promise<void> }> {
+  /**
+   * Events under `prefix` from `startRevision` on, in revision order; resolves once watching. A
+   * dropped stream is resumed after the last revision seen; `onError` when etcd ended the watch
+   * for good (its revisions compacted away): the caller must read afresh.
+   */
+  async watchPrefix(
+    prefix: string,
+    startRevision: string,
+    onEvents: (events: EtcdWatchEvent[], revision: string) => void,
+    onError: (why: string) => void = () => {},
+  ): Promise<{ cancel(): Promise<void> }> {
     const watcher = await this.client.watch().prefix(prefix).startRevision(startRevision).create();
+    watcher.on('error', (error: Error) => onError(error.message));
     watcher.on('data', (response) => {
       const events = (response.events ?? []).map((event) => ({ type: event.type === 'Delete' || (event.type as unknown) === 1 ? 'delete' as const : 'put' as const, kv: toKeyValue(event.kv) }));
       if (events.length > 0) onEvents(events, String(response.header.revision));

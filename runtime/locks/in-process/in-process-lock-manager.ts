@@ -1,26 +1,23 @@
 /**
  * The lock manager for members in one process (tests, simulation, a service that is a cluster of
  * one): lockspaces, slots and recovery here; each resource's queues and grant rules in
- * resource.ts. Every state change happens synchronously inside the call; what members are told
+ * ../resource.ts. Every state change happens synchronously inside the call; what members are told
  * (grants, blocking callbacks, recovery callbacks) goes through one outbox per manager, delivered
- * in order, one callback per microtask turn so that the code awaiting a grant runs before the next
- * callback, never from inside a call.
+ * in order (../outbox.ts), never from inside a call.
  */
 import { assert } from '../../assert.ts';
 import { LockError } from '../lock-error.ts';
 import type {
   ConvertOptions, DepartedMember, JoinOptions, Lock, LockManager, LockOptions, Lockspace, LockspaceCallbacks,
 } from '../lock-manager.ts';
-import { compatible, isLockMode, modeName, type LockMode } from '../modes.ts';
-import { Resource, type LockEntry, type Outcome } from './resource.ts';
-
-/** The DLM's limits on names (DLM_LOCKSPACE_LEN, DLM_RESNAME_MAXLEN). */
-export const NAME_BYTES_MAX = 64;
+import { cancelled, checkMode, checkName } from '../lock-checks.ts';
+import { compatible, modeName, type LockMode } from '../modes.ts';
+import { Outbox } from '../outbox.ts';
+import { Resource, type LockEntry, type Outcome } from '../resource.ts';
 
 export class InProcessLockManager implements LockManager {
   private readonly spaces = new Map<string, SpaceState>();
-  private readonly pending: (() => void)[] = [];
-  private draining = false;
+  private readonly outbox = new Outbox();
 
   async join(lockspace: string, options: JoinOptions): Promise<Lockspace> {
     checkName('lockspace', lockspace);
@@ -53,30 +50,7 @@ export class InProcessLockManager implements LockManager {
 
   /** Queues `thunk` behind every earlier notification. */
   post(thunk: () => void): void {
-    this.pending.push(thunk);
-    if (!this.draining) {
-      this.draining = true;
-      void this.drain();
-    }
-  }
-
-  private async drain(): Promise<void> {
-    await null;
-    try {
-      for (let thunk = this.pending.shift(); thunk !== undefined; thunk = this.pending.shift()) {
-        try {
-          thunk();
-        } catch (error) {
-          // A callback that throws is a bug in its owner: surface it without stopping delivery.
-          queueMicrotask(() => {
-            throw error;
-          });
-        }
-        await null;
-      }
-    } finally {
-      this.draining = false;
-    }
+    this.outbox.post(thunk);
   }
 
   forget(space: SpaceState): void {
@@ -334,18 +308,4 @@ class LockHandle implements Lock {
       this.member.space.manager.post(() => settle(new LockError('ENOTCONN', 'the member left the lockspace', entry.resource.name)));
     }
   }
-}
-
-function checkName(field: string, value: unknown): asserts value is string {
-  if (typeof value !== 'string' || value.length === 0 || new TextEncoder().encode(value).length > NAME_BYTES_MAX) {
-    throw new LockError('EINVAL', `${field} must be a name of 1 to ${NAME_BYTES_MAX} bytes`);
-  }
-}
-
-function checkMode(mode: unknown): asserts mode is LockMode {
-  if (!isLockMode(mode)) throw new LockError('EINVAL', `mode must be a lock mode 0 (NL) to 5 (EX), not ${String(mode)}`);
-}
-
-function cancelled(resource: string): LockError {
-  return new LockError('ECANCELED', 'cancelled before a grant', resource);
 }

@@ -1,11 +1,14 @@
 /**
- * One resource of an in-process lockspace: its granted locks, convert queue and wait queue, its
- * value block, and the grant pass that applies the DLM's rules (lock-manager.ts's design note).
- * Pure and synchronous: it records what happened (grants, blocking notices) in an outbox the
- * lockspace delivers later, so no callback ever runs inside a call.
+ * One resource of a lockspace: its granted locks, convert queue and wait queue, its value block,
+ * and the grant pass that applies the DLM's rules (lock-manager.ts's design note). Pure and
+ * synchronous: it records what happened (grants, blocking notices) in an outbox the caller
+ * delivers later, so no callback ever runs inside a call. Both lock managers decide through it:
+ * the in-process one keeps one Resource per name for good; the etcd one rebuilds it from the keys
+ * read at a revision, applies one call and the pass, and writes the difference back in one
+ * transaction (etcd/resource-keys.ts), so the grant rules cannot drift apart.
  */
-import { assert } from '../../assert.ts';
-import { compatible, valueBlockOp, VALUE_BLOCK_BYTES, type LockMode } from '../modes.ts';
+import { assert } from '../assert.ts';
+import { compatible, valueBlockOp, VALUE_BLOCK_BYTES, type LockMode } from './modes.ts';
 
 export type EntryState = 'waiting' | 'granted' | 'converting' | 'gone';
 
