@@ -8,6 +8,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { compareRevisions, EtcdStore } from '../runtime/locks/etcd/etcd-store.ts';
+import { LeaseKeeper } from '../runtime/locks/etcd/lease-keeper.ts';
 import { freePort } from './support/serve-process.ts';
 import { killEtcds, startEtcd, type TestEtcd } from './support/etcd.ts';
 
@@ -61,20 +62,27 @@ test('a transaction applies its success ops only when every compare holds (creat
   assert.equal((await store.range('t/', true)).kvs, []);
 });
 
-test('a lease\'s keys go when it is revoked, and when it expires once no longer kept alive', async () => {
-  const lost: string[] = [];
-  const lease = await store.grantLease(2, (why) => lost.push(why));
+test('a lease\'s keys go when it is revoked, and when it expires once no longer renewed; renewed, the holder may write', async () => {
+  const fenced: string[] = [];
+  const lease = await LeaseKeeper.grant(store, 2, (why) => fenced.push(why));
   await store.txn([], [{ put: { key: 'l/member', value: bytes('a'), lease: lease.id } }]);
   assert.is((await store.range('l/member')).kvs[0]!.lease, lease.id);
   await lease.revoke();
   assert.equal((await store.range('l/member')).kvs, []);
-  const short = await store.grantLease(1, () => {});
+  const short = await LeaseKeeper.grant(store, 1, (why) => fenced.push(why));
   await store.txn([], [{ put: { key: 'l/gone', value: bytes('b'), lease: short.id } }]);
   await new Promise((resolve) => setTimeout(resolve, 1500));
   assert.is((await store.range('l/gone')).kvs.length, 1, 'kept alive past its TTL');
-  short.release();
-  await until(async () => (await store.range('l/gone')).kvs.length === 0, 'the released lease to expire', 8000);
-  assert.equal(lost, []);
+  assert.ok(short.writesAllowed(), 'renewed: writes allowed');
+  assert.ok(short.remainingMs() > 0 && short.remainingMs() <= short.ttlMs - short.marginMs);
+  short.stop();
+  await until(async () => (await store.range('l/gone')).kvs.length === 0, 'the unrenewed lease to expire', 8000);
+  assert.equal(fenced, []);
+  const revokedElsewhere = await LeaseKeeper.grant(store, 1, (why) => fenced.push(why));
+  await store.revokeLease(revokedElsewhere.id);
+  await until(() => fenced.length === 1, 'the keeper to learn its lease is gone', 4000);
+  assert.match(fenced[0]!, /lease is gone/);
+  assert.not.ok(revokedElsewhere.writesAllowed());
 });
 
 test('a watch from a revision sees every later event under its prefix, in order', async () => {

@@ -79,6 +79,12 @@ export interface Lockspace {
   readonly slot: number;
   /** False once this member left or died. */
   readonly live: boolean;
+  /**
+   * False once this member may no longer write to storage it shares with the others: it left,
+   * died, or (etcd) could not renew its lease in time and fenced itself. Read before every write
+   * to a shared leg; it turns false before the others can start recovering this member.
+   */
+  writesAllowed(): boolean;
   /** Requests `mode` on `resource`; resolves with the lock once granted. */
   lock(resource: string, mode: LockMode, options?: LockOptions): Promise<Lock>;
   /** Leaves the lockspace: locks still held are purged as the DLM purges a departed node's. */

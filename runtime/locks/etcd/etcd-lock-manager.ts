@@ -39,7 +39,8 @@
 import { LockError } from '../lock-error.ts';
 import type { JoinOptions, LockManager, Lockspace } from '../lock-manager.ts';
 import { checkName } from '../lock-checks.ts';
-import type { EtcdLease, EtcdStore } from './etcd-store.ts';
+import type { EtcdStore } from './etcd-store.ts';
+import { LeaseKeeper } from './lease-keeper.ts';
 import { EtcdMember } from './etcd-member.ts';
 import { decodeMember, DEFAULT_ROOT, encodeMember, KeyValueError, LockspaceKeys } from './lock-keys.ts';
 import { LockspaceMirror } from './lockspace-mirror.ts';
@@ -73,7 +74,7 @@ export class EtcdLockManager implements LockManager {
     checkName('memberName', options?.memberName);
     const keys = new LockspaceKeys(this.root, lockspace);
     let member: EtcdMember | null = null;
-    const lease = await this.store.grantLease(this.leaseTtlSeconds, (why) => member?.depart(`lease lost: ${why}`));
+    const lease = await LeaseKeeper.grant(this.store, this.leaseTtlSeconds, (why) => member?.depart(`fenced: ${why}`));
     try {
       const joined = await this.claim(keys, options.memberName, lease);
       member = new EtcdMember(
@@ -85,7 +86,7 @@ export class EtcdLockManager implements LockManager {
         options.memberName, joined.slot, lease, options.callbacks ?? {},
         (gone) => {
           this.members.delete(gone);
-          gone.lease.release();
+          gone.lease.stop();
         },
       );
       const self = member;
@@ -98,7 +99,7 @@ export class EtcdLockManager implements LockManager {
       member.attach(mirror);
       return member;
     } catch (error) {
-      await lease.revoke().catch(() => lease.release());
+      await lease.revoke();
       throw error;
     }
   }
@@ -123,7 +124,7 @@ export class EtcdLockManager implements LockManager {
   }
 
   /** Takes the lowest free slot and the name in one transaction; reads the lockspace as of it. */
-  private async claim(keys: LockspaceKeys, memberName: string, lease: EtcdLease) {
+  private async claim(keys: LockspaceKeys, memberName: string, lease: LeaseKeeper) {
     for (;;) {
       const read = await this.store.txn([], [{ range: { key: keys.members, prefix: true } }, { range: { key: keys.slots, prefix: true } }]);
       const members = read.ranges[0]!;
@@ -170,7 +171,7 @@ export class EtcdLockManager implements LockManager {
     if (!(space instanceof EtcdMember)) throw new TypeError('kill takes a lockspace this manager made');
     const lease = space.lease;
     space.depart('killed');
-    await lease.revoke();
+    await this.store.revokeLease(lease.id);
   }
 
   /**

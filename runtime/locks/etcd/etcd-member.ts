@@ -15,7 +15,8 @@ import { cancelled, checkMode, checkName } from '../lock-checks.ts';
 import { modeName, type LockMode } from '../modes.ts';
 import { Outbox } from '../outbox.ts';
 import type { LockEntry } from '../resource.ts';
-import type { EtcdCompare, EtcdKeyValue, EtcdLease, EtcdOp, EtcdStore } from './etcd-store.ts';
+import type { EtcdCompare, EtcdKeyValue, EtcdOp, EtcdStore } from './etcd-store.ts';
+import type { LeaseKeeper } from './lease-keeper.ts';
 import { EtcdLock, type LockOwner } from './etcd-lock.ts';
 import { decodeEntry, decodeHead, decodeMember, KeyValueError, type LockspaceKeys, type MemberRecord } from './lock-keys.ts';
 import type { KeyChange, LockspaceMirror } from './lockspace-mirror.ts';
@@ -57,7 +58,7 @@ export class EtcdMember implements Lockspace, LockOwner {
     private readonly context: MemberContext,
     readonly memberName: string,
     readonly slot: number,
-    readonly lease: EtcdLease,
+    readonly lease: LeaseKeeper,
     private readonly callbacks: LockspaceCallbacks,
     private readonly onDeparted: (member: EtcdMember) => void,
   ) {}
@@ -193,7 +194,7 @@ export class EtcdMember implements Lockspace, LockOwner {
     if (!this.live) return;
     this.depart('the member left the lockspace');
     // Our keys go with the lease; the remaining members purge our requests (recovery).
-    await this.lease.revoke().catch(() => this.lease.release());
+    await this.lease.revoke();
   }
 
   /** Stops this member at once: every wait fails ENOTCONN, nothing more is written or delivered. */
@@ -287,6 +288,11 @@ export class EtcdMember implements Lockspace, LockOwner {
     if (this.reported.has(id)) return;
     this.reported.add(id);
     this.context.warn(`${error.message} (ignored: not a request of any member)`);
+  }
+
+  /** False once this member left, died or fenced itself (lease-keeper.ts): no more writes to shared legs. */
+  writesAllowed(): boolean {
+    return this.live && this.lease.writesAllowed();
   }
 
   checkLive(): void {

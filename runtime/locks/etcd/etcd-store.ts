@@ -15,6 +15,7 @@
  * Keys and values are bytes (keys given as strings, UTF-8); revisions are decimal strings (etcd's
  * int64s), compared with `compareRevisions`.
  */
+import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
 import { Etcd3, type IOptions } from 'etcd3';
 
 export interface EtcdConnectOptions {
@@ -59,14 +60,6 @@ export interface EtcdWatchEvent {
   kv: EtcdKeyValue;
 }
 
-export interface EtcdLease {
-  readonly id: string;
-  /** Ends the lease now: its keys go. */
-  revoke(): Promise<void>;
-  /** Stops keeping it alive without revoking (it expires after its TTL). */
-  release(): void;
-}
-
 /** -1, 0 or 1 as revision `a` is older, the same or newer than `b`. */
 export function compareRevisions(a: string, b: string): number {
   const x = BigInt(a);
@@ -95,6 +88,29 @@ export class EtcdStore {
         },
       } : {}),
       dialTimeout: timeoutMs,
+      // No circuit breaker and no retries in the client: after three failures its default breaker
+      // refuses every call for 5 s, which would outlast a lease's margin once etcd is back. The
+      // lock manager retries itself (its transactions are guarded, so a retry is safe) and the
+      // lease keeper decides when to give up. A dropped watch comes back within a second.
+      faultHandling: {
+        host: () => noop,
+        global: noop,
+        // etcd3 types this as a backoff but calls it as a factory (`.next()` first), as cockatiel's are.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
+      },
+      grpcOptions: {
+        // A connection that went silent (a partition, not a reset) is found by pings and replaced;
+        // etcd refuses pings more often than every 5 s (its --grpc-keepalive-min-time).
+        'grpc.keepalive_time_ms': 5000,
+        'grpc.keepalive_timeout_ms': 2000,
+        'grpc.keepalive_permit_without_calls': 1,
+        // Reconnect within a second of etcd coming back, well inside a lease's fence margin.
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+        // A store of its own connections: a new store (a fenced member rejoining) must not reuse
+        // the silent connection of the one it replaces (grpc shares them per address by default).
+        'grpc.use_local_subchannel_pool': 1,
+      },
       defaultCallOptions: () => ({ deadline: Date.now() + timeoutMs }),
     };
     const client = new Etcd3(config);
@@ -134,16 +150,34 @@ export class EtcdStore {
     };
   }
 
-  /** A lease of `ttlSeconds`, kept alive until revoked or released; `onLost` when keeping it alive failed for good. */
-  async grantLease(ttlSeconds: number, onLost: (why: string) => void): Promise<EtcdLease> {
-    const lease = this.client.lease(ttlSeconds, { autoKeepAlive: true });
-    lease.on('lost', (error) => onLost(error.message));
-    const id = await lease.grant();
-    return {
-      id,
-      revoke: () => lease.revoke(),
-      release: () => lease.release(),
-    };
+  /** A new lease of `ttlSeconds` (not kept alive: lease-keeper.ts renews it). */
+  async grantLease(ttlSeconds: number): Promise<string> {
+    const response = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, { deadline: Date.now() + this.timeoutMs });
+    return String(response.ID);
+  }
+
+  /** Renews lease `id` once; resolves with the seconds it now has left (0 or less: the lease is gone). */
+  async keepAliveOnce(id: string, timeoutMs = this.timeoutMs): Promise<number> {
+    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + timeoutMs });
+    try {
+      return await new Promise<number>((resolve, reject) => {
+        stream.on('data', (response: { TTL: string }) => resolve(Number(response.TTL)));
+        stream.on('error', reject);
+        stream.on('end', () => reject(new Error('the keepalive stream ended without an answer')));
+        stream.write({ ID: id });
+      });
+    } finally {
+      stream.end();
+    }
+  }
+
+  /** Ends lease `id` now: its keys go. A lease already gone is not an error. */
+  async revokeLease(id: string): Promise<void> {
+    try {
+      await this.client.leaseClient.leaseRevoke({ ID: id }, { deadline: Date.now() + this.timeoutMs });
+    } catch (error) {
+      if (!/requested lease not found/i.test((error as Error).message)) throw error;
+    }
   }
 
   /**

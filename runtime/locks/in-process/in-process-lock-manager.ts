@@ -168,6 +168,10 @@ class Member implements Lockspace {
     this.depart();
   }
 
+  writesAllowed(): boolean {
+    return this.live;
+  }
+
   depart(): void {
     if (!this.live) return;
     this.live = false;
