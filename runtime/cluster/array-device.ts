@@ -28,9 +28,15 @@
  *   chunks a slot area holds (chunkCapacity) and only the count changes.
  * - Stop: resync stopped, dirty bits kept (another node is asked to take the resync over),
  *   the cluster left; the legs closed only when the array owns them.
+ * - Fencing: every leg is wrapped in a FencedDevice asking our lockspace member's
+ *   writesAllowed() at each write, flush and copy; once it says no (the etcd lease could not be
+ *   renewed in time, or the node left or died) nothing more reaches a leg, a refused write is not
+ *   taken for a leg failure (no leg is marked faulty: the fault is ours), and the array reports a
+ *   `fenced` event: the owner stops it and assembles again as a new member once it can.
  */
 import { assert } from '../assert.ts';
 import type { BlockDevice, DiscardOutcome, WriteOptions } from '../devices/block-device.ts';
+import { FencedDevice } from '../devices/fenced-device.ts';
 import { OpGate } from '../devices/op-gate.ts';
 import { EMPTY_DISCARD_OUTCOME, validateRequest } from '../devices/validate.ts';
 import { BlockError } from '../errors.ts';
@@ -86,7 +92,7 @@ export interface ArrayEvent {
   type: ArrayEventType;
   message: string;
 }
-export type ArrayEventType = 'leg-failed' | 'resync-started' | 'resync-done' | 'resync-stopped' | 'note';
+export type ArrayEventType = 'leg-failed' | 'resync-started' | 'resync-done' | 'resync-stopped' | 'fenced' | 'note';
 
 export interface ArrayStatus {
   name: string;
@@ -109,6 +115,8 @@ export interface ArrayStatus {
   chunkBytes: number;
   bitmapCommits: number;
   messages: { sent: number; received: number; refused: number };
+  /** True once this node may not write to the legs any more (fenced, or it left the cluster). */
+  fenced: boolean;
 }
 
 export class ClusterArray implements BlockDevice, ClusterHost {
@@ -185,8 +193,17 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   /** mdadm --assemble: see the design note. Refuses (EINVAL) legs it cannot use, writing nothing. */
-  static async assemble(options: AssembleOptions): Promise<ClusterArray> {
-    if (options.legs.length === 0) throw new BlockError('EINVAL', 'an array needs at least one leg');
+  static async assemble(given: AssembleOptions): Promise<ClusterArray> {
+    if (given.legs.length === 0) throw new BlockError('EINVAL', 'an array needs at least one leg');
+    // Bound late: before the array joins, nothing fences it (no membership yet).
+    const holder: { array?: ClusterArray } = {};
+    const allowed = () => holder.array?.writesAllowed() ?? true;
+    const findDevice = given.findDevice;
+    const options: AssembleOptions = {
+      ...given,
+      legs: given.legs.map((device) => fenced(device, allowed)),
+      ...(findDevice === undefined ? {} : { findDevice: async (uuid: Uint8Array) => { const found = await findDevice(uuid); return found === null ? null : fenced(found, allowed); } }),
+    };
     const superblocks = await Promise.all(options.legs.map((device) => readMdSuperblock(device)));
     const uuid = superblocks[0]!.setUuid;
     superblocks.forEach((sb, i) => {
@@ -211,8 +228,24 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const layout = await readLegLayout(first.device, md);
     if (md.level !== 1 && md.level !== 10) throw new BlockError('EINVAL', `raid level ${md.level} is not raid1 or raid10`);
     const array = new ClusterArray(options, legs, md, layout, raidLayoutOf(md));
+    holder.array = array;
     await array.start();
     return array;
+  }
+
+  /** False once our lockspace member may no longer write to shared legs (fenced, left or dead). */
+  writesAllowed(): boolean {
+    const cluster = this.cluster as MdCluster | undefined;
+    return cluster === undefined || cluster.lockspace.writesAllowed();
+  }
+
+  /** A leg device as the array uses it: behind the fence. */
+  private behindFence(device: BlockDevice): BlockDevice {
+    return fenced(device, () => this.writesAllowed());
+  }
+
+  private fencedError(): BlockError {
+    return new BlockError('EIO', 'fenced: this node may no longer write to the legs (its lock manager membership ended)', { device: this.name });
   }
 
   private async start(): Promise<void> {
@@ -301,6 +334,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   async write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     const length = validateRequest(this, this.gate.isOpen, 'write', offsetBytes, data);
     if (length === 0) return;
+    if (!this.writesAllowed()) throw this.fencedError();
     await this.gate.track(() => this.userIo.track(async () => {
       const range = { lowSectors: offsetBytes / SECTOR_BYTES, highSectors: (offsetBytes + length) / SECTOR_BYTES };
       const first = Math.floor(offsetBytes / this.chunkBytes);
@@ -339,6 +373,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       const legs = this.writableLegs();
       const failed: Leg[] = [];
       await Promise.all(legs.map((leg) => leg.device.flush().catch(() => failed.push(leg))));
+      if (!this.writesAllowed()) throw this.fencedError();
       if (failed.length === legs.length) throw new BlockError('EIO', 'no leg could flush', { device: this.name });
       for (const leg of failed) void this.failLeg(leg, 'flush failed').catch(() => {}); // awaited just below
       await this.failuresRecorded();
@@ -436,6 +471,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
         failures.push(leg);
       }
     }));
+    if (written === 0 && !this.writesAllowed()) throw this.fencedError();
     if (written === 0) throw new BlockError('EIO', 'no copy could be written', { device: this.name, offsetBytes: segment.arrayOffsetBytes, lengthBytes: segment.lengthBytes });
   }
 
@@ -532,6 +568,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
 
   /** Marks `leg` faulty here at once, then in every superblock, then tells the other nodes. */
   failLeg(leg: Leg, why: string): Promise<void> {
+    // Fenced: the legs refuse us, they did not fail; nothing may be recorded on them either.
+    if (!this.writesAllowed()) return Promise.reject(this.fencedError());
     const existing = this.failing.get(leg);
     if (existing !== undefined) return existing;
     if (leg.state === 'faulty') return Promise.resolve();
@@ -587,6 +625,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     const onDisk = () => (this.dirtyOnDisk ? { ...this.md, resyncOffsetSectors: 0 } : this.md);
     // Until a round adds no new failure: each leg that refused the update is failed in the next.
     for (let failed = await writeArrayMetadata(this.legs, onDisk()); failed.length > 0; failed = await writeArrayMetadata(this.legs, onDisk())) {
+      if (!this.writesAllowed()) throw this.fencedError();
       for (const leg of failed) {
         leg.state = 'faulty';
         leg.role = null;
@@ -769,13 +808,13 @@ export class ClusterArray implements BlockDevice, ClusterHost {
 
   /** mdadm --add: returns the new leg's device number. */
   addLeg(device: BlockDevice, spare = false): Promise<number> {
-    return addLeg(this, device, spare);
+    return addLeg(this, this.behindFence(device), spare);
   }
 
   /** mdadm --grow --raid-devices=N+1 --add (raid1): one more active slot, rebuilt on `device`. */
   async growWith(device: BlockDevice): Promise<number> {
     if (this.raid.level !== 'raid1') throw new BlockError('ENOTSUP', 'only raid1 grows by a leg (md-cluster does not reshape raid10)', { device: this.name });
-    const devNumber = await addLeg(this, device, true);
+    const devNumber = await addLeg(this, this.behindFence(device), true);
     const leg = this.legs.find((l) => l.sb.devNumber === devNumber)!;
     await this.updateMetadata((md) => {
       md.raidDisks += 1;
@@ -921,6 +960,10 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     return !this.resync.todo.isEmpty() || this.md.resyncOffsetSectors !== null || this.recoveringLeg;
   }
 
+  fenced(why: string): void {
+    if (!this.stopped) this.note(`fenced: ${why}; no more writes from this node until it assembles again`, 'fenced');
+  }
+
   note(message: string, type: ArrayEventType = 'note'): void {
     this.options.onEvent?.({ type, message: `${this.name}: ${message}` });
   }
@@ -1015,6 +1058,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       chunkBytes: this.chunkBytes,
       bitmapCommits: this.intent.commits,
       messages: this.cluster.messageCounts,
+      fenced: !this.stopped && !this.writesAllowed(),
     };
   }
 
@@ -1048,4 +1092,9 @@ function raidLayoutOf(md: MdSuperblock): RaidLayout {
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+/** `device` behind a fence asking `allowed` (a leg an earlier array of these legs fenced is taken from under its old fence). */
+function fenced(device: BlockDevice, allowed: () => boolean): BlockDevice {
+  return new FencedDevice(device instanceof FencedDevice ? device.inner : device, allowed, 'its lock manager membership ended');
 }

@@ -98,4 +98,6 @@ export interface ClusterHost {
   needsSync(): boolean;
   /** One line for the log / events. */
   note(event: string): void;
+  /** This node may no longer write to the legs (its lock manager membership ended without a leave). */
+  fenced(why: string): void;
 }

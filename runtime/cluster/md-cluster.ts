@@ -90,6 +90,7 @@ export class MdCluster implements ClusterOperations {
           cluster.queueRecovery(member.slot - 1);
         },
         recoverDone: (slots) => cluster.recoverDone(slots),
+        fenced: (why) => options.host.fenced(why),
       },
     });
     try {

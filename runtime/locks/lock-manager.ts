@@ -56,6 +56,12 @@ export interface LockspaceCallbacks {
   recoverSlot?(member: DepartedMember): void;
   /** Recovery finished; `slots` are the live members' slots, `ourSlot` ours. */
   recoverDone?(slots: readonly number[], ourSlot: number): void;
+  /**
+   * This member is out without having left: its lease could not be renewed in time (it fenced
+   * itself) or ended in etcd. Its locks are gone and writesAllowed() is false from now on; the
+   * others recover it. Joining again makes a new member.
+   */
+  fenced?(why: string): void;
 }
 
 export interface LockOptions {

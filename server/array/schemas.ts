@@ -85,6 +85,7 @@ export const ArrayInfo = z
     chunkBytes: Count.optional(),
     bitmapCommits: Count.optional(),
     messages: z.strictObject({ sent: Count, received: Count, refused: Count }).optional(),
+    fenced: z.boolean().optional().openapi({ description: 'True once this node may not write to the legs: its etcd lease could not be renewed in time. The service assembles it again as a new member once etcd answers.' }),
   })
   .openapi('Array');
 

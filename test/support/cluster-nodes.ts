@@ -11,7 +11,7 @@ import type { ArrayCreateSpec } from '../../runtime/cluster/array-format.ts';
 import { ClusterArray, type ArrayEvent } from '../../runtime/cluster/array-device.ts';
 import { FileDevice } from '../../runtime/devices/file-device.ts';
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
-import type { InProcessLockManager } from '../../runtime/locks/in-process/in-process-lock-manager.ts';
+import type { LockManager } from '../../runtime/locks/lock-manager.ts';
 import { readMdSuperblock } from '../../runtime/cluster/leg-metadata.ts';
 import { PassThroughDevice } from './pass-through-device.ts';
 
@@ -48,7 +48,7 @@ export interface Node {
 }
 
 export async function node(
-  manager: InProcessLockManager,
+  manager: LockManager,
   files: string[],
   member: string,
   options: { create?: ArrayCreateSpec; wrap?: (legs: FileDevice[]) => BlockDevice[]; daemonSleepMs?: number; findDevice?: (uuid: Uint8Array) => Promise<BlockDevice | null> } = {},

@@ -74,7 +74,7 @@ export class EtcdLockManager implements LockManager {
     checkName('memberName', options?.memberName);
     const keys = new LockspaceKeys(this.root, lockspace);
     let member: EtcdMember | null = null;
-    const lease = await LeaseKeeper.grant(this.store, this.leaseTtlSeconds, (why) => member?.depart(`fenced: ${why}`));
+    const lease = await LeaseKeeper.grant(this.store, this.leaseTtlSeconds, (why) => member?.depart(`fenced: ${why}`, true));
     try {
       const joined = await this.claim(keys, options.memberName, lease);
       member = new EtcdMember(
@@ -93,7 +93,7 @@ export class EtcdLockManager implements LockManager {
       const mirror = await LockspaceMirror.start(
         this.store, keys.prefix, joined.revision, joined.kvs,
         (changes) => self.onRevision(changes),
-        (error) => self.depart(error.message),
+        (error) => self.depart(error.message, true),
       );
       this.members.add(member);
       member.attach(mirror);

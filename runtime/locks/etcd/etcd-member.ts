@@ -197,15 +197,19 @@ export class EtcdMember implements Lockspace, LockOwner {
     await this.lease.revoke();
   }
 
-  /** Stops this member at once: every wait fails ENOTCONN, nothing more is written or delivered. */
-  depart(why: string): void {
+  /**
+   * Stops this member at once: every wait fails ENOTCONN, nothing more is written or delivered.
+   * `fenced`: it did not leave on purpose (lease lost, key gone, watch ended): its owner is told.
+   */
+  depart(why: string, fenced = false): void {
     if (!this.live) return;
     this.live = false;
     for (const handle of this.locks.values()) handle.purge();
     this.locks.clear();
     void this.mirror?.close();
     this.onDeparted(this);
-    void why;
+    const callback = this.callbacks.fenced;
+    if (fenced && callback !== undefined) this.outbox.post(() => callback(why));
   }
 
   // ---- the transaction loop ----------------------------------------------------------------
@@ -251,7 +255,7 @@ export class EtcdMember implements Lockspace, LockOwner {
         return;
       }
       if (result.ranges[0]!.length === 0) {
-        this.depart('our member key is gone (lease expired or revoked)');
+        this.depart('our member key is gone (lease expired or revoked)', true);
         this.checkLive();
       }
       const head = result.ranges[1]![0];
@@ -325,7 +329,7 @@ export class EtcdMember implements Lockspace, LockOwner {
       if (parsed.kind === 'member') {
         if (change.after === undefined) {
           if (parsed.lease === this.lease.id) {
-            this.depart('our member key is gone (lease expired or revoked)');
+            this.depart('our member key is gone (lease expired or revoked)', true);
             return;
           }
           const record = this.members.get(parsed.lease);
