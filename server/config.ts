@@ -5,13 +5,15 @@
  *   --nbd HOST:PORT|PATH  BLOCKCORE_NBD     NBD server, default 127.0.0.1:10809; a value with a "/"
  *                                           (or unix:PATH) is a Unix socket path
  *   --token-file FILE     BLOCKCORE_TOKEN   API token (the file's first line, or the variable)
- * and each engine's own flags (EngineDefinition.serveFlags: `--rtrs`, `--rtrs-key-file` ...), with
- * their variables and defaults, checked by the engine's rule, into `settings`.
+ * and the cluster's flags (cluster/flags.ts: `--etcd`, `--node-name` ...) and each engine's own
+ * (EngineDefinition.serveFlags: `--rtrs`, `--rtrs-key-file` ...), with their variables and
+ * defaults, checked by their rule, into `settings`.
  * Safe by default: the API binds loopback; bound to any other address it refuses to start without a
  * token. NBD has no authentication of its own, so a non-loopback NBD address earns a warning.
  */
 import { isIP } from 'node:net';
 import type { ServeFlag } from './engine.ts';
+import { CLUSTER_FLAGS } from './cluster/flags.ts';
 import { ENGINES } from './engines.ts';
 import { loadToken } from './token.ts';
 
@@ -38,7 +40,7 @@ export class ConfigError extends Error {
 
 const FLAGS = ['--data', '--http', '--nbd', '--token-file'] as const;
 type Flag = (typeof FLAGS)[number];
-const ENGINE_FLAGS: readonly ServeFlag[] = ENGINES.flatMap((engine) => engine.serveFlags ?? []);
+const ENGINE_FLAGS: readonly ServeFlag[] = [...CLUSTER_FLAGS, ...ENGINES.flatMap((engine) => engine.serveFlags ?? [])];
 const ALL_FLAGS: readonly string[] = [...FLAGS, ...ENGINE_FLAGS.map((flag) => flag.flag)];
 
 export function parseServeArgs(argv: readonly string[], env: Record<string, string | undefined>): ServeConfig {
@@ -48,14 +50,20 @@ export function parseServeArgs(argv: readonly string[], env: Record<string, stri
     const arg = argv[at]!;
     const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     if (!ALL_FLAGS.includes(flag)) throw new ConfigError(`unknown argument "${arg}" (serve takes ${ALL_FLAGS.join(', ')})`);
+    if (ENGINE_FLAGS.find((f) => f.flag === flag)?.boolean) {
+      if (inline !== undefined && inline !== 'true' && inline !== 'false') throw new ConfigError(`${flag} is a switch: give it alone (or =true / =false)`);
+      flags.set(flag, inline ?? 'true');
+      continue;
+    }
     const value = inline ?? argv[++at];
     if (value === undefined || value === '') throw new ConfigError(`${flag} needs a value`);
     flags.set(flag, value);
   }
   const settings: Record<string, string> = {};
   for (const engineFlag of ENGINE_FLAGS) {
-    const value = flags.get(engineFlag.flag) ?? fromEnv(engineFlag.env) ?? engineFlag.defaultValue;
-    if (value === null) continue;
+    const envValue = engineFlag.boolean ? (fromEnv(engineFlag.env) === undefined ? undefined : String(/^(1|true)$/i.test(fromEnv(engineFlag.env)!))) : fromEnv(engineFlag.env);
+    const value = flags.get(engineFlag.flag) ?? envValue ?? engineFlag.defaultValue;
+    if (value === null || (engineFlag.boolean && value === 'false')) continue;
     const problem = engineFlag.problem?.(value) ?? null;
     if (problem !== null) throw new ConfigError(`${flags.has(engineFlag.flag) ? engineFlag.flag : fromEnv(engineFlag.env) !== undefined ? engineFlag.env : engineFlag.flag}: ${problem}`);
     settings[engineFlag.flag] = value;

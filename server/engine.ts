@@ -26,6 +26,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { BlockDevice } from '../runtime/devices/block-device.ts';
 import type { Command } from './cli/commands.ts';
+import type { Coordinator } from './cluster/coordinator.ts';
 import type { Hold } from './device-holders.ts';
 import type { EventHub } from './event-hub.ts';
 import type { PromText } from './prometheus.ts';
@@ -55,6 +56,9 @@ export interface EngineContext extends ServiceContext {
    * service was started without it (a library caller that did not ask for that listener).
    */
   setting(flag: string): string | null;
+
+  /** This service as a cluster node: its name and id, its lock managers (in-process, etcd). */
+  readonly cluster: Coordinator;
 
   /** Runs `work` as the service's one change at a time; the API's changes all go through here. */
   exclusive<T>(work: () => Promise<T>): Promise<T>;
@@ -113,6 +117,8 @@ export interface ServeFlag {
   readonly summary: string;
   /** Why `value` cannot be used (one line), or null: checked before the service opens. */
   problem?(value: string): string | null;
+  /** A switch: given alone (its value is "true"); the variable counts when it is "1" or "true". */
+  readonly boolean?: boolean;
 }
 
 export interface EngineDefinition {

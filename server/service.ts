@@ -20,6 +20,7 @@
  * exported cannot be deleted, and an export with connected clients cannot be deleted.
  */
 import fs from 'node:fs';
+import { Coordinator } from './cluster/coordinator.ts';
 import { lockDataDir, type DataLock } from './data-lock.ts';
 import { createDevice, devicePath, listDevices, deleteDevice, statDevice, type DeviceFile } from './device-files.ts';
 import { holdersOf, type Hold } from './device-holders.ts';
@@ -59,9 +60,16 @@ export class Service {
   private tail: Promise<unknown> = Promise.resolve();
   private stopping = false;
 
-  private constructor(readonly dataDir: string, private readonly lock: DataLock, log: (line: string) => void, settings: Readonly<Record<string, string>>) {
+  private constructor(
+    readonly dataDir: string,
+    private readonly lock: DataLock,
+    log: (line: string) => void,
+    settings: Readonly<Record<string, string>>,
+    readonly cluster: Coordinator,
+  ) {
     this.context = {
       dataDir,
+      cluster,
       setting: (flag) => settings[flag] ?? null,
       events: this.events,
       log,
@@ -87,9 +95,13 @@ export class Service {
     const dataDir = fs.realpathSync(options.dataDir);
     const lock = lockDataDir(dataDir);
     let service: Service | null = null;
+    let cluster: Coordinator | null = null;
     try {
       const state = readState(dataDir, ENGINES);
-      service = new Service(dataDir, lock, options.log ?? ((line) => console.error(line)), options.settings ?? {});
+      const log = options.log ?? ((line: string) => console.error(line));
+      const settings = options.settings ?? {};
+      cluster = await Coordinator.open((flag) => settings[flag] ?? null, dataDir, log);
+      service = new Service(dataDir, lock, log, settings, cluster);
       for (const definition of ENGINES) {
         const engine = await definition.open(service.context);
         service.engines.set(definition.kind, engine);
@@ -101,6 +113,7 @@ export class Service {
       // Engines opened so far may hold listeners and files: close them before giving up.
       for (const engine of [...(service?.engines.values() ?? [])].reverse()) await engine.closeAll().catch(() => {});
       await service?.exports.closeAll().catch(() => {});
+      await cluster?.close().catch(() => {});
       lock.release();
       throw error;
     }
@@ -185,6 +198,7 @@ export class Service {
       this.events.close();
       await this.exports.closeAll();
       for (const engine of [...this.engines.values()].reverse()) await engine.closeAll();
+      await this.cluster.close().catch((error) => this.context.log(`leaving the cluster: ${error}`));
       this.lock.release();
     }, true);
   }

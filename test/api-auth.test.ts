@@ -42,7 +42,7 @@ auth('tokens compare in full', () => {
 
 auth('config: defaults, environment, flags win', () => {
   const defaults = parseServeArgs([], {});
-  assert.equal(defaults, { dataDir: './data', http: { host: '127.0.0.1', port: 8420 }, nbd: { host: '127.0.0.1', port: 10809 }, token: null, settings: { '--rtrs': '127.0.0.1:10900,127.0.0.2:10900', '--ulog': 'default' }, warnings: [] });
+  assert.equal(defaults, { dataDir: './data', http: { host: '127.0.0.1', port: 8420 }, nbd: { host: '127.0.0.1', port: 10809 }, token: null, settings: { '--lease-ttl': '5', '--rtrs': '127.0.0.1:10900,127.0.0.2:10900', '--ulog': 'default' }, warnings: [] });
   assert.is(DEFAULT_HTTP, '127.0.0.1:8420');
   const env = { BLOCKCORE_DATA: '/srv/a', BLOCKCORE_HTTP: '127.0.0.2:1', BLOCKCORE_NBD: '/run/nbd.sock', BLOCKCORE_TOKEN: TOKEN };
   const fromEnv = parseServeArgs([], env);
@@ -50,8 +50,22 @@ auth('config: defaults, environment, flags win', () => {
   const flags = parseServeArgs(['--data', '/srv/b', '--http=[::1]:9000', '--nbd', 'unix:nbd.sock'], env);
   assert.equal([flags.dataDir, flags.http, flags.nbd], ['/srv/b', { host: '::1', port: 9000 }, { path: 'nbd.sock' }]);
   // An engine's own flags (transport: --rtrs, --rtrs-key-file): flag over variable over default, checked by the engine.
-  assert.equal(parseServeArgs([], { BLOCKCORE_RTRS: '127.0.0.3:1' }).settings, { '--rtrs': '127.0.0.3:1', '--ulog': 'default' });
-  assert.equal(parseServeArgs(['--rtrs', 'off', '--rtrs-key-file', '/k', '--ulog', 'off'], { BLOCKCORE_RTRS: '127.0.0.3:1' }).settings, { '--rtrs': 'off', '--rtrs-key-file': '/k', '--ulog': 'off' });
+  assert.equal(parseServeArgs([], { BLOCKCORE_RTRS: '127.0.0.3:1' }).settings, { '--lease-ttl': '5', '--rtrs': '127.0.0.3:1', '--ulog': 'default' });
+  assert.equal(parseServeArgs(['--rtrs', 'off', '--rtrs-key-file', '/k', '--ulog', 'off'], { BLOCKCORE_RTRS: '127.0.0.3:1' }).settings, { '--lease-ttl': '5', '--rtrs': 'off', '--rtrs-key-file': '/k', '--ulog': 'off' });
+  // The cluster's flags: etcd URLs checked, a switch given alone or by its variable, the TTL bounded.
+  const cluster = parseServeArgs(['--etcd', 'http://127.0.0.1:2379,https://e2:2379', '--etcd-wait', '--node-name', 'n1', '--lease-ttl', '2'], {}).settings;
+  assert.equal([cluster['--etcd'], cluster['--etcd-wait'], cluster['--node-name'], cluster['--lease-ttl']], ['http://127.0.0.1:2379,https://e2:2379', 'true', 'n1', '2']);
+  assert.is(parseServeArgs([], { BLOCKCORE_ETCD_WAIT: '1' }).settings['--etcd-wait'], 'true');
+  assert.is(parseServeArgs([], { BLOCKCORE_ETCD_WAIT: '0' }).settings['--etcd-wait'], undefined);
+  for (const [argv, message] of [
+    [['--etcd', 'etcd:2379'], /--etcd: "etcd:2379" is not http/],
+    [['--etcd', 'http://u@e:2379'], /user with --etcd-user/],
+    [['--lease-ttl', '0'], /--lease-ttl: expected a whole number of seconds from 1 to 60/],
+    [['--node-name', '-x'], /--node-name: expected 1 to 63/],
+    [['--etcd-wait=maybe'], /--etcd-wait is a switch/],
+  ] as const) {
+    assert.throws(() => parseServeArgs(argv, {}), (error: Error) => message.test(error.message), argv.join(' '));
+  }
   assert.throws(() => parseServeArgs(['--rtrs', '127.0.0.1'], {}), /--rtrs: expected HOST:PORT/);
   assert.throws(() => parseServeArgs([], { BLOCKCORE_RTRS: '127.0.0.1:99999' }), /BLOCKCORE_RTRS: port 99999 is not 0..65535/);
   for (const argv of [['--http', 'localhost'], ['--http', '1.2.3.4:70000'], ['--http', '[nothex]:1'], ['--nbd', 'x:y'], ['--port', '1'], ['--data'], ['serve'], ['--rtrs', 'x']]) {

@@ -94,13 +94,13 @@ restart('the state file is written whole (no temporary left), checked on read, a
   await ok('POST', '/v1/devices', { name: 'disk.img', sizeBytes: 4096 });
   await ok('POST', '/v1/exports', { name: 'e1', device: 'disk.img' });
   const stateDir = join(server.dataDir, '.blockcore');
-  assert.equal(readdirSync(stateDir).sort(), ['lock', 'state.json']);
+  assert.equal(readdirSync(stateDir).sort(), ['lock', 'node-id', 'state.json']);
   const state = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8'));
   assert.equal(state, { format: 'blockcore-state', version: 2, engines: { remote: [], array: [], mirror: [], clone: [] }, exports: [{ name: 'e1', device: 'disk.img', readOnly: false }] });
   assert.is(stateProblem(state, ENGINES), null);
   assert.equal(readState(server.dataDir, ENGINES).exports, state.exports);
   await server.stop();
-  assert.equal(readdirSync(stateDir), ['state.json'], 'the lock is released');
+  assert.equal(readdirSync(stateDir).sort(), ['node-id', 'state.json'], 'the lock is released');
   for (const [bad, reason] of [
     ['{"format":"blockcore-state","version":3,"engines":{},"exports":[]}', /version 3 is not 1 or 2/],
     ['{"format":"blockcore-state","version":2,"engines":{"tape":[{"name":"m"}]},"exports":[]}', /no "tape" engine .*refusing to start rather than drop its records/],

@@ -34,6 +34,7 @@ test('the key layout: names percent-encoded under the lockspace prefix', () => {
 
 test('values are frozen byte for byte', () => {
   assert.is(text(encodeMember({ name: 'node1', slot: 3 })), '{"name":"node1","slot":3}');
+  assert.is(text(encodeMember({ name: 'node1', slot: 3, node: '6f1c' })), '{"name":"node1","slot":3,"node":"6f1c"}');
   const lvb = new Uint8Array(64);
   lvb[0] = 0xab;
   lvb[63] = 0x01;

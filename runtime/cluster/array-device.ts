@@ -74,6 +74,8 @@ export interface AssembleOptions {
   manager: LockManager;
   /** This node's name in the lockspace. */
   memberName: string;
+  /** This node's id, stable across its restarts (a restarted node takes its old membership over). */
+  nodeId?: string;
   /** Lazy bit clearing period; default the bitmap's daemon_sleep. */
   daemonSleepMs?: number;
   /** Events (leg failed, resync started...) for logs and the service's event stream. */
@@ -263,6 +265,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     try {
       (this as { cluster: MdCluster }).cluster = await MdCluster.join({
         manager: this.options.manager, arrayUuid: this.md.setUuid, nodes: this.layout.nodes, memberName: this.options.memberName, host: this,
+        ...(this.options.nodeId === undefined ? {} : { nodeId: this.options.nodeId }),
       });
     } catch (error) {
       if (error instanceof BlockError && error.code === 'ERANGE' && this.layout.bitmap !== 'clustered') {

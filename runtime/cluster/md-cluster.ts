@@ -46,6 +46,8 @@ export interface JoinOptions {
   arrayUuid: Uint8Array;
   nodes: number;
   memberName: string;
+  /** The node (process) joining, stable across its restarts (JoinOptions.nodeId). */
+  nodeId?: string;
   host: ClusterHost;
 }
 
@@ -83,6 +85,7 @@ export class MdCluster implements ClusterOperations {
     const cluster = new MdCluster(options);
     cluster.space = await options.manager.join(lockspaceName(options.arrayUuid), {
       memberName: options.memberName,
+      ...(options.nodeId === undefined ? {} : { nodeId: options.nodeId }),
       callbacks: {
         recoverPrep: () => cluster.recoverPrep(),
         recoverSlot: (member) => {

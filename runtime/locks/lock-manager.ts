@@ -40,6 +40,12 @@ export interface LockManager {
 export interface JoinOptions {
   /** Unique in the lockspace: a second live member of the same name is refused (EINVAL). */
   memberName: string;
+  /**
+   * The node (process) joining, stable across its restarts: a member of the same name left behind
+   * by an earlier run of the same node (it crashed; its lease has not expired yet) is taken over at
+   * once instead of refusing the name. Managers whose members cannot outlive their process ignore it.
+   */
+  nodeId?: string;
   callbacks?: LockspaceCallbacks;
 }
 

@@ -1,19 +1,28 @@
 /**
  * The array engine in the service: clustered md arrays by name over device files of the data
- * directory, this service being one node of each (the in-process lock manager: a cluster of one
- * node per service until the etcd lock manager lets several services share an array). Create
- * (format and assemble) or assemble, inspect, fail a leg, stop. Each change is saved in the state
- * file before it answers and published as an `array.*` event; a stopped array's legs keep
- * everything (assemble brings it back). A restart assembles every array again from its legs.
+ * directory, this service being one node of each. Lock "in-process": the service is the whole
+ * cluster (one node per service); lock "etcd": the nodes are separate services started with
+ * --etcd, each with its own data directory holding the shared legs (a SAN, or a bind mount), the
+ * array created on one and assembled on the others. Create (format and assemble) or assemble,
+ * inspect, fail a leg, stop. Each change is saved in the state file before it answers and
+ * published as an `array.*` event; a stopped array's legs keep everything (assemble brings it
+ * back). A restart assembles every array again from its legs.
+ *
+ * Fenced (an etcd array whose node could not renew its lease in time): the array stops writing at
+ * once (runtime/cluster: FencedDevice), the service stops it and assembles it again as a new
+ * member once etcd answers, retrying every second; exports and engines stacked on it hold a
+ * SwitchDevice, which then moves to the new array (calls meanwhile fail with EIO).
  */
-import os from 'node:os';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { ClusterArray, type ArrayEvent, type ArrayStatus } from '../../runtime/cluster/array-device.ts';
 import { DEFAULT_BITMAP_CHUNK_BYTES, DEFAULT_RAID10_CHUNK_BYTES, type ArrayCreateSpec } from '../../runtime/cluster/array-format.ts';
 import { mdstatText } from '../../runtime/cluster/mdstat.ts';
 import { FileDevice } from '../../runtime/devices/file-device.ts';
 import { BlockError } from '../../runtime/errors.ts';
-import { InProcessLockManager } from '../../runtime/locks/in-process/in-process-lock-manager.ts';
+import { readMdSuperblock } from '../../runtime/cluster/leg-metadata.ts';
+import { lockspaceName } from '../../runtime/cluster/md-cluster.ts';
+import type { BlockDevice } from '../../runtime/devices/block-device.ts';
+import { SwitchDevice } from '../../runtime/devices/switch-device.ts';
 import { devicePath, statDevice } from '../device-files.ts';
 import { checkCanHold, type Hold } from '../device-holders.ts';
 import type { Engine, EngineContext } from '../engine.ts';
@@ -27,6 +36,7 @@ import type { NewArray, SwitchBitmap } from './schemas.ts';
 
 export interface ArrayInfo extends Partial<Omit<ArrayStatus, 'name' | 'legs'>> {
   name: string;
+  lock: 'in-process' | 'etcd';
   legs: { device: string; slot: number; role: number | null; state: 'active' | 'spare' | 'faulty'; recovering: boolean }[];
   error: string | null;
   exports: string[];
@@ -38,16 +48,19 @@ interface ArrayEntry {
   array: ClusterArray | null;
   error: string | null;
   holds: Hold[];
+  /** What deviceOf handed out (exports, stacked engines): moved to the array assembled after a fence. */
+  served: Set<SwitchDevice>;
+  /** True while a fenced array is being assembled again. */
+  rejoining: boolean;
 }
 
+const REJOIN_RETRY_MS = 1000;
 const CREATE_ONLY = ['level', 'layout', 'nodes', 'clusterName', 'chunkSizeBytes', 'bitmapChunkBytes', 'assumeClean', 'spares', 'sizeBytes', 'bitmap'] as const;
 
 export class ArrayRegistry implements Engine {
   readonly kind = 'array';
   private readonly entries = new Map<string, ArrayEntry>();
-  /** This service is one node of every array: one lockspace member each. */
-  private readonly locks = new InProcessLockManager();
-  private readonly memberName = os.hostname() || 'blockcore';
+  private closing = false;
 
   constructor(private readonly service: EngineContext) {}
 
@@ -64,24 +77,33 @@ export class ArrayRegistry implements Engine {
       const holds = this.holdsOf(record);
       try {
         const array = await this.open(record, null);
-        this.entries.set(record.name, { record, array, error: null, holds });
+        this.entries.set(record.name, { record, array, error: null, holds, served: new Set(), rejoining: false });
       } catch (error) {
         const message = (error as Error).message ?? String(error);
         this.service.log(`array ${record.name} not assembled: ${message}`);
-        this.entries.set(record.name, { record, array: null, error: message, holds });
+        this.entries.set(record.name, { record, array: null, error: message, holds, served: new Set(), rejoining: false });
       }
     }
   }
 
   records(): ArrayRecord[] {
-    return [...this.entries.values()].map((entry) => ({ name: entry.record.name, legs: [...entry.record.legs] }));
+    return [...this.entries.values()].map((entry) => ({ name: entry.record.name, legs: [...entry.record.legs], ...(entry.record.lock ? { lock: entry.record.lock } : {}) }));
   }
 
   holds(): Hold[] {
     return [...this.entries.values()].flatMap((entry) => entry.holds);
   }
 
-  deviceOf(name: string, field: string): ClusterArray {
+  /** The array as its users hold it: a SwitchDevice, so a fenced array assembled again serves them on. */
+  deviceOf(name: string, field: string): BlockDevice {
+    const entry = this.entry(name, field);
+    const array = this.assembled(name, field);
+    const served = new SwitchDevice(array);
+    entry.served.add(served);
+    return served;
+  }
+
+  private assembled(name: string, field: string): ClusterArray {
     const entry = this.entry(name, field);
     if (entry.array === null) throw new ServiceError('EBUSY', `array "${name}" is not assembled: ${entry.error}`, field);
     return entry.array;
@@ -99,7 +121,8 @@ export class ArrayRegistry implements Engine {
   async create(body: z.infer<typeof NewArray>): Promise<ArrayInfo> {
     const { name, legs } = body;
     if (this.entries.has(name)) throw new ServiceError('EEXIST', `array "${name}" exists already`, 'name');
-    const record: ArrayRecord = { name, legs: [...legs] };
+    const record: ArrayRecord = { name, legs: [...legs], ...(body.lock === 'etcd' ? { lock: 'etcd' as const } : {}) };
+    this.service.cluster.lockManager(body.lock ?? 'in-process', 'lock'); // refused now when there is no etcd
     const seen = new Set<string>();
     legs.forEach((leg, i) => {
       if (seen.has(leg)) throw invalid(`legs[${i}]`, `"${leg}" is listed twice`);
@@ -115,7 +138,7 @@ export class ArrayRegistry implements Engine {
       spec = this.createSpec(body, sizes);
     }
     const array = await this.open(record, spec);
-    const entry: ArrayEntry = { record, array, error: null, holds };
+    const entry: ArrayEntry = { record, array, error: null, holds, served: new Set(), rejoining: false };
     this.entries.set(name, entry);
     await this.service.saveOrUndo(async () => {
       this.entries.delete(name);
@@ -136,7 +159,7 @@ export class ArrayRegistry implements Engine {
   async addLeg(name: string, device: string, spare: boolean, grow = false): Promise<ArrayInfo> {
     if (spare && grow) throw invalid('grow', 'a leg added to grow the array cannot be a spare');
     const entry = this.entry(name);
-    const array = this.deviceOf(name, 'name');
+    const array = this.assembled(name, 'name');
     const hold: Hold = { path: devicePath(this.service.dataDir, device, 'device'), name: device, access: 'write', holder: `array:${name}` };
     if (entry.holds.some((h) => h.path === hold.path)) throw invalid('device', `"${device}" is a leg of array "${name}" already`);
     statDevice(this.service.dataDir, device, 'device');
@@ -191,7 +214,7 @@ export class ArrayRegistry implements Engine {
   /** mdadm --grow --size: every node of the array takes the new size; a grow resyncs the new part. */
   async resize(name: string, sizeBytes: number | 'max', assumeClean: boolean): Promise<ArrayInfo> {
     const entry = this.entry(name);
-    const array = this.deviceOf(name, 'name');
+    const array = this.assembled(name, 'name');
     // Exports and clones took the size when they opened it: they would read past a shrink or miss a grow.
     const users = this.service.usersOf(`array:${name}`);
     if (users.length > 0) throw new ServiceError('EBUSY', `array "${name}" is in use by ${users.join(', ')}; its size is fixed while it is`, 'name');
@@ -210,7 +233,7 @@ export class ArrayRegistry implements Engine {
   /** mdadm --grow --bitmap: another bitmap; the array is assembled again with it. */
   async switchBitmap(name: string, body: z.infer<typeof SwitchBitmap>): Promise<ArrayInfo> {
     const entry = this.entry(name);
-    const array = this.deviceOf(name, 'name');
+    const array = this.assembled(name, 'name');
     const users = this.service.usersOf(`array:${name}`);
     if (users.length > 0) throw new ServiceError('EBUSY', `array "${name}" is in use by ${users.join(', ')}; it is assembled again with the new bitmap`, 'name');
     for (const field of ['nodes', 'clusterName'] as const) if (body[field] !== undefined && body.bitmap !== 'clustered') throw invalid(field, 'is for a clustered bitmap');
@@ -251,9 +274,9 @@ export class ArrayRegistry implements Engine {
   }
 
   async closeAll(): Promise<void> {
+    this.closing = true;
     for (const entry of this.entries.values()) await entry.array?.close().catch((error) => this.service.log(`stopping array ${entry.record.name}: ${error}`));
     this.entries.clear();
-    await this.locks.close();
   }
 
   private createSpec(body: z.infer<typeof NewArray>, sizes: number[]): ArrayCreateSpec {
@@ -299,17 +322,67 @@ export class ArrayRegistry implements Engine {
     const devices: FileDevice[] = [];
     try {
       for (const [i, leg] of record.legs.entries()) devices.push(await FileDevice.open(devicePath(this.service.dataDir, leg, `legs[${i}]`)));
+      const kind = record.lock ?? 'in-process';
+      const uuid = lockspaceName(spec?.uuid ?? (await readMdSuperblock(devices[0]!)).setUuid);
+      if (spec === null) await this.service.cluster.checkArrayLock(uuid, kind, 'assemble', 'lock');
       const options = {
-        name: `array:${record.name}`, legs: devices, manager: this.locks, memberName: this.memberName, ownsLegs: true,
-        onEvent: (event: ArrayEvent) => this.service.events.publish(`array.${event.type}`, { array: record.name, message: event.message }),
+        name: `array:${record.name}`, legs: devices, manager: this.service.cluster.lockManager(kind, 'lock'),
+        memberName: this.service.cluster.nodeName, nodeId: this.service.cluster.nodeId, ownsLegs: true,
+        onEvent: (event: ArrayEvent) => {
+          this.service.events.publish(`array.${event.type}`, { array: record.name, message: event.message });
+          if (event.type === 'fenced') this.rejoin(record.name, event.message);
+        },
       };
-      return spec === null ? await ClusterArray.assemble(options) : await ClusterArray.create(options, spec);
+      const array = spec === null ? await ClusterArray.assemble(options) : await ClusterArray.create(options, spec);
+      if (spec !== null) await this.service.cluster.checkArrayLock(uuid, kind, 'create', 'lock').catch(async (error) => {
+        await array.close().catch(() => {});
+        throw error;
+      });
+      return array;
     } catch (error) {
       await Promise.all(devices.map((device) => device.close().catch(() => {})));
       if (error instanceof BlockError && error.code === 'EINVAL') throw invalid('legs', error.message.replace(/^EINVAL: /, ''));
       if (error instanceof BlockError && error.code === 'ERANGE') throw new ServiceError('EBUSY', error.message.replace(/^ERANGE: /, ''), 'legs');
       throw error;
     }
+  }
+
+  /**
+   * The array `name` was fenced: stop it, then assemble it again (a new lockspace member) once
+   * etcd answers, and move what deviceOf handed out to it.
+   */
+  private rejoin(name: string, why: string): void {
+    const entry = this.entries.get(name);
+    if (entry === undefined || entry.rejoining || this.closing) return;
+    entry.rejoining = true;
+    entry.error = why;
+    this.service.log(`array ${name}: ${why}`);
+    const attempt = async (): Promise<void> => {
+      const current = this.entries.get(name);
+      if (current !== entry || this.closing) return;
+      try {
+        await this.service.exclusive(async () => {
+          if (entry.array !== null) {
+            const fenced = entry.array;
+            entry.array = null;
+            await fenced.close().catch(() => {});
+          }
+          const array = await this.open(entry.record, null);
+          entry.array = array;
+          entry.error = null;
+          entry.rejoining = false;
+          for (const served of entry.served) {
+            if (served.sizeBytes <= array.sizeBytes) await served.replace(async () => array).catch(() => {});
+          }
+        });
+        this.service.events.publish('array.assembled', { array: name, legs: entry.record.legs, rejoined: true });
+        this.service.log(`array ${name}: assembled again after the fence`);
+      } catch (error) {
+        entry.error = `${why}; assembling again: ${(error as Error).message}`;
+        setTimeout(() => void attempt(), REJOIN_RETRY_MS);
+      }
+    };
+    setTimeout(() => void attempt(), 0);
   }
 
   private holdsOf(record: ArrayRecord): Hold[] {
@@ -319,7 +392,7 @@ export class ArrayRegistry implements Engine {
   /** The array `name` and its leg in `slot` (device number); 404 naming `slot` when there is none. */
   private legAt(name: string, slot: number): { entry: ArrayEntry; array: ClusterArray; leg: ArrayStatus['legs'][number] } {
     const entry = this.entry(name);
-    const array = this.deviceOf(name, 'name');
+    const array = this.assembled(name, 'name');
     const leg = array.status().legs.find((l) => l.devNumber === slot);
     if (leg === undefined) throw new ServiceError('ENOENT', `array "${name}" has no leg in slot ${slot}`, 'slot');
     return { entry, array, leg };
@@ -333,14 +406,15 @@ export class ArrayRegistry implements Engine {
 
   private info(entry: ArrayEntry): ArrayInfo {
     const { record } = entry;
+    const lock = record.lock ?? 'in-process';
     const exports = this.service.exportsOf(`array:${record.name}`);
     if (entry.array === null) {
-      return { name: record.name, legs: record.legs.map((device, slot) => ({ device, slot, role: null, state: 'faulty' as const, recovering: false })), error: entry.error, exports, state: null };
+      return { name: record.name, lock, legs: record.legs.map((device, slot) => ({ device, slot, role: null, state: 'faulty' as const, recovering: false })), error: entry.error, exports, state: null };
     }
     const status = entry.array.status();
     const nameOf = new Map(entry.holds.map((hold) => [hold.path, hold.name]));
     const legs = status.legs.map((leg) => ({ device: nameOf.get(leg.device) ?? leg.device, slot: leg.devNumber, role: leg.role, state: leg.state, recovering: leg.recovering }));
     const { name: _name, legs: _legs, raidDisks: _raidDisks, ...fields } = status;
-    return { name: record.name, legs, error: null, exports, state: mdstatText(record.name, { ...status, legs: status.legs.map((leg, i) => ({ ...leg, device: legs[i]!.device })) }), ...fields };
+    return { name: record.name, lock, legs, error: entry.error, exports, state: mdstatText(record.name, { ...status, legs: status.legs.map((leg, i) => ({ ...leg, device: legs[i]!.device })) }), ...fields };
   }
 }

@@ -8,13 +8,18 @@ const BitmapKind = z.enum(['clustered', 'internal', 'none']).openapi({
   description: 'clustered: a write-intent bitmap per node slot (several nodes); internal: one bitmap, one node; none: no bitmap, a crash resyncs everything.',
 });
 
+const LockKind = z.enum(['in-process', 'etcd']).openapi({
+  description: 'The lock manager the array\'s nodes coordinate through: in-process (default: this service is every node of it) or etcd (nodes are separate services started with --etcd: create on one, assemble on the others with the same lock). Assembling with another kind than the array was created with is refused.',
+});
+
 const Legs = z.array(DeviceName).min(1).max(LEGS_MAX).openapi({ description: 'Device files of the data directory, one per leg, in slot order (spares last).' });
 
 export const NewArray = z
   .strictObject({
     name: Name,
     legs: Legs,
-    assemble: z.boolean().optional().openapi({ description: 'true: assemble the array the legs already hold (join it as one more node); the fields below are not taken then.' }),
+    assemble: z.boolean().optional().openapi({ description: 'true: assemble the array the legs already hold (join it as one more node); the fields below `lock` are not taken then.' }),
+    lock: LockKind.optional(),
     level: z.enum(['raid1', 'raid10']).optional().openapi({ description: 'Required to create.' }),
     layout: z.enum(['n2', 'n3']).optional().openapi({ description: 'raid10: near copies (default n2).' }),
     nodes: z.number().int().min(1).max(NODES_MAX).optional().openapi({ description: 'Node slots of the clustered bitmap (default 2, as mdadm needs at least two).' }),
@@ -68,6 +73,7 @@ export const ArrayInfo = z
   .strictObject({
     name: Name,
     legs: z.array(Leg),
+    lock: LockKind,
     error: z.string().nullable().openapi({ description: 'Why the array could not be assembled after a restart.' }),
     exports: z.array(Name),
     state: z.string().nullable().openapi({ description: 'The array as /proc/mdstat prints it (level, legs with their slots, size, [n/m] [UU], resync progress or PENDING, bitmap).' }),

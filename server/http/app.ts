@@ -11,6 +11,7 @@ import { ServiceError } from '../errors.ts';
 import type { Service } from '../service.ts';
 import { tokenChecker } from '../token.ts';
 import { RUNTIME, VERSION } from '../version.ts';
+import { clusterRoutes } from './cluster.ts';
 import { deviceRoutes } from './devices.ts';
 import { answerError, errorJson } from './errors.ts';
 import { eventRoutes } from './events.ts';
@@ -65,6 +66,7 @@ export function createApp({ service, token }: AppOptions): OpenAPIHono {
   deviceRoutes(app, service);
   for (const engine of service.engines.values()) engine.routes(app);
   exportRoutes(app, service);
+  clusterRoutes(app, service);
   eventRoutes(app, service);
   metricsRoutes(app, service, counters);
 

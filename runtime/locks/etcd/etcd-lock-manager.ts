@@ -54,6 +54,16 @@ export interface EtcdLockManagerOptions {
   warn?: (line: string) => void;
 }
 
+export interface LockspaceStatus {
+  lockspace: string;
+  memberName: string;
+  slot: number;
+  leaseId: string;
+  /** How long this member may still write without another lease renewal. */
+  writesAllowedForMs: number;
+  members: { name: string; slot: number; node: string | null }[];
+}
+
 export class EtcdLockManager implements LockManager {
   private readonly members = new Set<EtcdMember>();
   private readonly root: string;
@@ -76,7 +86,7 @@ export class EtcdLockManager implements LockManager {
     let member: EtcdMember | null = null;
     const lease = await LeaseKeeper.grant(this.store, this.leaseTtlSeconds, (why) => member?.depart(`fenced: ${why}`, true));
     try {
-      const joined = await this.claim(keys, options.memberName, lease);
+      const joined = await this.claim(keys, options.memberName, options.nodeId, lease);
       member = new EtcdMember(
         {
           store: this.store, keys, warn: this.warn,
@@ -124,19 +134,29 @@ export class EtcdLockManager implements LockManager {
   }
 
   /** Takes the lowest free slot and the name in one transaction; reads the lockspace as of it. */
-  private async claim(keys: LockspaceKeys, memberName: string, lease: LeaseKeeper) {
+  private async claim(keys: LockspaceKeys, memberName: string, nodeId: string | undefined, lease: LeaseKeeper) {
     for (;;) {
       const read = await this.store.txn([], [{ range: { key: keys.members, prefix: true } }, { range: { key: keys.slots, prefix: true } }]);
       const members = read.ranges[0]!;
       const taken = new Set(read.ranges[1]!.map((kv) => kv.key.slice(keys.slots.length)));
+      let takenOver = false;
       for (const kv of members) {
+        let record;
         try {
-          if (decodeMember(kv.key, kv.value).name === memberName) throw new LockError('EINVAL', `member ${memberName} is already in lockspace ${keys.lockspace}`);
+          record = decodeMember(kv.key, kv.value);
         } catch (error) {
           if (!(error instanceof KeyValueError)) throw error;
           this.warn(`${error.message} (ignored: not a member)`);
+          continue;
         }
+        if (record.name !== memberName) continue;
+        if (nodeId === undefined || record.node !== nodeId) throw new LockError('EINVAL', `member ${memberName} is already in lockspace ${keys.lockspace}`);
+        // An earlier run of this very node (it crashed, its lease lives on): end it now; the
+        // others recover that member as they would after its lease expired.
+        await this.store.revokeLease(kv.key.slice(keys.members.length));
+        takenOver = true;
       }
+      if (takenOver) continue;
       let slot = 1;
       while (taken.has(String(slot))) slot += 1;
       const empty = members.length === 0;
@@ -149,7 +169,7 @@ export class EtcdLockManager implements LockManager {
         ],
         [
           ...(empty ? [{ delete: { key: keys.resources, prefix: true } }] : []),
-          { put: { key: keys.member(lease.id), value: encodeMember({ name: memberName, slot }), lease: lease.id } },
+          { put: { key: keys.member(lease.id), value: encodeMember({ name: memberName, slot, ...(nodeId === undefined ? {} : { node: nodeId }) }), lease: lease.id } },
           { put: { key: keys.name(memberName), value, lease: lease.id } },
           { put: { key: keys.slot(slot), value, lease: lease.id } },
           { range: { key: keys.prefix, prefix: true } },
@@ -160,6 +180,18 @@ export class EtcdLockManager implements LockManager {
       if (result.ranges[0]!.length > 0) throw new LockError('EINVAL', `member ${memberName} is already in lockspace ${keys.lockspace}`);
       // Another member took the slot (or the lockspace stopped being empty) meanwhile: read again.
     }
+  }
+
+  /** What each of our members knows: for status pages. */
+  lockspaces(): LockspaceStatus[] {
+    return [...this.members].map((member) => ({
+      lockspace: member.name,
+      memberName: member.memberName,
+      slot: member.slot,
+      leaseId: member.lease.id,
+      writesAllowedForMs: Math.round(member.lease.remainingMs()),
+      members: member.memberList(),
+    }));
   }
 
   async close(): Promise<void> {

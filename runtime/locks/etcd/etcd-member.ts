@@ -312,6 +312,13 @@ export class EtcdMember implements Lockspace, LockOwner {
     }
   }
 
+  /** The lockspace's members as our mirror holds them (ours included), by slot. */
+  memberList(): { name: string; slot: number; node: string | null }[] {
+    return [...this.members.values()]
+      .flatMap((m) => (m === null ? [] : [{ name: m.name, slot: m.slot, node: m.node ?? null }]))
+      .sort((a, b) => a.slot - b.slot);
+  }
+
   get outboxIdle(): boolean {
     return this.outbox.idle;
   }

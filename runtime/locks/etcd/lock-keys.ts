@@ -3,7 +3,7 @@
  * format; frozen by test/etcd-lock-keys.test.ts). Under the lockspace prefix
  * `<root><lockspace>/` (names percent-encoded, so a `/` in a name cannot reach another key):
  *
- *   members/<lease>              {"name","slot"}          on the member's lease
+ *   members/<lease>              {"name","slot","node"}   on the member's lease (node: optional)
  *   names/<member name>          <lease>                  on the lease (a name is taken once)
  *   slots/<slot>                 <lease>                  on the lease (create-if-absent: one holder)
  *   res/<resource>/head          {"seq","lvb","valid"}    the resource's version key and value block
@@ -35,6 +35,8 @@ export class KeyValueError extends Error {
 export interface MemberRecord {
   name: string;
   slot: number;
+  /** The node (service) the member runs in: a restarted node takes its old members' names over. */
+  node?: string;
 }
 
 export interface HeadRecord {
@@ -126,14 +128,15 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 export function encodeMember(record: MemberRecord): Uint8Array {
-  return encoder.encode(JSON.stringify({ name: record.name, slot: record.slot }));
+  return encoder.encode(JSON.stringify({ name: record.name, slot: record.slot, ...(record.node === undefined ? {} : { node: record.node }) }));
 }
 
 export function decodeMember(key: string, value: Uint8Array): MemberRecord {
   const raw = parseObject(key, value);
   if (typeof raw.name !== 'string' || raw.name.length === 0) throw new KeyValueError(key, 'member name is not a non-empty string');
   if (!isCount(raw.slot) || raw.slot < 1) throw new KeyValueError(key, 'member slot is not a positive integer');
-  return { name: raw.name, slot: raw.slot };
+  if (raw.node !== undefined && (typeof raw.node !== 'string' || raw.node.length === 0 || raw.node.length > 64)) throw new KeyValueError(key, 'member node is not a string of 1 to 64 characters');
+  return { name: raw.name, slot: raw.slot, ...(raw.node === undefined ? {} : { node: raw.node as string }) };
 }
 
 export function encodeHead(head: HeadRecord): Uint8Array {
