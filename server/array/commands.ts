@@ -26,15 +26,17 @@ function slotCommand(verb: string, method: 'POST' | 'DELETE', suffix: string, su
 
 export const ARRAY_COMMANDS: Record<string, Command> = {
   'array create': {
-    usage: 'array create NAME --level raid1|raid10 [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap clustered|internal|none] [--bitmap-chunk-bytes N] [--spares N] [--size BYTES] [--assume-clean] LEG...',
+    usage: 'array create NAME --level raid1|raid10 [--lock in-process|etcd] [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap clustered|internal|none] [--bitmap-chunk-bytes N] [--spares N] [--size BYTES] [--assume-clean] LEG...',
     summary: 'create a clustered array on device files (mdadm --create --bitmap=clustered) and assemble it here',
-    flags: { '--level': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--size': 'value', '--bitmap': 'value', '--assume-clean': 'switch' },
+    flags: { '--level': 'value', '--lock': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--size': 'value', '--bitmap': 'value', '--assume-clean': 'switch' },
     async run(context, args) {
       const [name, ...legs] = args.positional;
       if (name === undefined || legs.length === 0) throw new UsageError(`expected NAME LEG... (usage: ${this.usage})`);
       const level = args.values.get('--level');
       if (level === undefined) throw new UsageError(`--level is required (usage: ${this.usage})`);
       const body: Record<string, unknown> = { name, legs, level };
+      const lock = args.values.get('--lock');
+      if (lock !== undefined) body.lock = lock;
       const layout = args.values.get('--layout');
       if (layout !== undefined) body.layout = layout;
       const clusterName = args.values.get('--cluster-name');
@@ -51,13 +53,14 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
     },
   },
   'array assemble': {
-    usage: 'array assemble NAME LEG...',
+    usage: 'array assemble NAME [--lock in-process|etcd] LEG...',
     summary: 'assemble the array its legs hold, as one more node of it (mdadm --assemble)',
-    flags: {},
+    flags: { '--lock': 'value' },
     async run(context, args) {
       const [name, ...legs] = args.positional;
       if (name === undefined || legs.length === 0) throw new UsageError(`expected NAME LEG... (usage: ${this.usage})`);
-      const array = await context.client().request<ArrayInfo>('POST', '/v1/arrays', { name, legs, assemble: true });
+      const lock = args.values.get('--lock');
+      const array = await context.client().request<ArrayInfo>('POST', '/v1/arrays', { name, legs, assemble: true, ...(lock === undefined ? {} : { lock }) });
       context.out(array.state ?? `${array.name}: ${array.error}`);
     },
   },

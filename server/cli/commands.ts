@@ -4,6 +4,7 @@
  * (main.ts).
  */
 import { ENGINES } from '../engines.ts';
+import type { ClusterInfo } from '../cluster/coordinator.ts';
 import type { DeviceInfo, ExportInfo } from '../service.ts';
 import { takePositionals } from './args.ts';
 import { pathOf, type Command } from './command.ts';
@@ -77,6 +78,28 @@ export const COMMANDS: Record<string, Command> = {
       const [name] = takePositionals(args, ['NAME'], this.usage);
       await context.client().request('DELETE', `/v1/exports/${pathOf(name!)}`);
       context.out(`deleted export ${name}`);
+    },
+  },
+  cluster: {
+    usage: 'cluster',
+    summary: 'this node (name, id) and, with --etcd, the registered nodes and each lockspace\'s members and slots',
+    flags: {},
+    async run(context, args) {
+      takePositionals(args, [], this.usage);
+      const info = await context.client().request<ClusterInfo>('GET', '/v1/cluster');
+      context.out(`node ${info.node.name} (${info.node.id})`);
+      if (info.etcd === null) {
+        context.out('etcd: not configured (arrays use the in-process lock manager)');
+        return;
+      }
+      const { etcd } = info;
+      context.out(`etcd ${etcd.urls.join(',')}: ${etcd.reachable ? 'reachable' : 'NOT REACHABLE'}, lease TTL ${etcd.leaseTtlSeconds} s`);
+      context.out(formatTable(['NODE', 'ID'], etcd.nodes.map((n) => [n.name, n.id])));
+      if (etcd.lockspaces.length > 0) {
+        context.out(formatTable(['LOCKSPACE', 'MEMBERS (SLOT)', 'OUR SLOT', 'WRITES FOR'], etcd.lockspaces.map((l) => [
+          l.lockspace, l.members.map((m) => `${m.name} (${m.slot})`).join(', '), String(l.slot), `${l.writesAllowedForMs} ms`,
+        ])));
+      }
     },
   },
   events: {

@@ -22,7 +22,12 @@ export interface LockOwner {
 
 type Waiting =
   | { kind: 'new'; resolve: (lock: Lock) => void; reject: (error: unknown) => void }
-  | { kind: 'convert'; from: LockMode; to: LockMode; startGrants: number; resolve: () => void; reject: (error: unknown) => void };
+  | {
+    kind: 'convert'; from: LockMode; to: LockMode; startGrants: number;
+    /** Seen queued (the key asked for `to`): only then does a key asking for nothing mean a cancel. */
+    queued: boolean;
+    resolve: () => void; reject: (error: unknown) => void;
+  };
 
 export class EtcdLock implements Lock {
   readonly valueBlock = new Uint8Array(VALUE_BLOCK_BYTES);
@@ -74,7 +79,7 @@ export class EtcdLock implements Lock {
   /** The outcome of a conversion from the current mode to `to`. */
   awaitConversion(to: LockMode): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.waiting = { kind: 'convert', from: this.mode, to, startGrants: this.record?.gs ?? 0, resolve, reject };
+      this.waiting = { kind: 'convert', from: this.mode, to, startGrants: this.record?.gs ?? 0, queued: false, resolve, reject };
     });
   }
 
@@ -108,13 +113,17 @@ export class EtcdLock implements Lock {
     if (waiting?.kind === 'new' && record.g !== null) {
       this.readBlock(head);
       this.settle(() => waiting.resolve(this));
-    } else if (waiting?.kind === 'convert' && record.r === null) {
+    } else if (waiting?.kind === 'convert') {
       if (record.gs > waiting.startGrants) {
         const op = valueBlockOp(waiting.from, waiting.to);
         if (op === 'read') this.readBlock(head);
         else if (op === 'write') this.valueBlockValid = true;
         this.settle(() => waiting.resolve());
-      } else {
+      } else if (record.r === waiting.to) {
+        waiting.queued = true;
+      } else if (record.r === null && waiting.queued) {
+        // Withdrawn while queued: only a cancel does that. (Before the conversion is written, the
+        // key may change for other reasons, a blocking notice, with nothing asked yet.)
         this.fail(cancelled(this.resource));
       }
     }

@@ -150,10 +150,14 @@ export class EtcdStore {
     };
   }
 
-  /** A new lease of `ttlSeconds` (not kept alive: lease-keeper.ts renews it). */
-  async grantLease(ttlSeconds: number): Promise<string> {
+  /**
+   * A new lease asked for `ttlSeconds` (not kept alive: lease-keeper.ts renews it). etcd may grant
+   * more: it raises a TTL to its minimum (1.5 election timeouts, rounded up to a second: 2 s with
+   * its defaults); `ttlSeconds` in the answer is what it granted.
+   */
+  async grantLease(ttlSeconds: number): Promise<{ id: string; ttlSeconds: number }> {
     const response = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, { deadline: Date.now() + this.timeoutMs });
-    return String(response.ID);
+    return { id: String(response.ID), ttlSeconds: Number(response.TTL) };
   }
 
   /** Renews lease `id` once; resolves with the seconds it now has left (0 or less: the lease is gone). */

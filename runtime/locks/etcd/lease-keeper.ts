@@ -3,7 +3,8 @@
  * (self-fencing: a node cut off from etcd stops writing to shared legs before the others can
  * start recovering it).
  *
- * Timing, in one place (ttlMs: the lease's TTL, 5 s by default, at least 1 s):
+ * Timing, in one place (ttlMs: the lease's TTL as etcd granted it: 5 s by default; etcd raises
+ * one below its minimum, 1.5 election timeouts, 2 s with its default timeouts):
  * - a renewal goes out every ttlMs / 4 (RENEW_FRACTION), one at a time;
  * - a renewal sent at t and answered proves the lease lives until at least t + ttlMs: etcd starts
  *   the TTL over when it receives the renewal, which is after t (a leader change only extends
@@ -42,8 +43,9 @@ export class LeaseKeeper {
   /** A new lease of `ttlSeconds`, renewed from now on; `onFence` once the member must stop writing. */
   static async grant(store: EtcdStore, ttlSeconds: number, onFence: (why: string) => void): Promise<LeaseKeeper> {
     const sentAtMs = performance.now();
-    const id = await store.grantLease(ttlSeconds);
-    const keeper = new LeaseKeeper(store, id, ttlSeconds * 1000, sentAtMs, onFence);
+    const granted = await store.grantLease(ttlSeconds);
+    // etcd may grant a longer TTL than asked (its minimum): the margins follow what it granted.
+    const keeper = new LeaseKeeper(store, granted.id, Math.max(ttlSeconds, granted.ttlSeconds) * 1000, sentAtMs, onFence);
     keeper.armFence();
     keeper.scheduleRenewal();
     return keeper;
