@@ -166,6 +166,8 @@ test(`node B killed at random points while it writes (${trials} trials): A recov
   const seed = seedFromEnv();
   const prng = new Prng(seed);
   const acked = new Map<number, number>(); // chunk -> seed of the last write B acknowledged there
+  const history = new Map<number, string[]>(); // chunk -> what happened to it, for a failure's message
+  const note = (chunk: number, line: string) => history.set(chunk, [...(history.get(chunk) ?? []).slice(-8), line]);
   const recoveryMs: number[] = [];
   for (let trial = 0; trial < trials; trial++) {
     const what = `trial ${trial} (seed ${seed}; replay with BLOCKCORE_SEED=${seed})`;
@@ -177,11 +179,14 @@ test(`node B killed at random points while it writes (${trials} trials): A recov
         const chunk = 2 + prng.below(64);
         const value = 1 + prng.below(250);
         inFlight.set(chunk, value);
+        note(chunk, `trial ${trial}: write ${value} sent`);
         try {
           await b.write(chunk * CHUNK, pattern(value), true);
-        } catch {
+        } catch (error) {
+          note(chunk, `trial ${trial}: write ${value} failed: ${String(error).slice(0, 120)}`);
           return;
         }
+        note(chunk, `trial ${trial}: write ${value} acknowledged`);
         acked.set(chunk, value);
         inFlight.delete(chunk);
       }
@@ -203,8 +208,12 @@ test(`node B killed at random points while it writes (${trials} trials): A recov
         if (equal(back, pattern(value))) continue;
         const pending = inFlight.get(chunk);
         // A write in flight at the kill may have landed after the acknowledged one: it is B's too.
-        assert.ok(pending !== undefined && equal(back, pattern(pending)), `${what}: chunk ${chunk} lost B's acknowledged write`);
-        acked.set(chunk, pending);
+        if (pending === undefined || !equal(back, pattern(pending))) {
+          const holds = [...Array(251).keys()].find((v) => equal(back, pattern(v)));
+          assert.unreachable(`${what}: chunk ${chunk} lost B's acknowledged write ${value}: it holds ${holds === undefined ? 'none of the patterns' : `write ${holds}`}\n  ` +
+            `its history: ${(history.get(chunk) ?? []).join('; ')}\n  A's log:\n${services[0]!.stderr().slice(-4000)}\n  B's log:\n${services[1]!.stderr().slice(-3000)}`);
+        }
+        acked.set(chunk, pending!);
       }
       for (const [chunk, value] of inFlight) {
         const back = await a.read(chunk * CHUNK, CHUNK);

@@ -10,7 +10,7 @@ import { arrayRecordProblem, type ArrayRecord } from './records.ts';
 export const arrayEngine: EngineDefinition = {
   kind: 'array',
   commands: ARRAY_COMMANDS,
-  eventTypes: ['created', 'assembled', 'stopped', 'resized', 'bitmap-switched', 'leg-failed', 'leg-added', 'leg-removed', 'leg-readded', 'resync-started', 'resync-done', 'resync-stopped', 'note'],
+  eventTypes: ['created', 'assembled', 'stopped', 'resized', 'bitmap-switched', 'leg-failed', 'leg-added', 'leg-removed', 'leg-readded', 'resync-started', 'resync-done', 'resync-stopped', 'fenced', 'note'],
   recordProblem: arrayRecordProblem,
   recordName: (record) => (record as ArrayRecord).name,
   open: async (context) => new (await import('./registry.ts')).ArrayRegistry(context),

@@ -25,10 +25,11 @@ export interface TestEtcd {
 
 const running = new Set<ChildProcess>();
 
-export async function startEtcd(timeoutMs = 20_000): Promise<TestEtcd> {
+/** `clientPort`: listen there (a port a test already handed to a client); default a free one. */
+export async function startEtcd(timeoutMs = 20_000, clientPort?: number): Promise<TestEtcd> {
   requireTools(['etcd']);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-etcd-'));
-  const clientPort = await freePort();
+  clientPort ??= await freePort();
   let peerPort = await freePort();
   while (peerPort === clientPort) peerPort = await freePort();
   const url = `http://127.0.0.1:${clientPort}`;
