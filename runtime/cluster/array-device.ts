@@ -107,6 +107,8 @@ export interface ArrayStatus {
   bitmap: BitmapMode;
   /** Slots of the nodes in the cluster at the last membership change (ours included). */
   nodesSeen: number[];
+  /** A departed node's slot is being recovered (its bitmap lock taken, its bits merged; the resync follows). */
+  recoveringNodes: boolean;
   raidDisks: number;
   sizeBytes: number;
   events: number;
@@ -1051,6 +1053,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       nodes: this.layout.nodes,
       bitmap: this.layout.bitmap,
       nodesSeen: [...this.cluster.nodesSeen],
+      recoveringNodes: this.cluster.recoveryRunning,
       raidDisks: this.md.raidDisks,
       sizeBytes: this.sizeBytes,
       events: this.md.events,

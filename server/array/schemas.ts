@@ -83,6 +83,7 @@ export const ArrayInfo = z
     nodes: Count.optional(),
     bitmap: z.enum(['clustered', 'internal', 'none']).optional(),
     nodesSeen: z.array(Count).optional().openapi({ description: 'Slots of the nodes this node knows to be in the cluster (itself included).' }),
+    recoveringNodes: z.boolean().optional().openapi({ description: 'A departed node\'s slot is being recovered here (its bits merged; a resync follows).' }),
     sizeBytes: Count.optional(),
     events: Count.optional(),
     resync: z.strictObject({ state: z.enum(['idle', 'pending', 'running']), doneChunks: Count, totalChunks: Count }).optional(),

@@ -6,8 +6,9 @@
  *   same node across restarts; a copied one is not, since the id travels with it: give it a new
  *   name).
  * - Without --etcd: the in-process lock manager only (each service a cluster of one per array).
- * - With --etcd: one connection (EtcdStore) and one EtcdLockManager for every array and clustered
- *   mirror log with lock "etcd"; the node registers `/blockcore/nodes/<name>` = its id on a lease
+ * - With --etcd: one connection (EtcdStore), one EtcdLockManager for every array with lock
+ *   "etcd", and one EtcdOrdering for every clustered mirror log (log servers of every service on
+ *   that etcd share a log uuid's group, as cmirrord's do over corosync); the node registers `/blockcore/nodes/<name>` = its id on a lease
  *   of its own (create-if-absent), so a second service claiming the name is refused at start; the
  *   same node restarted takes its key over. An unreachable etcd at start is an error naming the
  *   URLs, or with --etcd-wait a line a second until it answers.
@@ -17,6 +18,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { EtcdOrdering } from '../../runtime/dirty-log/etcd-ordering.ts';
+import { InProcessOrdering } from '../../runtime/dirty-log/in-process-ordering.ts';
+import type { Ordering } from '../../runtime/dirty-log/ordering.ts';
 import { EtcdLockManager, type LockspaceStatus } from '../../runtime/locks/etcd/etcd-lock-manager.ts';
 import { EtcdStore, type EtcdConnectOptions } from '../../runtime/locks/etcd/etcd-store.ts';
 import { LeaseKeeper } from '../../runtime/locks/etcd/lease-keeper.ts';
@@ -50,6 +54,7 @@ interface EtcdSide {
   urls: string[];
   store: EtcdStore;
   manager: EtcdLockManager;
+  ordering: EtcdOrdering;
   ttlSeconds: number;
   registration: LeaseKeeper;
 }
@@ -74,7 +79,8 @@ export class Coordinator {
       const registration = await LeaseKeeper.grant(store, ttlSeconds, (why) => coordinator?.onRegistrationLost(why));
       await claimNodeName(store, nodeName, nodeId, registration.id, urls);
       const manager = new EtcdLockManager(store, { leaseTtlSeconds: ttlSeconds, warn: (line) => log(line) });
-      coordinator = new Coordinator(nodeName, nodeId, { urls, store, manager, ttlSeconds, registration }, log);
+      const ordering = new EtcdOrdering(store, { leaseTtlSeconds: ttlSeconds, log });
+      coordinator = new Coordinator(nodeName, nodeId, { urls, store, manager, ordering, ttlSeconds, registration }, log);
       return coordinator;
     } catch (error) {
       store.close();
@@ -85,6 +91,13 @@ export class Coordinator {
   get etcdConfigured(): boolean {
     return this.etcd !== null;
   }
+
+  /** What clustered dirty logs order their requests through: etcd (shared across services) or this process. */
+  get ordering(): Ordering {
+    return this.etcd?.ordering ?? (this.localOrdering ??= new InProcessOrdering());
+  }
+
+  private localOrdering: InProcessOrdering | null = null;
 
   /** The lock manager of `kind`; refusals name `field`. */
   lockManager(kind: LockKind, field: string): LockManager {
@@ -128,6 +141,7 @@ export class Coordinator {
   async close(): Promise<void> {
     await this.inProcess.close();
     if (this.etcd === null) return;
+    await this.etcd.ordering.close().catch(() => {});
     await this.etcd.manager.close().catch(() => {});
     await this.etcd.registration.revoke();
     this.etcd.store.close();

@@ -17,7 +17,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { OpenAPIHono, z } from '@hono/zod-openapi';
-import { InProcessOrdering } from '../../runtime/dirty-log/in-process-ordering.ts';
 import { parseLogArgs } from '../../runtime/dirty-log/log-args.ts';
 import { LogServer } from '../../runtime/dirty-log/log-server.ts';
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
@@ -65,8 +64,9 @@ export class MirrorRegistry implements Engine {
 
   constructor(private readonly service: EngineContext) {
     this.logs = new LogServer({
-      // Clustered logs: a group of one per service until the etcd ordering lets several share one.
-      ordering: new InProcessOrdering(),
+      // Clustered logs: one group per log uuid across every service on the same etcd (--etcd),
+      // else a group of this service's log servers only.
+      ordering: service.cluster.ordering,
       openDevice: (name) => this.openFile(name, 'table'),
       log: (line) => service.log(line),
     });
