@@ -421,8 +421,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       // flushed, then the bits of chunks with no write in flight cleared and written.
       await this.intent.sweep(0).catch((error: unknown) => this.note(`bitmap clear at stop failed: ${String(error)}`));
       await this.intent.settle().catch(() => {});
-      await this.cluster.leave();
-      if (this.options.ownsLegs) await Promise.all(this.legs.map((leg) => leg.device.close()));
+      try {
+        await this.cluster.leave();
+      } finally {
+        if (this.options.ownsLegs) await Promise.all(this.legs.map((leg) => leg.device.close()));
+      }
     });
   }
 

@@ -133,13 +133,17 @@ export class MdCluster implements ClusterOperations {
 
   async leave(): Promise<void> {
     if (this.left) return;
-    if (this.options.host.needsSync()) await this.messenger.send(clusterMsg(MSG_TYPE.BITMAP_NEEDS_SYNC));
+    // A member already out (fenced, or its lease ended) can tell nobody anything: the others
+    // recover it as a dead node; only what is local is stopped.
+    const live = this.space.live;
+    if (live && this.options.host.needsSync()) await this.messenger.send(clusterMsg(MSG_TYPE.BITMAP_NEEDS_SYNC)).catch(() => {});
     this.left = true;
     // A recovery may wait for the bitmap lock of a node that stops only after we do (its
     // BITMAP_NEEDS_SYNC): it is cancelled, and that slot is the next recovering node's.
     this.recoveryAbort.abort();
     await this.recovering;
     await this.messenger.stop();
+    if (!live) return;
     await this.unlockAllBitmaps();
     for (const lock of [this.noNewDev, this.ownBitmap, this.resyncLock]) if (lock.held) await lock.unlock();
     await this.space.leave();

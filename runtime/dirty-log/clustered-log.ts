@@ -109,10 +109,12 @@ export class ClusteredLog implements RegionLog {
   async resume(): Promise<void> {
     if (this.handle === null) {
       this.valid = false;
-      this.handle = this.ordering.join(`ulog:${this.uuid}`, {
+      const handle = this.ordering.join(`ulog:${this.uuid}`, {
         deliver: (message) => this.event({ message }),
         membership: (change) => this.event({ change }),
+        lost: (why) => this.lost(handle, why),
       });
+      this.handle = handle;
     }
     if (!this.valid) await new Promise<void>((resolve) => this.validWaiters.push(resolve));
   }
@@ -128,8 +130,10 @@ export class ClusteredLog implements RegionLog {
   }
 
   /** A request that goes through the group; resolves with this member's reply once it is applied (a FLUSH once it is durable). */
-  ordered(type: UlogType, data: Uint8Array): Promise<UlogReply> {
-    if (this.handle === null || !this.valid) return Promise.resolve({ error: -ULOG_ERRNO.EINVAL });
+  async ordered(type: UlogType, data: Uint8Array): Promise<UlogReply> {
+    // Joining again after the group lost us: wait for the checkpoint rather than refuse.
+    if (this.handle !== null && !this.valid && this.rejoining) await new Promise<void>((resolve) => this.validWaiters.push(resolve));
+    if (this.handle === null || !this.valid) return { error: -ULOG_ERRNO.EINVAL };
     const requestId = this.nextRequest++;
     const body = new Uint8Array(6 + data.length);
     const view = new DataView(body.buffer);
@@ -160,6 +164,26 @@ export class ClusteredLog implements RegionLog {
   }
 
   // ---- the ordered stream ----
+
+  /**
+   * The ordering lost this member (lease or watch gone): every request in flight is answered
+   * EAGAIN (the client sends it again) and the member joins again, taking a checkpoint from the
+   * serving member (or loading the log when alone).
+   */
+  private lost(handle: OrderingHandle, why: string): void {
+    if (this.handle !== handle) return;
+    console.warn(`clustered log ${this.uuid}: out of its group (${why}); joining again`);
+    this.handle = null;
+    this.valid = false;
+    for (const waiting of this.waiting.values()) waiting.resolve({ error: -ULOG_ERRNO.EAGAIN });
+    this.waiting.clear();
+    this.rejoining = true;
+    void this.resume().finally(() => {
+      this.rejoining = false;
+    });
+  }
+
+  private rejoining = false;
 
   private leave(): void {
     if (this.handle === null) return;

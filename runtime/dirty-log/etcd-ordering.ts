@@ -17,8 +17,9 @@
  * - Compaction: messages live in etcd's revision history, not as keys (each member keeps at most
  *   its last message key, deleted by its next send or with its lease), so nothing accumulates in
  *   the keyspace; etcd's own compaction drops applied history. A member whose watch falls behind
- *   a compaction (etcd ends the watch) leaves the group and is told as a crash (it must join
- *   again and take a checkpoint from the serving member: clustered-log.ts does).
+ *   a compaction (etcd ends the watch) leaves the group and is told so (OrderingMember.lost: it
+ *   joins again and takes a checkpoint from the serving member, as clustered-log.ts does); so is
+ *   a member whose send went unanswered (it may or may not have landed) or whose lease lapsed.
  * - join, send and leave answer at once (the interface is synchronous); what they do in etcd
  *   happens behind them in call order, one chain per group for every member of this process, so
  *   a leave and a later send of another member here land in etcd in that order too.
@@ -101,10 +102,7 @@ class EtcdGroupMember implements OrderingHandle {
   ) {}
 
   start(): void {
-    this.started = this.run(() => this.joinInEtcd()).catch((error: unknown) => {
-      this.log(`ordering ${this.prefix}: joining failed: ${String(error)}`);
-      this.out();
-    });
+    this.started = this.run(() => this.joinInEtcd()).catch((error: unknown) => this.lose(`joining failed: ${String(error)}`));
   }
 
   send(body: Uint8Array): void {
@@ -131,6 +129,16 @@ class EtcdGroupMember implements OrderingHandle {
     await lease?.revoke();
   }
 
+  /** Out without having left: revoke what etcd still holds of us (the others see us go now) and tell the member. */
+  private lose(why: string): void {
+    if (this.state === 'out') return;
+    this.log(`ordering ${this.prefix}: member ${this.memberId} out: ${why}`);
+    const lease = this.lease;
+    this.out();
+    void lease?.revoke();
+    if (!this.leaving) safely(() => this.member.lost?.(why));
+  }
+
   /** Resolves once this member has delivered up to the revision etcd is at now (tests). */
   async caughtUp(): Promise<void> {
     await this.run(async () => {});
@@ -141,10 +149,7 @@ class EtcdGroupMember implements OrderingHandle {
   }
 
   private async joinInEtcd(): Promise<void> {
-    const lease = await LeaseKeeper.grant(this.store, this.ttlSeconds, (why) => {
-      this.log(`ordering ${this.prefix}: member ${this.memberId} out: ${why}`);
-      this.out();
-    });
+    const lease = await LeaseKeeper.grant(this.store, this.ttlSeconds, (why) => this.lose(why));
     this.lease = lease;
     const memberKey = `${this.prefix}m/${lease.id}`;
     const result = await this.store.txn([], [
@@ -155,10 +160,7 @@ class EtcdGroupMember implements OrderingHandle {
     for (const kv of members) this.ids.set(kv.key.slice(`${this.prefix}m/`.length), Number(kv.createRevision));
     this.memberId = Number(result.revision);
     this.deliveredRevision = result.revision;
-    this.watch = await this.store.watchPrefix(this.prefix, String(BigInt(result.revision) + 1n), (events) => this.apply(events), (why) => {
-      this.log(`ordering ${this.prefix}: member ${this.memberId} out: its watch ended (${why}); join again`);
-      this.out();
-    });
+    this.watch = await this.store.watchPrefix(this.prefix, String(BigInt(result.revision) + 1n), (events) => this.apply(events), (why) => this.lose(`its watch ended (${why})`));
     if (this.leaving) return;
     this.state = 'in';
     const change: MembershipChange = { members: [...this.ids.values()].sort((a, b) => a - b), joined: [this.memberId], left: [] };
@@ -175,20 +177,21 @@ class EtcdGroupMember implements OrderingHandle {
         [{ key: `${this.prefix}m/${lease.id}`, target: 'version', op: '>', value: '0' }],
         [{ put: { key, value: body, lease: lease.id } }, ...(n > 1 ? [{ delete: { key: `${this.prefix}q/${lease.id}/${n - 1}` } }] : [])],
       );
-      if (!sent.succeeded) this.out(); // our member key is gone: we are out
+      if (!sent.succeeded) this.lose('its member key is gone (lease expired)');
     } catch (error) {
       // Unanswered: it may have landed; a message lost or doubled would split the replicas, so the
       // member leaves (its log server joins again through a checkpoint).
-      this.log(`ordering ${this.prefix}: a send failed: ${String(error)}; member ${this.memberId} leaves`);
-      this.out();
+      this.lose(`a send failed: ${String(error)}`);
     }
   }
 
   /** One watch response: delivered revision by revision, each event in its place. */
   private apply(events: EtcdWatchEvent[]): void {
+    const before = this.deliveredRevision;
     for (const event of events) {
       if (this.state !== 'in') return;
       const { kv } = event;
+      if (compareRevisions(kv.modRevision, before) <= 0) continue; // repeated by a resumed watch
       const rest = kv.key.slice(this.prefix.length);
       if (rest.startsWith('m/')) {
         const lease = rest.slice(2);
@@ -200,7 +203,7 @@ class EtcdGroupMember implements OrderingHandle {
           const id = this.ids.get(lease);
           this.ids.delete(lease);
           if (id === this.memberId) {
-            this.out();
+            this.lose('its member key is gone (lease expired)');
             return;
           }
           if (id !== undefined) this.deliverChange({ joined: [], left: [id] });

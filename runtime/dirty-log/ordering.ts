@@ -24,6 +24,12 @@ export interface OrderingMember {
   deliver(message: OrderedMessage): void;
   /** A membership change, in the same order as messages. */
   membership(change: MembershipChange): void;
+  /**
+   * This member is out of the group without having left (a distributed ordering lost etcd past
+   * its lease, or its watch fell behind): nothing more is sent or delivered to it; it may join
+   * again as a new member. The in-process ordering never loses a member.
+   */
+  lost?(why: string): void;
 }
 
 export interface OrderingHandle {

@@ -61,6 +61,8 @@ export class ArrayRegistry implements Engine {
   readonly kind = 'array';
   private readonly entries = new Map<string, ArrayEntry>();
   private closing = false;
+  /** The md uuid of each array assembled here: one array is assembled once per node. */
+  private readonly uuids = new WeakMap<ClusterArray, string>();
 
   constructor(private readonly service: EngineContext) {}
 
@@ -78,6 +80,7 @@ export class ArrayRegistry implements Engine {
       try {
         const array = await this.open(record, null);
         this.entries.set(record.name, { record, array, error: null, holds, served: new Set(), rejoining: false });
+        this.watchNewEntry(record.name);
       } catch (error) {
         const message = (error as Error).message ?? String(error);
         this.service.log(`array ${record.name} not assembled: ${message}`);
@@ -140,6 +143,7 @@ export class ArrayRegistry implements Engine {
     const array = await this.open(record, spec);
     const entry: ArrayEntry = { record, array, error: null, holds, served: new Set(), rejoining: false };
     this.entries.set(name, entry);
+    this.watchNewEntry(name);
     await this.service.saveOrUndo(async () => {
       this.entries.delete(name);
       await array.close().catch((error) => this.service.log(`stopping array ${name}: ${error}`));
@@ -324,6 +328,11 @@ export class ArrayRegistry implements Engine {
       for (const [i, leg] of record.legs.entries()) devices.push(await FileDevice.open(devicePath(this.service.dataDir, leg, `legs[${i}]`)));
       const kind = record.lock ?? 'in-process';
       const uuid = lockspaceName(spec?.uuid ?? (await readMdSuperblock(devices[0]!)).setUuid);
+      for (const other of this.entries.values()) {
+        if (other.record.name !== record.name && other.array !== null && this.uuids.get(other.array) === uuid) {
+          throw new ServiceError('EBUSY', `the legs hold array ${uuid}, assembled here already as "${other.record.name}"`, 'legs');
+        }
+      }
       if (spec === null) await this.service.cluster.checkArrayLock(uuid, kind, 'assemble', 'lock');
       const options = {
         name: `array:${record.name}`, legs: devices, manager: this.service.cluster.lockManager(kind, 'lock'),
@@ -334,6 +343,7 @@ export class ArrayRegistry implements Engine {
         },
       };
       const array = spec === null ? await ClusterArray.assemble(options) : await ClusterArray.create(options, spec);
+      this.uuids.set(array, uuid);
       if (spec !== null) await this.service.cluster.checkArrayLock(uuid, kind, 'create', 'lock').catch(async (error) => {
         await array.close().catch(() => {});
         throw error;
@@ -353,28 +363,41 @@ export class ArrayRegistry implements Engine {
    */
   private rejoin(name: string, why: string): void {
     const entry = this.entries.get(name);
-    if (entry === undefined || entry.rejoining || this.closing) return;
-    entry.rejoining = true;
+    if (this.closing) return;
+    if (entry === undefined) {
+      // Fenced while it was being created or restored (not listed yet): the entry, once added,
+      // is checked by openChecked; nothing to do here.
+      return;
+    }
     entry.error = why;
+    if (entry.rejoining) return; // the attempt under way checks the array it makes
+    entry.rejoining = true;
     this.service.log(`array ${name}: ${why}`);
     const attempt = async (): Promise<void> => {
-      const current = this.entries.get(name);
-      if (current !== entry || this.closing) return;
       try {
-        await this.service.exclusive(async () => {
+        const done = await this.service.exclusive(async () => {
+          // Checked inside the one change at a time: a stop may have removed the entry meanwhile.
+          if (this.entries.get(name) !== entry || this.closing) return true;
           if (entry.array !== null) {
             const fenced = entry.array;
             entry.array = null;
             await fenced.close().catch(() => {});
           }
           const array = await this.open(entry.record, null);
+          if (!array.writesAllowed()) {
+            // Fenced again while it assembled (etcd still flaky): stop it and try again.
+            await array.close().catch(() => {});
+            throw new Error('fenced again while assembling');
+          }
           entry.array = array;
           entry.error = null;
           entry.rejoining = false;
           for (const served of entry.served) {
             if (served.sizeBytes <= array.sizeBytes) await served.replace(async () => array).catch(() => {});
           }
+          return false;
         });
+        if (done) return;
         this.service.events.publish('array.assembled', { array: name, legs: entry.record.legs, rejoined: true });
         this.service.log(`array ${name}: assembled again after the fence`);
       } catch (error) {
@@ -383,6 +406,12 @@ export class ArrayRegistry implements Engine {
       }
     };
     setTimeout(() => void attempt(), 0);
+  }
+
+  /** An entry just added: if its array was fenced before the entry existed, assemble it again. */
+  private watchNewEntry(name: string): void {
+    const entry = this.entries.get(name);
+    if (entry?.array && !entry.array.writesAllowed()) this.rejoin(name, 'fenced while it assembled');
   }
 
   private holdsOf(record: ArrayRecord): Hold[] {

@@ -75,14 +75,16 @@ export class Coordinator {
     const ttlSeconds = Number(setting('--lease-ttl') ?? DEFAULT_LEASE_TTL_SECONDS);
     const store = await connectEtcd(connectOptions(urls, setting), setting('--etcd-wait') === 'true', log);
     let coordinator: Coordinator | null = null;
+    let registration: LeaseKeeper | null = null;
     try {
-      const registration = await LeaseKeeper.grant(store, ttlSeconds, (why) => coordinator?.onRegistrationLost(why));
+      registration = await LeaseKeeper.grant(store, ttlSeconds, (why) => coordinator?.onRegistrationLost(why));
       await claimNodeName(store, nodeName, nodeId, registration.id, urls);
       const manager = new EtcdLockManager(store, { leaseTtlSeconds: ttlSeconds, warn: (line) => log(line) });
       const ordering = new EtcdOrdering(store, { leaseTtlSeconds: ttlSeconds, log });
       coordinator = new Coordinator(nodeName, nodeId, { urls, store, manager, ordering, ttlSeconds, registration }, log);
       return coordinator;
     } catch (error) {
+      await registration?.revoke();
       store.close();
       throw error;
     }
@@ -154,13 +156,17 @@ export class Coordinator {
     this.log(`node registration in etcd lapsed (${why}); registering again once etcd answers`);
     const etcd = this.etcd;
     const retry = async (): Promise<void> => {
+      let registration: LeaseKeeper | null = null;
       try {
-        const registration = await LeaseKeeper.grant(etcd.store, etcd.ttlSeconds, (again) => this.onRegistrationLost(again));
+        registration = await LeaseKeeper.grant(etcd.store, etcd.ttlSeconds, (again) => {
+          if (etcd.registration === registration) this.onRegistrationLost(again);
+        });
         await claimNodeName(etcd.store, this.nodeName, this.nodeId, registration.id, etcd.urls);
         etcd.registration = registration;
         this.registrationLost = null;
         this.log('node registration in etcd renewed');
       } catch {
+        await registration?.revoke();
         setTimeout(() => void retry(), WAIT_RETRY_MS).unref?.();
       }
     };

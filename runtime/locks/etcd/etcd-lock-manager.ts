@@ -105,6 +105,11 @@ export class EtcdLockManager implements LockManager {
         (changes) => self.onRevision(changes),
         (error) => self.depart(error.message, true),
       );
+      if (!member.live) {
+        // Fenced (its lease lapsed) while the watch was being set up.
+        await mirror.close();
+        throw new LockError('ENOTCONN', `member ${options.memberName} lost its lease while joining lockspace ${lockspace}`);
+      }
       this.members.add(member);
       member.attach(mirror);
       return member;

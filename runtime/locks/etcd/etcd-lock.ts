@@ -20,7 +20,7 @@ export interface LockOwner {
   unlock(lock: EtcdLock): Promise<void>;
 }
 
-type Waiting =
+export type Waiting =
   | { kind: 'new'; resolve: (lock: Lock) => void; reject: (error: unknown) => void }
   | {
     kind: 'convert'; from: LockMode; to: LockMode; startGrants: number;
@@ -89,7 +89,22 @@ export class EtcdLock implements Lock {
     if (waiting === null) return;
     this.waiting = null;
     this.cancelling = false;
+    this.settled(waiting);
     this.owner.post(() => waiting.reject(error));
+  }
+
+  private readonly onSettle = new Map<Waiting, () => void>();
+
+  /** Runs `then` once wait `wait` is over (granted, refused, cancelled or purged). */
+  onSettled(wait: Waiting, then: () => void): void {
+    if (this.waiting !== wait) then();
+    else this.onSettle.set(wait, then);
+  }
+
+  private settled(wait: Waiting): void {
+    const then = this.onSettle.get(wait);
+    this.onSettle.delete(wait);
+    then?.();
   }
 
   /** The key changed at a revision: `record` its new value (undefined: deleted), `head` the resource's head then. */
@@ -140,8 +155,10 @@ export class EtcdLock implements Lock {
   }
 
   private settle(thunk: () => void): void {
+    const waiting = this.waiting;
     this.waiting = null;
     this.cancelling = false;
+    if (waiting !== null) this.settled(waiting);
     this.owner.post(thunk);
   }
 

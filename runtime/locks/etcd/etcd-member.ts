@@ -92,6 +92,7 @@ export class EtcdMember implements Lockspace, LockOwner {
     const handle = new EtcdLock(this, resource, key, options.onBlocking);
     this.locks.set(key, handle);
     const granted = handle.awaitGrant();
+    const wait = handle.waiting;
     const { signal, noQueue } = options;
     void this.onResource(resource, () => this.transact(resource, (loaded) => {
       if (loaded.byKey.has(key)) return { write: false }; // it landed before a lost answer
@@ -106,7 +107,7 @@ export class EtcdMember implements Lockspace, LockOwner {
       return { write: true };
     })).then(() => {
       if (handle.record === null && !handle.gone) this.forget(handle, null); // refused: it never reached etcd
-      if (handle.busy && signal !== undefined) this.watchAbort(handle, signal);
+      if (signal !== undefined) this.watchAbort(handle, wait, signal);
     }, (error) => this.forget(handle, error));
     return granted;
   }
@@ -123,6 +124,7 @@ export class EtcdMember implements Lockspace, LockOwner {
     const block = handle.valueBlock.slice();
     const startGrants = handle.record!.gs;
     const outcome = handle.awaitConversion(mode);
+    const wait = handle.waiting;
     const { signal, noQueue } = options;
     void this.onResource(handle.resource, () => this.transact(handle.resource, (loaded) => {
       const entry = loaded.byKey.get(handle.key);
@@ -143,7 +145,7 @@ export class EtcdMember implements Lockspace, LockOwner {
       resource.enqueueConversion(entry, mode);
       return { write: true, conversionsNow: new Set([entry]) };
     })).then(() => {
-      if (handle.busy && signal !== undefined) this.watchAbort(handle, signal);
+      if (signal !== undefined) this.watchAbort(handle, wait, signal);
     }, (error) => handle.fail(error));
     return outcome;
   }
@@ -172,10 +174,11 @@ export class EtcdMember implements Lockspace, LockOwner {
     });
   }
 
-  /** Cancels `handle`'s wait when `signal` fires (a request or conversion still queued). */
-  private watchAbort(handle: EtcdLock, signal: AbortSignal): void {
+  /** Cancels `handle`'s wait `wait` when `signal` fires while that wait is still on (queued, not granted). */
+  private watchAbort(handle: EtcdLock, wait: EtcdLock['waiting'], signal: AbortSignal): void {
+    if (wait === null || handle.waiting !== wait) return;
     const onAbort = () => {
-      if (!handle.busy || handle.cancelling) return;
+      if (handle.waiting !== wait || handle.cancelling) return;
       handle.cancelling = true;
       void this.onResource(handle.resource, () => this.transact(handle.resource, (loaded) => {
         const entry = loaded.byKey.get(handle.key);
@@ -187,7 +190,10 @@ export class EtcdMember implements Lockspace, LockOwner {
       }, () => {});
     };
     if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
+    else {
+      signal.addEventListener('abort', onAbort, { once: true });
+      handle.onSettled(wait, () => signal.removeEventListener('abort', onAbort));
+    }
   }
 
   async leave(): Promise<void> {
@@ -405,32 +411,46 @@ export class EtcdMember implements Lockspace, LockOwner {
    */
   private scheduleRecovery(departed: DepartedMember[]): void {
     this.context.started();
+    // recoverPrep and the hold go out now, in the revision that showed the change: a purge's
+    // grants applied from the same watch response must already be held back.
+    this.outbox.post(() => this.live && this.callbacks.recoverPrep?.());
+    this.outbox.hold();
+    this.recoveriesPending += 1;
     this.recovery = this.recovery.then(() => this.recover(departed)).catch(() => {});
   }
 
+  private recoveriesPending = 0;
+
   private async recover(departed: DepartedMember[]): Promise<void> {
-    if (!this.live) return;
-    this.outbox.post(() => this.live && this.callbacks.recoverPrep?.());
-    this.outbox.hold();
     const after: (() => void)[] = [];
     try {
-      await this.purgeOrphans();
+      if (this.live) await this.purgeOrphans();
     } finally {
       for (const member of departed) after.push(() => this.live && this.callbacks.recoverSlot?.(member));
       const slots = [...this.members.values()].flatMap((m) => (m === null ? [] : [m.slot])).sort((a, b) => a - b);
       after.push(() => this.live && this.callbacks.recoverDone?.(slots, this.slot));
+      this.recoveriesPending -= 1;
       this.outbox.release(after);
+      // A later membership change is still to be recovered: what its purge grants waits for it.
+      if (this.recoveriesPending > 0) this.outbox.hold();
     }
   }
 
   /** Purges, resource by resource, the requests whose lease has no member key. */
   private async purgeOrphans(): Promise<void> {
     const { keys } = this.context;
+    const unusable = new Set<string>(); // resources whose head does not decode (reported): left as they are
     for (;;) {
       const orphans = new Set<string>();
       for (const kv of this.mirror.under(keys.resources)) {
         const parsed = keys.parse(kv.key);
-        if (parsed.kind === 'lock' && !this.members.has(parsed.lease)) orphans.add(parsed.resource);
+        if (parsed.kind !== 'lock' || this.members.has(parsed.lease) || unusable.has(parsed.resource)) continue;
+        try {
+          decodeEntry(kv.key, kv.value);
+        } catch {
+          continue; // garbage (reported when read): not a request, nothing to purge
+        }
+        orphans.add(parsed.resource);
       }
       if (orphans.size === 0 || !this.live) return;
       for (const resource of orphans) {
@@ -444,7 +464,10 @@ export class EtcdMember implements Lockspace, LockOwner {
           // The leases are gone for good (a member key never comes back); the compare says so in etcd's words.
           const extraCompares = [...purged].map((lease): EtcdCompare => ({ key: keys.member(lease), target: 'version', op: '==', value: '0' }));
           return purged.size > 0 ? { write: true, extraCompares } : { write: false };
-        }));
+        })).catch((error: unknown) => {
+          if (!(error instanceof LockError && error.code === 'EPROTO')) throw error;
+          unusable.add(resource);
+        });
       }
     }
   }

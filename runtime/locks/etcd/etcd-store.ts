@@ -195,10 +195,39 @@ export class EtcdStore {
     onEvents: (events: EtcdWatchEvent[], revision: string) => void,
     onError: (why: string) => void = () => {},
   ): Promise<{ cancel(): Promise<void> }> {
-    const watcher = await this.client.watch().prefix(prefix).startRevision(startRevision).create();
+    const building = this.client.watch().prefix(prefix).startRevision(startRevision).watcher();
+    // etcd3 waits for a watch to be created however long etcd is away: bounded here.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const created = new Promise<void>((resolve, reject) => {
+      building.once('connected', () => resolve());
+      timer = setTimeout(() => reject(new Error(`the watch of ${prefix} was not created within ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    try {
+      await created;
+    } catch (error) {
+      void building.cancel().catch(() => {});
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    const watcher = building;
+    // Where a resumed stream must start: after the last event delivered. etcd3 resumes from the
+    // revision in the last response's header (the store's revision then), which skips the rest of
+    // a catch-up that a dropped stream had not delivered yet; so the start is pinned to ours after
+    // every response and every (re)connection (our listeners run after the library's own).
+    let next = BigInt(startRevision);
+    const pin = () => {
+      (watcher as unknown as { request: { start_revision: string } }).request.start_revision = next.toString();
+    };
+    pin();
+    watcher.on('connected', pin);
     watcher.on('error', (error: Error) => onError(error.message));
     watcher.on('data', (response) => {
-      const events = (response.events ?? []).map((event) => ({ type: event.type === 'Delete' || (event.type as unknown) === 1 ? 'delete' as const : 'put' as const, kv: toKeyValue(event.kv) }));
+      const events = (response.events ?? [])
+        .map((event) => ({ type: event.type === 'Delete' || (event.type as unknown) === 1 ? 'delete' as const : 'put' as const, kv: toKeyValue(event.kv) }))
+        .filter((event) => BigInt(event.kv.modRevision) >= next);
+      if (events.length > 0) next = BigInt(events[events.length - 1]!.kv.modRevision) + 1n;
+      pin();
       if (events.length > 0) onEvents(events, String(response.header.revision));
     });
     return { cancel: () => watcher.cancel() };

@@ -5,7 +5,8 @@
  *
  * Timing, in one place (ttlMs: the lease's TTL as etcd granted it: 5 s by default; etcd raises
  * one below its minimum, 1.5 election timeouts, 2 s with its default timeouts):
- * - a renewal goes out every ttlMs / 4 (RENEW_FRACTION), one at a time;
+ * - a renewal goes out every ttlMs / 4 (RENEW_FRACTION), on that cadence from each send, each
+ *   giving up after 4/5 of an interval;
  * - a renewal sent at t and answered proves the lease lives until at least t + ttlMs: etcd starts
  *   the TTL over when it receives the renewal, which is after t (a leader change only extends
  *   leases, and etcd checks expiry late rather than early);
@@ -103,9 +104,11 @@ export class LeaseKeeper {
     this.renewTimer = null;
     if (this.stopped) return;
     const sentAtMs = performance.now();
+    // The next renewal goes out one interval after this one was sent, whatever this one's fate:
+    // a renewal that hangs (it gives up after 4/5 of an interval) holds back nothing.
+    this.scheduleRenewal();
     try {
-      // One interval at most: a renewal that hangs must not hold back the next one.
-      const leftSeconds = await this.store.keepAliveOnce(this.id, this.renewIntervalMs);
+      const leftSeconds = await this.store.keepAliveOnce(this.id, this.renewIntervalMs * 0.8);
       if (this.stopped) return;
       if (leftSeconds <= 0) {
         this.fence('etcd says the lease is gone (it expired or was revoked)');
@@ -117,7 +120,6 @@ export class LeaseKeeper {
     } catch {
       // Unanswered: the deadline stays where the last answered renewal put it.
     }
-    this.scheduleRenewal();
   }
 
   private armFence(): void {
