@@ -185,6 +185,42 @@ let etcd: Promise<TestEtcd> | null = null;
 const stores: EtcdStore[] = [];
 const orderings: EtcdOrdering[] = [];
 let roots = 0;
+// A member whose etcd lease ends under it (its machine cut off past the TTL) is out of the group:
+// its requests in flight are answered EAGAIN (the client sends them again), it joins again through
+// a checkpoint and answers as the others do; the others saw it leave (its marks went out of sync).
+const lostSuite = suite('dirty log: clustered (etcd ordering), a member that loses its lease');
+lostSuite('the member joins again through a checkpoint and answers alike', async () => {
+  etcd ??= startEtcd();
+  // Two machines: a connection and an ordering each, on one group root.
+  const sharedRoot = `/ordering-lost/${++roots}/`;
+  const storeA = await EtcdStore.connect({ urls: [(await etcd).url] });
+  const storeB = await EtcdStore.connect({ urls: [(await etcd).url] });
+  stores.push(storeA, storeB);
+  const orderingA = new EtcdOrdering(storeA, { root: sharedRoot, log: () => {} });
+  const orderingB = new EtcdOrdering(storeB, { root: sharedRoot, log: () => {} });
+  orderings.push(orderingA, orderingB);
+  const a = await member(orderingA, 'LVM-lost', 'clustered-core 8 nosync');
+  const b = await member(orderingB, 'LVM-lost', 'clustered-core 8 nosync');
+  try {
+    b.client.mark(5);
+    await b.client.flush();
+    a.client.mark(7);
+    await a.client.flush();
+    await orderingB.expireAll();
+    // b's next requests go through once it is back in the group.
+    b.client.mark(11);
+    await b.client.flush();
+    await orderingA.settle();
+    await orderingB.settle();
+    assert.not.ok(await a.client.inSync(5), 'a saw b\'s first membership leave with 5 marked');
+    assert.is(await view(b), await view(a), 'b joined again and holds what a holds');
+    assert.not.ok(await a.client.isClean(11), 'b\'s request after its return reached the group');
+  } finally {
+    await stop([a, b]);
+  }
+});
+lostSuite.run();
+
 clusteredCases('etcd ordering', {
   async make() {
     etcd ??= startEtcd();

@@ -73,6 +73,14 @@ export class EtcdOrdering implements Ordering {
     await Promise.all([...this.members].map((member) => member.leaveNow()));
   }
 
+  /**
+   * Test hook: every member of this process loses its lease in etcd, as when this machine was cut
+   * off past its TTL; the members are not told: they find out as they would (their key's delete).
+   */
+  async expireAll(): Promise<void> {
+    for (const member of [...this.members]) await member.expire();
+  }
+
   /** Test hook: resolves once every member of this process has delivered everything up to etcd's revision now. */
   async settle(): Promise<void> {
     for (const member of [...this.members]) await member.caughtUp();
@@ -115,6 +123,12 @@ class EtcdGroupMember implements OrderingHandle {
     if (this.leaving) return;
     this.leaving = true;
     void this.run(() => this.leaveInEtcd());
+  }
+
+  /** Ends the lease in etcd without telling this member (expireAll). */
+  async expire(): Promise<void> {
+    await this.started;
+    if (this.lease !== null) await this.store.revokeLease(this.lease.id);
   }
 
   /** Leaves at once, behind what this process already asked of the group. */
