@@ -22,6 +22,7 @@ import type { ClusterArray } from './array-device.ts';
 import { withArrayFields, type Leg } from './array-legs.ts';
 import { bitmapAreaOffsetBytes } from './leg-layout.ts';
 import { readMdSuperblock, writeMdSuperblock } from './leg-metadata.ts';
+import { FencedDevice } from '../devices/fenced-device.ts';
 import { MD_FEATURE, MD_MAX_DEV_LIMIT, MD_ROLE_FAULTY, MD_ROLE_MAX, MD_ROLE_SPARE, SECTOR_BYTES } from './md-superblock.ts';
 
 /** mdadm --add: see the design note. Returns the new leg's device number. */
@@ -29,7 +30,9 @@ export async function addLeg(array: ClusterArray, device: BlockDevice, spare: bo
   const md = array.superblock;
   const neededBytes = (md.dataOffsetSectors + md.sizeSectors) * SECTOR_BYTES;
   if (device.sizeBytes < neededBytes) throw new BlockError('EINVAL', `${device.sizeBytes} bytes is smaller than a leg of this array (${neededBytes})`, { device: device.name });
-  if (array.legList.some((leg) => leg.device === device)) throw new BlockError('EEXIST', 'already a leg of the array', { device: device.name });
+  // Legs sit behind the array's fence (FencedDevice): the same device is the same inner one.
+  const bare = (d: BlockDevice) => (d instanceof FencedDevice ? d.inner : d);
+  if (array.legList.some((leg) => bare(leg.device) === bare(device))) throw new BlockError('EEXIST', 'already a leg of the array', { device: device.name });
   const used = new Set(array.legList.map((leg) => leg.sb.devNumber));
   let devNumber = 0;
   while (used.has(devNumber)) devNumber += 1;
