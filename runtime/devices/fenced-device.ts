@@ -28,11 +28,6 @@ export class FencedDevice implements BlockDevice {
     return this.inner.sizeBytes;
   }
 
-  /** True while writes are refused. */
-  get fenced(): boolean {
-    return !this.writesAllowed();
-  }
-
   read(offsetBytes: number, target: Uint8Array): Promise<void> {
     return this.inner.read(offsetBytes, target);
   }

@@ -31,7 +31,6 @@ import { RESERVED_SEGMENT } from '../names.ts';
 import { DEFAULT_LEASE_TTL_SECONDS } from './flags.ts';
 
 export type LockKind = 'in-process' | 'etcd';
-export const LOCK_KINDS: readonly LockKind[] = ['in-process', 'etcd'];
 
 const NODES_PREFIX = '/blockcore/nodes/';
 const ARRAYS_PREFIX = '/blockcore/arrays/';
@@ -88,10 +87,6 @@ export class Coordinator {
       store.close();
       throw error;
     }
-  }
-
-  get etcdConfigured(): boolean {
-    return this.etcd !== null;
   }
 
   /** What clustered dirty logs order their requests through: etcd (shared across services) or this process. */

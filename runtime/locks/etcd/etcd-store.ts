@@ -233,10 +233,6 @@ export class EtcdStore {
     return { cancel: () => watcher.cancel() };
   }
 
-  get requestTimeoutMs(): number {
-    return this.timeoutMs;
-  }
-
   close(): void {
     this.client.close();
   }

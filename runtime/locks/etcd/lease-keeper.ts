@@ -70,11 +70,6 @@ export class LeaseKeeper {
     return true;
   }
 
-  /** Why the member fenced itself, or null. */
-  get fenced(): string | null {
-    return this.fencedWhy;
-  }
-
   /** Milliseconds of writing left before the fence, as of now (0 once fenced). */
   remainingMs(): number {
     return this.fencedWhy !== null ? 0 : Math.max(0, this.writeDeadlineMs - performance.now());
