@@ -211,6 +211,43 @@ test('bitmap switch: clustered -> none -> internal (kept over a restart) -> none
   assert.is((await mdadmExamine(join(server.dataDir, 'l1.img')))['Cluster Name']?.trim(), 'lab2');
 });
 
+test('resync rate limit (md sync_speed_max): a limited resync stays at its first copy; kept over a restart; lifted, it finishes; the CLI sets it', async () => {
+  // 4 KiB/s: the first copy (a batch of 1 MiB chunks) starts at once, the next would wait minutes.
+  const created = await server.call('POST', '/v1/arrays', { ...RAID1, assumeClean: false, resyncMaxBytesPerSecond: 4096 });
+  assert.is(created.status, 201, created.text);
+  assert.is(created.json.resyncMaxBytesPerSecond, 4096);
+  let first: any;
+  await until(async () => {
+    first = (await server.call('GET', '/v1/arrays/a1')).json;
+    return first.resync.state === 'running' && first.resync.doneChunks > 0;
+  }, 'the first resync copy');
+  assert.ok(first.resync.doneChunks < first.resync.totalChunks, `one batch of ${first.resync.totalChunks} chunks, not all: ${JSON.stringify(first.resync)}`);
+  await server.restart();
+  const restarted = (await server.call('GET', '/v1/arrays/a1')).json;
+  assert.is(restarted.resyncMaxBytesPerSecond, 4096, 'kept in the state file');
+  expectError(await server.call('POST', '/v1/arrays/a1/resync-speed', { maxBytesPerSecond: 0 }), 400, 'EINVAL', 'maxBytesPerSecond');
+  expectError(await server.call('POST', '/v1/arrays/a1/resync-speed', { maxBytesPerSecond: '1M' }), 400, 'EINVAL', 'maxBytesPerSecond');
+  expectError(await server.call('POST', '/v1/arrays/a1/resync-speed', {}), 400, 'EINVAL', 'maxBytesPerSecond');
+  expectError(await server.call('POST', '/v1/arrays/nope/resync-speed', { maxBytesPerSecond: null }), 404, 'ENOENT', 'name');
+  expectError(await server.call('POST', '/v1/arrays', { ...RAID1, name: 'a2', legs: ['l2.img', 'l3.img'], resyncMaxBytesPerSecond: 12 }), 400, 'EINVAL', 'resyncMaxBytesPerSecond');
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(['array', 'resync-speed', 'a1', 'none'], { BLOCKCORE_URL: server.url }, {
+    out: (line) => (stdout += `${line}\n`), err: (line) => (stderr += `${line}\n`), write: (text) => (stdout += text), isTty: false,
+  });
+  assert.is(code, 0, stderr);
+  assert.match(stdout, /a1: resync limit none/);
+  let done: any;
+  await until(async () => {
+    done = (await server.call('GET', '/v1/arrays/a1')).json;
+    return done.resync.state === 'idle' && done.dirtyChunks === 0 && !/resync/.test(done.state);
+  }, 'the resync to finish once the limit is lifted');
+  assert.is(done.resyncMaxBytesPerSecond, null);
+  assert.is((await mdadmExamine(join(server.dataDir, 'l0.img')))['State'], 'clean');
+  await server.restart();
+  assert.is((await server.call('GET', '/v1/arrays/a1')).json.resyncMaxBytesPerSecond, null, 'lifted in the state file too');
+});
+
 test('bad input: 4xx naming the field, nothing created', async () => {
   expectError(await server.call('POST', '/v1/arrays', { ...RAID1, level: undefined }), 400, 'EINVAL', 'level');
   expectError(await server.call('POST', '/v1/arrays', { ...RAID1, level: 'raid5' }), 400, 'EINVAL', 'level');

@@ -15,6 +15,7 @@ import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import {
   BITMAP_HEADER_BYTES, bitmapBlockGeneration, BLOCK_BYTES, sealBitmapBlock, slottedBlocksFor, type BitmapBlockKind,
 } from '../runtime/regions/bitmap-blocks.ts';
+import { ByteRateLimit } from '../runtime/regions/rate-limit.ts';
 import { RateMeter } from '../runtime/regions/rate-meter.ts';
 import { RegionOps } from '../runtime/regions/region-ops.ts';
 import { IDLE_COPIES, LOAD_HOLD_FACTOR, LOAD_HOLD_MAX_MS, LOAD_HOLD_MIN_MS, MAX_BATCH_BYTES, RegionPace } from '../runtime/regions/region-pace.ts';
@@ -350,3 +351,37 @@ walker.run();
 pace.run();
 slotted.run();
 rate.run();
+
+const limit = suite('regions: ByteRateLimit');
+
+limit('no limit: every copy starts at once; a limit spaces copies by bytes / rate, back to back, with no credit for idle time', () => {
+  const l = new ByteRateLimit();
+  assert.is(l.reserve(1 << 20, 0), 0);
+  l.bytesPerSecond = 1 << 20; // 1 MiB/s
+  assert.is(l.reserve(1 << 20, 1000), 0, 'the first copy goes at once');
+  assert.is(l.reserve(512 << 10, 1000), 1000, 'the next waits for the first one\'s second');
+  assert.is(l.reserve(4096, 1200), 1300, 'and the one after for both');
+  assert.is(l.reserve(4096, 60_000), 0, 'after an idle stretch: at once...');
+  assert.ok(Math.abs(l.reserve(4096, 60_000) - 3.90625) < 1e-9, '...but no burst: the next waits for the first');
+  for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) assert.throws(() => (l.bytesPerSecond = bad), /EINVAL/);
+});
+
+limit('a new limit wakes copies waiting under the old one; a stop ends a wait with EBUSY', async () => {
+  const l = new ByteRateLimit(4096);
+  await l.take(4096); // at once
+  let started = false;
+  const waiting = l.take(4096).then(() => (started = true)); // would wait a second
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.is(started, false);
+  l.bytesPerSecond = null;
+  await waiting;
+  assert.is(started, true, 'lifting the limit let it go');
+  l.bytesPerSecond = 4096;
+  await l.take(4096);
+  const stop = new AbortController();
+  const stopped = l.take(4096, stop.signal).then(() => 'started', (error: Error) => error.message);
+  stop.abort();
+  assert.match(await stopped, /^EBUSY: the copy was stopped/);
+});
+
+limit.run();

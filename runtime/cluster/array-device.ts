@@ -87,6 +87,8 @@ export interface AssembleOptions {
    * job in the kernel's design); none: this node refuses every add (the adder gets ENOENT).
    */
   findDevice?: (deviceUuid: Uint8Array) => Promise<BlockDevice | null>;
+  /** md's sync_speed_max: the most bytes per second this node's resync and recovery copy (default: no limit). */
+  resyncMaxBytesPerSecond?: number | null;
 }
 
 /** What the array reports as it goes: `message` reads alone; `type` is for filtering. */
@@ -121,6 +123,8 @@ export interface ArrayStatus {
   messages: { sent: number; received: number; refused: number };
   /** True once this node may not write to the legs any more (fenced, or it left the cluster). */
   fenced: boolean;
+  /** This node's resync and recovery rate limit in bytes per second (md's sync_speed_max); null: none. */
+  resyncMaxBytesPerSecond: number | null;
 }
 
 export class ClusterArray implements BlockDevice, ClusterHost {
@@ -299,6 +303,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
         });
       }
       this.resync = await ArrayResync.create(this);
+      this.resync.rateLimit.bytesPerSecond = this.options.resyncMaxBytesPerSecond ?? null;
       // Our own set bits: writes of ours that may not have reached every leg (we stopped or crashed).
       this.addBitsToResync(this.intent.bits);
       // A new leg left recovering (stopped or crashed mid-recovery) is recovered whole again; a
@@ -1068,7 +1073,17 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       bitmapCommits: this.intent.commits,
       messages: this.cluster.messageCounts,
       fenced: !this.stopped && !this.writesAllowed(),
+      resyncMaxBytesPerSecond: this.resync.rateLimit.bytesPerSecond,
     };
+  }
+
+  /**
+   * Sets this node's resync and recovery rate limit (null: none), as writing md's sync_speed_max:
+   * copies that start from now on keep to it; it is kept when the array is assembled again here.
+   */
+  setResyncRate(bytesPerSecond: number | null): void {
+    this.resync.rateLimit.bytesPerSecond = bytesPerSecond;
+    this.options.resyncMaxBytesPerSecond = bytesPerSecond;
   }
 
   /** The resync's state alone (status() also counts every dirty bit). */

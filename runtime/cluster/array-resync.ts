@@ -8,12 +8,15 @@
  * it is in was announced to the other nodes with RESYNCING, which suspends their writes there
  * and sends their reads to the source leg) -> idle, after RESYNCING 0..0 (and, when everything
  * is done, the superblocks' resync_offset marked in sync). Stopping mid-way leaves the undone
- * chunks' bits set in our slot; leaving with them asks another node to take over.
+ * chunks' bits set in our slot; leaving with them asks another node to take over. A rate limit
+ * (md's sync_speed_max, per node) spaces the copies out; without one they run as fast as the walker
+ * goes (it gives way to user I/O).
  */
 import { RegionBitmap } from '../bitmap.ts';
 import { RegionOps } from '../regions/region-ops.ts';
 import { RegionWalker, type CopyResult } from '../regions/region-walker.ts';
 import { LocalMutex } from '../locks/local-mutex.ts';
+import { ByteRateLimit } from '../regions/rate-limit.ts';
 import type { MdCluster } from './md-cluster.ts';
 import { SECTOR_BYTES } from './md-superblock.ts';
 
@@ -58,6 +61,8 @@ export class ArrayResync {
   private walkDone: ((complete: boolean) => void) | null = null;
   private readonly walker: RegionWalker;
   private abort = new AbortController();
+  /** md's sync_speed_max: bytes per second this node's resync and recovery copy at most (null: no limit). */
+  readonly rateLimit = new ByteRateLimit();
 
   private constructor(private readonly host: ResyncHost, readonly todo: RegionBitmap) {
     this.walker = new RegionWalker({
@@ -160,6 +165,7 @@ export class ArrayResync {
   private async copy(start: number, end: number): Promise<CopyResult> {
     const op = this.host.regionOps.begin(start, end);
     try {
+      await this.rateLimit.take((end - start) * this.host.chunkBytes, this.abort.signal);
       await this.announced(start, end);
       await this.host.copyChunks(start, end);
       this.todo.clearRange(start, end);

@@ -26,9 +26,9 @@ function slotCommand(verb: string, method: 'POST' | 'DELETE', suffix: string, su
 
 export const ARRAY_COMMANDS: Record<string, Command> = {
   'array create': {
-    usage: 'array create NAME --level raid1|raid10 [--lock in-process|etcd] [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap clustered|internal|none] [--bitmap-chunk-bytes N] [--spares N] [--size BYTES] [--assume-clean] LEG...',
+    usage: 'array create NAME --level raid1|raid10 [--lock in-process|etcd] [--layout n2|n3] [--nodes N] [--cluster-name NAME] [--chunk-bytes N] [--bitmap clustered|internal|none] [--bitmap-chunk-bytes N] [--spares N] [--size BYTES] [--assume-clean] [--resync-max BYTES_PER_SECOND] LEG...',
     summary: 'create a clustered array on device files (mdadm --create --bitmap=clustered) and assemble it here',
-    flags: { '--level': 'value', '--lock': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--size': 'value', '--bitmap': 'value', '--assume-clean': 'switch' },
+    flags: { '--level': 'value', '--lock': 'value', '--layout': 'value', '--nodes': 'value', '--cluster-name': 'value', '--chunk-bytes': 'value', '--bitmap-chunk-bytes': 'value', '--spares': 'value', '--size': 'value', '--bitmap': 'value', '--assume-clean': 'switch', '--resync-max': 'value' },
     async run(context, args) {
       const [name, ...legs] = args.positional;
       if (name === undefined || legs.length === 0) throw new UsageError(`expected NAME LEG... (usage: ${this.usage})`);
@@ -43,7 +43,7 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
       if (clusterName !== undefined) body.clusterName = clusterName;
       const bitmap = args.values.get('--bitmap');
       if (bitmap !== undefined) body.bitmap = bitmap;
-      for (const [flag, field] of [['--nodes', 'nodes'], ['--chunk-bytes', 'chunkSizeBytes'], ['--bitmap-chunk-bytes', 'bitmapChunkBytes'], ['--spares', 'spares'], ['--size', 'sizeBytes']] as const) {
+      for (const [flag, field] of [['--nodes', 'nodes'], ['--chunk-bytes', 'chunkSizeBytes'], ['--bitmap-chunk-bytes', 'bitmapChunkBytes'], ['--spares', 'spares'], ['--size', 'sizeBytes'], ['--resync-max', 'resyncMaxBytesPerSecond']] as const) {
         const value = numberFlag(args.values.get(flag), flag);
         if (value !== undefined) body[field] = value;
       }
@@ -53,14 +53,17 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
     },
   },
   'array assemble': {
-    usage: 'array assemble NAME [--lock in-process|etcd] LEG...',
+    usage: 'array assemble NAME [--lock in-process|etcd] [--resync-max BYTES_PER_SECOND] LEG...',
     summary: 'assemble the array its legs hold, as one more node of it (mdadm --assemble)',
-    flags: { '--lock': 'value' },
+    flags: { '--lock': 'value', '--resync-max': 'value' },
     async run(context, args) {
       const [name, ...legs] = args.positional;
       if (name === undefined || legs.length === 0) throw new UsageError(`expected NAME LEG... (usage: ${this.usage})`);
       const lock = args.values.get('--lock');
-      const array = await context.client().request<ArrayInfo>('POST', '/v1/arrays', { name, legs, assemble: true, ...(lock === undefined ? {} : { lock }) });
+      const rate = numberFlag(args.values.get('--resync-max'), '--resync-max');
+      const array = await context.client().request<ArrayInfo>('POST', '/v1/arrays', {
+        name, legs, assemble: true, ...(lock === undefined ? {} : { lock }), ...(rate === undefined ? {} : { resyncMaxBytesPerSecond: rate }),
+      });
       context.out(array.state ?? `${array.name}: ${array.error}`);
     },
   },
@@ -136,6 +139,17 @@ export const ARRAY_COMMANDS: Record<string, Command> = {
   'array remove': slotCommand('remove', 'DELETE', '', 'remove a spare or failed leg (mdadm --remove)'),
   'array fail': slotCommand('fail', 'POST', '/fail', 'mark a leg faulty on every node (mdadm --fail)'),
   'array re-add': slotCommand('re-add', 'POST', '/re-add', 'bring a failed leg back (mdadm --re-add): only what it missed is recovered'),
+  'array resync-speed': {
+    usage: 'array resync-speed NAME BYTES_PER_SECOND|none',
+    summary: "set this node's resync and recovery rate limit, or lift it (md's sync_speed_max)",
+    flags: {},
+    async run(context, args) {
+      const [name, rate] = takePositionals(args, ['NAME', 'BYTES_PER_SECOND'], this.usage);
+      const maxBytesPerSecond = rate === 'none' ? null : numberFlag(rate, 'BYTES_PER_SECOND')!;
+      const array = await context.client().request<ArrayInfo>('POST', `/v1/arrays/${pathOf(name!)}/resync-speed`, { maxBytesPerSecond });
+      context.out(`${array.name}: resync limit ${array.resyncMaxBytesPerSecond === null || array.resyncMaxBytesPerSecond === undefined ? 'none' : `${array.resyncMaxBytesPerSecond} bytes/s`}`);
+    },
+  },
   'array stop': {
     usage: 'array stop NAME',
     summary: 'stop the array on this node (mdadm --stop); its legs keep it',

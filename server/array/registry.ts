@@ -90,7 +90,11 @@ export class ArrayRegistry implements Engine {
   }
 
   records(): ArrayRecord[] {
-    return [...this.entries.values()].map((entry) => ({ name: entry.record.name, legs: [...entry.record.legs], ...(entry.record.lock ? { lock: entry.record.lock } : {}) }));
+    return [...this.entries.values()].map(({ record }) => ({
+      name: record.name, legs: [...record.legs],
+      ...(record.lock ? { lock: record.lock } : {}),
+      ...(record.resyncMaxBytesPerSecond === undefined ? {} : { resyncMaxBytesPerSecond: record.resyncMaxBytesPerSecond }),
+    }));
   }
 
   holds(): Hold[] {
@@ -124,7 +128,11 @@ export class ArrayRegistry implements Engine {
   async create(body: z.infer<typeof NewArray>): Promise<ArrayInfo> {
     const { name, legs } = body;
     if (this.entries.has(name)) throw new ServiceError('EEXIST', `array "${name}" exists already`, 'name');
-    const record: ArrayRecord = { name, legs: [...legs], ...(body.lock === 'etcd' ? { lock: 'etcd' as const } : {}) };
+    const record: ArrayRecord = {
+      name, legs: [...legs],
+      ...(body.lock === 'etcd' ? { lock: 'etcd' as const } : {}),
+      ...(body.resyncMaxBytesPerSecond === undefined ? {} : { resyncMaxBytesPerSecond: body.resyncMaxBytesPerSecond }),
+    };
     this.service.cluster.lockManager(body.lock ?? 'in-process', 'lock'); // refused now when there is no etcd
     const seen = new Set<string>();
     legs.forEach((leg, i) => {
@@ -264,6 +272,22 @@ export class ArrayRegistry implements Engine {
     return this.info(entry);
   }
 
+  /** md's sync_speed_max: this node's resync and recovery rate limit (null: none), kept in the state file. */
+  async setResyncSpeed(name: string, bytesPerSecond: number | null): Promise<ArrayInfo> {
+    const entry = this.entry(name);
+    const array = this.assembled(name, 'name');
+    const before = entry.record.resyncMaxBytesPerSecond;
+    if (bytesPerSecond === null) delete entry.record.resyncMaxBytesPerSecond;
+    else entry.record.resyncMaxBytesPerSecond = bytesPerSecond;
+    await this.service.saveOrUndo(async () => {
+      if (before === undefined) delete entry.record.resyncMaxBytesPerSecond;
+      else entry.record.resyncMaxBytesPerSecond = before;
+    });
+    array.setResyncRate(bytesPerSecond);
+    this.service.events.publish('array.resync-speed', { array: name, maxBytesPerSecond: bytesPerSecond });
+    return this.info(entry);
+  }
+
   /** mdadm --stop: this node leaves the array; its legs keep it (assemble brings it back). */
   async stop(name: string): Promise<void> {
     const entry = this.entry(name);
@@ -337,6 +361,7 @@ export class ArrayRegistry implements Engine {
       const options = {
         name: `array:${record.name}`, legs: devices, manager: this.service.cluster.lockManager(kind, 'lock'),
         memberName: this.service.cluster.nodeName, nodeId: this.service.cluster.nodeId, ownsLegs: true,
+        resyncMaxBytesPerSecond: record.resyncMaxBytesPerSecond ?? null,
         onEvent: (event: ArrayEvent) => {
           this.service.events.publish(`array.${event.type}`, { array: record.name, message: event.message });
           if (event.type === 'fenced') this.rejoin(record.name, event.message);

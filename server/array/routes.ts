@@ -5,7 +5,7 @@ import type { EngineContext } from '../engine.ts';
 import { addRoute } from '../http/route.ts';
 import { jsonAnswer, Name, nameParams, NoBody } from '../http/schemas.ts';
 import type { ArrayRegistry } from './registry.ts';
-import { ArrayInfo, ArrayList, NewArray, NewLeg, ResizeArray, SwitchBitmap } from './schemas.ts';
+import { ArrayInfo, ArrayList, NewArray, NewLeg, ResizeArray, ResyncSpeed, SwitchBitmap } from './schemas.ts';
 
 const ARRAY_NAME = nameParams('array');
 const LEG_PARAMS = z.strictObject({
@@ -84,6 +84,15 @@ export function arrayRoutes(app: OpenAPIHono, arrays: ArrayRegistry, context: En
       params: ARRAY_NAME, body: SwitchBitmap, responses: { 200: jsonAnswer('Switched.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
     },
     async (c, { params, body }) => c.json(await context.exclusive(() => arrays.switchBitmap(params.name, body))),
+  );
+  addRoute(
+    app,
+    {
+      method: 'post', path: '/v1/arrays/{name}/resync-speed',
+      summary: "Set this node's resync and recovery rate limit (md's sync_speed_max), or lift it with null; kept across restarts. Other nodes keep their own.",
+      params: ARRAY_NAME, body: ResyncSpeed, responses: { 200: jsonAnswer('Set.', ArrayInfo) }, errors: [400, 401, 404, 409, 413, 503],
+    },
+    async (c, { params, body }) => c.json(await context.exclusive(() => arrays.setResyncSpeed(params.name, body.maxBytesPerSecond))),
   );
   addRoute(
     app,

@@ -12,6 +12,8 @@ const LockKind = z.enum(['in-process', 'etcd']).openapi({
   description: 'The lock manager the array\'s nodes coordinate through: in-process (default: this service is every node of it) or etcd (nodes are separate services started with --etcd: create on one, assemble on the others with the same lock). Assembling with another kind than the array was created with is refused.',
 });
 
+const ResyncRate = z.number().int().min(4096).max(Number.MAX_SAFE_INTEGER);
+
 const Legs = z.array(DeviceName).min(1).max(LEGS_MAX).openapi({ description: 'Device files of the data directory, one per leg, in slot order (spares last).' });
 
 export const NewArray = z
@@ -30,8 +32,15 @@ export const NewArray = z
     spares: z.number().int().min(0).max(LEGS_MAX - 1).optional().openapi({ description: 'How many of the last legs are spares (default 0).' }),
     sizeBytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional().openapi({ description: "The array's size (mdadm --size, here in bytes of array); default: all the smallest leg holds. Growing later (POST /resize) needs no new legs." }),
     bitmap: BitmapKind.optional().openapi({ description: 'The bitmap (mdadm --bitmap; default clustered). internal and none take one node at a time; room for a clustered bitmap of `nodes` slots is kept.' }),
+    resyncMaxBytesPerSecond: ResyncRate.optional().openapi({ description: "This node's resync and recovery rate limit in bytes per second (md's sync_speed_max; default: none). Taken on create and on assemble; kept across restarts; POST /resync-speed changes it." }),
   })
   .openapi('NewArray');
+
+export const ResyncSpeed = z
+  .strictObject({
+    maxBytesPerSecond: ResyncRate.nullable().openapi({ description: "The most bytes per second this node's resync and recovery copy (md's sync_speed_max); null: no limit. Copies that start from now on keep to it." }),
+  })
+  .openapi('ResyncSpeed');
 
 export const SwitchBitmap = z
   .strictObject({
@@ -92,6 +101,7 @@ export const ArrayInfo = z
     chunkBytes: Count.optional(),
     bitmapCommits: Count.optional(),
     messages: z.strictObject({ sent: Count, received: Count, refused: Count }).optional(),
+    resyncMaxBytesPerSecond: Count.nullable().optional().openapi({ description: "This node's resync and recovery rate limit (md's sync_speed_max); null: none." }),
     fenced: z.boolean().optional().openapi({ description: 'True once this node may not write to the legs: its etcd lease could not be renewed in time. The service assembles it again as a new member once etcd answers.' }),
   })
   .openapi('Array');
