@@ -283,6 +283,31 @@ for (const level of LEVELS) {
   });
 }
 
+for (const level of LEVELS) {
+  test(`${level}: a leg fails with a spare bound: the spare takes its role on every node and is recovered whole (md's remove_and_add_spares)`, async () => {
+    const files = legFiles(3, 4 * MIB);
+    const manager = new InProcessLockManager();
+    const a = await node(manager, files, 'A', { create: spec({ ...shape(level), raidDisks: 2 }) });
+    const b = await node(manager, files, 'B');
+    try {
+      for (const n of [a, b]) assert.equal(n.array.status().legs.map((leg) => leg.state), ['active', 'active', 'spare']);
+      await a.array.write(0, pattern(2 * MIB, 9));
+      await b.array.failByNumber(0);
+      for (let i = 0; i < 300 && !(a.array.status().picture === '[UU]' && b.array.status().picture === '[UU]' && b.array.status().resync.state === 'idle'); i++) await sleep(10);
+      for (const n of [a, b]) {
+        assert.equal(n.array.status().legs.map((leg) => [leg.devNumber, leg.state, leg.role, leg.recovering]), [[0, 'faulty', null, false], [1, 'active', 1, false], [2, 'active', 0, false]]);
+      }
+      assert.ok(b.events.some((e) => /spare .* takes role 0: recovering/.test(e)), `B recorded the failure and gave its role to the spare: ${b.events.join('\n')}`);
+      assert.ok(!a.events.some((e) => /takes role/.test(e)), 'A did not (only the node that recorded the failure)');
+      assert.ok(legData(files[1]!).equals(legData(files[2]!)), 'the spare holds what leg 1 holds');
+      assert.match((await mdadmExamine(files[2]!))['Array State']!, /^AA /);
+    } finally {
+      await a.array.close();
+      await b.array.close();
+    }
+  });
+}
+
 test('raid10 near=2: a node dies with a write half done on one copy; the survivor resyncs it', async () => {
   const files = legFiles(4, 2 * MIB);
   const manager = new InProcessLockManager();

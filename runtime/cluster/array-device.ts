@@ -46,7 +46,7 @@ import type { RegionBitmap } from '../bitmap.ts';
 import { RegionOps } from '../regions/region-ops.ts';
 import { formatArray, type ArrayCreateSpec } from './array-format.ts';
 import { legFromSuperblock, recoversWhole, slotPicture, writeArrayMetadata, type Leg } from './array-legs.ts';
-import { addLeg, bindNewDisk, readdLeg, removeLeg } from './array-manage.ts';
+import { activateSpare, addLeg, bindNewDisk, readdLeg, removeLeg } from './array-manage.ts';
 import { resizeArray, type ResizeRequest, type ResizeResult } from './array-resize.ts';
 import { switchBitmap, type BitmapSwitchRequest } from './array-bitmap-switch.ts';
 import type { SizeShape } from './array-size.ts';
@@ -313,6 +313,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       this.sweepTimer = setInterval(() => void this.clearIdleBits().catch((error: unknown) => this.note(`bitmap clear failed: ${String(error)}`)), Math.max(10, daemonSleepMs / 2));
       (this.sweepTimer as { unref?: () => void }).unref?.();
       if (this.md.resyncOffsetSectors !== null || !this.resync.todo.isEmpty()) this.resync.kick();
+      // Assembled degraded with a spare (a failure recorded by a node that stopped before its
+      // spare took over): the spare takes the role now.
+      this.takeSpare();
     } catch (error) {
       await this.cluster.leave().catch(() => {});
       throw error;
@@ -598,7 +601,16 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       throw error;
     });
     this.failing.set(leg, done);
+    // Recorded: a spare takes the vacant role (md's remove_and_add_spares), not awaited by the
+    // write or request that failed the leg.
+    void done.then(() => this.takeSpare(), () => {});
     return done;
+  }
+
+  /** A spare into a vacant role, if there are both (array-manage.ts: activateSpare). */
+  private takeSpare(): void {
+    if (this.stopped || !this.writesAllowed()) return;
+    activateSpare(this).catch((error: unknown) => this.note(`a spare could not take the failed leg's role: ${String(error)}`));
   }
 
   /** Waits for every leg failure being recorded; EIO when one could not be. */

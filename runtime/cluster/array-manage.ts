@@ -14,6 +14,11 @@
  * - re-add (mdadm --re-add): a failed leg comes back in its old role; RE_ADD, then every other
  *   slot's bits merged with ours (they were not cleared while degraded) are the chunks it missed,
  *   and only those are recovered.
+ * - a spare taking a failed leg's role (md's remove_and_add_spares): the node that recorded the
+ *   failure gives a vacant role to a spare, with the recovery flag in its own superblock, under the
+ *   token; METADATA_UPDATED tells the others (they see an active leg, recovering) and this node
+ *   recovers it whole. Checked again under the token: when two nodes recorded the same failure,
+ *   the second finds the role taken and changes nothing.
  */
 import { assert } from '../assert.ts';
 import type { BlockDevice } from '../devices/block-device.ts';
@@ -116,6 +121,43 @@ export async function readdLeg(array: ClusterArray, devNumber: number): Promise<
   });
   array.note(`leg ${leg.device.name} re-added in role ${role}: recovering the chunks it missed`);
   array.recoverLegs('bits');
+}
+
+/** md's remove_and_add_spares: a spare takes a vacant role and is recovered (see the design note). */
+export async function activateSpare(array: ClusterArray): Promise<Leg | null> {
+  const candidate = () => (vacantRole(array) === null ? undefined : array.legList.find((leg) => leg.state === 'spare'));
+  if (candidate() === undefined) return null;
+  let taken: Leg | null = null;
+  await array.withMetadataLock(async () => {
+    await array.cluster.metadataUpdateStart();
+    // Another node may have filled the role while we waited for the token (its METADATA_UPDATED
+    // reached us before the token did): then nothing is written.
+    const spare = candidate();
+    const role = vacantRole(array);
+    if (spare === undefined || role === null) {
+      await array.cluster.metadataUpdateCancel();
+      return;
+    }
+    try {
+      await array.writeMetadataHolding((md) => {
+        md.devRoles[spare.sb.devNumber] = role;
+        spare.sb = { ...spare.sb, featureMap: spare.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET, recoveryOffsetSectors: 0 };
+        spare.state = 'active';
+        spare.role = role;
+        spare.recovering = true;
+      });
+    } catch (error) {
+      await array.cluster.metadataUpdateCancel();
+      throw error;
+    }
+    await array.finishMetadataUpdate();
+    taken = spare;
+  });
+  const leg = taken as Leg | null;
+  if (leg === null) return null;
+  array.note(`spare ${leg.device.name} takes role ${leg.role}: recovering`);
+  array.recoverLegs(null);
+  return leg;
 }
 
 /** The first array role no active leg holds, or null. */
