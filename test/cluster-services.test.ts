@@ -1,9 +1,8 @@
 /**
  * A clustered array across two blockcore services (separate processes, separate data
  * directories, the legs shared through a bind mount), coordinating through a real etcd: created
- * on one and assembled on the other, each reading the other's writes over NBD, a leg failed from
- * one seen faulty on the other and re-added (clustermd_tests 01r1_Create, 02r1_Manage_re-add with
- * two services), the refusals (a lock kind other than the array's, a node name taken), and node
+ * on one and assembled on the other, each reading the other's writes over NBD, GET /v1/cluster
+ * (the other clustermd_tests scenarios are in cluster-services-md.test.ts), the refusals (a lock kind other than the array's, a node name taken), and node
  * B killed with SIGKILL at random points while it writes: node A recovers B's slot once B's lease
  * expires, resyncs, the legs end identical, and every write B acknowledged (FUA) is there; then B
  * is started again on its data directory and assembles again. BLOCKCORE_KILL_TRIALS sets how many
@@ -13,72 +12,28 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { detectRuntime } from '../runtime/adapter/index.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
-import { callApi } from './support/blockcore-server.ts';
-import { killEtcds, startEtcd, type TestEtcd } from './support/etcd.ts';
 import { attachNbd, type NbdAttachment } from './support/nbd-attach.ts';
-import { killServeChildren, launchers, spawnServe, startServe, type ServeChild } from './support/serve-process.ts';
-import { makeSharedLegs, type SharedLegs } from './support/shared-legs.ts';
+import { spawnServe } from './support/serve-process.ts';
+import { ServicePair, sleep, until } from './support/service-pair.ts';
 
 const test = suite('cluster across two services (etcd)');
 const MIB = 1024 * 1024;
 const LEG_BYTES = 34 * MIB;
 const CHUNK = 64 * 1024;
-const TTL_SECONDS = 1;
-const launcher = launchers().at(-1)!;
 const trials = Number(process.env.BLOCKCORE_KILL_TRIALS ?? (detectRuntime() === 'node' ? 50 : 8));
 
-let etcd: TestEtcd;
-let shared: SharedLegs;
-const services: (ServeChild | null)[] = [null, null];
-
+let pair: ServicePair;
 test.before(async () => {
-  etcd = await startEtcd();
-  shared = makeSharedLegs(2, 2, LEG_BYTES);
+  pair = await ServicePair.start(2, LEG_BYTES);
 });
 test.after(async () => {
-  for (const served of services) {
-    try {
-      served?.signal('SIGTERM');
-    } catch {
-      // gone already (a trial killed it)
-    }
-  }
-  await Promise.all(services.map((served) => served?.exited));
-  killServeChildren();
-  shared?.unmount();
-  await etcd?.stop();
-  killEtcds();
+  await pair?.close();
 });
 
-const args = (node: number, extra: string[] = []) => [
-  '--data', shared.dataDirs[node]!, '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', '--rtrs', 'off', '--ulog', 'off',
-  '--etcd', etcd.url, '--node-name', `node-${'ab'[node]}`, '--lease-ttl', String(TTL_SECONDS), ...extra,
-];
-
-async function start(node: number): Promise<ServeChild> {
-  const served = await startServe(launcher, args(node), { cwd: shared.root });
-  services[node] = served;
-  return served;
-}
-
-async function api(node: number, method: string, path: string, body?: unknown) {
-  const answer = await callApi(services[node]!.url, method, path, body);
-  return answer;
-}
-
-async function ok(node: number, method: string, path: string, body?: unknown): Promise<any> {
-  const answer = await api(node, method, path, body);
-  if (answer.status >= 300) {
-    const log = answer.status >= 500 ? `\nits log:\n${services[node]!.stderr().slice(-3000)}` : '';
-    throw new Error(`${method} ${path} on node ${node}: ${answer.status} ${JSON.stringify(answer.json)}${log}`);
-  }
-  return answer.json;
-}
-
-function nbdAddress(node: number) {
-  const url = new URL(services[node]!.nbdUrl);
-  return { host: url.hostname, port: Number(url.port) };
-}
+const start = (node: number) => pair.startNode(node);
+const api = (node: number, method: string, path: string, body?: unknown) => pair.api(node, method, path, body);
+const ok = (node: number, method: string, path: string, body?: unknown) => pair.ok(node, method, path, body);
+const nbdAddress = (node: number) => pair.nbdAddress(node);
 
 const pattern = (seed: number) => Uint8Array.from({ length: CHUNK }, (_, i) => (i * 13 + seed * 7) & 0xff);
 const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
@@ -90,17 +45,6 @@ function sectorNotFrom(data: Uint8Array, candidates: Uint8Array[]): number | nul
     if (!candidates.some((c) => equal(piece, c.subarray(sector * 512, sector * 512 + 512)))) return sector;
   }
   return null;
-}
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until<T>(check: () => Promise<T | null | false>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== null && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 /** Node `node` reports the array with only the node slots in `slots` (its recovery of the others began). */
@@ -121,19 +65,19 @@ async function settledWith(node: number, slots: number[]) {
 }
 
 async function legsIdentical(why: string): Promise<void> {
-  const [first, second] = await shared.dataAreas();
+  const [first, second] = await pair.shared.dataAreas();
   assert.ok(first!.equals(second!), `${why}: the legs differ`);
 }
 
-test('created on one service, assembled on the other: both in GET /v1/cluster, each reads the other\'s writes (clustermd 01r1_Create)', async () => {
+test('created on one service, assembled on the other: both in GET /v1/cluster, each reads the other\'s writes (clustermd 00r1_Create)', async () => {
   await Promise.all([start(0), start(1)]);
-  const created = await ok(0, 'POST', '/v1/arrays', { name: 'md0', legs: shared.legs, level: 'raid1', lock: 'etcd', assumeClean: true, bitmapChunkBytes: 1 * MIB });
+  const created = await ok(0, 'POST', '/v1/arrays', { name: 'md0', legs: pair.shared.legs, level: 'raid1', lock: 'etcd', assumeClean: true, bitmapChunkBytes: 1 * MIB });
   assert.is(created.lock, 'etcd');
   // The other kind is refused, naming the field; then B assembles with the array's own kind.
-  const wrongKind = await api(1, 'POST', '/v1/arrays', { name: 'md0', legs: shared.legs, assemble: true });
+  const wrongKind = await api(1, 'POST', '/v1/arrays', { name: 'md0', legs: pair.shared.legs, assemble: true });
   assert.is(wrongKind.status, 400);
   assert.is((wrongKind.json as { field?: string }).field, 'lock');
-  await ok(1, 'POST', '/v1/arrays', { name: 'md0', legs: shared.legs, assemble: true, lock: 'etcd' });
+  await ok(1, 'POST', '/v1/arrays', { name: 'md0', legs: pair.shared.legs, assemble: true, lock: 'etcd' });
   const cluster = await ok(0, 'GET', '/v1/cluster');
   assert.equal(cluster.etcd.nodes.map((n: { name: string }) => n.name).sort(), ['node-a', 'node-b']);
   assert.is(cluster.etcd.reachable, true);
@@ -153,22 +97,10 @@ test('created on one service, assembled on the other: both in GET /v1/cluster, e
     await b.close();
   }
   // A second service claiming node-b's name is refused at start with one line, and exits non-zero.
-  const clash = spawnServe(launcher, args(1).map((arg) => (arg === shared.dataDirs[1] ? `${shared.root}/clash` : arg)), { cwd: shared.root });
+  const clash = spawnServe(pair.launcher, pair.args(1).map((arg) => (arg === pair.shared.dataDirs[1] ? `${pair.shared.root}/clash` : arg)), { cwd: pair.shared.root });
   const exit = await clash.exited;
   assert.is(exit.code, 1);
   assert.match(clash.stderr(), /node name "node-b" is taken in etcd .* by another service/);
-});
-
-test('a leg failed from one service is faulty on the other; re-added, it recovers on both (clustermd 02r1_Manage_re-add)', async () => {
-  const failed = await ok(1, 'POST', '/v1/arrays/md0/legs/1/fail');
-  assert.is(failed.legs.find((leg: { slot: number }) => leg.slot === 1).state, 'faulty');
-  await until(async () => (await ok(0, 'GET', '/v1/arrays/md0')).legs.find((leg: { slot: number }) => leg.slot === 1).state === 'faulty', 'A to see the leg faulty');
-  await ok(0, 'POST', '/v1/arrays/md0/legs/1/re-add');
-  await until(async () => {
-    const [a, b] = await Promise.all([ok(0, 'GET', '/v1/arrays/md0'), ok(1, 'GET', '/v1/arrays/md0')]);
-    return [a, b].every((info) => info.picture === '[UU]' && info.legs.every((leg: { recovering: boolean }) => !leg.recovering) && info.resync.state === 'idle');
-  }, 'both nodes to see the leg back in sync');
-  await legsIdentical('after the re-add');
 });
 
 test(`node B killed at random points while it writes (${trials} trials): A recovers it, the legs end identical, every acknowledged write is there`, async () => {
@@ -202,8 +134,8 @@ test(`node B killed at random points while it writes (${trials} trials): A recov
     })();
     await sleep(20 + prng.below(300));
     const killedAt = performance.now();
-    services[1]!.signal('SIGKILL');
-    await services[1]!.exited;
+    pair.services[1]!.signal('SIGKILL');
+    await pair.services[1]!.exited;
     stop = true;
     await writer;
     await sees(0, [0]);
@@ -225,19 +157,19 @@ test(`node B killed at random points while it writes (${trials} trials): A recov
         if (badSector !== null) {
           const holds = [...Array(251).keys()].find((v) => equal(back, pattern(v)));
           assert.unreachable(`${what}: chunk ${chunk} sector ${badSector} holds neither B's acknowledged write nor the one in flight at the kill (${holds === undefined ? 'no whole pattern' : `pattern ${holds}`})\n  ` +
-            `its history: ${(history.get(chunk) ?? []).join('; ')}\n  A's log:\n${services[0]!.stderr().slice(-4000)}\n  B's log:\n${services[1]!.stderr().slice(-3000)}`);
+            `its history: ${(history.get(chunk) ?? []).join('; ')}\n  A's log:\n${pair.services[0]!.stderr().slice(-4000)}\n  B's log:\n${pair.services[1]!.stderr().slice(-3000)}`);
         }
         acked.set(chunk, back);
       }
     } finally {
       await a.close();
     }
-    services[1] = null;
+    pair.services[1] = null;
     await start(1); // assembles md0 again from its state file, as a new member
     await settledWith(0, [0, 1]);
   }
   recoveryMs.sort((x, y) => x - y);
-  console.log(`  node death to recovery start (TTL ${TTL_SECONDS} s): median ${Math.round(recoveryMs[recoveryMs.length >> 1]!)} ms, max ${Math.round(recoveryMs.at(-1)!)} ms over ${trials} kills`);
+  console.log(`  node death to recovery start (TTL ${pair.ttlSeconds} s): median ${Math.round(recoveryMs[recoveryMs.length >> 1]!)} ms, max ${Math.round(recoveryMs.at(-1)!)} ms over ${trials} kills`);
 });
 
 test.run();

@@ -172,7 +172,10 @@ export async function bindNewDisk(array: ClusterArray, deviceUuid: Uint8Array, d
   const device = await findDevice(deviceUuid).catch(() => null);
   if (device === null) return false;
   const sb = await readMdSuperblock(device).catch(() => null);
-  if (sb === null || !sameBytes(sb.setUuid, array.superblock.setUuid) || !sameBytes(sb.deviceUuid, deviceUuid) || sb.devNumber !== devNumber) return false;
+  if (sb === null || !sameBytes(sb.setUuid, array.superblock.setUuid) || !sameBytes(sb.deviceUuid, deviceUuid) || sb.devNumber !== devNumber) {
+    await device.close().catch(() => {}); // found, not ours after all: the finder handed it to us
+    return false;
+  }
   assert(!array.legList.some((leg) => leg.sb.devNumber === devNumber && leg.state !== 'faulty'), 'a new disk takes a free device number');
   const leg: Leg = { device, sb, state: 'spare', role: null, recovering: false };
   array.legList.push(leg);

@@ -28,6 +28,7 @@ import { checkCanHold, type Hold } from '../device-holders.ts';
 import type { Engine, EngineContext } from '../engine.ts';
 import { invalid, ServiceError } from '../errors.ts';
 import type { PromText } from '../prometheus.ts';
+import { findLegFile } from './leg-finder.ts';
 import { arrayMetrics } from './metrics.ts';
 import type { ArrayRecord } from './records.ts';
 import { arrayRoutes } from './routes.ts';
@@ -187,8 +188,8 @@ export class ArrayRegistry implements Engine {
       if (error instanceof BlockError && error.code === 'ENOTSUP') throw invalid('grow', error.message.replace(/^ENOTSUP: /, ''));
       throw error;
     }
-    entry.record.legs.push(device);
-    entry.holds.push(hold);
+    if (!entry.holds.some((h) => h.path === hold.path)) entry.holds.push(hold);
+    if (!entry.record.legs.includes(device)) entry.record.legs.push(device);
     await this.service.saveApplied(`adding ${device} to array "${name}"`);
     this.service.events.publish('array.leg-added', { array: name, device, spare, grow });
     return this.info(entry);
@@ -198,12 +199,12 @@ export class ArrayRegistry implements Engine {
   async removeLeg(name: string, slot: number): Promise<ArrayInfo> {
     const { entry, array, leg } = this.legAt(name, slot);
     if (leg.state === 'active') throw new ServiceError('EBUSY', `the leg in slot ${slot} is active: fail it first`, 'slot');
+    const fileName = entry.holds.find((hold) => hold.path === leg.device)?.name ?? null;
     const device = await array.removeLeg(slot);
     await device.close().catch((error) => this.service.log(`closing removed leg ${device.name}: ${error}`));
-    const index = entry.holds.findIndex((hold) => hold.path === device.name);
-    const fileName = index >= 0 ? entry.holds[index]!.name : null;
-    if (index >= 0) entry.holds.splice(index, 1);
-    if (fileName !== null) entry.record.legs.splice(entry.record.legs.indexOf(fileName), 1);
+    // (The array's note of the removal may have synced these already: syncLegs.)
+    entry.holds = entry.holds.filter((hold) => hold.path !== device.name);
+    if (fileName !== null && entry.record.legs.includes(fileName)) entry.record.legs.splice(entry.record.legs.indexOf(fileName), 1);
     await this.service.saveApplied(`removing slot ${slot} from array "${name}"`);
     this.service.events.publish('array.leg-removed', { array: name, slot, device: fileName });
     return this.info(entry);
@@ -365,6 +366,16 @@ export class ArrayRegistry implements Engine {
         onEvent: (event: ArrayEvent) => {
           this.service.events.publish(`array.${event.type}`, { array: record.name, message: event.message });
           if (event.type === 'fenced') this.rejoin(record.name, event.message);
+          else this.syncLegs(record.name);
+        },
+        // A leg another node added (NEWDISK): its file here, held for this array from now on.
+        findDevice: async (deviceUuid: Uint8Array) => {
+          const entry = this.entries.get(record.name);
+          const held = new Set(this.service.holds().map((hold) => hold.path));
+          const found = await findLegFile(this.service.dataDir, deviceUuid, (path) => held.has(path));
+          if (found === null) return null;
+          if (entry !== undefined && entry.record === record) entry.holds.push({ path: found.path, name: found.name, access: 'write', holder: `array:${record.name}` });
+          return found.device;
         },
       };
       const array = spec === null ? await ClusterArray.assemble(options) : await ClusterArray.create(options, spec);
@@ -437,6 +448,23 @@ export class ArrayRegistry implements Engine {
   private watchNewEntry(name: string): void {
     const entry = this.entries.get(name);
     if (entry?.array && !entry.array.writesAllowed()) this.rejoin(name, 'fenced while it assembled');
+  }
+
+  /**
+   * The record and holds follow the legs the array has now: a leg another node added (bound on
+   * NEWDISK) joins them, one another node removed or whose add was refused leaves them (its file
+   * is free again). Saved when they changed, so a restart assembles what the array holds.
+   */
+  private syncLegs(name: string): void {
+    const entry = this.entries.get(name);
+    if (entry === undefined || entry.array === null || entry.array.isStopped || this.closing) return;
+    const paths = new Set(entry.array.status().legs.map((leg) => leg.device));
+    const holds = entry.holds.filter((hold) => paths.has(hold.path));
+    const legs = holds.map((hold) => hold.name);
+    if (legs.length === entry.record.legs.length && legs.every((leg, i) => leg === entry.record.legs[i])) return;
+    entry.holds = holds;
+    entry.record.legs = legs;
+    this.service.saveApplied(`the legs of array "${name}" changed on another node`).catch((error: unknown) => this.service.log(String((error as Error).message ?? error)));
   }
 
   private holdsOf(record: ArrayRecord): Hold[] {

@@ -19,8 +19,10 @@ export interface SharedLegs {
   dataDirs: string[];
   /** Leg names as the services take them (`shared/leg0.img` ...). */
   legs: string[];
-  /** The data areas of the legs (after each one's md data offset), byte for byte. */
-  dataAreas(): Promise<Buffer[]>;
+  /** The data areas of the legs (after each one's md data offset), byte for byte: all, or those numbered. */
+  dataAreas(legs?: number[]): Promise<Buffer[]>;
+  /** Every leg file zeroed (mdadm --zero-superblock and more): no service may hold one. */
+  wipe(): void;
   unmount(): void;
 }
 
@@ -57,9 +59,9 @@ export function makeSharedLegs(nodes: number, legCount: number, legBytes: number
   }
   return {
     root, folder, dataDirs, legs,
-    async dataAreas() {
+    async dataAreas(numbers = [...Array(legCount).keys()]) {
       const areas: Buffer[] = [];
-      for (let i = 0; i < legCount; i++) {
+      for (const i of numbers) {
         const file = path.join(folder, `leg${i}.img`);
         const device = await FileDevice.open(file);
         const offset = (await readMdSuperblock(device)).dataOffsetSectors * 512;
@@ -67,6 +69,13 @@ export function makeSharedLegs(nodes: number, legCount: number, legBytes: number
         areas.push(fs.readFileSync(file).subarray(offset));
       }
       return areas;
+    },
+    wipe() {
+      for (let i = 0; i < legCount; i++) {
+        const file = path.join(folder, `leg${i}.img`);
+        fs.truncateSync(file, 0);
+        fs.truncateSync(file, legBytes);
+      }
     },
     unmount() {
       unmount();
