@@ -25,6 +25,8 @@ export async function until<T>(check: () => Promise<T | null | false>, what: str
 export class ServicePair {
   readonly services: (ServeChild | null)[] = [null, null];
   readonly launcher = launchers().at(-1)!;
+  /** The etcd URL a node is started with when it is not etcd's own (a proxy in between). */
+  readonly etcdUrlOf: (string | null)[] = [null, null];
 
   private constructor(readonly etcd: TestEtcd, readonly shared: SharedLegs, readonly ttlSeconds: number) {}
 
@@ -42,7 +44,7 @@ export class ServicePair {
   args(node: number, extra: string[] = []): string[] {
     return [
       '--data', this.shared.dataDirs[node]!, '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', '--rtrs', 'off', '--ulog', 'off',
-      '--etcd', this.etcd.url, '--node-name', `node-${'ab'[node]}`, '--lease-ttl', String(this.ttlSeconds), ...extra,
+      '--etcd', this.etcdUrlOf[node] ?? this.etcd.url, '--node-name', `node-${'ab'[node]}`, '--lease-ttl', String(this.ttlSeconds), ...extra,
     ];
   }
 
