@@ -101,6 +101,10 @@ export class ClusteredLog implements RegionLog {
     return this.handle?.memberId ?? null;
   }
 
+  get groupMembers(): number {
+    return this.members.length;
+  }
+
   get isServer(): boolean {
     return this.handle !== null && this.members[0] === this.handle.memberId;
   }

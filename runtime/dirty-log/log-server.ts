@@ -54,6 +54,8 @@ export interface LogInstanceInfo {
   state: LogInstanceState;
   device: string | null;
   deviceState: string;
+  /** Clustered logs: the members of the log's group as this server sees them; null for the others. */
+  groupMembers: number | null;
 }
 
 interface Instance {
@@ -87,6 +89,7 @@ export class LogServer implements UlogHandler {
         out.push({
           uuid, luid, type: args.type, table: args.text, regionSectors: args.regionSectors, regionCount: args.regionCount,
           inSyncRegions: bits.syncCount, dirtyRegions: args.regionCount - bits.clean.setCount, state, device: log.deviceName, deviceState: log.deviceState,
+          groupMembers: log.groupMembers ?? null,
         });
       }
     }

@@ -15,6 +15,8 @@ export interface RegionLog {
   /** The device the table named, for CTR's reply and the status lines; null for core logs. */
   readonly deviceName: string | null;
   readonly deviceState: LogDeviceState;
+  /** Clustered logs: the members of its group as this one last saw them (this one included); else absent. */
+  readonly groupMembers?: number;
   /** Loads the log (a disk log reads its bits; a core log restarts its resync search). */
   resume(): Promise<void>;
   presuspend(): Promise<void>;

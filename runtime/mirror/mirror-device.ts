@@ -28,6 +28,11 @@
  * and nothing was marked, else `core <region>`: everything resyncs), writes waiting on the failed
  * log marked again in the new one.
  *
+ * Clustered logs: every CLUSTERED_SYNC_POLL_MS the mirror asks the log its in-sync count; when
+ * it fell (a member left with regions marked), the regions this mirror knew in sync are forgotten
+ * (reads ask the log again, region by region, and read the default leg where it says out of sync)
+ * and the resync starts, copying what the log hands out.
+ *
  * Durability: flush() flushes every good leg (a leg whose flush fails fails, F). Regions idle for
  * clearDelayMs are cleared in the log by a timer (legs flushed first), so a region written again
  * soon costs no new mark. A write acknowledged before flush() was called is on every
@@ -55,6 +60,12 @@ export type LegHealth = 'A' | 'D' | 'R' | 'S' | 'F';
 export const CLEAR_DELAY_MS = 2000;
 /** Regions past a sequential write marked with it (a stream of 1 MiB writes over 512 KiB regions: a log FLUSH per 8 writes). */
 export const MARK_AHEAD_REGIONS = 16;
+/**
+ * How often a mirror on a clustered log asks it how many regions are in sync (kmirrord's wake):
+ * a member that left with regions marked puts them out of sync in every other member's log, and
+ * this mirror has no other way to hear of it (the log protocol has no push).
+ */
+export const CLUSTERED_SYNC_POLL_MS = 500;
 export type LegFaultPolicy = 'remove' | 'replace';
 export type MirrorEventType = 'leg-failed' | 'leg-removed' | 'leg-added' | 'log-failed' | 'resync-done' | 'note';
 
@@ -139,6 +150,8 @@ export class MirrorDevice implements BlockDevice {
   private readonly resync: MirrorResync;
   /** Regions known in sync (set when the log said so or our resync made them); the log is the authority. */
   private readonly synced: RegionBitmap;
+  private syncPoll: ReturnType<typeof setInterval> | null = null;
+  private polling = false;
   private logFailures = 0;
   private switchingLog: Promise<boolean> | null = null;
   private replacing: Promise<void> = Promise.resolve();
@@ -174,6 +187,10 @@ export class MirrorDevice implements BlockDevice {
     this.regionBytes = mirrorLog.client.regionSectors * 512;
     this.regionCount = mirrorLog.client.regionCount;
     this.synced = synced;
+    if (clusteredLog(table)) {
+      this.syncPoll = setInterval(() => void this.pollSync(), CLUSTERED_SYNC_POLL_MS);
+      (this.syncPoll as { unref?: () => void }).unref?.();
+    }
     this.marks = new RegionMarks({
       log: () => this.mirrorLog.client,
       flushLegs: () => this.flushLegs(),
@@ -292,6 +309,8 @@ export class MirrorDevice implements BlockDevice {
     // I/O held by a suspend fails (EBADF) rather than reach legs this mirror no longer owns a
     // log for (after a table swap its writes would be marked nowhere).
     this.closing = true;
+    if (this.syncPoll !== null) clearInterval(this.syncPoll);
+    this.syncPoll = null;
     this.suspended = false;
     this.releaseSuspended?.();
     await this.gate.close(async () => {
@@ -490,6 +509,25 @@ export class MirrorDevice implements BlockDevice {
     if (live.length === 0) return null;
     this.readLeg = (this.readLeg + 1) % live.length;
     return live[this.readLeg]!;
+  }
+
+  /** A clustered log's in-sync count, asked (see the design note): fallen, the cache goes and the resync starts. */
+  private async pollSync(): Promise<void> {
+    if (this.polling || this.closing || this.suspended || !this.gate.isOpen || !clusteredLog(this.table)) return;
+    this.polling = true;
+    try {
+      const count = await this.mirrorLog.client.syncCount();
+      if (count < this.synced.setCount) {
+        this.synced.clearRange(0, this.regionCount);
+        this.event('note', `${this.regionCount - count} of ${this.regionCount} regions are out of sync in the clustered log (a member left with them marked): resyncing`);
+      }
+      if (count < this.regionCount) this.resync.kick();
+      else if (this.synced.setCount < this.regionCount && !this.resync.active) this.synced.setRange(0, this.regionCount);
+    } catch {
+      // The log's failure is the mirror's to handle where it uses the log (writes, resync).
+    } finally {
+      this.polling = false;
+    }
   }
 
   private async rangeInSync(offsetBytes: number, lengthBytes: number): Promise<boolean> {

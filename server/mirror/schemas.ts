@@ -63,6 +63,7 @@ const LogInfo = z.strictObject({
   state: z.enum(['inactive', 'live', 'suspended']).openapi({ description: 'inactive: constructed, not resumed (a table loaded beside the live one of its uuid); live: serving; suspended: after POSTSUSPEND.' }),
   device: z.string().nullable(),
   deviceState: z.string(),
+  groupMembers: z.number().int().nullable().openapi({ description: "Clustered logs: the members of the log's group (log servers of every node with the log live) as this one sees them; null for core and disk logs." }),
 });
 
 export const LogList = z

@@ -27,6 +27,8 @@ export class ServicePair {
   readonly launcher = launchers().at(-1)!;
   /** The etcd URL a node is started with when it is not etcd's own (a proxy in between). */
   readonly etcdUrlOf: (string | null)[] = [null, null];
+  /** Run each service's dirty-log server (a clustered mirror log needs it); off by default. */
+  logServer = false;
 
   private constructor(readonly etcd: TestEtcd, readonly shared: SharedLegs, readonly ttlSeconds: number) {}
 
@@ -43,7 +45,7 @@ export class ServicePair {
   /** The command line of node `node`'s service. */
   args(node: number, extra: string[] = []): string[] {
     return [
-      '--data', this.shared.dataDirs[node]!, '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', '--rtrs', 'off', '--ulog', 'off',
+      '--data', this.shared.dataDirs[node]!, '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', '--rtrs', 'off', ...(this.logServer ? [] : ['--ulog', 'off']),
       '--etcd', this.etcdUrlOf[node] ?? this.etcd.url, '--node-name', `node-${'ab'[node]}`, '--lease-ttl', String(this.ttlSeconds), ...extra,
     ];
   }
@@ -79,12 +81,17 @@ export class ServicePair {
     return { host: url.hostname, port: Number(url.port) };
   }
 
+  /** Waits until `check` holds for what node `node` answers to GET `path`; returns that answer. */
+  answerOn(node: number, path: string, check: (info: any) => boolean, what: string, timeoutMs = 20_000): Promise<any> {
+    return until(async () => {
+      const info = await this.ok(node, 'GET', path);
+      return check(info) ? info : null;
+    }, `node ${node}: ${path}: ${what}`, timeoutMs);
+  }
+
   /** Waits until `check` holds for array `name` as node `node` reports it; returns that report. */
   arrayOn(node: number, name: string, check: (info: any) => boolean, what: string, timeoutMs = 20_000): Promise<any> {
-    return until(async () => {
-      const info = await this.ok(node, 'GET', `/v1/arrays/${name}`);
-      return check(info) ? info : null;
-    }, `node ${node}: array ${name}: ${what}`, timeoutMs);
+    return this.answerOn(node, `/v1/arrays/${name}`, check, what, timeoutMs);
   }
 
   /** Waits until node `node` reports array `name` with no node recovery and no resync running or pending. */
