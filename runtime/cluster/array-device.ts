@@ -243,8 +243,15 @@ export class ClusterArray implements BlockDevice, ClusterHost {
 
   /** False once our lockspace member may no longer write to shared legs (fenced, left or dead). */
   writesAllowed(): boolean {
-    const cluster = this.cluster as MdCluster | undefined;
-    return cluster === undefined || cluster.lockspace.writesAllowed();
+    const space = (this.cluster as MdCluster | undefined)?.lockspace ?? this.joinedSpace;
+    return space === null || space.writesAllowed();
+  }
+
+  /** The membership while MdCluster.join takes its locks (a recovery a callback starts meanwhile writes behind it). */
+  private joinedSpace: { writesAllowed(): boolean } | null = null;
+
+  joined(space: { writesAllowed(): boolean }): void {
+    this.joinedSpace = space;
   }
 
   /** A leg device as the array uses it: behind the fence. */

@@ -100,4 +100,9 @@ export interface ClusterHost {
   note(event: string): void;
   /** This node may no longer write to the legs (its lock manager membership ended without a leave). */
   fenced(why: string): void;
+  /**
+   * The lockspace membership exists (join is still taking its locks): from now on it decides
+   * whether this node may write, also for what a callback starts before join returns.
+   */
+  joined(space: { writesAllowed(): boolean }): void;
 }

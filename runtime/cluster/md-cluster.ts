@@ -96,6 +96,7 @@ export class MdCluster implements ClusterOperations {
         fenced: (why) => options.host.fenced(why),
       },
     });
+    options.host.joined(cluster.space);
     try {
       if (cluster.space.slot > options.nodes) {
         throw new BlockError('ERANGE', `lockspace slot ${cluster.space.slot} is above the array's ${options.nodes} nodes`);

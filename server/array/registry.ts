@@ -49,8 +49,12 @@ interface ArrayEntry {
   array: ClusterArray | null;
   error: string | null;
   holds: Hold[];
-  /** What deviceOf handed out (exports, stacked engines): moved to the array assembled after a fence. */
-  served: Set<SwitchDevice>;
+  /**
+   * What deviceOf hands out (exports, stacked engines), one for the array: moved to the array
+   * assembled after a fence. Made again when the array or its size changed (a bitmap switch or a
+   * resize, both refused while anything uses it).
+   */
+  served: SwitchDevice | null;
   /** True while a fenced array is being assembled again. */
   rejoining: boolean;
 }
@@ -80,12 +84,12 @@ export class ArrayRegistry implements Engine {
       const holds = this.holdsOf(record);
       try {
         const array = await this.open(record, null);
-        this.entries.set(record.name, { record, array, error: null, holds, served: new Set(), rejoining: false });
+        this.entries.set(record.name, { record, array, error: null, holds, served: null, rejoining: false });
         this.watchNewEntry(record.name);
       } catch (error) {
         const message = (error as Error).message ?? String(error);
         this.service.log(`array ${record.name} not assembled: ${message}`);
-        this.entries.set(record.name, { record, array: null, error: message, holds, served: new Set(), rejoining: false });
+        this.entries.set(record.name, { record, array: null, error: message, holds, served: null, rejoining: false });
       }
     }
   }
@@ -106,9 +110,8 @@ export class ArrayRegistry implements Engine {
   deviceOf(name: string, field: string): BlockDevice {
     const entry = this.entry(name, field);
     const array = this.assembled(name, field);
-    const served = new SwitchDevice(array);
-    entry.served.add(served);
-    return served;
+    if (entry.served === null || entry.served.device !== array || entry.served.sizeBytes !== array.sizeBytes) entry.served = new SwitchDevice(array);
+    return entry.served;
   }
 
   private assembled(name: string, field: string): ClusterArray {
@@ -150,7 +153,7 @@ export class ArrayRegistry implements Engine {
       spec = this.createSpec(body, sizes);
     }
     const array = await this.open(record, spec);
-    const entry: ArrayEntry = { record, array, error: null, holds, served: new Set(), rejoining: false };
+    const entry: ArrayEntry = { record, array, error: null, holds, served: null, rejoining: false };
     this.entries.set(name, entry);
     this.watchNewEntry(name);
     await this.service.saveOrUndo(async () => {
@@ -428,9 +431,8 @@ export class ArrayRegistry implements Engine {
           entry.array = array;
           entry.error = null;
           entry.rejoining = false;
-          for (const served of entry.served) {
-            if (served.sizeBytes <= array.sizeBytes) await served.replace(async () => array).catch(() => {});
-          }
+          const served = entry.served;
+          if (served !== null && served.sizeBytes <= array.sizeBytes) await served.replace(async () => array).catch(() => {});
           return false;
         });
         if (done) return;
