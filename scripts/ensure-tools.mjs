@@ -19,6 +19,8 @@ export const TOOL_PACKAGES = {
   cc: ['gcc', 'libc6-dev'],
   // The distributed lock manager's store (runtime/locks/etcd/): tests start their own etcd.
   etcd: 'etcd-server',
+  // Test certificates for etcd over TLS (test/support/certs.ts).
+  openssl: 'openssl',
 };
 
 function has(command) {

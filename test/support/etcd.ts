@@ -25,14 +25,29 @@ export interface TestEtcd {
 
 const running = new Set<ChildProcess>();
 
-/** `clientPort`: listen there (a port a test already handed to a client); default a free one. */
-export async function startEtcd(timeoutMs = 20_000, clientPort?: number): Promise<TestEtcd> {
+/** Files of a TLS client port (PEM): etcd's certificate and key, and the CA its clients must present certificates of. */
+export interface EtcdTls {
+  cert: string;
+  key: string;
+  /** Client certificates are required, signed by this CA (etcd's --client-cert-auth). */
+  clientCa: string;
+}
+
+/**
+ * `clientPort`: listen there (a port a test already handed to a client); default a free one.
+ * `tls`: the client URL is https:// (health is then read on a plain metrics port).
+ */
+export async function startEtcd(timeoutMs = 20_000, clientPort?: number, tls?: EtcdTls): Promise<TestEtcd> {
   requireTools(['etcd']);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-etcd-'));
   clientPort ??= await freePort();
   let peerPort = await freePort();
   while (peerPort === clientPort) peerPort = await freePort();
-  const url = `http://127.0.0.1:${clientPort}`;
+  let metricsPort = await freePort();
+  while (metricsPort === clientPort || metricsPort === peerPort) metricsPort = await freePort();
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
+  const health = `http://127.0.0.1:${metricsPort}/health`;
+  const tlsArgs = tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--client-cert-auth', '--trusted-ca-file', tls.clientCa] : [];
   const peer = `http://127.0.0.1:${peerPort}`;
   let log = '';
   let child: ChildProcess;
@@ -41,6 +56,7 @@ export async function startEtcd(timeoutMs = 20_000, clientPort?: number): Promis
       '--name', 'test', '--data-dir', path.join(dir, 'data'),
       '--listen-client-urls', url, '--advertise-client-urls', url,
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `test=${peer}`,
+      '--listen-metrics-urls', `http://127.0.0.1:${metricsPort}`, ...tlsArgs,
       '--log-level', 'warn',
       // Shorter raft timings than the defaults (100 / 1000 ms) lower etcd's minimum lease TTL
       // (1.5 election timeouts) from 2 s to 1 s, so tests can run leases of 1 s.
@@ -53,7 +69,7 @@ export async function startEtcd(timeoutMs = 20_000, clientPort?: number): Promis
     for (;;) {
       if (child.exitCode !== null) throw new Error(`etcd exited (${child.exitCode}):\n${log.slice(-2000)}`);
       try {
-        const answer = await fetch(`${url}/health`);
+        const answer = await fetch(health);
         if (answer.ok && ((await answer.json()) as { health?: string }).health === 'true') return;
       } catch {
         // not listening yet

@@ -17,6 +17,7 @@
  */
 import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
 import { Etcd3, type IOptions } from 'etcd3';
+import { ipServerNameOptions, namesIpHost, withIpIdentity } from './etcd-tls.ts';
 
 export interface EtcdConnectOptions {
   /** Client URLs, http://host:port or https://host:port. */
@@ -113,13 +114,18 @@ export class EtcdStore {
       },
       defaultCallOptions: () => ({ deadline: Date.now() + timeoutMs }),
     };
-    const client = new Etcd3(config);
+    // TLS to an etcd named by IP address: see etcd-tls.ts.
+    const byIp = options.tls !== undefined && namesIpHost(options.urls);
+    if (byIp) config.grpcOptions = { ...config.grpcOptions, ...ipServerNameOptions() };
+    const client = byIp ? withIpIdentity(options.urls, () => new Etcd3(config)) : new Etcd3(config);
     const store = new EtcdStore(client, timeoutMs);
     try {
       await store.range('\u0000probe');
     } catch (error) {
       client.close();
-      throw new Error(`etcd at ${options.urls.join(',')} is not reachable: ${(error as Error).message}`);
+      // grpc's messages run over several lines (details, then a resolution note): one line here.
+      const why = String((error as Error).message ?? error).replace(/\s*\n\s*/g, ' ').trim();
+      throw new Error(`etcd at ${options.urls.join(',')} is not reachable: ${why}`);
     }
     return store;
   }
