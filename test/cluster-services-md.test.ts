@@ -119,7 +119,7 @@ for (const level of LEVELS) {
   });
 }
 
-test('01r1_Grow_add: raid1 grows by a leg (then again with a spare bound): every node ends [UUU], mdadm sees three devices', async () => {
+test('01r1_Grow_add: raid1 grows by a new leg, by one with a spare bound, and onto the spare itself: every node ends [UUU], mdadm sees three devices', async () => {
   await createBoth('raid1', [0, 1], { assumeClean: true });
   await bothSettle('[UU]');
   await pair.ok(0, 'POST', '/v1/arrays/md0/legs', { device: legs(2)[0], grow: true });
@@ -135,6 +135,17 @@ test('01r1_Grow_add: raid1 grows by a leg (then again with a spare bound): every
   await bothSettle('[UUU]', 1);
   await legsEqual([0, 1, 3], 'after the grow with a spare bound');
   assert.match((await examine(3))['Array State']!, /^AAA /);
+  await pair.stopArray('md0');
+  pair.shared.wipe();
+  // --grow --raid-devices=3 with no new device: the bound spare becomes the third leg.
+  await createBoth('raid1', [0, 1, 2], { assumeClean: true, spares: 1 });
+  await bothSettle('[UU]', 1);
+  const notSpare = await pair.api(0, 'POST', '/v1/arrays/md0/legs', { device: legs(0)[0], grow: true });
+  assert.is(notSpare.status, 400, notSpare.text);
+  await pair.ok(0, 'POST', '/v1/arrays/md0/legs', { device: legs(2)[0], grow: true });
+  await bothSettle('[UUU]', 0);
+  await legsEqual([0, 1, 2], 'after the grow onto the spare');
+  assert.is((await examine(2))['Raid Devices'], '3');
 });
 
 for (const level of LEVELS) {

@@ -847,7 +847,16 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   async growWith(device: BlockDevice): Promise<number> {
     if (this.raid.level !== 'raid1') throw new BlockError('ENOTSUP', 'only raid1 grows by a leg (md-cluster does not reshape raid10)', { device: this.name });
     const devNumber = await addLeg(this, this.behindFence(device), true);
-    const leg = this.legs.find((l) => l.sb.devNumber === devNumber)!;
+    await this.growOnto(devNumber);
+    return devNumber;
+  }
+
+  /** mdadm --grow --raid-devices=N+1 with a spare bound (raid1): the spare becomes the new active leg, rebuilt. */
+  async growOnto(devNumber: number): Promise<void> {
+    if (this.raid.level !== 'raid1') throw new BlockError('ENOTSUP', 'only raid1 grows by a leg (md-cluster does not reshape raid10)', { device: this.name });
+    const leg = this.legs.find((l) => l.sb.devNumber === devNumber);
+    if (leg === undefined) throw new BlockError('ENOENT', `no leg numbered ${devNumber}`);
+    if (leg.state !== 'spare') throw new BlockError('EBUSY', `leg ${devNumber} is ${leg.state}, not a spare`, { device: leg.device.name });
     await this.updateMetadata((md) => {
       md.raidDisks += 1;
       md.devRoles[devNumber] = md.raidDisks - 1;
@@ -857,9 +866,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
       leg.recovering = true;
     });
     this.raid = raidLayoutOf(this.md);
-    this.note(`grown to ${this.md.raidDisks} legs: ${device.name} recovering in role ${leg.role}`);
+    this.note(`grown to ${this.md.raidDisks} legs: ${leg.device.name} recovering in role ${leg.role}`);
     this.recoverLegs(null);
-    return devNumber;
   }
 
   /** mdadm --remove of a spare or failed leg; returns its device for the caller to close. */

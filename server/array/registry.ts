@@ -177,7 +177,19 @@ export class ArrayRegistry implements Engine {
     const entry = this.entry(name);
     const array = this.assembled(name, 'name');
     const hold: Hold = { path: devicePath(this.service.dataDir, device, 'device'), name: device, access: 'write', holder: `array:${name}` };
-    if (entry.holds.some((h) => h.path === hold.path)) throw invalid('device', `"${device}" is a leg of array "${name}" already`);
+    if (entry.holds.some((h) => h.path === hold.path)) {
+      // mdadm --grow --raid-devices=N+1 with a spare bound: the spare named becomes the new leg.
+      const spare = grow ? array.status().legs.find((leg) => leg.device === hold.path && leg.state === 'spare') : undefined;
+      if (spare === undefined) throw invalid('device', `"${device}" is a leg of array "${name}" already${grow ? ' (only a spare of it can grow it)' : ''}`);
+      try {
+        await array.growOnto(spare.devNumber);
+      } catch (error) {
+        if (error instanceof BlockError && error.code === 'ENOTSUP') throw invalid('grow', error.message.replace(/^ENOTSUP: /, ''));
+        throw error;
+      }
+      this.service.events.publish('array.leg-added', { array: name, device, spare: false, grow });
+      return this.info(entry);
+    }
     statDevice(this.service.dataDir, device, 'device');
     checkCanHold(this.service.holds(), hold, 'device');
     const file = await FileDevice.open(hold.path);

@@ -72,7 +72,7 @@ export const NewLeg = z
   .strictObject({
     device: DeviceName,
     spare: z.boolean().optional().openapi({ description: 'Keep it a spare even when a role is vacant (mdadm --add-spare).' }),
-    grow: z.boolean().optional().openapi({ description: 'raid1: one more active leg, rebuilt on this device (mdadm --grow --raid-devices=N+1 --add).' }),
+    grow: z.boolean().optional().openapi({ description: 'raid1: one more active leg, rebuilt on this device (mdadm --grow --raid-devices=N+1 --add); a spare of the array named here becomes that leg (mdadm --grow --raid-devices=N+1).' }),
   })
   .openapi('NewLeg');
 
