@@ -84,6 +84,7 @@ for (const level of LEVELS) {
       const fields = await examine(n);
       assert.is(fields['State'], 'clean', `leg ${n}`);
       assert.is(fields['Raid Level'], level);
+      assert.match(fields['Name'] ?? '', /^md0\b/, 'the array name is in the superblock (mdadm --name)');
     }
     for (const node of [0, 1]) await pair.ok(node, 'POST', '/v1/exports', { name: 'md0', device: 'array:md0' });
     const a = await attachNbd(pair.nbdAddress(0), 'md0');
