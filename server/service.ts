@@ -108,6 +108,7 @@ export class Service {
         await engine.restore(state.engines[definition.kind] ?? []);
       }
       await service.exports.restore(state.exports);
+      await service.restored();
       return service;
     } catch (error) {
       // Engines opened so far may hold listeners and files: close them before giving up.
@@ -225,7 +226,22 @@ export class Service {
     return [...[...this.engines.values()].flatMap((engine) => engine.holds()), ...this.exports.holds()];
   }
 
+  /** False until every engine and the exports are restored: a save before then would leave out what is not back yet. */
+  private restoreDone = false;
+  private savePending = false;
+
+  private async restored(): Promise<void> {
+    this.restoreDone = true;
+    if (this.savePending) await this.save();
+  }
+
   private async save(): Promise<void> {
+    if (!this.restoreDone) {
+      // Something changed while the service was restoring (another cluster node added a leg):
+      // saved once everything is back.
+      this.savePending = true;
+      return;
+    }
     const engines = Object.fromEntries([...this.engines].map(([kind, engine]) => [kind, engine.records()]));
     writeState(this.dataDir, { engines, exports: this.exports.records() }, ENGINES);
   }

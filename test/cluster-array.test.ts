@@ -18,6 +18,7 @@ import { InProcessLockManager } from '../runtime/locks/in-process/in-process-loc
 import { readMdSuperblock } from '../runtime/cluster/leg-metadata.ts';
 import { clusterMsg, MSG_TYPE } from '../runtime/cluster/cluster-msg.ts';
 import { deviceConformance } from './conformance/device-suite.ts';
+import { withDeadline } from './support/deadline.ts';
 import { expectCode } from './support/expect-code.ts';
 import { mdadmExamine } from './support/mdadm.ts';
 import {
@@ -307,6 +308,28 @@ for (const level of LEVELS) {
     }
   });
 }
+
+test('a resync under a rate limit holds no chunk while it waits: writes anywhere go through at once; lifted, it finishes', async () => {
+  const files = legFiles(2, 4 * MIB);
+  const manager = new InProcessLockManager();
+  // 4 KiB/s: the first batch is copied at once, the next would wait minutes for the limit.
+  const a = await node(manager, files, 'A', { create: spec({ assumeClean: false }), resyncMaxBytesPerSecond: 4096 });
+  try {
+    for (let i = 0; i < 200 && a.array.status().resync.doneChunks === 0; i++) await sleep(5);
+    const { doneChunks, totalChunks } = a.array.status().resync;
+    assert.ok(doneChunks > 0 && doneChunks < totalChunks, `one batch done: ${doneChunks}/${totalChunks}`);
+    // Every chunk, those the waiting copy will take next included: none waits for the limit.
+    for (let chunk = 0; chunk < totalChunks; chunk++) {
+      await withDeadline(a.array.write(chunk * 64 * 1024, pattern(4096, chunk)), 10_000, `a write to chunk ${chunk} during the limited resync`);
+    }
+    a.array.setResyncRate(null);
+    await a.array.quiet();
+    assert.is(a.array.status().resync.state, 'idle');
+    assertLegsEqual(files, 'after the resync');
+  } finally {
+    await a.array.close();
+  }
+});
 
 test('raid10 near=2: a node dies with a write half done on one copy; the survivor resyncs it', async () => {
   const files = legFiles(4, 2 * MIB);

@@ -39,8 +39,11 @@ test.after(async () => {
   await pair?.close();
 });
 test.after.each(async () => {
-  await pair.stopArray('md0');
-  pair.shared.wipe();
+  try {
+    await pair.stopArray('md0');
+  } finally {
+    pair.shared.wipe(); // also after a failed stop: the next scenario starts from zeroed legs
+  }
 });
 
 /** Creates md0 on node A (with `extra` fields) over legs `on`; node B assembles it. */

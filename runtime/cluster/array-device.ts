@@ -858,6 +858,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     if (leg === undefined) throw new BlockError('ENOENT', `no leg numbered ${devNumber}`);
     if (leg.state !== 'spare') throw new BlockError('EBUSY', `leg ${devNumber} is ${leg.state}, not a spare`, { device: leg.device.name });
     await this.updateMetadata((md) => {
+      // Checked again under the token: the spare may have taken a failed leg's role meanwhile.
+      if (leg.state !== 'spare') throw new BlockError('EBUSY', `leg ${devNumber} is ${leg.state} now, not a spare`, { device: leg.device.name });
       md.raidDisks += 1;
       md.devRoles[devNumber] = md.raidDisks - 1;
       leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET, recoveryOffsetSectors: 0 };

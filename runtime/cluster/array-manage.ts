@@ -113,6 +113,10 @@ export async function readdLeg(array: ClusterArray, devNumber: number): Promise<
   if (array.activeLegs().some((l) => l.role === role)) throw new BlockError('EBUSY', `role ${role} is taken by another leg: add it instead`, { device: leg.device.name });
   await array.cluster.gatherBitmaps(devNumber); // RE_ADD; every slot's bits merged into ours and the resync
   await array.updateMetadata((md) => {
+    // Checked again under the token: a spare may have taken the role meanwhile (activateSpare).
+    if (md.devRoles.some((r, number) => r === role && number !== devNumber) || leg.state === 'active') {
+      throw new BlockError('EBUSY', `role ${role} was taken meanwhile: add it instead`, { device: leg.device.name });
+    }
     md.devRoles[devNumber] = role;
     leg.sb = { ...leg.sb, featureMap: leg.sb.featureMap | MD_FEATURE.RECOVERY_OFFSET | MD_FEATURE.RECOVERY_BITMAP, recoveryOffsetSectors: 0 };
     leg.state = 'active';
@@ -160,9 +164,16 @@ export async function activateSpare(array: ClusterArray): Promise<Leg | null> {
   return leg;
 }
 
-/** The first array role no active leg holds, or null. */
+/**
+ * The first array role no device holds, or null: as the superblocks say (every node's view),
+ * not only this node's legs (a node assembled with some legs only must not give away a role
+ * another device holds).
+ */
 function vacantRole(array: ClusterArray): number | null {
-  for (let role = 0; role < array.superblock.raidDisks; role++) if (!array.activeLegs().some((leg) => leg.role === role)) return role;
+  const roles = array.superblock.devRoles;
+  for (let role = 0; role < array.superblock.raidDisks; role++) {
+    if (!roles.includes(role) && !array.activeLegs().some((leg) => leg.role === role)) return role;
+  }
   return null;
 }
 

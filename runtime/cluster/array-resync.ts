@@ -163,9 +163,14 @@ export class ArrayResync {
   }
 
   private async copy(start: number, end: number): Promise<CopyResult> {
-    const op = this.host.regionOps.begin(start, end);
+    // The limit's wait comes before the chunks are held: user writes to them go on meanwhile.
     try {
       await this.rateLimit.take((end - start) * this.host.chunkBytes, this.abort.signal);
+    } catch (error) {
+      return { error };
+    }
+    const op = this.host.regionOps.begin(start, end);
+    try {
       await this.announced(start, end);
       await this.host.copyChunks(start, end);
       this.todo.clearRange(start, end);

@@ -187,10 +187,6 @@ export class MirrorDevice implements BlockDevice {
     this.regionBytes = mirrorLog.client.regionSectors * 512;
     this.regionCount = mirrorLog.client.regionCount;
     this.synced = synced;
-    if (clusteredLog(table)) {
-      this.syncPoll = setInterval(() => void this.pollSync(), CLUSTERED_SYNC_POLL_MS);
-      (this.syncPoll as { unref?: () => void }).unref?.();
-    }
     this.marks = new RegionMarks({
       log: () => this.mirrorLog.client,
       flushLegs: () => this.flushLegs(),
@@ -236,6 +232,7 @@ export class MirrorDevice implements BlockDevice {
         const mirror = new MirrorDevice(options, table, legs, sizeBytes, log, synced);
         if (options.inactive) mirror.holdIo();
         else await mirror.resumeLog();
+        mirror.startSyncPoll(); // once open: a mirror that failed to open leaves no timer behind
         return mirror;
       } catch (error) {
         await log.close().catch(() => {});
@@ -509,6 +506,12 @@ export class MirrorDevice implements BlockDevice {
     if (live.length === 0) return null;
     this.readLeg = (this.readLeg + 1) % live.length;
     return live[this.readLeg]!;
+  }
+
+  private startSyncPoll(): void {
+    if (!clusteredLog(this.table) || this.syncPoll !== null) return;
+    this.syncPoll = setInterval(() => void this.pollSync(), CLUSTERED_SYNC_POLL_MS);
+    (this.syncPoll as { unref?: () => void }).unref?.();
   }
 
   /** A clustered log's in-sync count, asked (see the design note): fallen, the cache goes and the resync starts. */

@@ -10,6 +10,9 @@
  */
 import { BlockError } from '../errors.ts';
 
+/** The longest single timer a wait uses. */
+const SLEEP_MAX_MS = 60_000;
+
 export class ByteRateLimit {
   private bytesPerSecondValue: number | null = null;
   /** The end of the last reservation, performance.now() time. */
@@ -46,7 +49,11 @@ export class ByteRateLimit {
   async take(bytes: number, signal?: AbortSignal): Promise<void> {
     // A new limit wakes the copies waiting under the old one: they reserve again under the new.
     for (let waitMs = this.reserve(bytes); waitMs > 0; waitMs = this.reserve(bytes)) {
-      if ((await this.sleep(waitMs, signal)) === 'elapsed') return;
+      // In pieces a timer can hold (a slow limit can mean hours; timers take at most 2^31-1 ms).
+      const untilMs = performance.now() + waitMs;
+      let how: 'elapsed' | 'changed' = 'elapsed';
+      for (let left = waitMs; left > 0 && how === 'elapsed'; left = untilMs - performance.now()) how = await this.sleep(Math.min(left, SLEEP_MAX_MS), signal);
+      if (how === 'elapsed') return;
     }
   }
 

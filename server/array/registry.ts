@@ -470,15 +470,19 @@ export class ArrayRegistry implements Engine {
    * is free again). Saved when they changed, so a restart assembles what the array holds.
    */
   private syncLegs(name: string): void {
-    const entry = this.entries.get(name);
-    if (entry === undefined || entry.array === null || entry.array.isStopped || this.closing) return;
-    const paths = new Set(entry.array.status().legs.map((leg) => leg.device));
-    const holds = entry.holds.filter((hold) => paths.has(hold.path));
-    const legs = holds.map((hold) => hold.name);
-    if (legs.length === entry.record.legs.length && legs.every((leg, i) => leg === entry.record.legs[i])) return;
-    entry.holds = holds;
-    entry.record.legs = legs;
-    this.service.saveApplied(`the legs of array "${name}" changed on another node`).catch((error: unknown) => this.service.log(String((error as Error).message ?? error)));
+    // One change at a time, as every other change of the state file (queued behind the one that
+    // may be running now: an add whose own note brought us here).
+    void this.service.exclusive(async () => {
+      const entry = this.entries.get(name);
+      if (entry === undefined || entry.array === null || entry.array.isStopped || this.closing) return;
+      const paths = new Set(entry.array.status().legs.map((leg) => leg.device));
+      const holds = entry.holds.filter((hold) => paths.has(hold.path));
+      const legs = holds.map((hold) => hold.name);
+      if (legs.length === entry.record.legs.length && legs.every((leg, i) => leg === entry.record.legs[i])) return;
+      entry.holds = holds;
+      entry.record.legs = legs;
+      await this.service.saveApplied(`the legs of array "${name}" changed on another node`);
+    }).catch((error: unknown) => this.service.log(String((error as Error).message ?? error)));
   }
 
   private holdsOf(record: ArrayRecord): Hold[] {

@@ -51,7 +51,10 @@ export async function node(
   manager: LockManager,
   files: string[],
   member: string,
-  options: { create?: ArrayCreateSpec; wrap?: (legs: FileDevice[]) => BlockDevice[]; daemonSleepMs?: number; findDevice?: (uuid: Uint8Array) => Promise<BlockDevice | null> } = {},
+  options: {
+    create?: ArrayCreateSpec; wrap?: (legs: FileDevice[]) => BlockDevice[]; daemonSleepMs?: number; findDevice?: (uuid: Uint8Array) => Promise<BlockDevice | null>;
+    resyncMaxBytesPerSecond?: number;
+  } = {},
 ): Promise<Node> {
   const opened = await openLegs(files);
   const legs = options.wrap ? options.wrap(opened) : opened;
@@ -59,6 +62,7 @@ export async function node(
   const assemble = {
     name: 'array:c1', legs, manager, memberName: member, daemonSleepMs: options.daemonSleepMs ?? 60_000, onEvent: (e: ArrayEvent) => events.push(e.message), ownsLegs: true,
     ...(options.findDevice ? { findDevice: options.findDevice } : {}),
+    ...(options.resyncMaxBytesPerSecond ? { resyncMaxBytesPerSecond: options.resyncMaxBytesPerSecond } : {}),
   };
   const array = options.create ? await ClusterArray.create(assemble, options.create) : await ClusterArray.assemble(assemble);
   return { array, legs, events };
