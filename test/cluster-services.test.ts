@@ -18,7 +18,7 @@ import { detectRuntime } from '../runtime/adapter/index.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { attachNbd, type NbdAttachment } from './support/nbd-attach.ts';
 import { spawnServe } from './support/serve-process.ts';
-import { ServicePair, sleep, until } from './support/service-pair.ts';
+import { equal, sectorNotFrom, ServicePair, sleep, until } from './support/service-pair.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 
 const test = suite('cluster across two services (etcd)');
@@ -41,16 +41,6 @@ const ok = (node: number, method: string, path: string, body?: unknown) => pair.
 const nbdAddress = (node: number) => pair.nbdAddress(node);
 
 const pattern = (seed: number) => Uint8Array.from({ length: CHUNK }, (_, i) => (i * 13 + seed * 7) & 0xff);
-const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
-
-/** The first 512-byte sector of `data` equal to the same sector of none of `candidates`, or null. */
-function sectorNotFrom(data: Uint8Array, candidates: Uint8Array[]): number | null {
-  for (let sector = 0; sector * 512 < data.length; sector++) {
-    const piece = data.subarray(sector * 512, sector * 512 + 512);
-    if (!candidates.some((c) => equal(piece, c.subarray(sector * 512, sector * 512 + 512)))) return sector;
-  }
-  return null;
-}
 
 /** Node `node` reports the array with only the node slots in `slots` (its recovery of the others began). */
 function sees(node: number, slots: number[]) {

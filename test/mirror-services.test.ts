@@ -16,7 +16,7 @@ import * as assert from 'uvu/assert';
 import { detectRuntime } from '../runtime/adapter/index.ts';
 import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { attachNbd } from './support/nbd-attach.ts';
-import { ServicePair, sleep, until } from './support/service-pair.ts';
+import { equal, sectorNotFrom, ServicePair, sleep, until } from './support/service-pair.ts';
 
 const test = suite('mirror with a clustered log across two services (etcd)');
 const MIB = 1024 * 1024;
@@ -37,16 +37,6 @@ test.after(async () => {
 });
 
 const pattern = (seed: number) => Uint8Array.from({ length: CHUNK }, (_, i) => (i * 31 + seed * 11) & 0xff);
-const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
-
-/** The first 512-byte sector of `data` equal to the same sector of none of `candidates`, or null. */
-function sectorNotFrom(data: Uint8Array, candidates: Uint8Array[]): number | null {
-  for (let sector = 0; sector * 512 < data.length; sector++) {
-    const piece = data.subarray(sector * 512, sector * 512 + 512);
-    if (!candidates.some((c) => equal(piece, c.subarray(sector * 512, sector * 512 + 512)))) return sector;
-  }
-  return null;
-}
 
 /** Both legs byte for byte (a mirror's legs hold the device at offset 0). */
 async function legsEqual(): Promise<boolean> {

@@ -9,6 +9,21 @@ import { killEtcds, startEtcd, type TestEtcd } from './etcd.ts';
 import { killServeChildren, launchers, startServe, type ServeChild } from './serve-process.ts';
 import { makeSharedLegs, type SharedLegs } from './shared-legs.ts';
 
+export const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
+
+/**
+ * The first 512-byte sector of `data` equal to the same sector of none of `candidates`, or null:
+ * what a chunk may hold after a node died mid-write is, sector by sector, one of the writes it
+ * could hold (a write cut by a SIGKILL or a fence may land in part).
+ */
+export function sectorNotFrom(data: Uint8Array, candidates: Uint8Array[]): number | null {
+  for (let sector = 0; sector * 512 < data.length; sector++) {
+    const piece = data.subarray(sector * 512, sector * 512 + 512);
+    if (!candidates.some((c) => equal(piece, c.subarray(sector * 512, sector * 512 + 512)))) return sector;
+  }
+  return null;
+}
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls `check` every 20 ms until it gives a value (not null or false). */
