@@ -159,6 +159,8 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   /** Sweeps and slot merges in flight: a resize waits for them (they write bitmap pages). */
   private readonly bitmapJobs = new OpGate();
+  /** A spare taking a failed leg's role (takeSpare), running in the background. */
+  private readonly spareJobs = new OpGate();
   /** Writes and bitmap changes stopped for a resize started by node slot `bySlot`, until `resume`. */
   private paused: { bySlots: Set<number>; resumed: Promise<void>; resume: () => void } | null = null;
   /** A resize or bitmap switch of ours runs (no resync starts meanwhile). */
@@ -430,6 +432,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     this.stopped = true;
     await this.gate.close(async () => {
       if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+      await this.spareJobs.idle(); // a spare taking a role finishes its metadata update first
       await this.resync.stop();
       await this.bitmapJobs.idle(); // a sweep the timer started, or a slot merge, ends first
       // A clean stop leaves no bit set that need not be (md's bitmap flush on stop): every leg
@@ -617,7 +620,9 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   /** A spare into a vacant role, if there are both (array-manage.ts: activateSpare). */
   private takeSpare(): void {
     if (this.stopped || !this.writesAllowed()) return;
-    activateSpare(this).catch((error: unknown) => this.note(`a spare could not take the failed leg's role: ${String(error)}`));
+    // Tracked: a stop waits for it before it leaves the cluster (not with the bitmap jobs: a
+    // resize waits for those while it holds the token this needs).
+    void this.spareJobs.track(() => activateSpare(this)).catch((error: unknown) => this.note(`a spare could not take the failed leg's role: ${String(error)}`));
   }
 
   /** Waits for every leg failure being recorded; EIO when one could not be. */
@@ -812,6 +817,7 @@ export class ClusterArray implements BlockDevice, ClusterHost {
   }
 
   async newDiskSeen(deviceUuid: Uint8Array, raidSlot: number): Promise<boolean> {
+    if (this.stopped) return false; // stopping: nothing is bound into an array whose legs close
     // Not seeing a disk is the protocol's refusal: the adder's no-new-dev EX fails (ENOENT).
     const seen = await bindNewDisk(this, deviceUuid, raidSlot, this.options.findDevice);
     this.note(seen ? `new leg, device number ${raidSlot}, bound as a spare` : `NEWDISK for device number ${raidSlot}: no such device here`);

@@ -182,6 +182,10 @@ export async function bindNewDisk(array: ClusterArray, deviceUuid: Uint8Array, d
   if (findDevice === undefined) return false;
   const device = await findDevice(deviceUuid).catch(() => null);
   if (device === null) return false;
+  if (array.isStopped) {
+    await device.close().catch(() => {}); // the array stopped while we looked: its legs are closed
+    return false;
+  }
   const sb = await readMdSuperblock(device).catch(() => null);
   if (sb === null || !sameBytes(sb.setUuid, array.superblock.setUuid) || !sameBytes(sb.deviceUuid, deviceUuid) || sb.devNumber !== devNumber) {
     await device.close().catch(() => {}); // found, not ours after all: the finder handed it to us
