@@ -2,7 +2,10 @@
  * The victim of test/clone-crash.test.ts: opens a hydrating clone and does seeded random I/O on it
  * until its parent kills it with SIGKILL. Runs unchanged under Node (tsx), Bun and Deno.
  *
- *   clone-crash-child.ts <dataDir> <tableLine> <seed> [commitIntervalMs] [writeIndexBase]
+ *   clone-crash-child.ts <dataDir> <tableLine> <seed> [commitIntervalMs] [writeIndexBase] [stopHydrationAt]
+ *
+ * With stopHydrationAt > 0 it sends the clone disable_hydration once that many regions are
+ * hydrated (checked before every operation it issues and every millisecond), so its parent's kill falls mid-hydration.
  *
  * Its writes are numbered from writeIndexBase (so a second child on the same files, after a first
  * was killed, puts down content distinguishable from the first one's).
@@ -26,7 +29,7 @@ const STDOUT_FD = 1;
 /** Writes: whole regions, parts of one region, or runs across region boundaries. */
 const WRITE_SHARES = { wholeRegions: 0.3, insideRegion: 0.4 };
 
-const [dataDir, tableLine, seedText, commitIntervalText, writeIndexBaseText] = process.argv.slice(2);
+const [dataDir, tableLine, seedText, commitIntervalText, writeIndexBaseText, stopHydrationAtText] = process.argv.slice(2);
 if (dataDir === undefined || tableLine === undefined || seedText === undefined) {
   fs.writeSync(2, 'usage: clone-crash-child.ts <dataDir> <tableLine> <seed> [commitIntervalMs] [writeIndexBase]\n');
   process.exit(2);
@@ -34,6 +37,7 @@ if (dataDir === undefined || tableLine === undefined || seedText === undefined) 
 const seed = Number(seedText) >>> 0;
 const commitIntervalMs = Number(commitIntervalText ?? 20);
 const writeIndexBase = Number(writeIndexBaseText ?? 0);
+const stopHydrationAt = Number(stopHydrationAtText ?? 0);
 
 /** Writes the whole record now; a full pipe (EAGAIN on a non-blocking fd) is retried. */
 function emit(record: CrashRecordBody): void {
@@ -96,7 +100,16 @@ async function readOp(): Promise<void> {
 
 const inFlight = new Set<Promise<void>>();
 let depth = prng.range(1, 4);
+let hydrationStopped = false;
+function stopHydrationIfDue(): void {
+  if (stopHydrationAt > 0 && !hydrationStopped && clone.hydratedRegions >= stopHydrationAt) {
+    hydrationStopped = true;
+    clone.message('disable_hydration');
+  }
+}
+if (stopHydrationAt > 0) setInterval(stopHydrationIfDue, 1);
 for (;;) {
+  stopHydrationIfDue();
   if (prng.chance(0.02)) depth = prng.range(1, 4);
   while (inFlight.size >= depth) await Promise.race(inFlight);
   const roll = prng.next();

@@ -6,7 +6,9 @@
  *     region) with seeded random bytes, a sparse destination of the same size, a sparse metadata
  *     file sized by metadataBlocksFor.
  *  2. The child (clone-crash-child.ts) runs under the same runtime as we do, hydrating the clone
- *     while it writes and flushes; 0-300 ms after its ready record it gets SIGKILL. In 20% of the
+ *     while it writes and flushes; 0-300 ms after its ready record it gets SIGKILL. In half the
+ *     trials the child disables background hydration once 10-90% of the regions are hydrated, so
+ *     some kills fall mid-hydration however fast this machine hydrates. In 20% of the
  *     trials a second child then restarts on the same files (from a state that may hold an
  *     aborted commit) and is killed too.
  *  3. From each child's records, the model: for each sector, the writes issued to it; a write is
@@ -53,6 +55,8 @@ export const KILL_DELAY_MS_MAX = 300;
 /** Share of trials in which a second child restarts on the crashed files and is killed too. */
 export const SECOND_CRASH_CHANCE = 0.2;
 export const COMMIT_INTERVAL_MS = 20;
+/** Share of trials whose children stop background hydration part way (Geometry.stopHydrationAt). */
+export const STOP_HYDRATION_CHANCE = 0.5;
 /** Startup of a child under a loaded 2-core box can be slow; past this the trial fails. */
 export const READY_TIMEOUT_MS = 60_000;
 export const HYDRATION_TIMEOUT_MS = 30_000;
@@ -101,6 +105,12 @@ interface Geometry {
   hydrationThreshold: number;
   /** One per child, so also the number of crashes. */
   killDelaysMs: number[];
+  /**
+   * Hydrated regions at which the children disable background hydration (dm-clone's
+   * disable_hydration message), or 0 for never. Half the trials stop short of the end, so the kill
+   * falls mid-hydration by construction however fast hydration runs on this machine.
+   */
+  stopHydrationAt: number;
 }
 
 function drawGeometry(seed: number): Geometry {
@@ -112,6 +122,7 @@ function drawGeometry(seed: number): Geometry {
     regionCount, totalSectors, sizeBytes: totalSectors * SECTOR_BYTES,
     hydrationBatchSize: prng.range(1, 8), hydrationThreshold: prng.range(1, 32),
     killDelaysMs: Array.from({ length: prng.chance(SECOND_CRASH_CHANCE) ? 2 : 1 }, () => prng.range(0, KILL_DELAY_MS_MAX)),
+    stopHydrationAt: prng.chance(STOP_HYDRATION_CHANCE) ? Math.floor(regionCount * (0.1 + 0.8 * prng.next())) : 0,
   };
 }
 
@@ -137,10 +148,10 @@ interface ChildRun {
 }
 
 /** Runs the child and SIGKILLs it `killDelayMs` after its ready record. */
-function runChild(dir: string, table: string, seed: number, writeIndexBase: number, killDelayMs: number): Promise<ChildRun> {
+function runChild(dir: string, table: string, seed: number, writeIndexBase: number, killDelayMs: number, stopHydrationAt: number): Promise<ChildRun> {
   const [command, args] = childCommand();
   return new Promise((resolve, reject) => {
-    const child = spawn(command, [...args, dir, table, String(seed), String(COMMIT_INTERVAL_MS), String(writeIndexBase)], {
+    const child = spawn(command, [...args, dir, table, String(seed), String(COMMIT_INTERVAL_MS), String(writeIndexBase), String(stopHydrationAt)], {
       cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -366,7 +377,7 @@ export async function runCrashTrial(seed: number, options: CrashTrialOptions = {
     const scratch = new Uint8Array(SECTOR_BYTES);
     for (const [crash, killDelayMs] of geometry.killDelaysMs.entries()) {
       const after = `after kill ${crash + 1} of ${geometry.killDelaysMs.length} (${killDelayMs} ms past ready)`;
-      const run = await runChild(dir, childTable, seed, writeIndexBase, killDelayMs);
+      const run = await runChild(dir, childTable, seed, writeIndexBase, killDelayMs, geometry.stopHydrationAt);
       const tail = () => `\nstdout tail: ${run.stdout.slice(-3000)}\nstderr tail: ${run.stderr.slice(-2000)}`;
       if (!run.killed) fail(`${after}: the child exited on its own (code ${run.code}, signal ${run.signal})${tail()}`);
       if (run.signal !== 'SIGKILL' && run.code !== 137) fail(`${after}: the child ended with code ${run.code}, signal ${run.signal}, not SIGKILL${tail()}`);
