@@ -21,6 +21,8 @@ export const TOOL_PACKAGES = {
   etcd: 'etcd-server',
   // Test certificates for etcd over TLS (test/support/certs.ts).
   openssl: 'openssl',
+  // A client of the HTTP data plane (test/http-data.test.ts).
+  curl: 'curl',
 };
 
 function has(command) {

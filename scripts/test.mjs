@@ -65,7 +65,7 @@ let passedAll = 0;
 let failedAll = 0;
 
 // Real peers the tests drive (NBD clients, qemu): installed here when we are root.
-ensureTools(['nbdinfo', 'nbdcopy', 'qemu-img', 'qemu-io', 'script', 'mdadm', 'losetup', 'cc', 'etcd', 'openssl']);
+ensureTools(['nbdinfo', 'nbdcopy', 'qemu-img', 'qemu-io', 'script', 'mdadm', 'losetup', 'cc', 'etcd', 'openssl', 'curl']);
 
 process.stdout.write('== typecheck (tsc --noEmit)\n');
 const typecheck = await runStreaming(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.json', '--noEmit']);

@@ -13,6 +13,10 @@ export type ServiceErrorCode =
   | 'EACCES' // missing or wrong credentials
   | 'EAGAIN' // the service is stopping: try again after it restarts
   | 'ENOTCONN' // a remote side (an RTRS server) could not be reached or refused us
+  | 'ENXIO' // a byte range lies past the end of the device (HTTP 416)
+  | 'ESTALE' // a precondition (If-Match) names a version of the data that is not the current one
+  | 'EROFS' // the device cannot be written (a read-only export, a source)
+  | 'ENOSYS' // this host cannot serve the route (an edge host without files or sockets)
   | 'EIO'; // the host failed (disk, state file): not the client's fault
 
 export class ServiceError extends Error {

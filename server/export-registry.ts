@@ -23,6 +23,7 @@ import { invalid, ServiceError } from './errors.ts';
 import { MeteredDevice, newIoCounters, type IoCounters } from './metered-device.ts';
 import { formatDeviceRef, parseDeviceRef, type DeviceRef } from './names.ts';
 import type { NbdView } from './nbd-port.ts';
+import type { WriteGenerations } from './data-plane/write-generation.ts';
 import type { NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
 import type { ExportRecord } from './state-file.ts';
 
@@ -50,8 +51,8 @@ export class ExportRegistry {
   private readonly entries = new Map<string, ExportEntry>();
   private nbd: NbdView | null = null;
 
-  /** `engines` give `<kind>:<name>` exports their devices. */
-  constructor(private readonly service: ServiceContext, private readonly engines: ReadonlyMap<string, Engine>) {}
+  /** `engines` give `<kind>:<name>` exports their devices; writes count in `generations` (the data plane's versions). */
+  constructor(private readonly service: ServiceContext, private readonly engines: ReadonlyMap<string, Engine>, private readonly generations: WriteGenerations) {}
 
   /** Reopens the state file's exports (after the clones); one that cannot be is kept with its error. */
   async restore(records: readonly ExportRecord[]): Promise<void> {
@@ -147,8 +148,16 @@ export class ExportRegistry {
     const entry = this.entries.get(name);
     if (!entry?.device) return undefined;
     const { readOnly, description } = entry.record;
-    const view = { name, device: new MeteredDevice(entry.device, entry.counters, { readOnly }), readOnly };
+    const view = { name, device: new MeteredDevice(entry.device, entry.counters, { readOnly, generation: this.generations.of(entry.record.device) }), readOnly };
     return description === undefined ? view : { ...view, description };
+  }
+
+  /** The open file of an export that serves device file `name` (the data plane shares it), or null. */
+  exportedFile(name: string): BlockDevice | null {
+    for (const entry of this.entries.values()) {
+      if (entry.ref.kind === 'file' && entry.ref.name === name && entry.device !== null) return entry.device;
+    }
+    return null;
   }
 
   /** For the NBD server's LIST: every export that is served. */

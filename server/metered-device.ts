@@ -2,10 +2,13 @@
  * A view of a device that counts its I/O into shared counters (for /metrics): operations, bytes and
  * errors. The service hands the NBD server a fresh view per lookup, so each connection may close
  * its own view; closing a view never closes the device beneath, which the service owns. A
- * read-only view refuses writes and discards with EROFS whatever the device beneath allows.
+ * read-only view refuses writes and discards with EROFS whatever the device beneath allows. With a
+ * WriteGeneration, each write and discard counts in the device's version (the data plane's ETag)
+ * from when it begins until it settles.
  */
 import type { BlockDevice, BlockExtent, DiscardOutcome, FileSpan, WriteOptions } from '../runtime/devices/block-device.ts';
 import { BlockError } from '../runtime/errors.ts';
+import type { WriteGeneration } from './data-plane/write-generation.ts';
 
 export interface IoCounters {
   reads: number;
@@ -34,8 +37,10 @@ export class MeteredDevice implements BlockDevice {
   /** Passed through when the inner device has it; a span handed out counts as one read of its bytes. */
   readonly fileSpan?: (offsetBytes: number, lengthBytes: number) => FileSpan | null;
   private closed = false;
+  private readonly generation: WriteGeneration | null;
 
-  constructor(private readonly inner: BlockDevice, private readonly counters: IoCounters, options: { readOnly?: boolean } = {}) {
+  constructor(private readonly inner: BlockDevice, private readonly counters: IoCounters, options: { readOnly?: boolean; generation?: WriteGeneration } = {}) {
+    this.generation = options.generation ?? null;
     this.name = inner.name;
     this.sizeBytes = inner.sizeBytes;
     this.logicalBlockBytes = inner.logicalBlockBytes;
@@ -74,6 +79,7 @@ export class MeteredDevice implements BlockDevice {
   write(offsetBytes: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.counters.writes++;
     if (!this.canWrite) return this.refused(new BlockError('EROFS', 'the export is read-only', { device: this.name, offsetBytes, lengthBytes: data.length }));
+    if (this.generation !== null) return this.versioned(() => this.inner.write(offsetBytes, data, options), () => (this.counters.bytesWritten += data.length));
     return this.count(() => this.inner.write(offsetBytes, data, options), () => (this.counters.bytesWritten += data.length));
   }
 
@@ -85,11 +91,21 @@ export class MeteredDevice implements BlockDevice {
   discard(offsetBytes: number, lengthBytes: number): Promise<DiscardOutcome> {
     this.counters.discards++;
     if (!this.canDiscard) return this.refused(new BlockError('EROFS', 'the export is read-only', { device: this.name, offsetBytes, lengthBytes }));
+    if (this.generation !== null) return this.versioned(() => this.inner.discard(offsetBytes, lengthBytes));
     return this.count(() => this.inner.discard(offsetBytes, lengthBytes));
   }
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /** A change to the device's bytes: counted in its version from before it starts until it settles. */
+  private versioned<T>(work: () => Promise<T>, succeeded?: () => void): Promise<T> {
+    const generation = this.generation!;
+    generation.begin();
+    const settled = this.count(work, succeeded);
+    settled.then(() => generation.end(), () => generation.end());
+    return settled;
   }
 
   /** Runs `work` on the device beneath (EBADF once this view is closed); counts a failure. */

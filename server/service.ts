@@ -31,6 +31,8 @@ import { invalid, ServiceError } from './errors.ts';
 import { parseDeviceRef } from './names.ts';
 import { EventHub } from './event-hub.ts';
 import { ExportRegistry, type ExportInfo } from './export-registry.ts';
+import { ServiceDataDevices } from './data-plane/service-data-devices.ts';
+import { WriteGenerations } from './data-plane/write-generation.ts';
 import type { NbdView } from './nbd-port.ts';
 import type { NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
 import { readState, writeState, type ExportRecord } from './state-file.ts';
@@ -56,6 +58,8 @@ export class Service {
   /** The open engines by kind, in the order of engines.ts. */
   readonly engines = new Map<string, Engine>();
   private readonly exports: ExportRegistry;
+  /** The HTTP data plane's devices (server/http/data.ts). */
+  readonly data: ServiceDataDevices;
   private readonly context: EngineContext;
   private tail: Promise<unknown> = Promise.resolve();
   private stopping = false;
@@ -86,7 +90,15 @@ export class Service {
       engineKinds: () => ENGINES.map((engine) => engine.kind),
       replaceUnderExports: (ref, replace) => this.exports.replaceUnderExports(ref, replace),
     };
-    this.exports = new ExportRegistry(this.context, this.engines);
+    const generations = new WriteGenerations();
+    this.exports = new ExportRegistry(this.context, this.engines, generations);
+    this.data = new ServiceDataDevices({
+      dataDir,
+      engines: this.engines,
+      generations,
+      otherHolds: () => this.holdsBesidesData(),
+      exportedFile: (name) => this.exports.exportedFile(name),
+    });
   }
 
   /** Creates the data directory if needed, takes its lock and reopens the saved engines' objects and exports. */
@@ -223,6 +235,10 @@ export class Service {
   }
 
   private allHolds(): Hold[] {
+    return [...this.holdsBesidesData(), ...this.data.holds()];
+  }
+
+  private holdsBesidesData(): Hold[] {
     return [...[...this.engines.values()].flatMap((engine) => engine.holds()), ...this.exports.holds()];
   }
 

@@ -12,12 +12,13 @@ import type { Service } from '../service.ts';
 import { tokenChecker } from '../token.ts';
 import { RUNTIME, VERSION } from '../version.ts';
 import { clusterRoutes } from './cluster.ts';
+import { dataRoutes } from './data.ts';
 import { deviceRoutes } from './devices.ts';
 import { answerError, errorJson } from './errors.ts';
 import { eventRoutes } from './events.ts';
 import { exportRoutes } from './exports.ts';
 import { metricsRoutes } from './metrics.ts';
-import { addRoute, MAX_BODY_BYTES } from './route.ts';
+import { addRoute, bodyLimitBytes, MAX_BODY_BYTES } from './route.ts';
 import { jsonAnswer } from './schemas.ts';
 
 export const UNAUTHENTICATED_PATHS = new Set(['/v1/health']);
@@ -52,7 +53,8 @@ export function createApp({ service, token }: AppOptions): OpenAPIHono {
       }
     }
     const declared = Number(c.req.header('content-length'));
-    if (declared > MAX_BODY_BYTES) throw new ServiceError('E2BIG', `request body larger than ${MAX_BODY_BYTES} bytes`);
+    const limitBytes = bodyLimitBytes(c.req.method, c.req.path);
+    if (declared > limitBytes) throw new ServiceError('E2BIG', `request body larger than ${limitBytes} bytes`, 'body');
     await next();
   });
 
@@ -64,6 +66,7 @@ export function createApp({ service, token }: AppOptions): OpenAPIHono {
     c.json((document ??= openApiDocument(app)) as object),
   );
   deviceRoutes(app, service);
+  dataRoutes(app, service.data);
   for (const engine of service.engines.values()) engine.routes(app);
   exportRoutes(app, service);
   clusterRoutes(app, service);

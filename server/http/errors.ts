@@ -1,7 +1,8 @@
 /**
  * Errors as the API answers them: JSON `{ error, code, field? }` with the HTTP status the code
  * maps to. Bad input is 400 and names the field, unknown names 404, conflicts 409, oversized bodies
- * 413, missing credentials 401. Anything unexpected is logged and answered 500 without details:
+ * 413, missing credentials 401, a failed If-Match 412, a range past the end 416, a route this host
+ * cannot serve 501. Anything unexpected is logged and answered 500 without details:
  * only the host's own failures may end there, never something a client sent (test/api-fuzz).
  */
 import type { Context } from 'hono';
@@ -21,6 +22,9 @@ const STATUS_BY_CODE: Record<string, ContentfulStatusCode> = {
   EROFS: 409,
   EBADF: 409,
   E2BIG: 413,
+  ESTALE: 412,
+  ENXIO: 416,
+  ENOSYS: 501,
   EAGAIN: 503,
   ENOTCONN: 502,
   EIO: 500,

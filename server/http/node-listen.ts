@@ -4,13 +4,16 @@
  * so nothing here branches on the runtime, and no dependency is needed (@hono/node-server would
  * do the same for Node only).
  *
- * Requests: the body is read into memory up to `maxBodyBytes`; past that the request is answered
- * 413 at once and the socket closed, so a client cannot make the server buffer without bound.
+ * Requests: the body is read into memory up to `bodyLimitBytes(method, path)`; past that the
+ * request is answered 413 at once and the socket closed, so a client cannot make the server
+ * buffer without bound.
  * A request that declares no body (no content-length, no transfer-encoding) is not waited on.
- * Responses: an event stream (text/event-stream) is streamed chunk by chunk; when the client goes
- * away the body stream is cancelled, which ends the handler's stream. Any other answer is read
- * whole and sent with content-length in one write (bench api: chunked framing and a read loop
- * per answer cost more than the JSON itself).
+ * Responses: an event stream (text/event-stream) and device data (application/octet-stream, with
+ * the content-length the handler set) are streamed chunk by chunk; when the client goes away the
+ * body stream is cancelled, which ends the handler's stream, and a stream that fails part way
+ * destroys the socket, so the client sees a cut transfer and never a short one that looks whole.
+ * Any other answer is read whole and sent with content-length in one write (bench api: chunked
+ * framing and a read loop per answer cost more than the JSON itself).
  * close(): stops listening, cancels every open response stream and destroys idle keep-alive
  * sockets, then resolves.
  */
@@ -20,7 +23,8 @@ import type { AddressInfo, Socket } from 'node:net';
 export interface ListenOptions {
   host: string;
   port: number;
-  maxBodyBytes: number;
+  /** Largest body a request to `path` with `method` may carry. */
+  bodyLimitBytes(method: string, path: string): number;
   fetch(request: Request): Response | Promise<Response>;
 }
 
@@ -33,7 +37,7 @@ export interface Listening {
 const BODYLESS_METHODS = new Set(['GET', 'HEAD']);
 const EMPTY = new Uint8Array(0);
 /** Response content types sent as they are produced (chunked); everything else is sent whole. */
-const STREAMED_TYPES = ['text/event-stream'];
+const STREAMED_TYPES = ['text/event-stream', 'application/octet-stream'];
 
 /** A request carries a body when it declares one (HTTP/1.1: content-length or transfer-encoding). */
 function hasBody(req: http.IncomingMessage): boolean {
@@ -71,12 +75,13 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
-      const body = hasBody(req) ? await readBody(req, options.maxBodyBytes) : (req.resume(), EMPTY);
+      const method = req.method ?? 'GET';
+      const limitBytes = options.bodyLimitBytes(method, (req.url ?? '/').split('?')[0]!);
+      const body = hasBody(req) ? await readBody(req, limitBytes) : (req.resume(), EMPTY);
       if (body === 'too-large') {
-        reply(res, 413, { error: `request body larger than ${options.maxBodyBytes} bytes`, code: 'E2BIG' }, true);
+        reply(res, 413, { error: `request body larger than ${limitBytes} bytes`, code: 'E2BIG', field: 'body' }, true);
         return;
       }
-      const method = req.method ?? 'GET';
       const url = `http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`;
       const headers = new Headers();
       for (const [key, value] of Object.entries(req.headers)) {
@@ -126,17 +131,20 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
     const reader = response.body.getReader();
     streams.add(reader);
     res.on('close', () => void reader.cancel().catch(() => {}));
+    let whole = false;
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        if (!res.write(value)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+        if (!res.write(value)) await drained(res);
       }
+      whole = true;
     } catch {
-      // the client went away or the stream was cancelled on close
+      // the client went away, the stream was cancelled on close, or it failed part way
     } finally {
       streams.delete(reader);
-      res.end();
+      if (whole) res.end();
+      else res.destroy();
     }
   }
 
@@ -158,6 +166,19 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
       await closed;
     },
   };
+}
+
+/** Resolves once `res` drains or closes, leaving no listener behind (a long stream waits many times). */
+function drained(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 function reply(res: http.ServerResponse, status: number, body: unknown, closeAfter = false): void {

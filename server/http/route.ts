@@ -17,8 +17,16 @@ import { invalid, ServiceError } from '../errors.ts';
 import { errorResponses } from './schemas.ts';
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/** Largest PUT of the data plane (server/http/data.ts): larger writes go as several PUTs. */
+export const DATA_PUT_BYTES_MAX = 64 * 1024 * 1024;
 
-type Method = 'get' | 'post' | 'delete';
+/** The body a request may carry: the data plane's PUTs bytes, everything else JSON. */
+export function bodyLimitBytes(method: string, path: string): number {
+  return method === 'PUT' && path.endsWith('/data') ? DATA_PUT_BYTES_MAX : MAX_BODY_BYTES;
+}
+
+/** 'head' is for documentRoute only: Hono answers HEAD with the GET route of the path, body dropped. */
+type Method = 'get' | 'head' | 'post' | 'put' | 'delete';
 type Schema = z.ZodObject | undefined;
 type Infer<S extends Schema> = S extends z.ZodObject ? z.infer<S> : Record<string, never>;
 
@@ -36,6 +44,8 @@ export interface RouteSpec<P extends Schema, Q extends Schema, B extends Schema>
   body?: B;
   /** An empty body reads as `{}` (actions that take no input but accept `{}`). */
   bodyOptional?: boolean;
+  /** A body of raw bytes the handler reads itself (the data plane's PUT), for the document only. */
+  rawBody?: { description: string };
   /** The answers it gives besides errors: status -> description and schema. */
   responses: RouteConfig['responses'];
   /** The error statuses it may answer (each documented with the Error schema). */
@@ -50,11 +60,8 @@ export interface RouteInput<P extends Schema, Q extends Schema, B extends Schema
   body: Infer<B>;
 }
 
-export function addRoute<P extends Schema = undefined, Q extends Schema = undefined, B extends Schema = undefined>(
-  app: OpenAPIHono,
-  spec: RouteSpec<P, Q, B>,
-  handler: (c: Context, input: RouteInput<P, Q, B>) => Response | Promise<Response>,
-): void {
+/** Puts `spec` in the OpenAPI document without serving it (HEAD: Hono serves it with the path's GET). */
+export function documentRoute(app: OpenAPIHono, spec: RouteSpec<Schema, Schema, Schema>): void {
   app.openAPIRegistry.registerPath({
     method: spec.method,
     path: spec.path,
@@ -65,9 +72,18 @@ export function addRoute<P extends Schema = undefined, Q extends Schema = undefi
       ...(spec.query ? { query: spec.query } : {}),
       ...(spec.headers ? { headers: spec.headers } : {}),
       ...(spec.body ? { body: { required: !spec.bodyOptional, content: { 'application/json': { schema: spec.body } } } } : {}),
+      ...(spec.rawBody ? { body: { required: true, description: spec.rawBody.description, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } } } : {}),
     },
     responses: { ...spec.responses, ...errorResponses(spec.errors) },
   });
+}
+
+export function addRoute<P extends Schema = undefined, Q extends Schema = undefined, B extends Schema = undefined>(
+  app: OpenAPIHono,
+  spec: RouteSpec<P, Q, B>,
+  handler: (c: Context, input: RouteInput<P, Q, B>) => Response | Promise<Response>,
+): void {
+  documentRoute(app, spec);
   const honoPath = spec.honoPath ?? spec.path.replace(/\{(\w+)\}/g, ':$1');
   app.on(spec.method.toUpperCase(), honoPath, async (c) => {
     // Path first, so a bad name is named even when the body is bad too.

@@ -8,7 +8,7 @@ import { z } from '@hono/zod-openapi';
 import { checkDeviceFileName, checkObjectName } from '../names.ts';
 import { ServiceError } from '../errors.ts';
 
-export const ERROR_CODES = ['EINVAL', 'ERANGE', 'ENOTSUP', 'EACCES', 'ENOENT', 'EEXIST', 'EBUSY', 'EROFS', 'EBADF', 'E2BIG', 'EAGAIN', 'ENOTCONN', 'EIO'] as const;
+export const ERROR_CODES = ['EINVAL', 'ERANGE', 'ENOTSUP', 'EACCES', 'ENOENT', 'EEXIST', 'EBUSY', 'EROFS', 'EBADF', 'E2BIG', 'EAGAIN', 'ENOTCONN', 'EIO', 'ESTALE', 'ENXIO', 'ENOSYS'] as const;
 
 export const ErrorBody = z
   .strictObject({ error: z.string(), code: z.enum(ERROR_CODES), field: z.string().optional().openapi({ description: 'The field to fix, for bad input.' }) })
@@ -19,9 +19,12 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'Missing or wrong bearer token.',
   404: 'No such name.',
   409: 'Conflict: the name exists, or the thing is in use.',
+  412: 'A precondition failed: If-Match names a version that is not the current one (someone wrote since).',
   413: 'Body larger than the limit.',
+  416: 'The range lies past the end of the device; Content-Range says its size.',
   500: 'The host failed (a disk, the state file); the message says what is in effect.',
   502: 'A remote side (an RTRS server) could not be reached, or refused.',
+  501: 'This host cannot serve the route (no files or sockets here).',
   503: 'The service is stopping.',
 };
 

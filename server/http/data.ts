@@ -1,0 +1,252 @@
+/**
+ * The HTTP data plane: a device's bytes over plain HTTP, for clients that speak no NBD (curl, a
+ * browser, an object-store tool, another blockcore's HttpDevice).
+ *
+ *   GET  /v1/devices/{ref}/data   the whole device (200) or one Range (206); HEAD: the headers only
+ *   PUT  /v1/devices/{ref}/data   bytes at Content-Range (whole logical blocks), durable when 204
+ *
+ * Versions. Every answer carries the device's entity tag when the service can vouch for it
+ * (server/data/write-generation.ts: none while a write is in flight). GET honours If-Match (412)
+ * and If-None-Match (304); PUT honours If-Match and If-None-Match (412), checked with the whole body
+ * in hand, right before the write begins, with no wait between: of two PUTs sent with the same tag
+ * exactly one is written, the other answered 412 ("someone wrote since you read").
+ *
+ * Reads of up to BUFFERED_READ_BYTES_MAX are read whole and answered with the tag only when no write
+ * began or ended meanwhile; longer ones stream in STREAM_PIECE_BYTES pieces, and a write to the
+ * device during the transfer cuts it (the socket closes short of Content-Length) rather than hand
+ * out a mix of two versions under one tag. Reads need no alignment: the device is read in whole
+ * logical blocks around the range.
+ *
+ * Durability: a PUT is written with FUA, so its 204 means the bytes are on stable storage (as
+ * durable as an NBD write with FUA); there is nothing to flush afterwards.
+ */
+import { z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import type { BlockDevice } from '../../runtime/devices/block-device.ts';
+import type { DataDeviceLease, DataDevices } from '../data-plane/data-devices.ts';
+import type { WriteGeneration } from '../data-plane/write-generation.ts';
+import { invalid, ServiceError } from '../errors.ts';
+import { etagMatches, parseContentRange, parseEtagList, parseRange, type ByteSpan } from './byte-ranges.ts';
+import { addRoute, DATA_PUT_BYTES_MAX, documentRoute } from './route.ts';
+
+/** Reads up to this size are read whole before the answer starts (and get a verified tag). */
+export const BUFFERED_READ_BYTES_MAX = 16 * 1024 * 1024;
+/** Longer reads stream in pieces of this size. */
+export const STREAM_PIECE_BYTES = 1024 * 1024;
+
+const PATH = '/v1/devices/{ref}/data';
+const HONO_PATH = '/v1/devices/:ref{.+}/data';
+
+const RefParams = z.strictObject({
+  ref: z.string().openapi({
+    param: { name: 'ref', in: 'path' },
+    description: 'A device name in the data directory (may hold "/"), or <kind>:<name> for an engine device (clone:c1).',
+  }),
+});
+
+const ReadHeaders = z.object({
+  range: z.string().optional().openapi({ description: 'bytes=<first>-<last>, bytes=<first>- or bytes=-<suffix length>; one range.' }),
+  'if-match': z.string().optional().openapi({ description: 'Answer 412 unless the device is at one of these versions.' }),
+  'if-none-match': z.string().optional().openapi({ description: 'Answer 304 when the device is at one of these versions.' }),
+});
+
+const WriteHeaders = z.object({
+  'content-range': z.string().optional().openapi({ description: 'bytes <first>-<last>/<size or *>: whole logical blocks. Absent: the whole device.' }),
+  'if-match': z.string().optional().openapi({ description: 'Write only if the device is still at this version (else 412).' }),
+  'if-none-match': z.string().optional().openapi({ description: '*: never write (the device exists); tags: write unless it is at one of them.' }),
+});
+
+const bytesAnswer = (description: string) => ({
+  description,
+  headers: {
+    etag: { description: 'The version read, when no write was in flight.', schema: { type: 'string' as const } },
+    'content-range': { description: 'On 206: bytes <first>-<last>/<size>.', schema: { type: 'string' as const } },
+  },
+  content: { 'application/octet-stream': { schema: { type: 'string' as const, format: 'binary' } } },
+});
+
+export function dataRoutes(app: OpenAPIHono, devices: DataDevices): void {
+  addRoute(
+    app,
+    {
+      method: 'get', path: PATH, honoPath: HONO_PATH,
+      summary: "A device's bytes: all of them, or one Range (206). Streams above 16 MiB; a write during a streamed transfer cuts it.",
+      params: RefParams, headers: ReadHeaders,
+      responses: { 200: bytesAnswer('The whole device.'), 206: bytesAnswer('The range asked for.'), 304: { description: 'If-None-Match named the current version.' } },
+      errors: [400, 401, 404, 409, 412, 416],
+    },
+    (c, { params }) => readData(c, devices, params.ref),
+  );
+  documentRoute(
+    app,
+    {
+      method: 'head', path: PATH,
+      summary: "A device's size (Content-Length), version (ETag) and Accept-Ranges, as GET would answer them.",
+      params: RefParams, headers: ReadHeaders,
+      responses: { 200: { description: 'The headers of the whole device.' }, 206: { description: 'The headers of the range.' } },
+      errors: [400, 401, 404, 409, 412, 416],
+    },
+  );
+  addRoute(
+    app,
+    {
+      method: 'put', path: PATH, honoPath: HONO_PATH,
+      summary: `Write bytes at Content-Range (whole logical blocks, at most ${DATA_PUT_BYTES_MAX} bytes), durable when answered; If-Match makes it conditional.`,
+      params: RefParams, headers: WriteHeaders,
+      rawBody: { description: 'Exactly the bytes Content-Range names.' },
+      responses: { 204: { description: 'Written and durable; ETag is the version it made (absent when another write is in flight).' } },
+      errors: [400, 401, 404, 409, 412, 413, 416],
+    },
+    (c, { params }) => writeData(c, devices, params.ref),
+  );
+}
+
+async function readData(c: Context, devices: DataDevices, ref: string): Promise<Response> {
+  const lease = await devices.acquire(ref, 'read');
+  let streaming = false;
+  try {
+    const { device, generation } = lease;
+    const headers = new Headers({ 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream', 'cache-control': 'no-cache' });
+    const etagBefore = generation.etag();
+    const ifMatch = parseEtagList(c.req.header('if-match'), 'if-match');
+    if (ifMatch !== null && !etagMatches(ifMatch, etagBefore)) throw stale('if-match', etagBefore);
+    const ifNoneMatch = parseEtagList(c.req.header('if-none-match'), 'if-none-match');
+    if (ifNoneMatch !== null && etagBefore !== null && (ifNoneMatch === '*' || ifNoneMatch.includes(etagBefore))) {
+      return new Response(null, { status: 304, headers: { etag: etagBefore } });
+    }
+    const range = rangeOf(c, device);
+    const span = range ?? { offsetBytes: 0, lengthBytes: device.sizeBytes };
+    const status = range === null ? 200 : 206;
+    headers.set('content-length', String(span.lengthBytes));
+    if (range !== null) headers.set('content-range', `bytes ${span.offsetBytes}-${span.offsetBytes + span.lengthBytes - 1}/${device.sizeBytes}`);
+    if (c.req.raw.method === 'HEAD') {
+      if (etagBefore !== null) headers.set('etag', etagBefore);
+      return new Response(null, { status, headers });
+    }
+    if (span.lengthBytes <= BUFFERED_READ_BYTES_MAX) {
+      const bytes = await readSpan(device, span);
+      const etagAfter = generation.etag();
+      if (etagBefore !== null && etagAfter === etagBefore) headers.set('etag', etagBefore);
+      return new Response(bytes, { status, headers });
+    }
+    if (etagBefore !== null) headers.set('etag', etagBefore);
+    streaming = true;
+    return new Response(streamSpan(device, span, generation, etagBefore, lease), { status, headers });
+  } finally {
+    if (!streaming) lease.release();
+  }
+}
+
+async function writeData(c: Context, devices: DataDevices, ref: string): Promise<Response> {
+  const lease = await devices.acquire(ref, 'write');
+  try {
+    const { device, generation } = lease;
+    if (!device.canWrite) throw new ServiceError('EROFS', `ref: ${ref} cannot be written (read-only)`, 'ref');
+    const span = parseContentRange(c.req.header('content-range'), device.sizeBytes, device.logicalBlockBytes);
+    const ifMatch = parseEtagList(c.req.header('if-match'), 'if-match');
+    const ifNoneMatch = parseEtagList(c.req.header('if-none-match'), 'if-none-match');
+    if (span.lengthBytes > DATA_PUT_BYTES_MAX) throw new ServiceError('E2BIG', `content-range: ${span.lengthBytes} bytes in one PUT; at most ${DATA_PUT_BYTES_MAX}`, 'content-range');
+    const data = await readBody(c, span.lengthBytes);
+    // Preconditions with the body in hand, and nothing awaited between them and begin(): a PUT
+    // that matched is the one that writes next.
+    const current = generation.etag();
+    if (ifMatch !== null && !etagMatches(ifMatch, current)) throw stale('if-match', current);
+    if (ifNoneMatch !== null && (ifNoneMatch === '*' || (current !== null && ifNoneMatch.includes(current)))) {
+      throw new ServiceError('ESTALE', `if-none-match: the device exists${ifNoneMatch === '*' ? '' : ` at ${current}`}`, 'if-none-match');
+    }
+    if (span.lengthBytes > 0) {
+      generation.begin();
+      try {
+        await device.write(span.offsetBytes, data, { fua: true });
+      } finally {
+        generation.end();
+      }
+    }
+    const etag = generation.etag();
+    return new Response(null, { status: 204, headers: etag === null ? {} : { etag } });
+  } finally {
+    lease.release();
+  }
+}
+
+/** The Range, with 416's Content-Range header set on the way out when it lies past the end. */
+function rangeOf(c: Context, device: BlockDevice): ByteSpan | null {
+  try {
+    return parseRange(c.req.header('range'), device.sizeBytes);
+  } catch (error) {
+    if (error instanceof ServiceError && error.code === 'ENXIO') c.header('content-range', `bytes */${device.sizeBytes}`);
+    throw error;
+  }
+}
+
+function stale(field: string, current: string | null): ServiceError {
+  return new ServiceError('ESTALE', `${field}: the device is ${current === null ? 'being written' : `at ${current}`}: someone wrote since that version`, field);
+}
+
+/** `span` of the device, read in whole logical blocks around it. */
+async function readSpan(device: BlockDevice, span: ByteSpan): Promise<Uint8Array> {
+  if (span.lengthBytes === 0) return new Uint8Array(0);
+  const blockBytes = device.logicalBlockBytes;
+  const firstBytes = Math.floor(span.offsetBytes / blockBytes) * blockBytes;
+  const endBytes = Math.min(device.sizeBytes, Math.ceil((span.offsetBytes + span.lengthBytes) / blockBytes) * blockBytes);
+  const bytes = new Uint8Array(endBytes - firstBytes);
+  await device.read(firstBytes, bytes);
+  const skipBytes = span.offsetBytes - firstBytes;
+  return bytes.subarray(skipBytes, skipBytes + span.lengthBytes);
+}
+
+/** `span` in pieces; a version change between pieces fails the stream (the transfer is cut). */
+function streamSpan(device: BlockDevice, span: ByteSpan, generation: WriteGeneration, etag: string | null, lease: DataDeviceLease): ReadableStream<Uint8Array> {
+  let doneBytes = 0;
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    lease.release();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const pieceBytes = Math.min(STREAM_PIECE_BYTES, span.lengthBytes - doneBytes);
+        const piece = await readSpan(device, { offsetBytes: span.offsetBytes + doneBytes, lengthBytes: pieceBytes });
+        if (etag !== null && generation.etag() !== etag) throw new ServiceError('ESTALE', 'the device was written during the transfer');
+        doneBytes += pieceBytes;
+        controller.enqueue(piece);
+        if (doneBytes === span.lengthBytes) {
+          release();
+          controller.close();
+        }
+      } catch (error) {
+        release();
+        controller.error(error);
+      }
+    },
+    cancel() {
+      release();
+    },
+  });
+}
+
+/** The request body, which must be exactly `lengthBytes` long. */
+async function readBody(c: Context, lengthBytes: number): Promise<Uint8Array> {
+  const declared = c.req.header('content-length');
+  if (declared !== undefined && Number(declared) !== lengthBytes) throw invalid('body', `holds ${declared} bytes; content-range names ${lengthBytes}`);
+  const data = new Uint8Array(lengthBytes);
+  let filledBytes = 0;
+  const body = c.req.raw.body;
+  if (body !== null) {
+    const reader = body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (filledBytes + value.length > lengthBytes) {
+        await reader.cancel().catch(() => {});
+        throw invalid('body', `is longer than the ${lengthBytes} bytes content-range names`);
+      }
+      data.set(value, filledBytes);
+      filledBytes += value.length;
+    }
+  }
+  if (filledBytes !== lengthBytes) throw invalid('body', `holds ${filledBytes} bytes; content-range names ${lengthBytes}`);
+  return data;
+}
