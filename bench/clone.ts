@@ -49,6 +49,7 @@ import { loadAdapter } from '../runtime/adapter/index.ts';
 import type { CloneDevice } from '../runtime/clone/clone-device.ts';
 import { METADATA_BLOCK_BYTES, metadataBlocksFor } from '../runtime/clone/metadata-format.ts';
 import { openCloneFromTable } from '../runtime/clone/open-table.ts';
+import { FileStore } from '../runtime/devices/file-store.ts';
 import { SECTOR_BYTES } from '../runtime/clone/table.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { Prng } from '../runtime/prng.ts';
@@ -174,7 +175,7 @@ async function openFresh(table: string, sizeBytes: number, regionSectors: number
   rm('dst.img', 'meta');
   createSparse('dst.img', sizeBytes);
   createSparse('meta', metadataBytesFor(sizeBytes, regionSectors));
-  return openCloneFromTable(dataDir, table);
+  return openCloneFromTable(new FileStore(dataDir), table);
 }
 
 function report(what: string, unit: string, samples: number[], digits = 0): number {
@@ -209,7 +210,7 @@ function oursContender(config: HydrateConfig) {
       createSparse('dst.img', SOURCE_BYTES);
       createSparse('meta', metadataBytesFor(SOURCE_BYTES, config.regionSectors));
       const startMs = performance.now();
-      const clone = await openCloneFromTable(dataDir, hydrateTable(config.regionSectors, config.coreArgs));
+      const clone = await openCloneFromTable(new FileStore(dataDir), hydrateTable(config.regionSectors, config.coreArgs));
       await clone.whenHydrated();
       const hydratedMs = performance.now();
       await clone.flush();

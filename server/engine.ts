@@ -25,6 +25,7 @@
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { BlockDevice } from '../runtime/devices/block-device.ts';
+import type { DeviceStore } from '../runtime/devices/device-store.ts';
 import type { Command } from './cli/commands.ts';
 import type { Coordinator } from './cluster/coordinator.ts';
 import type { Hold } from './device-holders.ts';
@@ -34,6 +35,8 @@ import type { PromText } from './prometheus.ts';
 export interface ServiceContext {
   /** The data directory's real path. */
   readonly dataDir: string;
+  /** Its devices by name, as engines open them (the data directory's files under the service). */
+  readonly store: DeviceStore;
   readonly events: EventHub;
   log(line: string): void;
   /** Every file held by an engine or an export, engines first. */

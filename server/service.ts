@@ -31,6 +31,7 @@ import { invalid, ServiceError } from './errors.ts';
 import { parseDeviceRef } from './names.ts';
 import { EventHub } from './event-hub.ts';
 import { ExportRegistry, type ExportInfo } from './export-registry.ts';
+import { FileStore } from '../runtime/devices/file-store.ts';
 import { ServiceDataDevices } from './data-plane/service-data-devices.ts';
 import { WriteGenerations } from './data-plane/write-generation.ts';
 import type { NbdView } from './nbd-port.ts';
@@ -73,6 +74,7 @@ export class Service {
   ) {
     this.context = {
       dataDir,
+      store: new FileStore(dataDir),
       cluster,
       setting: (flag) => settings[flag] ?? null,
       events: this.events,

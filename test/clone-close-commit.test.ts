@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openCloneFromTable } from '../runtime/clone/open-table.ts';
+import { FileStore } from '../runtime/devices/file-store.ts';
 import { Prng } from '../runtime/prng.ts';
 import { until } from './support/nbd-fixtures.ts';
 
@@ -41,7 +42,7 @@ test('close() from the hydration-complete event waits for that commit: reopened,
   writeFileSync(join(dataDir, 'dst.img'), new Uint8Array(SIZE_BYTES));
   writeFileSync(join(dataDir, 'meta'), new Uint8Array(64 * KiB));
   const table = 'clone meta dst.img src.img 8 1 no_hydration';
-  const clone = await openCloneFromTable(dataDir, table, { commitIntervalMs: NEVER_MS });
+  const clone = await openCloneFromTable(new FileStore(dataDir), table, { commitIntervalMs: NEVER_MS });
   const userData = new Uint8Array(REGION_BYTES).fill(0xcd);
   // Whole regions: marked hydrated, no copy. The first is committed by the flush (so this is not
   // the clone's first commit, which close() always made), the second waits for the next commit.
@@ -56,7 +57,7 @@ test('close() from the hydration-complete event waits for that commit: reopened,
   await until(() => closing !== null, 'hydration complete');
   await closing;
 
-  const reopened = await openCloneFromTable(dataDir, table, { commitIntervalMs: NEVER_MS });
+  const reopened = await openCloneFromTable(new FileStore(dataDir), table, { commitIntervalMs: NEVER_MS });
   try {
     const status = reopened.statusNow();
     assert.is(status.hydratedRegions, SIZE_BYTES / REGION_BYTES, 'every hydrated region was committed by close()');
@@ -75,7 +76,7 @@ test('status() while the completion commit runs waits for it: hydrationComplete 
   writeFileSync(join(dataDir, 'src.img'), new Prng(4).fill(new Uint8Array(SIZE_BYTES)));
   writeFileSync(join(dataDir, 'dst.img'), new Uint8Array(SIZE_BYTES));
   writeFileSync(join(dataDir, 'meta'), new Uint8Array(64 * KiB));
-  const clone = await openCloneFromTable(dataDir, 'clone meta dst.img src.img 8 1 no_hydration', { commitIntervalMs: NEVER_MS });
+  const clone = await openCloneFromTable(new FileStore(dataDir), 'clone meta dst.img src.img 8 1 no_hydration', { commitIntervalMs: NEVER_MS });
   try {
     await clone.flush(); // the first commit: the completion's is the second
     const before = clone.statusNow().commits;

@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, s
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCloneFromTable } from '../runtime/clone/open-table.ts';
+import { FileStore } from '../runtime/devices/file-store.ts';
 import { TableError } from '../runtime/clone/table.ts';
 import { resolveDevicePath } from '../runtime/data-dir.ts';
 import { BlockError } from '../runtime/errors.ts';
@@ -50,7 +51,7 @@ open.after.each(async () => {
 
 open('a file source hydrates into the destination; the source is untouched', async () => {
   const mtimeMs = statSync(join(dir, 'src.img')).mtimeMs;
-  const clone = await openCloneFromTable(dir, 'clone meta dst.img src.img 8 0 4 hydration_threshold 64 hydration_batch_size 16');
+  const clone = await openCloneFromTable(new FileStore(dir), 'clone meta dst.img src.img 8 0 4 hydration_threshold 64 hydration_batch_size 16');
   assert.is(clone.sizeBytes, SIZE_BYTES);
   await clone.whenHydrated();
   await clone.flush();
@@ -64,7 +65,7 @@ open('an http source with ranges, also one that fails intermittently, hydrates e
     makeDevices();
     writeFileSync(join(dir, 'meta'), new Uint8Array(64 * 1024));
     const url = await serve(options);
-    const clone = await openCloneFromTable(dir, `0 ${SIZE_BYTES / 512} clone meta dst.img ${url} 8 0 4 hydration_threshold 32 hydration_batch_size 8`, { http: { retryBaseMs: 1 } });
+    const clone = await openCloneFromTable(new FileStore(dir), `0 ${SIZE_BYTES / 512} clone meta dst.img ${url} 8 0 4 hydration_threshold 32 hydration_batch_size 8`, { http: { retryBaseMs: 1 } });
     const head = new Uint8Array(4096);
     await clone.read(0, head);
     assert.ok(Buffer.from(head).equals(image.subarray(0, 4096)));
@@ -77,7 +78,7 @@ open('an http source with ranges, also one that fails intermittently, hydrates e
 async function refused(line: string, field: string | RegExp, options = {}): Promise<void> {
   const before = digest();
   try {
-    await openCloneFromTable(dir, line, options);
+    await openCloneFromTable(new FileStore(dir), line, options);
     assert.unreachable(`accepted: ${line}`);
   } catch (error) {
     if (typeof field === 'string') {
@@ -114,7 +115,7 @@ open('bad input is refused naming what is wrong, and nothing is written', async 
   writeFileSync(join(dir, 'meta'), new Prng(5).fill(new Uint8Array(64 * 1024)));
   await refused('clone meta dst.img src.img 8', /not clone metadata or corrupt superblock/);
   writeFileSync(join(dir, 'meta'), new Uint8Array(64 * 1024));
-  const clone = await openCloneFromTable(dir, 'clone meta dst.img src.img 8 1 no_hydration');
+  const clone = await openCloneFromTable(new FileStore(dir), 'clone meta dst.img src.img 8 1 no_hydration');
   assert.throws(() => clone.message('hydration_threshold many'), /not a region count/);
   await clone.close();
   const meta = readFileSync(join(dir, 'meta'));

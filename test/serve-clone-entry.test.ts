@@ -16,6 +16,7 @@ import { BlockError } from '../runtime/errors.ts';
 import { openCloneEntry } from '../server/clone/entry.ts';
 import { EventHub } from '../server/event-hub.ts';
 import { writeImage } from './support/blockcore-server.ts';
+import { FileStore } from '../runtime/devices/file-store.ts';
 
 test('a restored clone whose suspend fails is closed, not leaked', async () => {
   const root = mkdtempSync(join(tmpdir(), 'blockcore-entry-'));
@@ -30,7 +31,7 @@ test('a restored clone whose suspend fails is closed, not leaked', async () => {
       return wrapped;
     };
     const lines: string[] = [];
-    const context = { dataDir: root, events: new EventHub(), log: (line: string) => lines.push(line), holds: () => [], saveApplied: async () => {}, saveOrUndo: async () => {} };
+    const context = { dataDir: root, store: new FileStore(root), events: new EventHub(), log: (line: string) => lines.push(line), holds: () => [], saveApplied: async () => {}, saveOrUndo: async () => {} };
     const record = { name: 'c1', table: 'clone meta dst.img src.img 8', suspended: true };
     let failure: unknown = null;
     await openCloneEntry(context, record, false, layer).catch((error) => (failure = error));

@@ -15,10 +15,11 @@ import type { CloneDevice, CloneEvent } from '../../runtime/clone/clone-device.t
 import type { CloneStatus } from '../../runtime/clone/status.ts';
 import { formatCloneTable, parseCloneTable, TableError, type CloneFeature, type CloneTable } from '../../runtime/clone/table.ts';
 import { BlockError } from '../../runtime/errors.ts';
-import { devicePath } from '../device-files.ts';
+import type { DeviceStore } from '../../runtime/devices/device-store.ts';
 import { checkCanHold, type Hold } from '../device-holders.ts';
 import type { EngineContext, ServiceContext } from '../engine.ts';
 import { invalid } from '../errors.ts';
+import { asInvalid } from '../names.ts';
 import type { CloneRecord } from './records.ts';
 
 export interface CloneInfo extends Partial<Omit<CloneStatus, 'line'>> {
@@ -50,13 +51,13 @@ export interface CloneEntry {
 export async function openCloneEntry(service: ServiceContext & Partial<Pick<EngineContext, 'engineDevice'>>, record: CloneRecord, checked = false, layer?: OpenTableOptions['layer']): Promise<CloneEntry> {
   const table = parseTable(record.table);
   const holder = `clone:${record.name}`;
-  const holds = cloneHolds(service.dataDir, record.name, table);
+  const holds = cloneHolds(service.store, record.name, table);
   // Every name is checked before any hold, so bad input is a 400 even when a device is also busy.
   if (checked) for (const hold of holds) checkCanHold(service.holds(), hold, 'table');
   let device: CloneDevice;
   try {
     const engineDevice = service.engineDevice === undefined ? {} : { engineDevice: (ref: string) => service.engineDevice!(ref, 'table') };
-    device = await openCloneFromTable(service.dataDir, record.table, { name: holder, ...(layer ? { layer } : {}), ...engineDevice });
+    device = await openCloneFromTable(service.store, record.table, { name: holder, ...(layer ? { layer } : {}), ...engineDevice });
   } catch (error) {
     if (error instanceof TableError) throw invalid('table', error.message.replace(/^invalid clone table: /, ''));
     if (error instanceof BlockError) throw invalid('table', `cannot open the clone: ${error.message}`);
@@ -91,7 +92,7 @@ export function failedCloneEntry(service: ServiceContext, record: CloneRecord, e
   let holds: Hold[] = [];
   try {
     table = parseCloneTable(record.table);
-    holds = cloneHolds(service.dataDir, record.name, table);
+    holds = cloneHolds(service.store, record.name, table);
   } catch {
     // an unreadable table holds nothing
   }
@@ -125,7 +126,7 @@ export function effectiveTable(table: CloneTable, status: CloneStatus): string {
 }
 
 /** The files a clone's table holds (an http(s) or engine source holds none). */
-function cloneHolds(dataDir: string, cloneName: string, table: CloneTable): Hold[] {
+function cloneHolds(store: DeviceStore, cloneName: string, table: CloneTable): Hold[] {
   const roles = [
     ['metadata dev', table.metadataDevice, 'write'],
     ['destination dev', table.destinationDevice, 'write'],
@@ -133,9 +134,9 @@ function cloneHolds(dataDir: string, cloneName: string, table: CloneTable): Hold
   ] as const;
   return roles.filter(([role, name]) => role !== 'source dev' || !(isUrl(name) || isEngineRef(name))).map(([role, name, access]) => {
     try {
-      return { path: devicePath(dataDir, name, role), name, access, holder: `clone:${cloneName}` };
+      return { path: store.holdKey(name, role), name, access, holder: `clone:${cloneName}` };
     } catch (error) {
-      throw invalid('table', (error as Error).message);
+      throw invalid('table', (asInvalid(error, role) as Error).message);
     }
   });
 }

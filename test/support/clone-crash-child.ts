@@ -19,6 +19,7 @@
  */
 import fs from 'node:fs';
 import { openCloneFromTable } from '../../runtime/clone/open-table.ts';
+import { FileStore } from '../../runtime/devices/file-store.ts';
 import { Prng } from '../../runtime/prng.ts';
 import { formatRecord, SECTOR_BYTES, writeData, type CrashRecordBody } from './clone-crash-records.ts';
 import { pickRange } from './io-ranges.ts';
@@ -64,7 +65,7 @@ setTimeout(() => fail(new Error(`not killed within ${WATCHDOG_MS} ms`)), WATCHDO
 process.on('uncaughtException', fail);
 process.on('unhandledRejection', fail);
 
-const clone = await openCloneFromTable(dataDir, tableLine, { commitIntervalMs }).catch(fail);
+const clone = await openCloneFromTable(new FileStore(dataDir), tableLine, { commitIntervalMs }).catch(fail);
 const sizeBytes = clone.sizeBytes;
 const regionBytes = clone.regionBytes;
 const totalSectors = sizeBytes / SECTOR_BYTES;

@@ -42,6 +42,7 @@ import {
   bitmapBlockGeneration, bitmapSlotBlock, decodeSuperblock, invalidSuperblock, METADATA_BLOCK_BYTES, metadataBlocksFor, SUPERBLOCK_SLOTS,
 } from '../../runtime/clone/metadata-format.ts';
 import { openCloneFromTable } from '../../runtime/clone/open-table.ts';
+import { FileStore } from '../../runtime/devices/file-store.ts';
 import { FileDevice } from '../../runtime/devices/file-device.ts';
 import { Prng } from '../../runtime/prng.ts';
 import { defaultKernels } from '../../runtime/wasm/kernels.ts';
@@ -444,7 +445,7 @@ export async function runCrashTrial(seed: number, options: CrashTrialOptions = {
     // ---- the clone reopened reads that view exactly ----
     const noHydrationTable = `clone metadata destination source ${REGION_SECTORS} 1 no_hydration ${core}`;
     const expected = view.slice();
-    const clone = await openCloneFromTable(dir, noHydrationTable, { commitIntervalMs: COMMIT_INTERVAL_MS });
+    const clone = await openCloneFromTable(new FileStore(dir), noHydrationTable, { commitIntervalMs: COMMIT_INTERVAL_MS });
     let closed = false;
     try {
       if (clone.hydratedRegions !== hydratedAtCrash) fail(`the reopened clone has ${clone.hydratedRegions} regions hydrated, the metadata ${hydratedAtCrash}`);
