@@ -9,21 +9,9 @@
 import { realpathSync } from 'node:fs';
 import { dirname, join, relative, sep, isAbsolute } from 'node:path';
 import { BlockError } from './errors.ts';
+import { checkDeviceName } from './device-name.ts';
 
-const SEGMENT = /^[A-Za-z0-9._-]{1,255}$/;
-export const NAME_BYTES_MAX = 1024;
-
-export function checkDeviceName(name: unknown, field = 'name'): string {
-  if (typeof name !== 'string' || name.length === 0) throw new BlockError('EINVAL', `${field} must be a non-empty string`);
-  if (name.length > NAME_BYTES_MAX) throw new BlockError('EINVAL', `${field} is longer than ${NAME_BYTES_MAX} characters`);
-  if (isAbsolute(name) || name.startsWith('/')) throw new BlockError('EINVAL', `${field} "${name}" must be relative to the data directory`);
-  for (const segment of name.split('/')) {
-    if (segment === '.' || segment === '..' || !SEGMENT.test(segment)) {
-      throw new BlockError('EINVAL', `${field} "${name}" may hold only letters, digits, ".", "_", "-" and "/" between segments, and no "." or ".." segment`);
-    }
-  }
-  return name;
-}
+export { checkDeviceName, NAME_BYTES_MAX } from './device-name.ts';
 
 /**
  * Deepest existing ancestor's realpath, joined with the rest: where `path` really points. Null when

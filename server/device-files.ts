@@ -12,10 +12,9 @@ import { FileDevice } from '../runtime/devices/file-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { invalid, ServiceError } from './errors.ts';
 import { asInvalid, checkDeviceFileName, RESERVED_SEGMENT } from './names.ts';
+export { checkDeviceSize, DEVICE_BYTES_MAX, SECTOR_BYTES } from './device-size.ts';
 
-export const SECTOR_BYTES = 512;
 /** ext4 with 4 KiB blocks holds files up to 2^32 - 1 blocks. */
-export const DEVICE_BYTES_MAX = 2 ** 44 - 4096;
 const LIST_DEPTH_MAX = 8;
 const LIST_ENTRIES_MAX = 10_000;
 const STAT_BLOCK_BYTES = 512;
@@ -26,12 +25,6 @@ export interface DeviceFile {
   allocatedBytes: number;
 }
 
-export function checkDeviceSize(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalid(field, 'must be an integer number of bytes');
-  if (value <= 0 || value % SECTOR_BYTES !== 0) throw invalid(field, `${value} must be a positive multiple of ${SECTOR_BYTES}`);
-  if (value > DEVICE_BYTES_MAX) throw invalid(field, `${value} is larger than the ${DEVICE_BYTES_MAX} bytes (16 TiB - 4 KiB) a file may hold`);
-  return value;
-}
 
 /** The real path of device `name`, refusing names and symlinks that leave the data directory. */
 export function devicePath(dataDir: string, name: string, field = 'name'): string {

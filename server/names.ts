@@ -6,7 +6,7 @@
  *   device references        a device name, or `<kind>:<name>` for a device an engine provides
  *                            (`clone:c1`); ":" never appears in a device name, so both read apart
  */
-import { checkDeviceName } from '../runtime/data-dir.ts';
+import { checkDeviceName } from '../runtime/device-name.ts';
 import { BlockError } from '../runtime/errors.ts';
 import { invalid } from './errors.ts';
 

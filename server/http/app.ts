@@ -1,31 +1,16 @@
 /**
- * The HTTP API: an OpenAPIHono app over one Service. Middleware, in order: count the request (for
- * /metrics), check the bearer token (every route but /v1/health, when the service has one), cap
- * the body. Routes live one group per file, each engine's in its own folder (Engine.routes); every
- * route is defined once with its schemas (route.ts), and the OpenAPI document at
- * /v1/openapi.json is generated from those definitions. Errors from anywhere become JSON
- * (errors.ts).
+ * The service's HTTP API: every part (api.ts) over one Service, plus what only the service has:
+ * NBD exports, the cluster node, /metrics.
  */
-import { OpenAPIHono, z } from '@hono/zod-openapi';
-import { ServiceError } from '../errors.ts';
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { ENGINES } from '../engines.ts';
 import type { Service } from '../service.ts';
-import { tokenChecker } from '../token.ts';
-import { RUNTIME, VERSION } from '../version.ts';
+import { assembleApp, openApiDocument as documentOf } from './api.ts';
 import { clusterRoutes } from './cluster.ts';
-import { dataRoutes } from './data.ts';
-import { deviceRoutes } from './devices.ts';
-import { answerError, errorJson } from './errors.ts';
-import { eventRoutes } from './events.ts';
 import { exportRoutes } from './exports.ts';
 import { metricsRoutes } from './metrics.ts';
-import { addRoute, bodyLimitBytes, MAX_BODY_BYTES } from './route.ts';
-import { jsonAnswer } from './schemas.ts';
 
-export const UNAUTHENTICATED_PATHS = new Set(['/v1/health']);
-
-export interface HttpCounters {
-  byStatus: Map<number, number>;
-}
+export { UNAUTHENTICATED_PATHS, type HttpCounters } from './api.ts';
 
 export interface AppOptions {
   service: Service;
@@ -33,63 +18,29 @@ export interface AppOptions {
   token: string | null;
 }
 
-const Health = z.strictObject({ status: z.literal('ok'), version: z.string(), runtime: z.string() }).openapi('Health');
+export const SERVICE_DESCRIPTION = 'Control API of a blockcore service: device files in its data directory and their bytes, engines (dm-clone style clones, ...), and NBD exports.';
+
+/** `<kind>.<type>` of every engine's events. */
+export const ENGINE_EVENT_TYPES = ENGINES.flatMap((engine) => engine.eventTypes.map((type) => `${engine.kind}.${type}`));
 
 export function createApp({ service, token }: AppOptions): OpenAPIHono {
-  const counters: HttpCounters = { byStatus: new Map() };
-  const tokenMatches = token === null ? null : tokenChecker(token);
-  const app = new OpenAPIHono();
-  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  app.use(async (c, next) => {
-    await next();
-    counters.byStatus.set(c.res.status, (counters.byStatus.get(c.res.status) ?? 0) + 1);
+  return assembleApp({
+    token,
+    devices: service,
+    data: service.data,
+    engines: service.engines.values(),
+    events: service.events,
+    engineEventTypes: ENGINE_EVENT_TYPES,
+    description: SERVICE_DESCRIPTION,
+    more(app, counters) {
+      exportRoutes(app, service);
+      clusterRoutes(app, service);
+      metricsRoutes(app, service, counters);
+    },
   });
-  app.use(async (c, next) => {
-    if (token !== null && !UNAUTHENTICATED_PATHS.has(c.req.path)) {
-      const presented = /^Bearer +(\S+) *$/i.exec(c.req.header('authorization') ?? '')?.[1];
-      if (presented === undefined || !tokenMatches!(presented)) {
-        c.header('www-authenticate', 'Bearer realm="blockcore"');
-        return errorJson(c, 'EACCES', presented === undefined ? 'missing Authorization: Bearer <token>' : 'wrong token');
-      }
-    }
-    const declared = Number(c.req.header('content-length'));
-    const limitBytes = bodyLimitBytes(c.req.method, c.req.path);
-    if (declared > limitBytes) throw new ServiceError('E2BIG', `request body larger than ${limitBytes} bytes`, 'body');
-    await next();
-  });
-
-  addRoute(app, { method: 'get', path: '/v1/health', summary: 'Liveness; needs no token.', unauthenticated: true, responses: { 200: jsonAnswer('Up.', Health) }, errors: [] }, (c) =>
-    c.json({ status: 'ok', version: VERSION, runtime: RUNTIME }),
-  );
-  let document: unknown = null;
-  addRoute(app, { method: 'get', path: '/v1/openapi.json', summary: 'This document.', responses: { 200: jsonAnswer('OpenAPI 3.1 document.', z.object({}).passthrough()) }, errors: [401] }, (c) =>
-    c.json((document ??= openApiDocument(app)) as object),
-  );
-  deviceRoutes(app, service);
-  dataRoutes(app, service.data);
-  for (const engine of service.engines.values()) engine.routes(app);
-  exportRoutes(app, service);
-  clusterRoutes(app, service);
-  eventRoutes(app, service);
-  metricsRoutes(app, service, counters);
-
-  app.notFound((c) => errorJson(c, 'ENOENT', `no route ${c.req.method} ${c.req.path}`));
-  app.onError(answerError);
-  return app;
 }
 
-/** The OpenAPI 3.1 document, generated from the routes' definitions. */
+/** The OpenAPI 3.1 document of the service's app. */
 export function openApiDocument(app: OpenAPIHono) {
-  return app.getOpenAPI31Document({
-    openapi: '3.1.0',
-    info: {
-      title: 'blockcore',
-      version: VERSION,
-      description:
-        'Control API of a blockcore service: device files in its data directory, engines (dm-clone style clones, ...), and NBD exports. ' +
-        'Every route but /v1/health needs `Authorization: Bearer <token>` when the service has a token. ' +
-        `Errors are JSON {error, code, field?}. Request bodies are JSON objects of at most ${MAX_BODY_BYTES} bytes; unknown fields are refused.`,
-    },
-    security: [{ bearer: [] }],
-  });
+  return documentOf(app, SERVICE_DESCRIPTION);
 }

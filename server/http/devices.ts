@@ -1,7 +1,7 @@
 /** Devices: files in the data directory. A name may hold "/" (a file in a subdirectory). */
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
-import { checkDeviceSize, DEVICE_BYTES_MAX } from '../device-files.ts';
-import type { Service } from '../service.ts';
+import { checkDeviceSize, DEVICE_BYTES_MAX } from '../device-size.ts';
+import type { DeviceInfo } from '../service.ts';
 import { addRoute } from './route.ts';
 import { byCheck, Count, DeviceName, jsonAnswer, nameParams } from './schemas.ts';
 
@@ -16,11 +16,18 @@ const NewDevice = z
   })
   .openapi('NewDevice');
 
-export function deviceRoutes(app: OpenAPIHono, service: Service): void {
+/** The devices a host has: the data directory's files (the service), or an edge host's storage. */
+export interface DeviceCatalog {
+  listDevices(): DeviceInfo[] | Promise<DeviceInfo[]>;
+  createDevice(name: string, sizeBytes: number): Promise<DeviceInfo>;
+  deleteDevice(name: string): Promise<void>;
+}
+
+export function deviceRoutes(app: OpenAPIHono, service: DeviceCatalog): void {
   addRoute(
     app,
     { method: 'get', path: '/v1/devices', summary: 'Device files in the data directory.', responses: { 200: jsonAnswer('Devices.', z.strictObject({ devices: z.array(Device) })) }, errors: [401] },
-    (c) => c.json({ devices: service.listDevices() }),
+    async (c) => c.json({ devices: await service.listDevices() }),
   );
   addRoute(
     app,

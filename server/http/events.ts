@@ -9,10 +9,8 @@
  */
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
-import { ENGINES } from '../engines.ts';
 import { invalid } from '../errors.ts';
-import type { ServiceEvent } from '../event-hub.ts';
-import type { Service } from '../service.ts';
+import type { EventHub, ServiceEvent } from '../event-hub.ts';
 import { addRoute } from './route.ts';
 import { byCheck, Count } from './schemas.ts';
 
@@ -27,17 +25,6 @@ function parseSince(value: string | undefined, field: string): number | null {
 
 const CORE_EVENT_TYPES = ['device.created', 'device.removed', 'export.added', 'export.removed', 'export.connect', 'export.disconnect', 'nbd.protocol-error'];
 
-const Event = z
-  .object({
-    id: Count,
-    type: z.string().openapi({
-      description: [...CORE_EVENT_TYPES, ...ENGINES.flatMap((engine) => engine.eventTypes.map((type) => `${engine.kind}.${type}`))].join(', '),
-    }),
-    timeMs: Count,
-  })
-  .passthrough()
-  .openapi('Event');
-
 const EventQuery = z.strictObject({
   since: z
     .string()
@@ -48,7 +35,20 @@ const EventQuery = z.strictObject({
 
 const EventHeaders = z.object({ 'last-event-id': z.string().optional().openapi({ description: 'As `since`, set by EventSource on reconnect.' }) });
 
-export function eventRoutes(app: OpenAPIHono, service: Service): void {
+/** `engineEventTypes`: `<kind>.<type>` of the engines the host has. */
+const eventSchema = (engineEventTypes: readonly string[]) => z
+  .object({
+    id: Count,
+    type: z.string().openapi({
+      description: [...CORE_EVENT_TYPES, ...engineEventTypes].join(', '),
+    }),
+    timeMs: Count,
+  })
+  .passthrough()
+  .openapi('Event');
+
+export function eventRoutes(app: OpenAPIHono, hub: EventHub, engineEventTypes: readonly string[]): void {
+  const Event = eventSchema(engineEventTypes);
   const route = {
     method: 'get',
     path: '/v1/events',
@@ -65,7 +65,7 @@ export function eventRoutes(app: OpenAPIHono, service: Service): void {
     return streamSSE(c, async (stream) => {
       let finish = () => {};
       const finished = new Promise<void>((resolve) => (finish = resolve));
-      let queue: Promise<void> = stream.write(`: connected, last event ${service.events.lastId}\n\n`).then(() => {});
+      let queue: Promise<void> = stream.write(`: connected, last event ${hub.lastId}\n\n`).then(() => {});
       let pendingWrites = 0;
       const enqueue = (write: () => Promise<unknown>) => {
         if (++pendingWrites > PENDING_WRITES_MAX) return finish();
@@ -73,8 +73,8 @@ export function eventRoutes(app: OpenAPIHono, service: Service): void {
       };
       const send = (event: ServiceEvent) => enqueue(() => stream.writeSSE({ id: String(event.id), event: event.type, data: JSON.stringify(event) }));
       // since() and subscribe() run in one turn, so no event falls between them.
-      if (since !== null) for (const event of service.events.since(since)) send(event);
-      const unsubscribe = service.events.subscribe({ event: send, closed: finish });
+      if (since !== null) for (const event of hub.since(since)) send(event);
+      const unsubscribe = hub.subscribe({ event: send, closed: finish });
       const ping = setInterval(() => enqueue(() => stream.write(': ping\n\n')), PING_MS);
       stream.onAbort(finish);
       await finished;

@@ -7,7 +7,7 @@ import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import { CONTENT_TYPE, PromText } from '../prometheus.ts';
 import type { Service } from '../service.ts';
 import { RUNTIME, VERSION } from '../version.ts';
-import type { HttpCounters } from './app.ts';
+import type { HttpCounters } from './api.ts';
 import { addRoute } from './route.ts';
 const EXPORT_IO = [
   ['reads', 'blockcore_export_reads_total', 'Read requests served by the export.'],
