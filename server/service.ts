@@ -32,7 +32,7 @@ import { parseDeviceRef } from './names.ts';
 import { EventHub } from './event-hub.ts';
 import { ExportRegistry, type ExportInfo } from './export-registry.ts';
 import { FileStore } from '../runtime/devices/file-store.ts';
-import { ServiceDataDevices } from './data-plane/service-data-devices.ts';
+import { StoreDataDevices } from './data-plane/store-data-devices.ts';
 import { WriteGenerations } from './data-plane/write-generation.ts';
 import type { NbdView } from './nbd-port.ts';
 import type { NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
@@ -60,7 +60,7 @@ export class Service {
   readonly engines = new Map<string, Engine>();
   private readonly exports: ExportRegistry;
   /** The HTTP data plane's devices (server/http/data.ts). */
-  readonly data: ServiceDataDevices;
+  readonly data: StoreDataDevices;
   private readonly context: EngineContext;
   private tail: Promise<unknown> = Promise.resolve();
   private stopping = false;
@@ -94,8 +94,8 @@ export class Service {
     };
     const generations = new WriteGenerations();
     this.exports = new ExportRegistry(this.context, this.engines, generations);
-    this.data = new ServiceDataDevices({
-      dataDir,
+    this.data = new StoreDataDevices({
+      store: this.context.store,
       engines: this.engines,
       generations,
       otherHolds: () => this.holdsBesidesData(),

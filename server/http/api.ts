@@ -12,8 +12,7 @@ import type { DataDevices } from '../data-plane/data-devices.ts';
 import type { Engine } from '../engine.ts';
 import { ServiceError } from '../errors.ts';
 import type { EventHub } from '../event-hub.ts';
-import { tokenChecker } from '../token.ts';
-import { RUNTIME, VERSION } from '../version.ts';
+import { tokenChecker } from '../token-check.ts';
 import { dataRoutes } from './data.ts';
 import { deviceRoutes, type DeviceCatalog } from './devices.ts';
 import { answerError, errorJson } from './errors.ts';
@@ -38,6 +37,9 @@ export interface ApiParts {
   engineEventTypes: readonly string[];
   /** What the document says the API controls. */
   description: string;
+  /** For /v1/health and the document: the package's version and the host (`node`, `workerd`). */
+  version: string;
+  runtime: string;
   /** Route groups beyond the common ones (the service's exports, cluster, metrics). */
   more?(app: OpenAPIHono, counters: HttpCounters): void;
 }
@@ -69,11 +71,11 @@ export function assembleApp(parts: ApiParts): OpenAPIHono {
   });
 
   addRoute(app, { method: 'get', path: '/v1/health', summary: 'Liveness; needs no token.', unauthenticated: true, responses: { 200: jsonAnswer('Up.', Health) }, errors: [] }, (c) =>
-    c.json({ status: 'ok', version: VERSION, runtime: RUNTIME }),
+    c.json({ status: 'ok', version: parts.version, runtime: parts.runtime }),
   );
   let document: unknown = null;
   addRoute(app, { method: 'get', path: '/v1/openapi.json', summary: 'This document.', responses: { 200: jsonAnswer('OpenAPI 3.1 document.', z.object({}).passthrough()) }, errors: [401] }, (c) =>
-    c.json((document ??= openApiDocument(app, parts.description)) as object),
+    c.json((document ??= openApiDocument(app, parts.description, parts.version)) as object),
   );
   deviceRoutes(app, parts.devices);
   dataRoutes(app, parts.data);
@@ -87,12 +89,12 @@ export function assembleApp(parts: ApiParts): OpenAPIHono {
 }
 
 /** The OpenAPI 3.1 document, generated from the routes' definitions. */
-export function openApiDocument(app: OpenAPIHono, description: string) {
+export function openApiDocument(app: OpenAPIHono, description: string, version: string) {
   return app.getOpenAPI31Document({
     openapi: '3.1.0',
     info: {
       title: 'blockcore',
-      version: VERSION,
+      version,
       description:
         `${description} ` +
         'Every route but /v1/health needs `Authorization: Bearer <token>` when the service has a token. ' +

@@ -5,6 +5,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { ENGINES } from '../engines.ts';
 import type { Service } from '../service.ts';
+import { RUNTIME, VERSION } from '../version.ts';
 import { assembleApp, openApiDocument as documentOf } from './api.ts';
 import { clusterRoutes } from './cluster.ts';
 import { exportRoutes } from './exports.ts';
@@ -32,6 +33,8 @@ export function createApp({ service, token }: AppOptions): OpenAPIHono {
     events: service.events,
     engineEventTypes: ENGINE_EVENT_TYPES,
     description: SERVICE_DESCRIPTION,
+    version: VERSION,
+    runtime: RUNTIME,
     more(app, counters) {
       exportRoutes(app, service);
       clusterRoutes(app, service);
@@ -42,5 +45,5 @@ export function createApp({ service, token }: AppOptions): OpenAPIHono {
 
 /** The OpenAPI 3.1 document of the service's app. */
 export function openApiDocument(app: OpenAPIHono) {
-  return documentOf(app, SERVICE_DESCRIPTION);
+  return documentOf(app, SERVICE_DESCRIPTION, VERSION);
 }
