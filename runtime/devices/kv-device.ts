@@ -29,6 +29,8 @@ export interface KvStorage {
   delete(keys: string[]): Promise<unknown>;
   /** Resolves once every put and delete made before it is durable. */
   sync(): Promise<void>;
+  /** How many keys start with `prefix` (a device's allocated chunks). */
+  countPrefix(prefix: string): Promise<number>;
 }
 
 export const KV_BATCH_KEYS_MAX = 128;
@@ -105,6 +107,11 @@ export class KvDevice implements BlockDevice {
     const manifest = await readKvManifest(storage, name);
     if (manifest === null) throw new BlockError('ENOENT', `device ${name} does not exist`, { device: name });
     return new KvDevice(name, storage, manifest, options.readOnly === true);
+  }
+
+  /** Bytes of the chunks device `name` has stored (absent chunks take none). */
+  static async allocatedBytes(storage: KvStorage, name: string, manifest: KvManifest): Promise<number> {
+    return Math.min(manifest.sizeBytes, (await storage.countPrefix(`${kvDevicePrefix(name)}c`)) * manifest.chunkBytes);
   }
 
   /** Deletes device `name`: its chunks, then its manifest. */

@@ -28,4 +28,10 @@ export class MemoryKv implements KvStorage {
   }
 
   async sync(): Promise<void> {}
+
+  async countPrefix(prefix: string): Promise<number> {
+    let count = 0;
+    for (const key of this.entries.keys()) if (key.startsWith(prefix)) count++;
+    return count;
+  }
 }

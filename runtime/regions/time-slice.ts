@@ -8,7 +8,9 @@
  * order does not depend on timing. Either way about 0.1 ms is the longest the loop waits for
  * background work (the issue's rule: no copy holds it above ~100 us).
  */
-import { setImmediate as yieldMacrotask } from 'node:timers';
+/** setImmediate where the host has it (Node, Bun, Deno), else a zero timer (an edge host). */
+const yieldMacrotask: (run: () => void) => unknown =
+  typeof globalThis.setImmediate === 'function' ? (run) => globalThis.setImmediate(run) : (run) => setTimeout(run, 0);
 
 export const SLICE_MS = 0.1;
 

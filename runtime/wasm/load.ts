@@ -6,10 +6,11 @@
  * `WebAssembly.validate` accepts a tiny SIMD module; tests and benchmarks may force a flavor.
  *
  * Each flavor compiles once per process (a cached promise); instances are cheap to make from it.
- * Only node:fs and WebAssembly globals are used, so Node, Bun and Deno run this unchanged.
+ * The file is read through `process.getBuiltinModule` (Node, Bun and Deno all have it), not an
+ * import, so this module imports nothing from node: and bundles for hosts without files. Such a
+ * host compiles nothing at run time (workerd refuses WebAssembly.compile of bytes): it imports the
+ * .wasm as a module and gives it with provideKernelModule before the first kernel call.
  */
-import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { BlockError } from '../errors.ts';
 
 export type KernelFlavor = 'simd' | 'scalar';
@@ -53,6 +54,37 @@ export function wasmUrl(flavor: KernelFlavor): URL {
   return new URL(WASM_FILES[flavor], import.meta.url);
 }
 
+const provided = new Map<KernelFlavor, WebAssembly.Module>();
+
+/** Uses `module` as the kernel module of `flavor` from now on (a host that imports .wasm as modules). */
+export function provideKernelModule(flavor: KernelFlavor, module: WebAssembly.Module): void {
+  provided.set(flavor, module);
+  compiled.delete(flavor);
+}
+
+interface BuiltinModules {
+  getBuiltinModule?(id: string): unknown;
+}
+
+/** The bytes of the kernel file beside this module; ENOTSUP where there is no file system. */
+async function readKernelFile(url: URL): Promise<Uint8Array> {
+  const builtins = (globalThis as { process?: BuiltinModules }).process;
+  if (typeof builtins?.getBuiltinModule !== 'function') {
+    throw new BlockError('ENOTSUP', `no file system to read ${url.href} from: give the kernel module with provideKernelModule()`);
+  }
+  const fs = builtins.getBuiltinModule('node:fs/promises') as typeof import('node:fs/promises');
+  const { fileURLToPath } = builtins.getBuiltinModule('node:url') as typeof import('node:url');
+  const path = fileURLToPath(url);
+  try {
+    return await fs.readFile(path);
+  } catch (cause) {
+    if ((cause as { code?: unknown }).code === 'ENOENT') {
+      throw new BlockError('ENOENT', `kernel module ${path} is not built: run npm run asbuild`, { cause });
+    }
+    throw cause;
+  }
+}
+
 /** Compiled kernel module of `flavor` (default: SIMD when supported), compiled once per process. */
 export function loadKernelModule(flavor: KernelFlavor = defaultFlavor()): Promise<KernelModule> {
   if (flavor !== 'simd' && flavor !== 'scalar') {
@@ -71,17 +103,8 @@ async function compile(flavor: KernelFlavor): Promise<KernelModule> {
   if (flavor === 'simd' && !simdSupported()) {
     throw new BlockError('ENOTSUP', 'this runtime has no WebAssembly SIMD; use the scalar kernels');
   }
-  const url = wasmUrl(flavor);
-  const path = fileURLToPath(url);
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (cause) {
-    if ((cause as { code?: unknown }).code === 'ENOENT') {
-      throw new BlockError('ENOENT', `kernel module ${path} is not built: run npm run asbuild`, { cause });
-    }
-    throw cause;
-  }
-  const module = await WebAssembly.compile(bytes);
+  const given = provided.get(flavor);
+  if (given !== undefined) return { flavor, module: given };
+  const module = await WebAssembly.compile(await readKernelFile(wasmUrl(flavor)));
   return { flavor, module };
 }
