@@ -27,7 +27,7 @@ import { Prng } from '../runtime/prng.ts';
 import { NbdLimits, NbdRequestBatch, RECORD_WORDS } from '../runtime/wasm/frame.ts';
 import { Kernels } from '../runtime/wasm/kernels.ts';
 import { componentBytes, instantiateCoreComponent } from '../test/support/core-component.ts';
-import { interleave, median, ratioLine } from './stats.ts';
+import { cpuSampler, interleave, median, ratioLine } from './stats.ts';
 
 const ROUNDS = Number(process.env.BLOCKCORE_BENCH_ROUNDS ?? 15);
 const SAMPLE_MS = 20;
@@ -43,28 +43,7 @@ const KiB = 1024;
 const adapter = await loadAdapter();
 const rt = adapter.name;
 
-/** CPU time of this process in ms: others share this machine's cores. */
-function cpuMs(): number {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1000;
-}
-
-/** Runs `op` for about SAMPLE_MS of CPU time (in whole batches); returns calls per CPU second. */
-function sampler(op: () => void): () => number {
-  let reps = 1;
-  return () => {
-    for (;;) {
-      const start = cpuMs();
-      for (let i = 0; i < reps; i++) op();
-      const elapsedMs = cpuMs() - start;
-      if (elapsedMs >= SAMPLE_MS / 4) {
-        if (elapsedMs < SAMPLE_MS) reps = Math.ceil(reps * SAMPLE_MS / Math.max(elapsedMs, 0.01));
-        return (reps * 1000) / elapsedMs;
-      }
-      reps *= 4;
-    }
-  };
-}
+const sampler = (op: () => void) => cpuSampler(op, SAMPLE_MS);
 
 async function race(kernel: string, plain: () => void, component: () => void): Promise<void> {
   const samplers = { plain: sampler(plain), component: sampler(component) };

@@ -27,7 +27,7 @@ import type { Session } from '../server/nbd/request-check.ts';
 import { encodeRequest, loadRequestDecoders, type NbdRequest, type RequestDecoder } from '../server/nbd/request-codec.ts';
 import { crc32cSliceBy8 } from '../test/support/digests.ts';
 import { modelDecode } from '../test/support/nbd-frame-model.ts';
-import { interleave, median, ratioLine } from './stats.ts';
+import { cpuSampler, interleave, median, ratioLine } from './stats.ts';
 
 const ROUNDS = Number(process.env.BLOCKCORE_BENCH_ROUNDS ?? 15);
 const SAMPLE_MS = 20;
@@ -39,28 +39,7 @@ const KiB = 1024;
 const adapter = await loadAdapter();
 const rt = adapter.name;
 
-/** CPU time of this process in ms: others share this machine's cores, and wall time would count their turns. */
-function cpuMs(): number {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1000;
-}
-
-/** Runs `op` for about SAMPLE_MS of CPU time (in whole batches of `reps`); returns operations per CPU second. */
-function sampler(op: () => void): () => number {
-  let reps = 1;
-  return () => {
-    for (;;) {
-      const start = cpuMs();
-      for (let i = 0; i < reps; i++) op();
-      const elapsedMs = cpuMs() - start;
-      if (elapsedMs >= SAMPLE_MS / 4) {
-        if (elapsedMs < SAMPLE_MS) reps = Math.ceil(reps * SAMPLE_MS / Math.max(elapsedMs, 0.01));
-        return (reps * 1000) / elapsedMs;
-      }
-      reps *= 4;
-    }
-  };
-}
+const sampler = (op: () => void) => cpuSampler(op, SAMPLE_MS);
 
 async function measure<K extends string>(contenders: Record<K, () => void>): Promise<Record<K, number>> {
   const samplers = {} as Record<K, () => number>;

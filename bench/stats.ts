@@ -22,3 +22,26 @@ export async function interleave<K extends string>(
 export function ratioLine(what: string, oursRate: number, peerRate: number): string {
   return `ratio ${what}: ${(oursRate / peerRate).toFixed(3)}`;
 }
+
+/** CPU time of this process in ms: others share this machine's cores, and wall time would count their turns. */
+export function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/** Runs `op` for about `sampleMs` of CPU time (in whole batches of `reps`); returns operations per CPU second. */
+export function cpuSampler(op: () => void, sampleMs: number): () => number {
+  let reps = 1;
+  return () => {
+    for (;;) {
+      const start = cpuMs();
+      for (let i = 0; i < reps; i++) op();
+      const elapsedMs = cpuMs() - start;
+      if (elapsedMs >= sampleMs / 4) {
+        if (elapsedMs < sampleMs) reps = Math.ceil(reps * sampleMs / Math.max(elapsedMs, 0.01));
+        return (reps * 1000) / elapsedMs;
+      }
+      reps *= 4;
+    }
+  };
+}
