@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run worker -- [--http HOST:PORT] [--storage DIR] [--token-file FILE]`: builds the Worker
 // (scripts/build-worker.mjs) and runs it under workerd (the npm package's binary), with its Durable
-// Object's storage in DIR (default ./worker-storage), kept across restarts. `workerdConfig` writes
+// Object's storage in DIR (default ./worker-storage), kept across restarts. Off loopback it wants a
+// token (every route but /v1/health then needs it). `workerdConfig` writes
 // the config file (Cap'n Proto text) beside copies of the bundle, for this command and the tests.
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
@@ -70,6 +71,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const [host, port] = option('--http', '127.0.0.1:8787').split(':');
   const tokenFile = option('--token-file', null);
   const token = tokenFile === null ? null : readFileSync(tokenFile, 'utf8').split('\n')[0].trim();
+  if (token === null && !/^(127\.|localhost$|::1$)/.test(host)) {
+    console.error(`workerd: ${host} is reachable from other machines: give --token-file FILE`);
+    process.exit(2);
+  }
   const { buildWorker } = await import('./build-worker.mjs');
   await buildWorker();
   const dir = join(WORKER_DIR, 'run');
