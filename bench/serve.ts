@@ -26,9 +26,12 @@
  * without SO_SNDBUF, TCP stayed at 0.7-0.75x on Node (A/B, 2 GiB, 2026-11); short sendfiles are
  * ~3.5% of replies. The next thing to try there is several event loops (worker threads each with
  * their own listener and connections), not more single-thread tuning.
+ *   http-range   the same file over our HTTP data plane (server/http/data.ts, node-listen), read as 4
+ *                Range GETs of a quarter each by 4 curl processes at once, against our own NBD
+ *                export over TCP (nbdcopy): the data plane should read as fast as the device
  * Run: npm run bench -- serve [--runtimes node]. Environment: BLOCKCORE_BENCH_SERVE_MIB (file size,
  * default 2048), BLOCKCORE_BENCH_ROUNDS (default 5), BLOCKCORE_BENCH_FIO_SECONDS (default 4; 0
- * skips fio), BLOCKCORE_BENCH_COPY (nbdcopy cases, default oursTcp,kitTcp,oursUnix,kitUnix).
+ * skips fio), BLOCKCORE_BENCH_COPY (copy cases, default oursTcp,kitTcp,oursUnix,kitUnix,oursHttp).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -37,6 +40,12 @@ import path from 'node:path';
 import { loadAdapter } from '../runtime/adapter/index.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { Prng } from '../runtime/prng.ts';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { WriteGeneration } from '../server/data-plane/write-generation.ts';
+import { dataRoutes } from '../server/http/data.ts';
+import { answerError } from '../server/http/errors.ts';
+import { listenHttp } from '../server/http/node-listen.ts';
+import { bodyLimitBytes } from '../server/http/route.ts';
 import { NbdServer } from '../server/nbd/server.ts';
 import { children, cpuSeconds, freePort, run, stopChildren } from './processes.ts';
 import { median, ratioLine } from './stats.ts';
@@ -44,7 +53,9 @@ import { median, ratioLine } from './stats.ts';
 const FILE_BYTES = Number(process.env.BLOCKCORE_BENCH_SERVE_MIB ?? 2048) * 1024 * 1024;
 const ROUNDS = Number(process.env.BLOCKCORE_BENCH_ROUNDS ?? 5);
 const FIO_SECONDS = Number(process.env.BLOCKCORE_BENCH_FIO_SECONDS ?? 4);
-const COPY_CASES = (process.env.BLOCKCORE_BENCH_COPY ?? 'oursTcp,kitTcp,oursUnix,kitUnix').split(',').filter(Boolean) as Array<'oursTcp' | 'kitTcp' | 'oursUnix' | 'kitUnix'>;
+const COPY_CASES = (process.env.BLOCKCORE_BENCH_COPY ?? 'oursTcp,kitTcp,oursUnix,kitUnix,oursHttp').split(',').filter(Boolean) as Array<'oursTcp' | 'kitTcp' | 'oursUnix' | 'kitUnix' | 'oursHttp'>;
+/** curl processes reading the HTTP data plane at once, a quarter of the file each. */
+const HTTP_READERS = 4;
 const FILL_CHUNK_BYTES = 8 * 1024 * 1024;
 /** BLOCKCORE_BENCH_ZERO_COPY=0 serves every read through memory (to compare with zero-copy sends). */
 const ZERO_COPY = process.env.BLOCKCORE_BENCH_ZERO_COPY !== '0';
@@ -78,6 +89,27 @@ async function nbdcopyRate(uri: string, server: number | 'self', cpu: number[]):
   const seconds = (performance.now() - startMs) / 1000;
   cpu.push((await cpuSeconds(server)) - cpuBefore);
   if (result.code !== 0) throw new Error(`nbdcopy ${uri} failed: ${result.stderr}`);
+  return FILE_BYTES / seconds;
+}
+
+/** Bytes per second of HTTP_READERS curls reading a part each of `url` with Range; adds our CPU seconds to `cpu`. */
+async function httpRangeRate(url: string, cpu: number[]): Promise<number> {
+  const cpuBefore = await cpuSeconds('self');
+  const startMs = performance.now();
+  const partBytes = Math.ceil(FILE_BYTES / HTTP_READERS);
+  const results = await Promise.all(
+    Array.from({ length: HTTP_READERS }, (_, i) => {
+      const first = i * partBytes;
+      const last = Math.min(FILE_BYTES, first + partBytes) - 1;
+      return run('curl', ['-sS', '-f', '-r', `${first}-${last}`, '-o', '/dev/null', '-w', '%{size_download}', url]);
+    }),
+  );
+  const seconds = (performance.now() - startMs) / 1000;
+  cpu.push((await cpuSeconds('self')) - cpuBefore);
+  const failed = results.find((result) => result.code !== 0);
+  if (failed) throw new Error(`curl ${url} failed: ${failed.stderr}`);
+  const bytes = results.reduce((total, result) => total + Number(result.stdout), 0);
+  if (bytes !== FILE_BYTES) throw new Error(`curl read ${bytes} bytes of ${FILE_BYTES}`);
   return FILE_BYTES / seconds;
 }
 
@@ -120,6 +152,13 @@ const kitPort = await freePort();
 const kitTcpPid = await startNbdkit(['-p', String(kitPort), '-i', '127.0.0.1']);
 const kitUnixPid = await startNbdkit(['-U', kitSocket]);
 const serverOf = { oursTcp: 'self', kitTcp: kitTcpPid, oursUnix: 'self', kitUnix: kitUnixPid } as const;
+// The HTTP data plane over the same device, as the service mounts it (data routes, node-listen).
+const dataApp = new OpenAPIHono();
+const generation = new WriteGeneration('bench');
+dataRoutes(dataApp, { acquire: async () => ({ device, generation, release: () => {} }) });
+dataApp.onError(answerError);
+const http = await listenHttp({ host: '127.0.0.1', port: 0, bodyLimitBytes, fetch: (request) => dataApp.fetch(request) });
+const httpUrl = `http://127.0.0.1:${http.port}/v1/devices/disk.img/data`;
 
 const uris = {
   oursTcp: `nbd://127.0.0.1:${ours.port}/${EXPORT_NAME}`,
@@ -129,15 +168,15 @@ const uris = {
 };
 
 console.log(`serve bench on ${adapter.name} ${adapter.version}: ${FILE_BYTES / 2 ** 20} MiB file in page cache, ${ROUNDS} rounds (+1 warm-up), fio ${FIO_SECONDS} s per run`);
-const copy = { oursTcp: [] as number[], kitTcp: [] as number[], oursUnix: [] as number[], kitUnix: [] as number[] };
-const copyCpu = { oursTcp: [] as number[], kitTcp: [] as number[], oursUnix: [] as number[], kitUnix: [] as number[] };
+const copy = { oursTcp: [] as number[], kitTcp: [] as number[], oursUnix: [] as number[], kitUnix: [] as number[], oursHttp: [] as number[] };
+const copyCpu = { oursTcp: [] as number[], kitTcp: [] as number[], oursUnix: [] as number[], kitUnix: [] as number[], oursHttp: [] as number[] };
 const fio = { ours: [] as number[], kit: [] as number[] };
 const fioCpu = { ours: [] as number[], kit: [] as number[] };
 try {
   for (let round = 0; round <= ROUNDS; round++) {
     const measured = round > 0;
     for (const key of COPY_CASES) {
-      const rate = await nbdcopyRate(uris[key], serverOf[key], measured ? copyCpu[key] : []);
+      const rate = key === 'oursHttp' ? await httpRangeRate(httpUrl, measured ? copyCpu[key] : []) : await nbdcopyRate(uris[key], serverOf[key], measured ? copyCpu[key] : []);
       if (measured) copy[key].push(rate);
     }
     const oursIops = FIO_SECONDS > 0 ? await fioIops(uris.oursTcp, 'self', measured ? fioCpu.ours : []) : 0;
@@ -146,10 +185,11 @@ try {
       fio.ours.push(oursIops);
       fio.kit.push(kitIops);
     }
-    console.log(`round ${round}${measured ? '' : ' (warm-up)'}: nbdcopy MiB/s tcp ours ${(copy.oursTcp.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTcp.at(-1) ?? 0) / 2 ** 20 | 0}, unix ours ${(copy.oursUnix.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitUnix.at(-1) ?? 0) / 2 ** 20 | 0}; fio IOPS ours ${oursIops | 0} nbdkit ${kitIops | 0}`);
+    console.log(`round ${round}${measured ? '' : ' (warm-up)'}: nbdcopy MiB/s tcp ours ${(copy.oursTcp.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTcp.at(-1) ?? 0) / 2 ** 20 | 0}, unix ours ${(copy.oursUnix.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitUnix.at(-1) ?? 0) / 2 ** 20 | 0}, http ours ${(copy.oursHttp.at(-1) ?? 0) / 2 ** 20 | 0}; fio IOPS ours ${oursIops | 0} nbdkit ${kitIops | 0}`);
   }
 } finally {
   stopChildren();
+  await http.close();
   await server.close();
   await device.close();
   fs.rmSync(tempDir, { recursive: true, force: true });
@@ -167,6 +207,10 @@ if (copy.oursTcp.length > 0 && copy.kitTcp.length > 0) {
 if (copy.oursUnix.length > 0 && copy.kitUnix.length > 0) {
   console.log(`nbdcopy unix  median ours ${mib(median(copy.oursUnix))} (${perGiB(copyCpu.oursUnix)}), nbdkit ${mib(median(copy.kitUnix))} (${perGiB(copyCpu.kitUnix)})`);
   console.log(ratioLine(`nbdcopy-unix (${adapter.name}${variant})`, median(copy.oursUnix), median(copy.kitUnix)));
+}
+if (copy.oursHttp.length > 0 && copy.oursTcp.length > 0) {
+  console.log(`http ranges   median ours ${mib(median(copy.oursHttp))} (${perGiB(copyCpu.oursHttp)}), our NBD export over TCP ${mib(median(copy.oursTcp))}`);
+  console.log(ratioLine(`http-range-reads/nbd-export-tcp (${adapter.name}${variant})`, median(copy.oursHttp), median(copy.oursTcp)));
 }
 if (FIO_SECONDS > 0) {
   console.log(`fio randread  median ours ${median(fio.ours).toFixed(0)} IOPS (${(median(fioCpu.ours) * 1000).toFixed(1)} CPU ms/1000 reads), nbdkit ${median(fio.kit).toFixed(0)} IOPS (${(median(fioCpu.kit) * 1000).toFixed(1)} CPU ms/1000 reads)`);

@@ -32,7 +32,7 @@ import { addRoute, DATA_PUT_BYTES_MAX, documentRoute } from './route.ts';
 /** Reads up to this size are read whole before the answer starts (and get a verified tag). */
 export const BUFFERED_READ_BYTES_MAX = 16 * 1024 * 1024;
 /** Longer reads stream in pieces of this size. */
-export const STREAM_PIECE_BYTES = 1024 * 1024;
+export const STREAM_PIECE_BYTES = 4 * 1024 * 1024;
 
 const PATH = '/v1/devices/{ref}/data';
 const HONO_PATH = '/v1/devices/:ref{.+}/data';
