@@ -7,6 +7,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { KvDevice, readKvManifest } from '../runtime/devices/kv-device.ts';
 import { MemoryKv } from '../runtime/devices/memory-kv.ts';
+import { BlockError } from '../runtime/errors.ts';
+import { Prng, seedFromEnv } from '../runtime/prng.ts';
 import { expectCode } from './support/expect-code.ts';
 import { deviceConformance } from './conformance/device-suite.ts';
 import type { DeviceFactory } from './conformance/device-checks.ts';
@@ -61,6 +63,28 @@ layout('create refuses an existing name; remove deletes chunks and manifest; ope
   await expectCode(KvDevice.open(storage, 'x'), 'ENOENT');
   storage.entries.set('dev:bad:m', '{"format":99}');
   await expectCode(KvDevice.open(storage, 'bad'), 'EIO');
+});
+
+layout('seeded fuzz of the stored manifest: garbage opens as EIO naming the device, never anything else', async () => {
+  const seed = seedFromEnv();
+  const prng = new Prng(seed);
+  const fields = ['format', 'sizeBytes', 'logicalBlockBytes', 'chunkBytes', 'x'];
+  const values = [1, 0, -1, 512, 4096, 1.5, 2 ** 60, 'a', null, true, [], {}];
+  for (let i = 0; i < 2000; i++) {
+    const storage = new MemoryKv();
+    const manifest = Object.fromEntries(fields.filter(() => prng.chance(0.8)).map((field) => [field, values[prng.below(values.length)]]));
+    const text = JSON.stringify(manifest);
+    const stored = prng.chance(0.2) ? text.slice(0, prng.below(text.length)) : prng.chance(0.1) ? new Uint8Array(4) : text;
+    storage.entries.set('dev:d:m', stored);
+    try {
+      const device = await KvDevice.open(storage, 'd');
+      assert.ok(device.sizeBytes > 0 && device.sizeBytes % device.logicalBlockBytes === 0, `seed ${seed} #${i}: opened a device of a bad geometry from ${String(stored)}`);
+      await device.close();
+    } catch (error) {
+      assert.instance(error, BlockError, `seed ${seed} #${i}: ${String(stored)} threw ${error}`);
+      assert.is((error as BlockError).code, 'EIO', `seed ${seed} #${i}: ${String(stored)}`);
+    }
+  }
 });
 
 layout.run();

@@ -54,15 +54,26 @@ export function kvDevicePrefix(name: string): string {
   return `dev:${name}:`;
 }
 
-/** The manifest of device `name`, or null when there is none. */
+/** The manifest of device `name`, or null when there is none; one this build cannot use is EIO. */
 export async function readKvManifest(storage: KvStorage, name: string): Promise<KvManifest | null> {
   const value = (await storage.get([`${kvDevicePrefix(name)}m`])).get(`${kvDevicePrefix(name)}m`);
   if (value === undefined) return null;
-  const manifest = typeof value === 'string' ? (JSON.parse(value) as KvManifest) : null;
-  if (manifest === null || manifest.format !== FORMAT || !Number.isSafeInteger(manifest.sizeBytes) || !Number.isSafeInteger(manifest.chunkBytes) || !Number.isSafeInteger(manifest.logicalBlockBytes)) {
-    throw new BlockError('EIO', `device ${name}: its manifest in the store is not one this build reads`, { device: name });
+  const refuse = (why: string) => new BlockError('EIO', `device ${name}: its manifest in the store ${why}`, { device: name });
+  if (typeof value !== 'string') throw refuse('is not text');
+  let manifest: Partial<KvManifest>;
+  try {
+    manifest = JSON.parse(value) as Partial<KvManifest>;
+  } catch {
+    throw refuse('is not JSON');
   }
-  return manifest;
+  if (typeof manifest !== 'object' || manifest === null || manifest.format !== FORMAT) throw refuse(`is not format ${FORMAT}`);
+  const { sizeBytes, logicalBlockBytes, chunkBytes } = manifest;
+  const positive = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+  if (!positive(sizeBytes) || !positive(logicalBlockBytes) || !positive(chunkBytes)) throw refuse('has sizes that are not positive integers');
+  if ((logicalBlockBytes & (logicalBlockBytes - 1)) !== 0 || sizeBytes % logicalBlockBytes !== 0 || chunkBytes % logicalBlockBytes !== 0) {
+    throw refuse('has a size or chunk size that is not whole blocks of a power-of-two size');
+  }
+  return { format: FORMAT, sizeBytes, logicalBlockBytes, chunkBytes };
 }
 
 export class KvDevice implements BlockDevice {
