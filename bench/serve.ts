@@ -41,7 +41,7 @@ import { loadAdapter } from '../runtime/adapter/index.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { Prng } from '../runtime/prng.ts';
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { WriteGeneration } from '../server/data-plane/write-generation.ts';
+import { WriteGenerations } from '../server/data-plane/write-generation.ts';
 import { dataRoutes } from '../server/http/data.ts';
 import { answerError } from '../server/http/errors.ts';
 import { listenHttp } from '../server/http/node-listen.ts';
@@ -154,7 +154,7 @@ const kitUnixPid = await startNbdkit(['-U', kitSocket]);
 const serverOf = { oursTcp: 'self', kitTcp: kitTcpPid, oursUnix: 'self', kitUnix: kitUnixPid } as const;
 // The HTTP data plane over the same device, as the service mounts it (data routes, node-listen).
 const dataApp = new OpenAPIHono();
-const generation = new WriteGeneration('bench');
+const generation = new WriteGenerations().of('bench');
 dataRoutes(dataApp, { acquire: async () => ({ device, generation, release: () => {} }) });
 dataApp.onError(answerError);
 const http = await listenHttp({ host: '127.0.0.1', port: 0, bodyLimitBytes, fetch: (request) => dataApp.fetch(request) });

@@ -17,6 +17,11 @@ const FILES = ['worker.js', 'blockcore.simd.wasm', 'blockcore.scalar.wasm'];
 
 const quote = (text) => JSON.stringify(text);
 
+/** Only this machine can reach `host`: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopback(host) {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 /**
  * Writes `dir/config.capnp` (and the bundle beside it) for a Worker listening on host:port whose
  * Durable Object keeps its storage in `storageDir`; outbound fetches may reach private and local
@@ -28,6 +33,7 @@ export function workerdConfig(dir, { host = '127.0.0.1', port, storageDir, token
   for (const file of FILES) copyFileSync(join(WORKER_DIR, file), join(dir, file));
   const bindings = ['(name = "BLOCKCORE", durableObjectNamespace = "BlockcoreObject")'];
   if (token !== null) bindings.push(`(name = "BLOCKCORE_TOKEN", text = ${quote(token)})`);
+  else if (isLoopback(host)) bindings.push('(name = "BLOCKCORE_ALLOW_NO_TOKEN", text = "1")');
   const config = `using Workerd = import "/workerd/workerd.capnp";
 
 const config :Workerd.Config = (
@@ -71,7 +77,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const [host, port] = option('--http', '127.0.0.1:8787').split(':');
   const tokenFile = option('--token-file', null);
   const token = tokenFile === null ? null : readFileSync(tokenFile, 'utf8').split('\n')[0].trim();
-  if (token === null && !/^(127\.|localhost$|::1$)/.test(host)) {
+  if (token === null && !isLoopback(host)) {
     console.error(`workerd: ${host} is reachable from other machines: give --token-file FILE`);
     process.exit(2);
   }

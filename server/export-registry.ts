@@ -23,7 +23,7 @@ import { invalid, ServiceError } from './errors.ts';
 import { MeteredDevice, newIoCounters, type IoCounters } from './metered-device.ts';
 import { formatDeviceRef, parseDeviceRef, type DeviceRef } from './names.ts';
 import type { NbdView } from './nbd-port.ts';
-import type { WriteGenerations } from './data-plane/write-generation.ts';
+import { generationKey, type WriteGenerations } from './data-plane/write-generation.ts';
 import type { NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
 import type { ExportRecord } from './state-file.ts';
 
@@ -148,14 +148,17 @@ export class ExportRegistry {
     const entry = this.entries.get(name);
     if (!entry?.device) return undefined;
     const { readOnly, description } = entry.record;
-    const view = { name, device: new MeteredDevice(entry.device, entry.counters, { readOnly, generation: this.generations.of(entry.record.device) }), readOnly };
+    // The version counted is the one of what the entry serves when the write happens (a finalized
+    // clone's export serves its destination file from then on, connected clients included).
+    const generation = () => this.generations.of(entry.ref.kind === 'file' ? generationKey('file', entry.holds[0]?.path ?? entry.record.device) : generationKey('engine', entry.record.device));
+    const view = { name, device: new MeteredDevice(entry.device, entry.counters, { readOnly, generation }), readOnly };
     return description === undefined ? view : { ...view, description };
   }
 
   /** The open file of an export that serves device file `name` (the data plane shares it), or null. */
-  exportedFile(name: string): BlockDevice | null {
+  exportedFile(name: string): { device: BlockDevice; readOnly: boolean } | null {
     for (const entry of this.entries.values()) {
-      if (entry.ref.kind === 'file' && entry.ref.name === name && entry.device !== null) return entry.device;
+      if (entry.ref.kind === 'file' && entry.ref.name === name && entry.device !== null) return { device: entry.device, readOnly: entry.record.readOnly };
     }
     return null;
   }

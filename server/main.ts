@@ -10,7 +10,7 @@
  */
 import { ConfigError, formatAddress, parseServeArgs, type ListenAddress, type ServeConfig, type TcpAddress } from './config.ts';
 import { createApp } from './http/app.ts';
-import { bodyLimitBytes } from './http/route.ts';
+import { bodyLimitBytes, isDataPut } from './http/route.ts';
 import { listenHttp } from './http/node-listen.ts';
 import { NbdServer } from './nbd/server.ts';
 import { Service } from './service.ts';
@@ -47,7 +47,7 @@ export async function startBlockcore(config: Pick<ServeConfig, 'dataDir' | 'http
     const nbdAddress = await nbd.listen(config.nbd);
     service.attachNbd(nbd);
     const app = createApp({ service, token: config.token });
-    const http = await listenHttp({ ...config.http, bodyLimitBytes, fetch: (request) => app.fetch(request) });
+    const http = await listenHttp({ ...config.http, bodyLimitBytes, streamedBody: isDataPut, fetch: (request) => app.fetch(request) });
     closers.unshift(() => http.close());
     return { service, http: { host: http.host, port: http.port }, nbd: nbdAddress, stop };
   } catch (error) {

@@ -37,9 +37,10 @@ export class MeteredDevice implements BlockDevice {
   /** Passed through when the inner device has it; a span handed out counts as one read of its bytes. */
   readonly fileSpan?: (offsetBytes: number, lengthBytes: number) => FileSpan | null;
   private closed = false;
-  private readonly generation: WriteGeneration | null;
+  private readonly generation: (() => WriteGeneration) | null;
 
-  constructor(private readonly inner: BlockDevice, private readonly counters: IoCounters, options: { readOnly?: boolean; generation?: WriteGeneration } = {}) {
+  /** `generation`: the version a write counts in, looked up when the write begins. */
+  constructor(private readonly inner: BlockDevice, private readonly counters: IoCounters, options: { readOnly?: boolean; generation?: () => WriteGeneration } = {}) {
     this.generation = options.generation ?? null;
     this.name = inner.name;
     this.sizeBytes = inner.sizeBytes;
@@ -101,7 +102,7 @@ export class MeteredDevice implements BlockDevice {
 
   /** A change to the device's bytes: counted in its version from before it starts until it settles. */
   private versioned<T>(work: () => Promise<T>, succeeded?: () => void): Promise<T> {
-    const generation = this.generation!;
+    const generation = this.generation!();
     generation.begin();
     const settled = this.count(work, succeeded);
     settled.then(() => generation.end(), () => generation.end());

@@ -61,6 +61,8 @@ export class Service {
   private readonly exports: ExportRegistry;
   /** The HTTP data plane's devices (server/http/data.ts). */
   readonly data: StoreDataDevices;
+  /** The devices' versions (the data plane's ETags); every change of the service's state changes them all. */
+  private readonly generations = new WriteGenerations();
   private readonly context: EngineContext;
   private tail: Promise<unknown> = Promise.resolve();
   private stopping = false;
@@ -92,14 +94,14 @@ export class Service {
       engineKinds: () => ENGINES.map((engine) => engine.kind),
       replaceUnderExports: (ref, replace) => this.exports.replaceUnderExports(ref, replace),
     };
-    const generations = new WriteGenerations();
-    this.exports = new ExportRegistry(this.context, this.engines, generations);
+    this.exports = new ExportRegistry(this.context, this.engines, this.generations);
     this.data = new StoreDataDevices({
       store: this.context.store,
       engines: this.engines,
-      generations,
+      generations: this.generations,
       otherHolds: () => this.holdsBesidesData(),
       exportedFile: (name) => this.exports.exportedFile(name),
+      serialized: (work) => this.serialized(work),
     });
   }
 
@@ -220,7 +222,19 @@ export class Service {
 
   // ---- internals ----
 
+  /** One change at a time; every change, done or failed, changes every device's ETag. */
   private exclusive<T>(work: () => Promise<T>, evenWhenStopping = false): Promise<T> {
+    return this.serialized(async () => {
+      try {
+        return await work();
+      } finally {
+        this.generations.stateChanged();
+      }
+    }, evenWhenStopping);
+  }
+
+  /** Runs `work` in the one-at-a-time chain without counting as a change (the data plane's holds). */
+  private serialized<T>(work: () => T | Promise<T>, evenWhenStopping = false): Promise<T> {
     const run = this.tail.then(() => {
       if (this.stopping && !evenWhenStopping) throw new ServiceError('EAGAIN', 'the service is stopping');
       return work();

@@ -29,8 +29,26 @@ export interface KvStorage {
   delete(keys: string[]): Promise<unknown>;
   /** Resolves once every put and delete made before it is durable. */
   sync(): Promise<void>;
-  /** How many keys start with `prefix` (a device's allocated chunks). */
-  countPrefix(prefix: string): Promise<number>;
+  /**
+   * Up to `limit` keys that start with `prefix`, in key order, after `startAfter` (null: from the
+   * first). A Durable Object's list() reads the values too, so callers page with a small limit.
+   */
+  listKeys(prefix: string, startAfter: string | null, limit: number): Promise<string[]>;
+}
+
+/** Keys per listKeys page: 64 chunks of 64 KiB is 4 MiB a Durable Object reads per page. */
+export const KV_LIST_PAGE_KEYS = 64;
+
+/** Every key that starts with `prefix`, page by page. */
+export async function* kvKeys(storage: KvStorage, prefix: string): AsyncGenerator<string[]> {
+  let after: string | null = null;
+  for (;;) {
+    const page = await storage.listKeys(prefix, after, KV_LIST_PAGE_KEYS);
+    if (page.length === 0) return;
+    yield page;
+    if (page.length < KV_LIST_PAGE_KEYS) return;
+    after = page[page.length - 1]!;
+  }
 }
 
 export const KV_BATCH_KEYS_MAX = 128;
@@ -120,20 +138,23 @@ export class KvDevice implements BlockDevice {
     return new KvDevice(name, storage, manifest, options.readOnly === true);
   }
 
-  /** Bytes of the chunks device `name` has stored (absent chunks take none). */
+  /** Bytes of the chunks device `name` has stored (absent chunks take none): pages through its keys. */
   static async allocatedBytes(storage: KvStorage, name: string, manifest: KvManifest): Promise<number> {
-    return Math.min(manifest.sizeBytes, (await storage.countPrefix(`${kvDevicePrefix(name)}c`)) * manifest.chunkBytes);
+    let chunks = 0;
+    for await (const page of kvKeys(storage, `${kvDevicePrefix(name)}c`)) chunks += page.length;
+    return Math.min(manifest.sizeBytes, chunks * manifest.chunkBytes);
   }
 
-  /** Deletes device `name`: its chunks, then its manifest. */
+  /** Deletes device `name`: the chunks it has stored (whatever its size), then its manifest. */
   static async remove(storage: KvStorage, name: string): Promise<void> {
     const manifest = await readKvManifest(storage, name);
     if (manifest === null) throw new BlockError('ENOENT', `device ${name} does not exist`, { device: name });
     const prefix = kvDevicePrefix(name);
-    const chunkCount = Math.ceil(manifest.sizeBytes / manifest.chunkBytes);
-    for (let first = 0; first < chunkCount; first += KV_BATCH_KEYS_MAX) {
-      const keys = Array.from({ length: Math.min(KV_BATCH_KEYS_MAX, chunkCount - first) }, (_, i) => `${prefix}c${first + i}`);
-      await storage.delete(keys);
+    for (;;) {
+      // Deleting as we go: each page starts again from the first key left.
+      const page = await storage.listKeys(`${prefix}c`, null, KV_BATCH_KEYS_MAX);
+      if (page.length === 0) break;
+      await storage.delete(page);
     }
     await storage.delete([`${prefix}m`]);
     await storage.sync();

@@ -29,9 +29,8 @@ export class MemoryKv implements KvStorage {
 
   async sync(): Promise<void> {}
 
-  async countPrefix(prefix: string): Promise<number> {
-    let count = 0;
-    for (const key of this.entries.keys()) if (key.startsWith(prefix)) count++;
-    return count;
+  async listKeys(prefix: string, startAfter: string | null, limit: number): Promise<string[]> {
+    return [...this.entries.keys()].filter((key) => key.startsWith(prefix) && (startAfter === null || key > startAfter)).sort().slice(0, limit);
   }
+
 }

@@ -56,10 +56,11 @@ export class PowerLossKv implements KvStorage {
     this.syncs++;
   }
 
-  async countPrefix(prefix: string): Promise<number> {
+  async listKeys(prefix: string, startAfter: string | null, limit: number): Promise<string[]> {
     this.checkPower();
-    return [...this.current.keys()].filter((key) => key.startsWith(prefix)).length;
+    return [...this.current.keys()].filter((key) => key.startsWith(prefix) && (startAfter === null || key > startAfter)).sort().slice(0, limit);
   }
+
 
   /**
    * Cuts the power: every later call fails. Returns what survives: the durable entries and the

@@ -19,7 +19,7 @@ import type { Engine } from '../engine.ts';
 import { ServiceError } from '../errors.ts';
 import { asInvalid, formatDeviceRef, parseDeviceRef } from '../names.ts';
 import type { DataAccess, DataDeviceLease, DataDevices } from './data-devices.ts';
-import type { WriteGenerations } from './write-generation.ts';
+import { generationKey, type WriteGenerations } from './write-generation.ts';
 
 export const DATA_HOLDER = 'http:data';
 
@@ -34,8 +34,13 @@ export interface StoreDataDevicesOptions {
   generations: WriteGenerations;
   /** Every hold but the data plane's own. */
   otherHolds(): Hold[];
-  /** The open device of an export serving device `name`, if one does. */
-  exportedFile?(name: string): BlockDevice | null;
+  /** The open device of an export serving device `name` (and whether it is read-only), if one does. */
+  exportedFile?(name: string): { device: BlockDevice; readOnly: boolean } | null;
+  /**
+   * Runs `work` in the host's one change at a time, without counting as a change: a request takes
+   * its hold there, so it never slips between an engine's check of the holds and its own hold.
+   */
+  serialized<T>(work: () => T | Promise<T>): Promise<T>;
 }
 
 export class StoreDataDevices implements DataDevices {
@@ -52,20 +57,27 @@ export class StoreDataDevices implements DataDevices {
   async acquire(refText: string, access: DataAccess): Promise<DataDeviceLease> {
     const { engines, generations, store } = this.options;
     const ref = parseDeviceRef(refText, 'ref', [...engines.keys()]);
-    const generation = generations.of(formatDeviceRef(ref));
     const engine = engines.get(ref.kind);
-    if (engine !== undefined) return { device: engine.deviceOf(ref.name, 'ref'), generation, release: () => {} };
-    const exported = this.options.exportedFile?.(ref.name) ?? null;
-    if (exported !== null) return { device: exported, generation, release: () => {} };
+    if (engine !== undefined) {
+      return { device: engine.deviceOf(ref.name, 'ref'), generation: generations.of(generationKey('engine', formatDeviceRef(ref))), release: () => {} };
+    }
     let path: string;
     try {
       path = store.holdKey(ref.name, 'ref');
     } catch (error) {
       throw asInvalid(error, 'ref');
     }
+    const generation = generations.of(generationKey('file', path));
+    const exported = this.options.exportedFile?.(ref.name) ?? null;
+    if (exported !== null) {
+      if (access === 'write' && exported.readOnly) throw new ServiceError('EROFS', `ref: ${ref.name} is exported read-only`, 'ref');
+      return { device: exported.device, generation, release: () => {} };
+    }
     const hold: Hold = { path, name: ref.name, access, holder: DATA_HOLDER };
-    checkCanHold(this.options.otherHolds(), hold, 'ref');
-    this.requestHolds.add(hold);
+    await this.options.serialized(() => {
+      checkCanHold(this.options.otherHolds(), hold, 'ref');
+      this.requestHolds.add(hold);
+    });
     let file = this.files.get(path);
     if (file === undefined) {
       file = { device: openForData(store, ref.name), users: 0 };

@@ -10,7 +10,7 @@ export interface DurableObjectStorageLike {
   get(keys: string[]): Promise<Map<string, unknown>>;
   put(entries: Record<string, unknown>): Promise<void>;
   delete(keys: string[]): Promise<number>;
-  list(options: { prefix: string }): Promise<Map<string, unknown>>;
+  list(options: { prefix: string; startAfter?: string; limit: number }): Promise<Map<string, unknown>>;
   sync?(): Promise<void>;
 }
 
@@ -22,6 +22,6 @@ export function durableObjectKv(storage: DurableObjectStorageLike): KvStorage {
     sync: async () => {
       if (typeof storage.sync === 'function') await storage.sync();
     },
-    countPrefix: async (prefix) => (await storage.list({ prefix })).size,
+    listKeys: async (prefix, startAfter, limit) => [...(await storage.list({ prefix, ...(startAfter === null ? {} : { startAfter }), limit })).keys()],
   };
 }

@@ -33,6 +33,8 @@ const STATE_KEY = 'state';
 const STATE_FORMAT = 1;
 const ENGINES = [cloneEngine];
 export const EDGE_UNAVAILABLE_REASON = 'no files or sockets on an edge host';
+/** PUTs on an edge host: an isolate has little memory (128 MB on Cloudflare). */
+export const EDGE_DATA_LIMITS = { putBytesMax: 8 * 1024 * 1024, putBytesInFlightMax: 32 * 1024 * 1024 };
 export const EDGE_DESCRIPTION = "Control API of blockcore on an edge host: devices in the host's storage and their bytes, and dm-clone style clones from HTTP images.";
 
 export interface EdgeHostOptions {
@@ -50,6 +52,8 @@ export class EdgeHost {
   readonly data: StoreDataDevices;
   private readonly context: EngineContext;
   private tail: Promise<unknown> = Promise.resolve();
+  /** The devices' versions (ETags); every change of the host's state changes them all. */
+  private readonly generations = new WriteGenerations();
 
   private constructor(private readonly options: EdgeHostOptions) {
     const log = options.log ?? ((line: string) => console.error(line));
@@ -91,7 +95,13 @@ export class EdgeHost {
         await device.close();
       },
     };
-    this.data = new StoreDataDevices({ store: this.store, engines, generations: new WriteGenerations(), otherHolds: () => this.engineHolds() });
+    this.data = new StoreDataDevices({
+      store: this.store,
+      engines,
+      generations: this.generations,
+      otherHolds: () => this.engineHolds(),
+      serialized: (work) => this.serialized(work),
+    });
   }
 
   /** Opens the engines and restores their records from the storage. */
@@ -134,6 +144,7 @@ export class EdgeHost {
       events: this.events,
       engineEventTypes: ENGINES.flatMap((engine) => engine.eventTypes.map((type) => `${engine.kind}.${type}`)),
       description: EDGE_DESCRIPTION,
+      dataLimits: EDGE_DATA_LIMITS,
       version: this.options.version,
       runtime: this.options.runtime,
     });
@@ -149,7 +160,18 @@ export class EdgeHost {
     });
   }
 
+  /** One change at a time; every change, done or failed, changes every device's ETag. */
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.serialized(async () => {
+      try {
+        return await work();
+      } finally {
+        this.generations.stateChanged();
+      }
+    });
+  }
+
+  private serialized<T>(work: () => T | Promise<T>): Promise<T> {
     const run = this.tail.then(work);
     this.tail = run.catch(() => {});
     return run;

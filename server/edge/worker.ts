@@ -6,8 +6,9 @@
  * `durableObjectStorage` directory) and the clones come back with it.
  *
  * Bindings: BLOCKCORE, the Durable Object namespace of class BlockcoreObject (SQLite-backed:
- * `enableSql`); BLOCKCORE_TOKEN, optional text: when set every route but /v1/health wants it as a
- * bearer token (set it whenever the Worker is reachable from outside). Built by
+ * `enableSql`); BLOCKCORE_TOKEN, text: every route but /v1/health wants it as a bearer token.
+ * Without one the Worker answers every route 503 saying so, unless BLOCKCORE_ALLOW_NO_TOKEN is "1"
+ * (what `npm run worker` sets when it listens on loopback only): a deployed Worker is public. Built by
  * scripts/build-worker.mjs; the kernel modules are imported as .wasm modules (workerd compiles no
  * WebAssembly from bytes at run time).
  */
@@ -34,6 +35,7 @@ interface DurableObjectStub {
 interface Env {
   BLOCKCORE: { idFromName(name: string): unknown; get(id: unknown): DurableObjectStub };
   BLOCKCORE_TOKEN?: string;
+  BLOCKCORE_ALLOW_NO_TOKEN?: string;
 }
 
 /** The one object that holds the host: every request is served there. */
@@ -46,8 +48,13 @@ export class BlockcoreObject {
   constructor(state: DurableObjectState, env: Env) {
     void state.blockConcurrencyWhile(async () => {
       try {
+        const token = env.BLOCKCORE_TOKEN === undefined || env.BLOCKCORE_TOKEN === '' ? null : env.BLOCKCORE_TOKEN;
+        if (token === null && env.BLOCKCORE_ALLOW_NO_TOKEN !== '1') {
+          this.failure = 'no BLOCKCORE_TOKEN is set (set BLOCKCORE_ALLOW_NO_TOKEN to "1" to serve without one, on loopback only)';
+          return;
+        }
         const host = await EdgeHost.open({ storage: durableObjectKv(state.storage), version: packageJson.version, runtime: 'workerd' });
-        this.app = host.app(env.BLOCKCORE_TOKEN === undefined || env.BLOCKCORE_TOKEN === '' ? null : env.BLOCKCORE_TOKEN);
+        this.app = host.app(token);
       } catch (error) {
         this.failure = (error as Error).message ?? String(error);
         console.error(`blockcore: the edge host did not open: ${this.failure}`);
@@ -57,7 +64,7 @@ export class BlockcoreObject {
 
   async fetch(request: Request): Promise<Response> {
     if (this.app === null) {
-      return Response.json({ error: `the edge host did not open: ${this.failure ?? 'still opening'}`, code: 'EIO' }, { status: 500 });
+      return Response.json({ error: `blockcore is not serving: ${this.failure ?? 'still opening'}`, code: 'EAGAIN' }, { status: 503 });
     }
     return this.app.fetch(request);
   }

@@ -13,11 +13,11 @@ import type { Engine } from '../engine.ts';
 import { ServiceError } from '../errors.ts';
 import type { EventHub } from '../event-hub.ts';
 import { tokenChecker } from '../token-check.ts';
-import { dataRoutes } from './data.ts';
+import { dataRoutes, DEFAULT_DATA_PLANE_LIMITS, type DataPlaneLimits } from './data.ts';
 import { deviceRoutes, type DeviceCatalog } from './devices.ts';
 import { answerError, errorJson } from './errors.ts';
 import { eventRoutes } from './events.ts';
-import { addRoute, bodyLimitBytes, MAX_BODY_BYTES } from './route.ts';
+import { addRoute, isDataPut, MAX_BODY_BYTES } from './route.ts';
 import { jsonAnswer } from './schemas.ts';
 
 export const UNAUTHENTICATED_PATHS = new Set(['/v1/health']);
@@ -40,6 +40,8 @@ export interface ApiParts {
   /** For /v1/health and the document: the package's version and the host (`node`, `workerd`). */
   version: string;
   runtime: string;
+  /** The data plane's PUT limits (default DEFAULT_DATA_PLANE_LIMITS). */
+  dataLimits?: DataPlaneLimits;
   /** Route groups beyond the common ones (the service's exports, cluster, metrics). */
   more?(app: OpenAPIHono, counters: HttpCounters): void;
 }
@@ -48,6 +50,7 @@ const Health = z.strictObject({ status: z.literal('ok'), version: z.string(), ru
 
 export function assembleApp(parts: ApiParts): OpenAPIHono {
   const { token } = parts;
+  const dataLimits = parts.dataLimits ?? DEFAULT_DATA_PLANE_LIMITS;
   const counters: HttpCounters = { byStatus: new Map() };
   const tokenMatches = token === null ? null : tokenChecker(token);
   const app = new OpenAPIHono();
@@ -65,7 +68,7 @@ export function assembleApp(parts: ApiParts): OpenAPIHono {
       }
     }
     const declared = Number(c.req.header('content-length'));
-    const limitBytes = bodyLimitBytes(c.req.method, c.req.path);
+    const limitBytes = isDataPut(c.req.method, c.req.path) ? dataLimits.putBytesMax : MAX_BODY_BYTES;
     if (declared > limitBytes) throw new ServiceError('E2BIG', `request body larger than ${limitBytes} bytes`, 'body');
     await next();
   });
@@ -78,7 +81,7 @@ export function assembleApp(parts: ApiParts): OpenAPIHono {
     c.json((document ??= openApiDocument(app, parts.description, parts.version)) as object),
   );
   deviceRoutes(app, parts.devices);
-  dataRoutes(app, parts.data);
+  dataRoutes(app, parts.data, dataLimits);
   for (const engine of parts.engines) engine.routes(app);
   parts.more?.(app, counters);
   eventRoutes(app, parts.events, parts.engineEventTypes);

@@ -26,12 +26,14 @@ export function unsatisfiable(sizeBytes: number, what: string): ServiceError {
 
 /**
  * The span a GET's `Range` asks for on a device of `sizeBytes`, or null for the whole device (no
- * Range header). A last position past the end is cut to the end (RFC 9110 14.1.2); a first
+ * Range header, or one in a unit other than bytes). A last position past the end is cut to the end (RFC 9110 14.1.2); a first
  * position at or past the end, or an empty suffix, is unsatisfiable (ENXIO: 416).
  */
 export function parseRange(header: string | undefined, sizeBytes: number): ByteSpan | null {
   if (header === undefined) return null;
   const text = header.trim();
+  // A unit other than bytes is ignored (RFC 9110 14.2): the whole device is the answer.
+  if (!/^bytes=/i.test(text)) return null;
   if (text.includes(',')) throw invalid('range', 'several ranges are not supported: ask for one range per request');
   const match = RANGE.exec(text);
   if (match === null) {
@@ -90,6 +92,12 @@ export function parseEtagList(header: string | undefined, field: string): '*' | 
   }
   if (tags.length === 0) throw invalid(field, 'names no entity tag');
   return tags;
+}
+
+/** Weak comparison (RFC 9110 8.8.3.2, what If-None-Match uses): W/ is ignored on both sides. */
+export function weakMatches(list: string[], current: string): boolean {
+  const opaque = (tag: string) => (tag.startsWith('W/') ? tag.slice(2) : tag);
+  return list.some((tag) => opaque(tag) === opaque(current));
 }
 
 /** Strong comparison (RFC 9110 8.8.3.2): a weak tag never matches. */

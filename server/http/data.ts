@@ -26,7 +26,7 @@ import type { BlockDevice } from '../../runtime/devices/block-device.ts';
 import type { DataDeviceLease, DataDevices } from '../data-plane/data-devices.ts';
 import type { WriteGeneration } from '../data-plane/write-generation.ts';
 import { invalid, ServiceError } from '../errors.ts';
-import { etagMatches, parseContentRange, parseEtagList, parseRange, type ByteSpan } from './byte-ranges.ts';
+import { etagMatches, parseContentRange, parseEtagList, parseRange, weakMatches, type ByteSpan } from './byte-ranges.ts';
 import { addRoute, DATA_PUT_BYTES_MAX, documentRoute } from './route.ts';
 
 /** Reads up to this size are read whole before the answer starts (and get a verified tag). */
@@ -48,6 +48,7 @@ const ReadHeaders = z.object({
   range: z.string().optional().openapi({ description: 'bytes=<first>-<last>, bytes=<first>- or bytes=-<suffix length>; one range.' }),
   'if-match': z.string().optional().openapi({ description: 'Answer 412 unless the device is at one of these versions.' }),
   'if-none-match': z.string().optional().openapi({ description: 'Answer 304 when the device is at one of these versions.' }),
+  'if-range': z.string().optional().openapi({ description: 'Honour Range only if the device is at this version; else answer the whole device.' }),
 });
 
 const WriteHeaders = z.object({
@@ -65,7 +66,23 @@ const bytesAnswer = (description: string) => ({
   content: { 'application/octet-stream': { schema: { type: 'string' as const, format: 'binary' } } },
 });
 
-export function dataRoutes(app: OpenAPIHono, devices: DataDevices): void {
+export interface DataPlaneLimits {
+  /** Largest PUT (default DATA_PUT_BYTES_MAX; an edge host with little memory gives less). */
+  putBytesMax: number;
+  /** PUT bytes held in memory at once, all requests together; past it a PUT is answered 503 (retry). */
+  putBytesInFlightMax: number;
+}
+
+export const DEFAULT_DATA_PLANE_LIMITS: DataPlaneLimits = { putBytesMax: DATA_PUT_BYTES_MAX, putBytesInFlightMax: 4 * DATA_PUT_BYTES_MAX };
+
+/** What PUTs hold in memory now, against DataPlaneLimits.putBytesInFlightMax. */
+interface PutBudget {
+  limits: DataPlaneLimits;
+  inFlightBytes: number;
+}
+
+export function dataRoutes(app: OpenAPIHono, devices: DataDevices, limits: DataPlaneLimits = DEFAULT_DATA_PLANE_LIMITS): void {
+  const budget: PutBudget = { limits, inFlightBytes: 0 };
   addRoute(
     app,
     {
@@ -91,13 +108,13 @@ export function dataRoutes(app: OpenAPIHono, devices: DataDevices): void {
     app,
     {
       method: 'put', path: PATH, honoPath: HONO_PATH,
-      summary: `Write bytes at Content-Range (whole logical blocks, at most ${DATA_PUT_BYTES_MAX} bytes), durable when answered; If-Match makes it conditional.`,
+      summary: `Write bytes at Content-Range (whole logical blocks, at most ${limits.putBytesMax} bytes), durable when answered; If-Match makes it conditional.`,
       params: RefParams, headers: WriteHeaders,
       rawBody: { description: 'Exactly the bytes Content-Range names.' },
       responses: { 204: { description: 'Written and durable; ETag is the version it made (absent when another write is in flight).' } },
       errors: [400, 401, 404, 409, 412, 413, 416],
     },
-    (c, { params }) => writeData(c, devices, params.ref),
+    (c, { params }) => writeData(c, devices, params.ref, budget),
   );
 }
 
@@ -109,12 +126,15 @@ async function readData(c: Context, devices: DataDevices, ref: string): Promise<
     const headers = new Headers({ 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream', 'cache-control': 'no-cache' });
     const etagBefore = generation.etag();
     const ifMatch = parseEtagList(c.req.header('if-match'), 'if-match');
-    if (ifMatch !== null && !etagMatches(ifMatch, etagBefore)) throw stale('if-match', etagBefore);
+    if (ifMatch !== null && ifMatch !== '*' && !etagMatches(ifMatch, etagBefore)) throw stale('if-match', etagBefore);
     const ifNoneMatch = parseEtagList(c.req.header('if-none-match'), 'if-none-match');
-    if (ifNoneMatch !== null && etagBefore !== null && (ifNoneMatch === '*' || ifNoneMatch.includes(etagBefore))) {
+    if (ifNoneMatch !== null && etagBefore !== null && (ifNoneMatch === '*' || weakMatches(ifNoneMatch, etagBefore))) {
       return new Response(null, { status: 304, headers: { etag: etagBefore } });
     }
-    const range = rangeOf(c, device);
+    // If-Range: the range only if the device is still at that version, else the whole of it
+    // (a resumed download never splices two versions).
+    const ifRange = c.req.header('if-range');
+    const range = ifRange === undefined || (etagBefore !== null && ifRange.trim() === etagBefore) ? rangeOf(c, device) : null;
     const span = range ?? { offsetBytes: 0, lengthBytes: device.sizeBytes };
     const status = range === null ? 200 : 206;
     headers.set('content-length', String(span.lengthBytes));
@@ -131,13 +151,13 @@ async function readData(c: Context, devices: DataDevices, ref: string): Promise<
     }
     if (etagBefore !== null) headers.set('etag', etagBefore);
     streaming = true;
-    return new Response(streamSpan(device, span, generation, etagBefore, lease), { status, headers });
+    return new Response(streamSpan(device, span, generation, generation.writeMark(), lease), { status, headers });
   } finally {
     if (!streaming) lease.release();
   }
 }
 
-async function writeData(c: Context, devices: DataDevices, ref: string): Promise<Response> {
+async function writeData(c: Context, devices: DataDevices, ref: string, budget: PutBudget): Promise<Response> {
   const lease = await devices.acquire(ref, 'write');
   try {
     const { device, generation } = lease;
@@ -145,28 +165,52 @@ async function writeData(c: Context, devices: DataDevices, ref: string): Promise
     const span = parseContentRange(c.req.header('content-range'), device.sizeBytes, device.logicalBlockBytes);
     const ifMatch = parseEtagList(c.req.header('if-match'), 'if-match');
     const ifNoneMatch = parseEtagList(c.req.header('if-none-match'), 'if-none-match');
-    if (span.lengthBytes > DATA_PUT_BYTES_MAX) throw new ServiceError('E2BIG', `content-range: ${span.lengthBytes} bytes in one PUT; at most ${DATA_PUT_BYTES_MAX}`, 'content-range');
-    const data = await readBody(c, span.lengthBytes);
-    // Preconditions with the body in hand, and nothing awaited between them and begin(): a PUT
-    // that matched is the one that writes next.
-    const current = generation.etag();
-    if (ifMatch !== null && !etagMatches(ifMatch, current)) throw stale('if-match', current);
-    if (ifNoneMatch !== null && (ifNoneMatch === '*' || (current !== null && ifNoneMatch.includes(current)))) {
-      throw new ServiceError('ESTALE', `if-none-match: the device exists${ifNoneMatch === '*' ? '' : ` at ${current}`}`, 'if-none-match');
+    const { putBytesMax, putBytesInFlightMax } = budget.limits;
+    if (span.lengthBytes > putBytesMax) throw new ServiceError('E2BIG', `content-range: ${span.lengthBytes} bytes in one PUT; at most ${putBytesMax}`, 'content-range');
+    if (budget.inFlightBytes + span.lengthBytes > putBytesInFlightMax) {
+      throw new ServiceError('EAGAIN', `body: other PUTs hold ${budget.inFlightBytes} bytes in memory now (at most ${putBytesInFlightMax} at once): retry`, 'body');
     }
-    if (span.lengthBytes > 0) {
-      generation.begin();
-      try {
-        await device.write(span.offsetBytes, data, { fua: true });
-      } finally {
-        generation.end();
-      }
+    budget.inFlightBytes += span.lengthBytes;
+    let data: Uint8Array;
+    try {
+      data = await readBody(c, span.lengthBytes);
+    } catch (error) {
+      budget.inFlightBytes -= span.lengthBytes;
+      throw error;
     }
-    const etag = generation.etag();
-    return new Response(null, { status: 204, headers: etag === null ? {} : { etag } });
+    try {
+      return await writeChecked(data, span, generation, device, ifMatch, ifNoneMatch);
+    } finally {
+      budget.inFlightBytes -= span.lengthBytes;
+    }
   } finally {
     lease.release();
   }
+}
+
+/** The write itself, once the body is in: preconditions, then the write with FUA. */
+async function writeChecked(
+  data: Uint8Array, span: ByteSpan, generation: WriteGeneration, device: BlockDevice,
+  ifMatch: '*' | string[] | null, ifNoneMatch: '*' | string[] | null,
+): Promise<Response> {
+  // Preconditions with the body in hand, and nothing awaited between them and begin(): a PUT that
+  // matched is the one that writes next. If-Match: * matches while another write is in flight
+  // (the device exists); a tag does not (its content has no version then).
+  const current = generation.etag();
+  if (ifMatch !== null && ifMatch !== '*' && !etagMatches(ifMatch, current)) throw stale('if-match', current);
+  if (ifNoneMatch !== null && (ifNoneMatch === '*' || (current !== null && weakMatches(ifNoneMatch, current)))) {
+    throw new ServiceError('ESTALE', `if-none-match: the device exists${ifNoneMatch === '*' ? '' : ` at ${current}`}`, 'if-none-match');
+  }
+  if (span.lengthBytes > 0) {
+    generation.begin();
+    try {
+      await device.write(span.offsetBytes, data, { fua: true });
+    } finally {
+      generation.end();
+    }
+  }
+  const etag = generation.etag();
+  return new Response(null, { status: 204, headers: etag === null ? {} : { etag } });
 }
 
 /** The Range, with 416's Content-Range header set on the way out when it lies past the end. */
@@ -195,8 +239,13 @@ async function readSpan(device: BlockDevice, span: ByteSpan): Promise<Uint8Array
   return bytes.subarray(skipBytes, skipBytes + span.lengthBytes);
 }
 
-/** `span` in pieces; a version change between pieces fails the stream (the transfer is cut). */
-function streamSpan(device: BlockDevice, span: ByteSpan, generation: WriteGeneration, etag: string | null, lease: DataDeviceLease): ReadableStream<Uint8Array> {
+/**
+ * `span` in pieces; a write to the device between pieces fails the stream (the transfer is cut).
+ * Only the device's own writes count here (`writeMark`), not the host's other changes: creating
+ * another device must not cut a transfer. Nothing else can write the device meanwhile: the request
+ * holds it, so no engine can take it.
+ */
+function streamSpan(device: BlockDevice, span: ByteSpan, generation: WriteGeneration, mark: number | null, lease: DataDeviceLease): ReadableStream<Uint8Array> {
   let doneBytes = 0;
   let released = false;
   const release = () => {
@@ -209,7 +258,7 @@ function streamSpan(device: BlockDevice, span: ByteSpan, generation: WriteGenera
       try {
         const pieceBytes = Math.min(STREAM_PIECE_BYTES, span.lengthBytes - doneBytes);
         const piece = await readSpan(device, { offsetBytes: span.offsetBytes + doneBytes, lengthBytes: pieceBytes });
-        if (etag !== null && generation.etag() !== etag) throw new ServiceError('ESTALE', 'the device was written during the transfer');
+        if (mark !== null && generation.writeMark() !== mark) throw new ServiceError('ESTALE', 'the device was written during the transfer');
         doneBytes += pieceBytes;
         controller.enqueue(piece);
         if (doneBytes === span.lengthBytes) {

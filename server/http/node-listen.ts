@@ -6,7 +6,7 @@
  *
  * Requests: the body is read into memory up to `bodyLimitBytes(method, path)`; past that the
  * request is answered 413 at once and the socket closed, so a client cannot make the server
- * buffer without bound.
+ * buffer without bound. Bodies `streamedBody` names (device data) reach the handler as a stream.
  * A request that declares no body (no content-length, no transfer-encoding) is not waited on.
  * Responses: an event stream (text/event-stream) and device data (application/octet-stream, with
  * the content-length the handler set) are streamed chunk by chunk; when the client goes away the
@@ -19,12 +19,18 @@
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { Readable } from 'node:stream';
 
 export interface ListenOptions {
   host: string;
   port: number;
-  /** Largest body a request to `path` with `method` may carry. */
+  /** Largest body a request to `path` with `method` may carry, when it is read here. */
   bodyLimitBytes(method: string, path: string): number;
+  /**
+   * True for requests whose body the handler reads as a stream (the data plane's PUTs): not read
+   * here, so nothing is buffered before the handler has checked the token and the range.
+   */
+  streamedBody?(method: string, path: string): boolean;
   fetch(request: Request): Response | Promise<Response>;
 }
 
@@ -76,8 +82,10 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       const method = req.method ?? 'GET';
-      const limitBytes = options.bodyLimitBytes(method, (req.url ?? '/').split('?')[0]!);
-      const body = hasBody(req) ? await readBody(req, limitBytes) : (req.resume(), EMPTY);
+      const path = (req.url ?? '/').split('?')[0]!;
+      const limitBytes = options.bodyLimitBytes(method, path);
+      const streamed = hasBody(req) && !BODYLESS_METHODS.has(method) && options.streamedBody?.(method, path) === true;
+      const body = streamed ? 'streamed' : hasBody(req) ? await readBody(req, limitBytes) : (req.resume(), EMPTY);
       if (body === 'too-large') {
         reply(res, 413, { error: `request body larger than ${limitBytes} bytes`, code: 'E2BIG', field: 'body' }, true);
         return;
@@ -90,7 +98,12 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
       }
       let request: Request;
       try {
-        request = new Request(url, { method, headers, body: BODYLESS_METHODS.has(method) || body.length === 0 ? undefined : body });
+        if (body === 'streamed') {
+          // The handler reads it (after the token check), as far as it wants and no further.
+          request = new Request(url, { method, headers, body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: 'half' } as RequestInit);
+        } else {
+          request = new Request(url, { method, headers, body: BODYLESS_METHODS.has(method) || body.length === 0 ? undefined : body });
+        }
       } catch {
         reply(res, 400, { error: 'malformed request line or headers', code: 'EINVAL' });
         return;
@@ -121,14 +134,24 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
     }
     if (!isStream(response)) {
       // A whole answer (JSON, text): one write with content-length, no chunked framing.
+      if (res.destroyed) {
+        await response.body.cancel().catch(() => {});
+        return;
+      }
       const bytes = new Uint8Array(await response.arrayBuffer());
       headers['content-length'] = String(bytes.length);
       res.writeHead(response.status, headers);
       res.end(bytes);
       return;
     }
-    res.writeHead(response.status, headers);
     const reader = response.body.getReader();
+    // The client may have gone while the handler ran: its 'close' came and will not come again,
+    // so cancel now (the handler's stream releases what it holds) rather than wait on it.
+    if (res.destroyed) {
+      await reader.cancel().catch(() => {});
+      return;
+    }
+    res.writeHead(response.status, headers);
     streams.add(reader);
     res.on('close', () => void reader.cancel().catch(() => {}));
     let whole = false;
@@ -136,6 +159,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
+        if (res.destroyed) throw new Error('the client went away');
         if (!res.write(value)) await drained(res);
       }
       whole = true;
@@ -143,8 +167,12 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
       // the client went away, the stream was cancelled on close, or it failed part way
     } finally {
       streams.delete(reader);
-      if (whole) res.end();
-      else res.destroy();
+      if (whole) {
+        res.end();
+      } else {
+        res.destroy();
+        void reader.cancel().catch(() => {});
+      }
     }
   }
 
@@ -170,6 +198,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
 
 /** Resolves once `res` drains or closes, leaving no listener behind (a long stream waits many times). */
 function drained(res: http.ServerResponse): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);

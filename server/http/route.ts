@@ -20,9 +20,14 @@ export const MAX_BODY_BYTES = 64 * 1024;
 /** Largest PUT of the data plane (server/http/data.ts): larger writes go as several PUTs. */
 export const DATA_PUT_BYTES_MAX = 64 * 1024 * 1024;
 
+/** The data plane's PUTs: bytes, read by their handler as a stream. */
+export function isDataPut(method: string, path: string): boolean {
+  return method === 'PUT' && path.startsWith('/v1/devices/') && path.endsWith('/data');
+}
+
 /** The body a request may carry: the data plane's PUTs bytes, everything else JSON. */
 export function bodyLimitBytes(method: string, path: string): number {
-  return method === 'PUT' && path.endsWith('/data') ? DATA_PUT_BYTES_MAX : MAX_BODY_BYTES;
+  return isDataPut(method, path) ? DATA_PUT_BYTES_MAX : MAX_BODY_BYTES;
 }
 
 /** 'head' is for documentRoute only: Hono answers HEAD with the GET route of the path, body dropped. */
