@@ -154,7 +154,7 @@ const kitUnixPid = await startNbdkit(['-U', kitSocket]);
 const serverOf = { oursTcp: 'self', kitTcp: kitTcpPid, oursUnix: 'self', kitUnix: kitUnixPid } as const;
 // The HTTP data plane over the same device, as the service mounts it (data routes, node-listen).
 const dataApp = new OpenAPIHono();
-const generation = new WriteGenerations().of('bench');
+const generation = new WriteGenerations().ofFile(filePath);
 dataRoutes(dataApp, { acquire: async () => ({ device, generation, release: () => {} }) });
 dataApp.onError(answerError);
 const http = await listenHttp({ host: '127.0.0.1', port: 0, bodyLimitBytes, fetch: (request) => dataApp.fetch(request) });

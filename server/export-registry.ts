@@ -23,7 +23,7 @@ import { invalid, ServiceError } from './errors.ts';
 import { MeteredDevice, newIoCounters, type IoCounters } from './metered-device.ts';
 import { formatDeviceRef, parseDeviceRef, type DeviceRef } from './names.ts';
 import type { NbdView } from './nbd-port.ts';
-import { generationKey, type WriteGenerations } from './data-plane/write-generation.ts';
+import type { WriteGenerations } from './data-plane/write-generation.ts';
 import type { NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
 import type { ExportRecord } from './state-file.ts';
 
@@ -150,7 +150,7 @@ export class ExportRegistry {
     const { readOnly, description } = entry.record;
     // The version counted is the one of what the entry serves when the write happens (a finalized
     // clone's export serves its destination file from then on, connected clients included).
-    const generation = () => this.generations.of(entry.ref.kind === 'file' ? generationKey('file', entry.holds[0]?.path ?? entry.record.device) : generationKey('engine', entry.record.device));
+    const generation = () => (entry.ref.kind === 'file' ? this.generations.ofFile(entry.holds[0]?.path ?? entry.record.device) : this.generations.ofDevice(entry.switch?.device ?? entry.device!));
     const view = { name, device: new MeteredDevice(entry.device, entry.counters, { readOnly, generation }), readOnly };
     return description === undefined ? view : { ...view, description };
   }

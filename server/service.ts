@@ -61,7 +61,7 @@ export class Service {
   private readonly exports: ExportRegistry;
   /** The HTTP data plane's devices (server/http/data.ts). */
   readonly data: StoreDataDevices;
-  /** The devices' versions (the data plane's ETags); every change of the service's state changes them all. */
+  /** The devices' versions (the data plane's ETags). */
   private readonly generations = new WriteGenerations();
   private readonly context: EngineContext;
   private tail: Promise<unknown> = Promise.resolve();
@@ -163,6 +163,7 @@ export class Service {
   createDevice(name: string, sizeBytes: number): Promise<DeviceInfo> {
     return this.exclusive(async () => {
       const device = await createDevice(this.dataDir, name, sizeBytes);
+      this.generations.ofFile(devicePath(this.dataDir, name)).reincarnate();
       this.events.publish('device.created', { device: name, sizeBytes });
       return { ...device, inUse: false, usedBy: [] };
     });
@@ -173,7 +174,9 @@ export class Service {
       statDevice(this.dataDir, name);
       const usedBy = holdersOf(this.allHolds(), devicePath(this.dataDir, name));
       if (usedBy.length > 0) throw new ServiceError('EBUSY', `device "${name}" is in use by ${usedBy.join(', ')}`, 'name');
+      const path = devicePath(this.dataDir, name);
       deleteDevice(this.dataDir, name);
+      this.generations.ofFile(path).reincarnate();
       this.events.publish('device.removed', { device: name });
     });
   }
@@ -222,13 +225,14 @@ export class Service {
 
   // ---- internals ----
 
-  /** One change at a time; every change, done or failed, changes every device's ETag. */
+  /** One change at a time; a device whose holders it changed gets a new ETag (write-generation.ts). */
   private exclusive<T>(work: () => Promise<T>, evenWhenStopping = false): Promise<T> {
     return this.serialized(async () => {
+      const before = this.holdsBesidesData();
       try {
         return await work();
       } finally {
-        this.generations.stateChanged();
+        this.generations.holdsChanged(before, this.holdsBesidesData());
       }
     }, evenWhenStopping);
   }

@@ -54,7 +54,7 @@ test('GET: the whole device, one range of each form, unaligned; HEAD says size a
   assert.ok(same(whole.bytes, image));
   assert.is(whole.headers.get('accept-ranges'), 'bytes');
   const etag = whole.headers.get('etag');
-  assert.match(etag ?? '', /^"[0-9a-f]+\.[0-9a-z]+"$/);
+  assert.match(etag ?? '', /^"[0-9a-f]+\.[0-9a-z]+\.[0-9a-z]+"$/);
   const cases: Array<[string, number, number]> = [
     ['bytes=0-99', 0, 100],
     ['bytes=1000-2999', 1000, 2000],
@@ -163,10 +163,17 @@ test('If-Range, other units, weak If-None-Match, If-Match *; a recreated device 
   assert.is((await get('disk.img', { 'if-none-match': `W/${etag}` })).status, 304, 'If-None-Match compares weakly');
   assert.is((await put('disk.img', 0, new Uint8Array(512), { 'if-match': '*' })).status, 204);
   const before = (await get('disk.img')).headers.get('etag')!;
+  assert.is((await server.call('POST', '/v1/devices', { name: 'other.img', sizeBytes: SIZE })).status, 201);
+  assert.is((await get('disk.img')).headers.get('etag'), before, 'a change elsewhere leaves the tag alone');
+  assert.is((await server.call('POST', '/v1/exports', { name: 'e1', device: 'disk.img', readOnly: true })).status, 201);
+  const exported = (await get('disk.img')).headers.get('etag')!;
+  assert.is.not(exported, before, 'a new holder makes a new tag');
+  assert.is((await server.call('DELETE', '/v1/exports/e1')).status, 204);
   assert.is((await server.call('DELETE', dataPath('disk.img').replace('/data', ''))).status, 204);
   assert.is((await server.call('POST', '/v1/devices', { name: 'disk.img', sizeBytes: SIZE })).status, 201);
   refusal(await put('disk.img', 0, new Uint8Array(512), { 'if-match': before }), 412, 'ESTALE', 'if-match');
   assert.is((await get('disk.img', { 'if-none-match': before })).status, 200, 'nor does it answer 304 to the old tag');
+  assert.is((await get('disk.img', { 'if-none-match': exported })).status, 200);
 });
 
 test('a client that goes away mid-stream leaves nothing held; a PUT holds its device from before its body arrives', async () => {

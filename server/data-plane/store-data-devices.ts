@@ -19,7 +19,7 @@ import type { Engine } from '../engine.ts';
 import { ServiceError } from '../errors.ts';
 import { asInvalid, formatDeviceRef, parseDeviceRef } from '../names.ts';
 import type { DataAccess, DataDeviceLease, DataDevices } from './data-devices.ts';
-import { generationKey, type WriteGenerations } from './write-generation.ts';
+import type { WriteGenerations } from './write-generation.ts';
 
 export const DATA_HOLDER = 'http:data';
 
@@ -59,7 +59,8 @@ export class StoreDataDevices implements DataDevices {
     const ref = parseDeviceRef(refText, 'ref', [...engines.keys()]);
     const engine = engines.get(ref.kind);
     if (engine !== undefined) {
-      return { device: engine.deviceOf(ref.name, 'ref'), generation: generations.of(generationKey('engine', formatDeviceRef(ref))), release: () => {} };
+      const device = engine.deviceOf(ref.name, 'ref');
+      return { device, generation: generations.ofDevice(device), release: () => {} };
     }
     let path: string;
     try {
@@ -67,7 +68,7 @@ export class StoreDataDevices implements DataDevices {
     } catch (error) {
       throw asInvalid(error, 'ref');
     }
-    const generation = generations.of(generationKey('file', path));
+    const generation = generations.ofFile(path);
     const exported = this.options.exportedFile?.(ref.name) ?? null;
     if (exported !== null) {
       if (access === 'write' && exported.readOnly) throw new ServiceError('EROFS', `ref: ${ref.name} is exported read-only`, 'ref');

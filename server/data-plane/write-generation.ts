@@ -1,18 +1,21 @@
 /**
  * The version of a device's content as the data plane's entity tag (ETag) says it. A tag is
- *   "<epoch>.<state changes>.<writes>"
+ *   "<epoch>.<incarnation>.<writes>"
  *   epoch          random per process: a tag from before a restart (or from another service) never
  *                  matches, since nobody can prove nothing changed meanwhile;
- *   state changes  every change of the host's state (a device created or deleted, a clone created,
- *                  finalized or removed, an export added ...) changes every tag: a device that was
- *                  recreated, or written by an engine that held it meanwhile, never keeps its tag;
+ *   incarnation    counts the changes of who holds the device (a clone took it as its destination
+ *                  or let it go, an export was added...) and its creation and deletion: a device
+ *                  that was recreated, or that an engine held (and wrote) meanwhile, never keeps its
+ *                  tag; a change elsewhere (another device, another clone) leaves it alone, so a
+ *                  clone hydrating from this device over HTTP is not disturbed by it;
  *   writes         the writes (and discards) through this host to the device, counted when each
  *                  begins and again when it ends; while any is in flight the content has no tag.
  * So a reader that saw tag T and then reads tag T again read one version, and an If-Match writer
  * whose tag matches knows nobody wrote since it read. Every path that writes a device the data
  * plane serves counts here: HTTP PUTs and the NBD exports' views (MeteredDevice). Devices are keyed
  * by what they are, not by how they were named: a file by its real path (two names of one file
- * share a version), an engine device by its reference (`clone:c1`).
+ * share a version), an engine device by the device object itself (a clone deleted and made again
+ * under the same name is another device).
  *
  * Writes the host does not see have no part in the tag: the other nodes of a clustered array over
  * shared legs, or a process writing the device file directly.
@@ -20,8 +23,9 @@
 export class WriteGeneration {
   private count = 0;
   private inFlight = 0;
+  private incarnation = 0;
 
-  constructor(private readonly owner: WriteGenerations) {}
+  constructor(private readonly epoch: string) {}
 
   begin(): void {
     this.count++;
@@ -33,37 +37,59 @@ export class WriteGeneration {
     this.count++;
   }
 
-  /** The count of writes begun and ended, or null while one is in flight: the content's own changes, without the host's. */
+  /** Its holders changed, or it was made or deleted: no earlier tag matches any more. */
+  reincarnate(): void {
+    this.incarnation++;
+  }
+
+  /** The count of writes begun and ended, or null while one is in flight: the content's own changes. */
   writeMark(): number | null {
     return this.inFlight > 0 ? null : this.count;
   }
 
   /** The strong entity tag of the content now, or null while a write is in flight. */
   etag(): string | null {
-    return this.inFlight > 0 ? null : `"${this.owner.epoch}.${this.owner.stateChanges.toString(36)}.${this.count.toString(36)}"`;
+    return this.inFlight > 0 ? null : `"${this.epoch}.${this.incarnation.toString(36)}.${this.count.toString(36)}"`;
   }
 }
 
-/** One WriteGeneration per device (keyed by generationKey), made on first use. */
+/** The WriteGenerations of a host's devices: device files by real path, engine devices by object. */
 export class WriteGenerations {
   private readonly byKey = new Map<string, WriteGeneration>();
+  private readonly byDevice = new WeakMap<object, WriteGeneration>();
   /** Random per process: tags of an earlier process (or another service) never match ours. */
-  readonly epoch = Array.from(crypto.getRandomValues(new Uint8Array(6)), (byte) => byte.toString(16).padStart(2, '0')).join('');
-  stateChanges = 0;
+  private readonly epoch = Array.from(crypto.getRandomValues(new Uint8Array(6)), (byte) => byte.toString(16).padStart(2, '0')).join('');
 
-  of(key: string): WriteGeneration {
-    let generation = this.byKey.get(key);
-    if (generation === undefined) this.byKey.set(key, (generation = new WriteGeneration(this)));
+  /** The version of the device file (or edge store device) held under `holdKey`. */
+  ofFile(holdKey: string): WriteGeneration {
+    let generation = this.byKey.get(holdKey);
+    if (generation === undefined) this.byKey.set(holdKey, (generation = new WriteGeneration(this.epoch)));
     return generation;
   }
 
-  /** The host's state changed: every tag changes. */
-  stateChanged(): void {
-    this.stateChanges++;
+  /** The version of an engine's device (`clone:c1` as deviceOf gives it). */
+  ofDevice(device: object): WriteGeneration {
+    let generation = this.byDevice.get(device);
+    if (generation === undefined) this.byDevice.set(device, (generation = new WriteGeneration(this.epoch)));
+    return generation;
+  }
+
+  /** After a change of the host: every file whose holders are not what they were gets a new incarnation. */
+  holdsChanged(before: readonly HoldLike[], after: readonly HoldLike[]): void {
+    const signature = (holds: readonly HoldLike[]) => {
+      const byPath = new Map<string, string[]>();
+      for (const hold of holds) byPath.set(hold.path, [...(byPath.get(hold.path) ?? []), `${hold.holder}:${hold.access}`]);
+      return new Map([...byPath].map(([path, holders]) => [path, holders.sort().join(',')]));
+    };
+    const was = signature(before);
+    const is = signature(after);
+    for (const path of new Set([...was.keys(), ...is.keys()])) if (was.get(path) !== is.get(path)) this.ofFile(path).reincarnate();
   }
 }
 
-/** The key of a device file (its real path, or an edge store's key) or of an engine device (its reference). */
-export function generationKey(kind: 'file' | 'engine', keyOrRef: string): string {
-  return kind === 'file' ? `file:${keyOrRef}` : keyOrRef;
+/** What holdsChanged reads of a Hold (device-holders.ts). */
+export interface HoldLike {
+  path: string;
+  holder: string;
+  access: string;
 }

@@ -52,7 +52,7 @@ export class EdgeHost {
   readonly data: StoreDataDevices;
   private readonly context: EngineContext;
   private tail: Promise<unknown> = Promise.resolve();
-  /** The devices' versions (ETags); every change of the host's state changes them all. */
+  /** The devices' versions (ETags). */
   private readonly generations = new WriteGenerations();
 
   private constructor(private readonly options: EdgeHostOptions) {
@@ -131,11 +131,13 @@ export class EdgeHost {
         listDevices: () => this.store.listDevices(),
         createDevice: (name, sizeBytes) => this.exclusive(async () => {
           const device = await this.store.createDevice(name, sizeBytes);
+          this.generations.ofFile(name).reincarnate();
           host.events.publish('device.created', { device: name, sizeBytes });
           return device;
         }),
         deleteDevice: (name) => this.exclusive(async () => {
           await this.store.deleteDevice(name);
+          this.generations.ofFile(name).reincarnate();
           host.events.publish('device.removed', { device: name });
         }),
       },
@@ -160,13 +162,14 @@ export class EdgeHost {
     });
   }
 
-  /** One change at a time; every change, done or failed, changes every device's ETag. */
+  /** One change at a time; a device whose holders it changed gets a new ETag (write-generation.ts). */
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
     return this.serialized(async () => {
+      const before = this.engineHolds();
       try {
         return await work();
       } finally {
-        this.generations.stateChanged();
+        this.generations.holdsChanged(before, this.engineHolds());
       }
     });
   }
