@@ -26,12 +26,12 @@ import { createDevice, devicePath, listDevices, deleteDevice, statDevice, type D
 import { holdersOf, type Hold } from './device-holders.ts';
 import type { Engine, EngineContext } from './engine.ts';
 import { ENGINES } from './engines.ts';
-import type { BlockDevice } from '../runtime/devices/block-device.ts';
-import { invalid, ServiceError } from './errors.ts';
-import { parseDeviceRef } from './names.ts';
+import { ServiceError } from './errors.ts';
 import { EventHub } from './event-hub.ts';
 import { ExportRegistry, type ExportInfo } from './export-registry.ts';
 import { FileStore } from '../runtime/devices/file-store.ts';
+import { ChangeChain } from './change-chain.ts';
+import { engineDeviceOf } from './engine-device.ts';
 import { StoreDataDevices } from './data-plane/store-data-devices.ts';
 import { WriteGenerations } from './data-plane/write-generation.ts';
 import type { NbdView } from './nbd-port.ts';
@@ -64,8 +64,8 @@ export class Service {
   /** The devices' versions (the data plane's ETags). */
   private readonly generations = new WriteGenerations();
   private readonly context: EngineContext;
-  private tail: Promise<unknown> = Promise.resolve();
-  private stopping = false;
+  /** One change at a time (change-chain.ts). */
+  private readonly changes: ChangeChain;
 
   private constructor(
     readonly dataDir: string,
@@ -74,6 +74,7 @@ export class Service {
     settings: Readonly<Record<string, string>>,
     readonly cluster: Coordinator,
   ) {
+    this.changes = new ChangeChain(this.generations, () => this.holdsBesidesData());
     this.context = {
       dataDir,
       store: new FileStore(dataDir),
@@ -84,13 +85,13 @@ export class Service {
       holds: () => this.allHolds(),
       saveApplied: (what) => this.saveApplied(what),
       saveOrUndo: (undo) => this.saveOrUndo(undo),
-      exclusive: (work) => this.exclusive(work),
+      exclusive: (work) => this.changes.exclusive(work),
       exportsOf: (ref) => this.exports.exportsOf(ref),
       usersOf: (ref) => [
         ...this.exports.exportsOf(ref).map((name) => `export:${name}`),
         ...[...this.engines.values()].flatMap((engine) => engine.usersOf?.(ref) ?? []),
       ],
-      engineDevice: (ref, field) => this.engineDevice(ref, field),
+      engineDevice: (ref, field) => engineDeviceOf(this.engines, ref, field),
       engineKinds: () => ENGINES.map((engine) => engine.kind),
       replaceUnderExports: (ref, replace) => this.exports.replaceUnderExports(ref, replace),
     };
@@ -101,7 +102,7 @@ export class Service {
       generations: this.generations,
       otherHolds: () => this.holdsBesidesData(),
       exportedFile: (name) => this.exports.exportedFile(name),
-      serialized: (work) => this.serialized(work),
+      serialized: (work) => this.changes.serialized(work),
     });
   }
 
@@ -161,7 +162,7 @@ export class Service {
   }
 
   createDevice(name: string, sizeBytes: number): Promise<DeviceInfo> {
-    return this.exclusive(async () => {
+    return this.changes.exclusive(async () => {
       const device = await createDevice(this.dataDir, name, sizeBytes);
       this.generations.ofFile(devicePath(this.dataDir, name)).reincarnate();
       this.events.publish('device.created', { device: name, sizeBytes });
@@ -170,7 +171,7 @@ export class Service {
   }
 
   deleteDevice(name: string): Promise<void> {
-    return this.exclusive(async () => {
+    return this.changes.exclusive(async () => {
       statDevice(this.dataDir, name);
       const usedBy = holdersOf(this.allHolds(), devicePath(this.dataDir, name));
       if (usedBy.length > 0) throw new ServiceError('EBUSY', `device "${name}" is in use by ${usedBy.join(', ')}`, 'name');
@@ -188,20 +189,20 @@ export class Service {
   }
 
   createExport(record: ExportRecord): Promise<ExportInfo> {
-    return this.exclusive(() => this.exports.create(record));
+    return this.changes.exclusive(() => this.exports.create(record));
   }
 
   deleteExport(name: string): Promise<void> {
-    return this.exclusive(() => this.exports.delete(name));
+    return this.changes.exclusive(() => this.exports.delete(name));
   }
 
   /** For the NBD server: the export, over a fresh counting view of its device; undefined if not served. */
   lookupExport(name: string): NbdExport | undefined {
-    return this.stopping ? undefined : this.exports.lookup(name);
+    return this.changes.stopping ? undefined : this.exports.lookup(name);
   }
 
   listNbdExports(): NbdExport[] {
-    return this.stopping ? [] : this.exports.views();
+    return this.changes.stopping ? [] : this.exports.views();
   }
 
   /** For the NBD server: connections and protocol errors become events. */
@@ -213,8 +214,8 @@ export class Service {
 
   /** Closes every export's file, then every engine (a clone commits its metadata), then frees the lock. */
   close(): Promise<void> {
-    this.stopping = true;
-    return this.exclusive(async () => {
+    this.changes.stop();
+    return this.changes.exclusive(async () => {
       this.events.close();
       await this.exports.closeAll();
       for (const engine of [...this.engines.values()].reverse()) await engine.closeAll();
@@ -224,35 +225,6 @@ export class Service {
   }
 
   // ---- internals ----
-
-  /** One change at a time; a device whose holders it changed gets a new ETag (write-generation.ts). */
-  private exclusive<T>(work: () => Promise<T>, evenWhenStopping = false): Promise<T> {
-    return this.serialized(async () => {
-      const before = this.holdsBesidesData();
-      try {
-        return await work();
-      } finally {
-        this.generations.holdsChanged(before, this.holdsBesidesData());
-      }
-    }, evenWhenStopping);
-  }
-
-  /** Runs `work` in the one-at-a-time chain without counting as a change (the data plane's holds). */
-  private serialized<T>(work: () => T | Promise<T>, evenWhenStopping = false): Promise<T> {
-    const run = this.tail.then(() => {
-      if (this.stopping && !evenWhenStopping) throw new ServiceError('EAGAIN', 'the service is stopping');
-      return work();
-    });
-    this.tail = run.catch(() => {});
-    return run;
-  }
-
-  private engineDevice(ref: string, field: string): BlockDevice {
-    const parsed = parseDeviceRef(ref, field, [...this.engines.keys()]);
-    const engine = this.engines.get(parsed.kind);
-    if (engine === undefined) throw invalid(field, `"${ref}" is not an engine device (expected <kind>:<name>)`);
-    return engine.deviceOf(parsed.name, field);
-  }
 
   private allHolds(): Hold[] {
     return [...this.holdsBesidesData(), ...this.data.holds()];

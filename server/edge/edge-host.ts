@@ -15,17 +15,17 @@
  * and checks), so a bundler can build a Worker from it (server/edge/worker.ts).
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
-import type { BlockDevice } from '../../runtime/devices/block-device.ts';
 import type { KvStorage } from '../../runtime/devices/kv-device.ts';
 import { cloneEngine } from '../clone/index.ts';
 import { WriteGenerations } from '../data-plane/write-generation.ts';
 import { StoreDataDevices } from '../data-plane/store-data-devices.ts';
 import type { Hold } from '../device-holders.ts';
 import type { Engine, EngineContext } from '../engine.ts';
-import { invalid, ServiceError } from '../errors.ts';
+import { ServiceError } from '../errors.ts';
 import { EventHub } from '../event-hub.ts';
 import { assembleApp } from '../http/api.ts';
-import { parseDeviceRef } from '../names.ts';
+import { ChangeChain } from '../change-chain.ts';
+import { engineDeviceOf } from '../engine-device.ts';
 import { KvDeviceStore } from './kv-store.ts';
 import { unavailableRoutes } from './unavailable.ts';
 
@@ -51,7 +51,8 @@ export class EdgeHost {
   readonly store: KvDeviceStore;
   readonly data: StoreDataDevices;
   private readonly context: EngineContext;
-  private tail: Promise<unknown> = Promise.resolve();
+  /** One change at a time (change-chain.ts). */
+  private readonly changes: ChangeChain;
   /** The devices' versions (ETags). */
   private readonly generations = new WriteGenerations();
 
@@ -59,6 +60,7 @@ export class EdgeHost {
     const log = options.log ?? ((line: string) => console.error(line));
     this.store = new KvDeviceStore(options.storage, () => this.holds());
     const engines = this.engines;
+    this.changes = new ChangeChain(this.generations, () => this.engineHolds());
     this.context = {
       dataDir: '',
       store: this.store,
@@ -84,8 +86,8 @@ export class EdgeHost {
       get cluster(): never {
         throw new ServiceError('ENOSYS', `no cluster node here: ${EDGE_UNAVAILABLE_REASON}`);
       },
-      exclusive: (work) => this.exclusive(work),
-      engineDevice: (ref, field) => this.engineDevice(ref, field),
+      exclusive: (work) => this.changes.exclusive(work),
+      engineDevice: (ref, field) => engineDeviceOf(this.engines, ref, field),
       engineKinds: () => [...engines.keys()],
       exportsOf: () => [],
       usersOf: (ref) => [...engines.values()].flatMap((engine) => engine.usersOf?.(ref) ?? []),
@@ -100,7 +102,7 @@ export class EdgeHost {
       engines,
       generations: this.generations,
       otherHolds: () => this.engineHolds(),
-      serialized: (work) => this.serialized(work),
+      serialized: (work) => this.changes.serialized(work),
     });
   }
 
@@ -129,13 +131,13 @@ export class EdgeHost {
       token,
       devices: {
         listDevices: () => this.store.listDevices(),
-        createDevice: (name, sizeBytes) => this.exclusive(async () => {
+        createDevice: (name, sizeBytes) => this.changes.exclusive(async () => {
           const device = await this.store.createDevice(name, sizeBytes);
           this.generations.ofFile(name).reincarnate();
           host.events.publish('device.created', { device: name, sizeBytes });
           return device;
         }),
-        deleteDevice: (name) => this.exclusive(async () => {
+        deleteDevice: (name) => this.changes.exclusive(async () => {
           await this.store.deleteDevice(name);
           this.generations.ofFile(name).reincarnate();
           host.events.publish('device.removed', { device: name });
@@ -156,35 +158,10 @@ export class EdgeHost {
 
   /** Closes every engine object (a clone commits its metadata). */
   close(): Promise<void> {
-    return this.exclusive(async () => {
+    return this.changes.exclusive(async () => {
       this.events.close();
       for (const engine of [...this.engines.values()].reverse()) await engine.closeAll();
     });
-  }
-
-  /** One change at a time; a device whose holders it changed gets a new ETag (write-generation.ts). */
-  private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    return this.serialized(async () => {
-      const before = this.engineHolds();
-      try {
-        return await work();
-      } finally {
-        this.generations.holdsChanged(before, this.engineHolds());
-      }
-    });
-  }
-
-  private serialized<T>(work: () => T | Promise<T>): Promise<T> {
-    const run = this.tail.then(work);
-    this.tail = run.catch(() => {});
-    return run;
-  }
-
-  private engineDevice(ref: string, field: string): BlockDevice {
-    const parsed = parseDeviceRef(ref, field, [...this.engines.keys()]);
-    const engine = this.engines.get(parsed.kind);
-    if (engine === undefined) throw invalid(field, `"${ref}" is not an engine device (expected <kind>:<name>)`);
-    return engine.deviceOf(parsed.name, field);
   }
 
   private engineHolds(): Hold[] {
