@@ -10,19 +10,16 @@
  * Run: npm run bench -- edge [--runtimes node]. BLOCKCORE_BENCH_EDGE_MIB (image size, default 64),
  * BLOCKCORE_BENCH_ROUNDS (default 3).
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadAdapter } from '../runtime/adapter/index.ts';
 import { openCloneFromTable } from '../runtime/clone/open-table.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { FileStore } from '../runtime/devices/file-store.ts';
 import { Prng } from '../runtime/prng.ts';
-import { WORKERD, workerdArgs, workerdConfig } from '../scripts/workerd.mjs';
 import { RangeServer } from '../test/support/range-server.ts';
-import { children, freePort, stopChildren } from './processes.ts';
+import { startWorker } from '../test/support/workerd.ts';
 import { median, ratioLine } from './stats.ts';
 
 const IMAGE_BYTES = Number(process.env.BLOCKCORE_BENCH_EDGE_MIB ?? 64) * 1024 * 1024;
@@ -31,29 +28,16 @@ const REGION_SECTORS = 128; // 64 KiB regions, one KvDevice chunk each
 const METADATA_BYTES = 1024 * 1024;
 const POLL_MS = 20;
 const MB = 1e6;
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const adapter = await loadAdapter();
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-bench-edge-'));
-process.on('exit', () => {
-  stopChildren();
-  fs.rmSync(tempDir, { recursive: true, force: true });
-});
-
-const build = spawn('node', [path.join(ROOT, 'scripts', 'build-worker.mjs')], { stdio: 'inherit' });
-if ((await new Promise<number | null>((resolve) => build.on('exit', resolve))) !== 0) throw new Error('building the Worker failed');
+process.on('exit', () => fs.rmSync(tempDir, { recursive: true, force: true }));
 
 const image = new RangeServer(new Prng(0xed6e).fill(new Uint8Array(IMAGE_BYTES)), { etag: '"bench-image"' });
 await image.start();
-const port = await freePort();
-const config = workerdConfig(path.join(tempDir, 'workerd'), { port, storageDir: path.join(tempDir, 'storage') });
-children.push(spawn(WORKERD, workerdArgs(config), { stdio: 'ignore' }));
-const worker = `http://127.0.0.1:${port}`;
-for (let attempt = 0; ; attempt++) {
-  if (await fetch(`${worker}/v1/health`).then((response) => response.ok, () => false)) break;
-  if (attempt > 300) throw new Error('workerd did not come up');
-  await new Promise((resolve) => setTimeout(resolve, 100));
-}
+// workerd on loopback with its storage in our temp dir (the bundle built first if stale).
+const running = await startWorker(path.join(tempDir, 'storage'));
+const worker = running.url;
 
 async function api(method: string, route: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const response = await fetch(`${worker}${route}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
@@ -115,7 +99,7 @@ try {
     console.log(`round ${round}${round === 0 ? ' (warm-up)' : ''}: Worker ${(workerRate / MB).toFixed(1)} MB/s, FileDevice ${(fileRate / MB).toFixed(1)} MB/s`);
   }
 } finally {
-  stopChildren();
+  await running.stop();
   await image.stop();
 }
 console.log(`result Worker hydration from HTTP into Durable Object storage (${adapter.name} drives): ${(median(rates.worker) / MB).toFixed(1)} MB/s`);

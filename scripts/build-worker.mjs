@@ -8,9 +8,11 @@ import { copyFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { WORKER_DIR } from './workerd.mjs';
+
+export { WORKER_DIR };
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-export const WORKER_DIR = join(ROOT, 'dist', 'worker');
 const ENTRY = join(ROOT, 'server', 'edge', 'worker.ts');
 const KERNELS = ['blockcore.simd.wasm', 'blockcore.scalar.wasm'];
 

@@ -4,7 +4,7 @@
  * port with its Durable Object's storage in a directory of the test's, stopped by PID.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +30,7 @@ export interface RunningWorker {
   pid: number;
   /** What workerd printed. */
   output(): string;
+  /** Stops workerd (SIGTERM, SIGKILL after STOP_TIMEOUT_MS) and removes its config directory; the storage stays. */
   stop(): Promise<void>;
 }
 
@@ -52,16 +53,21 @@ export async function startWorker(storageDir: string, options: { token?: string 
     pid: child.pid!,
     output: () => output,
     async stop() {
-      if (!alive) return;
-      process.kill(child.pid!, 'SIGTERM');
-      const timer = setTimeout(() => alive && process.kill(child.pid!, 'SIGKILL'), STOP_TIMEOUT_MS);
-      await exited;
-      clearTimeout(timer);
+      if (alive) {
+        process.kill(child.pid!, 'SIGTERM');
+        const timer = setTimeout(() => alive && process.kill(child.pid!, 'SIGKILL'), STOP_TIMEOUT_MS);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
-    if (!alive) throw new Error(`workerd exited at start: ${output}`);
+    if (!alive) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`workerd exited at start: ${output}`);
+    }
     try {
       if ((await fetch(`${url}/v1/health`)).ok) return worker;
     } catch {
