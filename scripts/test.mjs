@@ -59,6 +59,10 @@ function summary(output) {
   return { total: +total[1], passed: +passed[1], skipped: skipped ? +skipped[1] : 0 };
 }
 
+/** Lines of a failed run's output repeated at the end, at most (see below). */
+const TAIL_LINES = 40;
+const tails = [];
+
 const chosen = (process.env.BLOCKCORE_TEST_RUNTIMES || 'node,bun,deno').split(',').map((s) => s.trim()).filter(Boolean);
 const lines = [];
 let passedAll = 0;
@@ -96,7 +100,17 @@ for (const name of chosen) {
   passedAll += passed;
   failedAll += failed;
   lines.push(`${name}: ${passed} passed, ${failed} failed`);
+  // A run that ended without its summary (a crash, an early exit, a hang) is explained by its last
+  // lines, an error outside any test by the driver's "!!" lines: both are repeated at the end, where
+  // a log cut to its tail still shows them.
+  if (!counts || code !== 0 || hung) {
+    const plain = output.replace(/\x1b\[[0-9;]*m/g, '').trimEnd().split('\n');
+    const flagged = plain.flatMap((line, i) => (line.startsWith('!!') ? plain.slice(i, i + 4) : [])).slice(0, TAIL_LINES);
+    const shown = counts ? flagged : plain.slice(-TAIL_LINES);
+    tails.push(`== what ${name} printed last (exit ${code}${hung ? ', killed as hung' : ''})\n${shown.join('\n')}`);
+  }
 }
+if (tails.length > 0) process.stdout.write(`\n${tails.join('\n')}\n`);
 
 process.stdout.write('\n');
 for (const line of lines) process.stdout.write(`${line}\n`);

@@ -2,6 +2,12 @@
  * Runs every `test/**\/*.test.ts` (or those whose path contains one of the arguments) in this
  * process with uvu, the same way under Node (tsx), Bun and Deno. `scripts/test.mjs` starts one
  * driver per runtime and reads uvu's Total/Passed/Skipped summary from each.
+ *
+ * An error no test caught (an unhandled rejection, an exception thrown from a timer or a socket
+ * callback) would end the whole process, and with it the summary of every file run so far, on some
+ * runtimes with no word of where it came from. Here it is printed with its stack, under the name
+ * of the file that was running, the run goes on, and the driver exits non-zero, so the runtime's
+ * line counts it as a failure.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -23,4 +29,19 @@ function listTests(dir: string): string[] {
 
 const files = listTests(testDir).filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)));
 const suites = files.map((file) => ({ name: relative(testDir, file), file }));
+
+let uncaught = 0;
+function reportUncaught(kind: string, error: unknown): void {
+  uncaught++;
+  const text = error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
+  process.stderr.write(`\n!! ${kind} outside any test (a failure): ${text}\n`);
+  process.exitCode = 1;
+}
+process.on('unhandledRejection', (reason) => reportUncaught('unhandled rejection', reason));
+process.on('uncaughtException', (error) => reportUncaught('uncaught exception', error));
+
 await run(suites);
+if (uncaught > 0) {
+  process.stderr.write(`!! ${uncaught} error(s) outside any test: see "!!" above\n`);
+  process.exitCode = 1;
+}
