@@ -157,7 +157,7 @@ const dataApp = new OpenAPIHono();
 const generation = new WriteGenerations().ofFile(filePath);
 dataRoutes(dataApp, { acquire: async () => ({ device, generation, release: () => {} }) });
 dataApp.onError(answerError);
-const http = await listenHttp({ host: '127.0.0.1', port: 0, bodyLimitBytes, fetch: (request) => dataApp.fetch(request) });
+const http = await listenHttp({ host: '127.0.0.1', port: 0, bodyLimitBytes, fetch: (request) => dataApp.fetch(request), ...(ZERO_COPY ? {} : { socketSend: null }) });
 const httpUrl = `http://127.0.0.1:${http.port}/v1/devices/disk.img/data`;
 
 const uris = {

@@ -15,17 +15,23 @@
  * began or ended meanwhile; longer ones stream in STREAM_PIECE_BYTES pieces, and a write to the
  * device during the transfer cuts it (the socket closes short of Content-Length) rather than hand
  * out a mix of two versions under one tag. Reads need no alignment: the device is read in whole
- * logical blocks around the range.
+ * logical blocks around the range. A streamed answer also says where its bytes lie in the device's
+ * file, when the device can lend them (file-body.ts): a listener that can (node-listen on Node)
+ * sends them from the page cache with sendfile, checking for writes after every part as the
+ * stream does. That leaves the window any zero-copy server has (NBD's export too): a page the kernel
+ * has queued for the socket but not yet sent may carry a write made after the last check, which
+ * then also changed the tag, so a conditional PUT against the tag read is refused.
  *
  * Durability: a PUT is written with FUA, so its 204 means the bytes are on stable storage (as
  * durable as an NBD write with FUA); there is nothing to flush afterwards.
  */
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import type { BlockDevice } from '../../runtime/devices/block-device.ts';
+import type { BlockDevice, FileSpan } from '../../runtime/devices/block-device.ts';
 import type { DataDeviceLease, DataDevices } from '../data-plane/data-devices.ts';
 import type { WriteGeneration } from '../data-plane/write-generation.ts';
 import { invalid, ServiceError } from '../errors.ts';
+import { withFileBody } from './file-body.ts';
 import { etagMatches, parseContentRange, parseEtagList, parseRange, weakMatches, type ByteSpan } from './byte-ranges.ts';
 import { addRoute, DATA_PUT_BYTES_MAX, documentRoute } from './route.ts';
 
@@ -151,7 +157,14 @@ async function readData(c: Context, devices: DataDevices, ref: string): Promise<
     }
     if (etagBefore !== null) headers.set('etag', etagBefore);
     streaming = true;
-    return new Response(streamSpan(device, span, generation, generation.writeMark(), lease), { status, headers });
+    const mark = generation.writeMark();
+    const response = new Response(streamSpan(device, span, generation, mark, lease), { status, headers });
+    const lend = device.fileSpan;
+    if (lend === undefined) return response;
+    return withFileBody(response, {
+      open: () => lendSpan(device, lend, span),
+      check: () => checkUnwritten(generation, mark),
+    });
   } finally {
     if (!streaming) lease.release();
   }
@@ -239,6 +252,23 @@ async function readSpan(device: BlockDevice, span: ByteSpan): Promise<Uint8Array
   return bytes.subarray(skipBytes, skipBytes + span.lengthBytes);
 }
 
+/** `span` of the device as it lies in its file: lent in whole logical blocks around it, then narrowed. */
+function lendSpan(device: BlockDevice, lend: NonNullable<BlockDevice['fileSpan']>, span: ByteSpan): FileSpan | null {
+  const blockBytes = device.logicalBlockBytes;
+  const firstBytes = Math.floor(span.offsetBytes / blockBytes) * blockBytes;
+  const endBytes = Math.min(device.sizeBytes, Math.ceil((span.offsetBytes + span.lengthBytes) / blockBytes) * blockBytes);
+  const whole = lend.call(device, firstBytes, endBytes - firstBytes);
+  if (whole === null) return null;
+  const skipBytes = span.offsetBytes - firstBytes;
+  return {
+    fd: whole.fd,
+    fileOffsetBytes: whole.fileOffsetBytes + skipBytes,
+    lengthBytes: span.lengthBytes,
+    read: (spanOffsetBytes, target) => whole.read(skipBytes + spanOffsetBytes, target),
+    release: () => whole.release(),
+  };
+}
+
 /**
  * `span` in pieces; a write to the device between pieces fails the stream (the transfer is cut).
  * Only the device's own writes count here (`writeMark`), not the host's other changes: creating
@@ -246,34 +276,58 @@ async function readSpan(device: BlockDevice, span: ByteSpan): Promise<Uint8Array
  * holds it, so no engine can take it.
  */
 function streamSpan(device: BlockDevice, span: ByteSpan, generation: WriteGeneration, mark: number | null, lease: DataDeviceLease): ReadableStream<Uint8Array> {
-  let doneBytes = 0;
+  // Nothing is read until the first read (highWaterMark 0): a listener that sends the file body
+  // (file-body.ts) never reads this stream. Once reading, the next piece is read while the last
+  // one is being sent.
+  let nextBytes = 0;
+  let ahead: Promise<Uint8Array> | null = null;
   let released = false;
   const release = () => {
     if (released) return;
     released = true;
+    ahead?.catch(() => {}); // a read ahead that fails after the end is nobody's error
     lease.release();
   };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const pieceBytes = Math.min(STREAM_PIECE_BYTES, span.lengthBytes - doneBytes);
-        const piece = await readSpan(device, { offsetBytes: span.offsetBytes + doneBytes, lengthBytes: pieceBytes });
-        if (mark !== null && generation.writeMark() !== mark) throw new ServiceError('ESTALE', 'the device was written during the transfer');
-        doneBytes += pieceBytes;
-        controller.enqueue(piece);
-        if (doneBytes === span.lengthBytes) {
+  const readNext = (): Promise<Uint8Array> | null => {
+    // Nothing more once released (cancelled while a pull awaited its piece): the device may be closed.
+    if (nextBytes === span.lengthBytes || released) return null;
+    const pieceBytes = Math.min(STREAM_PIECE_BYTES, span.lengthBytes - nextBytes);
+    const reading = readSpan(device, { offsetBytes: span.offsetBytes + nextBytes, lengthBytes: pieceBytes });
+    nextBytes += pieceBytes;
+    return reading;
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (released) return;
+        try {
+          const piece = await (ahead ?? readNext()!);
+          // Checked once the piece is read: a write that began or ended while it was read, or
+          // at any time before, shows here.
+          checkUnwritten(generation, mark);
+          if (released) return;
+          ahead = readNext();
+          controller.enqueue(piece);
+          if (ahead === null) {
+            release();
+            controller.close();
+          }
+        } catch (error) {
           release();
-          controller.close();
+          controller.error(error);
         }
-      } catch (error) {
+      },
+      cancel() {
         release();
-        controller.error(error);
-      }
+      },
     },
-    cancel() {
-      release();
-    },
-  });
+    { highWaterMark: 0 },
+  );
+}
+
+/** Throws when the device was written since `mark` (null: no mark taken, nothing to vouch for). */
+function checkUnwritten(generation: WriteGeneration, mark: number | null): void {
+  if (mark !== null && generation.writeMark() !== mark) throw new ServiceError('ESTALE', 'the device was written during the transfer');
 }
 
 /** The request body, which must be exactly `lengthBytes` long. */

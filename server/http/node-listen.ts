@@ -12,6 +12,8 @@
  * the content-length the handler set) are streamed chunk by chunk; when the client goes away the
  * body stream is cancelled, which ends the handler's stream, and a stream that fails part way
  * destroys the socket, so the client sees a cut transfer and never a short one that looks whole.
+ * A body that lies in a file (file-body.ts) goes with sendfile instead where `socketSend` allows
+ * (send-file-body.ts: Node), with the same rules.
  * Any other answer is read whole and sent with content-length in one write (bench api: chunked
  * framing and a read loop per answer cost more than the JSON itself).
  * close(): stops listening, cancels every open response stream and destroys idle keep-alive
@@ -20,6 +22,10 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { loadAdapter } from '../../runtime/adapter/index.ts';
+import type { SocketSend } from '../../runtime/adapter/types.ts';
+import { fileBodyOf } from './file-body.ts';
+import { sendFileBody, zeroCopyFd } from './send-file-body.ts';
 
 export interface ListenOptions {
   host: string;
@@ -32,6 +38,8 @@ export interface ListenOptions {
    */
   streamedBody?(method: string, path: string): boolean;
   fetch(request: Request): Response | Promise<Response>;
+  /** Zero-copy sends for file bodies (file-body.ts): the runtime adapter's when absent; null: none. */
+  socketSend?: SocketSend | null;
 }
 
 export interface Listening {
@@ -62,6 +70,7 @@ function isStream(response: Response): boolean {
 }
 
 export async function listenHttp(options: ListenOptions): Promise<Listening> {
+  const socketSend = options.socketSend !== undefined ? options.socketSend : (await loadAdapter()).socketSend;
   const sockets = new Set<Socket>();
   const streams = new Set<{ cancel(): Promise<void> }>();
   const server = http.createServer((req, res) => void handle(req, res));
@@ -142,6 +151,24 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
       headers['content-length'] = String(bytes.length);
       res.writeHead(response.status, headers);
       res.end(bytes);
+      return;
+    }
+    const fileBody = fileBodyOf(response);
+    const fd = fileBody === undefined ? -1 : zeroCopyFd(res, socketSend);
+    const span = fd >= 0 ? fileBody!.open() : null;
+    if (span !== null) {
+      // Zero copy (send-file-body.ts); the stream is not read, only cancelled once done, which
+      // lets go of what it holds (the device).
+      streams.add(response.body);
+      try {
+        await sendFileBody(res, response.status, headers, fileBody!, span, fd, socketSend!);
+      } catch {
+        // the client went away, the device was written, or a read failed: the transfer is cut
+      } finally {
+        span.release();
+        streams.delete(response.body);
+        await response.body.cancel().catch(() => {});
+      }
       return;
     }
     const reader = response.body.getReader();
