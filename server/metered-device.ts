@@ -6,7 +6,7 @@
  * WriteGeneration, each write and discard counts in the device's version (the data plane's ETag)
  * from when it begins until it settles.
  */
-import type { BlockDevice, BlockExtent, DiscardOutcome, FileSpan, WriteOptions } from '../runtime/devices/block-device.ts';
+import type { BlockDevice, BlockExtent, DeviceBitmap, DiscardOutcome, FileSpan, WriteOptions } from '../runtime/devices/block-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 import type { WriteGeneration } from './data-plane/write-generation.ts';
 
@@ -36,6 +36,8 @@ export class MeteredDevice implements BlockDevice {
   readonly cache?: (offsetBytes: number, lengthBytes: number) => Promise<void>;
   /** Passed through when the inner device has it; a span handed out counts as one read of its bytes. */
   readonly fileSpan?: (offsetBytes: number, lengthBytes: number) => FileSpan | null;
+  /** Passed through when the inner device has them (a clone's hydrated map). */
+  readonly bitmaps?: () => readonly DeviceBitmap[];
   private closed = false;
   private readonly generation: (() => WriteGeneration) | null;
 
@@ -54,6 +56,8 @@ export class MeteredDevice implements BlockDevice {
     if (cache) this.cache = (offsetBytes, lengthBytes) => this.count(() => cache.call(inner, offsetBytes, lengthBytes));
     const fileSpan = inner.fileSpan;
     if (fileSpan) this.fileSpan = (offsetBytes, lengthBytes) => this.spanOf(() => fileSpan.call(inner, offsetBytes, lengthBytes));
+    const bitmaps = inner.bitmaps;
+    if (bitmaps) this.bitmaps = () => bitmaps.call(inner);
   }
 
   private spanOf(take: () => FileSpan | null): FileSpan | null {

@@ -15,7 +15,9 @@ import type { BlockDevice } from '../runtime/devices/block-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { Prng } from '../runtime/prng.ts';
+import { NBD_CMD_BLOCK_STATUS } from '../server/nbd/constants.ts';
 import type { NbdExport } from '../server/nbd/types.ts';
+import { RawNbd } from './support/nbd-client.ts';
 import { serve, type Served } from './support/nbd-fixtures.ts';
 import { killRunningTools, mustRun, requireTools, runTool } from './support/tools.ts';
 
@@ -236,6 +238,57 @@ test('nbdinfo --map of a partly hydrated clone: hydrated regions as the destinat
     { offset: 12 * regionBytes, length: regionBytes, type: 0 },
     { offset: 13 * regionBytes, length: 3 * regionBytes, type: 3 },
   ]);
+});
+
+test("a clone's hydrated map as qemu:dirty-bitmap:hydrated: nbdinfo --map, qemu-img map with x-dirty-bitmap, and both contexts in one BLOCK_STATUS", async () => {
+  const regionBytes = 64 * KiB;
+  const { device: source } = await sparseFile(16 * regionBytes, [[0, 2 * regionBytes], [8 * regionBytes, regionBytes]], 4);
+  const destination = await FileDevice.open(path.join(tempDir, 'destination.img'), { create: { sizeBytes: 16 * regionBytes } });
+  const clone = await CloneDevice.open({
+    metadata: new MemoryDevice({ sizeBytes: 64 * KiB }), destination, source, regionSectors: regionBytes / 512, features: ['no_hydration'],
+  });
+  devices.splice(devices.indexOf(source), 1);
+  devices.push(clone);
+  await start([{ name: 'clone', device: clone, readOnly: false }]);
+  const bitmap = async () =>
+    (JSON.parse(await mustRun('nbdinfo', ['--map=qemu:dirty-bitmap:hydrated', '--json', uri('clone')])) as Array<{ offset: number; length: number; type: number }>)
+      .map(({ offset, length, type }) => ({ offset, length, type }));
+  assert.equal(await bitmap(), [{ offset: 0, length: 16 * regionBytes, type: 0 }], 'nothing hydrated yet');
+  await mustRun('qemu-io', ['-f', 'raw', '-c', `write -P 0x77 ${12 * regionBytes} ${regionBytes}`, uri('clone')]);
+  await clone.cache(2 * regionBytes, 2 * regionBytes);
+  const expected = [
+    { offset: 0, length: 2 * regionBytes, type: 0 },
+    { offset: 2 * regionBytes, length: 2 * regionBytes, type: 1 },
+    { offset: 4 * regionBytes, length: 8 * regionBytes, type: 0 },
+    { offset: 12 * regionBytes, length: regionBytes, type: 1 },
+    { offset: 13 * regionBytes, length: 3 * regionBytes, type: 0 },
+  ];
+  assert.equal(await bitmap(), expected, 'regions 2-3 (cached) and 12 (written) hydrated');
+
+  // qemu reads a dirty-bitmap context in place of base:allocation: a set (dirty) bit shows as a hole.
+  const opts = `driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=${served!.tcp.port},export=clone,x-dirty-bitmap=qemu:dirty-bitmap:hydrated`;
+  const qemuMap = (JSON.parse(await mustRun('qemu-img', ['map', '--output=json', '--image-opts', opts])) as Array<{ start: number; length: number; data: boolean }>)
+    .map(({ start, length, data }) => ({ offset: start, length, type: data ? 0 : 1 }));
+  assert.equal(qemuMap, expected, 'qemu-img map with x-dirty-bitmap');
+
+  const contexts = await mustRun('nbdinfo', ['--list', '--json', uri('clone')]);
+  assert.match(contexts, 'qemu:dirty-bitmap:hydrated');
+
+  // Both contexts selected: one chunk each (ids 1 and 2), the last flagged DONE.
+  const client = await RawNbd.connect(served!.tcp);
+  try {
+    await client.go('clone', { meta: ['base:allocation', 'qemu:dirty-bitmap:hydrated'] });
+    client.request(NBD_CMD_BLOCK_STATUS, regionBytes, 2 * regionBytes);
+    const reply = await client.reply();
+    assert.is(reply.error, 0, reply.message);
+    // Region 1 is the source's data, region 2 the destination's (copied): data in both.
+    assert.equal(reply.contexts, [
+      { contextId: 1, extents: [{ lengthBytes: 2 * regionBytes, flags: 0 }] },
+      { contextId: 2, extents: [{ lengthBytes: regionBytes, flags: 0 }, { lengthBytes: regionBytes, flags: 1 }] },
+    ]);
+  } finally {
+    client.close();
+  }
 });
 
 test('nbdcopy of a clone while it hydrates equals the source', async () => {

@@ -29,7 +29,8 @@ import {
   writeReadReplyHeader, type NbdRequest,
 } from '../server/nbd/request-codec.ts';
 import type { NbdExport } from '../server/nbd/types.ts';
-import { decodeString, readU64, utf8, utf8Truncated } from '../server/nbd/wire.ts';
+import type { DeviceBitmap } from '../runtime/devices/block-device.ts';
+import { decodeString, readU32, readU64, utf8, utf8Truncated } from '../server/nbd/wire.ts';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 const bytesOf = (text: string) => new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
@@ -201,7 +202,7 @@ check('each refusal names its field, first failure wins', () => {
     assert.is(errorOf(req(type, 1 << 30, 512), READ_ONLY_SESSION), NBD_EPERM, 'read-only is checked before the range');
   }
   assert.match(checkRequest(req(NBD_CMD_FLUSH, 0, 0), READ_ONLY_SESSION)!.message, /FLUSH was not advertised/);
-  assert.match(checkRequest(req(NBD_CMD_BLOCK_STATUS, 0, 512), READ_ONLY_SESSION)!.message, /without base:allocation/);
+  assert.match(checkRequest(req(NBD_CMD_BLOCK_STATUS, 0, 512), READ_ONLY_SESSION)!.message, /without a metadata context/);
   assert.match(checkRequest(req(NBD_CMD_FLUSH, 512, 0), SESSION)!.message, /FLUSH offset and length must be zero/);
   assert.is(errorOf(req(NBD_CMD_WRITE, 1 << 20, 512)), NBD_ENOSPC);
   assert.is(errorOf(req(NBD_CMD_WRITE_ZEROES, (1 << 20) - 512, 1024)), NBD_ENOSPC);
@@ -261,11 +262,34 @@ negotiate('metadata contexts: need structured replies, select base:allocation fo
   assert.equal(types(selected.replies), [NBD_REP_META_CONTEXT, NBD_REP_ACK]);
   assert.is(hex(selected.replies[0]!.subarray(20)), hex(encodeMetaContext(1, 'base:allocation')));
   const go = n.handle(NBD_OPT_GO, encodeGoRequest({ name: 'disk', infoTypes: [] }));
-  assert.ok(go.next === 'transmission' && go.agreement.baseAllocation && go.agreement.structuredReplies);
+  assert.ok(go.next === 'transmission' && go.agreement.metaContexts.length === 1 && go.agreement.structuredReplies);
   // SET with no queries selects nothing; a failed SET clears the selection too.
   assert.equal(types(set([]).replies), [NBD_REP_ACK]);
   const after = n.handle(NBD_OPT_GO, encodeGoRequest({ name: 'disk', infoTypes: [] }));
-  assert.ok(after.next === 'transmission' && !after.agreement.baseAllocation);
+  assert.ok(after.next === 'transmission' && after.agreement.metaContexts.length === 0);
+});
+
+negotiate("metadata contexts: an engine's bitmaps are qemu:dirty-bitmap:<name>, listed by namespace or prefix, selected by exact name", () => {
+  const device = new MemoryDevice({ sizeBytes: 1 << 20 });
+  const bitmap = (name: string): DeviceBitmap => ({ name, granularityBytes: 4096, meaning: name, runs: (_, lengthBytes) => [{ lengthBytes, set: true }] });
+  const withBitmaps = Object.assign(device, { bitmaps: () => [bitmap('hydrated'), bitmap('other')] });
+  const marked: NbdExport = { name: 'marked', device: withBitmaps, readOnly: false };
+  const n = new Negotiation({ lookup: (name) => (name === 'marked' ? marked : undefined), list: () => [marked] });
+  n.handle(NBD_OPT_STRUCTURED_REPLY, new Uint8Array(0));
+  const names = (outcome: { replies: Uint8Array[] }) =>
+    outcome.replies.filter((reply) => readU32(reply, 12) === NBD_REP_META_CONTEXT).map((reply) => `${readU32(reply, 20)} ${new TextDecoder().decode(reply.subarray(24))}`);
+  const list = (queries: string[]) => names(n.handle(NBD_OPT_LIST_META_CONTEXT, encodeMetaContextRequest({ name: 'marked', queries })));
+  const set = (queries: string[]) => n.handle(NBD_OPT_SET_META_CONTEXT, encodeMetaContextRequest({ name: 'marked', queries }));
+  assert.equal(list([]), ['0 base:allocation', '0 qemu:dirty-bitmap:hydrated', '0 qemu:dirty-bitmap:other']);
+  assert.equal(list(['qemu:']), ['0 qemu:dirty-bitmap:hydrated', '0 qemu:dirty-bitmap:other']);
+  assert.equal(list(['qemu:dirty-bitmap:']), ['0 qemu:dirty-bitmap:hydrated', '0 qemu:dirty-bitmap:other']);
+  assert.equal(list(['qemu:dirty-bitmap:other', 'base:']), ['0 base:allocation', '0 qemu:dirty-bitmap:other']);
+  assert.equal(list(['qemu:dirty-bitmap:nope']), []);
+  assert.equal(names(set(['qemu:dirty-bitmap:', 'qemu:'])), [], 'SET takes exact names only');
+  assert.equal(names(set(['qemu:dirty-bitmap:other', 'base:allocation'])), ['1 base:allocation', '3 qemu:dirty-bitmap:other']);
+  const go = n.handle(NBD_OPT_GO, encodeGoRequest({ name: 'marked', infoTypes: [] }));
+  assert.ok(go.next === 'transmission');
+  assert.equal(go.agreement.metaContexts.map((context) => [context.id, context.name, context.bitmap?.name ?? null]), [[1, 'base:allocation', null], [3, 'qemu:dirty-bitmap:other', 'other']]);
 });
 
 negotiate('EXPORT_NAME: known export enters transmission, unknown closes', () => {

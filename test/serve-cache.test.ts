@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NBD_CMD_CACHE, NBD_CMD_READ, NBD_CMD_WRITE, NBD_EINVAL, NBD_FLAG_SEND_CACHE } from '../server/nbd/constants.ts';
+import { NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_READ, NBD_CMD_WRITE, NBD_EINVAL, NBD_FLAG_SEND_CACHE } from '../server/nbd/constants.ts';
 import { makeCloneDevices, startTestServer, type TestServer } from './support/blockcore-server.ts';
 import { RawNbd } from './support/nbd-client.ts';
 
@@ -132,6 +132,22 @@ cache('CACHE of an unaligned range hydrates exactly the regions covering it; the
   assert.is(read.error, 0);
   assert.ok(Buffer.from(read.data!).equals(Buffer.from(source)), 'the export reads as the source');
   assert.is(await hydratedRegions(), model.hydrated.size, 'reads do not hydrate while hydration is off');
+
+  // The service's export offers the clone's map as qemu:dirty-bitmap:hydrated: set where hydrated.
+  const mapper = await RawNbd.connect(server.running.nbd);
+  clients.push(mapper);
+  await mapper.go('e1', { meta: ['qemu:dirty-bitmap:hydrated'] });
+  mapper.request(NBD_CMD_BLOCK_STATUS, 0, CLONE_BYTES);
+  const status = await mapper.reply();
+  assert.is(status.error, 0, status.message);
+  const dirty: number[] = [];
+  let atBytes = 0;
+  for (const extent of status.extents!) {
+    for (let region = atBytes / REGION_BYTES; region < (atBytes + extent.lengthBytes) / REGION_BYTES; region++) if (extent.flags === 1) dirty.push(region);
+    atBytes += extent.lengthBytes;
+  }
+  assert.is(atBytes, CLONE_BYTES, 'the map covers the export');
+  assert.equal(dirty, [...model.hydrated].sort((a, b) => a - b), 'hydrated regions are the set bits');
 
   // Committed: the same regions after a restart, and the destination unchanged.
   await server.restart();

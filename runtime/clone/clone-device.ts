@@ -31,7 +31,7 @@
  * its buffer pool, the rate meter, the slotted bitmap commit.
  */
 import { assert } from '../assert.ts';
-import { spanAlsoReleasing, type BlockDevice, type DiscardOutcome, type FileSpan, type WriteOptions } from '../devices/block-device.ts';
+import { spanAlsoReleasing, type BitmapRun, type BlockDevice, type DeviceBitmap, type DiscardOutcome, type FileSpan, type WriteOptions } from '../devices/block-device.ts';
 import { alignExtents, ExtentList, statusOf } from '../devices/extents.ts';
 import { OpGate } from '../devices/op-gate.ts';
 import { validateOpen, validateRequest } from '../devices/validate.ts';
@@ -341,6 +341,36 @@ export class CloneDevice implements BlockDevice {
    * regions as the source does (a hole of the source is a hole of the clone until hydrated). A hint
    * taken now: hydration or a write may change it the next moment.
    */
+  /** One bitmap: `hydrated`, a set bit per region on the destination (NBD: qemu:dirty-bitmap:hydrated). */
+  bitmaps(): readonly DeviceBitmap[] {
+    this.hydratedBitmap ??= [
+      {
+        name: 'hydrated',
+        meaning: 'the region is on the destination (copied from the source, or written)',
+        granularityBytes: this.regionBytes,
+        runs: (offsetBytes, lengthBytes, maxRuns) => this.hydratedRuns(offsetBytes, lengthBytes, maxRuns),
+      },
+    ];
+    return this.hydratedBitmap;
+  }
+
+  private hydratedBitmap: readonly DeviceBitmap[] | null = null;
+
+  /** Runs of hydrated and unhydrated regions over a range inside the device (DeviceBitmap.runs). */
+  private hydratedRuns(offsetBytes: number, lengthBytes: number, maxRuns: number): BitmapRun[] {
+    validateOpen(this, this.gate.isOpen, 'bitmap');
+    const runs: BitmapRun[] = [];
+    const endBytes = offsetBytes + lengthBytes;
+    for (let atBytes = offsetBytes; atBytes < endBytes && runs.length < maxRuns; ) {
+      const region = Math.floor(atBytes / this.regionBytes);
+      const hydrated = this.metadata.isHydrated(region);
+      const runEndBytes = Math.min(endBytes, this.runEnd(region, hydrated, endBytes) * this.regionBytes);
+      runs.push({ lengthBytes: runEndBytes - atBytes, set: hydrated });
+      atBytes = runEndBytes;
+    }
+    return runs;
+  }
+
   async blockStatus(offsetBytes: number, lengthBytes: number) {
     validateRequest(this, this.gate.isOpen, 'status', offsetBytes, lengthBytes);
     const runs = new ExtentList();

@@ -39,6 +39,32 @@ export interface BlockExtent {
   zero: boolean;
 }
 
+/** One run of equal bits of a DeviceBitmap, `set` or clear, over `lengthBytes` of the device. */
+export interface BitmapRun {
+  lengthBytes: number;
+  set: boolean;
+}
+
+/**
+ * A bitmap an engine keeps over its device's bytes (a clone's hydrated regions), for clients that
+ * ask which parts are in a state (NBD: the metadata context `qemu:dirty-bitmap:<name>`, a set bit
+ * reported as dirty). Answers are taken at one moment, like blockStatus.
+ */
+export interface DeviceBitmap {
+  /** Unique on its device; letters, digits, '.', '_' and '-' only. */
+  readonly name: string;
+  /** Bytes one bit stands for (a multiple of the device's logicalBlockBytes). */
+  readonly granularityBytes: number;
+  /** What a set bit means, one line (for listings). */
+  readonly meaning: string;
+  /**
+   * Runs covering `[offsetBytes, offsetBytes + lengthBytes)` exactly, in order, each non-empty,
+   * neighbours of different states; at most `maxRuns` (then they cover a prefix of the range).
+   * The range must lie inside the device and be non-empty (the caller checks).
+   */
+  runs(offsetBytes: number, lengthBytes: number, maxRuns: number): BitmapRun[];
+}
+
 export interface BlockDevice {
   /** For errors and logs: a path, a URL or an engine name. */
   readonly name: string;
@@ -80,6 +106,8 @@ export interface BlockDevice {
    * as NBD allows for requests that overlap in time.
    */
   fileSpan?(offsetBytes: number, lengthBytes: number): FileSpan | null;
+  /** Optional: the bitmaps this device's engine keeps over it (see DeviceBitmap); none when absent. */
+  bitmaps?(): readonly DeviceBitmap[];
   /**
    * Optional: make `[offsetBytes, offsetBytes + lengthBytes)` fast to read (NBD CACHE, a hint, like
    * posix_fadvise WILLNEED). A device that fills itself from elsewhere (a clone) brings the range in

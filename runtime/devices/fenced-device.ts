@@ -7,7 +7,7 @@
  * Closing it closes `inner`.
  */
 import { BlockError } from '../errors.ts';
-import type { BlockDevice, BlockExtent, DiscardOutcome, FileSpan, WriteOptions } from './block-device.ts';
+import type { BlockDevice, BlockExtent, DeviceBitmap, DiscardOutcome, FileSpan, WriteOptions } from './block-device.ts';
 
 export class FencedDevice implements BlockDevice {
   readonly name: string;
@@ -54,6 +54,10 @@ export class FencedDevice implements BlockDevice {
 
   fileSpan(offsetBytes: number, lengthBytes: number): FileSpan | null {
     return this.inner.fileSpan?.(offsetBytes, lengthBytes) ?? null;
+  }
+
+  bitmaps(): readonly DeviceBitmap[] {
+    return this.inner.bitmaps?.() ?? [];
   }
 
   async copyFromSpan(offsetBytes: number, span: FileSpan): Promise<boolean> {

@@ -23,7 +23,7 @@
  */
 import { assert } from '../assert.ts';
 import { BlockError } from '../errors.ts';
-import type { BlockDevice, BlockExtent, DiscardOutcome, FileSpan, WriteOptions } from './block-device.ts';
+import type { BlockDevice, BlockExtent, DeviceBitmap, DiscardOutcome, FileSpan, WriteOptions } from './block-device.ts';
 import { validateOpen } from './validate.ts';
 
 export class SwitchDevice implements BlockDevice {
@@ -106,6 +106,12 @@ export class SwitchDevice implements BlockDevice {
     validateOpen(this, !this.closed, 'fileSpan');
     if (this.switching) return null;
     return this.current.fileSpan?.(offsetBytes, lengthBytes) ?? null;
+  }
+
+  /** The current device's; none while switching (a finalized clone's destination has none). */
+  bitmaps(): readonly DeviceBitmap[] {
+    if (this.closed || this.switching) return [];
+    return this.current.bitmaps?.() ?? [];
   }
 
   async close(): Promise<void> {

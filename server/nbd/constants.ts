@@ -110,6 +110,8 @@ export const NBD_ESHUTDOWN = 108;
 
 export const NBD_STATE_HOLE = 1 << 0;
 export const NBD_STATE_ZERO = 1 << 1;
+/** qemu:dirty-bitmap:<name> contexts: the bit is set (qemu's meaning: dirty). */
+export const NBD_STATE_DIRTY = 1 << 0;
 
 // ---- frame sizes ----
 export const GREETING_BYTES = 8 + 8 + 2;

@@ -22,8 +22,10 @@
  *                 range with zeros inside discard(): still correct, only not fast;
  *   CACHE         `cache` when the device has one (a clone: copy those regions now); else
  *                 nothing to do, success;
- *   BLOCK_STATUS  base:allocation from device.blockStatus (all data when it has none), merged,
- *                 at most MAX_BLOCK_DESCRIPTORS descriptors (one with REQ_ONE).
+ *   BLOCK_STATUS  one chunk per metadata context selected (meta-contexts.ts), the last flagged
+ *                 DONE: base:allocation from device.blockStatus (all data when it has none), a
+ *                 bitmap's runs (dirty where set); each merged, at most MAX_BLOCK_DESCRIPTORS
+ *                 descriptors (one with REQ_ONE). Any context failing makes the reply one error.
  */
 import { setImmediate } from 'node:timers';
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
@@ -31,12 +33,13 @@ import { statusOf } from '../../runtime/devices/extents.ts';
 import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
 import { FileFrame, type Frame } from '../../runtime/net/file-frame.ts';
 import {
-  BASE_ALLOCATION_ID, MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
+  MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
   NBD_EINVAL, NBD_ENOTSUP, NBD_STATE_HOLE, NBD_STATE_ZERO,
 } from './constants.ts';
 import { blockSizes, transmissionFlags } from './export-flags.ts';
 import { messageOf, nbdErrorOf } from './errors.ts';
+import { bitmapDescriptors, type MetaContext } from './meta-contexts.ts';
 import type { Agreement } from './negotiation.ts';
 import type { Refusal, Session } from './request-check.ts';
 import {
@@ -66,6 +69,7 @@ export class ExportSession {
   readonly session: Session;
   private readonly structured: boolean;
   private readonly readHeaderBytes: number;
+  private readonly metaContexts: readonly MetaContext[];
 
   constructor(
     agreement: Agreement,
@@ -85,8 +89,9 @@ export class ExportSession {
       minimumBlockBytes: sizes === null ? exported.device.logicalBlockBytes : sizes.minimumBytes,
       transmissionFlags: transmissionFlags(exported, agreement.structuredReplies),
       structuredReplies: agreement.structuredReplies,
-      baseAllocation: agreement.baseAllocation,
+      baseAllocation: agreement.metaContexts.length > 0,
     };
+    this.metaContexts = agreement.metaContexts;
   }
 
   /** Runs a checked request; `payload` is a WRITE's data. Resolves with the one reply frame. */
@@ -203,14 +208,28 @@ export class ExportSession {
   }
 
   private async blockStatus(request: NbdRequest): Promise<Uint8Array> {
-    let extents;
-    try {
-      extents = await statusOf(this.device, request.offsetBytes, request.lengthBytes);
-    } catch (error) {
-      return this.failed(request, error);
-    }
     const reqOne = (request.flags & NBD_CMD_FLAG_REQ_ONE) !== 0;
     const limit = reqOne ? 1 : MAX_BLOCK_DESCRIPTORS;
+    const chunks: Uint8Array[] = [];
+    const contexts = this.metaContexts;
+    for (const [i, context] of contexts.entries()) {
+      let descriptors: BlockDescriptor[];
+      try {
+        descriptors = context.bitmap === null
+          ? await this.allocation(request, limit)
+          : bitmapDescriptors(context.bitmap, request.offsetBytes, request.lengthBytes, limit);
+      } catch (error) {
+        return this.failed(request, error);
+      }
+      if (descriptors.length === 0) return this.failed(request, new Error(`${context.name}: no extents for the range`));
+      chunks.push(encodeBlockStatusChunk(request, context.id, descriptors, i === contexts.length - 1));
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  }
+
+  /** base:allocation's descriptors: the device's extents, merged, at most `limit`. */
+  private async allocation(request: NbdRequest, limit: number): Promise<BlockDescriptor[]> {
+    const extents = await statusOf(this.device, request.offsetBytes, request.lengthBytes);
     const descriptors: BlockDescriptor[] = [];
     let coveredBytes = 0;
     for (const extent of extents) {
@@ -223,8 +242,7 @@ export class ExportSession {
       else descriptors.push({ lengthBytes, statusFlags });
       coveredBytes += lengthBytes;
     }
-    if (descriptors.length === 0) return this.failed(request, new Error('the device reported no extents'));
-    return encodeBlockStatusChunk(request, BASE_ALLOCATION_ID, descriptors);
+    return descriptors;
   }
 
   /** Waits for `pending`; replies success (simple) or the error. */

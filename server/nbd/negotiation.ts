@@ -13,13 +13,17 @@
  *   LIST          one REP_SERVER per export, ACK; with data ERR_INVALID;
  *   ABORT         ACK, then close;
  *   STRUCTURED_REPLY  ACK (again if repeated); with data ERR_INVALID;
- *   LIST / SET_META_CONTEXT  before STRUCTURED_REPLY ERR_INVALID; otherwise base:allocation for
- *                 the queries that name it ("base:" lists it too), other namespaces ignored;
+ *   LIST / SET_META_CONTEXT  before STRUCTURED_REPLY ERR_INVALID; otherwise the export's contexts
+ *                 (meta-contexts.ts: base:allocation, and qemu:dirty-bitmap:<name> for each bitmap
+ *                 its device's engine keeps) that the queries name: SET selects exact names, LIST
+ *                 also takes a namespace or prefix ending in ':' ("base:", "qemu:",
+ *                 "qemu:dirty-bitmap:") and lists all with no query; other names are ignored;
  *   anything else (STARTTLS included: we run NOTLS)  ERR_UNSUP.
  */
+import { contextsOf, listed, type MetaContext } from './meta-contexts.ts';
 import type { NbdExport } from './types.ts';
 import {
-  BASE_ALLOCATION, BASE_ALLOCATION_ID, NBD_INFO_DESCRIPTION, NBD_INFO_NAME, NBD_OPT_ABORT,
+  NBD_INFO_DESCRIPTION, NBD_INFO_NAME, NBD_OPT_ABORT,
   NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT,
   NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_PLATFORM, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_META_CONTEXT, NBD_REP_SERVER, MAX_MESSAGE_BYTES, MAX_STRING_BYTES,
@@ -40,7 +44,8 @@ export interface Catalogue {
 export interface Agreement {
   exported: NbdExport;
   structuredReplies: boolean;
-  baseAllocation: boolean;
+  /** The metadata contexts selected for this export, in id order (BLOCK_STATUS answers one chunk each). */
+  metaContexts: readonly MetaContext[];
 }
 
 export type Outcome =
@@ -54,7 +59,7 @@ export class Negotiation {
   /** Set from the client flags. */
   noZeroes = false;
   private metaExportName: string | null = null;
-  private metaBaseAllocation = false;
+  private metaSelected: readonly MetaContext[] = [];
 
   constructor(private readonly catalogue: Catalogue) {}
 
@@ -136,25 +141,22 @@ export class Negotiation {
     // SET replaces the selection even when it fails.
     if (setting) {
       this.metaExportName = null;
-      this.metaBaseAllocation = false;
+      this.metaSelected = [];
     }
     if (!this.structuredReplies) return error(option, NBD_REP_ERR_INVALID, 'negotiate STRUCTURED_REPLY before metadata contexts');
     const request = decodeMetaContextRequest(data);
     if (typeof request === 'string') return error(option, NBD_REP_ERR_INVALID, request);
-    if (this.catalogue.lookup(request.name) === undefined) return error(option, NBD_REP_ERR_UNKNOWN, `no export named "${request.name}"`);
+    const exported = this.catalogue.lookup(request.name);
+    if (exported === undefined) return error(option, NBD_REP_ERR_UNKNOWN, `no export named "${request.name}"`);
     for (const query of request.queries) {
       if (!query.includes(':')) return error(option, NBD_REP_ERR_INVALID, `metadata context query "${query}" has no namespace`);
     }
-    // LIST with no queries lists everything; "base:" is a wildcard for LIST and selects nothing in SET.
-    const matches = setting
-      ? request.queries.includes(BASE_ALLOCATION)
-      : request.queries.length === 0 || request.queries.some((query) => query === BASE_ALLOCATION || query === 'base:');
-    const replies: Uint8Array[] = [];
-    if (matches) replies.push(encodeOptionReply(option, NBD_REP_META_CONTEXT, encodeMetaContext(setting ? BASE_ALLOCATION_ID : 0, BASE_ALLOCATION)));
+    const matches = contextsOf(exported).filter((context) => (setting ? request.queries.includes(context.name) : listed(context, request.queries)));
+    const replies = matches.map((context) => encodeOptionReply(option, NBD_REP_META_CONTEXT, encodeMetaContext(setting ? context.id : 0, context.name)));
     replies.push(encodeOptionReply(option, NBD_REP_ACK));
     if (setting) {
       this.metaExportName = request.name;
-      this.metaBaseAllocation = matches;
+      this.metaSelected = matches;
     }
     return { next: 'options', replies };
   }
@@ -163,7 +165,7 @@ export class Negotiation {
     return {
       exported,
       structuredReplies: this.structuredReplies,
-      baseAllocation: this.structuredReplies && this.metaBaseAllocation && this.metaExportName === exported.name,
+      metaContexts: this.structuredReplies && this.metaExportName === exported.name ? this.metaSelected : [],
     };
   }
 }

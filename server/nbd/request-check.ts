@@ -9,7 +9,7 @@
  *              only on WRITE_ZEROES of an export that advertised it);
  *   3. EPERM   WRITE, TRIM or WRITE_ZEROES on a read-only export;
  *   4. EINVAL  a command the export did not advertise (FLUSH, TRIM, WRITE_ZEROES), or BLOCK_STATUS
- *              without base:allocation negotiated for this export;
+ *              without a metadata context negotiated for this export;
  *   5. EINVAL  FLUSH with a nonzero offset or length;
  *   6. ENOSPC  (WRITE, WRITE_ZEROES) / EINVAL (others) when offset + length passes the export end;
  *   7. EINVAL  offset or length not a multiple of the minimum block size we advertised;
@@ -31,6 +31,7 @@ export interface Session {
   minimumBlockBytes: number;
   transmissionFlags: number;
   structuredReplies: boolean;
+  /** A metadata context was selected (base:allocation or a bitmap): BLOCK_STATUS may be asked. */
   baseAllocation: boolean;
 }
 
@@ -64,7 +65,7 @@ export function checkRequest(request: NbdRequest, session: Session): Refusal | n
   if (type === NBD_CMD_TRIM && (exportFlags & NBD_FLAG_SEND_TRIM) === 0) return refuse(NBD_EINVAL, 'TRIM was not advertised for this export');
   if (type === NBD_CMD_WRITE_ZEROES && (exportFlags & NBD_FLAG_SEND_WRITE_ZEROES) === 0) return refuse(NBD_EINVAL, 'WRITE_ZEROES was not advertised for this export');
   if (type === NBD_CMD_BLOCK_STATUS && !(session.structuredReplies && session.baseAllocation)) {
-    return refuse(NBD_EINVAL, 'BLOCK_STATUS without base:allocation negotiated for this export');
+    return refuse(NBD_EINVAL, 'BLOCK_STATUS without a metadata context negotiated for this export');
   }
   if (type === NBD_CMD_FLUSH) {
     if (offsetBytes !== 0 || lengthBytes !== 0) return refuse(NBD_EINVAL, 'FLUSH offset and length must be zero');

@@ -256,11 +256,11 @@ export interface BlockDescriptor {
   statusFlags: number;
 }
 
-/** A final BLOCK_STATUS chunk for one metadata context. */
-export function encodeBlockStatusChunk(handle: Handle, contextId: number, descriptors: readonly BlockDescriptor[]): Uint8Array {
+/** A BLOCK_STATUS chunk for one metadata context; the reply's last chunk (`done`, the default) is flagged DONE. */
+export function encodeBlockStatusChunk(handle: Handle, contextId: number, descriptors: readonly BlockDescriptor[], done = true): Uint8Array {
   const payloadBytes = 4 + descriptors.length * BLOCK_DESCRIPTOR_BYTES;
   const bytes = new Uint8Array(STRUCTURED_HEADER_BYTES + payloadBytes);
-  writeStructuredHeader(bytes, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, handle, payloadBytes);
+  writeStructuredHeader(bytes, 0, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_BLOCK_STATUS, handle, payloadBytes);
   writeU32(bytes, STRUCTURED_HEADER_BYTES, contextId);
   let at = STRUCTURED_HEADER_BYTES + 4;
   for (const descriptor of descriptors) {

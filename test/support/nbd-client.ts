@@ -26,8 +26,10 @@ export interface Reply {
   error: number;
   /** READ: the data (reassembled from chunks). */
   data?: Uint8Array;
-  /** BLOCK_STATUS: descriptors. */
+  /** BLOCK_STATUS: descriptors (of the last chunk). */
   extents?: Array<{ lengthBytes: number; flags: number }>;
+  /** BLOCK_STATUS: each chunk's context id and descriptors, in the order they came. */
+  contexts?: Array<{ contextId: number; extents: Array<{ lengthBytes: number; flags: number }> }>;
   message?: string;
 }
 
@@ -137,15 +139,16 @@ export class RawNbd {
   }
 
   /** The usual way in: greeting (unless done), STRUCTURED_REPLY and base:allocation when asked, then GO. */
-  async go(name: string, options: { structured?: boolean; meta?: boolean } = {}): Promise<{ sizeBytes: number; flags: number; minimumBlockBytes: number }> {
+  async go(name: string, options: { structured?: boolean; meta?: boolean | string[] } = {}): Promise<{ sizeBytes: number; flags: number; minimumBlockBytes: number }> {
     if (!this.greeted) await this.greet();
     if (options.structured ?? true) {
       const [reply] = await this.option(NBD_OPT_STRUCTURED_REPLY);
       if (reply!.type !== NBD_REP_ACK) throw new Error('STRUCTURED_REPLY refused');
       this.structured = true;
     }
-    if (options.meta ?? this.structured) {
-      await this.option(NBD_OPT_SET_META_CONTEXT, encodeMetaContextRequest({ name, queries: [BASE_ALLOCATION] }));
+    const meta = options.meta ?? this.structured;
+    if (meta !== false) {
+      await this.option(NBD_OPT_SET_META_CONTEXT, encodeMetaContextRequest({ name, queries: meta === true ? [BASE_ALLOCATION] : meta }));
     }
     const replies = await this.option(NBD_OPT_GO, encodeGoRequest({ name, infoTypes: [NBD_INFO_BLOCK_SIZE] }));
     const last = replies[replies.length - 1]!;
@@ -198,6 +201,7 @@ export class RawNbd {
       } else if (chunk.type === NBD_REPLY_TYPE_BLOCK_STATUS) {
         out.extents = [];
         for (let at = 4; at < payload.length; at += 8) out.extents.push({ lengthBytes: readU32(payload, at), flags: readU32(payload, at + 4) });
+        (out.contexts ??= []).push({ contextId: readU32(payload, 0), extents: out.extents });
       } else if (chunk.type === NBD_REPLY_TYPE_ERROR) {
         out.error = readU32(payload, 0);
         out.message = new TextDecoder().decode(payload.subarray(6, 6 + readU16(payload, 4)));
