@@ -15,7 +15,7 @@ import type { BlockDevice } from '../runtime/devices/block-device.ts';
 import { FileDevice } from '../runtime/devices/file-device.ts';
 import { MemoryDevice } from '../runtime/devices/memory-device.ts';
 import { Prng } from '../runtime/prng.ts';
-import { NBD_CMD_BLOCK_STATUS } from '../server/nbd/constants.ts';
+import { NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_DF, NBD_CMD_READ } from '../server/nbd/constants.ts';
 import type { NbdExport } from '../server/nbd/types.ts';
 import { RawNbd } from './support/nbd-client.ts';
 import { serve, type Served } from './support/nbd-fixtures.ts';
@@ -115,6 +115,36 @@ test('nbdinfo --map shows the holes and data of a sparse FileDevice', async () =
     { offset: 5 * MiB, length: 3 * MiB - 4 * KiB, type: 3 },
     { offset: 8 * MiB - 4 * KiB, length: 4 * KiB, type: 0 },
   ]);
+});
+
+test('READ over holes: OFFSET_HOLE chunks for the zeros, data chunks for the rest (one data chunk with DF); byte-exact for our client, nbdcopy and qemu-io', async () => {
+  const { device, image } = await sparseFile(8 * MiB, [[MiB, 64 * KiB], [MiB + 68 * KiB, 4 * KiB], [4 * MiB, MiB]], 5);
+  await start([{ name: 'disk', device, readOnly: false }]);
+  const client = await RawNbd.connect(served!.tcp);
+  try {
+    await client.go('disk');
+    client.request(NBD_CMD_READ, 0, 2 * MiB);
+    const sparse = await client.reply();
+    assert.is(sparse.error, 0, sparse.message);
+    sameBytes(sparse.data!, image.subarray(0, 2 * MiB), 'the read with holes');
+    assert.equal(sparse.holes, [
+      { offsetBytes: 0, lengthBytes: MiB },
+      { offsetBytes: MiB + 64 * KiB, lengthBytes: 4 * KiB },
+      { offsetBytes: MiB + 72 * KiB, lengthBytes: MiB - 72 * KiB },
+    ]);
+    client.request(NBD_CMD_READ, 0, 2 * MiB, { flags: NBD_CMD_FLAG_DF });
+    const whole = await client.reply();
+    assert.is(whole.holes, undefined, 'DF: one data chunk');
+    sameBytes(whole.data!, image.subarray(0, 2 * MiB), 'the read with DF');
+    client.request(NBD_CMD_READ, 4 * MiB, MiB);
+    assert.is((await client.reply()).holes, undefined, 'all data: no hole chunk');
+  } finally {
+    client.close();
+  }
+  const copy = path.join(tempDir, 'sparse-copy.img');
+  await mustRun('nbdcopy', ['--request-size=2097152', '--no-extents', uri('disk'), copy]);
+  sameBytes(new Uint8Array(fs.readFileSync(copy)), image, 'nbdcopy without extents (reads every byte: holes come as chunks)');
+  await mustRun('qemu-io', ['-f', 'raw', '-c', `read -P 0 0 ${MiB}`, '-c', `read -P 0 ${2 * MiB} ${2 * MiB}`, uri('disk')]);
 });
 
 test('nbdcopy of an export (TCP and Unix socket, zero-copy sends and without) equals the source; qemu-img compare agrees', async () => {

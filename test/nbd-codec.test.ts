@@ -26,8 +26,9 @@ import {
 import { checkRequest, type Session } from '../server/nbd/request-check.ts';
 import {
   decodeReplyHeader, decodeRequest, encodeBlockStatusChunk, encodeErrorChunk, encodeNoneChunk, encodeRequest, encodeSimpleReply,
-  writeReadReplyHeader, type NbdRequest,
+  writeDataChunkHeader, writeHoleChunk, writeReadReplyHeader, type NbdRequest,
 } from '../server/nbd/request-codec.ts';
+import { readPieces } from '../server/nbd/export-session.ts';
 import type { NbdExport } from '../server/nbd/types.ts';
 import type { DeviceBitmap } from '../runtime/devices/block-device.ts';
 import { decodeString, readU32, readU64, utf8, utf8Truncated } from '../server/nbd/wire.ts';
@@ -118,8 +119,36 @@ vectors('simple reply, read reply headers, NONE / ERROR / BLOCK_STATUS chunks', 
     hex(encodeBlockStatusChunk(HANDLE, 1, [{ lengthBytes: 0x1000, statusFlags: 3 }, { lengthBytes: 0x2000, statusFlags: 0 }])),
     '668e33ef' + '0001' + '0005' + HANDLE_HEX + '00000014' + '00000001' + '00001000' + '00000003' + '00002000' + '00000000',
   );
+  assert.is(
+    hex(encodeBlockStatusChunk(HANDLE, 2, [{ lengthBytes: 0x1000, statusFlags: 1 }], false)),
+    '668e33ef' + '0000' + '0005' + HANDLE_HEX + '0000000c' + '00000002' + '00001000' + '00000001',
+    'a chunk that is not the last: no DONE',
+  );
+  const sparseRead = new Uint8Array(32 + 28 + 4);
+  writeHoleChunk(sparseRead, 0, false, HANDLE, 0x200, 0x1000);
+  writeDataChunkHeader(sparseRead, 32, true, HANDLE, 0x1200, 4);
+  sparseRead.set(bytesOf('deadbeef'), 60);
+  assert.is(
+    hex(sparseRead),
+    '668e33ef' + '0000' + '0002' + HANDLE_HEX + '0000000c' + '0000000000000200' + '00001000' +
+      '668e33ef' + '0001' + '0001' + HANDLE_HEX + '0000000c' + '0000000000001200' + 'deadbeef',
+  );
   assert.equal(decodeReplyHeader(bytesOf(`67446698 00000005 ${HANDLE_HEX}`), 0), { structured: false, error: 5, flags: 0, type: 0, ...HANDLE, payloadBytes: 0 });
   assert.equal(decodeReplyHeader(bytesOf(`668e33ef 0001 0005 ${HANDLE_HEX} 00000014`), 0), { structured: true, error: 0, flags: 1, type: 5, ...HANDLE, payloadBytes: 20 });
+});
+
+vectors('sparse read chunks: zero runs of 4 KiB and more are holes, shorter ones data, the range covered exactly', () => {
+  const z = (lengthBytes: number) => ({ lengthBytes, hole: true, zero: true });
+  const d = (lengthBytes: number) => ({ lengthBytes, hole: false, zero: false });
+  assert.equal(readPieces([d(8192), z(4096), d(512), z(2048), d(512), z(65536)], 4096, 20480), [
+    { offsetBytes: 4096, lengthBytes: 8192, zero: false },
+    { offsetBytes: 12288, lengthBytes: 4096, zero: true },
+    { offsetBytes: 16384, lengthBytes: 3072, zero: false },
+    { offsetBytes: 19456, lengthBytes: 5120, zero: true },
+  ]);
+  assert.equal(readPieces([z(1 << 20)], 0, 65536), [{ offsetBytes: 0, lengthBytes: 65536, zero: true }], 'an extent past the range is cut');
+  assert.equal(readPieces([z(8192)], 0, 65536), [{ offsetBytes: 0, lengthBytes: 8192, zero: true }, { offsetBytes: 8192, lengthBytes: 57344, zero: false }], 'extents short of the range: the rest is data');
+  assert.equal(readPieces([], 0, 4096), [{ offsetBytes: 0, lengthBytes: 4096, zero: false }]);
 });
 
 vectors('transmission flags per export', () => {

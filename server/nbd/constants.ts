@@ -94,6 +94,7 @@ export const NBD_CMD_FLAG_FAST_ZERO = 1 << 4;
 export const NBD_REPLY_FLAG_DONE = 1 << 0;
 export const NBD_REPLY_TYPE_NONE = 0;
 export const NBD_REPLY_TYPE_OFFSET_DATA = 1;
+export const NBD_REPLY_TYPE_OFFSET_HOLE = 2;
 export const NBD_REPLY_TYPE_BLOCK_STATUS = 5;
 export const NBD_REPLY_TYPE_ERROR = (1 << 15) | 1;
 

@@ -8,7 +8,11 @@
  *                 (fileSpan), on a socket that can take zero-copy sends: a FileFrame (the header
  *                 and the span; runtime/net/output-queue.ts sends it with sendfile); else data
  *                 read into a pooled reply buffer right after its header (no copy). Structured: one
- *                 OFFSET_DATA chunk (so DF always holds), no OFFSET_HOLE;
+ *                 OFFSET_DATA chunk; except that a read of at least HOLE_CHECK_MIN_BYTES without DF,
+ *                 from a device with blockStatus, asks it first, and when part of the range reads
+ *                 as zeros (runs of at least HOLE_MIN_BYTES) answers those parts with OFFSET_HOLE
+ *                 chunks (no data sent) and the rest with OFFSET_DATA chunks, all in one pooled
+ *                 buffer, the last chunk flagged DONE (a status that fails: read it all);
  *   WRITE         device.write, { fua } from the FUA flag;
  *   FLUSH         device.flush;
  *   TRIM          device.discard (a hint; the device may ignore it), then flush when FUA;
@@ -28,14 +32,14 @@
  *                 descriptors (one with REQ_ONE). Any context failing makes the reply one error.
  */
 import { setImmediate } from 'node:timers';
-import type { BlockDevice } from '../../runtime/devices/block-device.ts';
+import type { BlockDevice, BlockExtent } from '../../runtime/devices/block-device.ts';
 import { statusOf } from '../../runtime/devices/extents.ts';
 import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
 import { FileFrame, type Frame } from '../../runtime/net/file-frame.ts';
 import {
-  MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
+  MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
-  NBD_EINVAL, NBD_ENOTSUP, NBD_STATE_HOLE, NBD_STATE_ZERO,
+  NBD_EINVAL, NBD_ENOTSUP, NBD_STATE_HOLE, NBD_STATE_ZERO, OFFSET_DATA_HEADER_BYTES,
 } from './constants.ts';
 import { blockSizes, transmissionFlags } from './export-flags.ts';
 import { messageOf, nbdErrorOf } from './errors.ts';
@@ -43,7 +47,8 @@ import { bitmapDescriptors, type MetaContext } from './meta-contexts.ts';
 import type { Agreement } from './negotiation.ts';
 import type { Refusal, Session } from './request-check.ts';
 import {
-  encodeBlockStatusChunk, encodeErrorChunk, encodeNoneChunk, encodeSimpleReply, readReplyHeaderBytes, writeReadReplyHeader,
+  encodeBlockStatusChunk, encodeErrorChunk, encodeNoneChunk, encodeSimpleReply, OFFSET_HOLE_CHUNK_BYTES, readReplyHeaderBytes, writeDataChunkHeader,
+  writeHoleChunk, writeReadReplyHeader,
   type BlockDescriptor, type NbdRequest,
 } from './request-codec.ts';
 import type { NbdCounters } from './types.ts';
@@ -61,6 +66,43 @@ export const ZERO_CHUNK_BYTES = 1 << 20;
 const ZERO_YIELD_BYTES = 16 * ZERO_CHUNK_BYTES;
 /** Shared, never written: devices only read the data they are given. */
 const ZEROS = new Uint8Array(ZERO_CHUNK_BYTES);
+
+/** Reads at least this long ask the device where its zeros are first (OFFSET_HOLE chunks). */
+export const HOLE_CHECK_MIN_BYTES = 64 * 1024;
+/** Zero runs shorter than this are sent as data: a chunk header costs more than they save. */
+export const HOLE_MIN_BYTES = 4096;
+
+/** One chunk of a sparse read reply. */
+interface ReadPiece {
+  offsetBytes: number;
+  lengthBytes: number;
+  zero: boolean;
+}
+
+/**
+ * The chunks of a read of `[offsetBytes, offsetBytes + lengthBytes)` from block-status extents:
+ * zero runs of at least HOLE_MIN_BYTES as holes, everything else (shorter zero runs too) merged
+ * into data runs. Covers the range exactly, whatever the extents say past it.
+ */
+export function readPieces(extents: readonly BlockExtent[], offsetBytes: number, lengthBytes: number): ReadPiece[] {
+  const pieces: ReadPiece[] = [];
+  const endBytes = offsetBytes + lengthBytes;
+  let atBytes = offsetBytes;
+  const add = (runBytes: number, zero: boolean) => {
+    const last = pieces[pieces.length - 1];
+    if (last !== undefined && last.zero === zero) last.lengthBytes += runBytes;
+    else pieces.push({ offsetBytes: atBytes, lengthBytes: runBytes, zero });
+    atBytes += runBytes;
+  };
+  for (const extent of extents) {
+    if (atBytes >= endBytes) break;
+    const runBytes = Math.min(extent.lengthBytes, endBytes - atBytes);
+    if (runBytes <= 0) continue;
+    add(runBytes, extent.zero && runBytes >= HOLE_MIN_BYTES);
+  }
+  if (atBytes < endBytes) add(endBytes - atBytes, false);
+  return pieces;
+}
 
 export class ExportSession {
   readonly name: string;
@@ -140,6 +182,56 @@ export class ExportSession {
   private read(request: NbdRequest): Promise<Frame> {
     const lengthBytes = request.lengthBytes;
     if (lengthBytes === 0) return Promise.resolve(this.structured ? encodeNoneChunk(request) : encodeSimpleReply(0, request));
+    if (this.structured && lengthBytes >= HOLE_CHECK_MIN_BYTES && (request.flags & NBD_CMD_FLAG_DF) === 0 && this.device.blockStatus) {
+      return this.readSparse(request);
+    }
+    return this.readWhole(request);
+  }
+
+  /** A read that may answer zero runs with OFFSET_HOLE chunks (see the design note). */
+  private async readSparse(request: NbdRequest): Promise<Frame> {
+    let pieces: ReadPiece[];
+    try {
+      pieces = readPieces(await this.device.blockStatus!(request.offsetBytes, request.lengthBytes), request.offsetBytes, request.lengthBytes);
+    } catch {
+      return this.readWhole(request); // only a hint: the read itself reports a real error
+    }
+    if (!pieces.some((piece) => piece.zero)) return this.readWhole(request);
+    let totalBytes = 0;
+    for (const piece of pieces) totalBytes += piece.zero ? OFFSET_HOLE_CHUNK_BYTES : OFFSET_DATA_HEADER_BYTES + piece.lengthBytes;
+    const frame = this.pool.take(totalBytes);
+    const reads: Promise<void>[] = [];
+    let at = 0;
+    for (const [i, piece] of pieces.entries()) {
+      const done = i === pieces.length - 1;
+      if (piece.zero) {
+        writeHoleChunk(frame, at, done, request, piece.offsetBytes, piece.lengthBytes);
+        at += OFFSET_HOLE_CHUNK_BYTES;
+        continue;
+      }
+      writeDataChunkHeader(frame, at, done, request, piece.offsetBytes, piece.lengthBytes);
+      const dataAt = at + OFFSET_DATA_HEADER_BYTES;
+      try {
+        reads.push(this.device.read(piece.offsetBytes, frame.subarray(dataAt, dataAt + piece.lengthBytes)));
+      } catch (error) {
+        reads.push(Promise.reject(error));
+      }
+      at = dataAt + piece.lengthBytes;
+    }
+    try {
+      await Promise.all(reads);
+    } catch (error) {
+      await Promise.allSettled(reads); // the buffer goes back to the pool only once no read fills it
+      this.pool.release(frame);
+      return this.failed(request, error);
+    }
+    this.counters.bytesRead += request.lengthBytes;
+    return frame;
+  }
+
+  /** A read answered as one reply: zero copy when it can, else read into a pooled buffer. */
+  private readWhole(request: NbdRequest): Promise<Frame> {
+    const lengthBytes = request.lengthBytes;
     if (this.zeroCopy && lengthBytes >= ZERO_COPY_MIN_BYTES && this.device.fileSpan) {
       let span;
       try {

@@ -35,7 +35,7 @@
  * for the runtime or the frame where the table itself is what the caller wants.
  */
 import {
-  BLOCK_DESCRIPTOR_BYTES, MAX_BLOCK_BYTES, NBD_CMD_WRITE, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE,
+  BLOCK_DESCRIPTOR_BYTES, MAX_BLOCK_BYTES, NBD_CMD_WRITE, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_HOLE,
   NBD_REPLY_TYPE_OFFSET_DATA, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NBD_STRUCTURED_REPLY_MAGIC, OFFSET_DATA_HEADER_BYTES,
   REQUEST_HEADER_BYTES, SIMPLE_REPLY_HEADER_BYTES, STRUCTURED_HEADER_BYTES,
 } from './constants.ts';
@@ -232,6 +232,25 @@ export function writeReadReplyHeader(bytes: Uint8Array, structured: boolean, han
   }
   writeStructuredHeader(bytes, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + dataBytes);
   writeU64(bytes, STRUCTURED_HEADER_BYTES, offsetBytes);
+}
+
+/** Bytes of an OFFSET_HOLE chunk: header, offset u64, hole size u32. */
+export const OFFSET_HOLE_CHUNK_BYTES = STRUCTURED_HEADER_BYTES + 12;
+
+/**
+ * Writes the header of an OFFSET_DATA chunk at `at` (its `dataBytes` of data follow it, at
+ * `at + OFFSET_DATA_HEADER_BYTES`); `done` flags the reply's last chunk.
+ */
+export function writeDataChunkHeader(bytes: Uint8Array, at: number, done: boolean, handle: Handle, offsetBytes: number, dataBytes: number): void {
+  writeStructuredHeader(bytes, at, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + dataBytes);
+  writeU64(bytes, at + STRUCTURED_HEADER_BYTES, offsetBytes);
+}
+
+/** Writes an OFFSET_HOLE chunk at `at`: `lengthBytes` from `offsetBytes` read as zeros. */
+export function writeHoleChunk(bytes: Uint8Array, at: number, done: boolean, handle: Handle, offsetBytes: number, lengthBytes: number): void {
+  writeStructuredHeader(bytes, at, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_HOLE, handle, 12);
+  writeU64(bytes, at + STRUCTURED_HEADER_BYTES, offsetBytes);
+  writeU32(bytes, at + STRUCTURED_HEADER_BYTES + 8, lengthBytes);
 }
 
 /** A final NONE chunk: success with nothing to say (a zero-length structured read). */

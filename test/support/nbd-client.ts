@@ -7,7 +7,7 @@ import net from 'node:net';
 import {
   BASE_ALLOCATION, NBD_CMD_READ, NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_INFO_BLOCK_SIZE, NBD_OPT_GO,
   NBD_OPT_SET_META_CONTEXT, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
-  NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA, OPTION_REPLY_HEADER_BYTES,
+  NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA, NBD_REPLY_TYPE_OFFSET_HOLE, OPTION_REPLY_HEADER_BYTES,
 } from '../../server/nbd/constants.ts';
 import { encodeClientFlags, encodeGoRequest, encodeMetaContextRequest, encodeOptionHeader } from '../../server/nbd/option-codec.ts';
 import { decodeReplyHeader, encodeRequest } from '../../server/nbd/request-codec.ts';
@@ -26,6 +26,8 @@ export interface Reply {
   error: number;
   /** READ: the data (reassembled from chunks). */
   data?: Uint8Array;
+  /** READ: the OFFSET_HOLE chunks, in the order they came. */
+  holes?: Array<{ offsetBytes: number; lengthBytes: number }>;
   /** BLOCK_STATUS: descriptors (of the last chunk). */
   extents?: Array<{ lengthBytes: number; flags: number }>;
   /** BLOCK_STATUS: each chunk's context id and descriptors, in the order they came. */
@@ -198,6 +200,9 @@ export class RawNbd {
       if (chunk.type === NBD_REPLY_TYPE_OFFSET_DATA) {
         out.data ??= new Uint8Array(request.lengthBytes);
         out.data.set(payload.subarray(8), readU64(payload, 0) - request.offsetBytes);
+      } else if (chunk.type === NBD_REPLY_TYPE_OFFSET_HOLE) {
+        out.data ??= new Uint8Array(request.lengthBytes); // zeros where no data chunk lands
+        (out.holes ??= []).push({ offsetBytes: readU64(payload, 0), lengthBytes: readU32(payload, 8) });
       } else if (chunk.type === NBD_REPLY_TYPE_BLOCK_STATUS) {
         out.extents = [];
         for (let at = 4; at < payload.length; at += 8) out.extents.push({ lengthBytes: readU32(payload, at), flags: readU32(payload, at + 4) });
