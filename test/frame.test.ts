@@ -36,7 +36,7 @@ const EXPECTED: Record<Exclude<NbdVerdict, 'ok' | 'bad-magic'>, { error: number 
   'flush-not-advertised': { error: nbd.NBD_EINVAL, reason: /^FLUSH was not advertised/ },
   'trim-not-advertised': { error: nbd.NBD_EINVAL, reason: /^TRIM was not advertised/ },
   'write-zeroes-not-advertised': { error: nbd.NBD_EINVAL, reason: /^WRITE_ZEROES was not advertised/ },
-  'block-status-not-negotiated': { error: nbd.NBD_EINVAL, reason: /^BLOCK_STATUS without base:allocation/ },
+  'block-status-not-negotiated': { error: nbd.NBD_EINVAL, reason: /^BLOCK_STATUS without a metadata context/ },
   'flush-not-empty': { error: nbd.NBD_EINVAL, reason: /^FLUSH offset and length must be zero$/ },
   'out-of-range': { error: 'space', reason: /passes the export size/ },
   'offset-misaligned': { error: nbd.NBD_EINVAL, reason: /: offset \d+ is not a multiple of the minimum block size/ },

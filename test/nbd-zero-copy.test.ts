@@ -364,6 +364,8 @@ server('a span that cannot be read after part of its reply went out closes that 
     const inner = shortFile.fileSpan(0, 64 * KiB)!;
     return { fd: inner.fd, fileOffsetBytes: offsetBytes, lengthBytes, read: (at, target) => inner.read(at, target), release: () => inner.release() };
   };
+  // Data, not zeros: a read of zeros would be answered with a hole chunk and no span at all.
+  await lying.write(0, new Uint8Array(MiB).fill(1));
   devices.push(lying);
   served = await serve([{ name: 'lying', device: lying, readOnly: true }, { name: 'good', device: good, readOnly: true }]);
   const bystander = await RawNbd.connect({ host: '127.0.0.1', port: served.tcp.port });

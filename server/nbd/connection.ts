@@ -10,7 +10,8 @@
  * client sees IHAVEOPT where it expects its export size and gives up). Options are handled one at
  * a time by Negotiation until GO or EXPORT_NAME picks an export, or the handshake deadline passes.
  *
- * Transmission: each request header is decoded and checked once (request-codec.ts, request-check.ts).
+ * Transmission: each request header is decoded and checked once (request-codec.ts, request-check.ts;
+ * 32-byte headers after EXTENDED_HEADERS: extended-codec.ts, one at a time).
  * A refused request is answered at once; a refused WRITE's payload is read and dropped so the stream stays in
  * step, unless it exceeds MAX_SKIPPED_WRITE_BYTES, in which case we send the refusal and hang up
  * (proto.md lets a server disconnect on a payload large enough to be a denial of service). Valid
@@ -32,8 +33,9 @@ import type { Socket } from 'node:net';
 import {
   CLIENT_FLAGS_BYTES, HANDSHAKE_TIMEOUT_MS, KNOWN_CLIENT_FLAGS, MAX_BYTES_IN_FLIGHT, MAX_OPTION_BYTES, MAX_OPTIONS,
   MAX_REQUESTS_IN_FLIGHT, MAX_SKIPPED_WRITE_BYTES, MAX_UNSENT_BYTES, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE,
-  NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES,
+  NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES, EXTENDED_REQUEST_HEADER_BYTES,
 } from './constants.ts';
+import { extendedPayloadBytes, extendedRequestDecoder } from './extended-codec.ts';
 import type { SocketSend } from '../../runtime/adapter/types.ts';
 import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
 import { describeError, guarded } from '../../runtime/net/fault-domain.ts';
@@ -260,22 +262,27 @@ export class NbdConnection {
       this.dispatch(pendingWrite, this.input.take(pendingWrite.lengthBytes));
       return true;
     }
-    if (this.input.length < REQUEST_HEADER_BYTES) return false;
     const session = this.session!;
-    const request = this.decoder.decode(this.input.contiguous(REQUEST_HEADER_BYTES), this.input.front, session.session);
-    this.input.consume(REQUEST_HEADER_BYTES);
+    const extended = session.extended;
+    const headerBytes = extended ? EXTENDED_REQUEST_HEADER_BYTES : REQUEST_HEADER_BYTES;
+    if (this.input.length < headerBytes) return false;
+    const decoder = extended ? extendedRequestDecoder : this.decoder;
+    const request = decoder.decode(this.input.contiguous(headerBytes), this.input.front, session.session);
+    this.input.consume(headerBytes);
     if (typeof request === 'string') return this.protocolError(request);
     this.host.counters.requests++;
     if (request.type === NBD_CMD_DISC) {
       this.beginDisconnect();
       return false;
     }
-    const refusal = this.decoder.check(request, session.session);
+    const refusal = decoder.check(request, session.session);
     if (refusal !== null) {
       this.output.push(session.errorFrame(request, refusal));
-      if (request.type === NBD_CMD_WRITE) {
-        if (request.lengthBytes > MAX_SKIPPED_WRITE_BYTES) return this.protocolError(`WRITE payload of ${request.lengthBytes} bytes refused (${refusal.message}); too large to skip`, true);
-        this.skipBytes = request.lengthBytes;
+      // The payload that follows a refused header is read and dropped, so the stream stays in step.
+      const payloadBytes = extended ? extendedPayloadBytes(request) : request.type === NBD_CMD_WRITE ? request.lengthBytes : 0;
+      if (payloadBytes !== 0) {
+        if (payloadBytes < 0 || payloadBytes > MAX_SKIPPED_WRITE_BYTES) return this.protocolError(`${payloadBytes < 0 ? 'a 2^53-byte or larger' : `a ${payloadBytes}-byte`} payload refused (${refusal.message}); too large to skip`, true);
+        this.skipBytes = payloadBytes;
       }
       return true;
     }

@@ -33,6 +33,8 @@ export const NBD_OPT_GO = 7;
 export const NBD_OPT_STRUCTURED_REPLY = 8;
 export const NBD_OPT_LIST_META_CONTEXT = 9;
 export const NBD_OPT_SET_META_CONTEXT = 10;
+/** proto.md's EXTENDED_HEADERS extension (extended-codec.ts). */
+export const NBD_OPT_EXTENDED_HEADERS = 11;
 
 export const NBD_REP_ACK = 1;
 export const NBD_REP_SERVER = 2;
@@ -46,6 +48,8 @@ export const NBD_REP_ERR_PLATFORM = (NBD_REP_FLAG_ERROR | 4) >>> 0;
 export const NBD_REP_ERR_UNKNOWN = (NBD_REP_FLAG_ERROR | 6) >>> 0;
 export const NBD_REP_ERR_SHUTDOWN = (NBD_REP_FLAG_ERROR | 7) >>> 0;
 export const NBD_REP_ERR_TOO_BIG = (NBD_REP_FLAG_ERROR | 9) >>> 0;
+/** Extended headers were agreed: no going back to compact structured replies. */
+export const NBD_REP_ERR_EXT_HEADER_REQD = (NBD_REP_FLAG_ERROR | 10) >>> 0;
 
 export const NBD_INFO_EXPORT = 0;
 export const NBD_INFO_NAME = 1;
@@ -72,6 +76,8 @@ export const NBD_FLAG_SEND_FAST_ZERO = 1 << 11;
 export const NBD_REQUEST_MAGIC = 0x25609513;
 export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
 export const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef;
+export const NBD_EXTENDED_REQUEST_MAGIC = 0x21e41c71;
+export const NBD_EXTENDED_REPLY_MAGIC = 0x6e8a278c;
 
 export const NBD_CMD_READ = 0;
 export const NBD_CMD_WRITE = 1;
@@ -90,12 +96,15 @@ export const NBD_CMD_FLAG_NO_HOLE = 1 << 1;
 export const NBD_CMD_FLAG_DF = 1 << 2;
 export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
 export const NBD_CMD_FLAG_FAST_ZERO = 1 << 4;
+/** Extended headers only: the length is a payload that follows the header (WRITE always has it). */
+export const NBD_CMD_FLAG_PAYLOAD_LEN = 1 << 5;
 
 export const NBD_REPLY_FLAG_DONE = 1 << 0;
 export const NBD_REPLY_TYPE_NONE = 0;
 export const NBD_REPLY_TYPE_OFFSET_DATA = 1;
 export const NBD_REPLY_TYPE_OFFSET_HOLE = 2;
 export const NBD_REPLY_TYPE_BLOCK_STATUS = 5;
+export const NBD_REPLY_TYPE_BLOCK_STATUS_EXT = 6;
 export const NBD_REPLY_TYPE_ERROR = (1 << 15) | 1;
 
 /** NBD error values (proto.md "Error values"); they happen to equal Linux errnos. */
@@ -125,6 +134,8 @@ export const EXPORT_NAME_REPLY_PAD_BYTES = 124;
 export const REQUEST_HEADER_BYTES = 4 + 2 + 2 + 8 + 8 + 4;
 export const SIMPLE_REPLY_HEADER_BYTES = 4 + 4 + 8;
 export const STRUCTURED_HEADER_BYTES = 4 + 2 + 2 + 8 + 4;
+export const EXTENDED_REQUEST_HEADER_BYTES = 4 + 2 + 2 + 8 + 8 + 8;
+export const EXTENDED_REPLY_HEADER_BYTES = 4 + 2 + 2 + 8 + 8 + 8;
 /** An OFFSET_DATA chunk up to its data: chunk header and the u64 offset. */
 export const OFFSET_DATA_HEADER_BYTES = STRUCTURED_HEADER_BYTES + 8;
 export const BLOCK_DESCRIPTOR_BYTES = 4 + 4;

@@ -39,16 +39,17 @@ import { FileFrame, type Frame } from '../../runtime/net/file-frame.ts';
 import {
   MAX_BLOCK_DESCRIPTORS, MAX_MESSAGE_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
-  NBD_EINVAL, NBD_ENOTSUP, NBD_STATE_HOLE, NBD_STATE_ZERO, OFFSET_DATA_HEADER_BYTES,
+  NBD_EINVAL, NBD_ENOTSUP, NBD_STATE_HOLE, NBD_STATE_ZERO, SIMPLE_REPLY_HEADER_BYTES,
 } from './constants.ts';
 import { blockSizes, transmissionFlags } from './export-flags.ts';
 import { messageOf, nbdErrorOf } from './errors.ts';
+import { EXTENDED_CHUNKS } from './extended-codec.ts';
 import { bitmapDescriptors, type MetaContext } from './meta-contexts.ts';
 import type { Agreement } from './negotiation.ts';
 import type { Refusal, Session } from './request-check.ts';
 import {
-  encodeBlockStatusChunk, encodeErrorChunk, encodeNoneChunk, encodeSimpleReply, OFFSET_HOLE_CHUNK_BYTES, readReplyHeaderBytes, writeDataChunkHeader,
-  writeHoleChunk, writeReadReplyHeader,
+  COMPACT_CHUNKS, dataChunkHeaderBytes, encodeBlockStatusChunk, encodeErrorChunk, encodeNoneChunk, encodeSimpleReply, holeChunkBytes, writeDataChunkHeader,
+  writeHoleChunk, writeSimpleReplyHeader, type ChunkFormat,
   type BlockDescriptor, type NbdRequest,
 } from './request-codec.ts';
 import type { NbdCounters } from './types.ts';
@@ -104,12 +105,33 @@ export function readPieces(extents: readonly BlockExtent[], offsetBytes: number,
   return pieces;
 }
 
+/** base:allocation's descriptors for a request of `lengthBytes`: the device's extents, merged, at most `limit`. */
+function allocationDescriptors(extents: readonly BlockExtent[], lengthBytes: number, limit: number): BlockDescriptor[] {
+  const descriptors: BlockDescriptor[] = [];
+  let coveredBytes = 0;
+  for (const extent of extents) {
+    const statusFlags = (extent.hole ? NBD_STATE_HOLE : 0) | (extent.zero ? NBD_STATE_ZERO : 0);
+    const runBytes = Math.min(extent.lengthBytes, lengthBytes - coveredBytes);
+    if (runBytes <= 0) break;
+    const last = descriptors[descriptors.length - 1];
+    if (last !== undefined && last.statusFlags === statusFlags) last.lengthBytes += runBytes;
+    else if (descriptors.length === limit) break;
+    else descriptors.push({ lengthBytes: runBytes, statusFlags });
+    coveredBytes += runBytes;
+  }
+  return descriptors;
+}
+
 export class ExportSession {
   readonly name: string;
   readonly device: BlockDevice;
   /** For checkRequest. */
   readonly session: Session;
   private readonly structured: boolean;
+  /** 32-byte headers (extended-codec.ts): every reply a chunk, none simple. */
+  readonly extended: boolean;
+  /** How this connection's chunk headers look. */
+  private readonly chunks: ChunkFormat;
   private readonly readHeaderBytes: number;
   private readonly metaContexts: readonly MetaContext[];
 
@@ -124,7 +146,9 @@ export class ExportSession {
     this.name = exported.name;
     this.device = exported.device;
     this.structured = agreement.structuredReplies;
-    this.readHeaderBytes = readReplyHeaderBytes(this.structured);
+    this.extended = agreement.extendedHeaders;
+    this.chunks = this.extended ? EXTENDED_CHUNKS : COMPACT_CHUNKS;
+    this.readHeaderBytes = this.structured ? dataChunkHeaderBytes(this.chunks) : SIMPLE_REPLY_HEADER_BYTES;
     const sizes = blockSizes(exported.device);
     this.session = {
       sizeBytes: exported.device.sizeBytes,
@@ -132,6 +156,7 @@ export class ExportSession {
       transmissionFlags: transmissionFlags(exported, agreement.structuredReplies),
       structuredReplies: agreement.structuredReplies,
       baseAllocation: agreement.metaContexts.length > 0,
+      extendedHeaders: agreement.extendedHeaders,
     };
     this.metaContexts = agreement.metaContexts;
   }
@@ -176,12 +201,12 @@ export class ExportSession {
   errorFrame(request: NbdRequest, refusal: Refusal): Uint8Array {
     this.counters.errors++;
     if (!this.structured) return encodeSimpleReply(refusal.error, request);
-    return encodeErrorChunk(request, refusal.error, utf8Truncated(refusal.message, MAX_MESSAGE_BYTES));
+    return encodeErrorChunk(request, refusal.error, utf8Truncated(refusal.message, MAX_MESSAGE_BYTES), this.chunks);
   }
 
   private read(request: NbdRequest): Promise<Frame> {
     const lengthBytes = request.lengthBytes;
-    if (lengthBytes === 0) return Promise.resolve(this.structured ? encodeNoneChunk(request) : encodeSimpleReply(0, request));
+    if (lengthBytes === 0) return Promise.resolve(this.success(request));
     if (this.structured && lengthBytes >= HOLE_CHECK_MIN_BYTES && (request.flags & NBD_CMD_FLAG_DF) === 0 && this.device.blockStatus) {
       return this.readSparse(request);
     }
@@ -190,27 +215,31 @@ export class ExportSession {
 
   /** A read that may answer zero runs with OFFSET_HOLE chunks (see the design note). */
   private async readSparse(request: NbdRequest): Promise<Frame> {
-    let pieces: ReadPiece[];
+    let extents: BlockExtent[];
     try {
-      pieces = readPieces(await this.device.blockStatus!(request.offsetBytes, request.lengthBytes), request.offsetBytes, request.lengthBytes);
+      extents = await this.device.blockStatus!(request.offsetBytes, request.lengthBytes);
     } catch {
       return this.readWhole(request); // only a hint: the read itself reports a real error
     }
+    // Outside the catch: a device that answers with something that is no list broke its contract (a fault).
+    const pieces = readPieces(extents, request.offsetBytes, request.lengthBytes);
     if (!pieces.some((piece) => piece.zero)) return this.readWhole(request);
     let totalBytes = 0;
-    for (const piece of pieces) totalBytes += piece.zero ? OFFSET_HOLE_CHUNK_BYTES : OFFSET_DATA_HEADER_BYTES + piece.lengthBytes;
+    const holeBytes = holeChunkBytes(this.chunks);
+    const dataHeaderBytes = dataChunkHeaderBytes(this.chunks);
+    for (const piece of pieces) totalBytes += piece.zero ? holeBytes : dataHeaderBytes + piece.lengthBytes;
     const frame = this.pool.take(totalBytes);
     const reads: Promise<void>[] = [];
     let at = 0;
     for (const [i, piece] of pieces.entries()) {
       const done = i === pieces.length - 1;
       if (piece.zero) {
-        writeHoleChunk(frame, at, done, request, piece.offsetBytes, piece.lengthBytes);
-        at += OFFSET_HOLE_CHUNK_BYTES;
+        writeHoleChunk(frame, at, done, request, piece.offsetBytes, piece.lengthBytes, this.chunks);
+        at += holeBytes;
         continue;
       }
-      writeDataChunkHeader(frame, at, done, request, piece.offsetBytes, piece.lengthBytes);
-      const dataAt = at + OFFSET_DATA_HEADER_BYTES;
+      writeDataChunkHeader(frame, at, done, request, piece.offsetBytes, piece.lengthBytes, this.chunks);
+      const dataAt = at + dataHeaderBytes;
       try {
         reads.push(this.device.read(piece.offsetBytes, frame.subarray(dataAt, dataAt + piece.lengthBytes)));
       } catch (error) {
@@ -241,7 +270,7 @@ export class ExportSession {
       }
       if (span !== null) {
         const header = new Uint8Array(this.readHeaderBytes);
-        writeReadReplyHeader(header, this.structured, request, request.offsetBytes, lengthBytes);
+        this.writeReadHeader(header, request);
         this.counters.bytesRead += lengthBytes;
         return Promise.resolve(new FileFrame(header, span, (error) => this.failed(request, error)));
       }
@@ -255,7 +284,7 @@ export class ExportSession {
     }
     return pending.then(
       () => {
-        writeReadReplyHeader(frame, this.structured, request, request.offsetBytes, lengthBytes);
+        this.writeReadHeader(frame, request);
         this.counters.bytesRead += lengthBytes;
         return frame as Uint8Array;
       },
@@ -306,35 +335,27 @@ export class ExportSession {
     const contexts = this.metaContexts;
     for (const [i, context] of contexts.entries()) {
       let descriptors: BlockDescriptor[];
-      try {
-        descriptors = context.bitmap === null
-          ? await this.allocation(request, limit)
-          : bitmapDescriptors(context.bitmap, request.offsetBytes, request.lengthBytes, limit);
-      } catch (error) {
-        return this.failed(request, error);
+      if (context.bitmap === null) {
+        let extents: BlockExtent[];
+        try {
+          extents = await statusOf(this.device, request.offsetBytes, request.lengthBytes);
+        } catch (error) {
+          return this.failed(request, error);
+        }
+        // Outside the catch: extents that are no list are a device's broken contract (a fault).
+        descriptors = allocationDescriptors(extents, request.lengthBytes, limit);
+      } else {
+        try {
+          descriptors = bitmapDescriptors(context.bitmap, request.offsetBytes, request.lengthBytes, limit);
+        } catch (error) {
+          return this.failed(request, error);
+        }
       }
       if (descriptors.length === 0) return this.failed(request, new Error(`${context.name}: no extents for the range`));
-      chunks.push(encodeBlockStatusChunk(request, context.id, descriptors, i === contexts.length - 1));
+      const done = i === contexts.length - 1;
+      chunks.push(encodeBlockStatusChunk(request, context.id, descriptors, done, this.chunks));
     }
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-  }
-
-  /** base:allocation's descriptors: the device's extents, merged, at most `limit`. */
-  private async allocation(request: NbdRequest, limit: number): Promise<BlockDescriptor[]> {
-    const extents = await statusOf(this.device, request.offsetBytes, request.lengthBytes);
-    const descriptors: BlockDescriptor[] = [];
-    let coveredBytes = 0;
-    for (const extent of extents) {
-      const statusFlags = (extent.hole ? NBD_STATE_HOLE : 0) | (extent.zero ? NBD_STATE_ZERO : 0);
-      const lengthBytes = Math.min(extent.lengthBytes, request.lengthBytes - coveredBytes);
-      if (lengthBytes <= 0) break;
-      const last = descriptors[descriptors.length - 1];
-      if (last !== undefined && last.statusFlags === statusFlags) last.lengthBytes += lengthBytes;
-      else if (descriptors.length === limit) break;
-      else descriptors.push({ lengthBytes, statusFlags });
-      coveredBytes += lengthBytes;
-    }
-    return descriptors;
   }
 
   /** Waits for `pending`; replies success (simple) or the error. */
@@ -342,10 +363,21 @@ export class ExportSession {
     return pending.then(
       () => {
         this.counters.bytesWritten += writtenBytes;
-        return encodeSimpleReply(0, request);
+        return this.success(request);
       },
       (error) => this.failed(request, error),
     );
+  }
+
+  /** A reply that says only "done": simple, or (extended headers, where simple replies are not allowed) a NONE chunk. */
+  private success(request: NbdRequest): Uint8Array {
+    return this.extended || (this.structured && request.type === NBD_CMD_READ) ? encodeNoneChunk(request, this.chunks) : encodeSimpleReply(0, request);
+  }
+
+  /** The header before a whole read's data: simple, or one final OFFSET_DATA chunk. */
+  private writeReadHeader(bytes: Uint8Array, request: NbdRequest): void {
+    if (this.structured) writeDataChunkHeader(bytes, 0, true, request, request.offsetBytes, request.lengthBytes, this.chunks);
+    else writeSimpleReplyHeader(bytes, 0, 0, request);
   }
 
   private failed(request: NbdRequest, error: unknown): Uint8Array {

@@ -12,7 +12,11 @@
  *                 (GO enters transmission); unknown export ERR_UNKNOWN; malformed ERR_INVALID;
  *   LIST          one REP_SERVER per export, ACK; with data ERR_INVALID;
  *   ABORT         ACK, then close;
- *   STRUCTURED_REPLY  ACK (again if repeated); with data ERR_INVALID;
+ *   STRUCTURED_REPLY  ACK (again if repeated); with data ERR_INVALID; after EXTENDED_HEADERS
+ *                 ERR_EXT_HEADER_REQD (no going back);
+ *   EXTENDED_HEADERS  ACK (again if repeated): structured replies too, with 32-byte headers in
+ *                 transmission (extended-codec.ts); with data ERR_INVALID; EXPORT_NAME after it
+ *                 closes (proto.md forbids it);
  *   LIST / SET_META_CONTEXT  before STRUCTURED_REPLY ERR_INVALID; otherwise the export's contexts
  *                 (meta-contexts.ts: base:allocation, and qemu:dirty-bitmap:<name> for each bitmap
  *                 its device's engine keeps) that the queries name: SET selects exact names, LIST
@@ -24,8 +28,8 @@ import { contextsOf, listed, type MetaContext } from './meta-contexts.ts';
 import type { NbdExport } from './types.ts';
 import {
   NBD_INFO_DESCRIPTION, NBD_INFO_NAME, NBD_OPT_ABORT,
-  NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT,
-  NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_PLATFORM, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN,
+  NBD_OPT_EXPORT_NAME, NBD_OPT_EXTENDED_HEADERS, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_EXT_HEADER_REQD, NBD_REP_ERR_INVALID, NBD_REP_ERR_PLATFORM, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_META_CONTEXT, NBD_REP_SERVER, MAX_MESSAGE_BYTES, MAX_STRING_BYTES,
 } from './constants.ts';
 import { blockSizes, transmissionFlags } from './export-flags.ts';
@@ -44,6 +48,8 @@ export interface Catalogue {
 export interface Agreement {
   exported: NbdExport;
   structuredReplies: boolean;
+  /** 32-byte request and reply headers (extended-codec.ts); implies structuredReplies. */
+  extendedHeaders: boolean;
   /** The metadata contexts selected for this export, in id order (BLOCK_STATUS answers one chunk each). */
   metaContexts: readonly MetaContext[];
 }
@@ -56,6 +62,7 @@ export type Outcome =
 
 export class Negotiation {
   structuredReplies = false;
+  extendedHeaders = false;
   /** Set from the client flags. */
   noZeroes = false;
   private metaExportName: string | null = null;
@@ -76,6 +83,12 @@ export class Negotiation {
         return this.info(option, data);
       case NBD_OPT_STRUCTURED_REPLY:
         if (data.length !== 0) return error(option, NBD_REP_ERR_INVALID, 'STRUCTURED_REPLY takes no data');
+        if (this.extendedHeaders) return error(option, NBD_REP_ERR_EXT_HEADER_REQD, 'extended headers are agreed already: no going back to compact ones');
+        this.structuredReplies = true;
+        return { next: 'options', replies: [encodeOptionReply(option, NBD_REP_ACK)] };
+      case NBD_OPT_EXTENDED_HEADERS:
+        if (data.length !== 0) return error(option, NBD_REP_ERR_INVALID, 'EXTENDED_HEADERS takes no data');
+        this.extendedHeaders = true;
         this.structuredReplies = true;
         return { next: 'options', replies: [encodeOptionReply(option, NBD_REP_ACK)] };
       case NBD_OPT_LIST_META_CONTEXT:
@@ -93,6 +106,7 @@ export class Negotiation {
   }
 
   private exportName(data: Uint8Array): Outcome {
+    if (this.extendedHeaders) return { next: 'close', replies: [], reason: 'EXPORT_NAME after EXTENDED_HEADERS (use GO)' };
     const name = decodeString(data, MAX_STRING_BYTES);
     const exported = name === null ? undefined : this.catalogue.lookup(name);
     if (name === null) return { next: 'close', replies: [], reason: 'EXPORT_NAME is not a valid string' };
@@ -165,6 +179,7 @@ export class Negotiation {
     return {
       exported,
       structuredReplies: this.structuredReplies,
+      extendedHeaders: this.extendedHeaders,
       metaContexts: this.structuredReplies && this.metaExportName === exported.name ? this.metaSelected : [],
     };
   }

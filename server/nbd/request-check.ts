@@ -3,7 +3,8 @@
  * `validate_request`). A request that passes is safe to hand to the device as is; one that fails
  * gets the NBD error and a message naming the field. First failure wins, in this order:
  *   1. EINVAL  unknown command;
- *   2. EINVAL  unknown flag bits, or a flag this command does not take (FUA needs SEND_FUA and is
+ *   2. EINVAL  unknown flag bits, or a flag this command does not take (with extended headers
+ *              PAYLOAD_LEN is known, and set on WRITE and nothing else; FUA needs SEND_FUA and is
  *              then allowed on any command, as proto.md requires; NO_HOLE only on WRITE_ZEROES;
  *              DF only on READ with structured replies; REQ_ONE only on BLOCK_STATUS; FAST_ZERO
  *              only on WRITE_ZEROES of an export that advertised it);
@@ -19,7 +20,7 @@
  */
 import {
   COMMAND_NAMES, MAX_BLOCK_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE,
-  NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EINVAL, NBD_ENOSPC,
+  NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EINVAL, NBD_ENOSPC,
   NBD_EPERM, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
   NBD_FLAG_SEND_WRITE_ZEROES,
 } from './constants.ts';
@@ -33,6 +34,8 @@ export interface Session {
   structuredReplies: boolean;
   /** A metadata context was selected (base:allocation or a bitmap): BLOCK_STATUS may be asked. */
   baseAllocation: boolean;
+  /** Extended headers (extended-codec.ts): PAYLOAD_LEN is a known flag, and WRITE must carry it. */
+  extendedHeaders?: boolean;
 }
 
 export interface Refusal {
@@ -48,7 +51,11 @@ export function checkRequest(request: NbdRequest, session: Session): Refusal | n
   const exportFlags = session.transmissionFlags;
   const name = COMMAND_NAMES[type];
   if (name === undefined) return refuse(NBD_EINVAL, `unknown command ${type}`);
-  if ((flags & ~KNOWN_FLAGS) !== 0) return refuse(NBD_EINVAL, `${name}: unknown flags 0x${(flags & ~KNOWN_FLAGS).toString(16)}`);
+  const known = session.extendedHeaders === true ? KNOWN_FLAGS | NBD_CMD_FLAG_PAYLOAD_LEN : KNOWN_FLAGS;
+  if ((flags & ~known) !== 0) return refuse(NBD_EINVAL, `${name}: unknown flags 0x${(flags & ~known).toString(16)}`);
+  if (session.extendedHeaders === true && ((flags & NBD_CMD_FLAG_PAYLOAD_LEN) !== 0) !== (type === NBD_CMD_WRITE)) {
+    return refuse(NBD_EINVAL, type === NBD_CMD_WRITE ? 'WRITE: PAYLOAD_LEN flag missing (extended headers)' : `${name}: takes no payload (PAYLOAD_LEN flag)`);
+  }
   if ((flags & NBD_CMD_FLAG_FUA) !== 0 && (exportFlags & NBD_FLAG_SEND_FUA) === 0) return refuse(NBD_EINVAL, `${name}: FUA flag on an export without FUA`);
   if ((flags & NBD_CMD_FLAG_NO_HOLE) !== 0 && type !== NBD_CMD_WRITE_ZEROES) return refuse(NBD_EINVAL, `${name}: NO_HOLE flag is only for WRITE_ZEROES`);
   if ((flags & NBD_CMD_FLAG_DF) !== 0 && (type !== NBD_CMD_READ || (exportFlags & NBD_FLAG_SEND_DF) === 0)) {
@@ -72,9 +79,9 @@ export function checkRequest(request: NbdRequest, session: Session): Refusal | n
     return null;
   }
 
-  if (offsetBytes < 0 || offsetBytes > session.sizeBytes || lengthBytes > session.sizeBytes - offsetBytes) {
+  if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes > session.sizeBytes || lengthBytes > session.sizeBytes - offsetBytes) {
     const error = type === NBD_CMD_WRITE || type === NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC : NBD_EINVAL;
-    return refuse(error, `${name}: offset ${offsetBytes < 0 ? '>= 2^53' : offsetBytes} + length ${lengthBytes} passes the export size ${session.sizeBytes}`);
+    return refuse(error, `${name}: offset ${offsetBytes < 0 ? '>= 2^53' : offsetBytes} + length ${lengthBytes < 0 ? '>= 2^53' : lengthBytes} passes the export size ${session.sizeBytes}`);
   }
   const blockBytes = session.minimumBlockBytes;
   if (offsetBytes % blockBytes !== 0) return refuse(NBD_EINVAL, `${name}: offset ${offsetBytes} is not a multiple of the minimum block size ${blockBytes}`);

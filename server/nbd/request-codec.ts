@@ -35,7 +35,7 @@
  * for the runtime or the frame where the table itself is what the caller wants.
  */
 import {
-  BLOCK_DESCRIPTOR_BYTES, MAX_BLOCK_BYTES, NBD_CMD_WRITE, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_HOLE,
+  BLOCK_DESCRIPTOR_BYTES, MAX_BLOCK_BYTES, NBD_CMD_WRITE, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_BLOCK_STATUS_EXT, NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_HOLE,
   NBD_REPLY_TYPE_OFFSET_DATA, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NBD_STRUCTURED_REPLY_MAGIC, OFFSET_DATA_HEADER_BYTES,
   REQUEST_HEADER_BYTES, SIMPLE_REPLY_HEADER_BYTES, STRUCTURED_HEADER_BYTES,
 } from './constants.ts';
@@ -193,6 +193,25 @@ export function encodeRequest(request: NbdRequest, data?: Uint8Array): Uint8Arra
 }
 
 type Handle = Pick<NbdRequest, 'handleHigh' | 'handleLow'>;
+/** What a chunk header echoes of its request: the handle, and (extended headers only) the offset. */
+export type ReplyTo = Pick<NbdRequest, 'handleHigh' | 'handleLow'> & { offsetBytes?: number };
+
+/**
+ * How chunk headers look on one connection: compact structured (20 bytes, below) or extended
+ * (32 bytes, extended-codec.ts). Every chunk encoder takes one; the payloads are the same.
+ */
+export interface ChunkFormat {
+  readonly headerBytes: number;
+  /** BLOCK_STATUS answers as BLOCK_STATUS_EXT (64-bit lengths and status). */
+  readonly wideStatus: boolean;
+  write(bytes: Uint8Array, at: number, flags: number, type: number, replyTo: ReplyTo, payloadBytes: number): void;
+}
+
+export const COMPACT_CHUNKS: ChunkFormat = {
+  headerBytes: STRUCTURED_HEADER_BYTES,
+  wideStatus: false,
+  write: (bytes, at, flags, type, replyTo, payloadBytes) => writeStructuredHeader(bytes, at, flags, type, replyTo, payloadBytes),
+};
 
 export function writeSimpleReplyHeader(bytes: Uint8Array, at: number, error: number, handle: Handle): void {
   writeU32(bytes, at, NBD_SIMPLE_REPLY_MAGIC);
@@ -235,38 +254,46 @@ export function writeReadReplyHeader(bytes: Uint8Array, structured: boolean, han
 }
 
 /** Bytes of an OFFSET_HOLE chunk: header, offset u64, hole size u32. */
-export const OFFSET_HOLE_CHUNK_BYTES = STRUCTURED_HEADER_BYTES + 12;
+export function holeChunkBytes(format: ChunkFormat): number {
+  return format.headerBytes + 12;
+}
+
+/** Bytes of an OFFSET_DATA chunk before its data: header, offset u64. */
+export function dataChunkHeaderBytes(format: ChunkFormat): number {
+  return format.headerBytes + 8;
+}
 
 /**
  * Writes the header of an OFFSET_DATA chunk at `at` (its `dataBytes` of data follow it, at
- * `at + OFFSET_DATA_HEADER_BYTES`); `done` flags the reply's last chunk.
+ * `at + dataChunkHeaderBytes(format)`); `done` flags the reply's last chunk.
  */
-export function writeDataChunkHeader(bytes: Uint8Array, at: number, done: boolean, handle: Handle, offsetBytes: number, dataBytes: number): void {
-  writeStructuredHeader(bytes, at, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + dataBytes);
-  writeU64(bytes, at + STRUCTURED_HEADER_BYTES, offsetBytes);
+export function writeDataChunkHeader(bytes: Uint8Array, at: number, done: boolean, replyTo: ReplyTo, offsetBytes: number, dataBytes: number, format: ChunkFormat = COMPACT_CHUNKS): void {
+  format.write(bytes, at, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_DATA, replyTo, 8 + dataBytes);
+  writeU64(bytes, at + format.headerBytes, offsetBytes);
 }
 
 /** Writes an OFFSET_HOLE chunk at `at`: `lengthBytes` from `offsetBytes` read as zeros. */
-export function writeHoleChunk(bytes: Uint8Array, at: number, done: boolean, handle: Handle, offsetBytes: number, lengthBytes: number): void {
-  writeStructuredHeader(bytes, at, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_HOLE, handle, 12);
-  writeU64(bytes, at + STRUCTURED_HEADER_BYTES, offsetBytes);
-  writeU32(bytes, at + STRUCTURED_HEADER_BYTES + 8, lengthBytes);
+export function writeHoleChunk(bytes: Uint8Array, at: number, done: boolean, replyTo: ReplyTo, offsetBytes: number, lengthBytes: number, format: ChunkFormat = COMPACT_CHUNKS): void {
+  format.write(bytes, at, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_HOLE, replyTo, 12);
+  writeU64(bytes, at + format.headerBytes, offsetBytes);
+  writeU32(bytes, at + format.headerBytes + 8, lengthBytes);
 }
 
 /** A final NONE chunk: success with nothing to say (a zero-length structured read). */
-export function encodeNoneChunk(handle: Handle): Uint8Array {
-  const bytes = new Uint8Array(STRUCTURED_HEADER_BYTES);
-  writeStructuredHeader(bytes, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handle, 0);
+export function encodeNoneChunk(replyTo: ReplyTo, format: ChunkFormat = COMPACT_CHUNKS): Uint8Array {
+  const bytes = new Uint8Array(format.headerBytes);
+  format.write(bytes, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, replyTo, 0);
   return bytes;
 }
 
 /** A final ERROR chunk: error u32, message length u16, message. */
-export function encodeErrorChunk(handle: Handle, error: number, message: Uint8Array): Uint8Array {
-  const bytes = new Uint8Array(STRUCTURED_HEADER_BYTES + 6 + message.length);
-  writeStructuredHeader(bytes, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, handle, 6 + message.length);
-  writeU32(bytes, STRUCTURED_HEADER_BYTES, error);
-  writeU16(bytes, STRUCTURED_HEADER_BYTES + 4, message.length);
-  bytes.set(message, STRUCTURED_HEADER_BYTES + 6);
+export function encodeErrorChunk(replyTo: ReplyTo, error: number, message: Uint8Array, format: ChunkFormat = COMPACT_CHUNKS): Uint8Array {
+  const at = format.headerBytes;
+  const bytes = new Uint8Array(at + 6 + message.length);
+  format.write(bytes, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, replyTo, 6 + message.length);
+  writeU32(bytes, at, error);
+  writeU16(bytes, at + 4, message.length);
+  bytes.set(message, at + 6);
   return bytes;
 }
 
@@ -275,17 +302,30 @@ export interface BlockDescriptor {
   statusFlags: number;
 }
 
-/** A BLOCK_STATUS chunk for one metadata context; the reply's last chunk (`done`, the default) is flagged DONE. */
-export function encodeBlockStatusChunk(handle: Handle, contextId: number, descriptors: readonly BlockDescriptor[], done = true): Uint8Array {
-  const payloadBytes = 4 + descriptors.length * BLOCK_DESCRIPTOR_BYTES;
-  const bytes = new Uint8Array(STRUCTURED_HEADER_BYTES + payloadBytes);
-  writeStructuredHeader(bytes, 0, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_BLOCK_STATUS, handle, payloadBytes);
-  writeU32(bytes, STRUCTURED_HEADER_BYTES, contextId);
-  let at = STRUCTURED_HEADER_BYTES + 4;
+/**
+ * A BLOCK_STATUS chunk for one metadata context; the reply's last chunk (`done`, the default) is
+ * flagged DONE. With extended headers it is BLOCK_STATUS_EXT: a descriptor count after the
+ * context id, and each descriptor's length and status 64 bits wide.
+ */
+export function encodeBlockStatusChunk(replyTo: ReplyTo, contextId: number, descriptors: readonly BlockDescriptor[], done = true, format: ChunkFormat = COMPACT_CHUNKS): Uint8Array {
+  const wide = format.wideStatus;
+  const descriptorBytes = wide ? 2 * BLOCK_DESCRIPTOR_BYTES : BLOCK_DESCRIPTOR_BYTES;
+  const payloadBytes = (wide ? 8 : 4) + descriptors.length * descriptorBytes;
+  const bytes = new Uint8Array(format.headerBytes + payloadBytes);
+  format.write(bytes, 0, done ? NBD_REPLY_FLAG_DONE : 0, wide ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS, replyTo, payloadBytes);
+  let at = format.headerBytes;
+  writeU32(bytes, at, contextId);
+  if (wide) writeU32(bytes, at + 4, descriptors.length);
+  at += wide ? 8 : 4;
   for (const descriptor of descriptors) {
-    writeU32(bytes, at, descriptor.lengthBytes);
-    writeU32(bytes, at + 4, descriptor.statusFlags);
-    at += BLOCK_DESCRIPTOR_BYTES;
+    if (wide) {
+      writeU64(bytes, at, descriptor.lengthBytes);
+      writeU64(bytes, at + 8, descriptor.statusFlags);
+    } else {
+      writeU32(bytes, at, descriptor.lengthBytes);
+      writeU32(bytes, at + 4, descriptor.statusFlags);
+    }
+    at += descriptorBytes;
   }
   return bytes;
 }

@@ -8,7 +8,9 @@ import {
   BASE_ALLOCATION, NBD_CMD_READ, NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_INFO_BLOCK_SIZE, NBD_OPT_GO,
   NBD_OPT_SET_META_CONTEXT, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
   NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA, NBD_REPLY_TYPE_OFFSET_HOLE, OPTION_REPLY_HEADER_BYTES,
+  EXTENDED_REPLY_HEADER_BYTES, NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_WRITE, NBD_OPT_EXTENDED_HEADERS, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
 } from '../../server/nbd/constants.ts';
+import { decodeExtendedReplyHeader, encodeExtendedRequest } from '../../server/nbd/extended-codec.ts';
 import { encodeClientFlags, encodeGoRequest, encodeMetaContextRequest, encodeOptionHeader } from '../../server/nbd/option-codec.ts';
 import { decodeReplyHeader, encodeRequest } from '../../server/nbd/request-codec.ts';
 import { readU16, readU32, readU64 } from '../../server/nbd/wire.ts';
@@ -44,6 +46,8 @@ export class RawNbd {
   private nextHandle = 1;
   private readonly pending = new Map<number, { type: number; offsetBytes: number; lengthBytes: number }>();
   structured = false;
+  /** EXTENDED_HEADERS agreed: 32-byte requests and reply chunks (server/nbd/extended-codec.ts). */
+  extended = false;
   private greeted = false;
 
   private constructor(readonly socket: net.Socket) {
@@ -141,9 +145,14 @@ export class RawNbd {
   }
 
   /** The usual way in: greeting (unless done), STRUCTURED_REPLY and base:allocation when asked, then GO. */
-  async go(name: string, options: { structured?: boolean; meta?: boolean | string[] } = {}): Promise<{ sizeBytes: number; flags: number; minimumBlockBytes: number }> {
+  async go(name: string, options: { structured?: boolean; extended?: boolean; meta?: boolean | string[] } = {}): Promise<{ sizeBytes: number; flags: number; minimumBlockBytes: number }> {
     if (!this.greeted) await this.greet();
-    if (options.structured ?? true) {
+    if (options.extended === true) {
+      const [reply] = await this.option(NBD_OPT_EXTENDED_HEADERS);
+      if (reply!.type !== NBD_REP_ACK) throw new Error('EXTENDED_HEADERS refused');
+      this.extended = true;
+      this.structured = true;
+    } else if (options.structured ?? true) {
       const [reply] = await this.option(NBD_OPT_STRUCTURED_REPLY);
       if (reply!.type !== NBD_REP_ACK) throw new Error('STRUCTURED_REPLY refused');
       this.structured = true;
@@ -175,12 +184,20 @@ export class RawNbd {
   request(type: number, offsetBytes: number, lengthBytes: number, options: { flags?: number; data?: Uint8Array } = {}): number {
     const handle = this.nextHandle++;
     this.pending.set(handle, { type, offsetBytes, lengthBytes });
+    if (this.extended) {
+      // WRITE's payload is announced with PAYLOAD_LEN (added here; `flags` may add it to others).
+      const flags = (options.flags ?? 0) | (type === NBD_CMD_WRITE ? NBD_CMD_FLAG_PAYLOAD_LEN : 0);
+      const length = (flags & NBD_CMD_FLAG_PAYLOAD_LEN) !== 0 && options.data !== undefined ? options.data.length : lengthBytes;
+      this.send(encodeExtendedRequest({ flags, type, handleHigh: 0, handleLow: handle, offsetBytes, lengthBytes: length }, options.data));
+      return handle;
+    }
     this.send(encodeRequest({ flags: options.flags ?? 0, type, handleHigh: 0, handleLow: handle, offsetBytes, lengthBytes }, options.data));
     return handle;
   }
 
   /** Reads one whole reply (all chunks up to DONE for structured replies). */
   async reply(deadlineMs = DEADLINE_MS): Promise<Reply> {
+    if (this.extended) return this.extendedReply(deadlineMs);
     const head = await this.read(16, deadlineMs);
     const magic = readU32(head, 0);
     const header = magic === 0x668e33ef ? decodeReplyHeader(concat(head, await this.read(4, deadlineMs)), 0) : decodeReplyHeader(head, 0);
@@ -196,23 +213,7 @@ export class RawNbd {
     const out: Reply = { handle, error: 0 };
     let chunk = header;
     for (;;) {
-      const payload = await this.read(chunk.payloadBytes, deadlineMs);
-      if (chunk.type === NBD_REPLY_TYPE_OFFSET_DATA) {
-        out.data ??= new Uint8Array(request.lengthBytes);
-        out.data.set(payload.subarray(8), readU64(payload, 0) - request.offsetBytes);
-      } else if (chunk.type === NBD_REPLY_TYPE_OFFSET_HOLE) {
-        out.data ??= new Uint8Array(request.lengthBytes); // zeros where no data chunk lands
-        (out.holes ??= []).push({ offsetBytes: readU64(payload, 0), lengthBytes: readU32(payload, 8) });
-      } else if (chunk.type === NBD_REPLY_TYPE_BLOCK_STATUS) {
-        out.extents = [];
-        for (let at = 4; at < payload.length; at += 8) out.extents.push({ lengthBytes: readU32(payload, at), flags: readU32(payload, at + 4) });
-        (out.contexts ??= []).push({ contextId: readU32(payload, 0), extents: out.extents });
-      } else if (chunk.type === NBD_REPLY_TYPE_ERROR) {
-        out.error = readU32(payload, 0);
-        out.message = new TextDecoder().decode(payload.subarray(6, 6 + readU16(payload, 4)));
-      } else if (chunk.type !== NBD_REPLY_TYPE_NONE) {
-        throw new Error(`unexpected chunk type ${chunk.type}`);
-      }
+      takeChunk(out, request, chunk.type, await this.read(chunk.payloadBytes, deadlineMs), false);
       if ((chunk.flags & NBD_REPLY_FLAG_DONE) !== 0) break;
       const next = decodeReplyHeader(await this.read(20, deadlineMs), 0);
       if (typeof next === 'string' || !next.structured) throw new Error('bad chunk');
@@ -221,6 +222,53 @@ export class RawNbd {
     this.pending.delete(handle);
     if (request.type === NBD_CMD_READ && out.error === 0) out.data ??= new Uint8Array(0);
     return out;
+  }
+
+  /** One whole reply with extended headers: every chunk up to DONE, each echoing the request's offset. */
+  private async extendedReply(deadlineMs: number): Promise<Reply> {
+    let chunk = decodeExtendedReplyHeader(await this.read(EXTENDED_REPLY_HEADER_BYTES, deadlineMs), 0);
+    if (typeof chunk === 'string') throw new Error(chunk);
+    const handle = chunk.handleLow;
+    const request = this.pending.get(handle);
+    if (request === undefined) throw new Error(`reply for unknown handle ${handle}`);
+    const out: Reply = { handle, error: 0 };
+    for (;;) {
+      if (chunk.handleLow !== handle) throw new Error('chunks of two replies interleaved (not expected from one request at a time)');
+      if (chunk.offsetBytes !== request.offsetBytes) throw new Error(`chunk offset ${chunk.offsetBytes}, request offset ${request.offsetBytes}`);
+      takeChunk(out, request, chunk.type, await this.read(chunk.payloadBytes, deadlineMs), true);
+      if ((chunk.flags & NBD_REPLY_FLAG_DONE) !== 0) break;
+      chunk = decodeExtendedReplyHeader(await this.read(EXTENDED_REPLY_HEADER_BYTES, deadlineMs), 0);
+      if (typeof chunk === 'string') throw new Error(chunk);
+    }
+    this.pending.delete(handle);
+    if (request.type === NBD_CMD_READ && out.error === 0) out.data ??= new Uint8Array(0);
+    return out;
+  }
+}
+
+/** Adds one chunk's payload to `out`; `extended`: BLOCK_STATUS comes as BLOCK_STATUS_EXT, and only so. */
+function takeChunk(out: Reply, request: { type: number; offsetBytes: number; lengthBytes: number }, type: number, payload: Uint8Array, extended: boolean): void {
+  if (type === NBD_REPLY_TYPE_OFFSET_DATA) {
+    out.data ??= new Uint8Array(request.lengthBytes);
+    out.data.set(payload.subarray(8), readU64(payload, 0) - request.offsetBytes);
+  } else if (type === NBD_REPLY_TYPE_OFFSET_HOLE) {
+    out.data ??= new Uint8Array(request.lengthBytes); // zeros where no data chunk lands
+    (out.holes ??= []).push({ offsetBytes: readU64(payload, 0), lengthBytes: readU32(payload, 8) });
+  } else if (type === (extended ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS)) {
+    const wide = extended;
+    const first = wide ? 8 : 4;
+    const step = wide ? 16 : 8;
+    if (wide && payload.length !== 8 + readU32(payload, 4) * 16) throw new Error(`BLOCK_STATUS_EXT of ${payload.length} bytes for ${readU32(payload, 4)} descriptors`);
+    out.extents = [];
+    for (let at = first; at < payload.length; at += step) {
+      out.extents.push(wide ? { lengthBytes: readU64(payload, at), flags: readU64(payload, at + 8) } : { lengthBytes: readU32(payload, at), flags: readU32(payload, at + 4) });
+    }
+    (out.contexts ??= []).push({ contextId: readU32(payload, 0), extents: out.extents });
+  } else if (type === NBD_REPLY_TYPE_ERROR) {
+    out.error = readU32(payload, 0);
+    out.message = new TextDecoder().decode(payload.subarray(6, 6 + readU16(payload, 4)));
+  } else if (type !== NBD_REPLY_TYPE_NONE) {
+    throw new Error(`unexpected chunk type ${type}${extended ? ' with extended headers' : ''}`);
   }
 }
 
