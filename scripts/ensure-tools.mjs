@@ -23,6 +23,8 @@ export const TOOL_PACKAGES = {
   openssl: 'openssl',
   // A client of the HTTP data plane (test/http-data.test.ts).
   curl: 'curl',
+  // The kernel's NBD client (test/nbd-kernel.test.ts), only where the nbd module is loaded.
+  'nbd-client': 'nbd-client',
 };
 
 function has(command) {
