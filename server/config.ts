@@ -9,11 +9,13 @@
  * (EngineDefinition.serveFlags: `--rtrs`, `--rtrs-key-file` ...), with their variables and
  * defaults, checked by their rule, into `settings`.
  * Safe by default: the API binds loopback; bound to any other address it refuses to start without a
- * token. NBD has no authentication of its own, so a non-loopback NBD address earns a warning.
+ * token. NBD off loopback needs TLS required (--nbd-tls require) or --nbd-insecure (then a warning).
  */
 import { isIP } from 'node:net';
 import type { ServeFlag } from './engine.ts';
 import { CLUSTER_FLAGS } from './cluster/flags.ts';
+import { NBD_FLAGS, nbdTlsOf } from './nbd-flags.ts';
+import type { NbdTlsOptions } from './nbd/tls.ts';
 import { ENGINES } from './engines.ts';
 import { loadToken } from './token.ts';
 
@@ -28,6 +30,8 @@ export interface ServeConfig {
   dataDir: string;
   http: TcpAddress;
   nbd: ListenAddress;
+  /** STARTTLS on the NBD server (nbd-flags.ts), or null. */
+  nbdTls: NbdTlsOptions | null;
   token: string | null;
   /** The engines' flags with their values (given, from the environment, or the default). */
   settings: Record<string, string>;
@@ -40,7 +44,7 @@ export class ConfigError extends Error {
 
 const FLAGS = ['--data', '--http', '--nbd', '--token-file'] as const;
 type Flag = (typeof FLAGS)[number];
-const ENGINE_FLAGS: readonly ServeFlag[] = [...CLUSTER_FLAGS, ...ENGINES.flatMap((engine) => engine.serveFlags ?? [])];
+const ENGINE_FLAGS: readonly ServeFlag[] = [...NBD_FLAGS, ...CLUSTER_FLAGS, ...ENGINES.flatMap((engine) => engine.serveFlags ?? [])];
 const ALL_FLAGS: readonly string[] = [...FLAGS, ...ENGINE_FLAGS.map((flag) => flag.flag)];
 
 export function parseServeArgs(argv: readonly string[], env: Record<string, string | undefined>): ServeConfig {
@@ -75,8 +79,15 @@ export function parseServeArgs(argv: readonly string[], env: Record<string, stri
   if (!isLoopback(http.host) && token === null) {
     throw new ConfigError(`refusing to serve the API on ${formatAddress(http)} without a token: set BLOCKCORE_TOKEN or pass --token-file FILE (or bind 127.0.0.1)`);
   }
-  if ('host' in nbd && !isLoopback(nbd.host)) warnings.push(`NBD listens on ${formatAddress(nbd)}: NBD has no authentication, anyone who reaches it can read and write the exports`);
-  return { dataDir: flags.get('--data') ?? fromEnv('BLOCKCORE_DATA') ?? DEFAULT_DATA_DIR, http, nbd, token, settings, warnings };
+  const nbdTls = nbdTlsOf(settings);
+  if (typeof nbdTls === 'string') throw new ConfigError(nbdTls);
+  if ('host' in nbd && !isLoopback(nbd.host) && nbdTls?.mode !== 'require') {
+    if (settings['--nbd-insecure'] !== 'true') {
+      throw new ConfigError(`refusing to serve NBD on ${formatAddress(nbd)} without TLS: pass --nbd-tls require with --nbd-tls-certificates DIR or --nbd-tls-psk FILE, or --nbd-insecure to serve it in the clear (or bind 127.0.0.1)`);
+    }
+    warnings.push(`NBD listens on ${formatAddress(nbd)} without TLS required (--nbd-insecure): anyone who reaches it can read and write the exports`);
+  }
+  return { dataDir: flags.get('--data') ?? fromEnv('BLOCKCORE_DATA') ?? DEFAULT_DATA_DIR, http, nbd, nbdTls, token, settings, warnings };
 }
 
 export function parseTcpAddress(value: string, field: string): TcpAddress {

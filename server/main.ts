@@ -13,6 +13,8 @@ import { createApp } from './http/app.ts';
 import { bodyLimitBytes, isDataPut } from './http/route.ts';
 import { listenHttp } from './http/node-listen.ts';
 import { NbdServer } from './nbd/server.ts';
+import { TlsConfigError } from './nbd/tls.ts';
+import { nbdTlsOf } from './nbd-flags.ts';
 import { Service } from './service.ts';
 import { removeStaleSocket } from './stale-socket.ts';
 import { watchStopSignals } from './stop-signals.ts';
@@ -30,14 +32,18 @@ export interface StartOptions {
   log?: (line: string) => void;
 }
 
-export async function startBlockcore(config: Pick<ServeConfig, 'dataDir' | 'http' | 'nbd' | 'token'> & Partial<Pick<ServeConfig, 'settings'>>, options: StartOptions = {}): Promise<Running> {
+export async function startBlockcore(config: Pick<ServeConfig, 'dataDir' | 'http' | 'nbd' | 'token'> & Partial<Pick<ServeConfig, 'settings' | 'nbdTls'>>, options: StartOptions = {}): Promise<Running> {
   const service = await Service.open({ dataDir: config.dataDir, log: options.log, settings: config.settings ?? {} });
   const closers: Array<() => Promise<void>> = [() => service.close()];
   const stop = async () => {
     for (const close of closers.splice(0)) await close().catch((error) => (options.log ?? console.error)(`while stopping: ${error}`));
   };
   try {
+    // From the settings when the caller passed none (tests start the service with settings only).
+    const nbdTls = config.nbdTls !== undefined ? config.nbdTls : nbdTlsOf(config.settings ?? {});
+    if (typeof nbdTls === 'string') throw new ConfigError(nbdTls);
     const nbd = new NbdServer({
+      ...(nbdTls === null ? {} : { tls: nbdTls }),
       lookup: (name) => service.lookupExport(name),
       list: () => service.listNbdExports(),
       onEvent: (event) => service.onNbdEvent(event),
@@ -81,11 +87,11 @@ export async function serve(argv: readonly string[], env: Record<string, string 
   } catch (error) {
     signals.dispose();
     io.err(`blockcore: ${(error as Error).message}`);
-    return 1;
+    return error instanceof TlsConfigError || error instanceof ConfigError ? 2 : 1;
   }
   io.out(`blockcore ${VERSION} on ${RUNTIME}, data ${running.service.dataDir}${config.token ? ', token required' : ''}`);
   io.out(`http ${httpUrl(running.http)}`);
-  io.out(`nbd  ${nbdUrl(running.nbd)}`);
+  io.out(`nbd  ${nbdUrl(running.nbd)}${config.nbdTls === null ? '' : ` (TLS ${config.nbdTls.mode === 'require' ? 'required' : 'offered'})`}`);
   for (const line of running.service.listening()) io.out(line);
   const signal = await signals.first;
   io.out(`${signal}: stopping`);

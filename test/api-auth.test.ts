@@ -42,7 +42,7 @@ auth('tokens compare in full', () => {
 
 auth('config: defaults, environment, flags win', () => {
   const defaults = parseServeArgs([], {});
-  assert.equal(defaults, { dataDir: './data', http: { host: '127.0.0.1', port: 8420 }, nbd: { host: '127.0.0.1', port: 10809 }, token: null, settings: { '--lease-ttl': '5', '--rtrs': '127.0.0.1:10900,127.0.0.2:10900', '--ulog': 'default' }, warnings: [] });
+  assert.equal(defaults, { dataDir: './data', http: { host: '127.0.0.1', port: 8420 }, nbd: { host: '127.0.0.1', port: 10809 }, nbdTls: null, token: null, settings: { '--lease-ttl': '5', '--rtrs': '127.0.0.1:10900,127.0.0.2:10900', '--ulog': 'default' }, warnings: [] });
   assert.is(DEFAULT_HTTP, '127.0.0.1:8420');
   const env = { BLOCKCORE_DATA: '/srv/a', BLOCKCORE_HTTP: '127.0.0.2:1', BLOCKCORE_NBD: '/run/nbd.sock', BLOCKCORE_TOKEN: TOKEN };
   const fromEnv = parseServeArgs([], env);
@@ -75,17 +75,25 @@ auth('config: defaults, environment, flags win', () => {
   assert.not.ok(isLoopback('0.0.0.0') || isLoopback('::') || isLoopback('10.0.0.1') || isLoopback('128.0.0.1'));
 });
 
-auth('a non-loopback API address needs a token; a token file works; NBD off loopback warns', () => {
+auth('a non-loopback API address needs a token; a token file works; NBD off loopback needs TLS required or --nbd-insecure (then warns)', () => {
   for (const http of ['0.0.0.0:8420', '[::]:8420', '10.1.2.3:8420']) {
     assert.throws(() => parseServeArgs(['--http', http], {}), /refusing to serve the API on .* without a token/);
   }
   const dir = mkdtempSync(join(tmpdir(), 'blockcore-token-'));
   try {
     writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
-    const config = parseServeArgs(['--http', '0.0.0.0:8420', '--token-file', join(dir, 'token'), '--nbd', '0.0.0.0:10809'], { BLOCKCORE_TOKEN: 'other-token-0123456789' });
+    assert.throws(() => parseServeArgs(['--nbd', '0.0.0.0:10809'], {}), /refusing to serve NBD on 0\.0\.0\.0:10809 without TLS/);
+    assert.throws(() => parseServeArgs(['--nbd', '0.0.0.0:10809', '--nbd-tls', 'on', '--nbd-tls-certificates', dir], {}), /without TLS/, 'TLS offered is not TLS required');
+    const secured = parseServeArgs(['--nbd', '0.0.0.0:10809', '--nbd-tls', 'require', '--nbd-tls-certificates', dir], {});
+    assert.equal(secured.nbdTls, { mode: 'require', certificatesDir: dir });
+    assert.equal(secured.warnings, []);
+    assert.throws(() => parseServeArgs(['--nbd-tls', 'require'], {}), /needs exactly one of --nbd-tls-certificates DIR and --nbd-tls-psk FILE/);
+    assert.throws(() => parseServeArgs(['--nbd-tls', 'maybe'], {}), /--nbd-tls: expected off, on or require/);
+    assert.throws(() => parseServeArgs(['--nbd-tls-psk', 'keys.psk'], {}), /--nbd-tls is off/);
+    const config = parseServeArgs(['--http', '0.0.0.0:8420', '--token-file', join(dir, 'token'), '--nbd', '0.0.0.0:10809', '--nbd-insecure'], { BLOCKCORE_TOKEN: 'other-token-0123456789' });
     assert.is(config.token, TOKEN, 'the file wins over the environment');
     assert.is(config.warnings.length, 1);
-    assert.match(config.warnings[0]!, /NBD has no authentication/);
+    assert.match(config.warnings[0]!, /without TLS required \(--nbd-insecure\)/);
     writeFileSync(join(dir, 'short'), 'abc\n');
     assert.throws(() => parseServeArgs(['--token-file', join(dir, 'short')], {}), (error: Error) => error instanceof TokenError);
     assert.throws(() => parseServeArgs(['--token-file', join(dir, 'missing')], {}), /cannot read the token file/);

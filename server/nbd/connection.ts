@@ -36,6 +36,7 @@ import {
   NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES, EXTENDED_REQUEST_HEADER_BYTES,
 } from './constants.ts';
 import { extendedPayloadBytes, extendedRequestDecoder } from './extended-codec.ts';
+import type { NbdTls } from './tls.ts';
 import type { SocketSend } from '../../runtime/adapter/types.ts';
 import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
 import { describeError, guarded } from '../../runtime/net/fault-domain.ts';
@@ -56,6 +57,8 @@ export interface ConnectionHost extends Catalogue {
   requestDecoder(): RequestDecoder;
   /** Zero-copy sends for read replies from files; null where the runtime has none. */
   socketSend: SocketSend | null;
+  /** STARTTLS, when the server has TLS (tls.ts). */
+  readonly tls: NbdTls | null;
   emit(event: NbdEvent): void;
   /** Called once, when the socket has closed. */
   closed(connection: NbdConnection): void;
@@ -79,7 +82,10 @@ export class NbdConnection {
   exportName = '';
   private phase: Phase = 'client-flags';
   private readonly input = new InputBuffer();
-  private readonly output: OutputQueue;
+  /** Replaced once, by the TLS socket's queue, when STARTTLS upgrades the stream. */
+  private output: OutputQueue;
+  /** Between STARTTLS's ACK and the end of the TLS handshake: nothing is read. */
+  private upgrading = false;
   private readonly negotiation: Negotiation;
   private readonly decoder: RequestDecoder;
   private session: ExportSession | null = null;
@@ -100,25 +106,72 @@ export class NbdConnection {
   constructor(
     readonly id: number,
     readonly remote: string,
-    private readonly socket: Socket,
+    /** The plain socket, then (after STARTTLS) the TLS socket over it. */
+    private socket: Socket,
     private readonly host: ConnectionHost,
   ) {
-    this.output = new OutputQueue(socket, host.pool, { socketSend: host.socketSend, sendBufferBytes: SEND_BUFFER_BYTES });
-    this.output.onEmpty = () => this.onOutputEmpty();
-    this.output.onBroken = (why) => this.guard(() => this.protocolError(why));
-    this.negotiation = new Negotiation(host);
+    this.output = this.outputFor(socket, host.socketSend);
+    this.negotiation = new Negotiation(host, host.tls?.mode ?? null);
     this.decoder = host.requestDecoder();
     socket.setNoDelay(true);
+    this.listen(socket);
+    this.handshakeTimer = setTimeout(() => this.guard(() => this.protocolError(`handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
+    (this.handshakeTimer as { unref?: () => void }).unref?.();
+    this.output.push(encodeGreeting());
+    this.output.flush();
+  }
+
+  private outputFor(socket: Socket, socketSend: SocketSend | null): OutputQueue {
+    const output = new OutputQueue(socket, this.host.pool, { socketSend, sendBufferBytes: SEND_BUFFER_BYTES });
+    output.onEmpty = () => this.onOutputEmpty();
+    output.onBroken = (why) => this.guard(() => this.protocolError(why));
+    return output;
+  }
+
+  private listen(socket: Socket): void {
     socket.on('data', (chunk: Uint8Array) => this.guard(() => this.onData(chunk)));
     socket.on('end', () => this.guard(() => this.onPeerEnd()));
     // 'close' follows; a reset is not our error. Drop the queued replies now: the fd may be gone
     // before 'close', and nothing may be sent on it (runtime/net/output-queue.ts).
     socket.on('error', () => this.guard(() => this.output.close()));
     socket.on('close', () => this.guard(() => this.onClose()));
-    this.handshakeTimer = setTimeout(() => this.guard(() => this.protocolError(`handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
-    (this.handshakeTimer as { unref?: () => void }).unref?.();
-    this.output.push(encodeGreeting());
+  }
+
+  /**
+   * STARTTLS was answered ACK: once that is out (Node's TLS layer writes past the socket's JS
+   * queue), stop reading the plain socket, hand it with the bytes read past the option to the
+   * server's TLS (tls.ts), and go on with the TLS socket: a new output queue without zero copy
+   * (bytes on the fd must be encrypted), the same listeners, negotiation starting over.
+   */
+  private startTls(): void {
+    const tlsHost = this.host.tls!;
+    this.upgrading = true;
+    const raw = this.socket;
     this.output.flush();
+    raw.write(EMPTY, () => this.guard(() => {
+      if (this.phase === 'closed' || this.phase === 'disconnecting') return;
+      raw.removeAllListeners('data');
+      raw.removeAllListeners('end');
+      raw.removeAllListeners('drain');
+      raw.pause();
+      const leftover = this.input.length > 0 ? this.input.take(this.input.length).slice() : EMPTY;
+      tlsHost.upgrade(raw, leftover, {
+        secure: (secured) => this.guard(() => {
+          if (this.phase === 'closed') {
+            secured.destroy();
+            return;
+          }
+          this.output.close();
+          this.socket = secured;
+          this.output = this.outputFor(secured, null);
+          this.listen(secured);
+          this.negotiation.secured();
+          this.upgrading = false;
+          this.pump();
+        }),
+        failed: (why) => this.guard(() => this.protocolError(why)),
+      });
+    }));
   }
 
   /** An export was chosen (GO or EXPORT_NAME) and the socket is still open. */
@@ -176,7 +229,7 @@ export class NbdConnection {
   }
 
   private mayRead(): boolean {
-    if (this.phase === 'closed' || this.phase === 'disconnecting') return false;
+    if (this.phase === 'closed' || this.phase === 'disconnecting' || this.upgrading) return false;
     return !this.throttled();
   }
 
@@ -238,6 +291,9 @@ export class NbdConnection {
         return true;
       case 'abort':
         this.endConnection();
+        return false;
+      case 'starttls':
+        this.startTls();
         return false;
       case 'close':
         return this.protocolError(outcome.reason);

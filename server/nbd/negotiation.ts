@@ -22,14 +22,20 @@
  *                 its device's engine keeps) that the queries name: SET selects exact names, LIST
  *                 also takes a namespace or prefix ending in ':' ("base:", "qemu:",
  *                 "qemu:dirty-bitmap:") and lists all with no query; other names are ignored;
- *   anything else (STARTTLS included: we run NOTLS)  ERR_UNSUP.
+ *   STARTTLS      without TLS configured ERR_UNSUP; with data, or TLS already on, ERR_INVALID; else
+ *                 ACK, and the connection upgrades the stream (tls.ts), after which `secured()`
+ *                 forgets everything agreed in plain text;
+ *   before TLS on a TLS-only ('require') server: every option but STARTTLS and ABORT ERR_TLS_REQD,
+ *                 EXPORT_NAME closes;
+ *   anything else  ERR_UNSUP.
  */
 import { contextsOf, listed, type MetaContext } from './meta-contexts.ts';
+import type { NbdTlsMode } from './tls.ts';
 import type { NbdExport } from './types.ts';
 import {
   NBD_INFO_DESCRIPTION, NBD_INFO_NAME, NBD_OPT_ABORT,
   NBD_OPT_EXPORT_NAME, NBD_OPT_EXTENDED_HEADERS, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT,
-  NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_EXT_HEADER_REQD, NBD_REP_ERR_INVALID, NBD_REP_ERR_PLATFORM, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN,
+  NBD_OPT_STARTTLS, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_EXT_HEADER_REQD, NBD_REP_ERR_INVALID, NBD_REP_ERR_PLATFORM, NBD_REP_ERR_TLS_REQD, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_META_CONTEXT, NBD_REP_SERVER, MAX_MESSAGE_BYTES, MAX_STRING_BYTES,
 } from './constants.ts';
 import { blockSizes, transmissionFlags } from './export-flags.ts';
@@ -58,6 +64,7 @@ export type Outcome =
   | { next: 'options'; replies: Uint8Array[] }
   | { next: 'transmission'; replies: Uint8Array[]; agreement: Agreement }
   | { next: 'abort'; replies: Uint8Array[] }
+  | { next: 'starttls'; replies: Uint8Array[] }
   | { next: 'close'; replies: Uint8Array[]; reason: string };
 
 export class Negotiation {
@@ -68,9 +75,27 @@ export class Negotiation {
   private metaExportName: string | null = null;
   private metaSelected: readonly MetaContext[] = [];
 
-  constructor(private readonly catalogue: Catalogue) {}
+  /** TLS is up on this connection. */
+  private tlsOn = false;
+
+  /** `tls`: the server's TLS mode, or null when it has no TLS. */
+  constructor(private readonly catalogue: Catalogue, private readonly tls: NbdTlsMode | null = null) {}
+
+  /** The stream is now TLS: what was agreed in plain text is forgotten (the client asks again). */
+  secured(): void {
+    this.tlsOn = true;
+    this.structuredReplies = false;
+    this.extendedHeaders = false;
+    this.metaExportName = null;
+    this.metaSelected = [];
+  }
 
   handle(option: number, data: Uint8Array): Outcome {
+    if (option === NBD_OPT_STARTTLS) return this.startTls(data);
+    if (this.tls === 'require' && !this.tlsOn && option !== NBD_OPT_ABORT) {
+      if (option === NBD_OPT_EXPORT_NAME) return { next: 'close', replies: [], reason: 'EXPORT_NAME before STARTTLS on a TLS-only server' };
+      return error(option, NBD_REP_ERR_TLS_REQD, 'this server requires TLS: send STARTTLS first');
+    }
     switch (option) {
       case NBD_OPT_EXPORT_NAME:
         return this.exportName(data);
@@ -97,6 +122,13 @@ export class Negotiation {
       default:
         return error(option, NBD_REP_ERR_UNSUP, `option ${option} is not supported`);
     }
+  }
+
+  private startTls(data: Uint8Array): Outcome {
+    if (this.tls === null) return error(NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP, 'TLS is not configured on this server');
+    if (this.tlsOn) return error(NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, 'TLS is on already');
+    if (data.length !== 0) return error(NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, 'STARTTLS takes no data');
+    return { next: 'starttls', replies: [encodeOptionReply(NBD_OPT_STARTTLS, NBD_REP_ACK)] };
   }
 
   /** An option whose data was too large to read: refused, except EXPORT_NAME, which cannot be. */

@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { loadAdapter } from '../../runtime/adapter/index.ts';
+import { NbdTls } from './tls.ts';
 import { BufferPool } from '../../runtime/net/buffer-pool.ts';
 import { describeError } from '../../runtime/net/fault-domain.ts';
 import { SHUTDOWN_GRACE_MS } from './constants.ts';
@@ -42,6 +43,7 @@ export class NbdServer {
     }
     const server = this;
     this.host = {
+      tls: options.tls === undefined ? null : new NbdTls(options.tls),
       counters: this.counters,
       pool: new BufferPool(),
       socketSend: null, // set by listen() once the runtime adapter is loaded

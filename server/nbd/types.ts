@@ -1,5 +1,6 @@
 /** The public shapes of the NBD server (the contract server/service.ts builds on). */
 import type { BlockDevice } from '../../runtime/devices/block-device.ts';
+import type { NbdTlsOptions } from './tls.ts';
 
 export interface NbdExport {
   name: string;
@@ -23,6 +24,8 @@ export interface NbdServerOptions {
    * see runtime/net/output-queue.ts. Default true; false reads every reply into memory first.
    */
   zeroCopy?: boolean;
+  /** STARTTLS with these credentials (server/nbd/tls.ts); absent: no TLS (STARTTLS is refused). Bad credentials throw TlsConfigError here. */
+  tls?: NbdTlsOptions;
   /** Request decoding, 'wasm' or 'ts' (server/nbd/request-codec.ts); default: what the runtime adapter names. */
   requestDecoder?: 'wasm' | 'ts';
 }

@@ -4,11 +4,12 @@
  * arbitrary bytes, and reads replies with a deadline so a test never hangs on a silent server.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import {
   BASE_ALLOCATION, NBD_CMD_READ, NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_INFO_BLOCK_SIZE, NBD_OPT_GO,
   NBD_OPT_SET_META_CONTEXT, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
   NBD_REPLY_TYPE_ERROR, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA, NBD_REPLY_TYPE_OFFSET_HOLE, OPTION_REPLY_HEADER_BYTES,
-  EXTENDED_REPLY_HEADER_BYTES, NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_WRITE, NBD_OPT_EXTENDED_HEADERS, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
+  EXTENDED_REPLY_HEADER_BYTES, NBD_CMD_FLAG_PAYLOAD_LEN, NBD_CMD_WRITE, NBD_OPT_EXTENDED_HEADERS, NBD_OPT_STARTTLS, NBD_REPLY_TYPE_BLOCK_STATUS_EXT,
 } from '../../server/nbd/constants.ts';
 import { decodeExtendedReplyHeader, encodeExtendedRequest } from '../../server/nbd/extended-codec.ts';
 import { encodeClientFlags, encodeGoRequest, encodeMetaContextRequest, encodeOptionHeader } from '../../server/nbd/option-codec.ts';
@@ -50,7 +51,11 @@ export class RawNbd {
   extended = false;
   private greeted = false;
 
-  private constructor(readonly socket: net.Socket) {
+  private constructor(public socket: net.Socket) {
+    this.attach(socket);
+  }
+
+  private attach(socket: net.Socket): void {
     socket.on('data', (chunk: Uint8Array) => {
       const joined = new Uint8Array(this.buffered.length + chunk.length);
       joined.set(this.buffered);
@@ -63,6 +68,25 @@ export class RawNbd {
       this.ended = true;
       this.waiter?.();
     });
+  }
+
+  /**
+   * STARTTLS: sends the option, and on ACK runs the TLS handshake on this stream (node:tls as a
+   * client, with `options`: ca, servername...); resolves with the option's reply type.
+   */
+  async startTls(options: tls.ConnectionOptions): Promise<number> {
+    const [reply] = await this.option(NBD_OPT_STARTTLS);
+    if (reply!.type !== NBD_REP_ACK) return reply!.type;
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    const secured = tls.connect({ ...options, socket: raw });
+    await new Promise<void>((resolve, reject) => {
+      secured.once('secureConnect', () => resolve());
+      secured.once('error', reject);
+    });
+    this.socket = secured;
+    this.attach(secured);
+    return reply!.type;
   }
 
   static connect(address: Address): Promise<RawNbd> {

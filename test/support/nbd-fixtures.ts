@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BlockDevice, BlockExtent, DiscardOutcome, WriteOptions } from '../../runtime/devices/block-device.ts';
 import { NbdServer } from '../../server/nbd/server.ts';
+import type { NbdTlsOptions } from '../../server/nbd/tls.ts';
 import type { NbdEvent, NbdExport } from '../../server/nbd/types.ts';
 
 export interface Served {
@@ -18,7 +19,7 @@ export interface Served {
   stop(): Promise<void>;
 }
 
-export async function serve(exports: NbdExport[], options: { maxConnections?: number; zeroCopy?: boolean; requestDecoder?: 'wasm' | 'ts' } = {}): Promise<Served> {
+export async function serve(exports: NbdExport[], options: { maxConnections?: number; zeroCopy?: boolean; requestDecoder?: 'wasm' | 'ts'; tls?: NbdTlsOptions } = {}): Promise<Served> {
   const events: NbdEvent[] = [];
   const server = new NbdServer({
     lookup: (name) => exports.find((exported) => exported.name === name),
@@ -27,6 +28,7 @@ export async function serve(exports: NbdExport[], options: { maxConnections?: nu
     maxConnections: options.maxConnections,
     zeroCopy: options.zeroCopy,
     requestDecoder: options.requestDecoder,
+    tls: options.tls,
   });
   const tcp = (await server.listen({ host: '127.0.0.1', port: 0 })) as { host: string; port: number };
   const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-nbd-'));
