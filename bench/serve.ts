@@ -26,12 +26,14 @@
  * without SO_SNDBUF, TCP stayed at 0.7-0.75x on Node (A/B, 2 GiB, 2026-11); short sendfiles are
  * ~3.5% of replies. The next thing to try there is several event loops (worker threads each with
  * their own listener and connections), not more single-thread tuning.
+ *   nbdcopy-tls   nbdcopy over TCP with TLS (X.509, STARTTLS required) from ours and from nbdkit
+ *                 --tls=require; also ours with TLS against ours without (what TLS costs: no zero copy)
  *   http-range   the same file over our HTTP data plane (server/http/data.ts, node-listen), read as 4
  *                Range GETs of a quarter each by 4 curl processes at once, against our own NBD
  *                export over TCP (nbdcopy): the data plane should read as fast as the device
  * Run: npm run bench -- serve [--runtimes node]. Environment: BLOCKCORE_BENCH_SERVE_MIB (file size,
  * default 2048), BLOCKCORE_BENCH_ROUNDS (default 5), BLOCKCORE_BENCH_FIO_SECONDS (default 4; 0
- * skips fio), BLOCKCORE_BENCH_COPY (copy cases, default oursTcp,kitTcp,oursUnix,kitUnix,oursHttp).
+ * skips fio), BLOCKCORE_BENCH_COPY (copy cases, default oursTcp,kitTcp,oursUnix,kitUnix,oursTls,kitTls,oursHttp).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,13 +49,15 @@ import { answerError } from '../server/http/errors.ts';
 import { listenHttp } from '../server/http/node-listen.ts';
 import { bodyLimitBytes } from '../server/http/route.ts';
 import { NbdServer } from '../server/nbd/server.ts';
+import { makeCerts } from '../test/support/certs.ts';
 import { children, cpuSeconds, freePort, run, stopChildren } from './processes.ts';
 import { median, ratioLine } from './stats.ts';
 
 const FILE_BYTES = Number(process.env.BLOCKCORE_BENCH_SERVE_MIB ?? 2048) * 1024 * 1024;
 const ROUNDS = Number(process.env.BLOCKCORE_BENCH_ROUNDS ?? 5);
 const FIO_SECONDS = Number(process.env.BLOCKCORE_BENCH_FIO_SECONDS ?? 4);
-const COPY_CASES = (process.env.BLOCKCORE_BENCH_COPY ?? 'oursTcp,kitTcp,oursUnix,kitUnix,oursHttp').split(',').filter(Boolean) as Array<'oursTcp' | 'kitTcp' | 'oursUnix' | 'kitUnix' | 'oursHttp'>;
+type CopyCase = 'oursTcp' | 'kitTcp' | 'oursUnix' | 'kitUnix' | 'oursTls' | 'kitTls' | 'oursHttp';
+const COPY_CASES = (process.env.BLOCKCORE_BENCH_COPY ?? 'oursTcp,kitTcp,oursUnix,kitUnix,oursTls,kitTls,oursHttp').split(',').filter(Boolean) as CopyCase[];
 /** curl processes reading the HTTP data plane at once, a quarter of the file each. */
 const HTTP_READERS = 4;
 const FILL_CHUNK_BYTES = 8 * 1024 * 1024;
@@ -70,10 +74,10 @@ process.on('exit', () => {
   fs.rmSync(tempDir, { recursive: true, force: true });
 });
 
-async function startNbdkit(where: string[]): Promise<number> {
+/** Starts `nbdkit file` with `where` (its listening and TLS arguments); `uri` reaches it once up. */
+async function startNbdkit(where: string[], uri: string): Promise<number> {
   const child = spawn('nbdkit', ['-f', '-r', ...where, 'file', filePath], { stdio: 'ignore' });
   children.push(child);
-  const uri = where[0] === '-U' ? `nbd+unix:///?socket=${where[1]}` : `nbd://127.0.0.1:${where[1]}/`;
   for (let attempt = 0; attempt < 100; attempt++) {
     if ((await run('nbdinfo', ['--size', uri])).code === 0) return child.pid!;
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -149,9 +153,24 @@ const kitSocket = path.join(tempDir, 'nbdkit.sock');
 const ours = (await server.listen({ host: '127.0.0.1', port: 0 })) as { port: number };
 await server.listen({ path: ourSocket });
 const kitPort = await freePort();
-const kitTcpPid = await startNbdkit(['-p', String(kitPort), '-i', '127.0.0.1']);
-const kitUnixPid = await startNbdkit(['-U', kitSocket]);
-const serverOf = { oursTcp: 'self', kitTcp: kitTcpPid, oursUnix: 'self', kitUnix: kitUnixPid } as const;
+const kitTcpPid = await startNbdkit(['-p', String(kitPort), '-i', '127.0.0.1'], `nbd://127.0.0.1:${kitPort}/`);
+const kitUnixPid = await startNbdkit(['-U', kitSocket], `nbd+unix:///?socket=${kitSocket}`);
+// TLS: a throwaway PKI in the layout nbdkit and we both read (server/nbd/tls.ts), STARTTLS required on both.
+const certs = makeCerts(path.join(tempDir, 'pki'));
+const serverTlsDir = path.join(tempDir, 'tls-server');
+const clientTlsDir = path.join(tempDir, 'tls-client');
+fs.mkdirSync(serverTlsDir);
+fs.mkdirSync(clientTlsDir);
+fs.copyFileSync(certs.ca, path.join(serverTlsDir, 'ca-cert.pem'));
+fs.copyFileSync(certs.serverCert, path.join(serverTlsDir, 'server-cert.pem'));
+fs.copyFileSync(certs.serverKey, path.join(serverTlsDir, 'server-key.pem'));
+fs.copyFileSync(certs.ca, path.join(clientTlsDir, 'ca-cert.pem'));
+const tlsServer = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? exported : undefined), list: () => [exported], tls: { mode: 'require', certificatesDir: serverTlsDir } });
+const oursTls = (await tlsServer.listen({ host: '127.0.0.1', port: 0 })) as { port: number };
+const kitTlsPort = await freePort();
+const kitTlsUri = `nbds://127.0.0.1:${kitTlsPort}/?tls-certificates=${clientTlsDir}`;
+const kitTlsPid = await startNbdkit(['--tls=require', `--tls-certificates=${serverTlsDir}`, '-p', String(kitTlsPort), '-i', '127.0.0.1'], kitTlsUri);
+const serverOf = { oursTcp: 'self', kitTcp: kitTcpPid, oursUnix: 'self', kitUnix: kitUnixPid, oursTls: 'self', kitTls: kitTlsPid } as const;
 // The HTTP data plane over the same device, as the service mounts it (data routes, node-listen).
 const dataApp = new OpenAPIHono();
 const generation = new WriteGenerations().ofFile(filePath);
@@ -165,11 +184,14 @@ const uris = {
   kitTcp: `nbd://127.0.0.1:${kitPort}/`,
   oursUnix: `nbd+unix:///${EXPORT_NAME}?socket=${ourSocket}`,
   kitUnix: `nbd+unix:///?socket=${kitSocket}`,
+  oursTls: `nbds://127.0.0.1:${oursTls.port}/${EXPORT_NAME}?tls-certificates=${clientTlsDir}`,
+  kitTls: kitTlsUri,
 };
 
 console.log(`serve bench on ${adapter.name} ${adapter.version}: ${FILE_BYTES / 2 ** 20} MiB file in page cache, ${ROUNDS} rounds (+1 warm-up), fio ${FIO_SECONDS} s per run`);
-const copy = { oursTcp: [] as number[], kitTcp: [] as number[], oursUnix: [] as number[], kitUnix: [] as number[], oursHttp: [] as number[] };
-const copyCpu = { oursTcp: [] as number[], kitTcp: [] as number[], oursUnix: [] as number[], kitUnix: [] as number[], oursHttp: [] as number[] };
+const cases = (): Record<CopyCase, number[]> => ({ oursTcp: [], kitTcp: [], oursUnix: [], kitUnix: [], oursTls: [], kitTls: [], oursHttp: [] });
+const copy = cases();
+const copyCpu = cases();
 const fio = { ours: [] as number[], kit: [] as number[] };
 const fioCpu = { ours: [] as number[], kit: [] as number[] };
 try {
@@ -185,11 +207,12 @@ try {
       fio.ours.push(oursIops);
       fio.kit.push(kitIops);
     }
-    console.log(`round ${round}${measured ? '' : ' (warm-up)'}: nbdcopy MiB/s tcp ours ${(copy.oursTcp.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTcp.at(-1) ?? 0) / 2 ** 20 | 0}, unix ours ${(copy.oursUnix.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitUnix.at(-1) ?? 0) / 2 ** 20 | 0}, http ours ${(copy.oursHttp.at(-1) ?? 0) / 2 ** 20 | 0}; fio IOPS ours ${oursIops | 0} nbdkit ${kitIops | 0}`);
+    console.log(`round ${round}${measured ? '' : ' (warm-up)'}: nbdcopy MiB/s tcp ours ${(copy.oursTcp.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTcp.at(-1) ?? 0) / 2 ** 20 | 0}, unix ours ${(copy.oursUnix.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitUnix.at(-1) ?? 0) / 2 ** 20 | 0}, tls ours ${(copy.oursTls.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTls.at(-1) ?? 0) / 2 ** 20 | 0}, http ours ${(copy.oursHttp.at(-1) ?? 0) / 2 ** 20 | 0}; fio IOPS ours ${oursIops | 0} nbdkit ${kitIops | 0}`);
   }
 } finally {
   stopChildren();
   await http.close();
+  await tlsServer.close();
   await server.close();
   await device.close();
   fs.rmSync(tempDir, { recursive: true, force: true });
@@ -207,6 +230,13 @@ if (copy.oursTcp.length > 0 && copy.kitTcp.length > 0) {
 if (copy.oursUnix.length > 0 && copy.kitUnix.length > 0) {
   console.log(`nbdcopy unix  median ours ${mib(median(copy.oursUnix))} (${perGiB(copyCpu.oursUnix)}), nbdkit ${mib(median(copy.kitUnix))} (${perGiB(copyCpu.kitUnix)})`);
   console.log(ratioLine(`nbdcopy-unix (${adapter.name}${variant})`, median(copy.oursUnix), median(copy.kitUnix)));
+}
+if (copy.oursTls.length > 0 && copy.kitTls.length > 0) {
+  console.log(`nbdcopy tls   median ours ${mib(median(copy.oursTls))} (${perGiB(copyCpu.oursTls)}), nbdkit ${mib(median(copy.kitTls))} (${perGiB(copyCpu.kitTls)})`);
+  console.log(ratioLine(`nbdcopy-tls (${adapter.name}${variant})`, median(copy.oursTls), median(copy.kitTls)));
+}
+if (copy.oursTls.length > 0 && copy.oursTcp.length > 0) {
+  console.log(ratioLine(`nbdcopy tls-on/tls-off ours (${adapter.name}${variant})`, median(copy.oursTls), median(copy.oursTcp)));
 }
 if (copy.oursHttp.length > 0 && copy.oursTcp.length > 0) {
   console.log(`http ranges   median ours ${mib(median(copy.oursHttp))} (${perGiB(copyCpu.oursHttp)}), our NBD export over TCP ${mib(median(copy.oursTcp))}`);

@@ -196,7 +196,8 @@ export class ClientPath {
     this.heartbeat?.stop();
     const links = this.links;
     this.links = [];
-    for (const link of links) link.close();
+    // Sparse while connecting: connection 2 may be in before connection 1 (openLink fills its own slot).
+    for (const link of links) link?.close();
   }
 
   private scheduleReconnect(attempt: number, now = false): void {
