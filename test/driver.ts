@@ -7,7 +7,8 @@
  * callback) would end the whole process, and with it the summary of every file run so far, on some
  * runtimes with no word of where it came from. Here it is printed with its stack, under the name
  * of the file that was running, the run goes on, and the driver exits non-zero, so the runtime's
- * line counts it as a failure.
+ * line counts it as a failure. A process that lingers after the last test (something a test left
+ * open) ends after LINGER_MS, as a failure too.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -45,3 +46,12 @@ if (uncaught > 0) {
   process.stderr.write(`!! ${uncaught} error(s) outside any test: see "!!" above\n`);
   process.exitCode = 1;
 }
+// Every test has ended: a runtime that still has work queued this long after is held open by
+// something a test left behind (a socket, a timer, a worker thread). Say so and end, as a failure,
+// rather than wait for scripts/test.mjs to kill a silent run minutes later. The timer holds
+// nothing open itself: a clean run exits at once.
+const LINGER_MS = 10_000;
+setTimeout(() => {
+  process.stderr.write(`!! the process was still running ${LINGER_MS / 1000} s after the last test: a test left something open (a socket, a timer, a thread)\n`);
+  process.exit(1);
+}, LINGER_MS).unref();
