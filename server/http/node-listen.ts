@@ -24,7 +24,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { loadAdapter } from '../../runtime/adapter/index.ts';
 import type { SocketSend } from '../../runtime/adapter/types.ts';
-import { fileBodyOf } from './file-body.ts';
+import type { FileSpan } from '../../runtime/devices/block-device.ts';
+import { fileBodyOf, type FileBody } from './file-body.ts';
 import { sendFileBody, zeroCopyFd } from './send-file-body.ts';
 
 export interface ListenOptions {
@@ -155,7 +156,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
     }
     const fileBody = fileBodyOf(response);
     const fd = fileBody === undefined ? -1 : zeroCopyFd(res, socketSend);
-    const span = fd >= 0 ? fileBody!.open() : null;
+    const span = fd >= 0 ? openQuietly(fileBody!) : null;
     if (span !== null) {
       // Zero copy (send-file-body.ts); the stream is not read, only cancelled once done, which
       // lets go of what it holds (the device).
@@ -221,6 +222,15 @@ export async function listenHttp(options: ListenOptions): Promise<Listening> {
       await closed;
     },
   };
+}
+
+/** The file body's span, or null when it cannot be lent now (the stream then answers, and reports a failure as it does). */
+function openQuietly(body: FileBody): FileSpan | null {
+  try {
+    return body.open();
+  } catch {
+    return null;
+  }
 }
 
 /** Resolves once `res` drains or closes, leaving no listener behind (a long stream waits many times). */
