@@ -49,7 +49,7 @@ import { answerError } from '../server/http/errors.ts';
 import { listenHttp } from '../server/http/node-listen.ts';
 import { bodyLimitBytes } from '../server/http/route.ts';
 import { NbdServer } from '../server/nbd/server.ts';
-import { makeCerts } from '../test/support/certs.ts';
+import { makeCerts, nbdTlsDirs } from '../test/support/certs.ts';
 import { children, cpuSeconds, freePort, run, stopChildren } from './processes.ts';
 import { median, ratioLine } from './stats.ts';
 
@@ -156,15 +156,7 @@ const kitPort = await freePort();
 const kitTcpPid = await startNbdkit(['-p', String(kitPort), '-i', '127.0.0.1'], `nbd://127.0.0.1:${kitPort}/`);
 const kitUnixPid = await startNbdkit(['-U', kitSocket], `nbd+unix:///?socket=${kitSocket}`);
 // TLS: a throwaway PKI in the layout nbdkit and we both read (server/nbd/tls.ts), STARTTLS required on both.
-const certs = makeCerts(path.join(tempDir, 'pki'));
-const serverTlsDir = path.join(tempDir, 'tls-server');
-const clientTlsDir = path.join(tempDir, 'tls-client');
-fs.mkdirSync(serverTlsDir);
-fs.mkdirSync(clientTlsDir);
-fs.copyFileSync(certs.ca, path.join(serverTlsDir, 'ca-cert.pem'));
-fs.copyFileSync(certs.serverCert, path.join(serverTlsDir, 'server-cert.pem'));
-fs.copyFileSync(certs.serverKey, path.join(serverTlsDir, 'server-key.pem'));
-fs.copyFileSync(certs.ca, path.join(clientTlsDir, 'ca-cert.pem'));
+const { serverDir: serverTlsDir, clientDir: clientTlsDir } = nbdTlsDirs(makeCerts(path.join(tempDir, 'pki')), path.join(tempDir, 'tls'));
 const tlsServer = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? exported : undefined), list: () => [exported], tls: { mode: 'require', certificatesDir: serverTlsDir } });
 const oursTls = (await tlsServer.listen({ host: '127.0.0.1', port: 0 })) as { port: number };
 const kitTlsPort = await freePort();

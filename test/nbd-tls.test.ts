@@ -21,7 +21,7 @@ import { encodeGoRequest } from '../server/nbd/option-codec.ts';
 import { NbdServer } from '../server/nbd/server.ts';
 import { parsePskFile, pskTlsSupported, TlsConfigError, type NbdTlsOptions } from '../server/nbd/tls.ts';
 import { startTestServer } from './support/blockcore-server.ts';
-import { makeCerts } from './support/certs.ts';
+import { makeCerts, nbdTlsDirs } from './support/certs.ts';
 import { RawNbd } from './support/nbd-client.ts';
 import { serve, until, type Served } from './support/nbd-fixtures.ts';
 import { killRunningTools, mustRun, requireTools, runTool } from './support/tools.ts';
@@ -45,14 +45,7 @@ test.before(() => {
 test.before.each(() => {
   tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-nbd-tls-'));
   const certs = makeCerts(path.join(tempDir, 'pki'));
-  serverDir = path.join(tempDir, 'server');
-  clientDir = path.join(tempDir, 'client');
-  fs.mkdirSync(serverDir);
-  fs.mkdirSync(clientDir);
-  fs.copyFileSync(certs.ca, path.join(serverDir, 'ca-cert.pem'));
-  fs.copyFileSync(certs.serverCert, path.join(serverDir, 'server-cert.pem'));
-  fs.copyFileSync(certs.serverKey, path.join(serverDir, 'server-key.pem'));
-  fs.copyFileSync(certs.ca, path.join(clientDir, 'ca-cert.pem'));
+  ({ serverDir, clientDir } = nbdTlsDirs(certs, tempDir));
   ca = fs.readFileSync(certs.ca, 'utf8');
 });
 test.after.each(async () => {

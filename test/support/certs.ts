@@ -39,3 +39,20 @@ export function makeCerts(dir: string): TestCerts {
   const at = (file: string) => path.join(dir, file);
   return { ca: at('ca.pem'), serverCert: at('server.pem'), serverKey: at('server.key'), clientCert: at('client.pem'), clientKey: at('client.key'), otherCert: at('other.pem'), otherKey: at('other.key') };
 }
+
+/**
+ * The directories NBD TLS peers read (nbdkit --tls-certificates, qemu tls-creds-x509, libnbd
+ * tls-certificates, server/nbd/tls.ts): `server/` with ca-cert.pem, server-cert.pem and
+ * server-key.pem, and `client/` with ca-cert.pem, under `root`.
+ */
+export function nbdTlsDirs(certs: TestCerts, root: string): { serverDir: string; clientDir: string } {
+  const serverDir = path.join(root, 'server');
+  const clientDir = path.join(root, 'client');
+  fs.mkdirSync(serverDir, { recursive: true });
+  fs.mkdirSync(clientDir, { recursive: true });
+  fs.copyFileSync(certs.ca, path.join(serverDir, 'ca-cert.pem'));
+  fs.copyFileSync(certs.serverCert, path.join(serverDir, 'server-cert.pem'));
+  fs.copyFileSync(certs.serverKey, path.join(serverDir, 'server-key.pem'));
+  fs.copyFileSync(certs.ca, path.join(clientDir, 'ca-cert.pem'));
+  return { serverDir, clientDir };
+}
