@@ -35,6 +35,7 @@
  *   `fenced` event: the owner stops it and assembles again as a new member once it can.
  */
 import { assert } from '../assert.ts';
+import { deferred, type Deferred } from '../deferred.ts';
 import type { BlockDevice, DiscardOutcome, WriteOptions } from '../devices/block-device.ts';
 import { FencedDevice } from '../devices/fenced-device.ts';
 import { OpGate } from '../devices/op-gate.ts';
@@ -376,9 +377,11 @@ export class ClusterArray implements BlockDevice, ClusterHost {
             await this.failuresRecorded().catch(() => {});
             throw lost.reason;
           }
-          // Acknowledged only once every leg that failed (here or in the bitmap commit) is
-          // recorded as faulty on the others and every node was told.
+          // Acknowledged only once every leg that failed (here, in the bitmap commit or in a
+          // metadata update) is recorded as faulty on the others and every node was told.
           await this.failuresRecorded();
+          // A copy refused by the fence is no leg failure, and cannot be recorded: not acknowledged.
+          if (failures.length > 0 && !this.writesAllowed()) throw this.fencedError();
         } finally {
           this.intent.endWrite(first, end);
         }
@@ -625,13 +628,15 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     void this.spareJobs.track(() => activateSpare(this)).catch((error: unknown) => this.note(`a spare could not take the failed leg's role: ${String(error)}`));
   }
 
-  /** Waits for every leg failure being recorded; EIO when one could not be. */
+  /** Waits for every leg failure being recorded; EIO when one could not be (fenced: the fence's error). */
   private async failuresRecorded(): Promise<void> {
+    let unrecorded: unknown = null;
     while (this.failing.size > 0) {
       const pending = [...this.failing];
-      await Promise.allSettled(pending.map(([, done]) => done));
-      for (const [leg] of pending) this.failing.delete(leg);
+      for (const outcome of await Promise.allSettled(pending.map(([, done]) => done))) if (outcome.status === 'rejected') unrecorded ??= outcome.reason;
+      for (const [leg, done] of pending) if (this.failing.get(leg) === done) this.failing.delete(leg);
     }
+    if (unrecorded !== null && !this.writesAllowed()) throw this.fencedError();
     if (this.unrecordedFailure !== null) {
       throw new BlockError('EIO', `a leg failure could not be recorded: ${String(this.unrecordedFailure)}`, { device: this.name, cause: this.unrecordedFailure });
     }
@@ -661,19 +666,35 @@ export class ClusterArray implements BlockDevice, ClusterHost {
     // While dirty (no bitmap) the superblocks say resync_offset 0: a crash resyncs everything.
     const onDisk = () => (this.dirtyOnDisk ? { ...this.md, resyncOffsetSectors: 0 } : this.md);
     // Until a round adds no new failure: each leg that refused the update is failed in the next.
-    for (let failed = await writeArrayMetadata(this.legs, onDisk()); failed.length > 0; failed = await writeArrayMetadata(this.legs, onDisk())) {
-      if (!this.writesAllowed()) throw this.fencedError();
-      for (const leg of failed) {
-        leg.state = 'faulty';
-        leg.role = null;
-        leg.recovering = false;
-        this.md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
+    // A leg failed here is faulty at once (writes skip it), but recorded only when a later round
+    // lands: until then it is in `failing`, so no write that missed it is acknowledged before
+    // (failuresRecorded), and a write that saw it fail does not take it as already recorded.
+    let recording: Deferred | null = null;
+    try {
+      for (let failed = await writeArrayMetadata(this.legs, onDisk()); failed.length > 0; failed = await writeArrayMetadata(this.legs, onDisk())) {
+        if (!this.writesAllowed()) throw this.fencedError();
+        recording ??= deferred();
+        for (const leg of failed) {
+          leg.state = 'faulty';
+          leg.role = null;
+          leg.recovering = false;
+          this.md.devRoles[leg.sb.devNumber] = MD_ROLE_FAULTY;
+          if (!this.failing.has(leg)) this.failing.set(leg, recording.promise);
+        }
+        if (this.legs.every((leg) => leg.state === 'faulty')) break;
       }
-      if (this.legs.every((leg) => leg.state === 'faulty')) break;
+      // A change no leg holds is not made: a write whose leg failure went unrecorded must not be
+      // acknowledged (after a crash that leg could be taken as the source again).
+      if (this.legs.every((leg) => leg.state === 'faulty')) throw new BlockError('EIO', 'no leg took the metadata update', { device: this.name });
+      recording?.resolve();
+    } catch (error) {
+      if (recording !== null) {
+        // Failures no superblock holds: as in failLeg, nothing is acknowledged from now on.
+        if (this.writesAllowed()) this.unrecordedFailure ??= error;
+        recording.reject(error);
+      }
+      throw error;
     }
-    // A change no leg holds is not made: a write whose leg failure went unrecorded must not be
-    // acknowledged (after a crash that leg could be taken as the source again).
-    if (this.legs.every((leg) => leg.state === 'faulty')) throw new BlockError('EIO', 'no leg took the metadata update', { device: this.name });
   }
 
   /** metadata_update_finish naming a good device (cancel when none is left). */
