@@ -22,7 +22,12 @@
  * Leg failure (handle_errors), LVM's mirror_image_fault_policy: `remove` drops the leg (the table
  * loses it; one leg left is a linear device), `replace` takes a spare from the host and adds it
  * as a new leg, with the log constructed again forcing a resync of every region (dm's `sync`), so
- * the spare is copied whole. The default leg moves to the first good one.
+ * the spare is copied whole. The default leg moves to the first good one. A write or flush that
+ * saw a leg fail, or ran after, is acknowledged only once the table without that leg is recorded,
+ * and only if a leg still in the mirror then took it (a leg failed meanwhile by another path holds
+ * a copy no table names). A removal the table could not record (`tableChanged` failed) leaves the
+ * saved table naming the leg as a copy, maybe the one a resync after a crash copies from: from
+ * then on the mirror acknowledges no write or flush (EIO).
  * Log failure (a log request that fails: a disk log's device died, the server is gone for good):
  * the mirror goes on with a core log (`core <region> nosync` when every region was known in sync
  * and nothing was marked, else `core <region>`: everything resyncs), writes waiting on the failed
@@ -157,6 +162,8 @@ export class MirrorDevice implements BlockDevice {
   private replacing: Promise<void> = Promise.resolve();
   /** Leg removals and additions by policy, one after another; settles when the last is recorded. */
   private legChanges: Promise<void> = Promise.resolve();
+  /** Why a leg removal could not be recorded (tableChanged failed): no write or flush is acknowledged after. */
+  private unrecordedRemoval: unknown = null;
   /** The clear the timer started, if it runs. */
   private timerClear: Promise<void> | null = null;
   private closing = false;
@@ -296,8 +303,7 @@ export class MirrorDevice implements BlockDevice {
     validateOpen(this, this.gate.isOpen, 'flush');
     await this.gate.track(async () => {
       // The data only: idle regions are cleared later, once idle for clearDelayMs.
-      await this.flushLegs();
-      await this.legChanges;
+      await this.flushLegs(); // every leg removal recorded too
       if (this.liveLegs().length === 0) throw new BlockError('EIO', 'every leg has failed', { device: this.name });
     });
   }
@@ -471,18 +477,23 @@ export class MirrorDevice implements BlockDevice {
       await marked;
       const legs = this.liveLegs();
       const results = await Promise.allSettled(legs.map((leg) => apply(leg)));
-      let wrote = 0;
+      const took: Leg[] = [];
       let failure: unknown = null;
       for (let i = 0; i < legs.length; i++) {
         const result = results[i]!;
-        if (result.status === 'fulfilled') wrote += 1;
+        if (result.status === 'fulfilled') took.push(legs[i]!);
         else {
           failure ??= result.reason;
           await this.legFailed(legs[i]!, 'D', result.reason, false, regions);
         }
       }
-      if (wrote === 0) throw new BlockError('EIO', 'the write failed on every leg', { device: this.name, offsetBytes, lengthBytes });
-      await this.legChanges; // a leg removed meanwhile: recorded before this write is acknowledged
+      if (took.length === 0) throw new BlockError('EIO', 'the write failed on every leg', { device: this.name, offsetBytes, lengthBytes });
+      await this.removalsRecorded(); // a leg removed meanwhile: recorded before this write is acknowledged
+      // A copy counts only on a leg still in the mirror now: one failed meanwhile by another path
+      // (failLeg, a flush) is out of the table, and the leg kept as the last may be one that missed it.
+      if (!took.some((leg) => !leg.failed)) {
+        throw new BlockError('EIO', `no leg still in the mirror took the write${failure !== null ? `: ${describe(failure)}` : ''}`, { device: this.name, offsetBytes, lengthBytes });
+      }
       // Acknowledged only when every leg that stays in the mirror holds it: without handle_errors
       // the failed leg stays (its region out of sync, resynced from the default leg, which may be
       // the one that missed it), so the write is not safely mirrored and the caller hears so.
@@ -549,22 +560,39 @@ export class MirrorDevice implements BlockDevice {
    * Flushes every live leg. A leg whose flush fails fails (F); with handle_errors it leaves the
    * mirror and the flush stands on the others, without it (dm's -EIO) the flush fails: a write
    * on that leg may not be durable, so neither may the mirror say so nor its regions be cleared.
+   * It stands only once every leg removal is recorded, and only on a leg still in the mirror then
+   * (as a write: removalsRecorded, and a leg failed meanwhile flushed nothing the table names).
    */
   private async flushLegs(): Promise<void> {
     const legs = this.liveLegs();
     const results = await Promise.allSettled(legs.map((leg) => leg.device.flush()));
     let failed: unknown = null;
-    let flushed = 0;
+    const flushed: Leg[] = [];
     for (let i = 0; i < legs.length; i++) {
       const result = results[i]!;
-      if (result.status === 'fulfilled') flushed += 1;
+      if (result.status === 'fulfilled') flushed.push(legs[i]!);
       else {
         failed ??= result.reason;
         await this.legFailed(legs[i]!, 'F', result.reason);
       }
     }
-    if (failed !== null && (!this.table.handleErrors || flushed === 0)) {
+    if (failed !== null && !this.table.handleErrors) {
       throw new BlockError('EIO', `flush failed on a leg: ${describe(failed)}`, { device: this.name });
+    }
+    await this.removalsRecorded();
+    if (legs.length > 0 && !flushed.some((leg) => !leg.failed)) {
+      throw new BlockError('EIO', `no leg still in the mirror was flushed${failed !== null ? `: ${describe(failed)}` : ''}`, { device: this.name });
+    }
+  }
+
+  /**
+   * Waits for the leg changes under way; EIO once a removal could not be recorded: the saved
+   * table still names that leg as a copy, so nothing that skipped it may be acknowledged.
+   */
+  private async removalsRecorded(): Promise<void> {
+    await this.legChanges;
+    if (this.unrecordedRemoval !== null) {
+      throw new BlockError('EIO', `a failed leg's removal could not be recorded: ${describe(this.unrecordedRemoval)}`, { device: this.name, cause: this.unrecordedRemoval });
     }
   }
 
@@ -600,8 +628,12 @@ export class MirrorDevice implements BlockDevice {
       if (next !== undefined) this.defaultLeg = next;
     }
     // One change of the legs at a time; every write acknowledged from now on waits for it
-    // (legChanges), so none is acknowledged on the legs left before the table says so.
-    leg.removal = this.legChanges.then(() => this.applyPolicy(leg));
+    // (legChanges), so none is acknowledged on the legs left before the table says so. A table
+    // that could not be saved still names the leg: nothing is acknowledged from then on.
+    leg.removal = this.legChanges.then(() => this.applyPolicy(leg)).catch((error: unknown) => {
+      this.unrecordedRemoval ??= error;
+      throw new BlockError('EIO', `leg ${leg.table.device} failed and its removal could not be recorded: ${describe(error)}`, { device: this.name, cause: error });
+    });
     this.legChanges = leg.removal.catch(() => {});
     return leg.removal;
   }
