@@ -23,7 +23,8 @@ import { invalid, ServiceError } from './errors.ts';
 import { MeteredDevice, newIoCounters, type IoCounters } from './metered-device.ts';
 import { formatDeviceRef, parseDeviceRef, type DeviceRef } from './names.ts';
 import type { NbdView } from './nbd-port.ts';
-import type { WriteGenerations } from './data-plane/write-generation.ts';
+import { addCounts } from './nbd/threads.ts';
+import type { WriteGeneration, WriteGenerations } from './data-plane/write-generation.ts';
 import type { NbdConnectionInfo, NbdCounters, NbdEvent, NbdExport } from './nbd/types.ts';
 import type { ExportRecord } from './state-file.ts';
 
@@ -151,7 +152,18 @@ export class ExportRegistry {
     // The version counted is the one of what the entry serves when the write happens (a finalized
     // clone's export serves its destination file from then on, connected clients included).
     const generation = () => (entry.ref.kind === 'file' ? this.generations.ofFile(entry.holds[0]?.path ?? entry.record.device) : this.generations.ofDevice(entry.switch?.device ?? entry.device!));
-    const view = { name, device: new MeteredDevice(entry.device, entry.counters, { readOnly, generation }), readOnly };
+    const view: NbdExport = { name, device: new MeteredDevice(entry.device, entry.counters, { readOnly, generation }), readOnly };
+    // A file of its own (not an engine's, not one a finalized clone handed over under a switch): an
+    // NBD thread may open it and serve the connection there (server/nbd/threads.ts).
+    const path = entry.holds[0]?.path;
+    if (entry.ref.kind === 'file' && entry.switch === null && path !== undefined) {
+      const counters = entry.counters;
+      view.threadable = {
+        path, readOnly: readOnly || !entry.device.canWrite, logicalBlockBytes: entry.device.logicalBlockBytes,
+        writeCounts: sharedMemoryOf(this.generations.ofFile(path)),
+        addIo: (delta) => addCounts(counters, delta),
+      };
+    }
     return description === undefined ? view : { ...view, description };
   }
 
@@ -232,4 +244,10 @@ export class ExportRegistry {
 /** A file export holds its file for reading or writing, as the export is read-only or not. */
 function fileHold(record: ExportRecord, name: string, path: string): Hold {
   return { path, name, access: record.readOnly ? 'read' : 'write', holder: `export:${record.name}` };
+}
+
+/** The generation's counts where another thread can count in them too (SharedArrayBuffer), else null. */
+function sharedMemoryOf(generation: WriteGeneration): SharedArrayBuffer | null {
+  const memory = generation.memory;
+  return typeof SharedArrayBuffer === 'function' && memory instanceof SharedArrayBuffer ? memory : null;
 }

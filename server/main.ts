@@ -14,7 +14,7 @@ import { bodyLimitBytes, isDataPut } from './http/route.ts';
 import { listenHttp } from './http/node-listen.ts';
 import { NbdServer } from './nbd/server.ts';
 import { TlsConfigError } from './nbd/tls.ts';
-import { nbdTlsOf } from './nbd-flags.ts';
+import { nbdThreadsOf, nbdTlsOf } from './nbd-flags.ts';
 import { Service } from './service.ts';
 import { removeStaleSocket } from './stale-socket.ts';
 import { watchStopSignals } from './stop-signals.ts';
@@ -44,6 +44,8 @@ export async function startBlockcore(config: Pick<ServeConfig, 'dataDir' | 'http
     if (typeof nbdTls === 'string') throw new ConfigError(nbdTls);
     const nbd = new NbdServer({
       ...(nbdTls === null ? {} : { tls: nbdTls }),
+      threads: nbdThreadsOf(config.settings ?? {}),
+      onLog: options.log ?? ((line) => console.error(line)),
       lookup: (name) => service.lookupExport(name),
       list: () => service.listNbdExports(),
       onEvent: (event) => service.onNbdEvent(event),

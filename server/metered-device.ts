@@ -9,16 +9,10 @@
 import type { BlockDevice, BlockExtent, DeviceBitmap, DiscardOutcome, FileSpan, WriteOptions } from '../runtime/devices/block-device.ts';
 import { BlockError } from '../runtime/errors.ts';
 import type { WriteGeneration } from './data-plane/write-generation.ts';
+import type { IoCounts } from './nbd/types.ts';
 
-export interface IoCounters {
-  reads: number;
-  writes: number;
-  flushes: number;
-  discards: number;
-  bytesRead: number;
-  bytesWritten: number;
-  errors: number;
-}
+/** Operations, bytes and errors of an export (an NBD thread's come back as deltas: server/nbd/threads.ts). */
+export type IoCounters = IoCounts;
 
 export function newIoCounters(): IoCounters {
   return { reads: 0, writes: 0, flushes: 0, discards: 0, bytesRead: 0, bytesWritten: 0, errors: 0 };

@@ -1,7 +1,7 @@
 /**
  * The service's NBD flags (config.ts reads them with the engines' own): TLS as nbdkit and qemu-nbd
- * offer it (X.509 certificates in a directory, or a PSK file), and the switch that allows plain
- * NBD off loopback.
+ * offer it (X.509 certificates in a directory, or a PSK file), worker threads for file exports,
+ * and the switch that allows plain NBD off loopback.
  */
 import type { ServeFlag } from './engine.ts';
 import type { NbdTlsOptions } from './nbd/tls.ts';
@@ -25,6 +25,11 @@ export const NBD_FLAGS: readonly ServeFlag[] = [
     summary: 'NBD TLS X.509: clients must present a certificate that chains to ca-cert.pem',
   },
   {
+    flag: '--nbd-threads', env: 'BLOCKCORE_NBD_THREADS', valueName: 'N', defaultValue: '0',
+    summary: 'worker threads that serve NBD connections to file exports (Node; server/nbd/threads.ts); 0 serves all on the main thread',
+    problem: (value) => (/^\d+$/.test(value) && Number(value) <= 64 ? null : 'expected a whole number from 0 to 64'),
+  },
+  {
     flag: '--nbd-insecure', env: 'BLOCKCORE_NBD_INSECURE', valueName: '', defaultValue: null, boolean: true,
     summary: 'allow NBD off loopback without --nbd-tls require (anyone who reaches it can read and write the exports)',
   },
@@ -45,4 +50,9 @@ export function nbdTlsOf(settings: Record<string, string>): NbdTlsOptions | null
   if ((certificatesDir === undefined) === (pskFile === undefined)) return `--nbd-tls ${mode} needs exactly one of --nbd-tls-certificates DIR and --nbd-tls-psk FILE`;
   if (verifyPeer && certificatesDir === undefined) return '--nbd-tls-verify-peer needs --nbd-tls-certificates (client certificates are X.509)';
   return { mode: mode as 'on' | 'require', ...(certificatesDir !== undefined ? { certificatesDir } : { pskFile: pskFile! }), ...(verifyPeer ? { verifyPeer } : {}) };
+}
+
+/** Worker threads for NBD connections to file exports (--nbd-threads; checked by the flag's problem()). */
+export function nbdThreadsOf(settings: Record<string, string>): number {
+  return Number(settings['--nbd-threads'] ?? 0);
 }

@@ -33,6 +33,10 @@ export function nodeThreadSockets(dup: ((fd: number) => number) | null): ThreadS
       return copy;
     },
 
+    adopt(fd: number): Socket {
+      return new Socket({ fd, readable: true, writable: true, allowHalfOpen: true } as unknown as ConstructorParameters<typeof Socket>[0]);
+    },
+
     attach(fd: number, buffer: Uint8Array, onBytes: (bytes: Uint8Array) => void): Socket {
       return new Socket({
         fd, readable: true, writable: true,

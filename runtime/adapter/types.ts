@@ -97,6 +97,8 @@ export interface ThreadSockets {
   detach(socket: Socket): number;
   /** In the thread the descriptor went to: a socket over it whose reads go through `buffer` to `onBytes` (as SocketReads). */
   attach(fd: number, buffer: Uint8Array, onBytes: (bytes: Uint8Array) => void): Socket;
+  /** In the thread the descriptor went to: a plain socket over it ('data' events; half-open allowed, as the NBD server's). */
+  adopt(fd: number): Socket;
 }
 
 /**

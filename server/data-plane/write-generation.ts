@@ -21,20 +21,38 @@
  * shared legs, or a process writing the device file directly.
  */
 export class WriteGeneration {
-  private count = 0;
-  private inFlight = 0;
+  /**
+   * [writes, in flight], in memory an NBD thread (server/nbd/threads.ts) shares: a write served
+   * there counts here as one of ours. Writers count with Atomics; a reader takes the writes count
+   * on both sides of the in-flight count and retries when they differ (begin counts the write
+   * before it counts in flight, end the other way round), so it never sees "none in flight" for a
+   * write that began.
+   */
+  private readonly words: Int32Array;
   private incarnation = 0;
 
-  constructor(private readonly epoch: string) {}
+  constructor(private readonly epoch: string, shared: SharedArrayBuffer | null = null) {
+    this.words = new Int32Array(shared ?? newSharedMemory(2 * Int32Array.BYTES_PER_ELEMENT));
+  }
+
+  /** The memory the counts live in (another thread's WriteGeneration.over counts in it too). */
+  get memory(): ArrayBufferLike {
+    return this.words.buffer;
+  }
+
+  /** A counter over another thread's counts (it only begins and ends writes: its tags mean nothing). */
+  static over(memory: SharedArrayBuffer): WriteGeneration {
+    return new WriteGeneration('', memory);
+  }
 
   begin(): void {
-    this.count++;
-    this.inFlight++;
+    Atomics.add(this.words, WRITES, 1);
+    Atomics.add(this.words, IN_FLIGHT, 1);
   }
 
   end(): void {
-    this.inFlight--;
-    this.count++;
+    Atomics.sub(this.words, IN_FLIGHT, 1);
+    Atomics.add(this.words, WRITES, 1);
   }
 
   /** Its holders changed, or it was made or deleted: no earlier tag matches any more. */
@@ -44,13 +62,27 @@ export class WriteGeneration {
 
   /** The count of writes begun and ended, or null while one is in flight: the content's own changes. */
   writeMark(): number | null {
-    return this.inFlight > 0 ? null : this.count;
+    for (;;) {
+      const writes = Atomics.load(this.words, WRITES);
+      const inFlight = Atomics.load(this.words, IN_FLIGHT);
+      if (Atomics.load(this.words, WRITES) !== writes) continue;
+      return inFlight > 0 ? null : writes >>> 0;
+    }
   }
 
   /** The strong entity tag of the content now, or null while a write is in flight. */
   etag(): string | null {
-    return this.inFlight > 0 ? null : `"${this.epoch}.${this.incarnation.toString(36)}.${this.count.toString(36)}"`;
+    const writes = this.writeMark();
+    return writes === null ? null : `"${this.epoch}.${this.incarnation.toString(36)}.${writes.toString(36)}"`;
   }
+}
+
+const WRITES = 0;
+const IN_FLIGHT = 1;
+
+/** Shared memory where the host has it (workerd may not: one thread there, plain memory does). */
+function newSharedMemory(bytes: number): ArrayBufferLike {
+  return typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
 }
 
 /** The WriteGenerations of a host's devices: device files by real path, engine devices by object. */

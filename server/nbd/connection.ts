@@ -36,6 +36,7 @@ import {
   NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES, EXTENDED_REQUEST_HEADER_BYTES,
 } from './constants.ts';
 import { extendedPayloadBytes, extendedRequestDecoder } from './extended-codec.ts';
+import type { NbdThreads } from './threads.ts';
 import type { NbdTls } from './tls.ts';
 import type { SocketSend } from '../../runtime/adapter/types.ts';
 import type { BufferPool } from '../../runtime/net/buffer-pool.ts';
@@ -59,12 +60,21 @@ export interface ConnectionHost extends Catalogue {
   socketSend: SocketSend | null;
   /** STARTTLS, when the server has TLS (tls.ts). */
   readonly tls: NbdTls | null;
+  /** Worker threads that take connections once in transmission (threads.ts); null: none. */
+  threads: NbdThreads | null;
   emit(event: NbdEvent): void;
   /** Called once, when the socket has closed. */
   closed(connection: NbdConnection): void;
 }
 
-type Phase = 'client-flags' | 'options' | 'transmission' | 'disconnecting' | 'closed';
+/** 'moving': its replies so far going out before the socket goes to a thread; 'moved': a thread serves it. */
+type Phase = 'client-flags' | 'options' | 'transmission' | 'moving' | 'moved' | 'disconnecting' | 'closed';
+
+/** A connection a thread takes over in transmission (threads.ts): what was agreed, and the bytes read past it. */
+export interface Resumed {
+  agreement: Agreement;
+  unread: Uint8Array;
+}
 
 const EMPTY = new Uint8Array(0);
 /**
@@ -101,20 +111,32 @@ export class NbdConnection {
   private ending = false;
   private waitingForDrain = false;
   private pumping = false;
-  private handshakeTimer: ReturnType<typeof setTimeout> | null;
+  private handshakeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** TLS is up: the socket's bytes are encrypted here, so it never moves to a thread. */
+  private secured = false;
+  /** Once moved: ends when the thread's connection has closed (shutdown waits for it). */
+  private movedClosed: Promise<void> | null = null;
 
+  /** `resumed`: a thread taking over a connection in transmission (no greeting, no negotiation). */
   constructor(
     readonly id: number,
     readonly remote: string,
     /** The plain socket, then (after STARTTLS) the TLS socket over it. */
     private socket: Socket,
     private readonly host: ConnectionHost,
+    resumed?: Resumed,
   ) {
     this.output = this.outputFor(socket, host.socketSend);
     this.negotiation = new Negotiation(host, host.tls?.mode ?? null);
     this.decoder = host.requestDecoder();
     socket.setNoDelay(true);
     this.listen(socket);
+    if (resumed !== undefined) {
+      this.enterTransmission(resumed.agreement, false);
+      if (resumed.unread.length > 0) this.input.push(resumed.unread);
+      this.pump();
+      return;
+    }
     this.handshakeTimer = setTimeout(() => this.guard(() => this.protocolError(`handshake not finished within ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
     (this.handshakeTimer as { unref?: () => void }).unref?.();
     this.output.push(encodeGreeting());
@@ -162,6 +184,7 @@ export class NbdConnection {
             return;
           }
           this.output.close();
+          this.secured = true;
           this.socket = secured;
           this.output = this.outputFor(secured, null);
           this.listen(secured);
@@ -172,6 +195,11 @@ export class NbdConnection {
         failed: (why) => this.guard(() => this.protocolError(why)),
       });
     }));
+  }
+
+  /** A thread serves it (threads.ts). */
+  get onThread(): boolean {
+    return this.phase === 'moved';
   }
 
   /** An export was chosen (GO or EXPORT_NAME) and the socket is still open. */
@@ -185,6 +213,10 @@ export class NbdConnection {
    */
   shutdown(graceMs: number): Promise<void> {
     if (this.phase === 'closed') return Promise.resolve();
+    if (this.phase === 'moved') {
+      this.host.threads!.shutdown(this.id, graceMs);
+      return this.movedClosed!;
+    }
     const closed = new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
     if (this.phase !== 'transmission' && this.phase !== 'disconnecting') {
       this.socket.destroy();
@@ -199,7 +231,7 @@ export class NbdConnection {
   // ---- input ----
 
   private onData(chunk: Uint8Array): void {
-    if (this.phase === 'closed' || this.phase === 'disconnecting') return; // nothing may follow DISC
+    if (this.phase === 'closed' || this.phase === 'disconnecting' || this.phase === 'moved') return; // nothing may follow DISC
     this.input.push(chunk);
     this.pump();
   }
@@ -229,7 +261,7 @@ export class NbdConnection {
   }
 
   private mayRead(): boolean {
-    if (this.phase === 'closed' || this.phase === 'disconnecting' || this.upgrading) return false;
+    if (this.phase === 'closed' || this.phase === 'disconnecting' || this.phase === 'moving' || this.phase === 'moved' || this.upgrading) return false;
     return !this.throttled();
   }
 
@@ -300,15 +332,44 @@ export class NbdConnection {
     }
   }
 
-  private enterTransmission(agreement: Agreement): void {
+  private enterTransmission(agreement: Agreement, announce = true): void {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.session = new ExportSession(agreement, this.host.counters, this.host.pool, this.output.zeroCopy);
     this.phase = 'transmission';
     this.exportName = agreement.exported.name;
     this.connectedAtMs = Date.now();
+    if (!announce) return;
     this.host.emit({ type: 'connect', connectionId: this.id, exportName: this.exportName, remote: this.remote });
+    if (!this.secured && this.host.threads?.takes(agreement) === true) this.moveToThread(agreement);
   }
+
+  /**
+   * Hands the socket to a thread (threads.ts): nothing more is read here; once the replies so far
+   * (GO's) are out, the descriptor goes with the bytes read past them. A socket that cannot be
+   * detached (bytes still in its queue) stays here, served as before.
+   */
+  private moveToThread(agreement: Agreement): void {
+    this.phase = 'moving';
+    this.output.finish(() => this.guard(() => {
+      if (this.phase !== 'moving') return;
+      const unread = this.input.length > 0 ? this.input.take(this.input.length).slice() : EMPTY;
+      const moved = this.host.threads!.take(this.id, this.remote, this.socket, agreement, unread, () => this.guard(() => this.onClose()));
+      if (moved) {
+        this.phase = 'moved';
+        this.movedClosed = new Promise<void>((resolve) => (this.onMovedClose = resolve));
+        return;
+      }
+      if (unread.length > 0) this.input.push(unread);
+      this.output = this.outputFor(this.socket, this.host.socketSend);
+      this.phase = 'transmission';
+      this.pump();
+      if (this.peerEnded) this.onPeerEnd();
+    }));
+  }
+
+  private onMovedClose: (() => void) | null = null;
+  private peerEnded = false;
 
   private readRequest(): boolean {
     const pendingWrite = this.pendingWrite;
@@ -387,6 +448,10 @@ export class NbdConnection {
 
   /** The client shut down its side: like DISC in transmission (answer what is in flight, then end). */
   private onPeerEnd(): void {
+    if (this.phase === 'moving') {
+      this.peerEnded = true; // the thread reads the end of the stream itself; if the move fails, here
+      return;
+    }
     if (this.phase === 'transmission') this.beginDisconnect();
     else this.endConnection();
   }
@@ -444,6 +509,7 @@ export class NbdConnection {
     } finally {
       if (wasConnected) this.host.emit({ type: 'disconnect', connectionId: this.id, exportName: this.exportName, remote: this.remote });
       this.host.closed(this);
+      this.onMovedClose?.();
     }
   }
 

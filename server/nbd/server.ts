@@ -10,10 +10,14 @@
  * event, the only event that carries a message). `connections()` lists the connections that have
  * chosen an export. `close()` stops listening, lets requests in flight finish (SHUTDOWN_GRACE_MS at
  * most), ends every connection and resolves when all sockets are closed.
+ *
+ * With `threads` (Node), a connection whose GO picked a plain file export moves to a worker thread
+ * that serves the rest of it (threads.ts says how, and what stays truthful across threads).
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import { loadAdapter } from '../../runtime/adapter/index.ts';
+import { NbdThreads } from './threads.ts';
 import { NbdTls } from './tls.ts';
 import { BufferPool } from '../../runtime/net/buffer-pool.ts';
 import { describeError } from '../../runtime/net/fault-domain.ts';
@@ -44,6 +48,7 @@ export class NbdServer {
     const server = this;
     this.host = {
       tls: options.tls === undefined ? null : new NbdTls(options.tls),
+      threads: null, // set by listen() once the runtime adapter is loaded
       counters: this.counters,
       pool: new BufferPool(),
       socketSend: null, // set by listen() once the runtime adapter is loaded
@@ -62,6 +67,11 @@ export class NbdServer {
     if (this.options.zeroCopy !== false) this.host.socketSend = adapter.socketSend;
     this.requestDecoders ??= await loadRequestDecoders(this.options.requestDecoder ?? adapter.nbdRequestDecoder);
     if (this.closing) throw new Error('NbdServer is closed');
+    const threadCount = this.options.threads ?? 0;
+    if (this.host.threads === null && threadCount > 0 && adapter.threadSockets !== null) {
+      const log = (line: string) => (this.options.onLog ?? console.error)(line);
+      this.host.threads = new NbdThreads(threadCount, adapter.threadSockets, { counters: this.counters, emit: (event) => this.emit(event), log });
+    }
     // Half-open: a client that sends its last requests and then shuts down its side still gets
     // the replies (the connection ends them itself once they are out).
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
@@ -84,6 +94,16 @@ export class NbdServer {
     });
   }
 
+  /** Open connections a thread serves (threads.ts). */
+  get threadedConnections(): number {
+    return [...this.open].filter((connection) => connection.onThread).length;
+  }
+
+  /** The worker threads, once listening with `threads` on a runtime that has them; else null. */
+  get threads(): NbdThreads | null {
+    return this.host.threads;
+  }
+
   connections(): Array<{ id: number; exportName: string; remote: string; connectedAtMs: number }> {
     const list: NbdConnectionInfo[] = [];
     for (const connection of this.open) {
@@ -101,6 +121,7 @@ export class NbdServer {
       }));
       await Promise.all([...this.open].map((connection) => connection.shutdown(SHUTDOWN_GRACE_MS)));
       await Promise.all(stopped);
+      await this.host.threads?.stop();
     })();
     return this.closing;
   }

@@ -7,6 +7,33 @@ export interface NbdExport {
   device: BlockDevice;
   readOnly: boolean;
   description?: string;
+  /** A file a thread may serve on its own (threads.ts); absent: served on the server's thread. */
+  threadable?: ThreadableFile;
+}
+
+/**
+ * A device file that an NBD thread opens itself, for connections it takes over: every write on
+ * it counts in `writeCounts` (the data plane's version, shared memory: WriteGeneration.over) and
+ * its I/O counters come back to `addIo`.
+ */
+export interface ThreadableFile {
+  path: string;
+  /** Open it read-only (the export is, or the file is). */
+  readOnly: boolean;
+  logicalBlockBytes: number;
+  writeCounts: SharedArrayBuffer | null;
+  addIo(delta: Readonly<IoCounts>): void;
+}
+
+/** An export's I/O counts (server/metered-device.ts IoCounters). */
+export interface IoCounts {
+  reads: number;
+  writes: number;
+  flushes: number;
+  discards: number;
+  bytesRead: number;
+  bytesWritten: number;
+  errors: number;
 }
 
 export type NbdEvent =
@@ -28,6 +55,13 @@ export interface NbdServerOptions {
   tls?: NbdTlsOptions;
   /** Request decoding, 'wasm' or 'ts' (server/nbd/request-codec.ts); default: what the runtime adapter names. */
   requestDecoder?: 'wasm' | 'ts';
+  /**
+   * Worker threads that serve connections to threadable exports once in transmission (threads.ts);
+   * default 0 (all on the server's thread). Where the runtime cannot move sockets, ignored.
+   */
+  threads?: number;
+  /** Lines about the threads (one died...); default console.error. */
+  onLog?(line: string): void;
 }
 
 export type NbdAddress = { host: string; port: number } | { path: string };

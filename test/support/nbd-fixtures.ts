@@ -19,7 +19,7 @@ export interface Served {
   stop(): Promise<void>;
 }
 
-export async function serve(exports: NbdExport[], options: { maxConnections?: number; zeroCopy?: boolean; requestDecoder?: 'wasm' | 'ts'; tls?: NbdTlsOptions } = {}): Promise<Served> {
+export async function serve(exports: NbdExport[], options: { maxConnections?: number; zeroCopy?: boolean; requestDecoder?: 'wasm' | 'ts'; tls?: NbdTlsOptions; threads?: number } = {}): Promise<Served> {
   const events: NbdEvent[] = [];
   const server = new NbdServer({
     lookup: (name) => exports.find((exported) => exported.name === name),
@@ -29,6 +29,7 @@ export async function serve(exports: NbdExport[], options: { maxConnections?: nu
     zeroCopy: options.zeroCopy,
     requestDecoder: options.requestDecoder,
     tls: options.tls,
+    threads: options.threads,
   });
   const tcp = (await server.listen({ host: '127.0.0.1', port: 0 })) as { host: string; port: number };
   const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-nbd-'));
