@@ -5,7 +5,13 @@
  *   nbdcopy-tcp   nbdcopy nbd://127.0.0.1:PORT/NAME null:   (whole 2 GiB file; nbdcopy's defaults:
  *                 2 connections x 64 requests of 256 KiB), throughput
  *   nbdcopy-unix  the same over a Unix socket (nbd+unix:///NAME?socket=PATH)
- *   fio-randread  fio --ioengine=nbd, 4 KiB random reads at queue depth 32 over TCP, IOPS
+ *   fio-randread  fio --ioengine=nbd, 4 KiB random reads at queue depth 32 over TCP, IOPS; and at
+ *                 queue depth 1: the mean completion latency (ratio: nbdkit's / ours)
+ *   fio-randwrite fio 4 KiB random writes at queue depth 32 over TCP to a writable copy of the
+ *                 first BLOCKCORE_BENCH_SERVE_RW_MIB (default 512) of the file (both servers write
+ *                 the page cache; neither flushes), IOPS
+ *   nbdcopy-threads  nbdcopy over TCP from our server with 2 NBD threads (server/nbd/threads.ts;
+ *                 Node only), against nbdkit over TCP
  * The file is filled with pseudo-random data (no holes: every byte is read) and read once first, so
  * both servers read from the page cache. Both exports are read-only. Our server runs in this
  * process; clients and nbdkit are child processes stopped by PID.
@@ -56,8 +62,12 @@ import { median, ratioLine } from './stats.ts';
 const FILE_BYTES = Number(process.env.BLOCKCORE_BENCH_SERVE_MIB ?? 2048) * 1024 * 1024;
 const ROUNDS = Number(process.env.BLOCKCORE_BENCH_ROUNDS ?? 5);
 const FIO_SECONDS = Number(process.env.BLOCKCORE_BENCH_FIO_SECONDS ?? 4);
-type CopyCase = 'oursTcp' | 'kitTcp' | 'oursUnix' | 'kitUnix' | 'oursTls' | 'kitTls' | 'oursHttp';
-const COPY_CASES = (process.env.BLOCKCORE_BENCH_COPY ?? 'oursTcp,kitTcp,oursUnix,kitUnix,oursTls,kitTls,oursHttp').split(',').filter(Boolean) as CopyCase[];
+type CopyCase = 'oursTcp' | 'kitTcp' | 'oursUnix' | 'kitUnix' | 'oursTls' | 'kitTls' | 'oursHttp' | 'oursThreads';
+const adapter = await loadAdapter();
+const COPY_CASES = (process.env.BLOCKCORE_BENCH_COPY ?? `oursTcp,kitTcp,oursUnix,kitUnix,oursTls,kitTls,oursHttp${adapter.threadSockets !== null ? ',oursThreads' : ''}`).split(',').filter(Boolean) as CopyCase[];
+/** NBD threads of the oursThreads case. */
+const NBD_THREADS = 2;
+const RW_BYTES = Math.min(Number(process.env.BLOCKCORE_BENCH_SERVE_RW_MIB ?? 512) * 1024 * 1024, Number(process.env.BLOCKCORE_BENCH_SERVE_MIB ?? 2048) * 1024 * 1024);
 /** curl processes reading the HTTP data plane at once, a quarter of the file each. */
 const HTTP_READERS = 4;
 const FILL_CHUNK_BYTES = 8 * 1024 * 1024;
@@ -65,7 +75,6 @@ const FILL_CHUNK_BYTES = 8 * 1024 * 1024;
 const ZERO_COPY = process.env.BLOCKCORE_BENCH_ZERO_COPY !== '0';
 const EXPORT_NAME = 'bench';
 
-const adapter = await loadAdapter();
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blockcore-bench-serve-'));
 const filePath = path.join(tempDir, 'disk.img');
 // However the run ends (a failed nbdkit start included), stop what we started, by PID.
@@ -75,8 +84,8 @@ process.on('exit', () => {
 });
 
 /** Starts `nbdkit file` with `where` (its listening and TLS arguments); `uri` reaches it once up. */
-async function startNbdkit(where: string[], uri: string): Promise<number> {
-  const child = spawn('nbdkit', ['-f', '-r', ...where, 'file', filePath], { stdio: 'ignore' });
+async function startNbdkit(where: string[], uri: string, file = filePath, writable = false): Promise<number> {
+  const child = spawn('nbdkit', ['-f', ...(writable ? [] : ['-r']), ...where, 'file', file], { stdio: 'ignore' });
   children.push(child);
   for (let attempt = 0; attempt < 100; attempt++) {
     if ((await run('nbdinfo', ['--size', uri])).code === 0) return child.pid!;
@@ -117,17 +126,25 @@ async function httpRangeRate(url: string, cpu: number[]): Promise<number> {
   return FILE_BYTES / seconds;
 }
 
-/** Reads per second; adds the server's CPU seconds per 1000 reads to `cpu`. */
-async function fioIops(uri: string, server: number | 'self', cpu: number[]): Promise<number> {
+interface FioRun {
+  iops: number;
+  /** Mean completion latency, microseconds. */
+  latencyUs: number;
+}
+
+/** 4 KiB random reads or writes at `depth`; adds the server's CPU seconds per 1000 requests to `cpu`. */
+async function fioRun(uri: string, server: number | 'self', cpu: number[], rw: 'randread' | 'randwrite', depth: number, sizeBytes: number): Promise<FioRun> {
   const cpuBefore = await cpuSeconds(server);
   const result = await run('fio', [
-    '--name=randread', '--ioengine=nbd', `--uri=${uri}`, '--rw=randread', '--bs=4k', '--iodepth=32', '--numjobs=1',
-    `--size=${FILE_BYTES}`, `--runtime=${FIO_SECONDS}`, '--time_based', '--output-format=json',
+    `--name=${rw}`, '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${depth}`, '--numjobs=1',
+    `--size=${sizeBytes}`, `--runtime=${FIO_SECONDS}`, '--time_based', '--output-format=json',
   ]);
   if (result.code !== 0) throw new Error(`fio ${uri} failed: ${result.stderr}`);
-  const report = JSON.parse(result.stdout.slice(result.stdout.indexOf('{'))) as { jobs: Array<{ read: { iops: number; total_ios: number } }> };
-  cpu.push((((await cpuSeconds(server)) - cpuBefore) / report.jobs[0]!.read.total_ios) * 1000);
-  return report.jobs[0]!.read.iops;
+  type Side = { iops: number; total_ios: number; clat_ns: { mean: number } };
+  const report = JSON.parse(result.stdout.slice(result.stdout.indexOf('{'))) as { jobs: Array<{ read: Side; write: Side }> };
+  const side = rw === 'randread' ? report.jobs[0]!.read : report.jobs[0]!.write;
+  cpu.push((((await cpuSeconds(server)) - cpuBefore) / side.total_ios) * 1000);
+  return { iops: side.iops, latencyUs: side.clat_ns.mean / 1000 };
 }
 
 // ---- the file: pseudo-random, fully allocated, then read once into the page cache ----
@@ -145,9 +162,21 @@ async function fioIops(uri: string, server: number | 'self', cpu: number[]): Pro
   fs.closeSync(readFd);
 }
 
+// The writable copy fio writes to (both servers: the same bytes, each its own run of writes).
+const rwPath = path.join(tempDir, 'rw.img');
+fs.copyFileSync(filePath, rwPath);
+fs.truncateSync(rwPath, RW_BYTES);
+
 const device = await FileDevice.open(filePath, { readOnly: true });
 const exported = { name: EXPORT_NAME, device, readOnly: true };
-const server = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? exported : undefined), list: () => [exported], zeroCopy: ZERO_COPY });
+const rwDevice = await FileDevice.open(rwPath);
+const rwExported = { name: 'rw', device: rwDevice, readOnly: false };
+const lookup = (name: string) => (name === EXPORT_NAME ? exported : name === 'rw' ? rwExported : undefined);
+const server = new NbdServer({ lookup, list: () => [exported, rwExported], zeroCopy: ZERO_COPY });
+// The same file for NBD threads to open (a read-only export: no version to count in).
+const threadedExported = { ...exported, threadable: { path: filePath, readOnly: true, logicalBlockBytes: device.logicalBlockBytes, writeCounts: null, addIo: () => {} } };
+const threadedServer = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? threadedExported : undefined), list: () => [threadedExported], zeroCopy: ZERO_COPY, threads: NBD_THREADS });
+const oursThreaded = (await threadedServer.listen({ host: '127.0.0.1', port: 0 })) as { port: number };
 const ourSocket = path.join(tempDir, 'ours.sock');
 const kitSocket = path.join(tempDir, 'nbdkit.sock');
 const ours = (await server.listen({ host: '127.0.0.1', port: 0 })) as { port: number };
@@ -155,6 +184,8 @@ await server.listen({ path: ourSocket });
 const kitPort = await freePort();
 const kitTcpPid = await startNbdkit(['-p', String(kitPort), '-i', '127.0.0.1'], `nbd://127.0.0.1:${kitPort}/`);
 const kitUnixPid = await startNbdkit(['-U', kitSocket], `nbd+unix:///?socket=${kitSocket}`);
+const kitRwPort = await freePort();
+const kitRwPid = await startNbdkit(['-p', String(kitRwPort), '-i', '127.0.0.1'], `nbd://127.0.0.1:${kitRwPort}/`, rwPath, true);
 // TLS: a throwaway PKI in the layout nbdkit and we both read (server/nbd/tls.ts), STARTTLS required on both.
 const { serverDir: serverTlsDir, clientDir: clientTlsDir } = nbdTlsDirs(makeCerts(path.join(tempDir, 'pki')), path.join(tempDir, 'tls'));
 const tlsServer = new NbdServer({ lookup: (name) => (name === EXPORT_NAME ? exported : undefined), list: () => [exported], tls: { mode: 'require', certificatesDir: serverTlsDir } });
@@ -162,7 +193,7 @@ const oursTls = (await tlsServer.listen({ host: '127.0.0.1', port: 0 })) as { po
 const kitTlsPort = await freePort();
 const kitTlsUri = `nbds://127.0.0.1:${kitTlsPort}/?tls-certificates=${clientTlsDir}`;
 const kitTlsPid = await startNbdkit(['--tls=require', `--tls-certificates=${serverTlsDir}`, '-p', String(kitTlsPort), '-i', '127.0.0.1'], kitTlsUri);
-const serverOf = { oursTcp: 'self', kitTcp: kitTcpPid, oursUnix: 'self', kitUnix: kitUnixPid, oursTls: 'self', kitTls: kitTlsPid } as const;
+const serverOf = { oursTcp: 'self', kitTcp: kitTcpPid, oursUnix: 'self', kitUnix: kitUnixPid, oursTls: 'self', kitTls: kitTlsPid, oursThreads: 'self' } as const;
 // The HTTP data plane over the same device, as the service mounts it (data routes, node-listen).
 const dataApp = new OpenAPIHono();
 const generation = new WriteGenerations().ofFile(filePath);
@@ -178,14 +209,21 @@ const uris = {
   kitUnix: `nbd+unix:///?socket=${kitSocket}`,
   oursTls: `nbds://127.0.0.1:${oursTls.port}/${EXPORT_NAME}?tls-certificates=${clientTlsDir}`,
   kitTls: kitTlsUri,
+  oursThreads: `nbd://127.0.0.1:${oursThreaded.port}/${EXPORT_NAME}`,
+  oursRw: `nbd://127.0.0.1:${ours.port}/rw`,
+  kitRw: `nbd://127.0.0.1:${kitRwPort}/`,
 };
 
 console.log(`serve bench on ${adapter.name} ${adapter.version}: ${FILE_BYTES / 2 ** 20} MiB file in page cache, ${ROUNDS} rounds (+1 warm-up), fio ${FIO_SECONDS} s per run`);
-const cases = (): Record<CopyCase, number[]> => ({ oursTcp: [], kitTcp: [], oursUnix: [], kitUnix: [], oursTls: [], kitTls: [], oursHttp: [] });
+const cases = (): Record<CopyCase, number[]> => ({ oursTcp: [], kitTcp: [], oursUnix: [], kitUnix: [], oursTls: [], kitTls: [], oursHttp: [], oursThreads: [] });
 const copy = cases();
 const copyCpu = cases();
 const fio = { ours: [] as number[], kit: [] as number[] };
 const fioCpu = { ours: [] as number[], kit: [] as number[] };
+const fioWrite = { ours: [] as number[], kit: [] as number[] };
+const fioWriteCpu = { ours: [] as number[], kit: [] as number[] };
+const qd1LatencyUs = { ours: [] as number[], kit: [] as number[] };
+const NONE: FioRun = { iops: 0, latencyUs: 0 };
 try {
   for (let round = 0; round <= ROUNDS; round++) {
     const measured = round > 0;
@@ -193,20 +231,31 @@ try {
       const rate = key === 'oursHttp' ? await httpRangeRate(httpUrl, measured ? copyCpu[key] : []) : await nbdcopyRate(uris[key], serverOf[key], measured ? copyCpu[key] : []);
       if (measured) copy[key].push(rate);
     }
-    const oursIops = FIO_SECONDS > 0 ? await fioIops(uris.oursTcp, 'self', measured ? fioCpu.ours : []) : 0;
-    const kitIops = FIO_SECONDS > 0 ? await fioIops(uris.kitTcp, kitTcpPid, measured ? fioCpu.kit : []) : 0;
+    const fioOn = FIO_SECONDS > 0;
+    const oursIops = fioOn ? (await fioRun(uris.oursTcp, 'self', measured ? fioCpu.ours : [], 'randread', 32, FILE_BYTES)).iops : 0;
+    const kitIops = fioOn ? (await fioRun(uris.kitTcp, kitTcpPid, measured ? fioCpu.kit : [], 'randread', 32, FILE_BYTES)).iops : 0;
+    const oursWrite = fioOn ? await fioRun(uris.oursRw, 'self', measured ? fioWriteCpu.ours : [], 'randwrite', 32, RW_BYTES) : NONE;
+    const kitWrite = fioOn ? await fioRun(uris.kitRw, kitRwPid, measured ? fioWriteCpu.kit : [], 'randwrite', 32, RW_BYTES) : NONE;
+    const oursQd1 = fioOn ? await fioRun(uris.oursTcp, 'self', [], 'randread', 1, FILE_BYTES) : NONE;
+    const kitQd1 = fioOn ? await fioRun(uris.kitTcp, kitTcpPid, [], 'randread', 1, FILE_BYTES) : NONE;
     if (measured) {
       fio.ours.push(oursIops);
       fio.kit.push(kitIops);
+      fioWrite.ours.push(oursWrite.iops);
+      fioWrite.kit.push(kitWrite.iops);
+      qd1LatencyUs.ours.push(oursQd1.latencyUs);
+      qd1LatencyUs.kit.push(kitQd1.latencyUs);
     }
-    console.log(`round ${round}${measured ? '' : ' (warm-up)'}: nbdcopy MiB/s tcp ours ${(copy.oursTcp.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTcp.at(-1) ?? 0) / 2 ** 20 | 0}, unix ours ${(copy.oursUnix.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitUnix.at(-1) ?? 0) / 2 ** 20 | 0}, tls ours ${(copy.oursTls.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTls.at(-1) ?? 0) / 2 ** 20 | 0}, http ours ${(copy.oursHttp.at(-1) ?? 0) / 2 ** 20 | 0}; fio IOPS ours ${oursIops | 0} nbdkit ${kitIops | 0}`);
+    console.log(`round ${round}${measured ? '' : ' (warm-up)'}: nbdcopy MiB/s tcp ours ${(copy.oursTcp.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTcp.at(-1) ?? 0) / 2 ** 20 | 0}, unix ours ${(copy.oursUnix.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitUnix.at(-1) ?? 0) / 2 ** 20 | 0}, tls ours ${(copy.oursTls.at(-1) ?? 0) / 2 ** 20 | 0} nbdkit ${(copy.kitTls.at(-1) ?? 0) / 2 ** 20 | 0}, http ours ${(copy.oursHttp.at(-1) ?? 0) / 2 ** 20 | 0}, threads ours ${(copy.oursThreads.at(-1) ?? 0) / 2 ** 20 | 0}; fio read IOPS ours ${oursIops | 0} nbdkit ${kitIops | 0}, write IOPS ours ${oursWrite.iops | 0} nbdkit ${kitWrite.iops | 0}, qd1 read us ours ${oursQd1.latencyUs.toFixed(0)} nbdkit ${kitQd1.latencyUs.toFixed(0)}`);
   }
 } finally {
   stopChildren();
   await http.close();
   await tlsServer.close();
+  await threadedServer.close();
   await server.close();
   await device.close();
+  await rwDevice.close();
   fs.rmSync(tempDir, { recursive: true, force: true });
 }
 
@@ -237,4 +286,13 @@ if (copy.oursHttp.length > 0 && copy.oursTcp.length > 0) {
 if (FIO_SECONDS > 0) {
   console.log(`fio randread  median ours ${median(fio.ours).toFixed(0)} IOPS (${(median(fioCpu.ours) * 1000).toFixed(1)} CPU ms/1000 reads), nbdkit ${median(fio.kit).toFixed(0)} IOPS (${(median(fioCpu.kit) * 1000).toFixed(1)} CPU ms/1000 reads)`);
   console.log(ratioLine(`fio-randread-4k-qd32 (${adapter.name}${variant})`, median(fio.ours), median(fio.kit)));
+  console.log(`fio randwrite median ours ${median(fioWrite.ours).toFixed(0)} IOPS (${(median(fioWriteCpu.ours) * 1000).toFixed(1)} CPU ms/1000 writes), nbdkit ${median(fioWrite.kit).toFixed(0)} IOPS (${(median(fioWriteCpu.kit) * 1000).toFixed(1)} CPU ms/1000 writes)`);
+  console.log(ratioLine(`fio-randwrite-4k-qd32 (${adapter.name}${variant})`, median(fioWrite.ours), median(fioWrite.kit)));
+  console.log(`fio qd1 read  median latency ours ${median(qd1LatencyUs.ours).toFixed(1)} us, nbdkit ${median(qd1LatencyUs.kit).toFixed(1)} us`);
+  // A latency: the peer's over ours, so above 1 is still ours better.
+  console.log(ratioLine(`fio-randread-4k-qd1-latency nbdkit/ours (${adapter.name}${variant})`, median(qd1LatencyUs.kit), median(qd1LatencyUs.ours)));
+}
+if (copy.oursThreads.length > 0 && copy.kitTcp.length > 0) {
+  console.log(`nbdcopy tcp   median ours with ${NBD_THREADS} NBD threads ${mib(median(copy.oursThreads))} (${perGiB(copyCpu.oursThreads)}), nbdkit ${mib(median(copy.kitTcp))}`);
+  console.log(ratioLine(`nbdcopy-tcp-threads (${adapter.name}${variant})`, median(copy.oursThreads), median(copy.kitTcp)));
 }
