@@ -18,7 +18,7 @@ export const NBD_FLAGS: readonly ServeFlag[] = [
   },
   {
     flag: '--nbd-tls-psk', env: 'BLOCKCORE_NBD_TLS_PSK', valueName: 'FILE', defaultValue: null,
-    summary: 'NBD TLS-PSK: a file of identity:hexkey lines, as nbdkit --tls-psk reads it (Node only)',
+    summary: 'NBD TLS-PSK: a file of identity:hexkey lines, as nbdkit --tls-psk reads it (Bun, Deno: the TLS runs in a Node child; BLOCKCORE_NODE names it)',
   },
   {
     flag: '--nbd-tls-verify-peer', env: 'BLOCKCORE_NBD_TLS_VERIFY_PEER', valueName: '', defaultValue: null, boolean: true,

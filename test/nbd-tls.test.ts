@@ -1,7 +1,8 @@
 /**
  * NBD over TLS (server/nbd/tls.ts): STARTTLS as proto.md defines it, judged by the real clients
- * (libnbd's nbdinfo and nbdcopy over nbds://, qemu-img with a tls-creds-x509 object) with X.509
- * certificates in the layout they read, TLS-PSK where the runtime has it (Node), and our own
+ * (libnbd's nbdinfo and nbdcopy over nbds://, qemu-img with a tls-creds-x509 or tls-creds-psk
+ * object) with X.509 certificates in the layout they read, TLS-PSK (on Bun and Deno through the
+ * Node child, psk-terminator-client.ts), and our own
  * client for the protocol's edges: options refused TLS_REQD before TLS on a TLS-only server,
  * EXPORT_NAME there closing, STARTTLS with data or twice refused, a failed handshake costing
  * that connection only, and credentials that cannot be used refused at start, naming the file.
@@ -135,15 +136,33 @@ test('a failed handshake (a client that does not trust our CA) costs that connec
   assert.is((await mustRun('nbdinfo', ['--size', tlsUri()])).trim(), String(image.length));
 });
 
-test('TLS-PSK (Node): nbdinfo with the identity in the URI; a wrong key fails that client only. Elsewhere a PSK file is refused at start', async () => {
+test('TLS-PSK: nbdinfo and nbdcopy with the identity in the URI; a wrong key fails that client only (Bun, Deno: in the Node child)', async () => {
   const pskFile = path.join(tempDir, 'keys.psk');
   fs.writeFileSync(pskFile, `alice:${'5a'.repeat(32)}\n`);
   if (!pskTlsSupported()) {
-    assert.throws(() => serveSync({ mode: 'require', pskFile }), (error: Error) => error instanceof TlsConfigError && /TLS-PSK needs Node/.test(error.message));
-    return;
+    // Where the TLS runs in a Node child, no node means no start, said in one line.
+    process.env.BLOCKCORE_NODE = path.join(tempDir, 'no-such-node');
+    try {
+      assert.throws(() => serveSync({ mode: 'require', pskFile }), (error: Error) => error instanceof TlsConfigError && /no-such-node --version` failed: put Node on PATH/.test(error.message));
+    } finally {
+      delete process.env.BLOCKCORE_NODE;
+    }
   }
   await start({ mode: 'require', pskFile });
   assert.is((await mustRun('nbdinfo', ['--size', `nbds://alice@127.0.0.1:${served!.tcp.port}/disk?tls-psk-file=${pskFile}`])).trim(), String(image.length));
+  const copy = path.join(tempDir, 'psk-copy.img');
+  await mustRun('nbdcopy', [`nbds://alice@127.0.0.1:${served!.tcp.port}/disk?tls-psk-file=${pskFile}`, copy]);
+  assert.ok(Buffer.from(fs.readFileSync(copy)).equals(Buffer.from(image)), 'nbdcopy over TLS-PSK');
+  // qemu's tls-creds-psk reads keys.psk from a directory, the identity given as username.
+  const qemuDir = path.join(tempDir, 'qemu-psk');
+  fs.mkdirSync(qemuDir);
+  fs.copyFileSync(pskFile, path.join(qemuDir, 'keys.psk'));
+  const qemuCopy = path.join(tempDir, 'qemu-psk.img');
+  await mustRun('qemu-img', [
+    'convert', '-O', 'raw', '--object', `tls-creds-psk,id=tls0,dir=${qemuDir},username=alice,endpoint=client`,
+    '--image-opts', `driver=nbd,host=127.0.0.1,port=${served!.tcp.port},export=disk,tls-creds=tls0`, qemuCopy,
+  ]);
+  assert.ok(Buffer.from(fs.readFileSync(qemuCopy)).equals(Buffer.from(image)), 'qemu-img over TLS-PSK');
   const wrong = path.join(tempDir, 'wrong.psk');
   fs.writeFileSync(wrong, `alice:${'a5'.repeat(32)}\n`);
   assert.is.not((await runTool('nbdinfo', ['--size', `nbds://alice@127.0.0.1:${served!.tcp.port}/disk?tls-psk-file=${wrong}`])).code, 0);

@@ -122,6 +122,7 @@ export class NbdServer {
       await Promise.all([...this.open].map((connection) => connection.shutdown(SHUTDOWN_GRACE_MS)));
       await Promise.all(stopped);
       await this.host.threads?.stop();
+      this.host.tls?.close();
     })();
     return this.closing;
   }

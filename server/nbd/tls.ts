@@ -11,8 +11,9 @@
  *   X.509  a directory with server-cert.pem and server-key.pem (and ca-cert.pem, which, with
  *          verifyPeer, client certificates must chain to);
  *   PSK    a file of `identity:hexkey` lines (nbdkit --tls-psk, qemu tls-creds-psk's keys.psk).
- *          Node only: Bun's node:tls ignores pskCallback and Deno's (rustls) has no PSK at all,
- *          so there `pskTlsSupported` is false and the server refuses to start with a PSK file.
+ *          Bun's node:tls ignores pskCallback and Deno's (rustls) has no PSK at all: there
+ *          (`pskTlsSupported` false) the TLS runs in a Node child (psk-terminator-client.ts), and
+ *          a server with a PSK file and no `node` on PATH refuses to start.
  *
  * How a socket is upgraded (the same on Node, Bun and Deno): one tls.Server that never listens is
  * handed the accepted socket with emit('connection'), once our ACK is out (Node's TLS layer writes
@@ -26,6 +27,7 @@ import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
+import { PskTerminator, terminatorProblem } from './psk-terminator-client.ts';
 
 /** TLS handshakes that take longer than this fail (the client's connection is closed). */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -77,23 +79,23 @@ function readCredential(dir: string, name: string): Buffer {
   }
 }
 
-/** The server options for `options`' credentials (read now: a bad file fails the start, not a client). */
-function serverOptions(options: NbdTlsOptions): tls.TlsOptions {
-  const base: tls.TlsOptions = { handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS };
-  if ((options.certificatesDir === undefined) === (options.pskFile === undefined)) {
-    throw new TlsConfigError('NBD TLS needs exactly one of a certificates directory and a PSK file');
+/** The keys of the PSK file (read now: a bad file fails the start, not a client). */
+function readPskFile(file: string): Map<string, Buffer> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new TlsConfigError(`${file}: cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
   }
-  if (options.pskFile !== undefined) {
-    if (!pskTlsSupported()) throw new TlsConfigError(`TLS-PSK needs Node: this runtime's TLS has no PSK (use X.509 certificates here)`);
-    let text: string;
-    try {
-      text = fs.readFileSync(options.pskFile, 'utf8');
-    } catch (error) {
-      throw new TlsConfigError(`${options.pskFile}: cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-    }
-    const keys = parsePskFile(text, options.pskFile);
+  return parsePskFile(text, file);
+}
+
+/** The server options for `options`' credentials (read now: a bad file fails the start, not a client). */
+function serverOptions(options: NbdTlsOptions, pskKeys: Map<string, Buffer> | null): tls.TlsOptions {
+  const base: tls.TlsOptions = { handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS };
+  if (pskKeys !== null) {
     // 'PSK' adds the TLS 1.2 PSK suites (Node's default list excludes them); TLS 1.3 needs none.
-    return { ...base, ciphers: 'PSK', pskCallback: (_socket, identity) => keys.get(identity) ?? null };
+    return { ...base, ciphers: 'PSK', pskCallback: (_socket, identity) => pskKeys.get(identity) ?? null };
   }
   const dir = options.certificatesDir!;
   const withCa = options.verifyPeer === true;
@@ -104,26 +106,42 @@ function serverOptions(options: NbdTlsOptions): tls.TlsOptions {
 
 /** What an upgrade reports, once. */
 export interface TlsUpgrade {
-  secure(socket: tls.TLSSocket): void;
+  /** The stream in clear from now on: the TLS socket, or (PSK in a child) a socket to the child. */
+  secure(socket: Socket): void;
   failed(why: string): void;
 }
 
 /** The TLS side of one NBD server: its mode and a never-listening tls.Server that upgrades sockets. */
 export class NbdTls {
   readonly mode: NbdTlsMode;
-  private readonly server: tls.Server;
+  /** The in-process TLS (null: PSK in a Node child). */
+  private readonly server: tls.Server | null = null;
   private readonly pending = new Map<Socket, TlsUpgrade>();
+  /** PSK where this runtime's TLS has none: handshakes in a Node child. */
+  private readonly terminator: PskTerminator | null = null;
 
   constructor(options: NbdTlsOptions) {
     this.mode = options.mode;
+    if ((options.certificatesDir === undefined) === (options.pskFile === undefined)) {
+      throw new TlsConfigError('NBD TLS needs exactly one of a certificates directory and a PSK file');
+    }
+    const pskKeys = options.pskFile === undefined ? null : readPskFile(options.pskFile);
+    if (pskKeys !== null && !pskTlsSupported()) {
+      const problem = terminatorProblem();
+      if (problem !== null) throw new TlsConfigError(problem);
+      this.terminator = new PskTerminator(pskKeys);
+      return;
+    }
+    let server: tls.Server;
     try {
-      this.server = tls.createServer(serverOptions(options));
+      server = tls.createServer(serverOptions(options, pskKeys));
     } catch (error) {
       if (error instanceof TlsConfigError) throw error;
       throw new TlsConfigError(`NBD TLS credentials refused: ${(error as Error).message}`);
     }
-    this.server.on('secureConnection', (socket: tls.TLSSocket) => this.settle(socket, (upgrade) => upgrade.secure(socket)));
-    this.server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => this.settle(socket, (upgrade) => upgrade.failed(`TLS handshake failed: ${error.message}`)));
+    server.on('secureConnection', (socket: tls.TLSSocket) => this.settle(socket, (upgrade) => upgrade.secure(socket)));
+    server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => this.settle(socket, (upgrade) => upgrade.failed(`TLS handshake failed: ${error.message}`)));
+    this.server = server;
   }
 
   /**
@@ -131,11 +149,17 @@ export class NbdTls {
    * `leftover` (bytes read past the STARTTLS option) put back first. `upgrade` hears once.
    */
   upgrade(raw: Socket, leftover: Uint8Array, upgrade: TlsUpgrade): void {
+    if (this.terminator !== null) return this.terminator.upgrade(raw, leftover, upgrade);
     if (leftover.length > 0) raw.unshift(Buffer.from(leftover));
     this.pending.set(raw, upgrade);
     // A peer that hangs up mid-handshake gives only 'close' on some runtimes.
     raw.once('close', () => this.settleRaw(raw, (pending) => pending.failed('the client went away during the TLS handshake')));
-    this.server.emit('connection', raw);
+    this.server!.emit('connection', raw);
+  }
+
+  /** Stops what the TLS runs in (the PSK child); the server is closing. */
+  close(): void {
+    this.terminator?.close();
   }
 
   private settle(socket: tls.TLSSocket, report: (upgrade: TlsUpgrade) => void): void {
