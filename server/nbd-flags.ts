@@ -25,7 +25,7 @@ export const NBD_FLAGS: readonly ServeFlag[] = [
     summary: 'NBD TLS X.509: clients must present a certificate that chains to ca-cert.pem',
   },
   {
-    flag: '--nbd-threads', env: 'BLOCKCORE_NBD_THREADS', valueName: 'N', defaultValue: '0',
+    flag: '--nbd-threads', env: 'BLOCKCORE_NBD_THREADS', valueName: 'N', defaultValue: null,
     summary: 'worker threads that serve NBD connections to file exports (Node; server/nbd/threads.ts); 0 serves all on the main thread',
     problem: (value) => (/^\d+$/.test(value) && Number(value) <= 64 ? null : 'expected a whole number from 0 to 64'),
   },

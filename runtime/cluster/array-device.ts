@@ -380,8 +380,6 @@ export class ClusterArray implements BlockDevice, ClusterHost {
           // Acknowledged only once every leg that failed (here, in the bitmap commit or in a
           // metadata update) is recorded as faulty on the others and every node was told.
           await this.failuresRecorded();
-          // A copy refused by the fence is no leg failure, and cannot be recorded: not acknowledged.
-          if (failures.length > 0 && !this.writesAllowed()) throw this.fencedError();
         } finally {
           this.intent.endWrite(first, end);
         }
