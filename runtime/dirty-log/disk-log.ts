@@ -13,6 +13,10 @@
  * crash is resynced); the header takes the region count and the whole log is written and flushed.
  * A read that fails marks the device failed (D) and every region out of sync.
  *
+ * CLEAR_REGION of a region out of sync does nothing, and SET_REGION_SYNC(r, 0) marks r (LogBits'
+ * cleanOnlyInSync): a clean bit on disk becomes the sync bit at the next RESUME, so a clear that
+ * reached disk before the resync copied the region would leave legs that differ "in sync".
+ *
  * FLUSH: when a mark or clear happened since the last one, the pages of the log that changed are
  * written and the device flushed; FLUSH is answered after that flush resolves. Durable when: a
  * mark, once the FLUSH after it is answered (the mirror writes the region only then); a clear,
@@ -42,6 +46,8 @@ export class DiskLog implements RegionLog {
     private readonly device: BlockDevice,
     readonly deviceName: string,
   ) {
+    // RESUME makes the clean bits the sync bits: a region out of sync must never be clean here.
+    bits.cleanOnlyInSync = true;
     this.image = new Uint8Array(bufferBytes(args.regionCount, device.logicalBlockBytes));
     this.pageBytes = Math.max(WRITE_PAGE_BYTES, device.logicalBlockBytes);
   }

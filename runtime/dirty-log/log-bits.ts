@@ -14,6 +14,12 @@
  *                      sync behind the search point: the search goes back to it)
  *
  * `touchedDirtied` / `touchedCleaned` say whether a flush has anything to write (a disk log).
+ *
+ * `cleanOnlyInSync` (a disk log, whose clean bits become the sync bits at its next resume): a
+ * region out of sync is never clean (dm-region-hash keeps NOSYNC regions off its clean list; here
+ * the log keeps the rule itself, whatever a client sends). clear(r) of a region out of sync does
+ * nothing, and setSync(r, false) marks r, so that after a crash the region resyncs. Durable at
+ * the next flush, as any mark. A core log's bits are gone at a crash: its clear stays dm-log.c's.
  */
 import { RegionBitmap } from '../bitmap.ts';
 import { BlockError } from '../errors.ts';
@@ -21,6 +27,8 @@ import { BlockError } from '../errors.ts';
 export class LogBits {
   touchedDirtied = false;
   touchedCleaned = false;
+  /** A clean bit is read back as the sync bit (a disk log): only a region in sync may be cleared. */
+  cleanOnlyInSync = false;
   private readonly recovering = new Set<number>();
   private searchFrom = 0;
 
@@ -65,6 +73,8 @@ export class LogBits {
   }
 
   clear(region: number): void {
+    // Out of sync: stays dirty until the resync sets it in sync (and its clear comes after that).
+    if (this.cleanOnlyInSync && !this.sync.get(this.check(region))) return;
     this.clean.set(this.check(region));
     this.touchedCleaned = true;
   }
@@ -103,6 +113,7 @@ export class LogBits {
     this.recovering.delete(this.check(region));
     if (inSync) this.sync.set(region);
     else {
+      if (this.cleanOnlyInSync && this.clean.get(region)) this.mark(region);
       // A region in sync going out of sync behind the search point (a leg's write failed there):
       // the search comes back for it now, not at the next resume as dm-log.c's would. One that
       // was out of sync already (its resync failed) waits for the next resume: handing it out

@@ -161,6 +161,8 @@ export class LogServer implements UlogHandler {
         for (const region of this.regions(log, data)) bits.mark(region);
         return { error: 0 };
       case ULOG.CLEAR_REGION:
+        // A disk log clears only regions in sync (LogBits.cleanOnlyInSync); a clustered one
+        // checks in ClusteredLog; a core log keeps no bit past a crash.
         for (const region of this.regions(log, data)) bits.clear(region);
         return { error: 0 };
       case ULOG.FLUSH:

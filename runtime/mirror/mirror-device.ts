@@ -28,6 +28,17 @@
  * a copy no table names). A removal the table could not record (`tableChanged` failed) leaves the
  * saved table naming the leg as a copy, maybe the one a resync after a crash copies from: from
  * then on the mirror acknowledges no write or flush (EIO).
+ * A leg being copied to (a spare added, or any leg but the first of a table loaded with `sync`:
+ * `recovering` until a resync pass ends with every region in sync) holds only the regions copied
+ * so far, so it is no copy to fall back on. A leg whose failure would leave only such legs is the
+ * last copy and stays, as the last leg does: dm-raid1's fail_mirror keeps the default mirror when
+ * it fails while the mirror is out of sync ("Reads may fail") rather than return corrupt data,
+ * and LVM will not remove the only in-sync image. It stays the default leg and the resync source:
+ * its copies that fail leave their regions out of sync (copied again at the next resume, the
+ * spare still recovering); reads of regions not in sync go to it and fail with EIO when it does;
+ * a write or flush it refuses fails with EIO (the write's regions go out of sync, to be copied
+ * from it again), and failLeg refuses it (EBUSY). Nothing is acknowledged or read that only a
+ * partial copy holds.
  * Log failure (a log request that fails: a disk log's device died, the server is gone for good):
  * the mirror goes on with a core log (`core <region> nosync` when every region was known in sync
  * and nothing was marked, else `core <region>`: everything resyncs), writes waiting on the failed
@@ -43,6 +54,9 @@
  * soon costs no new mark. A write acknowledged before flush() was called is on every
  * good leg durably when flush resolves. After a crash: the regions dirty in a disk log (marked,
  * not cleared) are out of sync at the next resume and resynced; a core log resyncs everything.
+ * A region out of sync stays dirty in a disk log until its resync set it in sync, whatever is
+ * written to it meanwhile: the log does not apply the clear of a region out of sync
+ * (region-marks.ts), so a second crash resyncs it again.
  *
  * Status (dm's mirror_status): info `<#legs> <leg>... <in sync>/<regions> 1 <health> <log info>`,
  * table `<log table><#legs> <leg> <offset>... [<#features> <features>]`; health letters per leg:
@@ -213,7 +227,12 @@ export class MirrorDevice implements BlockDevice {
       canRun: () => this.gate.isOpen && !this.suspended,
       regionSynced: (region) => this.synced.set(region),
       legFailed: (leg, error, reading) => this.legFailed(leg as Leg, reading ? 'R' : 'S', error),
-      complete: () => {
+      complete: (allInSync) => {
+        if (!allInSync) {
+          // A copy failed (the source's read, say): the legs copied to lack those regions still.
+          this.event('note', 'resync pass done with regions out of sync (copies failed): they are copied again at the next resume');
+          return;
+        }
         for (const leg of this.legs) leg.recovering = false;
         this.event('resync-done', `in sync: ${this.regionCount} regions`);
       },
@@ -233,6 +252,9 @@ export class MirrorDevice implements BlockDevice {
       if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % 512 !== 0) throw new BlockError('EINVAL', `sizeBytes must be a positive multiple of 512, got ${sizeBytes}`);
       if (sizeBytes > room) throw new BlockError('ERANGE', `the legs hold ${room} bytes past their offsets; ${sizeBytes} asked`);
       const legs = table.legs.map((leg, i) => newLeg(leg, opened[i]!, sizeBytes));
+      // `sync`: every region is copied from the first leg (a spare added before a restart, or
+      // lvchange --resync): the others hold no region for sure until that resync is done.
+      if (table.logArgs.includes('sync')) for (const leg of legs.slice(1)) leg.recovering = true;
       const log = await openMirrorLog(options.name, table, sizeBytes / 512, options);
       try {
         const synced = await RegionBitmap.create(log.client.regionCount);
@@ -260,9 +282,13 @@ export class MirrorDevice implements BlockDevice {
       while (this.suspended) await this.resumed;
       if (this.closing) throw new BlockError('EBADF', 'the mirror closed while this read waited for its resume', { device: this.name, offsetBytes });
       const inSync = await this.rangeInSync(offsetBytes, lengthBytes);
+      // A leg that failed a read and stays (the last copy) is not asked again.
+      const tried = new Set<Leg>();
       for (;;) {
         const leg = inSync ? this.nextReadLeg() : this.defaultLeg;
         if (leg === null || leg.failed) throw new BlockError('EIO', 'no leg to read from', { device: this.name, offsetBytes });
+        if (tried.has(leg)) throw new BlockError('EIO', `read failed on ${leg.table.device}, the only leg in sync left`, { device: this.name, offsetBytes });
+        tried.add(leg);
         try {
           await leg.device.read(offsetBytes, target);
           return;
@@ -371,6 +397,9 @@ export class MirrorDevice implements BlockDevice {
     const leg = this.legs.find((candidate) => candidate.table.device === device && !candidate.failed);
     if (leg === undefined) return false;
     if (this.liveLegs().length === 1) throw new BlockError('EBUSY', `${device} is the mirror's last leg`, { device: this.name });
+    if (!this.liveLegs().some((other) => other !== leg && !other.recovering)) {
+      throw new BlockError('EBUSY', `${device} is the only leg in sync: the others are still being copied from it`, { device: this.name });
+    }
     await this.legFailed(leg, 'D', new Error('failed by request'), true);
     return true;
   }
@@ -496,8 +525,9 @@ export class MirrorDevice implements BlockDevice {
       }
       // Acknowledged only when every leg that stays in the mirror holds it: without handle_errors
       // the failed leg stays (its region out of sync, resynced from the default leg, which may be
-      // the one that missed it), so the write is not safely mirrored and the caller hears so.
-      if (failure !== null && !this.table.handleErrors) {
+      // the one that missed it), so the write is not safely mirrored and the caller hears so; with
+      // handle_errors the last copy stays too (legFailed), the resync source that missed it.
+      if (failure !== null && (!this.table.handleErrors || legs.some((leg) => !leg.failed && !took.includes(leg)))) {
         throw new BlockError('EIO', `the write failed on a leg (its region resyncs): ${describe(failure)}`, { device: this.name, offsetBytes, lengthBytes });
       }
     } finally {
@@ -583,6 +613,10 @@ export class MirrorDevice implements BlockDevice {
     if (legs.length > 0 && !flushed.some((leg) => !leg.failed)) {
       throw new BlockError('EIO', `no leg still in the mirror was flushed${failed !== null ? `: ${describe(failed)}` : ''}`, { device: this.name });
     }
+    // A leg that failed its flush and stays (the last copy, legFailed): its writes may not be durable.
+    if (failed !== null && legs.some((leg) => !leg.failed && !flushed.includes(leg))) {
+      throw new BlockError('EIO', `flush failed on a leg that stays in the mirror: ${describe(failed)}`, { device: this.name });
+    }
   }
 
   /**
@@ -615,10 +649,25 @@ export class MirrorDevice implements BlockDevice {
       return;
     }
     if (leg.removal !== null) return leg.removal;
-    if (this.liveLegs().length === 1 && !leg.failed) {
-      // The last leg stays in the table, failed or not (LVM keeps it too): with none, the table
-      // would say nothing of where the data is. Its I/O fails on its own.
-      this.event('leg-failed', `leg ${leg.table.device}, the last one, failed (${health}): ${describe(error)}; it stays`);
+    if (!leg.failed && !this.liveLegs().some((other) => other !== leg && !other.recovering)) {
+      // The last copy stays in the table, failed or not (LVM keeps it too): with none, the table
+      // would say nothing of where the data is; a leg still being copied to (recovering) holds
+      // only the regions copied so far, so it does not count (see the design note). Its I/O
+      // fails on its own: its reads and writes fail with EIO, never served from a partial copy.
+      if (this.liveLegs().length === 1) {
+        this.event('leg-failed', `leg ${leg.table.device}, the last one, failed (${health}): ${describe(error)}; it stays`);
+        return;
+      }
+      this.event('leg-failed', `leg ${leg.table.device}, the only leg in sync (the others are being copied from it), failed (${health}): ${describe(error)}; it stays`);
+      // A write it missed and a recovering leg took: the legs differ there; out of sync, copied
+      // from this leg again (the write fails, EIO). Durable as any SET_REGION_SYNC: the region is
+      // marked (its write is in flight) and a disk log keeps it dirty until in sync again.
+      for (const region of regions) {
+        this.synced.clear(region);
+        this.marks.keepDirty(region);
+        await this.mirrorLog.client.setRegionSync(region, false).catch(() => {});
+      }
+      if (regions.length > 0) this.resync.kick();
       return;
     }
     leg.failed = true;

@@ -41,8 +41,12 @@ export interface ResyncHost {
   regionSynced(region: number): void;
   /** A copy failed on `leg` (read: the source; write: a target). */
   legFailed(leg: ResyncLeg, error: unknown, reading: boolean): Promise<void>;
-  /** Every region the log holds is in sync. */
-  complete(): void;
+  /**
+   * The log hands out no more work: `allInSync` when its every region is in sync, false when some
+   * copy failed (those regions wait, out of sync, for the next resume): a leg being copied to
+   * holds every region only in the first case.
+   */
+  complete(allInSync: boolean): void;
   note(message: string): void;
 }
 
@@ -88,13 +92,22 @@ export class MirrorResync {
       }
       if (this.host.log() !== log) continue;
       if (region === null) {
+        let inSync: number;
+        try {
+          inSync = await log.syncCount();
+        } catch (error) {
+          if (this.host.log() !== log) continue;
+          throw error;
+        }
+        if (this.host.log() !== log) continue;
         // A clustered log answers "no work" while another member recovers a region: come back
-        // until every region is in sync (a local log's answer is final).
-        if (this.host.clustered() && (await log.syncCount()) < log.regionCount) {
+        // until every region is in sync (a local log's answer is final: regions whose copy
+        // failed wait for the next resume).
+        if (this.host.clustered() && inSync < log.regionCount) {
           await new Promise((resolve) => setTimeout(resolve, CLUSTERED_POLL_MS));
           continue;
         }
-        this.host.complete();
+        this.host.complete(inSync >= log.regionCount);
         return;
       }
       // No write to the region in flight and no other operation on it, both seen in one turn

@@ -13,6 +13,12 @@
  * are shared: marks queued while a FLUSH is out go in the next one, which all their writers wait
  * for (one FLUSH serves many writes).
  *
+ * A region out of sync (dirty at the last crash, or a leg added) may be written before the resync
+ * reaches it, and go idle: its clear is sent like any other, and the log does not apply it (a
+ * disk log's clean bit becomes its sync bit at the next resume, so it clears only regions in
+ * sync: LogBits.cleanOnlyInSync; a clustered log likewise). It stays dirty on disk until the
+ * resync has set it in sync; its clear after that (clearLater) is the one that lands.
+ *
  * The log is whatever `host.log()` is now: when a commit fails, the host may replace the log
  * (a core log after the disk log failed); `begin` then marks its regions in the new one.
  */
@@ -91,6 +97,7 @@ export class RegionMarks {
         continue;
       }
       this.pending.delete(region);
+      // Idle even if the log has it out of sync (not known here): the log keeps that one dirty.
       if (!this.unsynced.has(region)) this.idle.set(region, Date.now());
       const waiters = this.idleWaiters.get(region);
       if (waiters !== undefined) {
