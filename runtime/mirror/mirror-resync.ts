@@ -50,6 +50,9 @@ export interface ResyncHost {
   note(message: string): void;
 }
 
+/** What `ask` answers when the log it asked was replaced meanwhile. */
+const REPLACED = Symbol('log replaced');
+
 export class MirrorResync {
   private running: Promise<void> | null = null;
   private readonly copiers = new Map<string, RangeCopier>();
@@ -78,28 +81,27 @@ export class MirrorResync {
     while (this.running !== null) await this.running;
   }
 
+  /** `call`'s answer from `log`, or REPLACED when the log was replaced meanwhile (its answer, or failure, no longer counts). */
+  private async ask<T>(log: ReturnType<ResyncHost['log']>, call: () => Promise<T>): Promise<T | typeof REPLACED> {
+    try {
+      const answer = await call();
+      return this.host.log() === log ? answer : REPLACED;
+    } catch (error) {
+      if (this.host.log() !== log) return REPLACED;
+      throw error;
+    }
+  }
+
   private async loop(): Promise<void> {
     while (this.host.canRun()) {
       // The log may be replaced under the loop (a leg added, the log failed): whatever the old
       // one said is dropped and the new one asked again.
       const log = this.host.log();
-      let region: number | null;
-      try {
-        region = await log.resyncWork();
-      } catch (error) {
-        if (this.host.log() !== log) continue;
-        throw error;
-      }
-      if (this.host.log() !== log) continue;
+      const region = await this.ask(log, () => log.resyncWork());
+      if (region === REPLACED) continue;
       if (region === null) {
-        let inSync: number;
-        try {
-          inSync = await log.syncCount();
-        } catch (error) {
-          if (this.host.log() !== log) continue;
-          throw error;
-        }
-        if (this.host.log() !== log) continue;
+        const inSync = await this.ask(log, () => log.syncCount());
+        if (inSync === REPLACED) continue;
         // A clustered log answers "no work" while another member recovers a region: come back
         // until every region is in sync (a local log's answer is final: regions whose copy
         // failed wait for the next resume).

@@ -194,10 +194,6 @@ export class NbdThreads {
     }
   }
 
-  get aliveCount(): number {
-    return this.threads.filter((thread) => !thread.dead).length;
-  }
-
   /** Stops thread `index` as if it had died (tests). */
   async stopThread(index: number): Promise<void> {
     await this.threads[index]?.stop();
